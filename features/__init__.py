@@ -1,0 +1,1 @@
+"""CRM data contract, demo data, ingestion and feature building for crm-scoring."""

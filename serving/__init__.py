@@ -1,0 +1,1 @@
+"""HTTP scoring service, batch scoring, monitoring and the `crmscore` command line."""

@@ -1,0 +1,35 @@
+"""The `crmscore` command line: thin typer commands, one group per stage.
+
+Each stage module owns its commands (``features.cli``, ``training.cli``, ``serving.cli_serve``);
+this module only assembles them. Heavy libraries are imported inside the commands, so
+``crmscore --help`` stays fast and nothing runs at import time.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from features import cli as features_cli
+from training import cli as training_cli
+
+app = typer.Typer(
+    name="crmscore",
+    help="Open, measured ML scoring for CRM: synth → ingest → features → train → score → serve → monitor.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+features_cli.register(app)
+training_cli.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        from serving import cli_serve
+
+        cli_serve.register(app)
+    except ImportError:  # pragma: no cover - only while a stage is being built
+        pass
+    app()

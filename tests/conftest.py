@@ -1,0 +1,37 @@
+"""Shared fixtures: paths to the real public data (skipped when absent) and a throwaway MLflow store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("CRMSCORE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The ../shared/data folder of real public CRM data; skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (only present beside the project checkout)")
+    return SHARED_DATA
+
+
+def shared_file(shared_data: Path, rel: str) -> Path:
+    """One file under ../shared/data, skipping with the reason when it is missing."""
+    p = shared_data / rel
+    if not p.is_file():
+        pytest.skip(f"real data file {p} is absent")
+    return p
+
+
+@pytest.fixture()
+def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh SQLite MLflow tracking store and registry for one test."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    return uri

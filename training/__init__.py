@@ -1,0 +1,1 @@
+"""Training, evaluation, registry promotion and segmentation for crm-scoring."""
