@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
 import typer
+
+
+def register_modules(app: typer.Typer, modules: tuple[str, ...]) -> None:
+    """Call ``register(app)`` of each command module that exists (stages are built independently)."""
+    for mod in modules:
+        if importlib.util.find_spec(mod) is not None:
+            importlib.import_module(mod).register(app)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the root app."""
-    # each command module registers itself; kept separate so stages can be built independently
-    for mod in ("features.cli_synth", "features.cli_ingest", "features.cli_build"):
-        try:
-            module = __import__(mod, fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            continue
-        module.register(app)
+    register_modules(app, ("features.cli_synth", "features.cli_ingest", "features.cli_build"))

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from features.cli import register_modules
+
 
 def register(app: typer.Typer) -> None:
     """Add this stage's command groups to the root app."""
-    for mod in ("training.cli_train", "training.cli_registry", "training.cli_segment"):
-        try:
-            module = __import__(mod, fromlist=["register"])
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            continue
-        module.register(app)
+    register_modules(app, ("training.cli_train", "training.cli_registry", "training.cli_segment"))
