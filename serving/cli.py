@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from features import cli as features_cli
+from features.cli import register_modules
 from training import cli as training_cli
 
 app = typer.Typer(
@@ -22,14 +23,9 @@ app = typer.Typer(
 
 features_cli.register(app)
 training_cli.register(app)
+register_modules(app, ("serving.cli_serve", "serving.cli_score", "serving.cli_monitor", "serving.cli_demo"))
 
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        from serving import cli_serve
-
-        cli_serve.register(app)
-    except ImportError:  # pragma: no cover - only while a stage is being built
-        pass
     app()
