@@ -28,4 +28,8 @@ register_modules(app, ("serving.cli_serve", "serving.cli_score", "serving.cli_mo
 
 def main() -> None:
     """Console-script entry point."""
+    import os
+
+    # OpenMP threads that spin while waiting collapse on a busy 2-core machine (xgboost 30x slower)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app()

@@ -178,6 +178,22 @@ def _plots(y: np.ndarray, p: np.ndarray, scorer: CRMScorer, X: pd.DataFrame, out
         plt.close(fig)
 
 
+def model_requirements() -> list[str]:
+    """Pinned requirements of a logged model, from the running environment.
+
+    Stated explicitly because MLflow's inference re-imports the model in a subprocess (~15 s per log).
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in ("mlflow", "scikit-learn", "xgboost", "pandas", "numpy", "scipy", "skops", "pyarrow", "crm-scoring"):
+        try:
+            out.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            continue
+    return out
+
+
 def _load_champion(name: str):
     from training.registry import CHAMPION, get_alias_version
 
@@ -237,6 +253,8 @@ def fit_log_register(
                 results[cname] = m
                 fitted[cname] = cand
         eligible = {k: v for k, v in results.items() if not config.require_reasons or fitted[k].supports_reasons}
+        if not eligible:
+            raise ValueError("no candidate gives per-row reasons: add xgboost or logreg, or set require_reasons: false")
         best = max(eligible, key=lambda k: (np.nan_to_num(eligible[k]["roc_auc"]), -eligible[k]["log_loss"]))
         final = fitted[best].__class__(**fitted[best].get_params(deep=False))
         final.set_params(builder=builder)
@@ -280,6 +298,7 @@ def fit_log_register(
             pyfunc_predict_fn="predict_proba",
             skops_trusted_types=TRUSTED_TYPES,
             serialization_format="skops",
+            pip_requirements=model_requirements(),
         )
         model_uri = info.model_uri
         version = register_challenger(
