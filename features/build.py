@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -170,70 +171,91 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
 
     # -------------------------------------------------------------- transform
     def transform(self, X: CRMSnapshot) -> pd.DataFrame:
-        """Features per customer as of ``X.as_of``, indexed by ``customer_id``."""
+        """Features per customer as of ``X.as_of``, indexed by ``customer_id`` (batch path)."""
         if not hasattr(self, "feature_names_out_"):
             self.fit()
-        as_of = pd.Timestamp(X.as_of)
-        t = float(as_of.value) / 1e9
+        t = _ts_seconds(pd.Timestamp(X.as_of))
         customers = X.table("customers")
-        customers = customers[_secs(customers["created_at"]) <= t] if len(customers) else customers
+        if len(customers):
+            customers = customers[_secs(customers["created_at"]) <= t]
         if X.customer_ids is not None:
             customers = customers[customers["customer_id"].isin(list(X.customer_ids))]
         ids = pd.Index(customers["customer_id"].astype("string").to_numpy(), name="customer_id")
-        n = len(ids)
-        cols: dict[str, np.ndarray] = {}
-
-        self._profile(customers, t, cols)
-        self._orders(X.table("orders"), ids, t, n, cols)
-        self._interactions(X.table("interactions"), ids, t, n, cols)
-        self._touches(X.table("marketing_touches"), ids, t, n, cols)
-
-        num, cat = self.numeric_features_, self.categorical_features_
-        out = pd.DataFrame({k: cols[k] for k in num}, index=ids)
-        out = out.astype("float64")
-        for c in cat:
-            values = customers[c] if c in customers.columns else pd.Series([pd.NA] * n)
-            out[c] = pd.Series(values.to_numpy(), index=ids, dtype="object").where(lambda s: s.notna(), None)
+        cust = _customer_arrays(customers)
+        tabs = {
+            "orders": _order_arrays(X.table("orders"), ids),
+            "interactions": _interaction_arrays(X.table("interactions"), ids, self.event_types, self.channels),
+            "marketing_touches": _touch_arrays(X.table("marketing_touches"), ids),
+        }
+        cols = self._compute(len(ids), cust, tabs, t)
+        out = pd.DataFrame({k: cols[k] for k in self.numeric_features_}, index=ids).astype("float64")
+        for c in self.categorical_features_:
+            out[c] = pd.Series(cust["cat"][c], index=ids, dtype="object")
         return out
 
-    def _profile(self, customers: pd.DataFrame, t: float, cols: dict[str, np.ndarray]) -> None:
-        created = _secs(customers["created_at"]) if len(customers) else np.zeros(0)
-        cols["tenure_days"] = (t - created) / _DAY
-        for c in ("age", "points_balance"):
-            cols[c] = (
-                pd.to_numeric(customers[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-                if c in customers.columns
-                else np.full(len(customers), np.nan)
-            )
-        if "marketing_consent" in customers.columns:
-            cols["marketing_consent"] = (
-                customers["marketing_consent"].astype("boolean").astype("Float64").to_numpy(na_value=np.nan)
-            )
-        else:
-            cols["marketing_consent"] = np.full(len(customers), np.nan)
+    def transform_one(
+        self,
+        profile: Mapping[str, Any],
+        events: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+        as_of: pd.Timestamp | str | datetime,
+    ) -> dict[str, Any]:
+        """Features of one lead from its raw profile and events (online path: plain Python, no DataFrames).
 
-    def _locate(self, df: pd.DataFrame, ts_col: str, ids: pd.Index, t: float):
-        """Customer positions and ages in days of the rows at or before ``t`` for known customers."""
-        if len(df) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool)
-        pos = ids.get_indexer(df["customer_id"].astype("string").to_numpy())
-        ts = _secs(df[ts_col])
-        keep = (pos >= 0) & (ts <= t)
-        return pos[keep], (t - ts[keep]) / _DAY, keep
+        Shares ``_compute`` with ``transform``; a lead sent without a creation time, or with one after
+        ``as_of``, is taken as created at ``as_of``.
+        """
+        if not hasattr(self, "feature_names_out_"):
+            self.fit()
+        t = _ts_seconds(as_of)
+        events = events or {}
+        created = _to_seconds(profile.get("created_at"))
+        cust = {
+            "created": np.array([t if np.isnan(created) or created > t else created]),
+            "age": np.array([_to_float(profile.get("age"))]),
+            "points_balance": np.array([_to_float(profile.get("points_balance"))]),
+            "marketing_consent": np.array([_to_bool_float(profile.get("marketing_consent"))]),
+            "cat": {c: np.array([_to_cat(profile.get(c))], dtype=object) for c in CATEGORICAL_FEATURES},
+        }
+        tabs = {
+            "orders": _order_records(events.get("orders", ())),
+            "interactions": _interaction_records(events.get("interactions", ()), self.event_types, self.channels),
+            "marketing_touches": _touch_records(events.get("marketing_touches", ())),
+        }
+        cols = self._compute(1, cust, tabs, t)
+        out: dict[str, Any] = {k: float(cols[k][0]) for k in self.numeric_features_}
+        out.update({c: cust["cat"][c][0] for c in self.categorical_features_})
+        return out
 
-    def _orders(self, orders: pd.DataFrame, ids: pd.Index, t: float, n: int, cols: dict) -> None:
-        pos, age, keep = self._locate(orders, "ts", ids, t)
-        status = (
-            orders["status"].astype("string").to_numpy()[keep] if len(orders) else np.zeros(0, dtype=object)
-        )
-        amount = (
-            pd.to_numeric(orders["amount"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)[keep]
-            if len(orders)
-            else np.zeros(0)
-        )
-        amount = np.where(np.isfinite(amount) & (amount > 0), amount, 0.0)
-        paid = status == "paid"
-        refunded = status == "refunded"
+    def _compute(self, n: int, cust: dict, tabs: dict, t: float) -> dict[str, np.ndarray]:
+        cols: dict[str, np.ndarray] = {
+            "tenure_days": (t - cust["created"]) / _DAY,
+            "age": cust["age"],
+            "points_balance": cust["points_balance"],
+            "marketing_consent": cust["marketing_consent"],
+        }
+        self._orders(tabs["orders"], t, n, cols)
+        coupon = self._interactions(tabs["interactions"], t, n, cols)
+        self._touches(tabs["marketing_touches"], t, n, cols, coupon)
+        return cols
+
+    @staticmethod
+    def _window(a: dict[str, np.ndarray], ts_key: str, t: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Rows of known customers at or before ``t``, and their ages in days."""
+        keep = (a["pos"] >= 0) & (a[ts_key] <= t)
+        sub = {k: v[keep] for k, v in a.items()}
+        return sub, (t - sub[ts_key]) / _DAY
+
+    def _min_age(self, pos: np.ndarray, age: np.ndarray, n: int, fill: float | None = None) -> np.ndarray:
+        out = np.full(n, np.inf)
+        if len(pos):
+            np.minimum.at(out, pos, age)
+        out[np.isinf(out)] = self.max_days if fill is None else fill
+        return out
+
+    def _orders(self, a: dict[str, np.ndarray], t: float, n: int, cols: dict) -> None:
+        o, age = self._window(a, "ts", t)
+        pos, amount = o["pos"], np.where(np.isfinite(o["amount"]) & (o["amount"] > 0), o["amount"], 0.0)
+        paid, refunded = o["status"] == 0, o["status"] == 1
         pp, pa, pm = pos[paid], age[paid], amount[paid]
         for w in self.rfm_windows_days:
             m = pa < w
@@ -252,119 +274,257 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         for w in self.service_windows_days:
             cols[f"refunds_{w}d"] = np.bincount(pos[refunded & (age < w)], minlength=n).astype(float)
 
-    def _min_age(self, pos: np.ndarray, age: np.ndarray, n: int, fill: float | None = None) -> np.ndarray:
-        out = np.full(n, np.inf)
-        if len(pos):
-            np.minimum.at(out, pos, age)
-        out[np.isinf(out)] = self.max_days if fill is None else fill
-        return out
+    def _type_index(self, e: str) -> int:
+        return list(self.event_types).index(e) if e in self.event_types else -2
 
-    def _interactions(self, events: pd.DataFrame, ids: pd.Index, t: float, n: int, cols: dict) -> None:
-        pos, age, keep = self._locate(events, "ts", ids, t)
-        et = _codes(events["event_type"], self.event_types)[keep] if len(events) else np.zeros(0, dtype=int)
-        ch = _codes(events["channel"], self.channels)[keep] if len(events) else np.zeros(0, dtype=int)
+    def _interactions(self, a: dict[str, np.ndarray], t: float, n: int, cols: dict) -> tuple[np.ndarray, np.ndarray]:
+        ev, age = self._window(a, "ts", t)
+        pos, et, ch = ev["pos"], ev["et"], ev["ch"]
         n_et, n_ch = len(self.event_types), len(self.channels)
         day = np.floor(age).astype(np.int64)
         for w in self.engagement_windows_days:
             m = age < w
-            by_type = np.bincount(pos[m] * n_et + np.where(et[m] >= 0, et[m], 0), minlength=n * n_et)
-            by_type = by_type.reshape(n, n_et).astype(float)
-            # unknown event types are counted in the totals only
-            unknown = np.bincount(pos[m & (et < 0)], minlength=n)
-            if unknown.any():
-                by_type[:, 0] -= unknown
+            # unknown event types / channels (code -1) count in the totals only
+            known = m & (et >= 0)
+            by_type = np.bincount(pos[known] * n_et + et[known], minlength=n * n_et).reshape(n, n_et)
             for j, e in enumerate(self.event_types):
-                cols[f"n_{e}_{w}d"] = by_type[:, j]
-            by_ch = np.bincount(pos[m] * n_ch + np.where(ch[m] >= 0, ch[m], 0), minlength=n * n_ch)
-            by_ch = by_ch.reshape(n, n_ch).astype(float)
-            unknown_ch = np.bincount(pos[m & (ch < 0)], minlength=n)
-            if unknown_ch.any():
-                by_ch[:, 0] -= unknown_ch
+                cols[f"n_{e}_{w}d"] = by_type[:, j].astype(float)
+            known = m & (ch >= 0)
+            by_ch = np.bincount(pos[known] * n_ch + ch[known], minlength=n * n_ch).reshape(n, n_ch)
             for j, c in enumerate(self.channels):
-                cols[f"n_ch_{c}_{w}d"] = by_ch[:, j]
+                cols[f"n_ch_{c}_{w}d"] = by_ch[:, j].astype(float)
             cols[f"interactions_{w}d"] = np.bincount(pos[m], minlength=n).astype(float)
-            cols[f"active_days_{w}d"] = self._distinct_count(pos[m], day[m], n)
+            cols[f"active_days_{w}d"] = _distinct_count(pos[m], day[m], n)
         for e in self.recency_event_types:
-            j = list(self.event_types).index(e) if e in self.event_types else -2
-            m = et == j
+            m = et == self._type_index(e)
             cols[f"days_since_{e}"] = self._min_age(pos[m], age[m], n)
         cols["interactions_total"] = np.bincount(pos, minlength=n).astype(float)
         td = self.trend_days
         recent = np.bincount(pos[age < td], minlength=n).astype(float)
         before = np.bincount(pos[(age >= td) & (age < 2 * td)], minlength=n).astype(float)
         cols[f"interaction_trend_{td}d"] = np.log1p(recent) - np.log1p(before)
-        cols["n_distinct_channels_90d"] = self._distinct_count(pos[age < 90], ch[age < 90], n)
-        # funnel: deepest stage ever reached as of T
+        cols["n_distinct_channels_90d"] = _distinct_count(pos[age < 90], ch[age < 90], n)
         stage_of_type = np.array(
-            [FUNNEL_STAGES.index(e) + 1 if e in FUNNEL_STAGES else 0 for e in self.event_types],
-            dtype=np.int64,
+            [FUNNEL_STAGES.index(e) + 1 if e in FUNNEL_STAGES else 0 for e in self.event_types] + [0], dtype=np.int64
         )
         depth = np.zeros(n, dtype=np.int64)
         if len(pos):
-            st = np.where(et >= 0, stage_of_type[np.where(et >= 0, et, 0)], 0)
-            np.maximum.at(depth, pos, st)
+            np.maximum.at(depth, pos, stage_of_type[et])  # code -1 picks the trailing 0
         cols["funnel_depth"] = depth.astype(float)
         for name, e in (("added_to_cart", "add_to_cart"), ("reached_checkout", "checkout_page")):
-            j = list(self.event_types).index(e) if e in self.event_types else -2
-            cols[name] = (np.bincount(pos[et == j], minlength=n) > 0).astype(float)
-        jc = list(self.event_types).index("coupon_claim") if "coupon_claim" in self.event_types else -2
-        self._coupon_pos, self._coupon_age = pos[et == jc], age[et == jc]
+            cols[name] = (np.bincount(pos[et == self._type_index(e)], minlength=n) > 0).astype(float)
         for w in self.service_windows_days:
             for name, e in (("complaints", "complaint"), ("tickets", "support_ticket")):
-                j = list(self.event_types).index(e) if e in self.event_types else -2
-                cols[f"{name}_{w}d"] = np.bincount(pos[(et == j) & (age < w)], minlength=n).astype(float)
+                m = (et == self._type_index(e)) & (age < w)
+                cols[f"{name}_{w}d"] = np.bincount(pos[m], minlength=n).astype(float)
+        m = et == self._type_index("coupon_claim")
+        return pos[m], age[m]
 
-    @staticmethod
-    def _distinct_count(pos: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
-        if len(pos) == 0:
-            return np.zeros(n)
-        pairs = np.unique(pos.astype(np.int64) * (int(key.max()) + 2) + (key.astype(np.int64) + 1))
-        return np.bincount(pairs // (int(key.max()) + 2), minlength=n).astype(float)
-
-    def _touches(self, touches: pd.DataFrame, ids: pd.Index, t: float, n: int, cols: dict) -> None:
+    def _touches(self, a: dict[str, np.ndarray], t: float, n: int, cols: dict, coupon_events) -> None:
         mw = self.marketing_window_days
-        pos, age, keep = self._locate(touches, "sent_at", ids, t)
-        if len(touches):
-            sub = touches.loc[keep]
-            opened = _secs(sub["opened_at"]) <= t
-            clicked_s = _secs(sub["clicked_at"])
-            clicked = clicked_s <= t
-            # boolean outcomes carry no time: they count once the touch's last known event is at or before T
-            last_known = np.where(
-                clicked, clicked_s, np.where(opened, _secs(sub["opened_at"]), t - age * _DAY)
-            )
-            known = last_known <= t
-            coupon = sub["coupon_claimed"].astype("boolean").fillna(False).to_numpy(dtype=bool) & known
-            responded = sub["responded"].astype("boolean").fillna(False).to_numpy(dtype=bool) & known
-            resp_age = (t - last_known) / _DAY
-            tch = _codes(sub["channel"], TOUCH_CHANNELS)
-        else:
-            opened = clicked = coupon = responded = np.zeros(0, dtype=bool)
-            resp_age = np.zeros(0)
-            tch = np.zeros(0, dtype=int)
+        tc, age = self._window(a, "sent", t)
+        pos = tc["pos"]
+        opened = tc["opened"] <= t
+        clicked = tc["clicked"] <= t
+        # boolean outcomes carry no time: they count once the touch's last known event is at or before T
+        last_known = np.where(clicked, tc["clicked"], np.where(opened, tc["opened"], tc["sent"]))
+        coupon = tc["coupon"] & (last_known <= t)
+        responded = tc["responded"] & (last_known <= t)
+        resp_age = (t - last_known) / _DAY
         m = age < mw
         sent = np.bincount(pos[m], minlength=n).astype(float)
         cols[f"touches_{mw}d"] = sent
         with np.errstate(invalid="ignore", divide="ignore"):
-            cols[f"open_rate_{mw}d"] = np.where(
-                sent > 0, np.bincount(pos[m & opened], minlength=n) / np.maximum(sent, 1), np.nan
-            )
-            cols[f"click_rate_{mw}d"] = np.where(
-                sent > 0, np.bincount(pos[m & clicked], minlength=n) / np.maximum(sent, 1), np.nan
-            )
+            cols[f"open_rate_{mw}d"] = np.where(sent > 0, np.bincount(pos[m & opened], minlength=n) / sent, np.nan)
+            cols[f"click_rate_{mw}d"] = np.where(sent > 0, np.bincount(pos[m & clicked], minlength=n) / sent, np.nan)
         cols[f"coupons_claimed_{mw}d"] = np.bincount(pos[m & coupon], minlength=n).astype(float)
         cols[f"responses_{mw}d"] = np.bincount(pos[m & responded], minlength=n).astype(float)
         cols["touches_total"] = np.bincount(pos, minlength=n).astype(float)
         cols["responses_total"] = np.bincount(pos[responded], minlength=n).astype(float)
         cols["days_since_last_response"] = self._min_age(pos[responded], resp_age[responded], n)
         for j, c in enumerate(TOUCH_CHANNELS):
-            cols[f"clicks_{c}_{mw}d"] = np.bincount(pos[m & clicked & (tch == j)], minlength=n).astype(float)
+            cols[f"clicks_{c}_{mw}d"] = np.bincount(pos[m & clicked & (tc["tch"] == j)], minlength=n).astype(float)
         # a coupon counts whether claimed in an interaction event or on a marketing touch
-        cp = np.concatenate([self._coupon_pos, pos[coupon]])
-        ca = np.concatenate([self._coupon_age, resp_age[coupon]])
+        cp = np.concatenate([coupon_events[0], pos[coupon]])
+        ca = np.concatenate([coupon_events[1], resp_age[coupon]])
         cols["claimed_coupon"] = (np.bincount(cp, minlength=n) > 0).astype(float)
         cols["days_since_coupon"] = self._min_age(cp, ca, n)
-        del self._coupon_pos, self._coupon_age
+
+
+# ---------------------------------------------------------------- array builders
+# Batch (DataFrame) and online (records) inputs become the same arrays; `_compute` never sees which.
+_EPOCH = datetime(1970, 1, 1)
+_STATUS = {"paid": 0, "refunded": 1, "cancelled": 2}
+
+
+def _ts_seconds(value: pd.Timestamp | str | datetime) -> float:
+    ts = pd.Timestamp(value)
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return float(ts.value) / 1e9
+
+
+def _to_seconds(v: Any) -> float:
+    """One timestamp (datetime, pandas Timestamp, ISO string, or missing) as float epoch seconds."""
+    if v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+        return np.nan
+    if isinstance(v, str):
+        v = v.strip()
+        if not v:
+            return np.nan
+        try:
+            v = datetime.fromisoformat(v)
+        except ValueError:
+            return _ts_seconds(v)
+    if isinstance(v, pd.Timestamp):
+        return _ts_seconds(v)
+    if isinstance(v, datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(UTC).replace(tzinfo=None)
+        return (v - _EPOCH) / timedelta(seconds=1)
+    if isinstance(v, date):
+        return (datetime(v.year, v.month, v.day) - _EPOCH) / timedelta(seconds=1)
+    return _ts_seconds(v)
+
+
+def _to_float(v: Any) -> float:
+    if v is None or v is pd.NA:
+        return np.nan
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return np.nan
+    return f if np.isfinite(f) else np.nan
+
+
+def _to_bool_float(v: Any) -> float:
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return np.nan
+    if isinstance(v, str):
+        return {"true": 1.0, "1": 1.0, "yes": 1.0, "false": 0.0, "0": 0.0, "no": 0.0}.get(v.strip().lower(), np.nan)
+    return 1.0 if bool(v) else 0.0
+
+
+def _to_bool(v: Any) -> bool:
+    return _to_bool_float(v) == 1.0
+
+
+def _to_cat(v: Any) -> str | None:
+    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
+        return None
+    return str(v)
+
+
+def _index_of(vocab: Sequence[str]) -> dict[str, int]:
+    return {v: i for i, v in enumerate(vocab)}
+
+
+def _customer_arrays(customers: pd.DataFrame) -> dict:
+    n = len(customers)
+
+    def num(c: str) -> np.ndarray:
+        if c not in customers.columns:
+            return np.full(n, np.nan)
+        arr = pd.to_numeric(customers[c], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        arr[~np.isfinite(arr)] = np.nan
+        return arr
+
+    consent = (
+        customers["marketing_consent"].astype("boolean").astype("Float64").to_numpy(na_value=np.nan)
+        if "marketing_consent" in customers.columns
+        else np.full(n, np.nan)
+    )
+    cat = {}
+    for c in CATEGORICAL_FEATURES:
+        if c in customers.columns:
+            s = customers[c].astype("object")
+            cat[c] = np.array(
+                [None if v is None or v is pd.NA else str(v) for v in s.where(s.notna(), None)], dtype=object
+            )
+        else:
+            cat[c] = np.full(n, None, dtype=object)
+    return {
+        "created": _secs(customers["created_at"]) if n else np.zeros(0),
+        "age": num("age"),
+        "points_balance": num("points_balance"),
+        "marketing_consent": consent,
+        "cat": cat,
+    }
+
+
+def _positions(df: pd.DataFrame, ids: pd.Index) -> np.ndarray:
+    return ids.get_indexer(df["customer_id"].astype("string").to_numpy()).astype(np.int64)
+
+
+def _order_arrays(df: pd.DataFrame, ids: pd.Index) -> dict[str, np.ndarray]:
+    amount = pd.to_numeric(df["amount"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    status = df["status"].astype("object").map(_STATUS).fillna(-1).to_numpy(dtype=np.int64)
+    return {"pos": _positions(df, ids), "ts": _secs(df["ts"]), "amount": amount, "status": status}
+
+
+def _interaction_arrays(df: pd.DataFrame, ids: pd.Index, event_types, channels) -> dict[str, np.ndarray]:
+    return {
+        "pos": _positions(df, ids),
+        "ts": _secs(df["ts"]),
+        "et": _codes(df["event_type"], event_types).astype(np.int64),
+        "ch": _codes(df["channel"], channels).astype(np.int64),
+    }
+
+
+def _touch_arrays(df: pd.DataFrame, ids: pd.Index) -> dict[str, np.ndarray]:
+    def flag(c: str) -> np.ndarray:
+        return df[c].astype("boolean").fillna(False).to_numpy(dtype=bool)
+
+    return {
+        "pos": _positions(df, ids),
+        "sent": _secs(df["sent_at"]),
+        "opened": _secs(df["opened_at"]),
+        "clicked": _secs(df["clicked_at"]),
+        "coupon": flag("coupon_claimed"),
+        "responded": flag("responded"),
+        "tch": _codes(df["channel"], TOUCH_CHANNELS).astype(np.int64),
+    }
+
+
+def _order_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    return {
+        "pos": np.zeros(len(rows), dtype=np.int64),
+        "ts": np.array([_to_seconds(r.get("ts")) for r in rows], dtype=float),
+        "amount": np.array([_to_float(r.get("amount")) for r in rows], dtype=float),
+        "status": np.array([_STATUS.get(str(r.get("status")), -1) for r in rows], dtype=np.int64),
+    }
+
+
+def _interaction_records(rows: Sequence[Mapping[str, Any]], event_types, channels) -> dict[str, np.ndarray]:
+    et, ch = _index_of(event_types), _index_of(channels)
+    return {
+        "pos": np.zeros(len(rows), dtype=np.int64),
+        "ts": np.array([_to_seconds(r.get("ts")) for r in rows], dtype=float),
+        "et": np.array([et.get(str(r.get("event_type")), -1) for r in rows], dtype=np.int64),
+        "ch": np.array([ch.get(str(r.get("channel")), -1) for r in rows], dtype=np.int64),
+    }
+
+
+def _touch_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    tch = _index_of(TOUCH_CHANNELS)
+    return {
+        "pos": np.zeros(len(rows), dtype=np.int64),
+        "sent": np.array([_to_seconds(r.get("sent_at")) for r in rows], dtype=float),
+        "opened": np.array([_to_seconds(r.get("opened_at")) for r in rows], dtype=float),
+        "clicked": np.array([_to_seconds(r.get("clicked_at")) for r in rows], dtype=float),
+        "coupon": np.array([_to_bool(r.get("coupon_claimed")) for r in rows], dtype=bool),
+        "responded": np.array([_to_bool(r.get("responded")) for r in rows], dtype=bool),
+        "tch": np.array([tch.get(str(r.get("channel")), -1) for r in rows], dtype=np.int64),
+    }
+
+
+def _distinct_count(pos: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
+    """Number of distinct ``key`` values per customer position."""
+    if len(pos) == 0:
+        return np.zeros(n)
+    width = int(key.max()) + 2
+    pairs = np.unique(pos.astype(np.int64) * width + (key.astype(np.int64) + 1))
+    return np.bincount(pairs // width, minlength=n).astype(float)
 
 
 def build_features(
@@ -406,5 +566,6 @@ def build_online_features(
     events: Mapping[str, Sequence[Mapping[str, Any]]] | None,
     as_of: pd.Timestamp | str,
 ) -> pd.DataFrame:
-    """Features of one lead from its raw profile and recent events (online path, same transform as batch)."""
-    return builder.transform(CRMSnapshot(tables_from_records(profile, events, as_of), pd.Timestamp(as_of)))
+    """Features of one lead from its raw profile and recent events, as a one-row frame (online path)."""
+    row = builder.transform_one(profile, events, as_of)
+    return pd.DataFrame([row], index=pd.Index([str(profile["customer_id"])], name="customer_id"))
