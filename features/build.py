@@ -65,9 +65,13 @@ def _secs(values: pd.Series | np.ndarray) -> np.ndarray:
     return out
 
 
-def _codes(values: pd.Series, vocab: Sequence[str]) -> np.ndarray:
-    """Positions of ``values`` in ``vocab``; unknown or missing values get -1."""
-    return pd.Index(list(vocab)).get_indexer(pd.Series(values, dtype="object").to_numpy())
+def _codes(values: pd.Series, vocab: Sequence[str] | pd.Index) -> np.ndarray:
+    """Positions of ``values`` in ``vocab``; unknown or missing values get -1 (categoricals mapped per category)."""
+    index = vocab if isinstance(vocab, pd.Index) else pd.Index(list(vocab), dtype=object)
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        per_category = np.append(index.get_indexer(values.cat.categories.to_numpy(dtype=object)), -1)
+        return per_category[values.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing -1
+    return index.get_indexer(values.to_numpy(dtype=object))
 
 
 class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
@@ -180,7 +184,7 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
             customers = customers[_secs(customers["created_at"]) <= t]
         if X.customer_ids is not None:
             customers = customers[customers["customer_id"].isin(list(X.customer_ids))]
-        ids = pd.Index(customers["customer_id"].astype("string").to_numpy(), name="customer_id")
+        ids = pd.Index(customers["customer_id"].to_numpy(dtype=object), dtype=object, name="customer_id")
         cust = _customer_arrays(customers)
         tabs = {
             "orders": _order_arrays(X.table("orders"), ids),
@@ -453,7 +457,7 @@ def _customer_arrays(customers: pd.DataFrame) -> dict:
 
 
 def _positions(df: pd.DataFrame, ids: pd.Index) -> np.ndarray:
-    return ids.get_indexer(df["customer_id"].astype("string").to_numpy()).astype(np.int64)
+    return _codes(df["customer_id"], ids).astype(np.int64)
 
 
 def _order_arrays(df: pd.DataFrame, ids: pd.Index) -> dict[str, np.ndarray]:

@@ -181,9 +181,7 @@ MARKETING_TOUCHES = TableSpec(
     ),
 )
 
-TABLES: dict[str, TableSpec] = {
-    t.name: t for t in (CUSTOMERS, INTERACTIONS, ORDERS, MARKETING_TOUCHES)
-}
+TABLES: dict[str, TableSpec] = {t.name: t for t in (CUSTOMERS, INTERACTIONS, ORDERS, MARKETING_TOUCHES)}
 PII_COLUMNS: frozenset[str] = frozenset(c for t in TABLES.values() for c in t.pii)
 
 
@@ -217,12 +215,29 @@ PANDAS_DTYPES: dict[str, str] = {
 }
 
 
-def coerce_types(df: pd.DataFrame, table: str) -> pd.DataFrame:
-    """Cast the contract columns present in ``df`` to their contract dtypes (no validation)."""
+def coerce_types(df: pd.DataFrame, table: str, keep_text: bool = False) -> pd.DataFrame:
+    """Cast the contract columns present in ``df`` to their contract dtypes (no validation).
+
+    ``keep_text`` leaves text columns that are already object or string dtype as they are (converting
+    tens of millions of strings costs seconds and the feature builder reads either).
+    """
     spec = get_table(table)
-    out = df.copy()
+    out = df.copy(deep=False)
     for c in spec.columns:
         if c.name in out.columns:
+            col = out[c.name]
+            if (
+                keep_text
+                and c.dtype in ("string", "category")
+                and (
+                    col.dtype == object
+                    or isinstance(col.dtype, pd.CategoricalDtype)
+                    or pd.api.types.is_string_dtype(col)
+                )
+            ):
+                continue
+            if c.dtype == "datetime" and str(col.dtype) == "datetime64[ns]":
+                continue
             if c.dtype == "datetime":
                 out[c.name] = pd.to_datetime(out[c.name]).astype("datetime64[ns]")
             else:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from features.build import CRMFeatureBuilder, CRMSnapshot, _secs
+from features.build import CRMFeatureBuilder, CRMSnapshot, _codes, _secs
 from features.config import FeatureConfig, LabelConfig
 
 TASKS = ("lead", "churn")
@@ -25,15 +25,15 @@ def build_labels(
     t = float(pd.Timestamp(as_of).value) / 1e9
     customers = tables["customers"]
     customers = customers[_secs(customers["created_at"]) <= t]
-    ids = pd.Index(customers["customer_id"].astype("string").to_numpy(), name="customer_id")
+    ids = pd.Index(customers["customer_id"].to_numpy(dtype=object), dtype=object, name="customer_id")
     n = len(ids)
     orders = tables.get("orders")
     if orders is None or len(orders) == 0:
         last_before = np.full(n, -np.inf)
         any_after = np.zeros(n, dtype=bool)
     else:
-        paid = orders[orders["status"].astype("string") == "paid"]
-        pos = ids.get_indexer(paid["customer_id"].astype("string").to_numpy())
+        paid = orders[(orders["status"] == "paid").fillna(False).to_numpy(dtype=bool)]
+        pos = _codes(paid["customer_id"], ids)
         ts = _secs(paid["ts"])
         ok = pos >= 0
         pos, ts = pos[ok], ts[ok]

@@ -178,3 +178,14 @@ def test_preprocessor_records_fast_path_equals_frame_path():
         frame = feats.copy()
         frame.iloc[0, frame.columns.get_loc("province")] = "火星省"
         np.testing.assert_allclose(pre.transform_records(rows), pre.transform(frame), equal_nan=True)
+
+
+def test_parquet_round_trip_with_dictionary_columns_gives_same_features(tmp_path):
+    from features.io import load_tables, write_parquet_atomic
+
+    tables = make_tables(90, seed=8)
+    for name, df in tables.items():
+        write_parquet_atomic(df, tmp_path / f"{name}.parquet")
+    loaded = load_tables(tmp_path)
+    assert isinstance(loaded["interactions"]["customer_id"].dtype, pd.CategoricalDtype)
+    pd.testing.assert_frame_equal(build_features(loaded, T), build_features(tables, T), check_index_type=False)
