@@ -38,3 +38,16 @@ def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     monkeypatch.chdir(tmp_path)
     return uri
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL 15 cluster (skips when PostgreSQL is not installed)."""
+    from tests.pg import PostgresCluster, find_pg_bin
+
+    bindir = find_pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL binaries not found (.ci/run installs Debian's postgresql package)")
+    cluster = PostgresCluster(bindir).start()
+    yield cluster
+    cluster.stop()

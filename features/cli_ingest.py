@@ -1,0 +1,48 @@
+"""`crmscore ingest`: validated ingestion of CRM exports (files or SQL) into a data dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def ingest_cmd(
+    source: str = typer.Option(
+        ..., "--source", help="a directory of table files, one CSV/.xlsx/Parquet file, or a SQLAlchemy URL"
+    ),
+    out: Path = typer.Option(..., "--out", help="data dir to write <table>.parquet, rejects/ and the summary to"),
+    mapping: Path | None = typer.Option(None, "--mapping", help="column mapping YAML (source column → field)"),
+    day_first: bool = typer.Option(False, "--day-first", help="read 05/03/2024 as 5 March, not May 3"),
+    table: list[str] | None = typer.Option(
+        None, "--table", help="table(s) to ingest; for a single file, the table it holds (repeatable)"
+    ),
+) -> None:
+    """Read, map, validate and write the contract tables; rejected rows go to OUT/rejects/."""
+    from features.ingest import IngestError, ingest
+
+    try:
+        summary = ingest(source, out, mapping=mapping, day_first=day_first, tables=table or None)
+    except IngestError as e:
+        typer.echo(f"error: {' '.join(str(e).split())}", err=True)
+        raise typer.Exit(code=2) from None
+    for name, s in summary.tables.items():
+        orphans = "-" if s.orphans is None else str(s.orphans)
+        typer.echo(
+            f"{name}: read {s.read}, accepted {s.accepted}, rejected {s.rejected}, "
+            f"duplicates {s.duplicates}, orphans {orphans}"
+            + (f"; ignored columns: {', '.join(s.ignored_columns)}" if s.ignored_columns else "")
+        )
+        if s.rejected:
+            top = ", ".join(f"{r} ({n})" for r, n in list(s.reasons.items())[:3])
+            typer.echo(f"  rejects in {s.rejects_file}: {top}")
+    if summary.absent_tables:
+        typer.echo(f"not in the source: {', '.join(summary.absent_tables)}")
+    if summary.ignored_files:
+        typer.echo(f"files not ingested: {', '.join(summary.ignored_files)}")
+    typer.echo(f"wrote {Path(summary.out) / 'ingest_summary.json'}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `crmscore ingest` to the root app."""
+    app.command("ingest")(ingest_cmd)
