@@ -17,6 +17,11 @@ def _report(result) -> None:
         f"top-20% capture {m['capture_top20']:.1%}  rows {int(m['n_rows']):,}\n"
         f"  champion: {'promoted' if result.promoted else 'kept'} — {result.decision}"
     )
+    if "test_oracle_roc_auc" in m:
+        typer.echo(
+            f"  demo-data oracle ROC-AUC {m['test_oracle_roc_auc']:.4f}: "
+            f"model reaches {m['test_auc_share_of_oracle']:.1%} of it"
+        )
 
 
 def _train_task(task: str, data: Path, config: Path | None, as_of: str | None) -> None:

@@ -255,7 +255,7 @@ def fit_log_register(
         eligible = {k: v for k, v in results.items() if not config.require_reasons or fitted[k].supports_reasons}
         if not eligible:
             raise ValueError("no candidate gives per-row reasons: add xgboost or logreg, or set require_reasons: false")
-        best = max(eligible, key=lambda k: (np.nan_to_num(eligible[k]["roc_auc"]), -eligible[k]["log_loss"]))
+        best = select_best(eligible, config.selection_auc_tolerance)
         final = fitted[best].__class__(**fitted[best].get_params(deep=False))
         final.set_params(builder=builder)
         final.fit(split.X_refit, split.y_refit)
@@ -359,6 +359,14 @@ def fit_log_register(
     )
 
 
+def select_best(results: dict[str, dict[str, float]], auc_tolerance: float) -> str:
+    """The candidate with the lowest validation log loss among those within ``auc_tolerance`` of the best AUC:
+    ranking first, then calibration and sharpness (log loss is a proper scoring rule)."""
+    top = max(np.nan_to_num(m["roc_auc"]) for m in results.values())
+    close = [k for k, m in results.items() if np.nan_to_num(m["roc_auc"]) >= top - auc_tolerance]
+    return min(close, key=lambda k: results[k]["log_loss"])
+
+
 def _est_params(est: Any) -> dict[str, Any]:
     keep = (
         "C",
@@ -415,7 +423,7 @@ def train_crm(data_dir: str | Path, config: TrainConfig) -> TrainResult:
     ds = build_training_set(tables, config.task, as_of, config.features, config.labels)
     split = split_by_cutoff(ds)
     builder = CRMFeatureBuilder.from_config(config.features).fit()
-    return fit_log_register(
+    result = fit_log_register(
         split,
         config,
         categorical=list(CATEGORICAL_FEATURES),
@@ -428,3 +436,34 @@ def train_crm(data_dir: str | Path, config: TrainConfig) -> TrainResult:
             "cutoff_step_days": config.labels.cutoff_step_days,
         },
     )
+    oracle = compare_with_oracle(Path(data_dir), config, split, result)
+    if oracle:
+        import mlflow
+
+        with mlflow.start_run(run_id=result.run_id):
+            mlflow.log_metrics(oracle)
+        result.test_metrics.update(oracle)
+    return result
+
+
+def compare_with_oracle(data_dir: Path, config: TrainConfig, split: Split, result: TrainResult) -> dict[str, float]:
+    """On demo data (a ``truth/`` folder from `crmscore synth`), the oracle AUC of the true probabilities on
+    the same out-of-time rows, and the model's AUC as a share of it. Empty when there is no matching truth."""
+    from sklearn.metrics import roc_auc_score
+
+    truth_file, meta_file = data_dir / "truth" / "truth.parquet", data_dir / "truth" / "truth.json"
+    if not truth_file.is_file() or not meta_file.is_file():
+        return {}
+    meta = json.loads(meta_file.read_text())
+    if str(meta.get("as_of", ""))[:10] != split.description.get("test_cutoff") or int(
+        meta.get("horizon_days", -1)
+    ) != config.labels.horizon_days:
+        return {}
+    col = "p_convert" if config.task == "lead" else "p_churn"
+    truth = pd.read_parquet(truth_file).set_index("customer_id")[col]
+    p_true = truth.reindex(split.X_test.index.astype(str)).to_numpy()
+    ok = np.isfinite(p_true)
+    if ok.sum() < len(p_true) * 0.99 or len(set(split.y_test[ok])) < 2:
+        return {}
+    oracle = float(roc_auc_score(split.y_test[ok], p_true[ok]))
+    return {"test_oracle_roc_auc": oracle, "test_auc_share_of_oracle": result.test_metrics["roc_auc"] / oracle}

@@ -66,3 +66,15 @@ def test_promotion_gate_both_ways(chal, champ, promote):
     d = decide_promotion(chal[0], chal[1], champ[0], champ[1], margin=0.002, ece_tolerance=0.005)
     assert d.promote is promote
     assert d.as_tags()["crmscore.gate.promote"] == str(promote).lower()
+
+
+def test_selection_prefers_better_log_loss_among_near_best_auc():
+    from training.train import select_best
+
+    results = {
+        "logreg": {"roc_auc": 0.8323, "log_loss": 0.4934},
+        "xgb": {"roc_auc": 0.8320, "log_loss": 0.4910},
+        "tree": {"roc_auc": 0.80, "log_loss": 0.40},  # far lower AUC: never chosen for its log loss
+    }
+    assert select_best(results, 0.003) == "xgb"
+    assert select_best(results, 0.0) == "logreg"
