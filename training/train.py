@@ -241,10 +241,12 @@ def fit_log_register(
             mlflow.set_tags(extra_tags)
         results: dict[str, dict[str, float]] = {}
         fitted: dict[str, CRMScorer] = {}
+        X_sel, y_sel = _cap_rows(split.X_train, split.y_train, config.selection_max_rows, config.seed)
+        mlflow.log_param("rows_selection", len(y_sel))
         for cname, cand in make_candidates(config, categorical):
             with mlflow.start_run(run_name=cname, nested=True):
                 ts = time.perf_counter()
-                cand.fit(split.X_train, split.y_train)
+                cand.fit(X_sel, y_sel)
                 p = cand.predict_proba(split.X_val)[:, 1]
                 m = evaluate(split.y_val, p)
                 m["fit_seconds"] = time.perf_counter() - ts
@@ -357,6 +359,17 @@ def fit_log_register(
         decision=decision.reason,
         candidates=results,
     )
+
+
+def _cap_rows(X: pd.DataFrame, y: np.ndarray, cap: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """A stratified sample of at most ``cap`` rows for candidate selection (the winner refits on all rows)."""
+    if len(y) <= cap:
+        return X, y
+    from sklearn.model_selection import train_test_split
+
+    idx, _ = train_test_split(np.arange(len(y)), train_size=cap, stratify=y, random_state=seed)
+    idx = np.sort(idx)
+    return X.iloc[idx], y[idx]
 
 
 def select_best(results: dict[str, dict[str, float]], auc_tolerance: float) -> str:
