@@ -23,6 +23,8 @@ TRUSTED_TYPES = [
     "training.model.CRMScorer",
     "training.model.FeaturePreprocessor",
     "features.build.CRMFeatureBuilder",
+    "training.tabular.TablePreprocessor",
+    "training.tabular.TableFeaturizer",
     "xgboost.sklearn.XGBClassifier",
     "xgboost.core.Booster",
 ]

@@ -1097,13 +1097,15 @@ def fit_segments(
             # the integer outputs (scores, cluster) are never missing, so mlflow's hint does not apply
             warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
             signature = mlflow.models.infer_signature(example, seg.predict(example))
+        from training.train import model_requirements
+
         info = mlflow.pyfunc.log_model(
             name=cfg.model_name,
             python_model=str(code),
             artifacts={"segmenter": str(state)},
             signature=signature,
             input_example=example,
-            pip_requirements=_pip_requirements(),
+            pip_requirements=model_requirements(),
         )
         version, champion = _register(
             cfg.model_name,
@@ -1132,10 +1134,3 @@ def fit_segments(
         segment_sizes=sizes,
         warnings=notes,
     )
-
-
-def _pip_requirements() -> list[str]:
-    """Pinned runtime requirements of the pyfunc (the crm-scoring package itself must be installed)."""
-    from importlib.metadata import version
-
-    return [f"{p}=={version(p)}" for p in ("mlflow", "pandas", "numpy", "scipy", "scikit-learn", "pydantic")]

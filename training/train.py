@@ -11,6 +11,7 @@ import hashlib
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,8 +213,17 @@ def fit_log_register(
     builder: Any = None,
     extra_params: dict[str, Any] | None = None,
     extra_tags: dict[str, str] | None = None,
+    candidates: list[tuple[str, CRMScorer]] | None = None,
+    signature_fn: Callable[[pd.DataFrame, np.ndarray], Any] | None = None,
+    extra_dicts: dict[str, dict[str, Any]] | None = None,
+    version_tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Train every candidate as a child run, refit the best, log it as one MLflow model, register and gate."""
+    """Train every candidate as a child run, refit the best, log it as one MLflow model, register and gate.
+
+    ``candidates`` defaults to `make_candidates`; ``signature_fn`` replaces MLflow's signature inference
+    (flat-table models accept raw columns of any type); ``extra_dicts`` are logged as JSON in the parent
+    run and ``version_tags`` added to the registered version.
+    """
     import mlflow
     from mlflow.models import infer_signature
 
@@ -239,11 +249,13 @@ def fit_log_register(
         )
         if extra_tags:
             mlflow.set_tags(extra_tags)
+        for fname, payload in (extra_dicts or {}).items():
+            mlflow.log_dict(payload, fname)
         results: dict[str, dict[str, float]] = {}
         fitted: dict[str, CRMScorer] = {}
         X_sel, y_sel = _cap_rows(split.X_train, split.y_train, config.selection_max_rows, config.seed)
         mlflow.log_param("rows_selection", len(y_sel))
-        for cname, cand in make_candidates(config, categorical):
+        for cname, cand in candidates or make_candidates(config, categorical):
             with mlflow.start_run(run_name=cname, nested=True):
                 ts = time.perf_counter()
                 cand.fit(X_sel, y_sel)
@@ -286,12 +298,18 @@ def fit_log_register(
             )
             _plots(split.y_test, p_test, final, split.X_test, out)
             ref = split.X_test.sample(min(len(split.X_test), config.reference_rows), random_state=config.seed)
+            # raw object columns (mixed text and numbers) are stored as text so they write to Parquet
+            ref = ref.apply(lambda c: c.astype("string") if c.dtype == object else c)
             ref = ref.assign(probability=final.predict_proba(ref)[:, 1])
             ref.reset_index(drop=True).to_parquet(out / "reference.parquet", index=False)
             mlflow.log_artifacts(str(out), artifact_path="evaluation")
 
         example = split.X_test.head(5).reset_index(drop=True)
-        signature = infer_signature(example, final.predict_proba(example))
+        if signature_fn is None:
+            signature = infer_signature(example, final.predict_proba(example))
+        else:
+            example = example.astype(object).where(example.notna(), None)
+            signature = signature_fn(example, final.predict_proba(example))
         info = mlflow.sklearn.log_model(
             final,
             name="model",
@@ -312,6 +330,7 @@ def fit_log_register(
                 "crmscore.run_id": parent.info.run_id,
                 "crmscore.trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
                 **{f"crmscore.test_{k}": f"{v:.6f}" for k, v in test.items() if np.isfinite(v)},
+                **(version_tags or {}),
             },
         )
         champ_version, champ = _load_champion(name)
@@ -468,9 +487,10 @@ def compare_with_oracle(data_dir: Path, config: TrainConfig, split: Split, resul
     if not truth_file.is_file() or not meta_file.is_file():
         return {}
     meta = json.loads(meta_file.read_text())
-    if str(meta.get("as_of", ""))[:10] != split.description.get("test_cutoff") or int(
-        meta.get("horizon_days", -1)
-    ) != config.labels.horizon_days:
+    if (
+        str(meta.get("as_of", ""))[:10] != split.description.get("test_cutoff")
+        or int(meta.get("horizon_days", -1)) != config.labels.horizon_days
+    ):
         return {}
     col = "p_convert" if config.task == "lead" else "p_churn"
     truth = pd.read_parquet(truth_file).set_index("customer_id")[col]
