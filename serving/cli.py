@@ -32,4 +32,5 @@ def main() -> None:
 
     # OpenMP threads that spin while waiting collapse on a busy 2-core machine (xgboost 30x slower)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     app()

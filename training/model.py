@@ -9,6 +9,7 @@ re-implemented elsewhere.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -70,7 +71,8 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
             self.categories_[c] = sorted(counts.index.tolist())
         num = self._numeric(X)
         if self.encoding == "onehot":
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns: median 0 below
                 med = np.nanmedian(num, axis=0) if len(num) else np.zeros(num.shape[1])
             self.medians_ = np.where(np.isfinite(med), med, 0.0)
             filled = np.where(np.isnan(num), self.medians_, num)
