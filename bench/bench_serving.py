@@ -1,0 +1,354 @@
+"""Serving benchmark: the crmscore BentoML service vs `mlflow models serve` vs a bare Starlette reference.
+
+    .venv/bin/python bench/bench_serving.py                       # trains a small model in a temp registry
+    .venv/bin/python bench/bench_serving.py --registry sqlite:////path/mlflow.db --duration 20
+    .venv/bin/python bench/bench_serving.py --targets crmscore --variants base,otel,access-log,offload --skip-batch
+
+Every server runs on loopback on a free port with the same model (``lead_scoring@champion``) and the same
+number of worker processes; `wrk` (apt-get install -y wrk) sends one lead per request at ``-t2 -c16`` and
+1,000 leads per request at ``-t2 -c4`` for ``--duration`` seconds each. Prints a Markdown table (requests/s,
+leads/s, p50, p99, errors) and writes JSON with ``--out``. Figures are in docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+API_KEY = "bench-key"
+
+LUA = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer API_KEY"
+local f = io.open(os.getenv("BENCH_BODY"), "r"); wrk.body = f:read("*a"); f:close()
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('BENCH {"requests": %d, "seconds": %f, "socket_errors": %d, "non2xx": %d, ' ..
+    '"p50_ms": %f, "p90_ms": %f, "p99_ms": %f, "max_ms": %f}\\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout, e.status,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+    latency.max / 1000))
+end
+""".replace("API_KEY", API_KEY)
+
+#: crmscore variants: what differs from the shipped defaults (see docs/serving.md, "Where the time goes").
+VARIANTS: dict[str, dict[str, str]] = {
+    "base": {},
+    "otel": {"_TRACING_ON_SCORING": "1"},  # OpenTelemetry middleware also on the scoring paths (BentoML default)
+    "access-log": {"_ACCESS_LOG": "1"},  # BentoML access log on (BentoML default)
+    "offload": {"CRMSCORE_INLINE_MAX_LEADS": "0"},  # always score in a worker thread (like a sync API)
+    "inline": {"CRMSCORE_INLINE_MAX_LEADS": "1000000"},  # always score on the event loop
+    "no-gc-tuning": {"CRMSCORE_GC_TUNING": "0"},
+    "no-records": {"CRMSCORE_RECORDS": "0"},
+}
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_registry(workdir: Path, n_customers: int, trees: int, depth: int) -> str:
+    """Generate CRM tables and train a lead model into a SQLite registry under ``workdir``; returns its URI."""
+    sys.path.insert(0, str(ROOT))
+    from features.config import LabelConfig
+    from features.io import write_parquet_atomic
+    from training.config import TrainConfig, XGBSearch
+    from training.train import train_crm
+
+    data = workdir / "data"
+    try:
+        from features.synth import generate_crm_data, write_crm_data
+
+        write_crm_data(generate_crm_data(n_customers, 365, 7), data)
+    except ImportError:
+        from tests.fixtures.crm import make_tables
+
+        for name, df in make_tables(n_customers, seed=7).items():
+            write_parquet_atomic(df, data / f"{name}.parquet")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        search = XGBSearch(n_trials=1, n_estimators=[trees], max_depth=[depth], learning_rate=[0.06],
+                           subsample=[0.8], colsample_bytree=[0.8], min_child_weight=[5.0])
+        cfg = TrainConfig(task="lead", candidates=["xgboost"], xgb_search=search,
+                          labels=LabelConfig(n_cutoffs=3, horizon_days=60, churn_lookback_days=365))
+        train_crm(data, cfg)
+    finally:
+        os.chdir(cwd)
+    return uri
+
+
+def make_payloads(workdir: Path, uri: str, n: int = 1000) -> dict[str, Path]:
+    """Request bodies: 1 and ``n`` leads with precomputed features (crmscore / reference and mlflow formats)."""
+    import mlflow
+
+    from features.build import build_features
+    from features.io import load_tables
+    from training.registry import configure_tracking
+
+    configure_tracking(uri)
+    scorer = mlflow.sklearn.load_model("models:/lead_scoring@champion")
+    data = workdir / "data"
+    tables = load_tables(data) if data.is_dir() else None
+    names = list(scorer.feature_names_in_)
+    if tables is not None:
+        orders = tables["orders"]["ts"]
+        feats = build_features(tables, orders.max()).reset_index()
+    else:  # an external registry: read the reference sample logged with the model
+        raise SystemExit("--registry needs --data DIR too (to build realistic feature rows)")
+    recs = json.loads(feats.head(n).to_json(orient="records"))
+    leads = [{"customer_id": str(r["customer_id"]), "features": {k: r.get(k) for k in names}} for r in recs]
+    while len(leads) < n:
+        leads += leads[: n - len(leads)]
+    table = {"customer_ids": [x["customer_id"] for x in leads[:n]], "columns": names,
+             "rows": [[x["features"][c] for c in names] for x in leads[:n]]}
+    out = {}
+    for key, body in {
+        "one": {"leads": leads[:1]},
+        "one_noreasons": {"leads": leads[:1], "reasons": False},
+        "many": {"leads": leads[:n]},
+        "many_noreasons": {"leads": leads[:n], "reasons": False},
+        "table": {"table": table},
+        "table_noreasons": {"table": table, "reasons": False},
+        "mlflow_one": {"dataframe_records": [lead["features"] for lead in leads[:1]]},
+        "mlflow_many": {"dataframe_records": [lead["features"] for lead in leads[:n]]},
+    }.items():
+        p = workdir / f"{key}.json"
+        p.write_text(json.dumps(body))
+        out[key] = p
+    return out
+
+
+class Server:
+    """A server subprocess in its own process group (stopped by that group id)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], ready_url: str, log: Path) -> None:
+        self.log = log
+        self.ready_url = ready_url
+        self.proc = subprocess.Popen(argv, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+                                     start_new_session=True, cwd=str(log.parent))
+
+    def wait_ready(self, timeout: float = 300) -> None:
+        """Poll the readiness URL until 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited ({self.proc.returncode}); see {self.log}")
+            try:
+                if httpx.get(self.ready_url, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"server not ready after {timeout}s; see {self.log}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far by the server process and all its descendants."""
+        import psutil
+
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        total = 0.0
+        for proc in procs:
+            try:
+                t = proc.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                continue
+        return total
+
+    def stop(self) -> None:
+        """SIGTERM the process group, SIGKILL after 20 s."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        except ProcessLookupError:
+            pass
+
+
+def run_wrk(url: str, body: Path, duration: int, threads: int, conns: int, lua: Path) -> dict[str, Any]:
+    """One wrk run; the parsed figures."""
+    env = {**os.environ, "BENCH_BODY": str(body)}
+    cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "30s", "-s", str(lua), url]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 90).stdout
+    line = next((x for x in out.splitlines() if x.startswith("BENCH ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk gave no result:\n{out}")
+    r = json.loads(line[6:])
+    r["rps"] = r["requests"] / r["seconds"] if r["seconds"] else 0.0
+    return r
+
+
+def start_target(target: str, variant: str, port: int, workers: int, uri: str, workdir: Path) -> Server:
+    """Start one server on ``port``."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{BIN}:{os.environ.get('PATH', '')}",
+           "OMP_NUM_THREADS": "1"}
+    log = workdir / f"{target}-{variant}.log"
+    if target == "crmscore":
+        extra = dict(VARIANTS[variant])
+        env.update({"CRMSCORE_API_KEYS": API_KEY, "CRMSCORE_HOME": str(workdir / f"home-{variant}"),
+                    "BENTOML_HOME": str(workdir / "bentoml"), "CRMSCORE_PIN_MODELS": "1"})
+        argv = [str(BIN / "crmscore"), "serve", "--port", str(port), "--workers", str(workers)]
+        if extra.pop("_ACCESS_LOG", None):
+            argv.append("--access-log")
+        if extra.pop("_TRACING_ON_SCORING", None):
+            tracing = {"tracing": {"excluded_urls": []}}
+            env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {"CRMScoring": tracing}})
+        env.update(extra)
+        return Server(argv, env, f"http://127.0.0.1:{port}/readyz", log)
+    if target == "mlflow":
+        argv = [str(BIN / "mlflow"), "models", "serve", "-m", "models:/lead_scoring@champion", "--env-manager",
+                "local", "-w", str(workers), "-p", str(port), "-h", "127.0.0.1"]
+        return Server(argv, env, f"http://127.0.0.1:{port}/ping", log)
+    argv = [str(BIN / "uvicorn"), "bench.reference_app:app", "--workers", str(workers), "--port", str(port),
+            "--host", "127.0.0.1", "--no-access-log", "--log-level", "warning"]
+    env["PYTHONPATH"] = str(ROOT)
+    return Server(argv, env, f"http://127.0.0.1:{port}/ping", log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--registry", help="MLflow tracking URI with lead_scoring@champion (default: train one)")
+    ap.add_argument("--data", type=Path, help="data dir to build request rows from (with --registry)")
+    ap.add_argument("--customers", type=int, default=3000, help="customers of the generated data")
+    ap.add_argument("--trees", type=int, default=400)
+    ap.add_argument("--depth", type=int, default=6)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--targets", default="crmscore,mlflow,reference")
+    ap.add_argument("--variants", default="base", help=f"crmscore variants: {','.join(VARIANTS)}")
+    ap.add_argument("--batch", type=int, default=1000, help="leads per request of the batch runs")
+    ap.add_argument("--skip-batch", action="store_true", help="only the one-lead runs")
+    ap.add_argument("--batch-reasons", action="store_true", help="also a batch run with reasons (slow: TreeSHAP)")
+    ap.add_argument("--one-reasons", choices=["on", "off", "both"], default="both",
+                    help="one-lead runs with reasons, without, or both")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the table shows medians")
+    ap.add_argument("--workdir", type=Path, help="keep models, logs and payloads here")
+    ap.add_argument("--out", type=Path, help="write the results as JSON")
+    args = ap.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="crmscore-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    if args.registry:
+        uri = args.registry
+        if args.data:
+            (workdir / "data").exists() or (workdir / "data").symlink_to(args.data.resolve())
+    elif (workdir / "mlflow.db").exists():
+        uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    else:
+        print(f"training a lead model ({args.trees} trees, depth {args.depth}) in {workdir} ...", flush=True)
+        uri = make_registry(workdir, args.customers, args.trees, args.depth)
+    bodies = make_payloads(workdir, uri, args.batch)
+    lua = workdir / "post.lua"
+    lua.write_text(LUA)
+    variants = args.variants.split(",")
+    plan = [(t, v) for t in args.targets.split(",") for v in (variants if t == "crmscore" else ["base"])]
+    servers: dict[tuple[str, str], tuple[Server, str]] = {}
+    results: list[dict[str, Any]] = []
+    try:
+        # every server up at once, then the runs interleaved round by round: a busy neighbour on a shared
+        # machine then slows all variants alike instead of whichever happened to run at that moment
+        for target, variant in plan:
+            port = free_port()
+            print(f"== starting {target} ({variant}), {args.workers} workers, port {port}", flush=True)
+            server = start_target(target, variant, port, args.workers, uri, workdir)
+            server.wait_ready()
+            path = "/invocations" if target == "mlflow" else "/score_leads"
+            servers[(target, variant)] = (server, f"http://127.0.0.1:{port}{path}")
+        for rnd in range(args.rounds):
+            for (target, variant), (server, url) in servers.items():
+                for label, body, conns, n in _runs(target, args):
+                    run_wrk(url, bodies[body], 2, 2, conns, lua)  # warm-up
+                    cpu0 = server.cpu_seconds()
+                    r = run_wrk(url, bodies[body], args.duration, 2, conns, lua)
+                    r["server_cpu_ms_per_request"] = (server.cpu_seconds() - cpu0) * 1e3 / max(r["requests"], 1)
+                    r.update(target=target, variant=variant, payload=label, leads_per_request=n, round=rnd,
+                             leads_per_s=r["rps"] * n, workers=args.workers, connections=conns)
+                    results.append(r)
+                    print(f"   r{rnd} {target:<9} {variant:<12} {label:<28} {r['rps']:8.1f} req/s "
+                          f"{r['leads_per_s']:9.0f} leads/s  p50 {r['p50_ms']:7.2f}  p99 {r['p99_ms']:8.2f} ms  "
+                          f"CPU {r['server_cpu_ms_per_request']:7.2f} ms/req  err {r['socket_errors']}+{r['non2xx']}",
+                          flush=True)
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+    print(summarise(results))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+def _runs(target: str, args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
+    """(label, body, connections, leads per request) of the runs of one target."""
+    if target == "mlflow":
+        runs = [("1 lead", "mlflow_one", 16, 1)]
+    elif target == "reference":
+        runs = [("1 lead", "one_noreasons", 16, 1)]
+    else:
+        runs = []
+        if args.one_reasons in ("on", "both"):
+            runs.append(("1 lead + reasons", "one", 16, 1))
+        if args.one_reasons in ("off", "both"):
+            runs.append(("1 lead", "one_noreasons", 16, 1))
+    if not args.skip_batch:
+        if target == "mlflow":
+            runs.append((f"{args.batch} leads (records)", "mlflow_many", 4, args.batch))
+        else:
+            runs.append((f"{args.batch} leads (objects)", "many_noreasons", 4, args.batch))
+            runs.append((f"{args.batch} leads (table)", "table_noreasons", 4, args.batch))
+            if target == "crmscore" and args.batch_reasons:
+                runs.append((f"{args.batch} leads (table) + reasons", "table", 4, args.batch))
+    return runs
+
+
+def summarise(results: list[dict[str, Any]]) -> str:
+    """Markdown table of the median of each (target, variant, payload) over the rounds."""
+    import statistics
+
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["target"], r["variant"], r["payload"]), []).append(r)
+    lines = ["", "| target | variant | payload | runs | req/s | leads/s | p50 ms | p99 ms | server CPU ms/req "
+             "| errors |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for (target, variant, payload), rs in groups.items():
+        def med(key: str, rs: list[dict[str, Any]] = rs) -> float:
+            return statistics.median(x[key] for x in rs)
+
+        errors = sum(x["socket_errors"] + x["non2xx"] for x in rs)
+        lines.append(f"| {target} | {variant} | {payload} | {len(rs)} | {med('rps'):.1f} | {med('leads_per_s'):.0f} | "
+                     f"{med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {med('server_cpu_ms_per_request'):.2f} | {errors} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

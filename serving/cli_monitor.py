@@ -1,0 +1,127 @@
+"""`crmscore monitor drift`: drift and late-label performance of a model's recorded production rows.
+
+Exit codes (for cron and CI): 0 no alert, 3 alert (drift share, PSI or AUC drop past the thresholds
+of ``configs/monitor.yaml``), 2 bad input or an empty window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+monitor_app = typer.Typer(help="Drift and performance monitoring of recorded production scores (Evidently).")
+
+
+@monitor_app.command("drift")
+def drift_cmd(
+    model: str = typer.Option("lead_scoring", "--model", help="registered model name"),
+    version: str | None = typer.Option(None, "--version", help="model version (default: the champion)"),
+    since: str | None = typer.Option(None, "--since", help="window back from now: 90m, 24h, 7d, 2w"),
+    date_from: str | None = typer.Option(None, "--from", help="window start (YYYY-MM-DD or ISO time, UTC)"),
+    date_to: str | None = typer.Option(None, "--to", help="window end; a bare date includes that day"),
+    outcomes: Path | None = typer.Option(
+        None, "--outcomes", help="late labels: CSV/Parquet with customer_id, outcome_ts, label"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="folder for the HTML report and JSON summary"),
+    webhook: str | None = typer.Option(None, "--webhook", help="POST the JSON summary to this URL"),
+    config: Path | None = typer.Option(None, "--config", help="configs/monitor.yaml (default: embedded defaults)"),
+) -> None:
+    """Compare a model version's recorded rows in a window with its training reference; exit 3 on an alert."""
+    from features.config import ConfigError
+    from serving.drift import EXIT_BAD_INPUT, MonitorError, load_monitor_config, run_drift_monitor
+
+    try:
+        cfg = load_monitor_config(config)
+        result = run_drift_monitor(
+            model,
+            version=version,
+            since=since,
+            date_from=date_from,
+            date_to=date_to,
+            outcomes=outcomes,
+            out_dir=out,
+            webhook=webhook,
+            config=cfg,
+        )
+    except (ConfigError, MonitorError) as e:
+        typer.echo(f"error: {' '.join(str(e).split())}", err=True)
+        raise typer.Exit(code=EXIT_BAD_INPUT) from None
+    _report(result)
+    raise typer.Exit(code=result.exit_code)
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None else f"{v:.1%}"
+
+
+def _num(v: Any, fmt: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, fmt)
+
+
+def _report(result: Any) -> None:
+    s = result.summary
+    dd, pdr, rows = s["data_drift"], s["prediction_drift"], s["rows"]
+    smp = s["sampling"]
+    typer.echo(
+        f"{s['model_name']} v{s['model_version']}  {s['window']['from'][:19]} → {s['window']['to'][:19]} UTC  "
+        f"{rows['current']:,} recorded rows vs {rows['reference']:,} reference rows "
+        f"(per-feature tests on {smp['current_rows_tested']:,} vs {smp['reference_rows_tested']:,})"
+    )
+    top = []
+    for c in dd["drifted_features"][:8]:
+        f = dd["features"][c]
+        score = f.get("score")
+        top.append(f"{c} ({f.get('method', '?')}{'' if score is None else ' ' + _num(score)})")
+    more = f" … +{len(dd['drifted_features']) - 8}" if len(dd["drifted_features"]) > 8 else ""
+    typer.echo(
+        f"  feature drift: {dd['n_drifted']}/{dd['n_features']} drifted ({_pct(dd['share_drifted'])}, "
+        f"alert at {s['thresholds']['alert_drift_share']:.0%})" + (f": {', '.join(top)}{more}" if top else "")
+    )
+    ev = pdr["evidently"]
+    typer.echo(
+        f"  prediction drift: PSI {_num(pdr['psi'])} (alert at {s['thresholds']['alert_psi']}), "
+        f"{ev['method']} {_num(ev['score'])}; mean probability {_num(pdr['mean_probability_reference'])} → "
+        f"{_num(pdr['mean_probability_current'])}"
+    )
+    perf = s.get("performance")
+    if perf:
+        o, j = perf["overall"], perf["join"]
+        typer.echo(
+            f"  performance ({j['labelled']:,} labelled, {j['pending']:,} pending): ROC-AUC {_num(o['roc_auc'])} "
+            f"(training {_num(perf['training_roc_auc'])}), top-20% capture {_pct(o['capture_top20'])}, "
+            f"mean predicted {_num(o['mean_predicted'])} vs observed {_num(o['observed_rate'])}, ECE {_num(o['ece'])}"
+        )
+        for w in perf["weeks"]:
+            typer.echo(
+                f"    {w['week']}: rows {w['rows']:,}  AUC {_num(w['roc_auc'])}  capture@20% {_pct(w['capture_top20'])}"
+                f"  predicted {_num(w['mean_predicted'])} / observed {_num(w['observed_rate'])}  ECE {_num(w['ece'])}"
+            )
+    for w in s["warnings"][:10]:
+        typer.echo(f"  warning: {w}")
+    if len(s["warnings"]) > 10:
+        typer.echo(f"  … {len(s['warnings']) - 10} more warning(s) in the JSON summary")
+    for n in result.notes:
+        typer.echo(f"  note: {n}")
+    if s["alerts"]:
+        typer.echo("  ALERT: " + "; ".join(s["alerts"]))
+    else:
+        typer.echo("  status: ok")
+    typer.echo(f"  report: {result.html_path}\n  summary: {result.json_path} (latest: {result.latest_path})")
+    if result.mlflow_run_id:
+        typer.echo(f"  MLflow run: {result.mlflow_run_id}")
+    if result.webhook:
+        typer.echo(f"  webhook: {result.webhook}", err=result.webhook.startswith("failed"))
+    r = result.retrain
+    if r:
+        if r["status"] == "trained":
+            kept = "promoted to champion" if r["promoted"] else "champion kept"
+            typer.echo(f"  retrain: trained v{r['version']} (run {r['run_id']}), {kept}: {r['decision']}")
+        else:
+            typer.echo(f"  retrain: {r['status']}", err=r["status"].startswith("failed"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `monitor` group (command `drift`) to the root app."""
+    app.add_typer(monitor_app, name="monitor")

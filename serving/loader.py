@@ -1,0 +1,392 @@
+"""Loading the served models, keeping them current (hot swap), and packing them into BentoML's store.
+
+* :func:`load_model` loads one model at the served alias: the copy packed in a Bento when the service
+  runs from a built Bento (``bentoml.models.get``), otherwise the MLflow registry (``models:/name/version``).
+* :class:`ModelSlot` holds the model a request uses; a request reads the reference once, so a swap never
+  mixes two versions inside one request.
+* :class:`ModelWatcher` polls the registry alias in a background thread; when it moves, the new version
+  is loaded and checked completely, then swapped in with one reference assignment (no request is dropped).
+* :func:`pack_models` imports the champions into the local BentoML model store (``bentoml.mlflow.import_model``)
+  so ``bentoml build`` can pack them into a Bento that runs without the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from serving.postprocess import MatrixBuilder, ReasonFolder
+from serving.settings import ServingSettings
+
+log = logging.getLogger("crmscore.serving")
+
+KINDS = ("lead", "churn", "segments")
+_METRIC_PREFIX = "crmscore.test_"
+
+
+class ModelUnavailable(RuntimeError):
+    """The model a request needs is not loaded; the message says which and why."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@dataclass
+class Scored:
+    """What scoring a batch of feature rows gives."""
+
+    probability: np.ndarray
+    reasons: list | None
+    unknown: dict[int, list[str]]
+    features: Any
+
+
+@dataclass
+class LoadedModel:
+    """One loaded model version and what the hot path needs with it."""
+
+    kind: str
+    name: str
+    version: str
+    source: str
+    model: Any
+    tags: dict[str, str] = field(default_factory=dict)
+    loaded_at: str = field(default_factory=_now)
+    matrix: MatrixBuilder | None = None
+    folder: ReasonFolder | None = None
+    fast_path: bool = True
+    xgb_threads: int = 1
+
+    # ------------------------------------------------------------------------------------ metadata
+    @property
+    def trained_at(self) -> str | None:
+        """When the version was trained (version tag), if known."""
+        return self.tags.get("crmscore.trained_at") or self.tags.get("as_of")
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Headline out-of-time metrics from the version tags."""
+        out: dict[str, float] = {}
+        for k, v in self.tags.items():
+            if k.startswith(_METRIC_PREFIX):
+                try:
+                    out[k[len(_METRIC_PREFIX) :]] = float(v)
+                except ValueError:
+                    continue
+            elif self.kind == "segments" and k in ("silhouette", "k"):
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    continue
+        return out
+
+    @property
+    def features(self) -> list[str] | None:
+        """Input feature names of a scorer (None for the segmenter)."""
+        return None if self.matrix is None else list(self.matrix.feature_names)
+
+    @property
+    def grade_thresholds(self) -> list[int] | None:
+        """Minimum scores of grades A, B, C of a scorer."""
+        t = getattr(self.model, "grade_thresholds_", None)
+        return None if t is None else [int(x) for x in t]
+
+    # ------------------------------------------------------------------------------------- scoring
+    def matrix_of(self, rows: Sequence[Mapping[str, Any]], field: str = "leads") -> tuple[np.ndarray, dict, Any]:
+        """Model matrix, unknown categories and raw feature block of feature rows (fast path, or the
+        preprocessor itself when the load-time check failed)."""
+        Z, unknown, block = self.matrix.build(rows, field)
+        if not self.fast_path:
+            Z = self._reference_matrix(rows)
+        return Z, unknown, block
+
+    def _reference_matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(list(rows)).reindex(columns=self.matrix.feature_names)
+        return self.model.preprocessor_.transform(frame)
+
+    def score(
+        self, rows: Sequence[Mapping[str, Any]], top: int = 3, reasons: bool = True, field: str = "leads"
+    ) -> Scored:
+        """Calibrated probabilities, reasons (or None), unknown categories and raw features of feature rows."""
+        Z, unknown, block = self.matrix_of(rows, field)
+        return self._predict(Z, unknown, block, lambda: rows, top, reasons)
+
+    def score_table(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], top: int = 3, reasons: bool = True
+    ) -> Scored:
+        """Like :meth:`score` for a columnar feature table (``schemas.FeatureTable``)."""
+        Z, unknown, block = self.matrix.build_table(columns, rows)
+
+        def as_dicts() -> list[dict[str, Any]]:
+            return [dict(zip(columns, r, strict=True)) for r in rows]
+
+        if not self.fast_path:
+            Z = self._reference_matrix(as_dicts())
+        return self._predict(Z, unknown, block, as_dicts, top, reasons)
+
+    def _predict(self, Z: np.ndarray, unknown: dict, block: Any, rows_of: Any, top: int, reasons: bool) -> Scored:
+        import xgboost as xgb
+
+        with xgb.config_context(nthread=self.xgb_threads):
+            p = self.model.predict_proba_matrix(Z)
+            why = None
+            if reasons and top > 0 and self.folder is not None:
+                why = self.folder.reasons(self.model.contributions_matrix(Z), rows_of(), top)
+        return Scored(np.asarray(p, dtype="float64"), why, unknown, block)
+
+
+def _self_check(scorer: Any, matrix: MatrixBuilder) -> bool:
+    """Does the fast matrix equal ``preprocessor_.transform`` on rows with known, unknown and missing values?"""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows: list[dict[str, Any]] = []
+    for i in range(8):
+        row: dict[str, Any] = {}
+        for c in matrix.numeric:
+            row[c] = [None, 0.0, 1.0, float(rng.normal() * 100), True][(i + len(row)) % 5]
+        for c in matrix.categorical:
+            cats = matrix.categories[c]
+            choices: list[Any] = [None, "__unseen__", *cats[:3]]
+            row[c] = choices[(i + len(row)) % len(choices)]
+        rows.append(row)
+    fast, _, _ = matrix.build(rows)
+    frame = pd.DataFrame.from_records(rows).reindex(columns=matrix.feature_names)
+    ref = scorer.preprocessor_.transform(frame)
+    return fast.shape == ref.shape and bool(np.allclose(fast, ref, equal_nan=True, rtol=1e-12, atol=1e-12))
+
+
+def prepare_scorer(kind: str, name: str, version: str, source: str, scorer: Any, tags: dict[str, str],
+                   xgb_threads: int = 1) -> LoadedModel:
+    """Wrap a loaded ``CRMScorer``: thread count, fast matrix builder (self-checked), reason folder, warm-up."""
+    est = getattr(scorer, "estimator_", None)
+    if est is not None and hasattr(est, "get_booster"):
+        est.set_params(n_jobs=xgb_threads)
+        est.get_booster().set_param({"nthread": xgb_threads})
+    matrix = MatrixBuilder(scorer.preprocessor_)
+    fast = _self_check(scorer, matrix)
+    if not fast:
+        log.error("%s v%s: fast feature matrix differs from the preprocessor; using the slow path", name, version)
+    folder = ReasonFolder(scorer.reason_groups(), matrix.n_columns) if scorer.supports_reasons else None
+    loaded = LoadedModel(kind, name, str(version), source, scorer, dict(tags), matrix=matrix, folder=folder,
+                         fast_path=fast, xgb_threads=xgb_threads)
+    loaded.score([{}], reasons=True)  # warm-up: first-call costs are paid before the model serves
+    return loaded
+
+
+# ------------------------------------------------------------------------------------------- loading
+def _configure_registry(settings: ServingSettings) -> None:
+    from training.registry import configure_tracking
+
+    configure_tracking(settings.resolved_registry_uri())
+
+
+def registry_version(name: str, alias: str) -> tuple[str, dict[str, str]] | None:
+    """The version an alias points at and its tags, or None when the model or alias does not exist."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+    return str(mv.version), dict(mv.tags or {})
+
+
+def _bento_model(name: str) -> Any | None:
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return bentoml.models.get(f"{name}:latest")
+    except (NotFound, ValueError):
+        return None
+
+
+def _from_bento(kind: str, name: str, settings: ServingSettings) -> LoadedModel | None:
+    bm = _bento_model(name)
+    if bm is None:
+        return None
+    import mlflow
+
+    path = bm.path_of("mlflow_model")
+    meta = dict(bm.info.metadata or {})
+    version = str(meta.pop("registry_version", bm.tag.version))
+    tags = {str(k): str(v) for k, v in meta.items()}
+    if kind == "segments":
+        return LoadedModel(kind, name, version, "bento", mlflow.pyfunc.load_model(path), tags)
+    scorer = mlflow.sklearn.load_model(path)
+    return prepare_scorer(kind, name, version, "bento", scorer, tags, settings.xgb_threads)
+
+
+def _from_registry(kind: str, name: str, settings: ServingSettings, version: str | None = None,
+                   tags: dict[str, str] | None = None) -> LoadedModel | None:
+    import mlflow
+
+    if version is None:
+        found = registry_version(name, settings.alias)
+        if found is None:
+            return None
+        version, tags = found
+    uri = f"models:/{name}/{version}"
+    if kind == "segments":
+        return LoadedModel(kind, name, version, "registry", mlflow.pyfunc.load_model(uri), tags or {})
+    scorer = mlflow.sklearn.load_model(uri)
+    return prepare_scorer(kind, name, version, "registry", scorer, tags or {}, settings.xgb_threads)
+
+
+def model_source(settings: ServingSettings, in_bento: bool) -> str:
+    """Where models come from: ``bento`` when serving a built Bento (source auto), else the registry."""
+    if settings.model_source == "auto":
+        return "bento" if in_bento else "registry"
+    return settings.model_source
+
+
+def load_model(kind: str, settings: ServingSettings, in_bento: bool = False) -> LoadedModel | None:
+    """Load the served version of ``kind`` (lead, churn, segments); None when it does not exist anywhere.
+
+    From a Bento, a model that was not packed is looked up in the registry only when one is configured
+    explicitly (``registry_uri`` or ``$MLFLOW_TRACKING_URI``), never in a default SQLite file.
+    """
+    name = getattr(settings.models, kind)
+    if model_source(settings, in_bento) == "bento":
+        loaded = _from_bento(kind, name, settings)
+        if loaded is not None or settings.model_source == "bento" or settings.resolved_registry_uri() is None:
+            return loaded
+    _configure_registry(settings)
+    return _from_registry(kind, name, settings)
+
+
+# ---------------------------------------------------------------------------------------- hot swap
+class ModelSlot:
+    """The current model of one kind; readers take ``slot.current`` once per request."""
+
+    def __init__(self, kind: str, name: str, alias: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.alias = alias
+        self.current: LoadedModel | None = None
+        self.error: str | None = None
+
+    def require(self) -> LoadedModel:
+        """The current model, or :class:`ModelUnavailable` naming the model and the reason."""
+        m = self.current
+        if m is None:
+            why = self.error or "not registered"
+            raise ModelUnavailable(f"model {self.name}@{self.alias} is not loaded: {why}")
+        return m
+
+    def swap(self, model: LoadedModel) -> None:
+        """Make ``model`` current (one reference assignment: atomic for readers)."""
+        self.current = model
+        self.error = None
+
+
+class ModelWatcher(threading.Thread):
+    """Polls the registry alias of each slot every ``interval`` seconds and swaps in new versions."""
+
+    def __init__(self, slots: Sequence[ModelSlot], settings: ServingSettings, on_swap: Any = None) -> None:
+        super().__init__(name="crmscore-model-watcher", daemon=True)
+        self.slots = list(slots)
+        self.settings = settings
+        self.interval = settings.poll_interval_seconds
+        self.on_swap = on_swap
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the thread to end after its current check."""
+        self._stop_event.set()
+
+    def check_once(self) -> list[tuple[str, str]]:
+        """One poll of every slot; returns (name, new version) of the swaps made."""
+        swapped = []
+        for slot in self.slots:
+            cur = slot.current
+            if cur is not None and cur.source != "registry":
+                continue
+            try:
+                found = registry_version(slot.name, slot.alias)
+                if found is None or (cur is not None and found[0] == cur.version):
+                    continue
+                new = _from_registry(slot.kind, slot.name, self.settings, found[0], found[1])
+            except Exception as e:  # noqa: BLE001 - a bad new version must not stop serving the old one
+                if cur is None:
+                    slot.error = f"loading failed: {e}"
+                log.error("hot swap of %s@%s failed, keeping %s: %s", slot.name, slot.alias,
+                          "nothing" if cur is None else f"v{cur.version}", e)
+                continue
+            if new is None:
+                continue
+            slot.swap(new)
+            swapped.append((slot.name, new.version))
+            log.info("hot swap: %s@%s now v%s (was %s)", slot.name, slot.alias, new.version,
+                     "none" if cur is None else f"v{cur.version}")
+            if self.on_swap is not None:
+                self.on_swap(slot, new)
+        return swapped
+
+    def run(self) -> None:
+        """Poll until stopped."""
+        _configure_registry(self.settings)
+        while not self._stop_event.wait(self.interval):
+            self.check_once()
+
+
+# ------------------------------------------------------------------------------------------- packing
+def _registry_label(settings: ServingSettings) -> str:
+    """A short stable label of the registry a model was packed from (BentoML label values are limited)."""
+    import hashlib
+
+    import mlflow
+
+    return hashlib.sha256(mlflow.get_registry_uri().encode()).hexdigest()[:16]
+
+
+def pack_models(settings: ServingSettings, kinds: Sequence[str] = KINDS) -> list[str]:
+    """Import the served version of each model into the local BentoML store; returns the BentoML tags.
+
+    Models missing from the registry are skipped (the service answers 503 for them). The registry
+    version and its tags are kept as the BentoML model's metadata, so /model_info reads the same.
+    """
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    _configure_registry(settings)
+    tags = []
+    for kind in kinds:
+        name = getattr(settings.models, kind)
+        found = registry_version(name, settings.alias)
+        if found is None:
+            log.warning("%s@%s not in the registry: not packed", name, settings.alias)
+            continue
+        version, vtags = found
+        meta = {"registry_version": version, **{k: v for k, v in vtags.items() if k.startswith("crmscore.")}}
+        if kind == "segments":
+            meta.update({k: vtags[k] for k in ("as_of", "silhouette", "k") if k in vtags})
+        try:
+            stored = bentoml.models.list(name)
+        except NotFound:
+            stored = []
+        same = [m for m in stored if (m.info.labels or {}).get("registry_version") == version
+                and (m.info.labels or {}).get("registry") == _registry_label(settings)]
+        if same:  # already packed: reuse it
+            tags.append(str(max(same, key=lambda m: m.info.creation_time).tag))
+            continue
+        bm = bentoml.mlflow.import_model(
+            name,
+            f"models:/{name}/{version}",
+            labels={"registry_version": version, "alias": settings.alias, "kind": kind,
+                    "registry": _registry_label(settings)},
+            metadata=meta,
+        )
+        tags.append(str(bm.tag))
+    return tags

@@ -1,0 +1,545 @@
+"""Plain functions between a request and a response: feature rows → matrix, probabilities → scores,
+grades and reasons, request checks and error messages. No server needed; unit tests call them directly.
+
+The serving hot path avoids pandas: :class:`MatrixBuilder` turns feature dicts into the model matrix
+using the fitted ``FeaturePreprocessor``'s learned state (checked against ``preprocessor.transform``
+when a model is loaded, see ``serving.loader``), and :class:`ReasonFolder` folds exact per-column
+contributions into per-feature reasons with the model's ``reason_groups()``, selecting them exactly as
+``training.scores.top_reasons`` does, vectorised.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import operator
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from serving.records import FeatureBlock
+from training.scores import readable_label, to_grade, to_score
+
+#: Marks of pydantic union members in an error location (the members of ``schemas.FeatureValue``).
+_UNION_TAGS = {"float", "bool", "str", "constrained-float"}
+
+
+class RequestError(ValueError):
+    """A request the service refuses: HTTP ``status``, a message naming the field and the reason."""
+
+    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or [{"field": message.split(":", 1)[0], "reason": message.split(":", 1)[-1].strip()}]
+
+
+# ------------------------------------------------------------------------------------------ validation
+def field_path(loc: Sequence[Any]) -> str:
+    """A pydantic error location as a readable path: ``("leads", 0, "features", "age")`` → ``leads[0].features.age``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def format_validation_errors(errors: Sequence[Mapping[str, Any]], limit: int = 20) -> tuple[int, str, list[dict]]:
+    """Pydantic errors (``include_input=False``) → (status, one-line message, [{field, reason}]).
+
+    Malformed JSON is a 400; everything else a 422. Union members of one value are folded into one
+    error, so a bad feature value reads ``leads[0].features.age: must be a finite number, ...``. No
+    input value is ever echoed (values may be PII).
+    """
+    if any(e.get("type") == "json_invalid" for e in errors):
+        msg = next(e for e in errors if e.get("type") == "json_invalid")["msg"]
+        reason = msg.replace("Invalid JSON: ", "")
+        return 400, f"body: not valid JSON ({reason})", [{"field": "body", "reason": f"not valid JSON: {reason}"}]
+    folded: dict[str, str] = {}
+    for e in errors:
+        loc = list(e.get("loc", ()))
+        if loc and loc[-1] in _UNION_TAGS:
+            path = field_path(loc[:-1])
+            if e.get("type") == "finite_number":
+                folded[path] = "must be a finite number (NaN and infinity are not accepted)"
+            else:
+                folded.setdefault(path, "must be a finite number, true/false, a string or null")
+            continue
+        path = field_path(loc)
+        msg = str(e.get("msg", "invalid value"))
+        if e.get("type") == "extra_forbidden":
+            msg = "unknown field (not part of the request schema)"
+        elif e.get("type") == "missing":
+            msg = "required field is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        folded.setdefault(path, msg)
+    items = [{"field": k, "reason": v} for k, v in folded.items()]
+    first = items[0] if items else {"field": "body", "reason": "invalid request"}
+    more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+    return 422, f"{first['field']}: {first['reason']}{more}", items[:limit]
+
+
+def check_batch_size(n: int, limit: int, what: str = "leads") -> None:
+    """Refuse empty and oversized batches with a message naming the field."""
+    if n == 0:
+        raise RequestError(422, f"{what}: empty list; send at least one")
+    if n > limit:
+        raise RequestError(413, f"{what}: {n:,} items exceed the limit of {limit:,} per request")
+
+
+# -------------------------------------------------------------------------------------- feature matrix
+class MatrixBuilder:
+    """Feature dicts → the float matrix ``FeaturePreprocessor.transform`` would give, without pandas.
+
+    Compiled once per loaded model from the preprocessor's learned state (``numeric_features_``,
+    ``categorical_features_``, ``categories_`` and, for one-hot, ``medians_/means_/scales_``).
+    Unlike the preprocessor it refuses, instead of silently coercing, a string for a numeric feature
+    and a feature name the model does not know.
+    """
+
+    def __init__(self, preprocessor: Any) -> None:
+        self.encoding = preprocessor.encoding
+        self.feature_names = [str(c) for c in preprocessor.feature_names_in_]
+        self.numeric = [str(c) for c in preprocessor.numeric_features_]
+        self.categorical = [str(c) for c in preprocessor.categorical_features_]
+        self.categories = {c: list(preprocessor.categories_[c]) for c in self.categorical}
+        self._codes = {c: {v: i for i, v in enumerate(cats)} for c, cats in self.categories.items()}
+        self._known = frozenset(self.feature_names)
+        self._get_numeric = operator.itemgetter(*self.numeric) if len(self.numeric) > 1 else None
+        if self.encoding == "onehot":
+            self._medians = np.asarray(preprocessor.medians_, dtype="float64")
+            self._means = np.asarray(preprocessor.means_, dtype="float64")
+            self._scales = np.asarray(preprocessor.scales_, dtype="float64")
+            widths = [len(self.categories[c]) for c in self.categorical]
+        else:
+            widths = [1] * len(self.categorical)
+        self._offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int) + len(self.numeric)
+        self.n_columns = int(self._offsets[-1])
+
+    def check(self, rows: Sequence[Mapping[str, Any]], field: str = "leads") -> None:
+        """Refuse unknown feature names and non-numbers for numeric features (422 naming lead and feature)."""
+        known = self._known
+        for i, row in enumerate(rows):
+            extra = row.keys() - known
+            if extra:
+                names = ", ".join(sorted(map(str, extra))[:5])
+                raise RequestError(
+                    422,
+                    f"{field}[{i}].features: unknown feature(s) {names}; the model's features are listed by "
+                    "GET /model_info",
+                )
+
+    def _numeric_values(self, row: Mapping[str, Any]) -> tuple | list:
+        if self._get_numeric is not None:
+            try:
+                return self._get_numeric(row)
+            except KeyError:  # some features absent: they are missing values
+                pass
+        return list(map(row.get, self.numeric))
+
+    def _numeric_block(self, rows: Sequence[Mapping[str, Any]], field: str) -> np.ndarray:
+        names = self.numeric
+        if not names:
+            return np.zeros((len(rows), 0))
+        lists = [self._numeric_values(row) for row in rows]
+        # strings are refused, not coerced (np.array would turn "2" into 2.0 and "inf" into inf)
+        if str in set(map(type, itertools.chain.from_iterable(lists))):
+            for i, vals in enumerate(lists):
+                for j, v in enumerate(vals):
+                    if isinstance(v, str):
+                        raise RequestError(
+                            422, f"{field}[{i}].features.{names[j]}: must be a number, true/false or null"
+                        )
+        return np.array(lists, dtype="float64")
+
+    def build(
+        self, rows: Sequence[Mapping[str, Any]], field: str = "leads"
+    ) -> tuple[np.ndarray, dict[int, list[str]], FeatureBlock]:
+        """The model matrix of ``rows``, the categorical features whose value is unknown (by row, only rows
+        that have some), and the raw input features (for the drift records)."""
+        raw = self._numeric_block(rows, field)
+        cat_values = {c: [row.get(c) for row in rows] for c in self.categorical}
+        return self._assemble(raw, cat_values)
+
+    def build_table(
+        self, columns: Sequence[str], rows: Sequence[Sequence[Any]], field: str = "table"
+    ) -> tuple[np.ndarray, dict[int, list[str]], FeatureBlock]:
+        """Like :meth:`build` for a columnar table (``schemas.FeatureTable``, whose values are finite numbers,
+        true/false, strings or null): numeric features must not be strings, categorical ones not true/false."""
+        extra = [c for c in columns if c not in self._known]
+        if extra:
+            raise RequestError(
+                422, f"{field}.columns: unknown feature(s) {', '.join(extra[:5])}; GET /model_info lists them"
+            )
+        n = len(rows)
+        cols = list(zip(*rows, strict=False)) if n else [() for _ in columns]  # column-wise tuples
+        pos = {c: j for j, c in enumerate(columns)}
+        raw = np.full((n, len(self.numeric)), np.nan)
+        pairs = [(o, pos[c]) for o, c in enumerate(self.numeric) if c in pos]
+        if pairs and n:
+            src = [cols[j] for _, j in pairs]
+            names = [self.numeric[o] for o, _ in pairs]
+            kinds = set(map(type, itertools.chain.from_iterable(src)))
+            if kinds - {float, int, bool, type(None)}:
+                i, j = _first(src, lambda v: not (v is None or isinstance(v, (float, int, bool))))
+                raise RequestError(422, f"{field}.rows[{i}].{names[j]}: must be a number, true/false or null")
+            num = np.array(src, dtype="float64").T  # None → NaN, true/false → 1/0
+            if np.isinf(num).any():  # NaN and infinity are refused by schemas.FeatureTable already
+                i, j = np.argwhere(np.isinf(num))[0]
+                raise RequestError(
+                    422, f"{field}.rows[{i}].{names[j]}: must be a finite number (NaN and infinity are not accepted)"
+                )
+            raw[:, [o for o, _ in pairs]] = num
+        cat_values: dict[str, Sequence[Any]] = {}
+        for c in self.categorical:
+            if c not in pos:
+                cat_values[c] = [None] * n
+                continue
+            values = cols[pos[c]]
+            if set(map(type, values)) - {str, type(None)}:
+                for i, v in enumerate(values):
+                    if not (v is None or isinstance(v, (str, int, float))) or (
+                        isinstance(v, float) and not math.isfinite(v)
+                    ):
+                        raise RequestError(422, f"{field}.rows[{i}].{c}: must be a string, a number or null")
+            cat_values[c] = values
+        return self._assemble(raw, cat_values)
+
+    def _assemble(
+        self, raw: np.ndarray, cat_values: dict[str, Sequence[Any]]
+    ) -> tuple[np.ndarray, dict[int, list[str]], FeatureBlock]:
+        n = raw.shape[0]
+        num = raw
+        if self.encoding == "onehot":
+            num = (np.where(np.isnan(raw), self._medians, raw) - self._means) / self._scales
+            Z = np.zeros((n, self.n_columns))
+        else:
+            Z = np.full((n, self.n_columns), np.nan)
+        Z[:, : len(self.numeric)] = num
+        unknown: dict[int, list[str]] = {}  # row → unknown categorical features (only rows that have some)
+        recorded: dict[str, list[str | None]] = {}
+        for k, c in enumerate(self.categorical):
+            values = [v if v is None or type(v) is str else clean_category(v) for v in cat_values[c]]
+            recorded[c] = values
+            codes = self._codes[c]
+            # -1: unknown category, -2: missing
+            idx = np.array([-2 if v is None else codes.get(v, -1) for v in values], dtype=np.int64).reshape(n)
+            for i in np.flatnonzero(idx == -1).tolist():
+                unknown.setdefault(i, []).append(c)
+            off = int(self._offsets[k])
+            known = idx >= 0
+            if self.encoding == "onehot":
+                rows = np.flatnonzero(known)
+                Z[rows, off + idx[known]] = 1.0
+            else:
+                Z[:, off] = np.where(known, idx, np.nan)
+        return Z, unknown, FeatureBlock(self.numeric, raw, recorded)
+
+
+def _first(columns: Sequence[Sequence[Any]], bad: Any) -> tuple[int, int]:
+    """(row, column) of the first value, in row order, of column-wise ``columns`` for which ``bad`` is true."""
+    for i, row in enumerate(zip(*columns, strict=False)):
+        for j, v in enumerate(row):
+            if bad(v):
+                return i, j
+    return 0, 0
+
+
+def clean_category(v: Any) -> str | None:
+    """A categorical value as recorded: None for missing, else its string form (as the preprocessor sees it)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return v if isinstance(v, str) else str(v)
+
+
+def frame_to_rows(frame: Any) -> list[dict[str, Any]]:
+    """Feature rows of a feature frame (the online builder's output) as dicts; NaN stays NaN."""
+    return frame.to_dict("records")
+
+
+# ------------------------------------------------------------------------------------------------ reasons
+@lru_cache(maxsize=4096)
+def label_of(feature: str) -> str:
+    """Cached ``training.scores.readable_label``."""
+    return readable_label(feature)
+
+
+def clean_value(v: Any) -> Any:
+    """A feature value as JSON: NaN/NA → null, numpy scalars → Python."""
+    if v is None:
+        return None
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if not isinstance(v, (int, float, str, bool)):
+        try:
+            return None if bool(v != v) else str(v)  # NaT compares unequal to itself
+        except TypeError:  # pd.NA has no truth value
+            return None
+    return v
+
+
+class ReasonFolder:
+    """Folds exact per-column contributions (bias last) into per-feature ones with ``reason_groups()``
+    and picks the top positive and negative features per row as ``training.scores.top_reasons`` does."""
+
+    def __init__(self, groups: Sequence[tuple[str, Sequence[int]]], n_columns: int) -> None:
+        self.names = [g for g, _ in groups]
+        self.labels = [label_of(g) for g in self.names]
+        self._single = all(len(idx) == 1 for _, idx in groups)
+        if self._single:
+            self._index = np.array([idx[0] for _, idx in groups], dtype=int)
+        else:
+            G = np.zeros((n_columns, len(groups)))
+            for j, (_, idx) in enumerate(groups):
+                G[list(idx), j] = 1.0
+            self._matrix = G
+
+    def fold(self, contribs: np.ndarray) -> np.ndarray:
+        """Contributions per input feature, shape (rows, features)."""
+        if self._single:
+            return contribs[:, self._index]
+        return contribs[:, : self._matrix.shape[0]] @ self._matrix
+
+    def select(self, folded: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+        """Column indexes of the ``top`` largest and ``top`` smallest contributions per row (stable order)."""
+        order = np.argsort(-folded, axis=1, kind="stable")
+        return order[:, :top], order[:, ::-1][:, :top]
+
+    def reasons(
+        self, contribs: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int = 3
+    ) -> list[dict[str, list[dict[str, Any]]]]:
+        """Per row ``{"positive": [...], "negative": [...]}``; each reason: feature, label, value, contribution."""
+        folded = self.fold(contribs)
+        pos, neg = self.select(folded, top)
+        pos_v = np.take_along_axis(folded, pos, axis=1).tolist()
+        neg_v = np.take_along_axis(folded, neg, axis=1).tolist()
+        pos_i, neg_i = pos.tolist(), neg.tolist()
+        names, labels = self.names, self.labels
+        out = []
+        for r, row in enumerate(rows):
+            get = row.get
+            out.append(
+                {
+                    "positive": [
+                        {"feature": names[j], "label": labels[j], "value": clean_value(get(names[j])),
+                         "contribution": v}
+                        for j, v in zip(pos_i[r], pos_v[r], strict=True)
+                        if v > 0
+                    ],
+                    "negative": [
+                        {"feature": names[j], "label": labels[j], "value": clean_value(get(names[j])),
+                         "contribution": v}
+                        for j, v in zip(neg_i[r], neg_v[r], strict=True)
+                        if v < 0
+                    ],
+                }
+            )
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ results
+def score_and_grade(probability: np.ndarray, thresholds: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated probabilities → integer scores 1–99 and grades A–D (``training.scores``)."""
+    scores = to_score(probability)
+    return scores, to_grade(scores, thresholds)
+
+
+def build_lead_results(
+    customer_ids: Sequence[str],
+    probability: np.ndarray,
+    thresholds: Sequence[int],
+    reasons: Sequence[Mapping[str, Any]] | None,
+    unknown: Mapping[int, Sequence[str]],
+    model_name: str,
+    model_version: str,
+    scores: np.ndarray | None = None,
+    grades: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """The per-lead response objects (``schemas.LeadScore`` fields), in input order (scores and grades are
+    computed from the probabilities unless given)."""
+    if scores is None or grades is None:
+        scores, grades = score_and_grade(probability, thresholds)
+    probs = probability.tolist()
+    scores_l = scores.tolist()
+    grades_l = grades.tolist()
+    return [
+        {
+            "customer_id": cid,
+            "probability": probs[i],
+            "score": scores_l[i],
+            "grade": grades_l[i],
+            "reasons": None if reasons is None else reasons[i],
+            "unknown_categories": unknown.get(i, ()),
+            "model": model_name,
+            "model_version": model_version,
+        }
+        for i, cid in enumerate(customer_ids)
+    ]
+
+
+def build_segment_results(
+    frame: Any, customer_ids: Sequence[str], horizon_days: int, model_name: str, model_version: str
+) -> list[dict[str, Any]]:
+    """Rows of the segmenter's output frame as ``schemas.SegmentResult`` objects, in input order."""
+    n = int(horizon_days)
+    out = []
+    for i, rec in enumerate(frame.to_dict("records")):
+        out.append(
+            {
+                "customer_id": customer_ids[i],
+                "r_score": int(rec["r_score"]),
+                "f_score": int(rec["f_score"]),
+                "m_score": int(rec["m_score"]),
+                "rfm_segment": str(rec["rfm_segment"]),
+                "value_tier": str(rec["value_tier"]),
+                "value_tier_zh": clean_value(rec.get("value_tier_zh")),
+                "cluster": int(rec["cluster"]),
+                "cluster_description": str(rec["cluster_description"]),
+                "p_alive": clean_value(rec.get("p_alive")),
+                "expected_purchases": clean_value(rec.get(f"expected_purchases_{n}d")),
+                "expected_value": clean_value(rec.get(f"expected_value_{n}d")),
+                "horizon_days": n,
+                "model": model_name,
+                "model_version": model_version,
+            }
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------ online features
+def _profile_dict(profile: Any) -> dict[str, Any]:
+    """A request profile as a contract row without PII (dropped before anything else sees it)."""
+    from features.contract import PII_COLUMNS
+
+    return profile.model_dump(exclude=set(PII_COLUMNS))
+
+
+def _events_dict(events: Any) -> dict[str, list[dict[str, Any]]]:
+    return {} if events is None else events.model_dump()
+
+
+def tables_for_leads(
+    profiles: Sequence[Mapping[str, Any]], events: Sequence[Mapping[str, Any]], as_of: Any
+) -> dict[str, Any]:
+    """Contract tables of many leads at one ``as_of``: ``features.build.tables_from_records`` for a batch
+    (same rules: a lead without ``created_at``, or created after ``as_of``, is new at ``as_of``)."""
+    import pandas as pd
+
+    from features.contract import coerce_types, empty_frame
+
+    t = pd.Timestamp(as_of)
+    cust_rows = []
+    for p in profiles:
+        cust = dict(p)
+        if cust.get("created_at") in (None, "") or pd.Timestamp(cust["created_at"]) > t:
+            cust["created_at"] = t
+        cust_rows.append(cust)
+    tables = {
+        "customers": coerce_types(
+            pd.DataFrame(cust_rows).reindex(columns=empty_frame("customers").columns), "customers"
+        )
+    }
+    for name in ("interactions", "orders", "marketing_touches"):
+        rows = [
+            {**r, "customer_id": str(p["customer_id"])}
+            for p, ev in zip(profiles, events, strict=True)
+            for r in (ev or {}).get(name, [])
+        ]
+        frame = pd.DataFrame(rows).reindex(columns=empty_frame(name).columns) if rows else empty_frame(name)
+        tables[name] = coerce_types(frame, name)
+    return tables
+
+
+def _group_by_as_of(items: Sequence[Any], now: Any) -> dict[Any, list[int]]:
+    groups: dict[Any, list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(it.as_of or now, []).append(i)
+    return groups
+
+
+def online_feature_rows(
+    builder: Any, leads: Sequence[Any], now: Any, field_indexes: Sequence[int] | None = None
+) -> list[dict[str, Any]]:
+    """Feature rows of profile leads (``schemas.Lead`` with a profile), in order.
+
+    One lead: ``features.build.build_online_features`` itself. Several: their tables are assembled
+    together (:func:`tables_for_leads`) and go through the same ``builder.transform`` once per ``as_of``.
+    Leads sharing a customer id in one group are built one by one.
+    """
+    import pandas as pd
+
+    from features.build import CRMSnapshot, build_online_features
+
+    idx = list(field_indexes) if field_indexes is not None else list(range(len(leads)))
+    out: list[dict[str, Any] | None] = [None] * len(leads)
+    for as_of, members in _group_by_as_of(leads, now).items():
+        profiles = [_profile_dict(leads[i].profile) for i in members]
+        events = [_events_dict(leads[i].events) for i in members]
+        ids = [str(p["customer_id"]) for p in profiles]
+        try:
+            if len(members) == 1 or len(set(ids)) < len(ids):
+                for i, p, ev in zip(members, profiles, events, strict=True):
+                    out[i] = frame_to_rows(build_online_features(builder, p, ev, as_of))[0]
+                continue
+            frame = builder.transform(CRMSnapshot(tables_for_leads(profiles, events, as_of), pd.Timestamp(as_of)))
+            rows = frame_to_rows(frame.reindex(pd.Index(ids, dtype=frame.index.dtype)))
+        except (ValueError, TypeError, KeyError, OverflowError) as e:
+            where = f"leads[{idx[members[0]]}]" if len(members) == 1 else "leads"
+            raise RequestError(422, f"{where}: cannot compute features from the profile and events ({e})") from None
+        for i, row in zip(members, rows, strict=True):
+            out[i] = row
+    return out  # type: ignore[return-value]
+
+
+def segment_inputs(customers: Sequence[Any], now: Any, window_days: int) -> Any:
+    """The segmenter's input frame (``training.segment.INPUT_DOC``) of ``schemas.Customer`` items, in order:
+    precomputed summaries as given, profiles + events summarised online per ``as_of``."""
+    import pandas as pd
+
+    from training.segment import input_columns, summarise_customers
+
+    cols = input_columns(window_days)
+    known = set(cols) - {"customer_id"}
+    records: list[dict[str, Any] | None] = [None] * len(customers)
+    for i, c in enumerate(customers):
+        if c.summary is not None:
+            extra = set(c.summary) - known
+            if extra:
+                raise RequestError(
+                    422,
+                    f"customers[{i}].summary: unknown field(s) {', '.join(sorted(extra)[:5])}; "
+                    f"expected {', '.join(sorted(known))}",
+                )
+            records[i] = {"customer_id": c.id, **c.summary}
+    online = [c for c in customers if c.profile is not None]
+    positions = [i for i, c in enumerate(customers) if c.profile is not None]
+    for as_of, members in _group_by_as_of(online, now).items():
+        profiles = [_profile_dict(online[k].profile) for k in members]
+        events = [_events_dict(online[k].events) for k in members]
+        ids = [str(p["customer_id"]) for p in profiles]
+        try:
+            if len(set(ids)) < len(ids):
+                parts = [summarise_customers(tables_for_leads([p], [ev], as_of), as_of, window_days)
+                         for p, ev in zip(profiles, events, strict=True)]
+                summary = pd.concat(parts, ignore_index=True)
+                recs = [r for r in summary.to_dict("records")]
+            else:
+                summary = summarise_customers(tables_for_leads(profiles, events, as_of), as_of, window_days)
+                by_id = {str(r["customer_id"]): r for r in summary.to_dict("records")}
+                recs = [by_id[cid] for cid in ids]
+        except (ValueError, TypeError, KeyError, OverflowError) as e:
+            raise RequestError(422, f"customers: cannot summarise the profile and events ({e})") from None
+        for k, rec in zip(members, recs, strict=True):
+            records[positions[k]] = {**rec, "customer_id": online[k].id}
+    frame = pd.DataFrame.from_records(records).reindex(columns=cols)
+    frame["customer_id"] = frame["customer_id"].astype("string")
+    num = [c for c in cols if c != "customer_id"]
+    frame[num] = frame[num].astype("float64")
+    return frame

@@ -1,0 +1,300 @@
+"""Records of every scored lead for drift monitoring: queued in memory, written to Parquet off the hot path.
+
+Layout: ``<home>/records/<model_name>/date=YYYY-MM-DD/part-<uuid>.parquet`` with columns ``ts`` (UTC),
+``model_name``, ``model_version``, ``source`` (``http`` | ``batch``), ``customer_id``, ``probability``,
+``score``, ``grade`` and the model's input feature columns. PII columns are never written. A scoring
+call only appends to a queue (:meth:`RecordSink.record`); a background thread flushes it every
+``flush_seconds``. When the queue is full or a write fails, scoring goes on and the loss is counted in
+``RecordSink.dropped`` and the Prometheus counter ``crmscore_records_dropped_total``.
+
+Batch scoring and drift monitoring use the same module: ``RecordSink(source="batch")`` and
+:func:`read_records`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.contract import PII_COLUMNS
+
+log = logging.getLogger("crmscore.records")
+
+BASE_COLUMNS = ["ts", "model_name", "model_version", "source", "customer_id", "probability", "score", "grade"]
+_counter_lock = threading.Lock()
+_dropped_counter: Any = None
+
+
+def dropped_counter() -> Any:
+    """The Prometheus counter ``crmscore_records_dropped_total{model}`` (created on first use)."""
+    global _dropped_counter
+    with _counter_lock:
+        if _dropped_counter is None:
+            from prometheus_client import Counter
+
+            _dropped_counter = Counter(
+                "crmscore_records_dropped_total",
+                "Scored rows that could not be recorded for drift monitoring (queue full or write failed)",
+                ["model"],
+            )
+        return _dropped_counter
+
+
+@dataclass
+class FeatureBlock:
+    """Input features of a batch: a float matrix of the numeric ones plus lists of the categorical ones."""
+
+    numeric_names: Sequence[str]
+    numeric: np.ndarray
+    categorical: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> FeatureBlock:
+        """Split a feature frame into numeric and categorical (object/string/category) columns."""
+        num = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) or frame[c].dtype == bool]
+        cat = [c for c in frame.columns if c not in num]
+        arr = frame[num].to_numpy(dtype="float64", na_value=np.nan) if num else np.zeros((len(frame), 0))
+        return cls(
+            [str(c) for c in num],
+            arr,
+            {str(c): frame[c].astype("object").where(frame[c].notna(), None).tolist() for c in cat},
+        )
+
+
+@dataclass
+class _Batch:
+    ts: datetime
+    model_name: str
+    model_version: str
+    source: str
+    customer_ids: list[str]
+    probability: np.ndarray
+    score: np.ndarray
+    grade: list[str]
+    features: FeatureBlock | None
+
+    def key(self) -> tuple:
+        f = self.features
+        shape = () if f is None else (tuple(f.numeric_names), tuple(f.categorical))
+        return (self.model_name, self.ts.date().isoformat(), shape)
+
+
+class RecordSink:
+    """In-memory queue of scored rows flushed to Parquet by a background thread (never blocks scoring)."""
+
+    def __init__(
+        self,
+        home: str | Path | None = None,
+        source: str = "http",
+        flush_seconds: float = 10.0,
+        max_queue: int = 200_000,
+    ) -> None:
+        from serving.settings import crmscore_home
+
+        self.root = Path(home if home is not None else crmscore_home()) / "records"
+        self.source = source
+        self.flush_seconds = flush_seconds
+        self.max_queue = max_queue
+        self.dropped = 0
+        self.written = 0
+        self._queue: deque[_Batch] = deque()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------------- producer
+    def record(
+        self,
+        model_name: str,
+        model_version: str,
+        customer_ids: Sequence[str],
+        probability: np.ndarray | Sequence[float],
+        score: np.ndarray | Sequence[int],
+        grade: Sequence[str],
+        features: FeatureBlock | pd.DataFrame | None = None,
+        source: str | None = None,
+    ) -> bool:
+        """Queue one scored batch; False (and counted as dropped) when the queue is full. Never raises."""
+        try:
+            n = len(customer_ids)
+            if isinstance(features, pd.DataFrame):
+                features = FeatureBlock.from_frame(features)
+            batch = _Batch(
+                datetime.now(UTC), model_name, str(model_version), source or self.source, list(customer_ids),
+                np.asarray(probability, dtype="float64"), np.asarray(score), list(grade), features,
+            )
+            with self._lock:
+                if self._pending + n > self.max_queue:
+                    full = True
+                else:
+                    full = False
+                    self._pending += n
+                    self._queue.append(batch)
+            if full:
+                self._count_dropped(model_name, n, "queue full")
+                return False
+            return True
+        except Exception as e:  # noqa: BLE001 - recording must never break scoring
+            self._count_dropped(model_name, len(customer_ids), type(e).__name__)
+            return False
+
+    def _count_dropped(self, model_name: str, n: int, why: str) -> None:
+        self.dropped += n
+        try:
+            dropped_counter().labels(model=model_name).inc(n)
+        except Exception:  # noqa: BLE001 - metrics are best effort
+            pass
+        log.warning("dropped %d record row(s) of %s: %s", n, model_name, why)
+
+    # ------------------------------------------------------------------------------------- consumer
+    def start(self) -> RecordSink:
+        """Start the background flusher (idempotent)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="crmscore-record-sink", daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.flush_seconds):
+            self.flush()
+
+    def flush(self) -> int:
+        """Write everything queued; returns the rows written. Failures are counted, never raised."""
+        with self._flush_lock:
+            with self._lock:
+                batches = list(self._queue)
+                self._queue.clear()
+                self._pending = 0
+            if not batches:
+                return 0
+            groups: dict[tuple, list[_Batch]] = {}
+            for b in batches:
+                groups.setdefault(b.key(), []).append(b)
+            written = 0
+            for (model, day, _), group in groups.items():
+                n = sum(len(b.customer_ids) for b in group)
+                try:
+                    self._write(model, day, group)
+                    written += n
+                except Exception as e:  # noqa: BLE001 - disk full, permissions...: count and go on
+                    self._count_dropped(model, n, f"write failed ({type(e).__name__}: {str(e)[:200]})")
+            self.written += written
+            return written
+
+    def _write(self, model: str, day: str, group: list[_Batch]) -> Path:
+        """One Parquet part file of a (model, day) group, built with pyarrow directly (no pandas on this path)."""
+        import pyarrow as pa
+
+        sizes = np.array([len(b.customer_ids) for b in group])
+        ts = np.repeat(np.array([np.datetime64(b.ts.replace(tzinfo=None), "us") for b in group]), sizes)
+        cols: dict[str, pa.Array] = {
+            "ts": pa.array(ts, type=pa.timestamp("us", tz="UTC")),
+            "model_name": pa.array(np.full(len(ts), model, dtype=object), type=pa.string()),
+            "model_version": pa.array(np.repeat(np.array([b.model_version for b in group], dtype=object), sizes),
+                                      type=pa.string()),
+            "source": pa.array(np.repeat(np.array([b.source for b in group], dtype=object), sizes), type=pa.string()),
+            "customer_id": pa.array([str(c) for b in group for c in b.customer_ids], type=pa.string()),
+            "probability": pa.array(np.concatenate([b.probability for b in group]), type=pa.float64()),
+            "score": pa.array(np.concatenate([b.score for b in group]).astype("int64"), type=pa.int64()),
+            "grade": pa.array([str(g) for b in group for g in b.grade], type=pa.string()),
+        }
+        f0 = group[0].features
+        if f0 is not None:
+            num = np.vstack([b.features.numeric for b in group])
+            for j, c in enumerate(f0.numeric_names):
+                if c not in PII_COLUMNS and c not in cols:
+                    cols[c] = pa.array(num[:, j], type=pa.float64())
+            for c in f0.categorical:
+                if c not in PII_COLUMNS and c not in cols:
+                    values = [None if v is None else str(v) for b in group for v in b.features.categorical[c]]
+                    cols[c] = pa.array(values, type=pa.string())
+        table = pa.Table.from_pydict(cols)
+        path = self.root / model / f"date={day}" / f"part-{uuid.uuid4().hex}.parquet"
+        return _write_atomic(table, path)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the flusher and write what is left."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.flush()
+
+    @property
+    def pending(self) -> int:
+        """Rows queued and not yet written."""
+        return self._pending
+
+
+def _write_atomic(table: Any, path: Path) -> Path:
+    """Write a pyarrow table through a hidden temporary file and a rename (readers never see half a file)."""
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def _as_utc(t: Any) -> pd.Timestamp | None:
+    if t is None:
+        return None
+    ts = pd.Timestamp(t)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def read_records(
+    home: str | Path,
+    model_name: str,
+    since: Any = None,
+    until: Any = None,
+    version: str | None = None,
+) -> pd.DataFrame:
+    """Recorded rows of ``model_name`` with ``since <= ts < until`` (naive times are UTC), optionally one version.
+
+    Empty frame with the base columns when nothing was recorded. Sorted by ``ts``.
+    """
+    root = Path(home) / "records" / model_name
+    lo, hi = _as_utc(since), _as_utc(until)
+    frames = []
+    if root.is_dir():
+        for d in sorted(root.glob("date=*")):
+            try:
+                day = pd.Timestamp(d.name.split("=", 1)[1]).tz_localize("UTC")
+            except ValueError:
+                continue
+            if (lo is not None and day + pd.Timedelta(days=1) <= lo) or (hi is not None and day >= hi):
+                continue
+            for f in sorted(d.glob("part-*.parquet")):
+                frames.append(pd.read_parquet(f))
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in BASE_COLUMNS})
+    df = pd.concat(frames, ignore_index=True)
+    for c in ("model_name", "model_version", "source", "customer_id", "grade"):
+        df[c] = df[c].astype("string")
+    mask = np.ones(len(df), dtype=bool)
+    if lo is not None:
+        mask &= (df["ts"] >= lo).to_numpy()
+    if hi is not None:
+        mask &= (df["ts"] < hi).to_numpy()
+    if version is not None:
+        mask &= (df["model_version"] == str(version)).fillna(False).to_numpy(dtype=bool)
+    return df.loc[mask].sort_values("ts", kind="stable").reset_index(drop=True)

@@ -1,0 +1,131 @@
+"""Typed settings of the scoring service (``configs/serving.yaml``) and their environment overrides.
+
+Nothing is read at import time: the service calls :func:`load_settings` when a worker starts.
+Precedence: embedded defaults < YAML file (``$CRMSCORE_SERVING_CONFIG`` or the ``path`` argument) <
+environment variables (``CRMSCORE_*``, listed in :data:`ENV_OVERRIDES`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: Environment variable → settings field it overrides.
+ENV_OVERRIDES = {
+    "CRMSCORE_PIN_MODELS": "pin_models",
+    "CRMSCORE_POLL_SECONDS": "poll_interval_seconds",
+    "CRMSCORE_MAX_BATCH": "max_batch",
+    "CRMSCORE_MODEL_SOURCE": "model_source",
+    "CRMSCORE_XGB_THREADS": "xgb_threads",
+    "CRMSCORE_RECORDS": "records_enabled",
+    "CRMSCORE_RECORDS_FLUSH_SECONDS": "records_flush_seconds",
+    "CRMSCORE_INLINE_MAX_LEADS": "inline_max_leads",
+    "CRMSCORE_GC_TUNING": "gc_tuning",
+    "CRMSCORE_DATA_DIR": "data_dir",
+}
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class ModelNames(BaseModel):
+    """Registered model names the service loads (each at ``alias``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lead: str = "lead_scoring"
+    churn: str = "churn_risk"
+    segments: str = "customer_segments"
+
+
+class ServingSettings(BaseModel):
+    """Everything the scoring service needs besides the models themselves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: ModelNames = Field(default_factory=ModelNames)
+    alias: str = Field(default="champion", description="registry alias served (and watched for hot swap)")
+    model_source: Literal["auto", "registry", "bento"] = Field(
+        default="auto",
+        description="auto: the models packed in the Bento when serving a built Bento, else the MLflow registry",
+    )
+    registry_uri: str | None = Field(
+        default=None, description="MLflow tracking/registry URI; default $MLFLOW_TRACKING_URI or ./mlflow.db"
+    )
+    data_dir: str | None = Field(
+        default=None, description="data dir of `crmscore serve --data` (contract tables, for pages that read them)"
+    )
+    pin_models: bool = Field(default=False, description="keep the versions loaded at start-up (no hot swap)")
+    poll_interval_seconds: float = Field(default=30.0, gt=0, description="how often the champion alias is checked")
+    max_batch: int = Field(default=10_000, ge=1, description="most leads / customers in one request")
+    max_body_mb: float = Field(default=128.0, gt=0, description="largest accepted request body")
+    top_reasons: int = Field(default=3, ge=0, le=20, description="positive and negative reasons per lead")
+    xgb_threads: int = Field(default=1, ge=1, description="XGBoost threads per worker process")
+    workers: int = Field(default=1, ge=1, description="worker processes (crmscore serve --workers)")
+    inline_max_leads: int = Field(
+        default=16, ge=0, description="requests with at most this many precomputed leads are scored on the event "
+        "loop; larger ones (and raw profiles) in a worker thread",
+    )
+    gc_tuning: bool = Field(
+        default=True, description="freeze start-up objects out of the garbage collector and collect less often"
+    )
+    access_log: bool = Field(default=False, description="BentoML per-request access log (costs ~5% at 1 lead)")
+    records_enabled: bool = Field(default=True, description="record every scored request for drift monitoring")
+    records_flush_seconds: float = Field(default=10.0, gt=0, description="how often the record queue is flushed")
+    records_max_queue: int = Field(default=200_000, ge=1, description="rows held in memory before dropping")
+
+    def resolved_registry_uri(self) -> str | None:
+        """The registry URI to use (None lets `training.registry.configure_tracking` pick its default)."""
+        return self.registry_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def crmscore_home() -> Path:
+    """``$CRMSCORE_HOME``, default ``./.crmscore`` (records, drift summaries). Not created here."""
+    return Path(os.environ.get("CRMSCORE_HOME") or ".crmscore")
+
+
+def _env_value(field: str, raw: str) -> object:
+    if field in ("pin_models", "records_enabled", "gc_tuning"):
+        return raw.strip().lower() in _TRUE
+    return raw.strip()
+
+
+def load_settings(path: str | Path | None = None) -> ServingSettings:
+    """Settings from ``path`` (or ``$CRMSCORE_SERVING_CONFIG``, or the embedded defaults) plus env overrides.
+
+    Raises ``features.config.ConfigError`` naming the file or variable and the field when a value is invalid.
+    """
+    from pydantic import ValidationError
+
+    from features.config import ConfigError, load_config
+
+    path = path or os.environ.get("CRMSCORE_SERVING_CONFIG") or None
+    base = load_config(path, ServingSettings)
+    overrides = {
+        field: _env_value(field, os.environ[var]) for var, field in ENV_OVERRIDES.items() if os.environ.get(var)
+    }
+    if not overrides:
+        return base
+    try:
+        return ServingSettings.model_validate({**base.model_dump(), **overrides})
+    except ValidationError as e:
+        first = e.errors()[0]
+        field = str(first["loc"][0])
+        var = next(v for v, f in ENV_OVERRIDES.items() if f == field)
+        raise ConfigError(f"environment variable {var}: {first['msg']}") from None
+
+
+def load_api_keys() -> frozenset[str]:
+    """API keys from ``$CRMSCORE_API_KEYS`` (comma-separated) and the file ``$CRMSCORE_API_KEYS_FILE``
+    (one per line, ``#`` comments). Empty when neither is set: every scoring call is then refused."""
+    keys = {k.strip() for k in os.environ.get("CRMSCORE_API_KEYS", "").split(",")}
+    f = os.environ.get("CRMSCORE_API_KEYS_FILE")
+    if f:
+        p = Path(f)
+        if not p.is_file():
+            raise FileNotFoundError(f"CRMSCORE_API_KEYS_FILE: file not found: {p}")
+        for line in p.read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            keys.add(line)
+    return frozenset(k for k in keys if k)

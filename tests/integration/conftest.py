@@ -1,0 +1,202 @@
+"""Integration fixtures of the scoring service: a small trained registry and a real server per module.
+
+``crm_registry`` (session) generates ~1,500 random customers, writes them as a data dir and trains
+``lead_scoring`` and ``churn_risk`` (one small XGBoost each) into a SQLite MLflow store. The tables
+are random, so the models have no real signal: enough to serve. :func:`running_server` starts
+``crmscore serve`` on a free port as a subprocess pointed at a registry and stops it by its process
+group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+API_KEYS = ("test-key-1", "test-key-2")
+
+
+@dataclass
+class Registry:
+    """A trained throwaway registry."""
+
+    root: Path
+    data: Path
+    uri: str
+    versions: dict[str, str]
+
+
+@dataclass
+class Server:
+    """A running service."""
+
+    url: str
+    home: Path
+    log: Path
+    proc: subprocess.Popen
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Valid auth headers."""
+        return {"Authorization": f"Bearer {API_KEYS[0]}"}
+
+    def log_text(self) -> str:
+        """What the server wrote so far."""
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+def keep_mlflow_globals(mp: pytest.MonkeyPatch) -> None:
+    """Have ``mp`` restore MLflow's process-wide tracking/registry URI and active experiment on undo, so a
+    test pointing MLflow at its own store does not leak it into later tests."""
+    import mlflow.tracking._model_registry.utils as reg_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+    import mlflow.tracking.fluent as fluent
+
+    mp.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    mp.setattr(reg_utils, "_registry_uri", reg_utils._registry_uri)
+    mp.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
+
+
+@pytest.fixture()
+def isolated_mlflow(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """``monkeypatch`` that also restores MLflow's global URIs and active experiment after the test."""
+    keep_mlflow_globals(monkeypatch)
+    return monkeypatch
+
+
+def _write_data(data: Path) -> None:
+    from features.io import write_parquet_atomic
+
+    try:
+        from features.synth import generate_crm_data, write_crm_data
+
+        write_crm_data(generate_crm_data(1500, 420, 3), data)
+        return
+    except ImportError:
+        pass
+    from tests.fixtures.crm import make_tables
+
+    for name, df in make_tables(1500, seed=3).items():
+        write_parquet_atomic(df, data / f"{name}.parquet")
+
+
+@pytest.fixture(scope="session")
+def crm_registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """lead_scoring and churn_risk champions (v1) trained on random CRM tables in a SQLite store."""
+    from features.config import LabelConfig
+    from training.config import TrainConfig, XGBSearch
+    from training.train import train_crm
+
+    root = tmp_path_factory.mktemp("crm_registry")
+    data = root / "data"
+    _write_data(data)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    versions = {}
+    with pytest.MonkeyPatch.context() as mp:
+        keep_mlflow_globals(mp)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", uri)
+        # the logged models' pip requirements do not matter here; inferring them costs a subprocess each
+        mp.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+        mp.chdir(root)
+        search = XGBSearch(n_trials=1, n_estimators=[60], max_depth=[4])
+        labels = LabelConfig(n_cutoffs=3, horizon_days=60, churn_lookback_days=365)
+        for task in ("lead", "churn"):
+            cfg = TrainConfig(task=task, xgb_search=search, candidates=["xgboost"], labels=labels, xgb_threads=1)
+            result = train_crm(data, cfg)
+            versions[result.model_name] = result.version
+    return Registry(root, data, uri, versions)
+
+
+def copy_registry(reg: Registry, dest: Path) -> Registry:
+    """A private copy of the registry database (artifacts stay shared and read-only)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(reg.root / "mlflow.db", dest / "mlflow.db")
+    return Registry(dest, reg.data, f"sqlite:///{dest / 'mlflow.db'}", dict(reg.versions))
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _server_argv(port: int) -> list[str]:
+    exe = Path(sys.executable).parent / "crmscore"
+    if exe.exists():
+        return [str(exe), "serve", "--port", str(port), "--host", "127.0.0.1"]
+    return [sys.executable, "-m", "bentoml", "serve", "serving.service:CRMScoring", "--port", str(port),
+            "--host", "127.0.0.1"]
+
+
+@contextlib.contextmanager
+def running_server(reg: Registry, workdir: Path, env: dict[str, str] | None = None,
+                   timeout: float = 300) -> Iterator[Server]:
+    """``crmscore serve`` on a free port with the registry ``reg``; stopped (process group) on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    home = workdir / "home"
+    full_env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": reg.uri,
+        "MLFLOW_REGISTRY_URI": reg.uri,
+        "CRMSCORE_API_KEYS": ",".join(API_KEYS),
+        "CRMSCORE_HOME": str(home),
+        "BENTOML_HOME": str(workdir / "bentoml"),
+        "CRMSCORE_RECORDS_FLUSH_SECONDS": "0.3",
+        "BENTOML_DO_NOT_TRACK": "true",
+        **(env or {}),
+    }
+    full_env.pop("CRMSCORE_API_KEYS_FILE", None)
+    log = workdir / "server.log"
+    proc = subprocess.Popen(_server_argv(port), env=full_env, cwd=str(workdir), stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(f"http://127.0.0.1:{port}", home, log, proc)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_text()[-3000:]}")
+            try:
+                if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not ready after {timeout}s:\n{server.log_text()[-3000:]}")
+            time.sleep(0.25)
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def lead_features(reg: Registry, as_of: str, n: int = 5) -> tuple[list[dict], dict]:
+    """Feature rows (JSON-ready) of ``n`` customers from the batch builder, and the tables they came from."""
+    import json
+
+    from features.build import build_features
+    from features.io import load_tables
+
+    tables = load_tables(reg.data)
+    feats = build_features(tables, as_of)
+    rows = json.loads(feats.head(n).reset_index().to_json(orient="records"))
+    return rows, tables

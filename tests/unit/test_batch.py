@@ -1,0 +1,360 @@
+"""Batch scoring building blocks without MLflow: model URIs, column plans, cleaning and rejects, CSV row
+numbers, ranking and dedupe, reason texts (same selection as ``training.scores.top_reasons``), outputs."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from serving.batch import (
+    BatchError,
+    ColumnPlan,
+    FeatureMapping,
+    LoadedScorer,
+    Progress,
+    RawChunk,
+    _format_numbers,
+    clean_chunk,
+    format_reasons,
+    open_csv_input,
+    plan_columns,
+    rank_rows,
+    remove_stale_work,
+    resolve_model_uri,
+    resolve_output,
+    score_frame,
+)
+
+NUM = ["tenure_days", "age", "added_to_cart"]
+CAT = ["province"]
+
+
+@pytest.fixture(scope="module")
+def model() -> LoadedScorer:
+    """A small fitted CRMScorer (XGBoost, 30 trees) on random rows."""
+    from xgboost import XGBClassifier
+
+    from training.model import CRMScorer, FeaturePreprocessor
+
+    rng = np.random.default_rng(0)
+    n = 600
+    X = pd.DataFrame(
+        {
+            "tenure_days": rng.uniform(0, 400, n).round(1),
+            "age": rng.integers(18, 70, n).astype(float),
+            "added_to_cart": rng.integers(0, 2, n).astype(float),
+            "province": rng.choice(["广东省", "浙江省", "北京市"], n),
+        }
+    )
+    X.loc[rng.random(n) < 0.1, "age"] = np.nan
+    logit = 0.01 * X["tenure_days"] - 2 + 1.5 * X["added_to_cart"] + (X["province"] == "广东省")
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    est = XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1, random_state=0)
+    scorer = CRMScorer(estimator=est, preprocessor=FeaturePreprocessor(categorical=CAT)).fit(X, y)
+    return LoadedScorer(uri="models:/test@champion", scorer=scorer, name="test", version="1")
+
+
+def _plan(model: LoadedScorer, keep: list[str] | None = None) -> ColumnPlan:
+    header = ["customer_id", *NUM, *CAT, *(keep or [])]
+    return plan_columns(header, model, "customer_id", keep or [], FeatureMapping(), "t.csv")
+
+
+def _raw(rows: dict[str, list], first: int = 2) -> RawChunk:
+    n = len(next(iter(rows.values())))
+    t = pa.table({k: pa.array(v, type=pa.string()) for k, v in rows.items()})
+    return RawChunk(t, np.arange(n, dtype=np.int64) + first)
+
+
+# ------------------------------------------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize(
+    ("spec", "uri"),
+    [
+        ("lead_scoring@champion", "models:/lead_scoring@champion"),
+        ("lead_scoring/3", "models:/lead_scoring/3"),
+        ("lead_scoring", "models:/lead_scoring@champion"),
+        ("models:/lead_scoring@challenger", "models:/lead_scoring@challenger"),
+        ("runs:/abc123/model", "runs:/abc123/model"),
+    ],
+)
+def test_model_specs_resolve_to_uris(spec, uri):
+    assert resolve_model_uri(spec) == uri
+
+
+def test_bad_model_specs_are_refused():
+    with pytest.raises(BatchError, match="version number"):
+        resolve_model_uri("lead_scoring/latest")
+    with pytest.raises(BatchError, match="empty"):
+        resolve_model_uri("  ")
+
+
+# ----------------------------------------------------------------------------------------------- columns
+
+
+def test_plan_matches_headers_loosely_and_by_mapping(model):
+    header = ["客户编号", "Tenure Days", "AGE", "added-to-cart", "province", "notes"]
+    plan = plan_columns(header, model, "customer_id", ["notes"], FeatureMapping(columns={"客户编号": "customer_id"}),
+                        "t.csv")
+    assert plan.source == {"customer_id": "客户编号", "tenure_days": "Tenure Days", "age": "AGE",
+                           "added_to_cart": "added-to-cart", "province": "province", "notes": "notes"}
+    assert plan.ignored == []
+
+
+def test_plan_names_every_missing_column(model):
+    with pytest.raises(BatchError, match=r"missing required .*: customer_id, age, province"):
+        plan_columns(["tenure_days", "added_to_cart"], model, "customer_id", [], FeatureMapping(), "t.csv")
+    with pytest.raises(BatchError, match=r"missing required column\(s\): notes"):
+        plan_columns(["customer_id", *NUM, *CAT], model, "customer_id", ["notes"], FeatureMapping(), "t.csv")
+
+
+def test_a_single_column_header_hints_at_the_delimiter(model):
+    with pytest.raises(BatchError, match="read as one column .*delimited by"):
+        plan_columns(["customer_id#age#province"], model, "customer_id", [], FeatureMapping(), "t.csv", ",")
+
+
+def test_mapping_to_an_absent_column_and_duplicate_headers_are_errors(model):
+    with pytest.raises(BatchError, match="mapping names column '编号'"):
+        plan_columns(["customer_id", *NUM, *CAT], model, "customer_id", [],
+                     FeatureMapping(columns={"编号": "customer_id"}), "t.csv")
+    with pytest.raises(BatchError, match="duplicate column name"):
+        plan_columns(["customer_id", "age", "age", *CAT], model, "customer_id", [], FeatureMapping(), "t.csv")
+
+
+# ---------------------------------------------------------------------------------------------- cleaning
+
+
+def test_clean_chunk_rejects_with_reasons_and_parses_messy_numbers(model):
+    plan = _plan(model, keep=["notes"])
+    raw = _raw(
+        {
+            "customer_id": ["A1", None, "A3", "A4", "A5", None, " A7 "],
+            "tenure_days": ["10", "11", "abc", "1,234.5", "¥12", None, "7"],
+            "age": ["30", "31", "32", "inf", "", None, "-1e400"],
+            "added_to_cart": ["1", "0", "1", "0", "1", None, "1"],
+            "province": [" 广东省 ", "浙江省", None, "北京市", "ＡＢ", None, "北京市"],
+            "notes": ["x", "y", "z", "w", "v", None, "u"],
+        }
+    )
+    c = clean_chunk(raw, plan)
+    assert c.blank == 1  # row 7: every column blank
+    rej = c.rejects.set_index("row")
+    assert rej.loc[3, "reason"] == "customer_id is blank"
+    assert (rej.loc[4, "column"], rej.loc[4, "value"], rej.loc[4, "reason"]) == (
+        "tenure_days", "abc", "tenure_days is not a number")
+    assert rej.loc[5, "reason"] == "age is infinite" and rej.loc[5, "id"] == "A4"
+    assert rej.loc[8, "reason"] == "age is infinite" and rej.loc[8, "value"] == "-inf"
+    assert sorted(rej.index) == [3, 4, 5, 8]
+    assert c.ids.tolist() == ["A1", "A5"]
+    assert c.row_numbers.tolist() == [2, 6]
+    assert c.features["tenure_days"].tolist() == [10.0, 12.0]  # "¥12" parsed as an amount
+    assert np.isnan(c.features["age"].iloc[1])  # blank → missing, not rejected
+    assert c.features["province"].tolist() == ["广东省", "AB"]  # trimmed, full-width folded
+    assert list(c.features.columns) == [*NUM, *CAT]
+    assert c.keep.column("notes").to_pylist() == ["x", "v"]
+
+
+def test_thousands_separators_parse_when_the_chunk_also_has_junk(model):
+    plan = _plan(model)
+    raw = _raw({"customer_id": ["a", "b"], "tenure_days": ["1,234.5", "oops"], "age": ["1", "2"],
+                "added_to_cart": ["0", "1"], "province": ["x", "y"]})
+    c = clean_chunk(raw, plan)
+    assert c.features["tenure_days"].tolist() == [1234.5]
+    assert c.rejects["reason"].tolist() == ["tenure_days is not a number"]
+
+
+def test_several_problems_of_one_row_are_one_reject_line(model):
+    plan = _plan(model)
+    raw = _raw({"customer_id": [None], "tenure_days": ["x"], "age": ["inf"], "added_to_cart": ["1"],
+                "province": ["p"]})
+    rej = clean_chunk(raw, plan).rejects
+    assert len(rej) == 1
+    assert rej.loc[0, "reason"] == "customer_id is blank; tenure_days is not a number; age is infinite"
+
+
+def test_csv_row_numbers_survive_blank_lines_and_bad_lines(model, tmp_path):
+    lines = ["customer_id,tenure_days,age,added_to_cart,province", "a,1,2,0,x", "", "b,1,2,0,x,EXTRA",
+             "c,1,2,0,x", "d,1,2", "e,1,2,0,x"]
+    p = tmp_path / "l.csv"
+    p.write_text("\n".join(lines) + "\n")
+    src = open_csv_input(p)
+    plan = plan_columns(src.header, model, "customer_id", [], FeatureMapping(), src.label, src.delimiter)
+    rows, bad, blank = [], [], 0
+    for raw in src.chunks(plan, 2):
+        c = clean_chunk(raw, plan)
+        rows += list(zip(c.row_numbers.tolist(), c.ids.tolist(), strict=True))
+        bad += raw.bad_rows
+        blank += c.blank
+    assert rows == [(2, "a"), (5, "c"), (7, "e")]
+    assert [r for r, _ in bad] == [4, 6] and "fields" in bad[0][1]
+    assert blank == 1
+
+
+def test_csv_encoding_and_delimiter_are_detected(tmp_path):
+    p = tmp_path / "gb.csv"
+    p.write_bytes("客户编号;省份\nA;广东省\n".encode("gb18030"))
+    src = open_csv_input(p)
+    assert (src.encoding, src.delimiter, src.header) == ("gb18030", ";", ["客户编号", "省份"])
+
+
+@pytest.mark.parametrize(("text", "message"), [("", "empty"), ("a,b,c\n", "no data rows"), ("  \n\n", "empty")])
+def test_empty_and_header_only_files_are_errors(tmp_path, text, message):
+    p = tmp_path / "x.csv"
+    p.write_text(text)
+    with pytest.raises(BatchError, match=message):
+        open_csv_input(p)
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+
+
+def test_score_frame_equals_the_scorers_predict_proba(model):
+    from training.scores import to_grade, to_score
+
+    X = pd.DataFrame({"tenure_days": [1.0, 200.0, np.nan], "age": [30.0, np.nan, 50.0],
+                      "added_to_cart": [1.0, 0.0, 1.0], "province": ["广东省", None, "unseen"]})
+    s = score_frame(model.scorer, X, reasons=2, threads=1)
+    p = model.scorer.predict_proba(X)[:, 1]
+    np.testing.assert_array_equal(s.probability, p)
+    np.testing.assert_array_equal(s.score, to_score(p))
+    np.testing.assert_array_equal(s.grade, to_grade(to_score(p), model.scorer.grade_thresholds_))
+    assert set(s.reasons) == {"reason_pos_1", "reason_pos_2", "reason_neg_1", "reason_neg_2"}
+
+
+def test_reason_texts_follow_top_reasons(model):
+    from serving.postprocess import label_of
+    from training.scores import top_reasons
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"tenure_days": rng.uniform(0, 400, 50).round(2), "age": rng.integers(18, 70, 50) * 1.0,
+                      "added_to_cart": rng.integers(0, 2, 50) * 1.0,
+                      "province": rng.choice(["广东省", "浙江省", None], 50)})
+    sc = model.scorer
+    Z = sc.preprocessor_.transform(X)
+    texts = format_reasons(sc, X, Z, 3)
+    want = top_reasons(sc.contributions_matrix(Z), sc.reason_groups(), X, 3)
+    for i, w in enumerate(want):
+        for kind, key in (("pos", "positive"), ("neg", "negative")):
+            for k in range(3):
+                cell = texts[f"reason_{kind}_{k + 1}"][i]
+                if k >= len(w[key]):
+                    assert cell is None
+                    continue
+                r = w[key][k]
+                value = "missing" if r["value"] is None else r["value"] if isinstance(r["value"], str) else None
+                assert cell.startswith(f"{label_of(r['feature'])} = ")
+                assert cell.endswith(f"({r['contribution']:+.2f})")
+                if value is not None:
+                    assert f" = {value} (" in cell
+
+
+def test_numbers_are_shown_readably():
+    got = _format_numbers(np.array([1.0, 0.0, 193.579, np.nan, -2.5, 1e-4, 3650.0]))
+    assert got.tolist() == ["1", "0", "193.58", "missing", "-2.5", "0.0001", "3650"]
+
+
+# ------------------------------------------------------------------------------------------------ ranking
+
+
+def test_rank_keeps_the_last_duplicate_and_breaks_ties_by_input_order():
+    ids = pa.array(["a", "b", "a", "c", "d", "e"])
+    p = np.array([0.9, 0.5, 0.2, 0.5, 0.7, 0.1])
+    rows = np.arange(2, 8)
+    keep, rank, decile = rank_rows(ids, p, rows)
+    assert keep.tolist() == [False, True, True, True, True, True]
+    # kept: b .5, a .2, c .5, d .7, e .1 → d, b, c (tie: b first in input), a, e
+    assert rank.tolist() == [0, 2, 4, 3, 1, 5]
+    assert decile.tolist() == [0, 3, 7, 5, 1, 9]
+
+
+# ------------------------------------------------------------------------------------------------- output
+
+
+def test_output_locations_are_checked_first(tmp_path):
+    t = resolve_output(str(tmp_path / "s.csv"), None, None)
+    assert (t.kind, t.rejects.name, t.summary.name) == ("csv", "s.csv.rejects.csv", "s.csv.summary.json")
+    assert resolve_output(str(tmp_path / "s.parquet"), None, None).kind == "parquet"
+    sql = resolve_output(f"sqlite:///{tmp_path / 'x.db'}", "scores", None)
+    assert (sql.kind, sql.table, sql.rejects.name) == ("sql", "scores", "x.db.scores.rejects.csv")
+    with pytest.raises(BatchError, match="does not exist"):
+        resolve_output(str(tmp_path / "missing" / "s.csv"), None, None)
+    with pytest.raises(BatchError, match="use a .csv or .parquet"):
+        resolve_output(str(tmp_path / "s.json"), None, None)
+    (tmp_path / "d.csv").mkdir()
+    with pytest.raises(BatchError, match="is a directory"):
+        resolve_output(str(tmp_path / "d.csv"), None, None)
+    with pytest.raises(BatchError, match="--output-table"):
+        resolve_output(str(tmp_path / "s.csv"), "scores", None)
+
+
+def test_stale_work_of_dead_runs_is_removed_but_live_runs_are_kept(tmp_path):
+    target = tmp_path / "s.csv"
+    dead = tmp_path / ".s.csv.crmscore-999999999.tmp"
+    dead.mkdir()
+    (dead / "chunk-000000.parquet").write_text("x")
+    part = tmp_path / ".s.csv.crmscore-999999999.part"
+    part.write_text("half")
+    live = tmp_path / f".s.csv.crmscore-{os.getpid()}.tmp"
+    live.mkdir()
+    other = tmp_path / ".t.csv.crmscore-999999999.tmp"
+    other.mkdir()
+    removed = remove_stale_work(target)
+    assert sorted(p.name for p in removed) == sorted([dead.name, part.name])
+    assert live.exists() and other.exists() and not dead.exists() and not part.exists()
+
+
+def test_progress_is_silent_unless_enabled():
+    quiet, loud = io.StringIO(), io.StringIO()
+    Progress(100, enabled=False, stream=quiet).update(50, force=True)
+    p = Progress(100, enabled=True, stream=loud)
+    p.update(50, force=True)
+    assert quiet.getvalue() == ""
+    assert "50 rows" in loud.getvalue() and "rows/s" in loud.getvalue() and "ETA" in loud.getvalue()
+
+
+def test_feature_mapping_file_is_validated(tmp_path):
+    from serving.batch import load_feature_mapping
+
+    good = tmp_path / "m.yaml"
+    good.write_text("columns:\n  客户编号: customer_id\n", encoding="utf-8")
+    assert load_feature_mapping(good).columns == {"客户编号": "customer_id"}
+    bad = tmp_path / "b.yaml"
+    bad.write_text("tables:\n  customers: {}\n", encoding="utf-8")
+    with pytest.raises(BatchError, match="tables"):
+        load_feature_mapping(bad)
+    assert load_feature_mapping(None).columns == {}
+    assert isinstance(Path(good), Path)
+
+
+def test_approximate_contributions_add_up_to_the_margin_too(model):
+    from serving.batch import contributions
+
+    X = pd.DataFrame({"tenure_days": [5.0, 300.0], "age": [30.0, np.nan], "added_to_cart": [1.0, 0.0],
+                      "province": ["广东省", "浙江省"]})
+    Z = model.scorer.preprocessor_.transform(X)
+    margin = model.scorer.margin_matrix(Z)
+    for method in ("exact", "approx"):
+        np.testing.assert_allclose(contributions(model.scorer, Z, method).sum(axis=1), margin, rtol=1e-5, atol=1e-5)
+    texts = format_reasons(model.scorer, X, Z, 1, method="approx")
+    assert all(isinstance(t, str) and " = " in t for t in texts["reason_pos_1"] if t is not None)
+    with pytest.raises(BatchError, match="exact or approx"):
+        contributions(model.scorer, Z, "shap")
+
+
+@pytest.mark.parametrize("top", [1, 3, 5, 12])
+def test_reason_selection_equals_the_full_stable_sort_even_with_ties(top):
+    from serving.batch import select_reasons
+
+    rng = np.random.default_rng(top)
+    folded = rng.integers(-3, 4, size=(400, 9)).astype(float)  # many ties, also across the cut
+    folded[:50] = rng.normal(size=(50, 9))
+    order = np.argsort(-folded, axis=1, kind="stable")  # what training.scores.top_reasons does
+    pos, neg = select_reasons(folded, top)
+    np.testing.assert_array_equal(pos, order[:, :top])
+    np.testing.assert_array_equal(neg, order[:, ::-1][:, :top])
