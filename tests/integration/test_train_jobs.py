@@ -127,3 +127,23 @@ def test_untrusted_type_is_refused(tmp_path):
     assert "tests.integration.test_train_jobs.Sneaky" not in TRUSTED_TYPES
     with pytest.raises(Exception, match="(?i)untrusted"):
         mlflow.sklearn.save_model(Sneaky([("x", "passthrough")]), str(tmp_path / "m"), serialization_format="skops")
+
+
+def test_better_challenger_is_promoted_on_the_same_out_of_time_rows(tracking_uri, tmp_path):
+    from features.synth import generate_crm_data, write_crm_data
+
+    data = tmp_path / "demo"
+    write_crm_data(generate_crm_data(3000, 365, 5), data)
+    weak = XGBSearch(n_trials=1, n_estimators=[2], max_depth=[1], learning_rate=[0.03])
+    base = dict(task="lead", candidates=["xgboost"], labels=LabelConfig(n_cutoffs=3))
+    first = train_crm(data, TrainConfig(**base, xgb_search=weak))
+    second = train_crm(
+        data,
+        TrainConfig(**base, xgb_search=XGBSearch(n_trials=1, n_estimators=[200], max_depth=[3], learning_rate=[0.06])),
+    )
+    assert first.promoted and second.promoted
+    assert second.test_metrics["roc_auc"] > first.test_metrics["roc_auc"] + 0.002
+    assert get_alias_version("lead_scoring", CHAMPION) == second.version
+    tags = MlflowClient().get_model_version("lead_scoring", second.version).tags
+    assert tags["crmscore.gate.promote"] == "true" and tags["crmscore.gate.champion_version"] == first.version
+    assert "test_auc_share_of_oracle" in second.test_metrics  # demo data: compared with the oracle
