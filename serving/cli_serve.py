@@ -79,6 +79,9 @@ def serve_cmd(
         None, "--data", help="data dir: trains lead/churn champions from it first when the registry has none, "
         "and is passed to the workers as $CRMSCORE_DATA_DIR",
     ),
+    as_of: str | None = typer.Option(
+        None, "--as-of", help="time the profile page /ui scores at (default: the latest event time in --data)"
+    ),
     config: Path | None = typer.Option(None, "--config", help="configs/serving.yaml"),
     pin: bool | None = typer.Option(None, "--pin/--follow", help="keep the start-up versions / follow the alias"),
     poll_seconds: float | None = typer.Option(None, "--poll-seconds", help="how often the champion is checked"),
@@ -96,6 +99,15 @@ def serve_cmd(
         keys = load_api_keys()
     except (ConfigError, FileNotFoundError) as e:
         _fail(str(e))
+    if as_of is not None:
+        import pandas as pd
+
+        if data is None and not settings.data_dir:
+            _fail("--as-of needs --data (the data dir the profile page shows)")
+        try:
+            pd.Timestamp(as_of)
+        except (ValueError, TypeError):
+            _fail(f"--as-of: not a date or time: {as_of!r} (e.g. 2025-06-30 or 2025-06-30T18:00:00)")
     uri = configure_tracking(settings.registry_uri)
     if data is not None:
         if not data.is_dir():
@@ -111,6 +123,8 @@ def serve_cmd(
     )
     if data is not None:
         env["CRMSCORE_DATA_DIR"] = str(data.resolve())
+    if as_of is not None:
+        env["CRMSCORE_AS_OF"] = as_of
     if not keys:
         key = secrets.token_urlsafe(24)
         env["CRMSCORE_API_KEYS"] = key
@@ -118,6 +132,8 @@ def serve_cmd(
             f"no CRMSCORE_API_KEYS set: generated a key for this run (Authorization: Bearer {key})", err=True
         )
     typer.echo(f"serving {SERVICE} on http://{host}:{port} (registry {uri}, workers {workers or settings.workers})")
+    if data is not None or settings.data_dir:
+        typer.echo(f"customer profile page: http://{host}:{port}/ui")
     argv = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), "--host", host]
     sys.stdout.flush()
     sys.stderr.flush()

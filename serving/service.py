@@ -26,6 +26,7 @@ from typing import Any
 import bentoml
 from fastapi import FastAPI
 from pydantic_core import to_json
+from starlette.requests import Request
 from starlette.responses import Response
 
 from serving.schemas import (
@@ -39,13 +40,14 @@ from serving.schemas import (
     SegmentResponse,
     error_body,
 )
+from serving.ui import UI_API_PATHS
 
 log = logging.getLogger("crmscore.serving")
 
 #: Endpoint → the kind of model it serves (for per-model metrics).
 ENDPOINT_KIND = {"/score_leads": "lead", "/predict_churn": "churn", "/segment": "segments"}
 #: Paths that need an API key (everything else, including health and metrics, is open).
-PROTECTED = frozenset({*ENDPOINT_KIND, "/model_info", "/drift"})
+PROTECTED = frozenset({*ENDPOINT_KIND, "/model_info", "/drift", *UI_API_PATHS})
 
 
 @functools.cache
@@ -278,6 +280,7 @@ class CRMScoring:
         from serving.loader import KINDS, ModelSlot, ModelWatcher, load_model, model_source
         from serving.records import RecordSink
         from serving.settings import crmscore_home, load_settings
+        from serving.ui import load_profiles
 
         self.settings = s = load_settings()
         self.home = crmscore_home()
@@ -307,6 +310,7 @@ class CRMScoring:
             self.watcher = ModelWatcher(list(self.slots.values()), s, on_swap=self._on_swap)
             self.watcher.start()
         self._limiter = None
+        self.profiles = load_profiles(s)  # the profile page's data (settings.data_dir), or why there is none
         # Everything loaded so far (libraries, models) lives as long as the worker: keep it out of the cyclic
         # garbage collector's scans (a full pass over it costs ~40 ms), and collect less often: a 1,000-lead
         # request allocates tens of thousands of short-lived containers that reference counting frees anyway.
@@ -430,8 +434,8 @@ class CRMScoring:
             out = model.model.predict(segment_inputs(customers, now, window))
         except RequestError as e:
             return _error(e.status, e.message, e.errors)
-        except ValueError as e:
-            return _error(422, f"customers: {e}")
+        except ValueError as e:  # the segmenter's own input checks (they name the column and a customer id)
+            return _error(422, f"customers: {e}", [{"field": "customers", "reason": str(e)}])
         ids = [c.id for c in customers]
         results = build_segment_results(out, ids, horizon, model.name, model.version)
         try:
@@ -497,6 +501,35 @@ class CRMScoring:
                 except (OSError, ValueError) as e:
                     out[slot.name] = {"error": f"unreadable drift summary: {type(e).__name__}"}
         return out
+
+    # ------------------------------------------------------------------------------ profile page (/ui)
+    @info_app.get("/ui", include_in_schema=False)
+    def ui_page(self) -> Response:
+        """The customer profile page: static HTML, no customer data (its API calls need the key)."""
+        from serving.ui import page_response
+
+        return page_response()
+
+    @info_app.get("/ui/api/status", include_in_schema=False)
+    def ui_status(self) -> Response:
+        """What the profile page's data is: customers, events, as_of."""
+        from serving.ui import status_response
+
+        return status_response(self)
+
+    @info_app.post("/ui/api/search", include_in_schema=False)
+    async def ui_search(self, request: Request) -> Response:
+        """Customers by exact id or part of a name (``{"q": ...}``)."""
+        from serving.ui import search_response
+
+        return await search_response(self, request)
+
+    @info_app.post("/ui/api/profile", include_in_schema=False)
+    async def ui_profile(self, request: Request) -> Response:
+        """One customer's record, scores, segment and timeline (``{"customer_id": ...}``)."""
+        from serving.ui import profile_response
+
+        return await profile_response(self, request)
 
 
 CRMScoring.add_asgi_middleware(GuardMiddleware)

@@ -25,6 +25,7 @@ ENV_OVERRIDES = {
     "CRMSCORE_INLINE_MAX_LEADS": "inline_max_leads",
     "CRMSCORE_GC_TUNING": "gc_tuning",
     "CRMSCORE_DATA_DIR": "data_dir",
+    "CRMSCORE_AS_OF": "as_of",
 }
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -55,6 +56,9 @@ class ServingSettings(BaseModel):
     )
     data_dir: str | None = Field(
         default=None, description="data dir of `crmscore serve --data` (contract tables, for pages that read them)"
+    )
+    as_of: str | None = Field(
+        default=None, description="time the profile page /ui scores at; default the latest event time in data_dir"
     )
     pin_models: bool = Field(default=False, description="keep the versions loaded at start-up (no hot swap)")
     poll_interval_seconds: float = Field(default=30.0, gt=0, description="how often the champion alias is checked")
