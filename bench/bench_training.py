@@ -1,8 +1,8 @@
 """Benchmark: the lead-scoring training job on about a million rows of the lead set.
 
-    .venv/bin/python bench/bench_training.py [--customers 440000]
+    .venv/bin/python bench/bench_training.py [--customers 490000]
 
-Generates demo data with `crmscore synth` (440k customers give ~1M lead rows over the 4 cutoffs),
+Generates demo data with `crmscore synth` (490k customers give ~1M lead rows over the 4 cutoffs),
 then runs `crmscore train lead` with the shipped config in a fresh process against a throwaway
 SQLite store, and reports wall time, rows and peak RSS as one JSON line. Goal: ≤ 5 minutes.
 """
@@ -27,7 +27,7 @@ CRMSCORE = str(Path(sys.executable).parent / "crmscore")
 def main() -> None:
     """Run the benchmark and print one JSON line."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--customers", type=int, default=440_000)
+    ap.add_argument("--customers", type=int, default=490_000)
     ap.add_argument("--config", default=str(ROOT / "configs" / "lead.yaml"))
     args = ap.parse_args()
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
@@ -63,6 +63,10 @@ def main() -> None:
         )
         train_s = time.perf_counter() - t
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+        import sqlite3
+
+        with sqlite3.connect(f"{tmp}/mlflow.db") as db:
+            params = dict(db.execute("select key, value from params where key like 'rows_%'").fetchall())
     rows = re.search(r"rows ([\d,]+)", out.stdout)
     auc = re.search(r"ROC-AUC ([\d.]+)", out.stdout)
     print(
@@ -73,6 +77,8 @@ def main() -> None:
                 "synth_s": synth_s,
                 "train_job_s": train_s,
                 "test_rows": int(rows.group(1).replace(",", "")) if rows else None,
+        "lead_set_rows": sum(int(params.get(k, 0)) for k in ("rows_train", "rows_val", "rows_test")),
+        "rows_selection": int(params.get("rows_selection", 0)),
                 "test_roc_auc": float(auc.group(1)) if auc else None,
                 "peak_rss_gb": peak,
                 "cores": os.cpu_count(),
