@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import API_KEYS, free_port, keep_mlflow_globals
+from tests.integration.conftest import API_KEYS, free_port, keep_mlflow_globals, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -167,14 +166,7 @@ def serve_with_data(data: Path, uri: str, workdir: Path, timeout: float = 240) -
         server.versions = {k: m.get("version") for k, m in info["models"].items()}
         yield server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_server(proc)
 
 
 @pytest.fixture(scope="session")

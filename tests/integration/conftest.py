@@ -126,6 +126,18 @@ def copy_registry(reg: Registry, dest: Path) -> Registry:
     return Registry(dest, reg.data, f"sqlite:///{dest / 'mlflow.db'}", dict(reg.versions))
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's process group, SIGKILL it if it has not exited within 30 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def free_port() -> int:
     """A free TCP port on loopback."""
     with socket.socket() as s:
@@ -179,14 +191,7 @@ def running_server(reg: Registry, workdir: Path, env: dict[str, str] | None = No
             time.sleep(0.25)
         yield server
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        stop_server(proc)
 
 
 def lead_features(reg: Registry, as_of: str, n: int = 5) -> tuple[list[dict], dict]:
