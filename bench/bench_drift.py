@@ -15,7 +15,8 @@ registers a version whose run holds the reference sample in a throwaway SQLite M
    rows against a 5,000-row and a 1,000-row reference). ``--rows 0`` skips steps 1–3.
 
 Run: ``.venv/bin/python bench/bench_drift.py [--rows 1000000] [--reference-rows 100000] [--sensitivity]
-[--false-alarms 10]``
+[--false-alarms 10] [--json-out PATH]`` (``--json-out`` writes ``{"benchmark": "drift", "params": {...},
+"figures": {...}}``).
 """
 
 from __future__ import annotations
@@ -311,7 +312,18 @@ def false_alarms(seeds: int) -> list[dict[str, object]]:
     return out
 
 
+def contract(result: dict) -> dict:
+    """The result as ``{"benchmark": "drift", "params": {...}, "figures": {...}}`` (numbers only in figures)."""
+    figures: dict[str, float] = {f"cli_{k}": v for k, v in result["cli"].items()}
+    figures.update({k: v for k, v in result["stages"].items() if isinstance(v, int | float)})
+    figures.update({k: result[k] for k in ("rows", "reference_rows", "features")})
+    params = {k: result[k] for k in ("rows", "reference_rows", "max_rows")}
+    params["load_average"] = list(result["load_average"])
+    return {"benchmark": "drift", "params": params, "figures": figures}
+
+
 def main() -> None:
+    """Generate records and a reference, time the command and its stages, print (and write) the results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--reference-rows", type=int, default=100_000)
@@ -324,6 +336,7 @@ def main() -> None:
     ap.add_argument("--max-rows", type=int, default=None, help="sample caps (default: configs/monitor.yaml)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
     ap.add_argument("--compare-reader", action="store_true", help="also time serving.records.read_records")
+    ap.add_argument("--json-out", type=Path, help="write {benchmark, params, figures} JSON here")
     args = ap.parse_args()
 
     load = os.getloadavg()
@@ -384,6 +397,9 @@ def main() -> None:
         if args.false_alarms:
             result["false_alarms"] = false_alarms(args.false_alarms)
         print(json.dumps(result, default=float))
+        if args.json_out:
+            args.json_out.parent.mkdir(parents=True, exist_ok=True)
+            args.json_out.write_text(json.dumps(contract(result), default=float), encoding="utf-8")
     finally:
         if args.keep:
             print(f"kept {work}")

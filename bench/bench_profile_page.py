@@ -9,13 +9,15 @@ champions on a 2,000-customer demo set (unless ``--registry``: the model does no
 starts ``crmscore serve --data DIR`` and measures, one request at a time: ``POST /ui/api/profile`` for
 ``--profiles`` random customers (round trip and the server's own time), ``POST /ui/api/search`` by id and by a
 part of a name, and with ``--browser`` the page itself (search typed → profile drawn, headless Chromium).
-Prints a Markdown table; figures are in docs/profile-page.md.
+Prints a Markdown table (figures are in docs/profile-page.md); ``--json-out PATH`` also writes
+``{"benchmark": "profile_page", "params": {...}, "figures": {...}}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import random
 import signal
@@ -58,8 +60,15 @@ def make_registry(workdir: Path) -> str:
     try:
         search = XGBSearch(n_trials=1, n_estimators=[60], max_depth=[4])
         for task in ("lead", "churn"):
-            train_crm(data, TrainConfig(task=task, xgb_search=search, candidates=["xgboost"],
-                                        labels=LabelConfig(n_cutoffs=3, horizon_days=60)))
+            train_crm(
+                data,
+                TrainConfig(
+                    task=task,
+                    xgb_search=search,
+                    candidates=["xgboost"],
+                    labels=LabelConfig(n_cutoffs=3, horizon_days=60),
+                ),
+            )
         fit_segments(data)
     finally:
         os.chdir(cwd)
@@ -79,14 +88,28 @@ def free_port() -> int:
 def serve(data: Path, uri: str, workdir: Path) -> Any:
     """``crmscore serve --data DIR`` on a free port; yields (url, seconds until ready)."""
     port = free_port()
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri, "CRMSCORE_API_KEYS": API_KEY,
-           "CRMSCORE_HOME": str(workdir / "home"), "BENTOML_HOME": str(workdir / "bentoml"),
-           "BENTOML_DO_NOT_TRACK": "true", "CRMSCORE_PIN_MODELS": "1", "CRMSCORE_RECORDS": "0"}
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": uri,
+        "CRMSCORE_API_KEYS": API_KEY,
+        "CRMSCORE_HOME": str(workdir / "home"),
+        "BENTOML_HOME": str(workdir / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "true",
+        "CRMSCORE_PIN_MODELS": "1",
+        "CRMSCORE_RECORDS": "0",
+    }
     exe = Path(sys.executable).parent / "crmscore"
     log = (workdir / "server.log").open("wb")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([str(exe), "serve", "--data", str(data), "--port", str(port)], env=env, cwd=workdir,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--data", str(data), "--port", str(port)],
+        env=env,
+        cwd=workdir,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         while True:
@@ -136,8 +159,15 @@ def measure_browser(url: str, ids: list[str]) -> tuple[list[float], list[float]]
     Playwright sees it), and the page's own measure of the profile request plus drawing it."""
     from playwright.sync_api import sync_playwright
 
-    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"]
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
     ms, own = [], []
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=args)
@@ -166,6 +196,7 @@ def main() -> None:
     ap.add_argument("--profiles", type=int, default=200, help="random customers to load")
     ap.add_argument("--browser", action="store_true", help="also time the page in headless Chromium")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--json-out", type=Path, help="write {benchmark, params, figures} JSON here")
     a = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
@@ -183,14 +214,37 @@ def main() -> None:
             rows = measure_api(url, ids, names)
             if a.browser:
                 seen, own = measure_browser(url, ids[:30])
-                rows += [("page: search typed → profile drawn (Chromium, via Playwright)", seen),
-                         ("page: profile request + drawing (the page's performance.measure)", own)]
+                rows += [
+                    ("page: search typed → profile drawn (Chromium, via Playwright)", seen),
+                    ("page: profile request + drawing (the page's performance.measure)", own),
+                ]
     ev = ", ".join(f"{k} {v:,}" for k, v in status["events"].items())
-    print(f"\n{status['customers']:,} customers ({ev}); index built in {status['load_seconds']} s; "
-          f"server ready {ready_s:.0f} s after `crmscore serve` started\n")
+    print(
+        f"\n{status['customers']:,} customers ({ev}); index built in {status['load_seconds']} s; "
+        f"server ready {ready_s:.0f} s after `crmscore serve` started\n"
+    )
     print("| call | n | p50 ms | p95 ms | max ms |\n|---|---|---|---|---|")
     for label, ms in rows:
         print(f"| {label} | {len(ms)} | {_stats(ms)} |")
+    if a.json_out:
+        figures: dict[str, float] = {
+            "customers": status["customers"],
+            "index_load_s": status["load_seconds"],
+            "ready_s": round(ready_s, 1),
+        }
+        keys = ["profile", "profile_server", "search_id", "search_name", "page", "page_own"]
+        for key, (_label, ms) in zip(keys, rows, strict=False):
+            q = statistics.quantiles(ms, n=20) if len(ms) >= 2 else ms * 19
+            figures.update({f"{key}_p50_ms": statistics.median(ms), f"{key}_p95_ms": q[18], f"{key}_max_ms": max(ms)})
+        params = {
+            "customers": a.customers,
+            "data": str(a.data) if a.data else None,
+            "profiles": a.profiles,
+            "browser": a.browser,
+            "seed": a.seed,
+        }
+        a.json_out.parent.mkdir(parents=True, exist_ok=True)
+        a.json_out.write_text(json.dumps({"benchmark": "profile_page", "params": params, "figures": figures}))
 
 
 if __name__ == "__main__":
