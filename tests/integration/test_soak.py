@@ -1,0 +1,35 @@
+"""One-minute soak of the real service (the CI version of bench/soak.py's 10-minute run).
+
+``crmscore serve`` with the session's small trained registry; the peak throughput of one-lead requests with
+reasons is measured for a few seconds (closed loop, 16 connections), then a constant open-loop rate of 80% of
+it is held for 60 s in 20-second windows. The load generator runs in this process on the same cores as the
+server, so the peak it measures includes its own cost and 80% of it is reachable on a 2-core CI machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.soak import lead_body, measure_peak, run_soak
+from tests.integration.conftest import Registry, running_server
+
+pytestmark = pytest.mark.slow
+
+
+def test_one_minute_soak_at_80_percent_of_peak(crm_registry: Registry, tmp_path: Path) -> None:
+    body = lead_body(crm_registry.data)
+    with running_server(crm_registry, tmp_path / "svc", {"CRMSCORE_PIN_MODELS": "1"}) as server:
+        url = f"{server.url}/score_leads"
+        peak = measure_peak(url, server.headers, body, seconds=5, connections=16)
+        assert peak > 0, server.log_text()[-3000:]
+        result = run_soak(
+            url, server.headers, body, rate=0.8 * peak, duration=60, window=20, server_pid=server.proc.pid, warmup=5
+        )
+    report = f"peak {peak:.1f} req/s\n{result.table()}"
+    assert len(result.windows) == 3, report
+    assert result.requests == int(0.8 * peak * 60), report
+    assert result.failed == 0, report
+    assert result.p99_ratio <= 2.0, report
+    assert result.rss_growth is not None and result.rss_growth < 0.10, report
