@@ -1,16 +1,20 @@
 """Benchmark: feature building at scale and the one-lead online path.
 
-    .venv/bin/python bench/bench_features.py --customers 1000000 [--out bench/results]
+    .venv/bin/python bench/bench_features.py --customers 1000000 [--data DIR] [--json-out PATH]
 
 Generates random contract tables (1M customers, 20M interactions, 2M orders, 5M touches by default,
 scaled with --customers), writes them as Parquet, then in a fresh subprocess times
-`load_tables` + `build_features` and records its peak RSS; then times `transform_one` for one lead
-with 200 events. Prints a JSON line; goals: ≤ 120 s and ≤ 8 GB for the batch, ≤ 2 ms per lead.
+`load_tables` + `build_features` and records its peak RSS, overall and per stage (`StageMemory`);
+then times `transform_one` for one lead with 200 events. Prints one JSON object
+``{"benchmark": "features", "params": {...}, "figures": {...}}`` (also to ``--json-out``);
+goals: ≤ 120 s and ≤ 8 GB for the batch, ≤ 2 ms per lead.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 import os
 import resource
@@ -18,7 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -98,26 +104,123 @@ def generate(n: int, out: Path, seed: int = 0) -> dict[str, int]:
     return {"customers": n, "interactions": k, "orders": m, "marketing_touches": q}
 
 
+class StageMemory:
+    """Exact peak RSS per stage: the kernel's high-water mark (VmHWM), reset at every stage boundary.
+
+    Writing ``5`` to ``/proc/self/clear_refs`` resets VmHWM to the current RSS (Linux), so the peak
+    read at the next boundary belongs to the stages open in between; nested stages share it.
+    """
+
+    def __init__(self) -> None:
+        self._stack: list[str] = []
+        self._peak: dict[str, float] = {}
+        self.max_gb = 0.0  # the whole process's peak (the resets hide it from getrusage)
+
+    @staticmethod
+    def hwm_gb() -> float:
+        """Peak resident set size since the last reset, in GB."""
+        return _status_kb("VmHWM") / 1024**2
+
+    @staticmethod
+    def rss_gb() -> float:
+        """Current resident set size in GB."""
+        return _status_kb("VmRSS") / 1024**2
+
+    def _boundary(self) -> None:
+        hwm = _status_kb("VmHWM") / 1024**2
+        self.max_gb = max(self.max_gb, hwm)
+        for i in range(1, len(self._stack) + 1):
+            key = "/".join(self._stack[:i])
+            self._peak[key] = round(max(self._peak.get(key, 0.0), hwm), 3)
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:  # not Linux or not allowed: peaks then cover the whole run so far
+            pass
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Attribute the peak RSS reached inside the block to ``name`` (and to the enclosing stages)."""
+        self._boundary()
+        self._stack.append(name)
+        try:
+            yield
+        finally:
+            self._boundary()
+            self._stack.pop()
+
+    def wrap(self, owner: Any, attr: str, label: Callable[..., str] | None = None) -> None:
+        """Run ``owner.attr`` inside a stage named after it (or ``label(*args)``), if it exists."""
+        fn = getattr(owner, attr, None)
+        if fn is None:
+            return
+
+        @functools.wraps(fn)
+        def inner(*args: Any, **kw: Any) -> Any:
+            with self.stage(label(*args, **kw) if label else attr.lstrip("_")):
+                return fn(*args, **kw)
+
+        setattr(owner, attr, staticmethod(inner) if isinstance(owner, type) and _is_static(owner, attr) else inner)
+
+    def instrument(self) -> None:
+        """Wrap the loader's and the builder's steps (whichever of them exist in this version)."""
+        import features.build as b
+        import features.io as io
+
+        self.wrap(io, "_read_parquet", lambda path, table, *a, **k: f"read {table}")
+        self.wrap(io, "coerce_types", lambda df, table, *a, **k: f"coerce {table}")
+        for name in ("_customer_arrays", "_order_arrays", "_interaction_arrays", "_touch_arrays"):
+            self.wrap(b, name)
+        for name in ("_compute", "_orders", "_interactions", "_touches", "_assemble"):
+            self.wrap(b.CRMFeatureBuilder, name)
+
+    def peaks(self) -> dict[str, float]:
+        """Peak RSS in GB per stage path, e.g. ``build/compute/interactions``."""
+        return dict(self._peak)
+
+
+def _is_static(owner: type, attr: str) -> bool:
+    return isinstance(owner.__dict__.get(attr), staticmethod)
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 _CHILD = """
 import sys, time, json
 sys.path.insert(0, {root!r})
+sys.path.insert(0, {bench!r})
+from bench_features import StageMemory
+mem = StageMemory()
+mem.instrument()
 t0 = time.perf_counter()
-from features.io import load_tables
+import features.io
 from features.build import build_features
-tables = load_tables({data!r})
+# what `crmscore features` reads (load_feature_tables; whole tables before it existed)
+load = getattr(features.io, "load_feature_tables", features.io.load_tables)
+with mem.stage("load"):
+    tables = load({data!r})
 t1 = time.perf_counter()
-f = build_features(tables, "2025-06-30")
+resident = {{k: round(v.memory_usage(deep=True).sum() / 1e9, 3) for k, v in tables.items()}}
+rss_loaded = round(mem.rss_gb(), 3)
+with mem.stage("build"):
+    f = build_features(tables, "2025-06-30")
 t2 = time.perf_counter()
-print(json.dumps({{"load_s": t1 - t0, "build_s": t2 - t1, "rows": len(f), "columns": f.shape[1]}}))
+print(json.dumps({{"load_s": t1 - t0, "build_s": t2 - t1, "rows": len(f), "columns": f.shape[1],
+                  "tables_gb": resident, "rss_after_load_gb": rss_loaded,
+                  "output_gb": round(f.memory_usage(deep=True).sum() / 1e9, 3), "stages_peak_gb": mem.peaks(),
+                  "peak_gb": max(mem.max_gb, mem.hwm_gb())}}))
 """
 
 
 def bench_batch(data: Path) -> dict:
-    """Time load + build in a fresh process and read its peak RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Time load + build in a fresh process and read its peak RSS (whole run and per stage)."""
     t = time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-c", _CHILD.format(root=str(ROOT), data=str(data))],
+        [sys.executable, "-c", _CHILD.format(root=str(ROOT), bench=str(ROOT / "bench"), data=str(data))],
         check=True,
         capture_output=True,
         text=True,
@@ -126,7 +229,8 @@ def bench_batch(data: Path) -> dict:
     wall = time.perf_counter() - t
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    res.update({"wall_s": wall, "peak_rss_gb": max(peak_kb, before) / 1024**2})
+    # clear_refs resets also hide the peak from getrusage: take the child's own maximum as well
+    res.update({"wall_s": wall, "peak_rss_gb": max(peak_kb / 1024**2, res["peak_gb"])})
     return res
 
 
@@ -160,21 +264,51 @@ def bench_online(repeats: int = 2000) -> dict:
 
 
 def main() -> None:
-    """Run the feature benchmarks and print one JSON line."""
+    """Run the feature benchmarks, print one JSON line and optionally write it to ``--json-out``."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--customers", type=int, default=1_000_000)
-    ap.add_argument("--data", type=Path, default=None, help="reuse generated tables here")
+    ap.add_argument("--data", type=Path, default=None, help="reuse generated tables here (generated if absent)")
+    ap.add_argument("--json-out", type=Path, default=None, help="also write the result object to this file")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp) / "data"
         t = time.perf_counter()
-        sizes = generate(args.customers, data) if not (data / "customers.parquet").exists() else {}
+        sizes = generate(args.customers, data) if not (data / "customers.parquet").exists() else _sizes(data)
         gen_s = time.perf_counter() - t
-        result = {"benchmark": "features", "sizes": sizes, "generate_s": gen_s, "cores": os.cpu_count()}
-        result.update(bench_batch(data))
-        result.update(bench_online())
-        result["load_avg_1m"] = os.getloadavg()[0]
-        print(json.dumps(result))
+        batch = bench_batch(data)
+        online = bench_online()
+    figures = {
+        "load_s": round(batch["load_s"], 2),
+        "build_s": round(batch["build_s"], 2),
+        "total_s": round(batch["load_s"] + batch["build_s"], 2),
+        "wall_s": round(batch["wall_s"], 2),
+        "peak_rss_gb": round(batch["peak_rss_gb"], 3),
+        "online_ms_per_lead": round(online["online_ms_per_lead_200_events"], 4),
+        "rss_after_load_gb": batch["rss_after_load_gb"],
+        "tables_gb": batch["tables_gb"],
+        "output_gb": batch["output_gb"],
+        "stages_peak_gb": batch["stages_peak_gb"],
+        "rows": batch["rows"],
+        "columns": batch["columns"],
+        "generate_s": round(gen_s, 1),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+    result = {
+        "benchmark": "features",
+        "params": {"customers": args.customers, "sizes": sizes, "as_of": str(END.date()), "cores": os.cpu_count()},
+        "figures": figures,
+    }
+    line = json.dumps(result, ensure_ascii=False)
+    print(line)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(line + "\n", encoding="utf-8")
+
+
+def _sizes(data: Path) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    return {p.stem: pq.ParquetFile(p).metadata.num_rows for p in sorted(data.glob("*.parquet"))}
 
 
 if __name__ == "__main__":

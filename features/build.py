@@ -42,6 +42,22 @@ CATEGORICAL_FEATURES = (
 )
 _DAY = np.float64(86400.0)
 
+#: The only columns the builder reads, per contract table (``features.io.load_feature_tables`` reads just these).
+FEATURE_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id", "created_at", "age", "points_balance", "marketing_consent", *CATEGORICAL_FEATURES),
+    "interactions": ("customer_id", "ts", "channel", "event_type"),
+    "orders": ("customer_id", "ts", "amount", "status"),
+    "marketing_touches": (
+        "customer_id",
+        "channel",
+        "sent_at",
+        "opened_at",
+        "clicked_at",
+        "coupon_claimed",
+        "responded",
+    ),
+}
+
 
 @dataclass
 class CRMSnapshot:
@@ -58,20 +74,37 @@ class CRMSnapshot:
 
 
 def _secs(values: pd.Series | np.ndarray) -> np.ndarray:
-    """Datetimes as float seconds since the epoch; NaT becomes NaN."""
-    arr = pd.to_datetime(pd.Series(values), errors="coerce").astype("datetime64[ns]")
-    out = arr.to_numpy().astype("int64").astype("float64") / 1e9
-    out[arr.isna().to_numpy()] = np.nan
+    """Datetimes as float seconds since the epoch; NaT becomes NaN.
+
+    A ``datetime64[ns]`` column (what loaded contract tables hold) is read in place: one float64
+    array is the only allocation.
+    """
+    ns = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if ns.dtype != np.dtype("datetime64[ns]"):
+        ns = pd.to_datetime(pd.Series(values), errors="coerce").astype("datetime64[ns]").to_numpy()
+    ints = ns.view(np.int64)
+    out = ints.astype(np.float64)
+    out /= 1e9
+    out[ints == np.iinfo(np.int64).min] = np.nan  # NaT
     return out
 
 
+def _code_dtype(size: int) -> type[np.signedinteger]:
+    """The narrowest signed integer type holding codes ``-1 .. size - 1``."""
+    return np.int8 if size < 127 else np.int16 if size < 32_767 else np.int32 if size < 2**31 - 1 else np.int64
+
+
 def _codes(values: pd.Series, vocab: Sequence[str] | pd.Index) -> np.ndarray:
-    """Positions of ``values`` in ``vocab``; unknown or missing values get -1 (categoricals mapped per category)."""
+    """Positions of ``values`` in ``vocab``; unknown or missing values get -1 (categoricals mapped per category).
+
+    Codes come in the narrowest integer type for ``len(vocab)`` (int8 for event types, int32 for customers).
+    """
     index = vocab if isinstance(vocab, pd.Index) else pd.Index(list(vocab), dtype=object)
+    dtype = _code_dtype(len(index))
     if isinstance(values.dtype, pd.CategoricalDtype):
-        per_category = np.append(index.get_indexer(values.cat.categories.to_numpy(dtype=object)), -1)
+        per_category = np.append(index.get_indexer(values.cat.categories.to_numpy(dtype=object)), -1).astype(dtype)
         return per_category[values.cat.codes.to_numpy()]  # code -1 (missing) picks the trailing -1
-    return index.get_indexer(values.to_numpy(dtype=object))
+    return index.get_indexer(values.to_numpy(dtype=object)).astype(dtype, copy=False)
 
 
 class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
@@ -186,13 +219,17 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
             customers = customers[customers["customer_id"].isin(list(X.customer_ids))]
         ids = pd.Index(customers["customer_id"].to_numpy(dtype=object), dtype=object, name="customer_id")
         cust = _customer_arrays(customers)
-        tabs = {
-            "orders": _order_arrays(X.table("orders"), ids),
-            "interactions": _interaction_arrays(X.table("interactions"), ids, self.event_types, self.channels),
-            "marketing_touches": _touch_arrays(X.table("marketing_touches"), ids),
+        del customers
+        # each event table becomes arrays only when its features are computed, and is freed right after
+        tabs: dict[str, Any] = {
+            "orders": lambda: _order_arrays(X.table("orders"), ids),
+            "interactions": lambda: _interaction_arrays(X.table("interactions"), ids, self.event_types, self.channels),
+            "marketing_touches": lambda: _touch_arrays(X.table("marketing_touches"), ids),
         }
-        cols = self._compute(len(ids), cust, tabs, t)
-        out = pd.DataFrame({k: cols[k] for k in self.numeric_features_}, index=ids).astype("float64")
+        # the numeric features go straight into one float64 block (no per-column dict, no concat, no cast)
+        sink = _ColumnSink(self.numeric_features_, len(ids))
+        self._compute(len(ids), cust, tabs, t, sink)
+        out = pd.DataFrame(sink.matrix.T, index=ids, columns=list(self.numeric_features_), copy=False)
         for c in self.categorical_features_:
             out[c] = pd.Series(cust["cat"][c], index=ids, dtype="object")
         return out
@@ -230,24 +267,38 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         out.update({c: cust["cat"][c][0] for c in self.categorical_features_})
         return out
 
-    def _compute(self, n: int, cust: dict, tabs: dict, t: float) -> dict[str, np.ndarray]:
-        cols: dict[str, np.ndarray] = {
-            "tenure_days": (t - cust["created"]) / _DAY,
-            "age": cust["age"],
-            "points_balance": cust["points_balance"],
-            "marketing_consent": cust["marketing_consent"],
-        }
-        self._orders(tabs["orders"], t, n, cols)
-        coupon = self._interactions(tabs["interactions"], t, n, cols)
-        self._touches(tabs["marketing_touches"], t, n, cols, coupon)
+    def _compute(self, n: int, cust: dict, tabs: dict, t: float, cols: Any = None) -> dict[str, np.ndarray]:
+        """The shared array core of the batch and online paths.
+
+        ``tabs`` maps each event table to its arrays, or to a function returning them; the entries are
+        taken out of ``tabs`` one table at a time so the caller's arrays can be freed as soon as used.
+        ``cols`` receives the feature columns (a dict by default).
+        """
+        cols = {} if cols is None else cols
+        cols["tenure_days"] = (t - cust["created"]) / _DAY
+        for c in ("age", "points_balance", "marketing_consent"):
+            cols[c] = cust[c]
+        self._orders(_take(tabs, "orders"), t, n, cols)
+        coupon = self._interactions(_take(tabs, "interactions"), t, n, cols)
+        self._touches(_take(tabs, "marketing_touches"), t, n, cols, coupon)
         return cols
 
     @staticmethod
     def _window(a: dict[str, np.ndarray], ts_key: str, t: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Rows of known customers at or before ``t``, and their ages in days."""
+        """Rows of known customers at or before ``t``, and their ages in days.
+
+        Filters ``a`` in place (each full column is dropped as soon as its filtered copy exists; nothing
+        is copied when every row is kept).
+        """
         keep = (a["pos"] >= 0) & (a[ts_key] <= t)
-        sub = {k: v[keep] for k, v in a.items()}
-        return sub, (t - sub[ts_key]) / _DAY
+        if not keep.all():
+            for k in list(a):
+                a[k] = a[k][keep]
+        del keep
+        age = a[ts_key] - t  # (t - ts) / day, computed without a second temporary
+        np.negative(age, out=age)
+        age /= _DAY
+        return a, age
 
     def _min_age(self, pos: np.ndarray, age: np.ndarray, n: int, fill: float | None = None) -> np.ndarray:
         out = np.full(n, np.inf)
@@ -285,20 +336,23 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         ev, age = self._window(a, "ts", t)
         pos, et, ch = ev["pos"], ev["et"], ev["ch"]
         n_et, n_ch = len(self.event_types), len(self.channels)
-        day = np.floor(age).astype(np.int64)
+        day = np.floor(age).astype(np.int32)
         for w in self.engagement_windows_days:
             m = age < w
             # unknown event types / channels (code -1) count in the totals only
             known = m & (et >= 0)
-            by_type = np.bincount(pos[known] * n_et + et[known], minlength=n * n_et).reshape(n, n_et)
+            by_type = np.bincount(_pair_codes(pos[known], n_et, et[known]), minlength=n * n_et).reshape(n, n_et)
             for j, e in enumerate(self.event_types):
                 cols[f"n_{e}_{w}d"] = by_type[:, j].astype(float)
+            del by_type
             known = m & (ch >= 0)
-            by_ch = np.bincount(pos[known] * n_ch + ch[known], minlength=n * n_ch).reshape(n, n_ch)
+            by_ch = np.bincount(_pair_codes(pos[known], n_ch, ch[known]), minlength=n * n_ch).reshape(n, n_ch)
             for j, c in enumerate(self.channels):
                 cols[f"n_ch_{c}_{w}d"] = by_ch[:, j].astype(float)
+            del by_ch, known
             cols[f"interactions_{w}d"] = np.bincount(pos[m], minlength=n).astype(float)
             cols[f"active_days_{w}d"] = _distinct_count(pos[m], day[m], n)
+        del day
         for e in self.recency_event_types:
             m = et == self._type_index(e)
             cols[f"days_since_{e}"] = self._min_age(pos[m], age[m], n)
@@ -441,10 +495,10 @@ def _customer_arrays(customers: pd.DataFrame) -> dict:
     cat = {}
     for c in CATEGORICAL_FEATURES:
         if c in customers.columns:
-            s = customers[c].astype("object")
-            cat[c] = np.array(
-                [None if v is None or v is pd.NA else str(v) for v in s.where(s.notna(), None)], dtype=object
-            )
+            # one str object per distinct value, shared by all rows that have it; missing is None
+            codes, uniques = pd.factorize(customers[c], use_na_sentinel=True)
+            values = np.array([str(v) for v in uniques] + [None], dtype=object)
+            cat[c] = values[codes]  # code -1 (missing) picks the trailing None
         else:
             cat[c] = np.full(n, None, dtype=object)
     return {
@@ -456,22 +510,30 @@ def _customer_arrays(customers: pd.DataFrame) -> dict:
     }
 
 
+# Array dtypes, the same on both paths: positions int32 (int64 past 2^31 customers), event codes int8,
+# timestamps float64 epoch seconds (exact to the microsecond), amounts float64, flags bool.
+
+
 def _positions(df: pd.DataFrame, ids: pd.Index) -> np.ndarray:
-    return _codes(df["customer_id"], ids).astype(np.int64)
+    return _codes(df["customer_id"], ids)
 
 
 def _order_arrays(df: pd.DataFrame, ids: pd.Index) -> dict[str, np.ndarray]:
     amount = pd.to_numeric(df["amount"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    status = df["status"].astype("object").map(_STATUS).fillna(-1).to_numpy(dtype=np.int64)
-    return {"pos": _positions(df, ids), "ts": _secs(df["ts"]), "amount": amount, "status": status}
+    return {"pos": _positions(df, ids), "ts": _secs(df["ts"]), "amount": amount, "status": _status_codes(df["status"])}
+
+
+def _status_codes(status: pd.Series) -> np.ndarray:
+    """Order statuses as ``_STATUS`` codes (int8); unknown or missing is -1."""
+    return _codes(status, pd.Index(list(_STATUS), dtype=object))
 
 
 def _interaction_arrays(df: pd.DataFrame, ids: pd.Index, event_types, channels) -> dict[str, np.ndarray]:
     return {
         "pos": _positions(df, ids),
         "ts": _secs(df["ts"]),
-        "et": _codes(df["event_type"], event_types).astype(np.int64),
-        "ch": _codes(df["channel"], channels).astype(np.int64),
+        "et": _codes(df["event_type"], event_types),
+        "ch": _codes(df["channel"], channels),
     }
 
 
@@ -486,40 +548,72 @@ def _touch_arrays(df: pd.DataFrame, ids: pd.Index) -> dict[str, np.ndarray]:
         "clicked": _secs(df["clicked_at"]),
         "coupon": flag("coupon_claimed"),
         "responded": flag("responded"),
-        "tch": _codes(df["channel"], TOUCH_CHANNELS).astype(np.int64),
+        "tch": _codes(df["channel"], TOUCH_CHANNELS),
     }
 
 
 def _order_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     return {
-        "pos": np.zeros(len(rows), dtype=np.int64),
+        "pos": np.zeros(len(rows), dtype=np.int32),
         "ts": np.array([_to_seconds(r.get("ts")) for r in rows], dtype=float),
         "amount": np.array([_to_float(r.get("amount")) for r in rows], dtype=float),
-        "status": np.array([_STATUS.get(str(r.get("status")), -1) for r in rows], dtype=np.int64),
+        "status": np.array([_STATUS.get(str(r.get("status")), -1) for r in rows], dtype=np.int8),
     }
 
 
 def _interaction_records(rows: Sequence[Mapping[str, Any]], event_types, channels) -> dict[str, np.ndarray]:
     et, ch = _index_of(event_types), _index_of(channels)
     return {
-        "pos": np.zeros(len(rows), dtype=np.int64),
+        "pos": np.zeros(len(rows), dtype=np.int32),
         "ts": np.array([_to_seconds(r.get("ts")) for r in rows], dtype=float),
-        "et": np.array([et.get(str(r.get("event_type")), -1) for r in rows], dtype=np.int64),
-        "ch": np.array([ch.get(str(r.get("channel")), -1) for r in rows], dtype=np.int64),
+        "et": np.array([et.get(str(r.get("event_type")), -1) for r in rows], dtype=_code_dtype(len(et))),
+        "ch": np.array([ch.get(str(r.get("channel")), -1) for r in rows], dtype=_code_dtype(len(ch))),
     }
 
 
 def _touch_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     tch = _index_of(TOUCH_CHANNELS)
     return {
-        "pos": np.zeros(len(rows), dtype=np.int64),
+        "pos": np.zeros(len(rows), dtype=np.int32),
         "sent": np.array([_to_seconds(r.get("sent_at")) for r in rows], dtype=float),
         "opened": np.array([_to_seconds(r.get("opened_at")) for r in rows], dtype=float),
         "clicked": np.array([_to_seconds(r.get("clicked_at")) for r in rows], dtype=float),
         "coupon": np.array([_to_bool(r.get("coupon_claimed")) for r in rows], dtype=bool),
         "responded": np.array([_to_bool(r.get("responded")) for r in rows], dtype=bool),
-        "tch": np.array([tch.get(str(r.get("channel")), -1) for r in rows], dtype=np.int64),
+        "tch": np.array([tch.get(str(r.get("channel")), -1) for r in rows], dtype=_code_dtype(len(tch))),
     }
+
+
+def _pair_codes(pos: np.ndarray, width: int, key: np.ndarray) -> np.ndarray:
+    """``pos * width + key`` in int64 (customer positions are int32; the product may not fit)."""
+    out = pos.astype(np.int64)
+    out *= width
+    out += key
+    return out
+
+
+def _take(tabs: dict, name: str) -> dict[str, np.ndarray]:
+    """Remove one table's arrays from ``tabs`` (building them first when given as a function)."""
+    a = tabs.pop(name)
+    return a() if callable(a) else a
+
+
+class _ColumnSink:
+    """Feature columns written straight into rows of one ``(n_features, n)`` float64 matrix.
+
+    ``_compute`` assigns columns to it like to a dict; each lands in its row at once, so the batch
+    path holds one copy of the numeric features instead of a dict of arrays plus the frame built
+    from it. Names outside ``names`` are ignored.
+    """
+
+    def __init__(self, names: Sequence[str], n: int) -> None:
+        self._row = {name: i for i, name in enumerate(names)}
+        self.matrix = np.empty((len(self._row), n), dtype=np.float64)
+
+    def __setitem__(self, name: str, values: np.ndarray) -> None:
+        i = self._row.get(name)
+        if i is not None:
+            self.matrix[i] = values
 
 
 def _distinct_count(pos: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:

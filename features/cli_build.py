@@ -23,13 +23,13 @@ def features_cmd(
 
     from features.build import build_features
     from features.config import ConfigError, FeatureConfig, LabelConfig, load_config
-    from features.io import DataDirError, load_tables, write_parquet_atomic
+    from features.io import DataDirError, load_feature_tables, write_parquet_atomic
     from features.labels import build_labels
 
     try:
         cfg = load_config(config, FeatureConfig, section="features")
         label_cfg = load_config(config, LabelConfig, section="labels")
-        tables = load_tables(data)
+        tables = load_feature_tables(data)
         cutoff = pd.Timestamp(as_of)
     except (ConfigError, DataDirError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +16,18 @@ class DataDirError(FileNotFoundError):
     """A data dir is missing or lacks a required table."""
 
 
-def load_tables(data_dir: str | Path, required: tuple[str, ...] = ("customers",)) -> dict[str, pd.DataFrame]:
-    """Load the contract tables found in ``data_dir`` (``<table>.parquet``), typed per the contract."""
+def load_tables(
+    data_dir: str | Path,
+    required: tuple[str, ...] = ("customers",),
+    columns: Mapping[str, Sequence[str]] | None = None,
+    dictionary: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Load the contract tables found in ``data_dir`` (``<table>.parquet``), typed per the contract.
+
+    ``columns`` restricts each named table to those columns (the ones present in the file); tables
+    not named are read whole. ``dictionary`` names extra text columns to read as pandas categoricals
+    (the event tables' repetitive columns always are).
+    """
     d = Path(data_dir)
     if not d.is_dir():
         raise DataDirError(f"data dir not found: {d}")
@@ -24,7 +35,9 @@ def load_tables(data_dir: str | Path, required: tuple[str, ...] = ("customers",)
     for name in TABLES:
         p = d / f"{name}.parquet"
         if p.is_file():
-            tables[name] = coerce_types(_read_parquet(p, name), name, keep_text=True)
+            wanted = None if columns is None or name not in columns else list(columns[name])
+            extra = list((dictionary or {}).get(name, ()))
+            tables[name] = coerce_types(_read_parquet(p, name, wanted, extra), name, keep_text=True)
     missing = [t for t in required if t not in tables]
     if missing:
         raise DataDirError(f"{d}: missing table(s) {', '.join(missing)} (expected <table>.parquet)")
@@ -40,12 +53,30 @@ _DICTIONARY_COLUMNS = {
 }
 
 
-def _read_parquet(path: Path, table: str) -> pd.DataFrame:
+def load_feature_tables(data_dir: str | Path) -> dict[str, pd.DataFrame]:
+    """The contract tables with only the columns the feature builder reads, profile categories as categoricals.
+
+    Gives the same features as ``load_tables`` in a fraction of the memory (no order, touch or
+    campaign ids, no PII, one string per distinct profile value).
+    """
+    from features.build import CATEGORICAL_FEATURES, FEATURE_INPUT_COLUMNS
+
+    return load_tables(data_dir, columns=FEATURE_INPUT_COLUMNS, dictionary={"customers": CATEGORICAL_FEATURES})
+
+
+def _read_parquet(
+    path: Path, table: str, columns: list[str] | None = None, dictionary: Sequence[str] = ()
+) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    names = set(pq.read_schema(path).names)
-    dict_cols = [c for c in _DICTIONARY_COLUMNS.get(table, []) if c in names]
-    return pq.read_table(path, read_dictionary=dict_cols).to_pandas()
+    names = pq.read_schema(path).names
+    if columns is not None:
+        names = [c for c in names if c in set(columns)]
+    dict_cols = [c for c in [*_DICTIONARY_COLUMNS.get(table, []), *dictionary] if c in names]
+    # self_destruct frees each Arrow column as soon as it is converted: no second full copy at the peak
+    return pq.read_table(path, columns=names, read_dictionary=dict_cols).to_pandas(
+        self_destruct=True, split_blocks=True
+    )
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: str | Path, index: bool = False) -> Path:

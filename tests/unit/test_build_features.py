@@ -189,3 +189,19 @@ def test_parquet_round_trip_with_dictionary_columns_gives_same_features(tmp_path
     loaded = load_tables(tmp_path)
     assert isinstance(loaded["interactions"]["customer_id"].dtype, pd.CategoricalDtype)
     pd.testing.assert_frame_equal(build_features(loaded, T), build_features(tables, T), check_index_type=False)
+
+
+def test_feature_tables_loader_reads_less_and_gives_same_features(tmp_path):
+    from features.io import load_feature_tables, load_tables, write_parquet_atomic
+
+    tables = make_tables(90, seed=9)
+    tables["customers"].loc[::7, "member_level"] = None  # missing categories stay None
+    for name, df in tables.items():
+        write_parquet_atomic(df, tmp_path / f"{name}.parquet")
+    slim = load_feature_tables(tmp_path)
+    assert "order_id" not in slim["orders"].columns and "touch_id" not in slim["marketing_touches"].columns
+    assert isinstance(slim["customers"]["province"].dtype, pd.CategoricalDtype)
+    for as_of in (T, T - pd.Timedelta(days=120)):
+        pd.testing.assert_frame_equal(
+            build_features(slim, as_of), build_features(load_tables(tmp_path), as_of), check_exact=True
+        )
