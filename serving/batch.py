@@ -37,14 +37,16 @@ import contextlib
 import csv
 import json
 import os
+import queue
 import re
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -57,6 +59,9 @@ _WORK_SUFFIX = "tmp"
 _PART_SUFFIX = "part"
 _ROW = "__row"
 _NUMERIC_TYPES = ("int", "uint", "float", "double", "decimal", "bool", "halffloat")
+
+
+_T = TypeVar("_T")
 
 
 class BatchError(ValueError):
@@ -221,7 +226,12 @@ def load_scorer(spec: str) -> LoadedScorer:
         scorer = mlflow.sklearn.load_model(uri)
     except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BatchError(f"cannot load model {uri}: {first}") from None
+        try:  # name the version too (an alias alone does not say which artifact is broken)
+            name, version = _registry_version(uri)
+        except Exception:  # noqa: BLE001 - the registry itself may be what failed
+            name, version = None, None
+        which = f" ({name} version {version})" if name and version else ""
+        raise BatchError(f"cannot load model {uri}{which}: {first}") from None
     if not (hasattr(scorer, "preprocessor_") and hasattr(scorer, "predict_proba_matrix")):
         raise BatchError(f"model {uri} is a {type(scorer).__name__}, not a crmscore scoring model (CRMScorer)")
     name, version = _registry_version(uri)
@@ -759,7 +769,7 @@ class ScoredChunk:
     probability: np.ndarray
     score: np.ndarray
     grade: np.ndarray
-    reasons: dict[str, np.ndarray] = field(default_factory=dict)
+    reasons: dict[str, Any] = field(default_factory=dict)  # Arrow string arrays (or object arrays)
 
 
 def reason_columns(k: int) -> list[str]:
@@ -770,14 +780,7 @@ def reason_columns(k: int) -> list[str]:
 def _format_numbers(values: np.ndarray) -> np.ndarray:
     """Readable numbers: whole numbers without decimals, others rounded to 2 decimals; NaN → 'missing'."""
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    texts = []
-    for v in uniques:
-        if float(v).is_integer() and abs(v) < 1e15:
-            texts.append(str(int(v)))
-        else:
-            s = f"{v:.2f}".rstrip("0").rstrip(".")
-            texts.append(s if s not in ("", "0", "-0") else f"{v:.2g}")
-    lookup = np.array([*texts, "missing"], dtype=object)
+    lookup = np.array([*(_number_text(float(v)) for v in uniques), "missing"], dtype=object)
     return lookup[codes]
 
 
@@ -808,49 +811,115 @@ def format_reasons(
     """Top ``top`` positive and negative reasons per row as text, e.g. ``added to cart = 1 (+0.84)``.
 
     Contributions (:func:`contributions`, exact by default) are folded to input features and selected
-    exactly as ``training.scores.top_reasons`` does; an empty cell means fewer reasons of that sign.
+    exactly as ``training.scores.top_reasons`` does; an empty cell (None) means fewer reasons of that sign.
+    The same texts as :func:`reason_arrays`, as object arrays.
     """
-    from serving.postprocess import ReasonFolder, label_of
+    return {k: v.to_numpy(zero_copy_only=False) for k, v in reason_arrays(scorer, X, Z, top, folder, method).items()}
+
+
+def reason_arrays(
+    scorer: Any, X: pd.DataFrame, Z: np.ndarray, top: int, folder: Any = None, method: str = "exact",
+    contribs: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """:func:`format_reasons` as Arrow string arrays (null: no reason), built without a Python object per cell.
+
+    Every distinct value text, contribution text and label is formatted once; the cells are Arrow takes
+    of those dictionaries joined with ``binary_join_element_wise``. ``contribs`` may be given when already
+    computed (they must be ``contributions(scorer, Z, method)``).
+    """
+    from serving.postprocess import ReasonFolder
 
     if folder is None:
         folder = ReasonFolder(scorer.reason_groups(), Z.shape[1])
-    folded = folder.fold(contributions(scorer, Z, method))
+    if contribs is None:
+        contribs = contributions(scorer, Z, method)
+    folded = folder.fold(contribs)
+    del contribs
     pos, neg = select_reasons(folded, top)
-    names = folder.names
-    labels = np.array([label_of(g) for g in names], dtype=object)
-    n = len(X)
-    columns = {name: X[name] for name in names if name in X.columns}
+    return reason_texts(folded, pos, neg, top, folder.names, X)
 
-    def value_text(j: int, rows: np.ndarray) -> np.ndarray:
-        """Display text of feature ``j``'s value in ``rows`` (numbers formatted once per distinct value)."""
-        col = columns.get(names[j])
-        if col is None:
-            return np.full(len(rows), "missing", dtype=object)
-        if pd.api.types.is_numeric_dtype(col.dtype):
-            return _format_numbers(col.to_numpy(dtype="float64", na_value=np.nan)[rows])
-        v = col.to_numpy(dtype=object)[rows]
-        return np.where(pd.isna(v), "missing", v.astype(str)).astype(object)
 
-    out: dict[str, np.ndarray] = {}
+def reason_texts(
+    folded: np.ndarray, pos: np.ndarray, neg: np.ndarray, top: int, names: Sequence[str], X: pd.DataFrame
+) -> dict[str, Any]:
+    """Reason text columns (Arrow, null for no reason) of selected folded contributions: ``label = value (±c)``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from serving.postprocess import label_of
+
+    n = folded.shape[0]
+    cols = [(f"reason_{kind}_{k + 1}", sel, sign, k) for kind, sel, sign in (("pos", pos, 1.0), ("neg", neg, -1.0))
+            for k in range(top)]
+    if n == 0 or not cols:
+        return {c: pa.nulls(n, pa.string()) for c, *_ in cols}
     all_rows = np.arange(n)
-    for kind, sel, sign in (("pos", pos, 1.0), ("neg", neg, -1.0)):
-        for k in range(top):
-            col = np.full(n, None, dtype=object)
-            if k < sel.shape[1] and n:
-                j = sel[:, k]
-                c = folded[all_rows, j]
-                has = c * sign > 0
-                if has.any():
-                    idx = np.flatnonzero(has)
-                    jh = j[idx]
-                    vals = np.empty(len(idx), dtype=object)
-                    order = np.argsort(jh, kind="stable")
-                    bounds = np.flatnonzero(np.diff(jh[order])) + 1
-                    for group in np.split(order, bounds):
-                        vals[group] = value_text(int(jh[group[0]]), idx[group])
-                    col[idx] = labels[jh] + " = " + vals + " (" + _contribution_text(c[idx]) + ")"
-            out[f"reason_{kind}_{k + 1}"] = col
+    # every cell: feature index, contribution and whether it is a reason at all (sign)
+    J = np.zeros((len(cols), n), dtype=np.int64)
+    C = np.zeros((len(cols), n), dtype="float64")
+    H = np.zeros((len(cols), n), dtype=bool)
+    for i, (_, sel, sign, k) in enumerate(cols):
+        if k < sel.shape[1]:
+            J[i] = sel[:, k]
+            C[i] = folded[all_rows, J[i]]
+            H[i] = C[i] * sign > 0
+    # value texts: per feature, the distinct values of the rows where it is a reason, formatted once
+    value_code = np.zeros(J.shape, dtype=np.int64)
+    texts: list[str] = []
+    cells = np.flatnonzero(H.ravel())
+    cj = J.ravel()[cells]
+    crow = cells % n
+    order = np.argsort(cj, kind="stable")
+    bounds = np.flatnonzero(np.diff(cj[order])) + 1
+    flat_code = value_code.ravel()
+    for group in np.split(order, bounds):
+        if len(group) == 0:
+            continue
+        name = names[int(cj[group[0]])]
+        codes, uniques = _value_dictionary(X[name] if name in X.columns else None, crow[group])
+        flat_code[cells[group]] = codes + len(texts)
+        texts.extend(uniques)
+    value_dict = pa.array(texts, type=pa.string())
+    # contribution texts: distinct rounded values formatted once
+    rc, runiques = pd.factorize(np.round(C.ravel(), 2))
+    contrib_dict = pa.array([f"{u:+.2f}" for u in runiques], type=pa.string())
+    label_dict = pa.array([label_of(g) for g in names], type=pa.string())
+    rc = rc.reshape(C.shape)
+    out: dict[str, Any] = {}
+    for i, (col, *_) in enumerate(cols):
+        miss = ~H[i]
+        if miss.all():
+            out[col] = pa.nulls(n, pa.string())
+            continue
+        lab = pc.take(label_dict, pa.array(J[i], mask=miss))
+        val = pc.take(value_dict, pa.array(value_code[i], mask=miss)) if len(texts) else lab
+        con = pc.take(contrib_dict, pa.array(rc[i], mask=miss))
+        out[col] = pc.binary_join_element_wise(lab, " = ", val, " (", con, ")", "")
     return out
+
+
+def _value_dictionary(col: pd.Series | None, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Display texts of ``col``'s values in ``rows`` as (codes, distinct texts): numbers as
+    :func:`_format_numbers` shows them, text as it is, missing as ``missing``."""
+    if col is None:
+        return np.zeros(len(rows), dtype=np.int64), ["missing"]
+    if pd.api.types.is_numeric_dtype(col.dtype):
+        values = col.to_numpy(dtype="float64", na_value=np.nan)[rows]
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        texts = [_number_text(float(v)) for v in uniques]
+    else:
+        values = col.to_numpy(dtype=object)[rows]
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        texts = [str(v) for v in uniques]
+    codes = np.where(codes < 0, len(texts), codes)
+    return codes.astype(np.int64), [*texts, "missing"]
+
+
+def _number_text(v: float) -> str:
+    if v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    s = f"{v:.2f}".rstrip("0").rstrip(".")
+    return s if s not in ("", "0", "-0") else f"{v:.2g}"
 
 
 def select_reasons(folded: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
@@ -902,9 +971,11 @@ def score_frame(
     with _xgb_threads(threads):
         Z = scorer.preprocessor_.transform(X)
         p = np.asarray(scorer.predict_proba_matrix(Z), dtype="float64")
-        why = format_reasons(scorer, X, Z, reasons, folder, reason_method) if reasons > 0 and len(X) else {}
+        why = reason_arrays(scorer, X, Z, reasons, folder, reason_method) if reasons > 0 and len(X) else {}
     if reasons > 0 and not why:
-        why = {c: np.full(len(X), None, dtype=object) for c in reason_columns(reasons)}
+        import pyarrow as pa
+
+        why = {c: pa.nulls(len(X), pa.string()) for c in reason_columns(reasons)}
     s = to_score(p)
     return ScoredChunk(p, s, to_grade(s, scorer.grade_thresholds_), why)
 
@@ -929,6 +1000,125 @@ def set_model_threads(scorer: Any, threads: int) -> None:
     if est is not None and "n_jobs" in est.get_params():
         with contextlib.suppress(Exception):
             est.set_params(n_jobs=int(threads))
+
+
+# -------------------------------------------------------------------------------------------- pipelining
+
+
+def prefetch(items: Iterator[_T], ahead: int = 1, name: str = "crmscore-read") -> Iterator[_T]:
+    """``items`` produced by a background thread, at most ``ahead`` items before the consumer's.
+
+    Reading and cleaning chunk n+1 (pyarrow's CSV reader and casts release the GIL) then overlaps with
+    scoring chunk n (XGBoost releases it too), so both cores of a small machine stay busy; with ``ahead=1``
+    two chunks are alive at a time (the one being scored, the one being read). An exception of the producer is
+    raised in the consumer where the item would have come; when the consumer stops early, the producer stops
+    before its next item and its generator is closed (its ``finally`` blocks run).
+    """
+    q: queue.Queue[tuple[BaseException | None, Any]] = queue.Queue()
+    slots = threading.Semaphore(max(1, ahead))
+    stop = threading.Event()
+    end = object()
+
+    def run() -> None:
+        try:
+            while True:
+                while not slots.acquire(timeout=0.1):
+                    if stop.is_set():
+                        return
+                if stop.is_set():
+                    return
+                try:
+                    x = next(items)
+                except StopIteration:
+                    q.put((None, end))
+                    return
+                q.put((None, x))
+                del x
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            q.put((e, None))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    t = threading.Thread(target=run, name=name, daemon=True)
+    t.start()
+    try:
+        while True:
+            err, x = q.get()
+            if err is not None:
+                raise err
+            if x is end:
+                return
+            yield x
+            del x
+            slots.release()  # the consumer is done with the previous item: the producer may read one more
+    finally:
+        stop.set()
+        slots.release()
+        t.join(timeout=60)
+        with contextlib.suppress(queue.Empty):
+            while True:
+                q.get_nowait()
+
+
+class BackgroundWorker:
+    """Runs submitted calls one at a time, in order, in a background thread; :meth:`submit` waits while the
+    previous call still runs (so at most one chunk is being written while the next is scored).
+
+    Used to spill a scored chunk to Parquet while the next one is scored. The first exception of a call is
+    raised by the next :meth:`submit` or by :meth:`join`; later calls are skipped then.
+    """
+
+    def __init__(self, name: str = "crmscore-write") -> None:
+        self._q: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._idle = threading.Semaphore(1)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._q.get()
+            if job is None:
+                return
+            try:
+                if self._error is None:
+                    job()
+            except BaseException as e:  # noqa: BLE001 - re-raised in the submitting thread
+                self._error = e
+            finally:
+                del job
+                self._idle.release()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error  # kept: later jobs stay skipped
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run ``job`` next; waits for the previous job; raises the error of an earlier job."""
+        self._idle.acquire()
+        try:
+            self._check()
+        except BaseException:
+            self._idle.release()
+            raise
+        self._q.put(job)
+
+    def join(self) -> None:
+        """Wait for every submitted job; raise the first error of any."""
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join()
+        self._check()
+
+    def abort(self) -> None:
+        """Stop after the running job; errors are dropped."""
+        if self._thread.is_alive():
+            self._q.put(None)
+            self._thread.join(timeout=60)
+        self._error = None
 
 
 # ---------------------------------------------------------------------------------------------- progress
@@ -1286,7 +1476,8 @@ def _result_table(clean: CleanChunk, scored: ScoredChunk, id_col: str, reasons: 
     cols["score"] = pa.array(scored.score, type=pa.int64())
     cols["grade"] = pa.array(scored.grade.astype(object), type=pa.string())
     for c in reason_columns(reasons):
-        cols[c] = pa.array(scored.reasons[c], type=pa.string())
+        r = scored.reasons[c]
+        cols[c] = r if isinstance(r, pa.Array) else pa.array(r, type=pa.string())
     cols[_ROW] = pa.array(clean.row_numbers, type=pa.int64())
     return pa.table(cols)
 
@@ -1446,6 +1637,7 @@ def score_batch(options: BatchOptions) -> BatchSummary:
     sink: Any = None
     rejects: Any = None
     records: Any = None
+    writer: BackgroundWorker | None = None
     records_state = "off"
     progress = Progress(None, sys.stderr.isatty() if options.progress is None else options.progress)
     try:
@@ -1475,26 +1667,43 @@ def score_batch(options: BatchOptions) -> BatchSummary:
         blank = 0
         if "pre_rejects" in info:
             rejects.write(info["pre_rejects"])
-        for raw in source.chunks(plan, options.chunk_size):
-            clean = clean_chunk(raw, plan)
-            rows_in += raw.table.num_rows - clean.blank + len(raw.bad_rows)
-            raw.table = None  # release the raw text before scoring
+        def cleaned() -> Iterator[tuple[int, int, CleanChunk]]:
+            for raw in source.chunks(plan, options.chunk_size):
+                clean = clean_chunk(raw, plan)
+                n_raw, n_bad = raw.table.num_rows, len(raw.bad_rows)
+                raw.table = None  # release the raw text before scoring
+                yield n_raw, n_bad, clean
+
+        def spill_chunk(table: Any, clean: CleanChunk, scored: ScoredChunk) -> None:
+            nonlocal records, records_state
+            spill.add(table, clean.ids, scored.probability, clean.row_numbers)
+            if records is not None:
+                try:
+                    records.record(model.name or model.uri, model.version or "", list(clean.ids),
+                                   scored.probability, scored.score, list(scored.grade), clean.features)
+                    records.flush()
+                except Exception as e:  # noqa: BLE001 - recording never stops a batch run
+                    records_state = f"failed: {type(e).__name__}: {str(e)[:200]}"
+                    records = None
+
+        # read + clean chunk n+1 | score chunk n | spill chunk n-1: three threads, GIL released in the heavy parts
+        writer = BackgroundWorker()
+        for n_raw, n_bad, clean in prefetch(cleaned(), ahead=1):
+            rows_in += n_raw - clean.blank + n_bad
             blank += clean.blank
             rejects.write(clean.rejects)
             if len(clean.features):
                 scored = score_frame(model.scorer, clean.features, options.reasons, threads, folder,
                                      options.reason_method)
-                spill.add(_result_table(clean, scored, plan.id_col, options.reasons), clean.ids,
-                          scored.probability, clean.row_numbers)
-                if records is not None:
-                    try:
-                        records.record(model.name or model.uri, model.version or "", list(clean.ids),
-                                       scored.probability, scored.score, list(scored.grade), clean.features)
-                        records.flush()
-                    except Exception as e:  # noqa: BLE001 - recording never stops a batch run
-                        records_state = f"failed: {type(e).__name__}: {str(e)[:200]}"
-                        records = None
+                table = _result_table(clean, scored, plan.id_col, options.reasons)
+                scored.reasons = {}
+                if records is None:
+                    clean.features = None  # not needed by the writer: free it now
+                writer.submit(lambda t=table, c=clean, sc=scored: spill_chunk(t, c, sc))
+                del table, scored
+            del clean
             progress.update(rows_in)
+        writer.join()
         if is_dir:
             rows_in = info["rows_in"]
         if rows_in == 0 and not spill.files:
@@ -1558,6 +1767,8 @@ def score_batch(options: BatchOptions) -> BatchSummary:
         _write_text_atomic(target.summary, json.dumps(summary.model_dump(), ensure_ascii=False, indent=2))
         return summary
     except BaseException as e:
+        if writer is not None:
+            writer.abort()
         for part in (sink, rejects):
             if part is not None:
                 part.abort()
@@ -1616,11 +1827,17 @@ def _write_results(
 
     offsets = np.cumsum([0] + [len(p) for p in spill.probs])
     if not sort:
-        for i, f in enumerate(spill.files):
-            lo, hi = offsets[i], offsets[i + 1]
-            m = keep[lo:hi].astype(bool)
-            t = pq.read_table(f).filter(pa.array(m))
-            sink.write(_finish_table(t, rank[lo:hi][m], decile[lo:hi][m], schema))
+
+        def finished() -> Iterator[Any]:
+            for i, f in enumerate(spill.files):
+                lo, hi = offsets[i], offsets[i + 1]
+                m = keep[lo:hi].astype(bool)
+                t = pq.read_table(f).filter(pa.array(m))
+                yield _finish_table(t, rank[lo:hi][m], decile[lo:hi][m], schema)
+
+        # read and finish chunk i+1 while chunk i is written
+        for t in prefetch(finished(), ahead=1, name="crmscore-pass2"):
+            sink.write(t)
         return
     # distribution by rank into buckets of about chunk_size rows, then each bucket sorted and written
     n_kept = int(keep.sum())

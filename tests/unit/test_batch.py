@@ -358,3 +358,114 @@ def test_reason_selection_equals_the_full_stable_sort_even_with_ties(top):
     pos, neg = select_reasons(folded, top)
     np.testing.assert_array_equal(pos, order[:, :top])
     np.testing.assert_array_equal(neg, order[:, ::-1][:, :top])
+
+
+# -------------------------------------------------------------------------------------------- speed paths
+
+
+def _reference_texts(sc, X: pd.DataFrame, top: int) -> dict[str, list]:
+    """Reason texts built row by row from ``training.scores.top_reasons`` (the service's selection)."""
+    from serving.batch import _number_text
+    from serving.postprocess import label_of
+    from training.scores import top_reasons
+
+    Z = sc.preprocessor_.transform(X)
+    out: dict[str, list] = {f"reason_{k}_{i + 1}": [] for k in ("pos", "neg") for i in range(top)}
+    for r in top_reasons(sc.contributions_matrix(Z), sc.reason_groups(), X, top):
+        for kind, key in (("pos", "positive"), ("neg", "negative")):
+            for i in range(top):
+                if i >= len(r[key]):
+                    out[f"reason_{kind}_{i + 1}"].append(None)
+                    continue
+                w = r[key][i]
+                v = w["value"]
+                value = "missing" if v is None else v if isinstance(v, str) else _number_text(float(v))
+                out[f"reason_{kind}_{i + 1}"].append(
+                    f"{label_of(w['feature'])} = {value} ({np.round(w['contribution'], 2):+.2f})"
+                )
+    return out
+
+
+def test_vectorised_reason_texts_equal_the_row_by_row_texts(model):
+    from serving.batch import reason_arrays
+
+    rng = np.random.default_rng(7)
+    n = 300
+    X = pd.DataFrame({"tenure_days": rng.uniform(0, 400, n).round(3), "age": rng.integers(18, 70, n) * 1.0,
+                      "added_to_cart": rng.integers(0, 2, n) * 1.0,
+                      "province": rng.choice(["广东省", "浙江省", None, "unseen"], n)})
+    X.loc[rng.random(n) < 0.2, "age"] = np.nan
+    sc = model.scorer
+    Z = sc.preprocessor_.transform(X)
+    want = _reference_texts(sc, X, 3)
+    got = reason_arrays(sc, X, Z, 3)
+    assert set(got) == set(want)
+    for c in want:
+        assert got[c].to_pylist() == want[c], c
+        assert format_reasons(sc, X, Z, 3)[c].tolist() == want[c]
+
+
+def test_batch_contributions_are_exactly_xgboost_pred_contribs(model):
+    """The reasons batch scoring shows come from the very numbers the HTTP service uses (exact TreeSHAP)."""
+    import xgboost as xgb
+
+    from serving.batch import contributions
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"tenure_days": rng.uniform(0, 400, 500), "age": rng.integers(18, 70, 500) * 1.0,
+                      "added_to_cart": rng.integers(0, 2, 500) * 1.0,
+                      "province": rng.choice(["广东省", "浙江省", None], 500)})
+    sc = model.scorer
+    Z = sc.preprocessor_.transform(X)
+    got = contributions(sc, Z, "exact")
+    np.testing.assert_array_equal(got, sc.contributions_matrix(Z))
+    np.testing.assert_array_equal(got, sc.estimator_.get_booster().predict(xgb.DMatrix(Z), pred_contribs=True))
+
+
+def test_prefetch_keeps_order_raises_producer_errors_and_closes_early():
+    from serving.batch import prefetch
+
+    assert list(prefetch(iter(range(50)), ahead=2)) == list(range(50))
+
+    def failing():
+        yield 1
+        raise BatchError("bad line 7")
+
+    it = prefetch(failing())
+    assert next(it) == 1
+    with pytest.raises(BatchError, match="bad line 7"):
+        next(it)
+
+    closed = []
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.append(True)
+
+    gen = prefetch(endless())
+    assert [next(gen) for _ in range(3)] == [0, 1, 2]
+    gen.close()
+    assert closed == [True]
+
+
+def test_background_worker_runs_in_order_and_reports_the_first_error():
+    from serving.batch import BackgroundWorker
+
+    done: list[int] = []
+    w = BackgroundWorker()
+    for i in range(20):
+        w.submit(lambda i=i: done.append(i))
+    w.join()
+    assert done == list(range(20))
+
+    w = BackgroundWorker()
+    w.submit(lambda: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        w.submit(lambda: done.append(99))
+        w.join()
+    assert 99 not in done
