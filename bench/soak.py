@@ -285,6 +285,7 @@ class SoakResult:
     max_rss_growth: float = 0.10
     elapsed_s: float = 0.0
     failure_kinds: dict[str, int] = field(default_factory=dict)
+    generator_cpu_ms_per_request: float = math.nan
 
     @property
     def p99_ratio(self) -> float:
@@ -324,6 +325,7 @@ class SoakResult:
             "max_window_p99_ms": max((w.p99_ms for w in self.windows), default=math.nan),
             "p99_ratio": self.p99_ratio,
             "passed": float(self.passed),
+            "generator_cpu_ms_per_request": self.generator_cpu_ms_per_request,
         }
         if self.rss_start_mb is not None:
             out["rss_start_mb"] = self.rss_start_mb
@@ -349,7 +351,8 @@ class SoakResult:
         lines += [
             "",
             f"{self.rate:.1f} req/s for {self.duration_s:.0f} s: {self.requests} requests, {self.failed} "
-            f"failed; p99 ratio {self.p99_ratio:.2f}; {rss}",
+            f"failed; p99 ratio {self.p99_ratio:.2f}; {rss}; load generator "
+            f"{self.generator_cpu_ms_per_request:.3f} ms CPU/request",
         ]
         if self.failure_kinds:
             lines.append("failures by kind: " + ", ".join(f"{k} {v}" for k, v in self.failure_kinds.items()))
@@ -468,7 +471,9 @@ def run_soak(
     if warmup > 0:
         asyncio.run(_open_loop(target, rate, warmup, connections))
     rss_start = tree_rss_mb(server_pid) if server_pid else None
+    cpu0 = time.process_time()
     samples, failures = asyncio.run(_open_loop(target, rate, duration, connections))
+    cpu_ms = (time.process_time() - cpu0) * 1000 / max(len(samples), 1)
     rss_end = tree_rss_mb(server_pid) if server_pid else None
     wins = windows_of(samples, duration, window)
     return SoakResult(
@@ -484,6 +489,7 @@ def run_soak(
         max_rss_growth=max_rss_growth,
         elapsed_s=time.perf_counter() - t_start,
         failure_kinds=failures,
+        generator_cpu_ms_per_request=cpu_ms,
     )
 
 
