@@ -269,3 +269,36 @@ def test_record_sink_background_flush(tmp_path: Path) -> None:
     sink.record("m", "1", ["a"], [0.1], [10], ["D"], _block(1))
     sink.close()
     assert len(read_records(tmp_path, "m")) == 1 and sink.written == 1
+
+
+def test_large_tables_take_the_vectorised_path_with_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    import serving.postprocess as pp_mod
+
+    pp = FeaturePreprocessor(categorical=["province", "member_level"]).fit(_frame())
+    mb = MatrixBuilder(pp)
+    test = _frame(60, seed=3)
+    test.loc[5, "province"] = "火星省"
+    rows = _rows(test)
+    columns = list(test.columns)[::-1]
+    table = [[r[c] for c in columns] for r in rows]
+    table[7][columns.index("age")] = True  # true/false count as 1/0
+    fast = mb.build_table(columns, table)
+    monkeypatch.setattr(pp_mod, "_FAST_TABLE_ROWS", 10**9)  # the per-value path
+    slow = mb.build_table(columns, table)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    assert fast[1] == slow[1] and fast[2].categorical == slow[2].categorical
+    np.testing.assert_array_equal(fast[2].numeric, slow[2].numeric)
+    monkeypatch.setattr(pp_mod, "_FAST_TABLE_ROWS", 32)
+    age, prov = columns.index("age"), columns.index("province")
+    for j, value, message in [(age, "3", "table.rows[41].age: must be a number"),
+                              (age, float("inf"), "table.rows[41].age: must be a finite number"),
+                              (age, [1, 2], "table.rows[41].age: must be a number"),
+                              (prov, [1, 2], "table.rows[41].province: must be a string")]:
+        bad = [list(r) for r in table]
+        bad[41][j] = value
+        with pytest.raises(RequestError) as e:
+            mb.build_table(columns, bad)
+        assert e.value.message.startswith(message), e.value.message
+    numbers = [list(r) for r in table]
+    numbers[3][prov] = 5  # a number for a categorical feature: its string form, as in the careful path
+    assert mb.build_table(columns, numbers)[2].categorical["province"][3] == "5"
