@@ -171,6 +171,27 @@ def _as_cat(v: Any) -> str | None:
     return str(v)
 
 
+def _plain_binary_xgb(est: Any) -> bool:
+    """An XGBClassifier whose ``predict_proba(Z)[:, 1]`` is its booster's ``inplace_predict(Z)`` (binary:logistic
+    tree booster, NaN as the missing value)."""
+    return (
+        hasattr(est, "get_booster")
+        and getattr(est, "objective", None) == "binary:logistic"
+        and getattr(est, "booster", None) in (None, "gbtree")
+        and getattr(est, "n_classes_", 2) == 2
+        and isinstance(getattr(est, "missing", None), float)
+        and np.isnan(est.missing)
+    )
+
+
+def _iteration_range(est: Any) -> tuple[int, int]:
+    """The trees XGBClassifier.predict uses: up to ``best_iteration`` after early stopping, else all."""
+    try:
+        return (0, est.best_iteration + 1)
+    except AttributeError:
+        return (0, 0)
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p))
@@ -229,17 +250,41 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
 
     # ----------------------------------------------------------- prediction
     def _raw_proba(self, Z: np.ndarray) -> np.ndarray:
-        return self.estimator_.predict_proba(Z)[:, 1]
+        est = self.estimator_
+        if _plain_binary_xgb(est):
+            # what XGBClassifier.predict_proba(Z)[:, 1] computes (same call, same float32 values), without its
+            # per-call Python overhead (~0.1 ms, a third of a one-row prediction)
+            return est.get_booster().inplace_predict(Z, iteration_range=_iteration_range(est))
+        return est.predict_proba(Z)[:, 1]
 
-    def predict_proba_matrix(self, Z: np.ndarray) -> np.ndarray:
-        """Calibrated P(positive) from an already preprocessed matrix (serving's fast path)."""
-        raw = self._raw_proba(Z)
+    def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         if self.calibrator_ is None:
             return raw
         if self.calibration == "sigmoid":
             a, b = float(self.calibrator_.coef_[0, 0]), float(self.calibrator_.intercept_[0])
             return 1.0 / (1.0 + np.exp(-(a * _logit(raw) + b)))
         return np.clip(self.calibrator_.predict(raw), 0.0, 1.0)
+
+    def predict_proba_matrix(self, Z: np.ndarray) -> np.ndarray:
+        """Calibrated P(positive) from an already preprocessed matrix (serving's fast path)."""
+        return self._calibrate(self._raw_proba(Z))
+
+    def predict_proba_and_contributions(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(predict_proba_matrix(Z), contributions_matrix(Z))`` with one XGBoost input (``DMatrix``) for both.
+
+        The probability is XGBoost's own prediction, not one derived from the contributions: their float32 sum
+        differs from the margin by up to ~1e-5 (~4e-7 in probability after calibration), and serving's
+        probabilities must equal batch scoring's (``predict_proba_matrix``) exactly.
+        """
+        est = self.estimator_
+        if not _plain_binary_xgb(est):
+            return self.predict_proba_matrix(Z), self.contributions_matrix(Z)
+        import xgboost as xgb
+
+        booster = est.get_booster()
+        dm = xgb.DMatrix(Z)  # as contributions_matrix builds it
+        raw = booster.predict(dm, iteration_range=_iteration_range(est))
+        return self._calibrate(raw), booster.predict(dm, pred_contribs=True)
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated class probabilities, shape (n, 2)."""

@@ -1,0 +1,56 @@
+"""CRMScorer's serving fast paths give exactly what the scikit-learn API gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+xgb = pytest.importorskip("xgboost")
+
+from training.model import CRMScorer, FeaturePreprocessor, _iteration_range, _plain_binary_xgb  # noqa: E402
+
+
+def _data(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.choice(["x", "y", None], n)})
+    X.loc[rng.random(n) < 0.1, "a"] = np.nan
+    y = (X["a"].fillna(0) + rng.normal(size=n) > 0).astype(int).to_numpy()
+    return X, y
+
+
+@pytest.mark.parametrize("calibration", ["sigmoid", "isotonic", None])
+def test_probabilities_and_contributions_equal_the_sklearn_api(calibration: str | None) -> None:
+    X, y = _data()
+    est = xgb.XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1)
+    sc = CRMScorer(est, FeaturePreprocessor(categorical=["c"], min_frequency=1), calibration=calibration).fit(X, y)
+    assert _plain_binary_xgb(sc.estimator_)
+    Z = sc.preprocessor_.transform(_data(50, seed=1)[0])
+    raw = sc.estimator_.predict_proba(Z)[:, 1]
+    np.testing.assert_array_equal(sc._raw_proba(Z), raw)
+    p, contribs = sc.predict_proba_and_contributions(Z)
+    np.testing.assert_array_equal(p, sc.predict_proba_matrix(Z))
+    np.testing.assert_array_equal(contribs, sc.contributions_matrix(Z))
+    np.testing.assert_array_equal(sc.predict_proba(_data(50, seed=1)[0])[:, 1], p)
+
+
+def test_early_stopping_uses_the_best_iteration_like_predict_proba() -> None:
+    X, y = _data(600)
+    Z = FeaturePreprocessor(categorical=["c"], min_frequency=1).fit(X).transform(X)
+    est = xgb.XGBClassifier(n_estimators=200, max_depth=4, learning_rate=0.5, early_stopping_rounds=2, n_jobs=1)
+    est.fit(Z[:400], y[:400], eval_set=[(Z[400:], y[400:])], verbose=False)
+    assert _iteration_range(est) == (0, est.best_iteration + 1) and est.best_iteration + 1 < 200
+    got = est.get_booster().inplace_predict(Z, iteration_range=_iteration_range(est))
+    np.testing.assert_array_equal(got, est.predict_proba(Z)[:, 1])
+
+
+def test_logistic_regression_keeps_the_sklearn_path() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _data()
+    sc = CRMScorer(LogisticRegression(), FeaturePreprocessor(categorical=["c"], encoding="onehot", min_frequency=1))
+    sc.fit(X, y)
+    Z = sc.preprocessor_.transform(X)
+    p, contribs = sc.predict_proba_and_contributions(Z)
+    np.testing.assert_array_equal(p, sc.predict_proba_matrix(Z))
+    np.testing.assert_allclose(contribs.sum(axis=1), sc.margin_matrix(Z), atol=1e-9)
