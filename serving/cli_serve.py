@@ -91,7 +91,7 @@ def serve_cmd(
     import secrets
 
     from features.config import ConfigError
-    from serving.settings import load_api_keys, load_settings
+    from serving.settings import load_api_keys, load_settings, redact_uri
     from training.registry import configure_tracking
 
     try:
@@ -131,7 +131,8 @@ def serve_cmd(
         typer.echo(
             f"no CRMSCORE_API_KEYS set: generated a key for this run (Authorization: Bearer {key})", err=True
         )
-    typer.echo(f"serving {SERVICE} on http://{host}:{port} (registry {uri}, workers {workers or settings.workers})")
+    shown = redact_uri(uri)  # never print a database password
+    typer.echo(f"serving {SERVICE} on http://{host}:{port} (registry {shown}, workers {workers or settings.workers})")
     if data is not None or settings.data_dir:
         typer.echo(f"customer profile page: http://{host}:{port}/ui")
     argv = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), "--host", host]

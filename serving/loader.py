@@ -17,21 +17,37 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from serving.postprocess import MatrixBuilder, ReasonFolder
-from serving.settings import ServingSettings
+from serving.settings import ServingSettings, redact_uri
 
 log = logging.getLogger("crmscore.serving")
 
 KINDS = ("lead", "churn", "segments")
 _METRIC_PREFIX = "crmscore.test_"
+#: Largest magnitude XGBoost takes: it computes in 32-bit floats, so a larger finite input (1e308 is valid
+#: JSON) becomes infinity inside the model and ``DMatrix`` refuses it with an error (a 500 before this check).
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 class ModelUnavailable(RuntimeError):
     """The model a request needs is not loaded; the message says which and why."""
+
+
+class RegistryUnavailable(RuntimeError):
+    """The MLflow registry cannot be reached (closed port, unreadable SQLite path...); the message names it."""
+
+
+class ModelLoadError(RuntimeError):
+    """A model version exists but its artifact cannot be loaded; the message names the model and version."""
+
+
+class UntrustedModel(ModelLoadError):
+    """A model artifact is not a skops file limited to :data:`training.model.TRUSTED_TYPES`."""
 
 
 def _now() -> str:
@@ -113,11 +129,37 @@ class LoadedModel:
         frame = pd.DataFrame.from_records(list(rows)).reindex(columns=self.matrix.feature_names)
         return self.model.preprocessor_.transform(frame)
 
+    def check_range(self, Z: np.ndarray, row_path: str) -> None:
+        """Refuse (422) a model-matrix value beyond the 32-bit float range, naming the row and the feature.
+
+        ``row_path`` is a format string with ``{i}`` (row) and ``{name}`` (feature), e.g.
+        ``leads[{i}].features.{name}``. One vectorised comparison (NaN compares false).
+        """
+        from serving.postprocess import RequestError
+
+        if Z.size == 0:
+            return
+        with np.errstate(invalid="ignore"):
+            big = np.abs(Z) > F32_MAX
+        if not big.any():
+            return
+        i, j = (int(x) for x in np.argwhere(big)[0])
+        name = f"column {j}"
+        try:
+            name = next(n for n, idx in self.model.reason_groups() if j in idx)
+        except Exception:  # noqa: BLE001 - the name is a courtesy; the refusal is what matters
+            pass
+        path = row_path.format(i=i, name=name)
+        raise RequestError(
+            422, f"{path}: must be a number between -3.4e38 and 3.4e38 (the model computes in 32-bit floats)"
+        )
+
     def score(
         self, rows: Sequence[Mapping[str, Any]], top: int = 3, reasons: bool = True, field: str = "leads"
     ) -> Scored:
         """Calibrated probabilities, reasons (or None), unknown categories and raw features of feature rows."""
         Z, unknown, block = self.matrix_of(rows, field)
+        self.check_range(Z, field + "[{i}].features.{name}")
         return self._predict(Z, unknown, block, lambda: rows, top, reasons)
 
     def score_table(
@@ -131,6 +173,7 @@ class LoadedModel:
 
         if not self.fast_path:
             Z = self._reference_matrix(as_dicts())
+        self.check_range(Z, "table.rows[{i}].{name}")
         return self._predict(Z, unknown, block, as_dicts, top, reasons)
 
     def _predict(self, Z: np.ndarray, unknown: dict, block: Any, rows_of: Any, top: int, reasons: bool) -> Scored:
@@ -190,16 +233,99 @@ def _configure_registry(settings: ServingSettings) -> None:
     configure_tracking(settings.resolved_registry_uri())
 
 
+_NETWORK_DB = ("postgresql", "mysql", "mssql")
+
+
+def check_registry(uri: str | None = None, timeout: float = 5.0) -> None:
+    """Fail fast with :class:`RegistryUnavailable` when a database registry cannot be connected to.
+
+    MLflow retries a failing database connection for about 100 s before it raises, which would hold a worker's
+    start-up (and each hot-swap poll) that long; one plain connection with a timeout answers in milliseconds.
+    Only network databases are probed: a SQLite file is created by MLflow when missing, and its errors are fast.
+    """
+    import mlflow
+
+    uri = uri or mlflow.get_registry_uri()
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if scheme not in _NETWORK_DB:
+        return
+    import sqlalchemy
+
+    args = {"connect_timeout": int(max(1, timeout))} if scheme in ("postgresql", "mysql") else {}
+    engine = sqlalchemy.create_engine(uri, connect_args=args, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect():
+            pass
+    except Exception as e:  # noqa: BLE001 - drivers raise many types
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise RegistryUnavailable(f"model registry {redact_uri(uri)} is unreachable: {first}") from None
+    finally:
+        engine.dispose()
+
+
 def registry_version(name: str, alias: str) -> tuple[str, dict[str, str]] | None:
-    """The version an alias points at and its tags, or None when the model or alias does not exist."""
+    """The version an alias points at and its tags, or None when the model or alias does not exist.
+
+    Raises :class:`RegistryUnavailable` when the registry itself cannot be reached or opened.
+    """
+    import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    check_registry()
     try:
         mv = MlflowClient().get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy / OS errors: the store itself is broken
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        uri = redact_uri(mlflow.get_registry_uri())
+        raise RegistryUnavailable(f"model registry {uri} is unreachable: {type(e).__name__}: {first}") from None
     return str(mv.version), dict(mv.tags or {})
+
+
+def check_trusted(model_dir: str | Path) -> None:
+    """Refuse a logged scikit-learn model unless it is a skops file whose trusted types are all ours.
+
+    MLflow loads a skops model with the ``skops_trusted_types`` written in its own ``MLmodel`` file, so an
+    artifact could widen the list itself; here the list must be a subset of ``training.model.TRUSTED_TYPES``
+    (skops then refuses any other type inside the file), and pickle formats are refused outright.
+    """
+    import yaml
+
+    from training.model import TRUSTED_TYPES
+
+    mlmodel = Path(model_dir) / "MLmodel"
+    try:
+        flavor = (yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}).get("flavors", {}).get("sklearn")
+    except (OSError, yaml.YAMLError) as e:
+        raise ModelLoadError(f"cannot read {mlmodel.name}: {type(e).__name__}: {e}") from None
+    if not isinstance(flavor, dict):
+        raise UntrustedModel("not a scikit-learn model (no sklearn flavor in MLmodel)")
+    fmt = flavor.get("serialization_format")
+    if fmt != "skops":
+        raise UntrustedModel(f"serialization format {fmt!r} is refused; only skops models are loaded")
+    extra = sorted(set(flavor.get("skops_trusted_types") or []) - set(TRUSTED_TYPES))
+    if extra:
+        raise UntrustedModel(f"untrusted type(s) {', '.join(extra)} (trusted: training.model.TRUSTED_TYPES)")
+
+
+def load_scorer_artifact(uri: str) -> Any:
+    """Download (when remote) and load a logged ``CRMScorer`` after :func:`check_trusted`."""
+    import mlflow
+
+    local = uri
+    if not Path(uri).is_dir():
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    check_trusted(local)
+    return mlflow.sklearn.load_model(local)
+
+
+def _load_error(name: str, version: str, where: str, e: Exception) -> ModelLoadError:
+    why = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+    kind = "" if isinstance(e, ModelLoadError) else f"{type(e).__name__}: "
+    cls = UntrustedModel if isinstance(e, UntrustedModel) else ModelLoadError
+    return cls(f"{name} v{version} ({where}): cannot load the model artifact: {kind}{why}")
 
 
 def _bento_model(name: str) -> Any | None:
@@ -222,10 +348,13 @@ def _from_bento(kind: str, name: str, settings: ServingSettings) -> LoadedModel 
     meta = dict(bm.info.metadata or {})
     version = str(meta.pop("registry_version", bm.tag.version))
     tags = {str(k): str(v) for k, v in meta.items()}
-    if kind == "segments":
-        return LoadedModel(kind, name, version, "bento", mlflow.pyfunc.load_model(path), tags)
-    scorer = mlflow.sklearn.load_model(path)
-    return prepare_scorer(kind, name, version, "bento", scorer, tags, settings.xgb_threads)
+    try:
+        if kind == "segments":
+            return LoadedModel(kind, name, version, "bento", mlflow.pyfunc.load_model(path), tags)
+        scorer = load_scorer_artifact(path)
+        return prepare_scorer(kind, name, version, "bento", scorer, tags, settings.xgb_threads)
+    except Exception as e:  # noqa: BLE001 - name the model and version, whatever broke
+        raise _load_error(name, version, f"Bento model {bm.tag}", e) from e
 
 
 def _from_registry(kind: str, name: str, settings: ServingSettings, version: str | None = None,
@@ -238,10 +367,13 @@ def _from_registry(kind: str, name: str, settings: ServingSettings, version: str
             return None
         version, tags = found
     uri = f"models:/{name}/{version}"
-    if kind == "segments":
-        return LoadedModel(kind, name, version, "registry", mlflow.pyfunc.load_model(uri), tags or {})
-    scorer = mlflow.sklearn.load_model(uri)
-    return prepare_scorer(kind, name, version, "registry", scorer, tags or {}, settings.xgb_threads)
+    try:
+        if kind == "segments":
+            return LoadedModel(kind, name, version, "registry", mlflow.pyfunc.load_model(uri), tags or {})
+        scorer = load_scorer_artifact(uri)
+        return prepare_scorer(kind, name, version, "registry", scorer, tags or {}, settings.xgb_threads)
+    except Exception as e:  # noqa: BLE001 - name the model and version, whatever broke
+        raise _load_error(name, version, uri, e) from e
 
 
 def model_source(settings: ServingSettings, in_bento: bool) -> str:

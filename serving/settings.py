@@ -18,6 +18,7 @@ ENV_OVERRIDES = {
     "CRMSCORE_PIN_MODELS": "pin_models",
     "CRMSCORE_POLL_SECONDS": "poll_interval_seconds",
     "CRMSCORE_MAX_BATCH": "max_batch",
+    "CRMSCORE_MAX_BODY_MB": "max_body_mb",
     "CRMSCORE_MODEL_SOURCE": "model_source",
     "CRMSCORE_XGB_THREADS": "xgb_threads",
     "CRMSCORE_RECORDS": "records_enabled",
@@ -82,6 +83,13 @@ class ServingSettings(BaseModel):
     def resolved_registry_uri(self) -> str | None:
         """The registry URI to use (None lets `training.registry.configure_tracking` pick its default)."""
         return self.registry_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` without a password (``postgresql://user:secret@host/db`` → ``postgresql://user:***@host/db``)."""
+    import re
+
+    return re.sub(r"(://[^/:@]+):[^/@]*@", r"\1:***@", uri)
 
 
 def crmscore_home() -> Path:
