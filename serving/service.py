@@ -80,6 +80,43 @@ def _error(status: int, message: str, errors: list[dict] | None = None) -> Respo
 
 
 # ------------------------------------------------------------------------------------------ middleware
+class ClientErrorLogFilter(logging.Filter):
+    """Turn BentoML's ``Exception on /path [POST]`` tracebacks for *client* errors into one warning line.
+
+    BentoML logs every request body that fails pydantic validation (malformed JSON, deep nesting, wrong
+    types) with a full traceback whose message quotes the start and end of the body (``input_value=b'...'``),
+    i.e. possibly PII; and a body cut off by the size limit as a ``ClientDisconnect`` traceback. Both are
+    answered with a 4xx by :class:`GuardMiddleware`, so the log keeps the path and the error type only.
+    """
+
+    CLIENT_ERRORS = ("ValidationError", "ClientDisconnect")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite matching records in place; never drops a record."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and type(exc).__name__ in self.CLIENT_ERRORS:
+            detail = ""
+            if type(exc).__name__ == "ValidationError":
+                try:
+                    detail = f" ({exc.error_count()} error(s), first: {exc.errors()[0]['type']})"
+                except Exception:  # noqa: BLE001 - best effort, never the input itself
+                    detail = ""
+            original = record.getMessage()
+            record.msg = "%s%s: client error, answered with a 4xx"
+            record.args = (original, detail)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def install_client_error_log_filter() -> None:
+    """Attach :class:`ClientErrorLogFilter` to BentoML's HTTP app logger (once per process)."""
+    target = logging.getLogger("bentoml._internal.server.http_app")
+    if not any(isinstance(f, ClientErrorLogFilter) for f in target.filters):
+        target.addFilter(ClientErrorLogFilter())
+
+
 class GuardMiddleware:
     """Pure ASGI middleware in front of the service: API keys, body limits, clear 4xx messages, metrics.
 
@@ -92,6 +129,7 @@ class GuardMiddleware:
     def __init__(self, app: Any) -> None:
         from serving.settings import load_api_keys, load_settings
 
+        install_client_error_log_filter()
         self.app = app
         self.keys = [k.encode() for k in load_api_keys()]
         self.max_body = int(load_settings().max_body_mb * 1024 * 1024)
@@ -277,7 +315,15 @@ class CRMScoring:
     """One worker: the three models, the registry watcher and the drift record sink."""
 
     def __init__(self) -> None:
-        from serving.loader import KINDS, ModelSlot, ModelWatcher, load_model, model_source
+        from serving.loader import (
+            KINDS,
+            ModelLoadError,
+            ModelSlot,
+            ModelWatcher,
+            RegistryUnavailable,
+            load_model,
+            model_source,
+        )
         from serving.records import RecordSink
         from serving.settings import crmscore_home, load_settings
         from serving.ui import load_profiles
@@ -289,9 +335,22 @@ class CRMScoring:
         for kind, slot in self.slots.items():
             try:
                 loaded = load_model(kind, s, in_bento=in_bento)
+            except RegistryUnavailable as e:
+                if model_source(s, in_bento) == "bento":  # only an unpacked model was looked up: not a failure
+                    slot.error = f"{slot.name} is not packed in this Bento and the registry lookup failed: {e}"
+                    log.warning("%s", slot.error)
+                else:
+                    slot.error = f"loading failed: {e}"
+                    log.error("loading %s@%s failed: %s", slot.name, s.alias, e)
+                continue
             except Exception as e:  # noqa: BLE001 - one broken model must not stop the others
-                log.exception("loading %s failed", slot.name)
-                slot.error = f"loading failed: {type(e).__name__}: {str(e)[:300]}"
+                # ModelLoadError messages name the model, version and URI; anything else gets the model name
+                if isinstance(e, ModelLoadError):
+                    why = str(e)[:500]
+                else:
+                    why = f"{slot.name}@{s.alias}: {type(e).__name__}: {str(e)[:300]}"
+                log.exception("loading failed: %s", why)
+                slot.error = f"loading failed: {why}"
                 continue
             if loaded is None:
                 slot.error = (
