@@ -3,11 +3,19 @@
     .venv/bin/python bench/bench_serving.py                       # trains a small model in a temp registry
     .venv/bin/python bench/bench_serving.py --registry sqlite:////path/mlflow.db --duration 20
     .venv/bin/python bench/bench_serving.py --targets crmscore --variants base,otel,access-log,offload --skip-batch
+    .venv/bin/python bench/bench_serving.py --model-kind trained --json-out bench/results/serving.json
+
+Model: ``--model-kind forced`` (default) trains one XGBoost with ``--trees`` × ``--depth`` (the worst case of the
+training search space: 400 × 6); ``--model-kind trained`` registers the champion that the default
+``crmscore train lead`` picks on the same synthetic data (the model users actually get; its kind, trees and
+depth are recorded in the results).
 
 Every server runs on loopback on a free port with the same model (``lead_scoring@champion``) and the same
 number of worker processes; `wrk` (apt-get install -y wrk) sends one lead per request at ``-t2 -c16`` and
 1,000 leads per request at ``-t2 -c4`` for ``--duration`` seconds each. Prints a Markdown table (requests/s,
-leads/s, p50, p99, errors) and writes JSON with ``--out``. Figures are in docs/serving.md.
+leads/s, p50, p99, server CPU per request, errors); ``--out`` writes every run as JSON, ``--json-out`` one
+object ``{"benchmark": "serving", "params": {...}, "figures": {...}}`` (medians over rounds; what bench/run.py
+reads). Figures are in docs/serving.md.
 """
 
 from __future__ import annotations
@@ -65,8 +73,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def make_registry(workdir: Path, n_customers: int, trees: int, depth: int) -> str:
-    """Generate CRM tables and train a lead model into a SQLite registry under ``workdir``; returns its URI."""
+def make_registry(workdir: Path, n_customers: int, trees: int, depth: int, kind: str = "forced") -> str:
+    """Generate CRM tables and train a lead model into a SQLite registry under ``workdir``; returns its URI.
+
+    ``kind`` ``forced``: one XGBoost candidate with ``trees`` × ``depth``; ``trained``: the default ``crmscore train
+    lead`` configuration (every candidate, the shipped search space), whose champion is what users get."""
     sys.path.insert(0, str(ROOT))
     from features.config import LabelConfig
     from features.io import write_parquet_atomic
@@ -88,10 +99,13 @@ def make_registry(workdir: Path, n_customers: int, trees: int, depth: int) -> st
     cwd = os.getcwd()
     os.chdir(workdir)
     try:
-        search = XGBSearch(n_trials=1, n_estimators=[trees], max_depth=[depth], learning_rate=[0.06],
-                           subsample=[0.8], colsample_bytree=[0.8], min_child_weight=[5.0])
-        cfg = TrainConfig(task="lead", candidates=["xgboost"], xgb_search=search,
-                          labels=LabelConfig(n_cutoffs=3, horizon_days=60, churn_lookback_days=365))
+        if kind == "trained":
+            cfg = TrainConfig(task="lead")  # what `crmscore train lead` uses without --config
+        else:
+            search = XGBSearch(n_trials=1, n_estimators=[trees], max_depth=[depth], learning_rate=[0.06],
+                               subsample=[0.8], colsample_bytree=[0.8], min_child_weight=[5.0])
+            cfg = TrainConfig(task="lead", candidates=["xgboost"], xgb_search=search,
+                              labels=LabelConfig(n_cutoffs=3, horizon_days=60, churn_lookback_days=365))
         train_crm(data, cfg)
     finally:
         os.chdir(cwd)
@@ -108,6 +122,7 @@ def make_payloads(workdir: Path, uri: str, n: int = 1000) -> dict[str, Path]:
 
     configure_tracking(uri)
     scorer = mlflow.sklearn.load_model("models:/lead_scoring@champion")
+    (workdir / "model.json").write_text(json.dumps(describe_model(scorer)))
     data = workdir / "data"
     tables = load_tables(data) if data.is_dir() else None
     names = list(scorer.feature_names_in_)
@@ -136,6 +151,18 @@ def make_payloads(workdir: Path, uri: str, n: int = 1000) -> dict[str, Path]:
         p = workdir / f"{key}.json"
         p.write_text(json.dumps(body))
         out[key] = p
+    return out
+
+
+def describe_model(scorer: Any) -> dict[str, Any]:
+    """What the served champion is: estimator, trees, depth, input features (recorded with the figures)."""
+    est = scorer.estimator_
+    out: dict[str, Any] = {"estimator": type(est).__name__, "n_features": len(scorer.feature_names_in_),
+                           "calibration": scorer.calibration}
+    if hasattr(est, "get_booster"):
+        params = est.get_params()
+        out.update(trees=int(est.get_booster().num_boosted_rounds()), depth=params.get("max_depth"),
+                   learning_rate=params.get("learning_rate"))
     return out
 
 
@@ -238,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--registry", help="MLflow tracking URI with lead_scoring@champion (default: train one)")
     ap.add_argument("--data", type=Path, help="data dir to build request rows from (with --registry)")
     ap.add_argument("--customers", type=int, default=3000, help="customers of the generated data")
-    ap.add_argument("--trees", type=int, default=400)
-    ap.add_argument("--depth", type=int, default=6)
+    ap.add_argument("--model-kind", choices=["forced", "trained"], default="forced",
+                    help="forced: one XGBoost of --trees × --depth; trained: the champion of the default "
+                    "`crmscore train lead` on the synthetic data")
+    ap.add_argument("--trees", type=int, default=400, help="trees of the forced model")
+    ap.add_argument("--depth", type=int, default=6, help="depth of the forced model")
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--targets", default="crmscore,mlflow,reference")
@@ -251,13 +281,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="one-lead runs with reasons, without, or both")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the table shows medians")
     ap.add_argument("--workdir", type=Path, help="keep models, logs and payloads here")
-    ap.add_argument("--out", type=Path, help="write the results as JSON")
+    ap.add_argument("--out", type=Path, help="write every run as JSON (a list)")
+    ap.add_argument("--json-out", type=Path, help="write {benchmark, params, figures} (medians) as JSON")
     args = ap.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="crmscore-bench-"))
+    if args.model_kind == "trained" and not args.registry:
+        workdir = workdir / "trained"  # its own registry, never mixed with a forced model's
     workdir.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
     if args.registry:
         uri = args.registry
         if args.data:
@@ -265,8 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     elif (workdir / "mlflow.db").exists():
         uri = f"sqlite:///{workdir / 'mlflow.db'}"
     else:
-        print(f"training a lead model ({args.trees} trees, depth {args.depth}) in {workdir} ...", flush=True)
-        uri = make_registry(workdir, args.customers, args.trees, args.depth)
+        what = f"{args.trees} trees, depth {args.depth}"
+        if args.model_kind == "trained":
+            what = "the default `crmscore train lead` champion"
+        print(f"training a lead model ({what}) in {workdir} ...", flush=True)
+        uri = make_registry(workdir, args.customers, args.trees, args.depth, args.model_kind)
     bodies = make_payloads(workdir, uri, args.batch)
     lua = workdir / "post.lua"
     lua.write_text(LUA)
@@ -305,7 +342,74 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
+    if args.json_out:
+        model = json.loads((workdir / "model.json").read_text()) if (workdir / "model.json").exists() else {}
+        params = {
+            "model_kind": args.model_kind if not args.registry else "registry",
+            "model": model,
+            "customers": args.customers,
+            "workers": args.workers,
+            "duration_s": args.duration,
+            "rounds": args.rounds,
+            "batch": args.batch,
+            "connections": {"one_lead": 16, "batch": 4},
+            "wrk_threads": 2,
+            "targets": args.targets.split(","),
+            "variants": variants,
+            "cores": os.cpu_count(),
+            "load_avg_before": list(load_before),
+            "load_avg_after": list(os.getloadavg()),
+        }
+        doc = {"benchmark": "serving", "params": params, "figures": figures(results, args.batch), "runs": results}
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(doc, indent=1))
     return 0
+
+
+def figures(results: list[dict[str, Any]], batch: int = 1000) -> dict[str, float]:
+    """Median figures of the ``base`` variant over the rounds, named for bench/run.py.
+
+    ``{target}_1lead[_reasons]_{rps,p50_ms,p99_ms,cpu_ms}``, ``{target}_{batch}_{table,objects,records}[_reasons]_
+    {leads_per_s,p99_ms,cpu_ms}``, ``reference_{batch}_leads_per_s`` (its table run), the ratios of crmscore (one
+    lead with reasons) over mlflow serve (goals: rps ≥ 3, p99 ≤ 0.25), and ``errors``; plus the names bench/run.py
+    derived from ``--out`` before this option existed (``crmscore_reasons_rps``, ``crmscore_table_leads_per_s``, ...).
+    """
+    import statistics
+
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("variant", "base") == "base":
+            groups.setdefault((r["target"], r["payload"]), []).append(r)
+    out: dict[str, float] = {}
+    errors = 0
+    for (target, payload), rs in groups.items():
+        def med(name: str, rs: list[dict[str, Any]] = rs) -> float:
+            return float(statistics.median(float(x[name]) for x in rs))
+
+        errors += sum(int(x["socket_errors"]) + int(x["non2xx"]) for x in rs)
+        reasons = "reasons" in payload
+        if rs[0]["leads_per_request"] == 1:
+            key, legacy = f"{target}_1lead" + ("_reasons" if reasons else ""), target + ("_reasons" if reasons else "")
+            out[f"{key}_rps"] = out[f"{legacy}_rps"] = med("rps")
+        else:
+            form = next((f for f in ("table", "objects", "records") if f"({f})" in payload), "batch")
+            key = f"{target}_{batch}_{form}" + ("_reasons" if reasons else "")
+            legacy = f"{target}_{form}" + ("_reasons" if reasons else "")
+            out[f"{key}_leads_per_s"] = out[f"{legacy}_leads_per_s"] = med("leads_per_s")
+        out[f"{key}_p50_ms"] = out[f"{legacy}_p50_ms"] = med("p50_ms")
+        out[f"{key}_p99_ms"] = out[f"{legacy}_p99_ms"] = med("p99_ms")
+        out[f"{key}_cpu_ms"] = out[f"{legacy}_cpu_ms_per_request"] = med("server_cpu_ms_per_request")
+    if f"reference_{batch}_table_leads_per_s" in out:
+        out[f"reference_{batch}_leads_per_s"] = out[f"reference_{batch}_table_leads_per_s"]
+    c, m = out.get("crmscore_1lead_reasons_rps"), out.get("mlflow_1lead_rps")
+    if c and m:
+        out["ratio_rps_crmscore_over_mlflow"] = c / m
+        out["ratio_p99_crmscore_over_mlflow"] = out["crmscore_1lead_reasons_p99_ms"] / out["mlflow_1lead_p99_ms"]
+    if out.get("crmscore_1lead_rps") and m:
+        out["ratio_rps_crmscore_noreasons_over_mlflow"] = out["crmscore_1lead_rps"] / m
+        out["ratio_p99_crmscore_noreasons_over_mlflow"] = out["crmscore_1lead_p99_ms"] / out["mlflow_1lead_p99_ms"]
+    out["errors"] = float(errors)
+    return out
 
 
 def _runs(target: str, args: argparse.Namespace) -> list[tuple[str, str, int, int]]:
