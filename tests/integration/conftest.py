@@ -154,9 +154,19 @@ def _server_argv(port: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def running_server(reg: Registry, workdir: Path, env: dict[str, str] | None = None,
-                   timeout: float = 300) -> Iterator[Server]:
-    """``crmscore serve`` on a free port with the registry ``reg``; stopped (process group) on exit."""
+def running_server(
+    reg: Registry,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    ready_path: str = "/readyz",
+    argv: list[str] | None = None,
+) -> Iterator[Server]:
+    """``crmscore serve`` on a free port with the registry ``reg``; stopped (process group) on exit.
+
+    Waits until ``ready_path`` answers 200 (``/livez`` for a server that is expected not to become ready);
+    ``argv`` replaces the command (``{port}`` in it is replaced by the port), e.g. ``bentoml serve <bento>``.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     home = workdir / "home"
@@ -173,7 +183,8 @@ def running_server(reg: Registry, workdir: Path, env: dict[str, str] | None = No
     }
     full_env.pop("CRMSCORE_API_KEYS_FILE", None)
     log = workdir / "server.log"
-    proc = subprocess.Popen(_server_argv(port), env=full_env, cwd=str(workdir), stdout=log.open("wb"),
+    cmd = _server_argv(port) if argv is None else [a.replace("{port}", str(port)) for a in argv]
+    proc = subprocess.Popen(cmd, env=full_env, cwd=str(workdir), stdout=log.open("wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(f"http://127.0.0.1:{port}", home, log, proc)
     try:
@@ -182,7 +193,7 @@ def running_server(reg: Registry, workdir: Path, env: dict[str, str] | None = No
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log_text()[-3000:]}")
             try:
-                if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{server.url}{ready_path}", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
@@ -205,3 +216,21 @@ def lead_features(reg: Registry, as_of: str, n: int = 5) -> tuple[list[dict], di
     feats = build_features(tables, as_of)
     rows = json.loads(feats.head(n).reset_index().to_json(orient="records"))
     return rows, tables
+
+
+#: Limits of :func:`limits_server`: small, so hostile-input tests stay cheap.
+LIMITS_MAX_BATCH = 1000
+LIMITS_MAX_BODY_MB = 1.0
+
+
+@pytest.fixture(scope="session")
+def limits_server(crm_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One pinned server shared by the hostile-input, security and schemathesis modules, with small limits
+    (``max_batch`` 1,000 leads, ``max_body_mb`` 1)."""
+    env = {
+        "CRMSCORE_PIN_MODELS": "1",
+        "CRMSCORE_MAX_BATCH": str(LIMITS_MAX_BATCH),
+        "CRMSCORE_MAX_BODY_MB": str(LIMITS_MAX_BODY_MB),
+    }
+    with running_server(crm_registry, tmp_path_factory.mktemp("limits_svc"), env) as s:
+        yield s
