@@ -936,6 +936,8 @@ def select_reasons(folded: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray
     if top >= f:
         order = np.argsort(-folded, axis=1, kind="stable")
         return order[:, :top], order[:, ::-1][:, :top]
+    if top <= 4 and folded.dtype.kind == "f" and np.isfinite(folded).all():
+        return _select_by_extremes(folded, top)
 
     def smallest(values: np.ndarray, low_index_first: bool) -> np.ndarray:
         part = np.argpartition(values, top - 1, axis=1)[:, :top]
@@ -955,10 +957,83 @@ def select_reasons(folded: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray
     return pos, neg
 
 
+def _select_by_extremes(folded: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`select_reasons` for a few reasons of finite values: ``top`` rounds of ``argmax`` (first, i.e. lowest,
+    index among equals) and of ``argmin`` over the reversed columns (highest index among equals), each round
+    masking the picked cells; the order is the full stable sort's. ``folded`` is restored before returning."""
+    n, f = folded.shape
+    rows = np.arange(n)
+    out = []
+    for pick_max in (True, False):
+        picked = np.empty((n, top), dtype=np.int64)
+        saved = np.empty((n, top), dtype=folded.dtype)
+        fill = -np.inf if pick_max else np.inf
+        done = 0
+        try:
+            for k in range(top):
+                j = folded.argmax(axis=1) if pick_max else f - 1 - folded[:, ::-1].argmin(axis=1)
+                picked[:, k] = j
+                saved[:, k] = folded[rows, j]
+                folded[rows, j] = fill
+                done += 1
+        finally:
+            for k in range(done - 1, -1, -1):
+                folded[rows, picked[:, k]] = saved[:, k]
+        out.append(picked)
+    return out[0], out[1]
+
+
 def _contribution_text(c: np.ndarray) -> np.ndarray:
     rounded = np.round(c, 2)
     codes, uniques = pd.factorize(rounded)
     return np.array([f"{u:+.2f}" for u in uniques], dtype=object)[codes]
+
+
+def feature_matrix(preprocessor: Any, X: pd.DataFrame) -> np.ndarray:
+    """``preprocessor.transform(X)`` (a fitted ``FeaturePreprocessor``), element for element, built without
+    pandas' per-column conversion and per-value category mapping: numeric features as one float block, each
+    categorical feature's codes with one ``get_indexer`` of its text values.
+
+    Falls back to ``preprocessor.transform`` for frames it does not expect (a numeric feature that is not a
+    number column, a categorical one that is not text or missing), so the result is always the transform's.
+    """
+    num_names = list(preprocessor.numeric_features_)
+    cat_names = list(preprocessor.categorical_features_)
+    if any(c not in X.columns for c in preprocessor.feature_names_in_):
+        return preprocessor.transform(X)  # raises naming the missing columns
+    if not all(pd.api.types.is_float_dtype(X[c].dtype) for c in num_names):
+        return preprocessor.transform(X)
+    cat_values = {}
+    for c in cat_names:
+        v = X[c].to_numpy(dtype=object)
+        if pd.api.types.infer_dtype(v, skipna=True) not in ("string", "empty"):
+            return preprocessor.transform(X)
+        cat_values[c] = v
+    n = len(X)
+    onehot = preprocessor.encoding == "onehot"
+    widths = [len(preprocessor.categories_[c]) if onehot else 1 for c in cat_names]
+    Z = np.empty((n, len(num_names) + sum(widths)), dtype="float64")
+    k = len(num_names)
+    if k:
+        num = X[num_names].to_numpy(dtype="float64")
+        num = np.where(np.isfinite(num), num, np.nan)
+        if onehot:
+            num = (np.where(np.isnan(num), preprocessor.medians_, num) - preprocessor.means_) / preprocessor.scales_
+        Z[:, :k] = num
+        del num
+    for c, w in zip(cat_names, widths, strict=True):
+        v = cat_values[c]
+        codes = pd.Index(preprocessor.categories_[c], dtype=object).get_indexer(v)
+        codes[pd.isna(v)] = -1
+        if onehot:
+            block = Z[:, k : k + w]
+            block[:] = 0.0
+            ok = codes >= 0
+            block[np.flatnonzero(ok), codes[ok]] = 1.0
+        else:
+            Z[:, k] = np.where(codes >= 0, codes, np.nan)
+        k += w
+    return Z
 
 
 def score_frame(
@@ -969,7 +1044,7 @@ def score_frame(
     from training.scores import to_grade, to_score
 
     with _xgb_threads(threads):
-        Z = scorer.preprocessor_.transform(X)
+        Z = feature_matrix(scorer.preprocessor_, X)
         p = np.asarray(scorer.predict_proba_matrix(Z), dtype="float64")
         why = reason_arrays(scorer, X, Z, reasons, folder, reason_method) if reasons > 0 and len(X) else {}
     if reasons > 0 and not why:

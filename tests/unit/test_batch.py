@@ -347,7 +347,7 @@ def test_approximate_contributions_add_up_to_the_margin_too(model):
         contributions(model.scorer, Z, "shap")
 
 
-@pytest.mark.parametrize("top", [1, 3, 5, 12])
+@pytest.mark.parametrize("top", [1, 2, 3, 4, 5, 12])
 def test_reason_selection_equals_the_full_stable_sort_even_with_ties(top):
     from serving.batch import select_reasons
 
@@ -355,9 +355,11 @@ def test_reason_selection_equals_the_full_stable_sort_even_with_ties(top):
     folded = rng.integers(-3, 4, size=(400, 9)).astype(float)  # many ties, also across the cut
     folded[:50] = rng.normal(size=(50, 9))
     order = np.argsort(-folded, axis=1, kind="stable")  # what training.scores.top_reasons does
+    before = folded.copy()
     pos, neg = select_reasons(folded, top)
     np.testing.assert_array_equal(pos, order[:, :top])
     np.testing.assert_array_equal(neg, order[:, ::-1][:, :top])
+    np.testing.assert_array_equal(folded, before)  # restored
 
 
 # -------------------------------------------------------------------------------------------- speed paths
@@ -469,3 +471,27 @@ def test_background_worker_runs_in_order_and_reports_the_first_error():
         w.submit(lambda: done.append(99))
         w.join()
     assert 99 not in done
+
+
+@pytest.mark.parametrize("encoding", ["ordinal", "onehot"])
+def test_feature_matrix_equals_the_preprocessors_transform(encoding):
+    from serving.batch import feature_matrix
+    from training.model import FeaturePreprocessor
+
+    rng = np.random.default_rng(5)
+    n = 400
+    X = pd.DataFrame({"tenure_days": rng.uniform(0, 400, n), "age": rng.integers(18, 70, n) * 1.0,
+                      "added_to_cart": rng.integers(0, 2, n) * 1.0,
+                      "province": rng.choice(["广东省", "浙江省", "北京市", None], n),
+                      "industry": rng.choice(["retail", "tech", None], n)})
+    X.loc[rng.random(n) < 0.2, "age"] = np.nan
+    pre = FeaturePreprocessor(categorical=["province", "industry"], encoding=encoding, min_frequency=5).fit(X)
+    Y = X.copy()
+    Y.loc[:5, "province"] = "unseen"
+    Y.loc[6, "age"] = np.inf
+    np.testing.assert_array_equal(feature_matrix(pre, Y), pre.transform(Y))
+    # frames it does not expect go through the transform itself
+    Y["age"] = Y["age"].astype(object)
+    np.testing.assert_array_equal(feature_matrix(pre, Y), pre.transform(Y))
+    with pytest.raises(KeyError, match="missing feature"):
+        feature_matrix(pre, X.drop(columns=["age"]))
