@@ -54,3 +54,33 @@ def test_logistic_regression_keeps_the_sklearn_path() -> None:
     p, contribs = sc.predict_proba_and_contributions(Z)
     np.testing.assert_array_equal(p, sc.predict_proba_matrix(Z))
     np.testing.assert_allclose(contribs.sum(axis=1), sc.margin_matrix(Z), atol=1e-9)
+
+
+def test_xgboost_outputs_without_a_class_per_prediction() -> None:
+    import gc
+
+    import xgboost.core as core
+
+    from training.model import _XGB_FROM_ARRAY_INTERFACE, _from_array_interface
+
+    X, y = _data()
+    sc = CRMScorer(xgb.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1),
+                   FeaturePreprocessor(categorical=["c"], min_frequency=1)).fit(X, y)
+    Z = sc.preprocessor_.transform(X)
+    sc.predict_proba_matrix(Z)
+    assert core.from_array_interface is _from_array_interface
+    original = _XGB_FROM_ARRAY_INTERFACE[0]
+    for a in (np.arange(12, dtype=np.float32).reshape(3, 4), np.zeros((0, 3), np.float32), np.ones(5, np.float32),
+              np.arange(20, dtype=np.float32).reshape(4, 5)[:, ::2]):
+        got, want = _from_array_interface(a.__array_interface__), original(a.__array_interface__)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    gc.collect()
+    gc.disable()
+    try:
+        before = sum(isinstance(o, type) for o in gc.get_objects())
+        for _ in range(20):
+            sc.predict_proba_and_contributions(Z[:1])
+        assert sum(isinstance(o, type) for o in gc.get_objects()) - before < 5
+    finally:
+        gc.enable()
