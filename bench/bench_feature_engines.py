@@ -4,7 +4,8 @@
 
 On the tables of `bench_features.generate` (1M customers, 20M interactions, 2M orders, 5M touches by
 default) each engine computes one identical subset of the features as of one cutoff T, reading the
-same Parquet files, each in its own fresh subprocess (wall time and peak RSS from ``wait4``):
+same Parquet files, each in its own fresh subprocess (wall and CPU time from ``wait4``, peak RSS
+from the child's own ``VmHWM``):
 
 * RFM: days since the last paid order, paid orders and spend in 30/90/365-day windows, refund share;
 * interactions per event type in 7/30/90-day windows (15 types × 3 windows);
@@ -264,7 +265,7 @@ RUNNERS = {"builder": run_builder, "numpy": run_numpy, "duckdb": run_duckdb, "po
 
 # ---------------------------------------------------------------------------------------- harness
 def run_engine(engine: str, data: Path, out: Path, threads: int | None) -> dict:
-    """Run one engine in a fresh subprocess; its wall time and peak RSS come from ``wait4``."""
+    """Run one engine in a fresh subprocess: wall and CPU time from ``wait4``, peak RSS from the child itself."""
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     if threads:
         env.update({"POLARS_MAX_THREADS": str(threads), "CRMSCORE_DUCKDB_THREADS": str(threads)})
@@ -278,17 +279,33 @@ def run_engine(engine: str, data: Path, out: Path, threads: int | None) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"engine {engine} failed with exit code {proc.returncode}")
     res = json.loads(stdout.strip().splitlines()[-1])
-    res.update({"engine": engine, "wall_s": round(wall, 2), "peak_rss_gb": round(usage.ru_maxrss / 1024**2, 3)})
+    res.update({"engine": engine, "wall_s": round(wall, 2), "peak_rss_gb": round(res["peak_rss_gb"], 3)})
     res["engine_s"] = round(res["load_s"] + res["compute_s"], 2)  # in-process: without interpreter start and imports
+    res["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)  # all threads; steadier than wall on a shared machine
     return res
 
 
 def worker(engine: str, data: Path, out: Path) -> None:
     """Child process: compute one engine's features, write them to ``out``, print its timings."""
     f, info = RUNNERS[engine](data, AS_OF)
+    peak = _own_peak_gb()  # before writing the output file, which is the harness's work, not the engine's
     f.reset_index().to_parquet(out, index=False)
-    info.update({"rows": len(f), "columns": f.shape[1]})
+    info.update({"rows": len(f), "columns": f.shape[1], "peak_rss_gb": peak})
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in info.items()}))
+
+
+def _own_peak_gb() -> float:
+    """This process's own peak RSS (``VmHWM``) in GB.
+
+    Not ``getrusage``/``wait4``: a child's ``ru_maxrss`` starts from its parent's peak at fork/exec
+    (Linux), so a parent that generated the tables or read earlier results would inflate it.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024**2
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def compare(reference: pd.DataFrame, other: pd.DataFrame, tol: float = 1e-9) -> dict:
@@ -327,13 +344,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or Path(tmp) / "data"
         sizes = generate(args.customers, data) if not (data / "customers.parquet").exists() else _sizes(data)
-        results, frames = {}, {}
+        results: dict[str, dict] = {}
         for e in engines:
-            out = Path(tmp) / f"{e}.parquet"
-            results[e] = run_engine(e, data, out, args.threads)
+            results[e] = run_engine(e, data, Path(tmp) / f"{e}.parquet", args.threads)
             results[e]["load_avg_1m"] = round(os.getloadavg()[0], 2)
-            frames[e] = pd.read_parquet(out).set_index("customer_id")
             print(json.dumps(results[e]), file=sys.stderr)
+        frames = {e: pd.read_parquet(Path(tmp) / f"{e}.parquet").set_index("customer_id") for e in engines}
         if "builder" in frames:
             for e in engines:
                 results[e].update(compare(frames["builder"], frames[e]))
