@@ -223,7 +223,7 @@ BENCHMARKS: list[Benchmark] = [
         ],
         goals=[Goal("1M customers in minutes (≤ 10 min)", "total_s", "<=", 600, " s")],
         estimate_full_s=120,
-        estimate_quick_s=10,
+        estimate_quick_s=5,
     ),
     Benchmark(
         name="features",
@@ -243,7 +243,7 @@ BENCHMARKS: list[Benchmark] = [
         ],
         legacy=_legacy_features,
         estimate_full_s=330,  # generating the tables ~4 min + load/build ~75 s + online
-        estimate_quick_s=25,
+        estimate_quick_s=15,
     ),
     Benchmark(
         name="training",
@@ -259,7 +259,7 @@ BENCHMARKS: list[Benchmark] = [
         ],
         goals=[Goal("~1M lead rows, whole training job ≤ 5 min", "train_job_s", "<=", 300, " s")],
         estimate_full_s=300,  # synth 490k ~50 s + job ~230 s
-        estimate_quick_s=60,
+        estimate_quick_s=45,
     ),
     Benchmark(
         name="batch",
@@ -307,7 +307,7 @@ BENCHMARKS: list[Benchmark] = [
         ],
         goals=[Goal("1M records vs 100k reference ≤ 60 s", "cli_wall_s", "<=", 60, " s")],
         estimate_full_s=240,  # generating 1M records ~2 min + the command ~45 s + stages ~40 s
-        estimate_quick_s=40,
+        estimate_quick_s=60,
     ),
     Benchmark(
         name="serving",
@@ -374,7 +374,7 @@ BENCHMARKS: list[Benchmark] = [
         legacy=_legacy_serving,
         out_flag="--out",
         estimate_full_s=600,  # training 3k customers ~1 min, 3 servers, 3 rounds × 7 wrk runs × 12 s
-        estimate_quick_s=120,
+        estimate_quick_s=150,
     ),
     Benchmark(
         name="profile_page",
@@ -434,7 +434,7 @@ BENCHMARKS: list[Benchmark] = [
         ],
         workdir_flag="--workdir",
         estimate_full_s=700,  # training 3k customers ~1 min + peak 10 s + warm-up 10 s + 600 s
-        estimate_quick_s=80,
+        estimate_quick_s=90,
         ok_codes=(0, 1),
     ),
 ]
@@ -520,7 +520,7 @@ def run_one(b: Benchmark, quick: bool, workroot: Path, logs: Path, rep: int, tim
     cmd = [sys.executable, str(script), *args]
     log_out, log_err = logs / f"{b.name}-{rep}.out.log", logs / f"{b.name}-{rep}.err.log"
     rec: dict[str, Any] = {
-        "command": shlex.join([os.path.relpath(cmd[0], ROOT), *cmd[1:]]),
+        "command": shlex.join([os.path.relpath(cmd[0], ROOT), *cmd[1:]]).replace(f"{ROOT}/", ""),
         "load_before": load_average(),
     }
     t0 = time.perf_counter()
@@ -590,9 +590,13 @@ def aggregate(name: str, repeats: list[dict[str, Any]], quick: bool) -> dict[str
         num, den = median.get(ratio.num), median.get(ratio.den)
         if num is not None and den:
             ratios[ratio.key] = {"text": ratio.text, "value": num / den}
-    for k, v in median.items():  # ratios the script computed itself
-        if k.startswith("ratio_") and k not in ratios:
-            ratios[k] = {"text": k.removeprefix("ratio_").replace("_", " "), "value": v}
+    ours = [r["value"] for r in ratios.values()]
+    for k, v in median.items():  # ratios the script computed itself, unless one of ours (or its inverse)
+        if not k.startswith("ratio_") or k in ratios:
+            continue
+        if any(math.isclose(v, x, rel_tol=0.01) or math.isclose(v * x, 1.0, rel_tol=0.01) for x in ours):
+            continue
+        ratios[k] = {"text": k.removeprefix("ratio_").replace("_", " "), "value": v}
     goals = []
     for g in b.goals if b else []:
         value = ratios[g.key]["value"] if g.key in ratios else median.get(g.key)
@@ -621,6 +625,8 @@ def _value(v: float | None, unit: str) -> str:
         return "—"
     if unit == "×":
         return f"{v:.2f}×"
+    if float(v).is_integer():
+        return f"{v:,.0f}{unit}"
     return f"{_fmt_num(v)}{unit}"
 
 
@@ -667,7 +673,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     lines.append("")
     for name, br in result["benchmarks"].items():
         if br["repeats"]:
-            lines.append(f"- {name}: `{br['repeats'][0]['command']}`")
+            lines.append(f"- {name}: `{br['repeats'][0]['command'].replace(f'{ROOT}/', '')}`")
     return "\n".join(lines)
 
 
