@@ -802,6 +802,14 @@ def contributions(scorer: Any, Z: np.ndarray, method: str = "exact") -> np.ndarr
         import xgboost as xgb
 
         return est.get_booster().predict(xgb.DMatrix(Z), pred_contribs=True, approx_contribs=True)
+    if hasattr(est, "coef_") and not hasattr(est, "get_booster") and np.ndim(est.coef_) == 2 and len(est.coef_) == 1:
+        # ``contributions_matrix`` of a linear model (``Z * coef`` and the intercept), written into one array
+        # instead of two temporaries: the same products, element for element (tested)
+        n, f = Z.shape
+        out = np.empty((n, f + 1), dtype=np.result_type(Z, est.coef_))
+        np.multiply(Z, est.coef_[0], out=out[:, :f])
+        out[:, f] = est.intercept_[0]
+        return out
     return scorer.contributions_matrix(Z)
 
 
@@ -881,8 +889,9 @@ def reason_texts(
         texts.extend(uniques)
     value_dict = pa.array(texts, type=pa.string())
     # contribution texts: distinct rounded values formatted once
-    rc, runiques = pd.factorize(np.round(C.ravel(), 2))
-    contrib_dict = pa.array([f"{u:+.2f}" for u in runiques], type=pa.string())
+    # by bit pattern, so -0.0 (a tiny negative contribution) keeps its sign: "-0.00"
+    rc, runiques = pd.factorize(np.round(C.ravel(), 2).view(np.int64))
+    contrib_dict = pa.array([f"{u:+.2f}" for u in runiques.view(np.float64)], type=pa.string())
     label_dict = pa.array([label_of(g) for g in names], type=pa.string())
     rc = rc.reshape(C.shape)
     out: dict[str, Any] = {}
@@ -981,12 +990,6 @@ def _select_by_extremes(folded: np.ndarray, top: int) -> tuple[np.ndarray, np.nd
                 folded[rows, picked[:, k]] = saved[:, k]
         out.append(picked)
     return out[0], out[1]
-
-
-def _contribution_text(c: np.ndarray) -> np.ndarray:
-    rounded = np.round(c, 2)
-    codes, uniques = pd.factorize(rounded)
-    return np.array([f"{u:+.2f}" for u in uniques], dtype=object)[codes]
 
 
 def feature_matrix(preprocessor: Any, X: pd.DataFrame) -> np.ndarray:

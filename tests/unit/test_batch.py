@@ -495,3 +495,27 @@ def test_feature_matrix_equals_the_preprocessors_transform(encoding):
     np.testing.assert_array_equal(feature_matrix(pre, Y), pre.transform(Y))
     with pytest.raises(KeyError, match="missing feature"):
         feature_matrix(pre, X.drop(columns=["age"]))
+
+
+def test_linear_contributions_equal_the_scorers_and_sum_to_the_margin():
+    from sklearn.linear_model import LogisticRegression
+
+    from serving.batch import contributions, reason_arrays
+    from training.model import CRMScorer, FeaturePreprocessor
+
+    rng = np.random.default_rng(11)
+    n = 500
+    X = pd.DataFrame({"tenure_days": rng.uniform(0, 400, n), "age": rng.integers(18, 70, n) * 1.0,
+                      "added_to_cart": rng.integers(0, 2, n) * 1.0,
+                      "province": rng.choice(["广东省", "浙江省", "北京市", None], n)})
+    y = (rng.random(n) < 0.3 + 0.4 * X["added_to_cart"]).astype(int)
+    sc = CRMScorer(estimator=LogisticRegression(max_iter=500),
+                   preprocessor=FeaturePreprocessor(categorical=CAT, encoding="onehot", min_frequency=5)).fit(X, y)
+    Z = sc.preprocessor_.transform(X)
+    got = contributions(sc, Z, "exact")
+    np.testing.assert_array_equal(got, sc.contributions_matrix(Z))
+    np.testing.assert_allclose(got.sum(axis=1), sc.margin_matrix(Z), rtol=1e-9, atol=1e-9)
+    want = _reference_texts(sc, X, 3)
+    texts = reason_arrays(sc, X, Z, 3)
+    for c in want:
+        assert texts[c].to_pylist() == want[c], c
