@@ -321,6 +321,41 @@ def load_scorer_artifact(uri: str) -> Any:
     return mlflow.sklearn.load_model(local)
 
 
+def check_segments_code(local: str | Path) -> None:
+    """Refuse a customer_segments pyfunc unless it is this release's models-from-code entry.
+
+    The segments model holds no pickled object: MLflow runs the Python file stored in the artifact
+    (``model_code_path``), which reads ``segmenter.json``. Running a file from a registry is running code
+    from it, so the file must equal the one ``crmscore segment fit`` writes; anything else (a pickled
+    ``python_model``, an edited or foreign code file) raises :class:`UntrustedModel`.
+    """
+    import yaml
+
+    from training.segment import _MODEL_CODE
+
+    local = Path(local)
+    meta = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8")) or {}
+    pyfunc = (meta.get("flavors") or {}).get("python_function") or {}
+    if pyfunc.get("loader_module") != "mlflow.pyfunc.loaders.code_model" or pyfunc.get("python_model"):
+        raise UntrustedModel("not a models-from-code pyfunc (a pickled python_model is refused)")
+    code = local / Path(str(pyfunc.get("model_code_path") or "")).name
+    if not code.is_file():
+        raise UntrustedModel(f"model code file {code.name or '?'} is missing from the artifact")
+    if code.read_text(encoding="utf-8") != _MODEL_CODE:
+        raise UntrustedModel(f"model code {code.name} differs from this release's; refusing to run it")
+
+
+def load_segments_artifact(uri: str) -> Any:
+    """Download (when remote) and load a customer_segments pyfunc after :func:`check_segments_code`."""
+    import mlflow
+
+    local = uri
+    if not Path(uri).is_dir():
+        local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    check_segments_code(local)
+    return mlflow.pyfunc.load_model(local)
+
+
 def _load_error(name: str, version: str, where: str, e: Exception) -> ModelLoadError:
     why = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
     kind = "" if isinstance(e, ModelLoadError) else f"{type(e).__name__}: "
@@ -342,7 +377,6 @@ def _from_bento(kind: str, name: str, settings: ServingSettings) -> LoadedModel 
     bm = _bento_model(name)
     if bm is None:
         return None
-    import mlflow
 
     path = bm.path_of("mlflow_model")
     meta = dict(bm.info.metadata or {})
@@ -350,7 +384,7 @@ def _from_bento(kind: str, name: str, settings: ServingSettings) -> LoadedModel 
     tags = {str(k): str(v) for k, v in meta.items()}
     try:
         if kind == "segments":
-            return LoadedModel(kind, name, version, "bento", mlflow.pyfunc.load_model(path), tags)
+            return LoadedModel(kind, name, version, "bento", load_segments_artifact(path), tags)
         scorer = load_scorer_artifact(path)
         return prepare_scorer(kind, name, version, "bento", scorer, tags, settings.xgb_threads)
     except Exception as e:  # noqa: BLE001 - name the model and version, whatever broke
@@ -359,7 +393,6 @@ def _from_bento(kind: str, name: str, settings: ServingSettings) -> LoadedModel 
 
 def _from_registry(kind: str, name: str, settings: ServingSettings, version: str | None = None,
                    tags: dict[str, str] | None = None) -> LoadedModel | None:
-    import mlflow
 
     if version is None:
         found = registry_version(name, settings.alias)
@@ -369,7 +402,7 @@ def _from_registry(kind: str, name: str, settings: ServingSettings, version: str
     uri = f"models:/{name}/{version}"
     try:
         if kind == "segments":
-            return LoadedModel(kind, name, version, "registry", mlflow.pyfunc.load_model(uri), tags or {})
+            return LoadedModel(kind, name, version, "registry", load_segments_artifact(uri), tags or {})
         scorer = load_scorer_artifact(uri)
         return prepare_scorer(kind, name, version, "registry", scorer, tags or {}, settings.xgb_threads)
     except Exception as e:  # noqa: BLE001 - name the model and version, whatever broke

@@ -296,3 +296,35 @@ def test_untrusted_champion_is_refused_naming_model_and_version(
         load_model("lead", load_settings())
     msg = str(caught.value)
     assert f"lead_scoring v{version}" in msg and UNTRUSTED in msg
+
+
+def test_segments_model_runs_only_this_releases_code(
+    crm_registry: Registry, tmp_path: Path, isolated_mlflow: pytest.MonkeyPatch
+) -> None:
+    """customer_segments is a models-from-code pyfunc: the loader runs its code file only when it is ours."""
+    import mlflow
+
+    from serving.loader import UntrustedModel, load_model, load_segments_artifact
+    from serving.settings import load_settings
+    from training.registry import set_champion
+    from training.segment import fit_segments
+
+    reg = copy_registry(crm_registry, tmp_path / "reg")
+    isolated_mlflow.setenv("MLFLOW_TRACKING_URI", reg.uri)
+    isolated_mlflow.setenv("MLFLOW_REGISTRY_URI", reg.uri)
+    isolated_mlflow.chdir(tmp_path)
+    res = fit_segments(reg.data)
+    genuine = load_segments_artifact(res.model_uri)  # this release's code: loads and predicts
+    assert genuine.metadata.get_output_schema() is not None
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=res.model_uri, dst_path=str(tmp_path / "m")))
+    code = local / "customer_segments_model.py"
+    code.write_text(code.read_text(encoding="utf-8") + "\nimport os  # added by someone else\n", "utf-8")
+    with pytest.raises(UntrustedModel, match="differs from this release"):
+        load_segments_artifact(str(local))
+
+    version = str(mlflow.register_model(str(local), "customer_segments").version)
+    set_champion("customer_segments", version, "security test")
+    with pytest.raises(UntrustedModel) as caught:
+        load_model("segments", load_settings())
+    assert f"customer_segments v{version}" in str(caught.value)
