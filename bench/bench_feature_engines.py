@@ -361,6 +361,7 @@ def main() -> None:
         figures[f"{e}_total_s"] = r["engine_s"]
         figures[f"{e}_wall_s"] = r["wall_s"]
         figures[f"{e}_peak_rss_gb"] = r["peak_rss_gb"]
+        figures[f"{e}_cpu_s"] = r["cpu_s"]
     result = {
         "benchmark": "feature_engines",
         "params": {
