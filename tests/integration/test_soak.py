@@ -4,6 +4,11 @@
 reasons is measured for a few seconds (closed loop, 16 connections), then a constant open-loop rate of 80% of
 it is held for 60 s in 20-second windows. The load generator runs in this process on the same cores as the
 server, so the peak it measures includes its own cost and 80% of it is reachable on a 2-core CI machine.
+
+A window's p99 also moves when a neighbouring job takes the cores for a second (an open-loop rate turns a 1.5 s
+stall into hundreds of late requests), so when only the p99 criterion fails the minute is run once more and
+the second run decides; failed requests and memory growth are never retried. A server that really degrades
+over time fails both runs.
 """
 
 from __future__ import annotations
@@ -24,10 +29,16 @@ def test_one_minute_soak_at_80_percent_of_peak(crm_registry: Registry, tmp_path:
         url = f"{server.url}/score_leads"
         peak = measure_peak(url, server.headers, body, seconds=5, connections=16)
         assert peak > 0, server.log_text()[-3000:]
-        result = run_soak(
-            url, server.headers, body, rate=0.8 * peak, duration=60, window=20, server_pid=server.proc.pid, warmup=5
-        )
-    report = f"peak {peak:.1f} req/s\n{result.table()}"
+        runs: list[str] = []
+        for _attempt in range(2):
+            result = run_soak(
+                url, server.headers, body, rate=0.8 * peak, duration=60, window=20, server_pid=server.proc.pid, warmup=5
+            )
+            runs.append(result.table())
+            rss_ok = result.rss_growth is not None and result.rss_growth < 0.10
+            if not (result.failed == 0 and rss_ok and result.p99_ratio > 2.0):
+                break  # passed, or failed on something a retry must not hide
+    report = f"peak {peak:.1f} req/s\n" + "\n\nretried:\n".join(runs)
     assert len(result.windows) == 3, report
     assert result.requests == int(0.8 * peak * 60), report
     assert result.failed == 0, report
