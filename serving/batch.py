@@ -1018,12 +1018,17 @@ def feature_matrix(preprocessor: Any, X: pd.DataFrame) -> np.ndarray:
     Z = np.empty((n, len(num_names) + sum(widths)), dtype="float64")
     k = len(num_names)
     if k:
-        num = X[num_names].to_numpy(dtype="float64")
-        num = np.where(np.isfinite(num), num, np.nan)
+        # written into Z in place (no full-size temporaries); the same operations, element for element
+        block = X.iloc[:, :k] if list(X.columns[:k]) == num_names else X[num_names]  # a view when in order
+        Zn = Z[:, :k]
+        np.copyto(Zn, block.to_numpy(dtype="float64"))
+        del block
+        Zn[~np.isfinite(Zn)] = np.nan
         if onehot:
-            num = (np.where(np.isnan(num), preprocessor.medians_, num) - preprocessor.means_) / preprocessor.scales_
-        Z[:, :k] = num
-        del num
+            np.copyto(Zn, np.broadcast_to(np.asarray(preprocessor.medians_, dtype="float64"), Zn.shape),
+                      where=np.isnan(Zn))
+            Zn -= preprocessor.means_
+            Zn /= preprocessor.scales_
     for c, w in zip(cat_names, widths, strict=True):
         v = cat_values[c]
         codes = pd.Index(preprocessor.categories_[c], dtype=object).get_indexer(v)
