@@ -1751,11 +1751,16 @@ def score_batch(options: BatchOptions) -> BatchSummary:
         if "pre_rejects" in info:
             rejects.write(info["pre_rejects"])
         def cleaned() -> Iterator[tuple[int, int, CleanChunk]]:
-            for raw in source.chunks(plan, options.chunk_size):
-                clean = clean_chunk(raw, plan)
-                n_raw, n_bad = raw.table.num_rows, len(raw.bad_rows)
-                raw.table = None  # release the raw text before scoring
-                yield n_raw, n_bad, clean
+            raws = prefetch(source.chunks(plan, options.chunk_size), ahead=1, name="crmscore-read")
+            try:
+                for raw in raws:
+                    clean = clean_chunk(raw, plan)
+                    n_raw, n_bad = raw.table.num_rows, len(raw.bad_rows)
+                    raw.table = None  # release the raw text before scoring
+                    del raw
+                    yield n_raw, n_bad, clean
+            finally:
+                raws.close()
 
         def spill_chunk(table: Any, clean: CleanChunk, scored: ScoredChunk) -> None:
             nonlocal records, records_state
@@ -1769,9 +1774,10 @@ def score_batch(options: BatchOptions) -> BatchSummary:
                     records_state = f"failed: {type(e).__name__}: {str(e)[:200]}"
                     records = None
 
-        # read + clean chunk n+1 | score chunk n | spill chunk n-1: three threads, GIL released in the heavy parts
+        # read chunk n+2 | clean chunk n+1 | score chunk n | spill chunk n-1: four threads, the GIL released in
+        # the heavy parts (pyarrow's parser and casts, numpy, XGBoost, the Parquet writer)
         writer = BackgroundWorker()
-        for n_raw, n_bad, clean in prefetch(cleaned(), ahead=1):
+        for n_raw, n_bad, clean in prefetch(cleaned(), ahead=1, name="crmscore-clean"):
             rows_in += n_raw - clean.blank + n_bad
             blank += clean.blank
             rejects.write(clean.rejects)
