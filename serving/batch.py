@@ -16,10 +16,12 @@ How a run goes (``crmscore score``, :func:`score_batch`):
    with a fast pyarrow cast, falling back to ``features.readers.parse_amounts`` (``¥1,234.50``). A row that
    cannot be scored (blank id, a value that is not a number in a numeric feature, an infinite value, a line
    with the wrong number of fields) goes to the rejects file with its row number and the reason.
-4. **Scoring** per chunk with the scorer's own ``preprocessor_.transform`` and ``predict_proba_matrix``,
-   scores and grades with ``training.scores``, reasons from ``contributions_matrix`` folded and selected as
-   ``training.scores.top_reasons`` does (``serving.postprocess.ReasonFolder``). Each chunk's results are
-   spilled to a Parquet file in a hidden work directory beside the output.
+4. **Scoring** per chunk with the scorer's own preprocessing (:func:`feature_matrix`, element for element the
+   preprocessor's ``transform``) and ``predict_proba_matrix``, scores and grades with ``training.scores``,
+   reasons from the exact contributions (``contributions_matrix``) folded and selected as
+   ``training.scores.top_reasons`` does (``serving.postprocess.ReasonFolder``), texts built as Arrow arrays.
+   Each chunk's results are spilled to a Parquet file in a hidden work directory beside the output. Reading +
+   cleaning, scoring and spilling run in three threads (:func:`prefetch`, :class:`BackgroundWorker`).
 5. **Ranking** needs the global order, so it happens after the last chunk: only the ids, row numbers and
    probabilities (about 30 bytes a row) stay in memory; duplicates of an id keep the **last** occurrence
    in input order (the most recent export line wins, as in ingestion); ranks order by probability, ties by
