@@ -1,6 +1,6 @@
 """Batch scoring benchmark: `crmscore score` on 1M leads vs `mlflow models predict` on the same model and file.
 
-    .venv/bin/python bench/bench_batch.py                          # 1M rows, reasons 0 and 3, mlflow baseline
+    .venv/bin/python bench/bench_batch.py                          # 1M rows: plain, mlflow, exact reasons
     .venv/bin/python bench/bench_batch.py --rows 200000 --skip-mlflow
     .venv/bin/python bench/bench_batch.py --workdir /tmp/crmscore-bench-batch --runs plain,reasons,records,mlflow
 
@@ -46,6 +46,7 @@ RUNS: dict[str, tuple[list[str] | None, bool]] = {
     "plain": (["--no-records"], False),
     "reasons": (["--reasons", "3", "--no-records"], False),  # exact TreeSHAP, the default method
     "reasons-subset": (["--reasons", "3", "--no-records"], True),  # the same on the first --subset rows
+    "reasons-exact": (["--reasons", "3", "--no-records"], True),  # the earlier name of reasons-subset
     "reasons-approx": (["--reasons", "3", "--reasons-method", "approx", "--no-records"], False),
     "records": ([], False),  # the default: scored rows recorded for drift monitoring
     "mlflow": (None, False),
