@@ -4,7 +4,8 @@ Layout: ``<home>/records/<model_name>/date=YYYY-MM-DD/part-<uuid>.parquet`` with
 ``model_name``, ``model_version``, ``source`` (``http`` | ``batch``), ``customer_id``, ``probability``,
 ``score``, ``grade`` and the model's input feature columns. PII columns are never written. A scoring
 call only appends to a queue (:meth:`RecordSink.record`); a background thread flushes it every
-``flush_seconds``. When the queue is full or a write fails, scoring goes on and the loss is counted in
+``flush_seconds``, or as soon as a quarter of ``max_queue`` rows is waiting (so bulk traffic is written in
+time instead of filling the queue). When the queue is full or a write fails, scoring goes on and the loss is counted in
 ``RecordSink.dropped`` and the Prometheus counter ``crmscore_records_dropped_total``.
 
 Batch scoring and drift monitoring use the same module: ``RecordSink(source="batch")`` and
@@ -113,6 +114,7 @@ class RecordSink:
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------- producer
@@ -143,6 +145,8 @@ class RecordSink:
                     full = False
                     self._pending += n
                     self._queue.append(batch)
+                    if self._pending * 4 >= self.max_queue:
+                        self._wake.set()  # flush early: bulk traffic would fill the queue before the timer
             if full:
                 self._count_dropped(model_name, n, "queue full")
                 return False
@@ -169,7 +173,11 @@ class RecordSink:
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self.flush_seconds):
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             self.flush()
 
     def flush(self) -> int:
@@ -229,6 +237,7 @@ class RecordSink:
     def close(self, timeout: float = 10.0) -> None:
         """Stop the flusher and write what is left."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self.flush()

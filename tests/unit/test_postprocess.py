@@ -271,6 +271,25 @@ def test_record_sink_background_flush(tmp_path: Path) -> None:
     assert len(read_records(tmp_path, "m")) == 1 and sink.written == 1
 
 
+def test_record_sink_flushes_early_when_a_quarter_of_the_queue_waits(tmp_path: Path) -> None:
+    """Bulk traffic must be written before the timer fires, or a full queue would drop records."""
+    import time
+
+    sink = RecordSink(tmp_path, flush_seconds=600, max_queue=40).start()
+    try:
+        total = 0
+        for i in range(30):  # 60 rows through a 40-row queue: only early flushes keep every row
+            assert sink.record("m", "1", [f"a{i}", f"b{i}"], [0.1, 0.2], [10, 20], ["D", "D"], _block(2))
+            total += 2
+            deadline = time.monotonic() + 10
+            while sink.pending >= 10 and time.monotonic() < deadline:  # the flusher was woken at 10 rows
+                time.sleep(0.01)
+        assert sink.dropped == 0
+    finally:
+        sink.close()
+    assert sink.written == total and len(read_records(tmp_path, "m")) == total
+
+
 def test_large_tables_take_the_vectorised_path_with_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
     import serving.postprocess as pp_mod
 
