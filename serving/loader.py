@@ -180,10 +180,12 @@ class LoadedModel:
         import xgboost as xgb
 
         with xgb.config_context(nthread=self.xgb_threads):
-            p = self.model.predict_proba_matrix(Z)
             why = None
-            if reasons and top > 0 and self.folder is not None:
-                why = self.folder.reasons(self.model.contributions_matrix(Z), rows_of(), top)
+            if reasons and top > 0 and self.folder is not None:  # one XGBoost input for both passes
+                p, contributions = self.model.predict_proba_and_contributions(Z)
+                why = self.folder.reasons(contributions, rows_of(), top)
+            else:
+                p = self.model.predict_proba_matrix(Z)
         return Scored(np.asarray(p, dtype="float64"), why, unknown, block)
 
 
