@@ -703,6 +703,19 @@ def write_doc(result: dict[str, Any], path: Path = DOC) -> None:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def ensure_wrk() -> None:
+    """Install Debian's ``wrk`` (the serving benchmark's load generator) when it is missing and we can."""
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk (Debian package) for the serving benchmark", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, env=env)
+    if not shutil.which("wrk"):
+        print("warning: wrk is not installed (apt-get install wrk); the serving benchmark needs it", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen benchmarks, write the JSON, print and (optionally) write the Markdown."""
     names = [b.name for b in BENCHMARKS]
@@ -744,6 +757,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.doc:
             write_doc(result, args.doc_path)
         return 0
+    if "serving" in chosen:
+        ensure_wrk()
 
     started = dt.datetime.now(dt.UTC)
     stamp = started.strftime("%Y-%m-%dT%H%M")
