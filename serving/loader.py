@@ -312,13 +312,20 @@ def check_trusted(model_dir: str | Path) -> None:
         raise UntrustedModel(f"untrusted type(s) {', '.join(extra)} (trusted: training.model.TRUSTED_TYPES)")
 
 
+def _local_artifact(uri: str) -> str:
+    """A model URI as a local directory (downloaded from the artifact store unless it already is one)."""
+    if Path(uri).is_dir():
+        return uri
+    import mlflow
+
+    return mlflow.artifacts.download_artifacts(artifact_uri=uri)
+
+
 def load_scorer_artifact(uri: str) -> Any:
     """Download (when remote) and load a logged ``CRMScorer`` after :func:`check_trusted`."""
     import mlflow
 
-    local = uri
-    if not Path(uri).is_dir():
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    local = _local_artifact(uri)
     check_trusted(local)
     return mlflow.sklearn.load_model(local)
 
@@ -351,9 +358,7 @@ def load_segments_artifact(uri: str) -> Any:
     """Download (when remote) and load a customer_segments pyfunc after :func:`check_segments_code`."""
     import mlflow
 
-    local = uri
-    if not Path(uri).is_dir():
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    local = _local_artifact(uri)
     check_segments_code(local)
     return mlflow.pyfunc.load_model(local)
 
