@@ -217,15 +217,14 @@ def load_scorer(spec: str) -> LoadedScorer:
     Raises :class:`BatchError` with one line when the model, version or alias does not exist or is not a
     crmscore scoring model.
     """
-    import mlflow
-
+    from serving.loader import load_scorer_artifact
     from training.registry import configure_tracking
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_model_uri(spec)
     configure_tracking()
-    try:
-        scorer = mlflow.sklearn.load_model(uri)
+    try:  # the service's loader: skops with training.model.TRUSTED_TYPES only, no pickle
+        scorer = load_scorer_artifact(uri)
     except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         try:  # name the version too (an alias alone does not say which artifact is broken)

@@ -297,6 +297,13 @@ def test_untrusted_champion_is_refused_naming_model_and_version(
     msg = str(caught.value)
     assert f"lead_scoring v{version}" in msg and UNTRUSTED in msg
 
+    # batch scoring loads through the same check (`crmscore score` then exits 2 with this one line)
+    from serving.batch import BatchError, load_scorer
+
+    with pytest.raises(BatchError) as refused:
+        load_scorer("lead_scoring@champion")
+    assert f"lead_scoring version {version}" in str(refused.value) and UNTRUSTED in str(refused.value)
+
 
 def test_segments_model_runs_only_this_releases_code(
     crm_registry: Registry, tmp_path: Path, isolated_mlflow: pytest.MonkeyPatch
