@@ -206,12 +206,25 @@ async def _closed_loop(target: _Target, seconds: float, connections: int) -> tup
     return ok, failed, elapsed
 
 
+def _run_async(coro: Any) -> Any:
+    """``asyncio.run(coro)``, in a thread of its own when this thread already runs an event loop (a caller
+    inside a test runner or a notebook that left one running)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def measure_peak(
     url: str, headers: dict[str, str], body: bytes | dict[str, Any], seconds: float = 5.0, connections: int = 16
 ) -> float:
     """Closed-loop peak throughput (successful requests per second) with ``connections`` connections."""
     target = _Target(url, headers, _encode(body))
-    ok, _failed, elapsed = asyncio.run(_closed_loop(target, seconds, connections))
+    ok, _failed, elapsed = _run_async(_closed_loop(target, seconds, connections))
     return ok / elapsed if elapsed > 0 else 0.0
 
 
@@ -469,10 +482,10 @@ def run_soak(
     target = _Target(url, headers, _encode(body))
     t_start = time.perf_counter()
     if warmup > 0:
-        asyncio.run(_open_loop(target, rate, warmup, connections))
+        _run_async(_open_loop(target, rate, warmup, connections))
     rss_start = tree_rss_mb(server_pid) if server_pid else None
     cpu0 = time.process_time()
-    samples, failures = asyncio.run(_open_loop(target, rate, duration, connections))
+    samples, failures = _run_async(_open_loop(target, rate, duration, connections))
     cpu_ms = (time.process_time() - cpu0) * 1000 / max(len(samples), 1)
     rss_end = tree_rss_mb(server_pid) if server_pid else None
     wins = windows_of(samples, duration, window)

@@ -1001,6 +1001,10 @@ def feature_matrix(preprocessor: Any, X: pd.DataFrame) -> np.ndarray:
     Falls back to ``preprocessor.transform`` for frames it does not expect (a numeric feature that is not a
     number column, a categorical one that is not text or missing), so the result is always the transform's.
     """
+    from training.model import FeaturePreprocessor
+
+    if type(preprocessor) is not FeaturePreprocessor:  # e.g. train table's TablePreprocessor: its own transform
+        return preprocessor.transform(X)
     num_names = list(preprocessor.numeric_features_)
     cat_names = list(preprocessor.categorical_features_)
     if any(c not in X.columns for c in preprocessor.feature_names_in_):

@@ -56,13 +56,35 @@ def get_alias_version(name: str, alias: str) -> str | None:
         return None
 
 
+def set_alias(client: Any, name: str, alias: str, version: str, attempts: int = 5) -> None:
+    """``client.set_registered_model_alias`` that survives a concurrent move of the same alias.
+
+    MLflow's SQL store looks the alias up and then inserts or updates it, so two jobs setting a new alias at
+    once can both try the insert; the loser gets a unique-constraint error (PostgreSQL ``UniqueViolation``,
+    SQLite ``UNIQUE constraint failed``). Trying again finds the row and updates it: last writer wins.
+    """
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(attempts):
+        try:
+            client.set_registered_model_alias(name, alias, str(version))
+            return
+        except MlflowException as e:
+            text = str(e)
+            if attempt == attempts - 1 or ("UniqueViolation" not in text and "UNIQUE constraint" not in text):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def register_challenger(name: str, model_uri: str, tags: dict[str, Any] | None = None) -> str:
     """Register ``model_uri`` as a new version of ``name`` and point the ``challenger`` alias at it."""
     import mlflow
 
     mv = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()})
     client = _client()
-    client.set_registered_model_alias(name, CHALLENGER, mv.version)
+    set_alias(client, name, CHALLENGER, mv.version)
     return str(mv.version)
 
 
@@ -80,7 +102,7 @@ def set_champion(name: str, version: str, reason: str) -> None:
     if previous is not None:
         history.append(previous)
     client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(history[-50:]))
-    client.set_registered_model_alias(name, CHAMPION, str(version))
+    set_alias(client, name, CHAMPION, str(version))
     client.set_model_version_tag(name, str(version), "crmscore.promotion_reason", reason)
 
 
@@ -93,7 +115,7 @@ def rollback(name: str) -> str:
     target = history.pop()
     current = get_alias_version(name, CHAMPION)
     client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(history))
-    client.set_registered_model_alias(name, CHAMPION, target)
+    set_alias(client, name, CHAMPION, target)
     client.set_model_version_tag(name, target, "crmscore.promotion_reason", f"rollback from version {current}")
     return target
 

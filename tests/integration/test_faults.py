@@ -270,7 +270,8 @@ def broken_server(crm_registry: Registry, tmp_path_factory: pytest.TempPathFacto
         home = tmp / "svc" / "home"
         home.mkdir(parents=True)
         (home / "records").write_text("a file where the records directory should be\n")
-        with running_server(reg, tmp / "svc", {"CRMSCORE_PIN_MODELS": "1"}, ready_path="/livez") as server:
+        env = {"CRMSCORE_PIN_MODELS": "1", "CRMSCORE_RECORDS_FLUSH_SECONDS": "0.5"}
+        with running_server(reg, tmp / "svc", env, ready_path="/livez") as server:
             yield server, version
 
 
@@ -301,7 +302,11 @@ def test_unwritable_record_store_keeps_scoring_and_counts_lost_rows(broken_serve
     server, _ = broken_server
     names = get_info(server)["models"]["churn"]["features"]
     labels = 'model="churn_risk"'
-    before = metric_value(server, "crmscore_records_dropped_total", labels)
+    # rows of earlier tests on this server may still be queued: wait until two reads two flushes apart agree
+    before = -1.0
+    while (now := metric_value(server, "crmscore_records_dropped_total", labels)) != before:
+        before = now
+        time.sleep(1.0)
     sent = 0
     for i in range(5):
         leads = [{"customer_id": f"r{i}-{j}", "features": {names[0]: float(j)}} for j in range(10)]
