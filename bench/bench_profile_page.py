@@ -20,9 +20,7 @@ import contextlib
 import json
 import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -75,55 +73,16 @@ def make_registry(workdir: Path) -> str:
     return uri
 
 
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(data: Path, uri: str, workdir: Path) -> Any:
-    """``crmscore serve --data DIR`` on a free port; yields (url, seconds until ready)."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": uri,
-        "MLFLOW_REGISTRY_URI": uri,
-        "CRMSCORE_API_KEYS": API_KEY,
-        "CRMSCORE_HOME": str(workdir / "home"),
-        "BENTOML_HOME": str(workdir / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "true",
-        "CRMSCORE_PIN_MODELS": "1",
-        "CRMSCORE_RECORDS": "0",
-    }
-    exe = Path(sys.executable).parent / "crmscore"
-    log = (workdir / "server.log").open("wb")
+    """``crmscore serve --data DIR`` on a free port (bench/soak.py's server, records off); yields (url, seconds
+    until ready)."""
+    from soak import serve as serve_crmscore  # bench/ is on sys.path when this script runs
+
+    env = {"CRMSCORE_API_KEYS": API_KEY, "CRMSCORE_RECORDS": "0"}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [str(exe), "serve", "--data", str(data), "--port", str(port)],
-        env=env,
-        cwd=workdir,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited: see {workdir / 'server.log'}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.25)
+    with serve_crmscore(uri, workdir, extra_env=env, extra_args=("--data", str(data))) as (url, _proc):
         yield url, time.perf_counter() - t0
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
 
 
 def _stats(ms: list[float]) -> str:

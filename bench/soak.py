@@ -571,8 +571,15 @@ def lead_body(data: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def serve(uri: str, workdir: Path, workers: int) -> Any:
-    """``crmscore serve`` on a free loopback port; yields (url, process). Stopped by its process group."""
+def serve(
+    uri: str,
+    workdir: Path,
+    workers: int | None = None,
+    extra_env: dict[str, str] | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Any:
+    """``crmscore serve`` on a free loopback port; yields (url, process) once /readyz answers 200. Stopped by its
+    process group. Also used by bench_profile_page.py (with ``--data`` and records off)."""
     port = _free_port()
     env = {
         **os.environ,
@@ -585,9 +592,12 @@ def serve(uri: str, workdir: Path, workers: int) -> Any:
         "CRMSCORE_PIN_MODELS": "1",
         "OMP_NUM_THREADS": "1",
     }
+    env.update(extra_env or {})
     env.pop("CRMSCORE_API_KEYS_FILE", None)
     log = workdir / "server.log"
-    argv = [str(BIN / "crmscore"), "serve", "--port", str(port), "--host", "127.0.0.1", "--workers", str(workers)]
+    argv = [str(BIN / "crmscore"), "serve", "--port", str(port), "--host", "127.0.0.1", *extra_args]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
     proc = subprocess.Popen(
         argv, env=env, cwd=workdir, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
     )
