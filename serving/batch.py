@@ -351,6 +351,10 @@ class InputSource:
     encoding: str | None = None
     delimiter: str | None = None
     estimated_rows: int | None = None
+    #: optional: begin reading ``(chunk_size, memory budget in bytes)`` before the plan is known (CSV)
+    start: Callable[[int, int], None] | None = None
+    #: optional: stop a reading begun with ``start`` that ``chunks`` will not consume
+    stop: Callable[[], None] | None = None
 
 
 def _arrow_from_pandas(frame: pd.DataFrame) -> Any:
@@ -419,14 +423,19 @@ def open_csv_input(path: Path) -> InputSource:
     estimated = int(size / per_row)
     nulls = sorted({v for t in NULL_TOKENS for v in (t, t.upper(), t.capitalize())})
 
-    def chunks(plan: ColumnPlan, chunk_size: int) -> Iterator[RawChunk]:
+    # arrow names the columns by position: our header (stripped, parsed by the csv module) maps to them
+    names = [f"c{i}" for i in range(len(header))]
+    position = {h: i for i, h in enumerate(header)}
+    started: dict[str, Any] = {}
+
+    def tables(chunk_size: int) -> Iterator[tuple[Any, np.ndarray, list[tuple[int, str]]]]:
+        """Every column as text, ``chunk_size`` rows at a time: (table, row numbers, rows the parser dropped)."""
         bad: list[tuple[int, int, int]] = []  # (row number, fields, expected)
 
         def on_invalid(row: Any) -> str:
             bad.append((int(row.number) if row.number is not None else -1, row.actual_columns, row.expected_columns))
             return "skip"
 
-        inverse = {s: t for t, s in plan.source.items()}
         # blank lines must come through as rows so row numbers stay the ones a spreadsheet shows
         reader = pcsv.open_csv(
             path,
@@ -434,11 +443,12 @@ def open_csv_input(path: Path) -> InputSource:
                 encoding="utf8" if enc in ("utf-8", "utf-8-sig") else enc,
                 block_size=4 << 20,
                 use_threads=False,
+                skip_rows=1,
+                column_names=names,
             ),
             parse_options=pcsv.ParseOptions(delimiter=delim, ignore_empty_lines=False, invalid_row_handler=on_invalid),
             convert_options=pcsv.ConvertOptions(
-                include_columns=list(inverse),
-                column_types={s: pa.string() for s in inverse},
+                column_types={c: pa.string() for c in names},
                 null_values=nulls,
                 strings_can_be_null=True,
                 quoted_strings_can_be_null=True,
@@ -455,20 +465,49 @@ def open_csv_input(path: Path) -> InputSource:
                 emitted += t.num_rows
                 new = bad[reported:]
                 reported = len(bad)
-                chunk = RawChunk(
-                    t.rename_columns([inverse[c] for c in t.column_names]), idx + 2,
-                    [(r, f"row has {a} fields, the header has {e}") for r, a, e in new],
-                )
-                del t  # the consumer drops chunk.table once cleaned; no other reference may keep it alive
-                yield chunk
+                rows = [(r, f"row has {a} fields, the header has {e}") for r, a, e in new]
+                yield t, idx + 2, rows
+                del t  # the consumer drops its chunk once cleaned; no other reference may keep it alive
         except pa.ArrowInvalid as e:
             raise BatchError(f"{path}: cannot read the file: {str(e).splitlines()[0]}") from None
         if len(bad) > reported:
-            empty = pa.table({t: pa.array([], type=pa.string()) for t in plan.targets})
-            yield RawChunk(empty, np.zeros(0, dtype=np.int64),
-                           [(r, f"row has {a} fields, the header has {e}") for r, a, e in bad[reported:]])
+            empty = pa.table({c: pa.array([], type=pa.string()) for c in names})
+            yield empty, np.zeros(0, dtype=np.int64), [
+                (r, f"row has {a} fields, the header has {e}") for r, a, e in bad[reported:]
+            ]
 
-    return InputSource(str(path), header, chunks, encoding=enc, delimiter=delim, estimated_rows=estimated)
+    def start(chunk_size: int, budget_bytes: int) -> None:
+        # parse ahead while the model loads: about budget_bytes of text (a chunk costs its bytes plus 4 bytes
+        # of offsets per cell in Arrow)
+        per_chunk = int(chunk_size * (per_row + 5 * len(names)))
+        started["size"] = chunk_size
+        started["it"] = ReadAhead(tables(chunk_size), ahead=max(1, min(16, budget_bytes // max(1, per_chunk))))
+
+    def stop() -> None:
+        it = started.pop("it", None)
+        if it is not None:
+            it.close()
+
+    def chunks(plan: ColumnPlan, chunk_size: int) -> Iterator[RawChunk]:
+        targets = list(plan.source)
+        select = [names[position[s]] for s in plan.source.values()]
+        it = started.pop("it", None) if started.get("size") == chunk_size else None
+        if it is None:
+            stop()
+        try:
+            for t, rows, bad_rows in it if it is not None else tables(chunk_size):
+                chunk = RawChunk(t.select(select).rename_columns(targets), rows, bad_rows)
+                del t
+                yield chunk
+                if it is not None:
+                    it.ahead = 1  # scoring has started: from now on read one chunk ahead only
+        finally:
+            if it is not None:
+                it.close()
+
+    return InputSource(
+        str(path), header, chunks, encoding=enc, delimiter=delim, estimated_rows=estimated, start=start, stop=stop
+    )
 
 
 def open_parquet_input(path: Path) -> InputSource:
@@ -1151,6 +1190,83 @@ def prefetch(items: Iterator[_T], ahead: int = 1, name: str = "crmscore-read") -
                 q.get_nowait()
 
 
+class ReadAhead(Iterator[_T]):
+    """``items`` produced by a background thread that starts at once, up to :attr:`ahead` items before the
+    consumer; lowering :attr:`ahead` later (a large buffer while the model loads, one chunk once scoring runs)
+    takes effect as the consumer drains the buffer. The producer's exception is raised where its item would
+    have come; :meth:`close` stops the producer before its next item and closes its generator.
+    """
+
+    def __init__(self, items: Iterator[_T], ahead: int, name: str = "crmscore-parse") -> None:
+        self.ahead = max(1, ahead)
+        self._items = items
+        self._buffer: list[tuple[BaseException | None, Any]] = []
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while len(self._buffer) >= self.ahead and not self._stopped:
+                        self._cond.wait(0.1)
+                    if self._stopped:
+                        return
+                try:
+                    x = next(self._items)
+                except StopIteration:
+                    self._put((None, _END))
+                    return
+                self._put((None, x))
+                del x
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer
+            self._put((e, None))
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close()
+
+    def _put(self, item: tuple[BaseException | None, Any]) -> None:
+        with self._cond:
+            self._buffer.append(item)
+            self._cond.notify_all()
+
+    def __next__(self) -> _T:
+        if self._done:
+            raise StopIteration
+        with self._cond:
+            while not self._buffer:
+                self._cond.wait(0.1)
+            err, x = self._buffer.pop(0)
+            self._cond.notify_all()
+        if err is not None:
+            self._done = True
+            raise err
+        if x is _END:
+            self._done = True
+            raise StopIteration
+        return x
+
+    def close(self) -> None:
+        """Stop the producer (after the item it is reading) and drop what it buffered."""
+        with self._cond:
+            self._stopped = True
+            self._buffer.clear()
+            self._cond.notify_all()
+        self._done = True
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=60)
+        with self._cond:
+            self._buffer.clear()
+
+
+_END = object()
+
+
 class BackgroundWorker:
     """Runs submitted calls one at a time, in order, in a background thread; :meth:`submit` waits while the
     previous call still runs (so at most one chunk is being written while the next is scored).
@@ -1688,6 +1804,56 @@ def _tables_input(
     return InputSource(f"{d} (CRM tables as of {info['as_of']})", header, chunks, estimated_rows=len(frame)), info
 
 
+def tune_malloc() -> bool:
+    """Keep freed memory in the process instead of returning it to the kernel after every chunk (glibc only).
+
+    Each chunk allocates and frees arrays of tens of megabytes; glibc's defaults hand them back with ``munmap``
+    or a heap trim and fault them in again for the next chunk, which cost a third of a 1M-lead run in kernel
+    time (page faults). With a 256 MiB mmap threshold and a 1 GiB trim threshold the same pages are reused;
+    peak memory is unchanged (docs/batch.md). Returns whether the settings were applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 256 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
+#: text a CSV may be parsed ahead while the model loads (Arrow bytes; the default 1M-lead benchmark keeps
+#: its peak under 2 GB with this)
+READ_AHEAD_BYTES = 512 << 20
+
+
+class _Job:
+    """A call run in a daemon thread; :meth:`result` waits and returns its value or raises its exception."""
+
+    def __init__(self, fn: Callable[..., _T], *args: Any, name: str) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller of result()
+            self._error = e
+
+    def result(self) -> Any:
+        """The call's return value (or its exception, raised here)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 def score_batch(options: BatchOptions) -> BatchSummary:
     """Score a lead list (see the module docstring); returns the summary also written as JSON.
 
@@ -1707,7 +1873,24 @@ def score_batch(options: BatchOptions) -> BatchSummary:
     is_dir = not _is_url(options.input) and Path(options.input).is_dir()
     if not is_dir and not _is_url(options.input) and not Path(options.input).exists():
         raise BatchError(f"file not found: {options.input}")
-    model = load_scorer(options.model)
+    # the model loads (imports, registry, skops: seconds, mostly holding the GIL) while the input is opened and
+    # a CSV is parsed ahead (pyarrow, without the GIL); a model error still wins over an input error
+    model_job = _Job(load_scorer, options.model, name="crmscore-model")
+    source: InputSource | None = None
+    if not is_dir:
+        try:
+            source = open_input(options.input, options.query)
+        except BatchError:
+            model_job.result()
+            raise
+        if source.start is not None:
+            source.start(options.chunk_size, READ_AHEAD_BYTES)
+    try:
+        model = model_job.result()
+    except BaseException:
+        if source is not None and source.stop is not None:
+            source.stop()
+        raise
     load_seconds = time.perf_counter() - t0
     threads = options.threads or min(os.cpu_count() or 1, 4)
     set_model_threads(model.scorer, threads)
@@ -1719,6 +1902,8 @@ def score_batch(options: BatchOptions) -> BatchSummary:
     try:
         work.mkdir(exist_ok=False)
     except OSError as e:
+        if source is not None and source.stop is not None:
+            source.stop()
         raise BatchError(
             f"cannot write the output {work_base}: directory {work_base.parent} is not writable ({e.strerror or e})"
         ) from None
@@ -1738,7 +1923,7 @@ def score_batch(options: BatchOptions) -> BatchSummary:
             mapping = FeatureMapping()
         else:
             mapping = load_feature_mapping(options.mapping)
-            source = open_input(options.input, options.query)
+            assert source is not None
         keep = [k for k in options.keep if k]
         plan = plan_columns(source.header, model, options.id_col, keep, mapping, source.label, source.delimiter)
         progress.total = source.estimated_rows
@@ -1867,6 +2052,8 @@ def score_batch(options: BatchOptions) -> BatchSummary:
             raise BatchError(f"cannot read or write {where}{e.strerror or e}") from None
         raise
     finally:
+        if source is not None and source.stop is not None:
+            source.stop()
         progress.close()
         shutil.rmtree(work, ignore_errors=True)
         if records is not None:

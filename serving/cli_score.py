@@ -38,7 +38,9 @@ def score_cmd(
     records: bool = typer.Option(True, "--records/--no-records", help="record scored rows for drift monitoring"),
 ) -> None:
     """Score a lead list: probability, score 1–99, grade, rank, decile and reasons; rejects and a summary beside."""
-    from serving.batch import BatchError, BatchOptions
+    from serving.batch import BatchError, BatchOptions, tune_malloc
+
+    tune_malloc()
 
     opts = BatchOptions(
         model=model,
