@@ -43,13 +43,15 @@ from numba import njit, prange
 
 __all__ = ["TreeShapModel", "compile_booster", "contributions"]
 
-#: Rows per parallel work item: a block's float64 sums (rows × features) stay in L2 beside one tree's tables.
-BLOCK_ROWS = 128
+#: Rows per work item: its float32 input, uint32 patterns and float64 sums (features × rows) stay in L2.
+BLOCK_ROWS = 1024
+#: Subtrees with at most this many path bits + internal nodes are collapsed into one table.
+MAX_GROUP_BITS = 8
 #: Below this many rows, the serial kernel (no thread pool; safe to call from several Python threads).
-SERIAL_BELOW = 2 * BLOCK_ROWS
+SERIAL_BELOW = 64
 #: Largest number of unique features on one root→leaf path (a leaf's table has 2^d · d entries).
 MAX_PATH_FEATURES = 16
-#: Largest total table size accepted by default (bytes, float64 entries).
+#: Largest total table size accepted by default (bytes).
 MAX_TABLE_BYTES = 1 << 30
 
 _LOGIT_OBJECTIVES = ("binary:logistic", "reg:logistic", "binary:logitraw")
@@ -67,15 +69,18 @@ _LOG_OBJECTIVES = ("count:poisson", "reg:gamma", "reg:tweedie")
 class TreeShapModel:
     """A tree ensemble compiled for :func:`contributions`: flat NumPy arrays only (no pickle needed).
 
-    Raw nodes (original XGBoost numbering within each tree, trees concatenated; ``tree_ptr`` delimits them):
-    ``left``/``right`` (-1 for a leaf), ``feature``, ``threshold`` (float32), ``default_left``, ``cover``
-    (sum_hessian), ``value`` (leaf value; 0 for internal nodes).
+    Raw nodes (XGBoost's numbering within each tree, trees concatenated, ``tree_ptr`` delimits them):
+    ``left``/``right`` (-1 for a leaf), ``feature`` (-1 for a leaf), ``threshold`` (float32),
+    ``default_left``, ``cover`` (sum_hessian), ``value`` (leaf value; 0 for internal nodes).
 
-    Compiled form: each tree's internal nodes in an order where parents precede children
-    (``int_*`` arrays, delimited by ``int_ptr``), children addressed by a per-tree *slot* (internal nodes
-    ``0..ni-1``, then the tree's leaves ``ni..ni+nl-1``), ``int_bit`` the bit of the node's feature among
-    the unique features of its path; leaves (``leaf_ptr``) with ``leaf_depth`` unique path features
-    ``leaf_features`` and their tables in ``table`` from ``leaf_table_ptr`` (``2^d`` patterns × ``d``).
+    Compiled form, per tree (``int_ptr``, ``grp_ptr`` delimit the trees): the internal nodes, parents before
+    children (``int_*``); each either *propagates* the row's pattern from its slot ``int_slot`` to its
+    children's slots ``int_left_slot``/``int_right_slot`` (setting ``int_bit`` on the side the row does not
+    take), or, inside a group, *records* its outcome (``int_bit`` set if the row goes left) in its group's
+    slot ``int_slot``. A *group* is a leaf, or a small subtree collapsed into one table: it has the slot
+    ``grp_slot``, an index of ``grp_bits`` bits (path-pattern bits, then outcome bits), the features
+    ``grp_features[:grp_size]`` and the table ``table[grp_table_ptr + k · 2^grp_bits + index]`` (feature
+    ``k``'s contribution). ``max_slots`` is the most slots of one tree.
     """
 
     n_features: int
@@ -93,19 +98,21 @@ class TreeShapModel:
     value: np.ndarray
     # compiled internal nodes
     int_ptr: np.ndarray
+    int_mode: np.ndarray
     int_feature: np.ndarray
     int_threshold: np.ndarray
     int_default_left: np.ndarray
+    int_slot: np.ndarray
     int_left_slot: np.ndarray
     int_right_slot: np.ndarray
     int_bit: np.ndarray
-    # compiled leaves
-    leaf_ptr: np.ndarray
-    leaf_depth: np.ndarray
-    leaf_features: np.ndarray
-    leaf_zero: np.ndarray
-    leaf_value: np.ndarray
-    leaf_table_ptr: np.ndarray
+    # compiled groups (leaves and collapsed subtrees)
+    grp_ptr: np.ndarray
+    grp_slot: np.ndarray
+    grp_bits: np.ndarray
+    grp_size: np.ndarray
+    grp_features: np.ndarray
+    grp_table_ptr: np.ndarray
     table: np.ndarray
     max_slots: int
 
@@ -151,17 +158,253 @@ def _tree_mean_value(left: list[int], right: list[int], cover: np.ndarray, value
     return np.float32(r / cover[nid])
 
 
+def _subtree_internal_counts(left: list[int], right: list[int]) -> list[int]:
+    """Number of internal nodes in each node's subtree (iterative post-order)."""
+    counts = [0] * len(left)
+    stack = [(0, False)]
+    while stack:
+        nid, done = stack.pop()
+        if left[nid] == -1:
+            continue
+        if done:
+            counts[nid] = 1 + counts[left[nid]] + counts[right[nid]]
+        else:
+            stack.extend(((nid, True), (left[nid], False), (right[nid], False)))
+    return counts
+
+
+@dataclass
+class _Group:
+    root: int
+    prefix: int  # path-pattern bits (unique features above the group)
+    features: list[int]
+    outcomes: int = 0  # outcome bits recorded so far
+
+
+@dataclass
+class _Leaf:
+    group: int
+    features: list[int]  # the path's unique features, in order of first occurrence
+    zero: list[float]
+    value: float
+    steps: list[tuple[int, int, int]]  # inside the group: (outcome bit, 1 if the path goes left, feature position)
+
+
+class _Builder:
+    """Accumulates the compiled arrays of all trees."""
+
+    def __init__(self, n_features: int, max_group_bits: int) -> None:
+        self.n_features = n_features
+        self.max_group_bits = max_group_bits
+        self.raw: dict[str, list[np.ndarray]] = {k: [] for k in ("l", "r", "f", "t", "dl", "c", "v")}
+        self.tree_ptr = [0]
+        self.nodes: dict[str, list[Any]] = {k: [] for k in ("mode", "f", "t", "dl", "slot", "ls", "rs", "bit")}
+        self.int_ptr = [0]
+        self.groups: list[_Group] = []
+        self.grp_slot: list[int] = []
+        self.grp_ptr = [0]
+        self.leaves: list[_Leaf] = []
+        self.expected = np.float32(0.0)
+        self.max_slots = 1
+
+    def add_tree(self, tree: dict[str, Any]) -> None:
+        tp = tree.get("tree_param", {})
+        if int(tp.get("size_leaf_vector", "1")) > 1:
+            raise ValueError("TreeSHAP: vector-leaf (multi-target) trees are not supported")
+        if any(int(s) != 0 for s in tree.get("split_type", [])) or tree.get("categories_nodes"):
+            raise ValueError("TreeSHAP: categorical splits are not supported")
+        if int(tp.get("num_deleted", "0")) != 0:
+            raise ValueError("TreeSHAP: trees with deleted nodes are not supported")
+        left = [int(v) for v in tree["left_children"]]
+        right = [int(v) for v in tree["right_children"]]
+        feat = np.asarray(tree["split_indices"], dtype=np.int64)
+        thr = np.asarray(tree["split_conditions"], dtype=np.float32)
+        dl = np.asarray(tree["default_left"], dtype=np.uint8)
+        cover = np.asarray(tree["sum_hessian"], dtype=np.float32)
+        is_leaf = np.asarray(left) == -1
+        if np.any(~is_leaf & ((feat < 0) | (feat >= self.n_features))):
+            raise ValueError("TreeSHAP: a split feature index is outside the model's features")
+        val = np.where(is_leaf, thr, np.float32(0)).astype(np.float32)
+        self.raw["l"].append(np.asarray(left, dtype=np.int32))
+        self.raw["r"].append(np.asarray(right, dtype=np.int32))
+        self.raw["f"].append(np.where(is_leaf, -1, feat).astype(np.int32))
+        self.raw["t"].append(np.where(is_leaf, np.float32(0), thr).astype(np.float32))
+        self.raw["dl"].append(dl)
+        self.raw["c"].append(cover)
+        self.raw["v"].append(val)
+        self.tree_ptr.append(self.tree_ptr[-1] + len(left))
+        self.expected = np.float32(self.expected + _tree_mean_value(left, right, cover, val, 0))
+
+        sub = _subtree_internal_counts(left, right)
+        # breadth first (parents before children): (node, path features, zero fractions, group, steps)
+        queue: list[tuple[int, list[int], list[float], int, list[tuple[int, int, int]]]] = [(0, [], [], -1, [])]
+        above: list[tuple[int, int]] = []  # (node, bit position) of propagating nodes
+        inside: list[tuple[int, int, int]] = []  # (node, group, outcome bit) of recording nodes
+        tree_groups: list[int] = []
+        group_of_root: dict[int, int] = {}
+        head = 0
+        while head < len(queue):
+            nid, pf, pz, grp, steps = queue[head]
+            head += 1
+            if grp == -1 and (left[nid] == -1 or len(pf) + sub[nid] <= self.max_group_bits):
+                grp = len(self.groups)
+                self.groups.append(_Group(root=nid, prefix=len(pf), features=list(pf)))
+                tree_groups.append(grp)
+                group_of_root[nid] = grp
+            if left[nid] == -1:
+                if len(pf) > MAX_PATH_FEATURES:
+                    raise ValueError(f"TreeSHAP: a path has {len(pf)} unique features (at most {MAX_PATH_FEATURES})")
+                self.leaves.append(_Leaf(grp, pf, pz, float(val[nid]), steps))
+                continue
+            f = int(feat[nid])
+            pos = pf.index(f) if f in pf else len(pf)
+            if grp == -1:
+                above.append((nid, pos))
+            else:
+                g = self.groups[grp]
+                outcome = g.outcomes
+                g.outcomes += 1
+                inside.append((nid, grp, outcome))
+                if f not in g.features:
+                    g.features.append(f)
+            for child, goes_left in ((left[nid], 1), (right[nid], 0)):
+                ratio = float(cover[child]) / float(cover[nid]) if float(cover[nid]) != 0.0 else math.nan
+                cf, cz = list(pf), list(pz)
+                if pos == len(pf):
+                    cf.append(f)
+                    cz.append(ratio)
+                else:
+                    cz[pos] *= ratio
+                cs = steps if grp == -1 else [*steps, (outcome, goes_left, pos)]
+                queue.append((child, cf, cz, grp, cs))
+
+        slot = {nid: k for k, (nid, _pos) in enumerate(above)}
+        for k, grp in enumerate(tree_groups):
+            slot[self.groups[grp].root] = len(above) + k
+            self.grp_slot.append(len(above) + k)
+        # the kernel starts each tree with the root's slot 0 cleared
+        assert slot[0] == 0
+        self.max_slots = max(self.max_slots, len(above) + len(tree_groups))
+        order = [(nid, 0, pos, -1) for nid, pos in above] + [(n, 1, o, g) for n, g, o in inside]
+        # parents before children (breadth-first position), whatever XGBoost's numbering
+        bfs_pos = {nid: k for k, (nid, *_rest) in enumerate(queue)}
+        order.sort(key=lambda item: bfs_pos[item[0]])
+        for nid, mode, pos, grp in order:
+            self.nodes["mode"].append(mode)
+            self.nodes["f"].append(int(feat[nid]))
+            self.nodes["t"].append(thr[nid])
+            self.nodes["dl"].append(int(dl[nid]))
+            if mode == 0:
+                self.nodes["slot"].append(slot[nid])
+                self.nodes["ls"].append(slot[left[nid]])
+                self.nodes["rs"].append(slot[right[nid]])
+                self.nodes["bit"].append(1 << pos)
+            else:
+                g = self.groups[grp]
+                self.nodes["slot"].append(slot[g.root])
+                self.nodes["ls"].append(0)
+                self.nodes["rs"].append(0)
+                self.nodes["bit"].append(1 << (g.prefix + pos))
+        self.int_ptr.append(self.int_ptr[-1] + len(order))
+        self.grp_ptr.append(len(self.groups))
+
+    def build(self, n_trees: int, base_margin: float, max_table_bytes: int) -> TreeShapModel:
+        groups, leaves = self.groups, self.leaves
+        n_groups, n_leaves = len(groups), len(leaves)
+        grp_bits = np.asarray([g.prefix + g.outcomes for g in groups], dtype=np.int64)
+        grp_size = np.asarray([len(g.features) for g in groups], dtype=np.int64)
+        grp_table_ptr = np.zeros(n_groups + 1, dtype=np.int64)
+        np.cumsum(np.left_shift(1, grp_bits) * grp_size, out=grp_table_ptr[1:])
+        leaf_depth = np.asarray([len(lf.features) for lf in leaves], dtype=np.int64)
+        leaf_table_ptr = np.zeros(n_leaves + 1, dtype=np.int64)
+        np.cumsum(np.left_shift(1, leaf_depth) * leaf_depth, out=leaf_table_ptr[1:])
+        need = int(grp_table_ptr[-1]) * 4 + int(leaf_table_ptr[-1]) * 8
+        if need > max_table_bytes:
+            raise ValueError(f"TreeSHAP: tables would take {need} bytes (limit {max_table_bytes})")
+
+        dmax = max([1, *leaf_depth.tolist()])
+        smax = max([1, *(len(lf.steps) for lf in leaves)])
+        umax = max([1, *grp_size.tolist()])
+        leaf_zero = np.zeros((n_leaves, dmax))
+        leaf_value = np.asarray([lf.value for lf in leaves], dtype=np.float64)
+        leaf_group = np.asarray([lf.group for lf in leaves], dtype=np.int64)
+        leaf_union = np.zeros((n_leaves, dmax), dtype=np.int64)
+        leaf_nsteps = np.asarray([len(lf.steps) for lf in leaves], dtype=np.int64)
+        leaf_steps = np.zeros((n_leaves, smax, 3), dtype=np.int64)
+        grp_features = np.zeros((n_groups, umax), dtype=np.int32)
+        for k, g in enumerate(groups):
+            grp_features[k, : len(g.features)] = g.features
+        for k, lf in enumerate(leaves):
+            leaf_zero[k, : len(lf.zero)] = lf.zero
+            where = {f: u for u, f in enumerate(groups[lf.group].features)}
+            leaf_union[k, : len(lf.features)] = [where[f] for f in lf.features]
+            if lf.steps:
+                leaf_steps[k, : len(lf.steps)] = lf.steps
+        # leaves of each group, contiguous
+        by_group = np.argsort(leaf_group, kind="stable")
+        grp_leaf_ptr = np.zeros(n_groups + 1, dtype=np.int64)
+        np.cumsum(np.bincount(leaf_group, minlength=n_groups), out=grp_leaf_ptr[1:])
+
+        leaf_table = np.zeros(int(leaf_table_ptr[-1]))
+        _fill_leaf_tables(leaf_depth, leaf_zero, leaf_value, leaf_table_ptr, leaf_table)
+        table = np.zeros(int(grp_table_ptr[-1]), dtype=np.float32)
+        prefix = np.asarray([g.prefix for g in groups], dtype=np.int64)
+        _fill_group_tables(
+            grp_bits, prefix, grp_table_ptr, grp_leaf_ptr, by_group.astype(np.int64), leaf_depth, leaf_table_ptr,
+            leaf_table, leaf_union, leaf_nsteps, leaf_steps, table,
+        )  # fmt: skip
+
+        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+        nodes = self.nodes
+        return TreeShapModel(
+            n_features=self.n_features,
+            n_trees=n_trees,
+            base_margin=base_margin,
+            expected_value=float(np.float32(self.expected + np.float32(base_margin))),
+            tree_ptr=np.asarray(self.tree_ptr, dtype=np.int64),
+            left=cat(self.raw["l"], np.int32),
+            right=cat(self.raw["r"], np.int32),
+            feature=cat(self.raw["f"], np.int32),
+            threshold=cat(self.raw["t"], np.float32),
+            default_left=cat(self.raw["dl"], np.uint8),
+            cover=cat(self.raw["c"], np.float32),
+            value=cat(self.raw["v"], np.float32),
+            int_ptr=np.asarray(self.int_ptr, dtype=np.int64),
+            int_mode=np.asarray(nodes["mode"], dtype=np.uint8),
+            int_feature=np.asarray(nodes["f"], dtype=np.int32),
+            int_threshold=np.asarray(nodes["t"], dtype=np.float32),
+            int_default_left=np.asarray(nodes["dl"], dtype=np.uint32),
+            int_slot=np.asarray(nodes["slot"], dtype=np.int32),
+            int_left_slot=np.asarray(nodes["ls"], dtype=np.int32),
+            int_right_slot=np.asarray(nodes["rs"], dtype=np.int32),
+            int_bit=np.asarray(nodes["bit"], dtype=np.uint32),
+            grp_ptr=np.asarray(self.grp_ptr, dtype=np.int64),
+            grp_slot=np.asarray(self.grp_slot, dtype=np.int32),
+            grp_bits=grp_bits.astype(np.int32),
+            grp_size=grp_size.astype(np.int32),
+            grp_features=grp_features,
+            grp_table_ptr=grp_table_ptr,
+            table=table,
+            max_slots=int(self.max_slots),
+        )
+
+
 def compile_booster(
     booster: Any,
     iteration_range: tuple[int, int] | None = None,
+    max_group_bits: int = MAX_GROUP_BITS,
     max_table_bytes: int = MAX_TABLE_BYTES,
 ) -> TreeShapModel:
     """Compile an XGBoost booster for :func:`contributions`.
 
     ``iteration_range`` selects boosting rounds as ``Booster.predict(iteration_range=...)`` does
-    (``None`` or ``(0, 0)``: all). Raises :class:`ValueError` for what is not supported: a booster other
-    than gbtree (gblinear, dart), more than one output (multi-class, multi-target, vector leaves),
-    categorical splits, an unknown objective, or tables larger than ``max_table_bytes``.
+    (``None`` or ``(0, 0)``: all). ``max_group_bits`` bounds the subtrees collapsed into one table (path
+    bits + internal nodes; 0 tabulates single leaves only). Raises :class:`ValueError` for what is not
+    supported: a booster other than gbtree (gblinear, dart), more than one output (multi-class,
+    multi-target, vector leaves), categorical splits, an unknown objective, or tables larger than
+    ``max_table_bytes``.
     """
     try:
         raw = booster.save_raw("json")
@@ -176,8 +419,6 @@ def compile_booster(
     if int(lp.get("num_class", "0")) > 1 or int(lp.get("num_target", "1")) > 1:
         raise ValueError("TreeSHAP: models with more than one output (multi-class/multi-target) are not supported")
     objective = learner.get("objective", {}).get("name", "")
-    if objective.startswith(("multi:", "rank:", "survival:", "binary:hinge", "reg:squaredlogerror")):
-        raise ValueError(f"TreeSHAP: objective {objective!r} is not supported")
     base_margin = _prob_to_margin(objective, _base_score(lp))
     n_features = int(lp["num_feature"])
 
@@ -191,159 +432,26 @@ def compile_booster(
         if not 0 <= lo < hi <= len(indptr) - 1:
             raise ValueError(f"TreeSHAP: iteration_range {iteration_range} outside 0..{len(indptr) - 1}")
         trees = trees[indptr[lo] : indptr[hi]]
-
-    raw_cols: dict[str, list[np.ndarray]] = {k: [] for k in ("left", "right", "feature", "thr", "dl", "cover", "val")}
-    tree_ptr = [0]
-    int_cols: dict[str, list[Any]] = {k: [] for k in ("feature", "thr", "dl", "lslot", "rslot", "bit")}
-    int_ptr = [0]
-    leaf_depth: list[int] = []
-    leaf_feats: list[list[int]] = []
-    leaf_zero: list[list[float]] = []
-    leaf_val: list[float] = []
-    leaf_ptr = [0]
-    expected = np.float32(0.0)
-    max_slots = 1
-
+    builder = _Builder(n_features, max(0, min(int(max_group_bits), MAX_PATH_FEATURES)))
     for tree in trees:
-        tp = tree.get("tree_param", {})
-        if int(tp.get("size_leaf_vector", "1")) > 1:
-            raise ValueError("TreeSHAP: vector-leaf (multi-target) trees are not supported")
-        if any(int(s) != 0 for s in tree.get("split_type", [])) or tree.get("categories_nodes"):
-            raise ValueError("TreeSHAP: categorical splits are not supported")
-        left = [int(v) for v in tree["left_children"]]
-        right = [int(v) for v in tree["right_children"]]
-        feat = np.asarray(tree["split_indices"], dtype=np.int32)
-        thr = np.asarray(tree["split_conditions"], dtype=np.float32)
-        dl = np.asarray(tree["default_left"], dtype=np.uint8)
-        cover = np.asarray(tree["sum_hessian"], dtype=np.float32)
-        is_leaf = np.asarray(left) == -1
-        val = np.where(is_leaf, thr, np.float32(0)).astype(np.float32)
-        n_nodes = len(left)
-        if int(tp.get("num_deleted", "0")) != 0:
-            raise ValueError("TreeSHAP: trees with deleted nodes are not supported")
-        if np.any(feat[~is_leaf] >= n_features) or np.any(feat[~is_leaf] < 0):
-            raise ValueError("TreeSHAP: a split feature index is outside the model's features")
-        raw_cols["left"].append(np.asarray(left, dtype=np.int32))
-        raw_cols["right"].append(np.asarray(right, dtype=np.int32))
-        raw_cols["feature"].append(np.where(is_leaf, -1, feat).astype(np.int32))
-        raw_cols["thr"].append(np.where(is_leaf, np.float32(0), thr).astype(np.float32))
-        raw_cols["dl"].append(dl)
-        raw_cols["cover"].append(cover)
-        raw_cols["val"].append(val)
-        tree_ptr.append(tree_ptr[-1] + n_nodes)
-        expected = np.float32(expected + _tree_mean_value(left, right, cover, val, 0))
-
-        # breadth-first: parents before children; carry the path's unique features and their zero fractions
-        internal: list[tuple[int, list[int], list[float], int]] = []  # (node, path feats, zero fracs, bit)
-        leaves: list[tuple[int, list[int], list[float]]] = []
-        queue: list[tuple[int, list[int], list[float]]] = [(0, [], [])]
-        head = 0
-        while head < len(queue):
-            nid, pf, pz = queue[head]
-            head += 1
-            if left[nid] == -1:
-                leaves.append((nid, pf, pz))
-                continue
-            f = int(feat[nid])
-            if f in pf:
-                bit = pf.index(f)
-            else:
-                bit = len(pf)
-            internal.append((nid, pf, pz, bit))
-            for child in (left[nid], right[nid]):
-                ratio = float(cover[child]) / float(cover[nid]) if float(cover[nid]) != 0.0 else math.nan
-                cf, cz = list(pf), list(pz)
-                if bit == len(pf):
-                    cf.append(f)
-                    cz.append(ratio)
-                else:
-                    cz[bit] *= ratio
-                queue.append((child, cf, cz))
-        ni = len(internal)
-        slot = {nid: k for k, (nid, *_rest) in enumerate(internal)}
-        slot.update({nid: ni + k for k, (nid, *_rest) in enumerate(leaves)})
-        for nid, _pf, _pz, bit in internal:
-            int_cols["feature"].append(int(feat[nid]))
-            int_cols["thr"].append(thr[nid])
-            int_cols["dl"].append(int(dl[nid]))
-            int_cols["lslot"].append(slot[left[nid]])
-            int_cols["rslot"].append(slot[right[nid]])
-            int_cols["bit"].append(bit)
-        int_ptr.append(int_ptr[-1] + ni)
-        for nid, pf, pz in leaves:
-            if len(pf) > MAX_PATH_FEATURES:
-                raise ValueError(f"TreeSHAP: a path has {len(pf)} unique features (at most {MAX_PATH_FEATURES})")
-            leaf_depth.append(len(pf))
-            leaf_feats.append(pf)
-            leaf_zero.append(pz)
-            leaf_val.append(float(val[nid]))
-        leaf_ptr.append(leaf_ptr[-1] + len(leaves))
-        max_slots = max(max_slots, ni + len(leaves))
-
-    n_leaves = len(leaf_depth)
-    dmax = max([1, *leaf_depth])
-    depth_arr = np.asarray(leaf_depth, dtype=np.int32)
-    sizes = (np.left_shift(1, depth_arr.astype(np.int64)) * depth_arr).astype(np.int64)
-    table_ptr = np.zeros(n_leaves + 1, dtype=np.int64)
-    np.cumsum(sizes, out=table_ptr[1:])
-    if int(table_ptr[-1]) * 8 > max_table_bytes:
-        raise ValueError(f"TreeSHAP: tables would take {int(table_ptr[-1]) * 8} bytes (limit {max_table_bytes})")
-    feats_arr = np.zeros((n_leaves, dmax), dtype=np.int32)
-    zero_arr = np.zeros((n_leaves, dmax), dtype=np.float64)
-    for k, (pf, pz) in enumerate(zip(leaf_feats, leaf_zero, strict=True)):
-        feats_arr[k, : len(pf)] = pf
-        zero_arr[k, : len(pz)] = pz
-    leaf_val_arr = np.asarray(leaf_val, dtype=np.float64)
-    table = np.zeros(int(table_ptr[-1]), dtype=np.float64)
-    _fill_tables(depth_arr, zero_arr, leaf_val_arr, table_ptr, table)
-
-    def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
-        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
-
-    return TreeShapModel(
-        n_features=n_features,
-        n_trees=len(trees),
-        base_margin=base_margin,
-        expected_value=float(np.float32(expected + np.float32(base_margin))),
-        tree_ptr=np.asarray(tree_ptr, dtype=np.int64),
-        left=cat(raw_cols["left"], np.int32),
-        right=cat(raw_cols["right"], np.int32),
-        feature=cat(raw_cols["feature"], np.int32),
-        threshold=cat(raw_cols["thr"], np.float32),
-        default_left=cat(raw_cols["dl"], np.uint8),
-        cover=cat(raw_cols["cover"], np.float32),
-        value=cat(raw_cols["val"], np.float32),
-        int_ptr=np.asarray(int_ptr, dtype=np.int64),
-        int_feature=np.asarray(int_cols["feature"], dtype=np.int32),
-        int_threshold=np.asarray(int_cols["thr"], dtype=np.float32),
-        int_default_left=np.asarray(int_cols["dl"], dtype=np.uint8),
-        int_left_slot=np.asarray(int_cols["lslot"], dtype=np.int32),
-        int_right_slot=np.asarray(int_cols["rslot"], dtype=np.int32),
-        int_bit=np.left_shift(np.uint32(1), np.asarray(int_cols["bit"], dtype=np.uint32)).astype(np.uint32),
-        leaf_ptr=np.asarray(leaf_ptr, dtype=np.int64),
-        leaf_depth=depth_arr,
-        leaf_features=feats_arr,
-        leaf_zero=zero_arr,
-        leaf_value=leaf_val_arr,
-        leaf_table_ptr=table_ptr,
-        table=table,
-        max_slots=int(max_slots),
-    )
+        builder.add_tree(tree)
+    return builder.build(len(trees), base_margin, max_table_bytes)
 
 
 # --------------------------------------------------------------------------------------------- kernels
 
 
 @njit(cache=True, parallel=True, fastmath=False)
-def _fill_tables(depth, zero, value, table_ptr, table):  # pragma: no cover - compiled
-    """Per leaf and bit pattern ``c`` (bit j set: the row *left* the path at feature j, ``o_j = 0``)."""
+def _fill_leaf_tables(depth, zero, value, table_ptr, table):  # pragma: no cover - compiled
+    """Per leaf and pattern ``c`` (bit j set: the row *left* the path at feature j, ``o_j = 0``), the ``d``
+    contributions ``table[ptr + c·d + i]`` (the formula of the module docstring)."""
     n = depth.shape[0]
     dmax = zero.shape[1]
     for leaf in prange(n):
         d = depth[leaf]
         if d == 0:
             continue
-        # coefficient k!(d-1-k)!/d! for a subset of size k of the other d-1 features
+        # weight k!(d-1-k)!/d! of a subset of size k of the other d-1 features
         wk = np.empty(d)
         for k in range(d):
             wk[k] = math.exp(math.lgamma(k + 1) + math.lgamma(d - k) - math.lgamma(d + 1))
@@ -374,83 +482,137 @@ def _fill_tables(depth, zero, value, table_ptr, table):  # pragma: no cover - co
                 table[base + c * d + i] = v * (o[i] - zero[leaf, i]) * w
 
 
+@njit(cache=True, parallel=True, fastmath=False)
+def _fill_group_tables(
+    grp_bits, prefix, grp_table_ptr, grp_leaf_ptr, leaves, leaf_depth, leaf_table_ptr, leaf_table, leaf_union,
+    leaf_nsteps, leaf_steps, table,
+):  # pragma: no cover - compiled
+    """Sum the leaf tables of each group into its table ``table[ptr + u·2^bits + index]``.
+
+    ``index`` = the group's path pattern (``prefix`` bits) | its internal nodes' outcomes (1: went left)
+    shifted by ``prefix``; a leaf's pattern bit for its feature position ``q`` is the path bit (``q`` <
+    ``prefix``) or'ed with a mismatch at any of the leaf's steps on that feature inside the group.
+    """
+    n_groups = grp_bits.shape[0]
+    for g in prange(n_groups):
+        nb = grp_bits[g]
+        h = prefix[g]
+        pmask = (1 << h) - 1
+        tp = grp_table_ptr[g]
+        for li in range(grp_leaf_ptr[g], grp_leaf_ptr[g + 1]):
+            leaf = leaves[li]
+            d = leaf_depth[leaf]
+            ltp = leaf_table_ptr[leaf]
+            ns = leaf_nsteps[leaf]
+            for idx in range(1 << nb):
+                pat = idx & pmask
+                for s in range(ns):
+                    outcome = (idx >> (h + leaf_steps[leaf, s, 0])) & 1
+                    if outcome != leaf_steps[leaf, s, 1]:
+                        pat |= 1 << leaf_steps[leaf, s, 2]
+                for q in range(d):
+                    table[tp + (leaf_union[leaf, q] << nb) + idx] += leaf_table[ltp + pat * d + q]
+
+
 @njit(cache=True, inline="always", fastmath=False)
 def _block(
-    X, r0, r1, acc, pat, int_ptr, int_feature, int_threshold, int_default_left, int_left_slot,
-    int_right_slot, int_bit, leaf_ptr, leaf_depth, leaf_features, leaf_table_ptr, table,
+    Xt, acc, pat, int_ptr, int_mode, int_feature, int_threshold, int_default_left, int_slot, int_left_slot,
+    int_right_slot, int_bit, grp_ptr, grp_slot, grp_bits, grp_size, grp_features, grp_table_ptr, table,
 ):  # pragma: no cover - compiled
+    """Add the contributions of all trees for a block of rows: ``Xt`` is (features, rows), ``acc`` likewise."""
     n_trees = int_ptr.shape[0] - 1
+    nr = Xt.shape[1]
     for t in range(n_trees):
-        n0 = int_ptr[t]
-        ni = int_ptr[t + 1] - n0
-        l0 = leaf_ptr[t]
-        nl = leaf_ptr[t + 1] - l0
-        for r in range(r0, r1):
-            a = r - r0
-            pat[0] = 0
-            for k in range(ni):
-                node = n0 + k
-                x = X[r, int_feature[node]]
-                if x != x:
-                    go_left = int_default_left[node] != 0
-                else:
-                    go_left = x < int_threshold[node]
-                p = pat[k]
-                q = p | int_bit[node]
-                if go_left:
-                    pat[int_left_slot[node]] = p
-                    pat[int_right_slot[node]] = q
-                else:
-                    pat[int_left_slot[node]] = q
-                    pat[int_right_slot[node]] = p
-            for j in range(nl):
-                leaf = l0 + j
-                d = leaf_depth[leaf]
-                base = leaf_table_ptr[leaf] + pat[ni + j] * d
-                for k in range(d):
-                    acc[a, leaf_features[leaf, k]] += table[base + k]
+        for r in range(nr):
+            pat[0, r] = 0
+        for node in range(int_ptr[t], int_ptr[t + 1]):
+            f = int_feature[node]
+            thr = int_threshold[node]
+            dl = int_default_left[node]
+            bit = int_bit[node]
+            s = int_slot[node]
+            if int_mode[node] == 0:
+                ls = int_left_slot[node]
+                rs = int_right_slot[node]
+                for r in range(nr):
+                    x = Xt[f, r]
+                    gl = np.uint32(x < thr) | (np.uint32(x != x) & dl)
+                    p = pat[s, r]
+                    rb = bit * gl
+                    pat[ls, r] = p | (bit ^ rb)
+                    pat[rs, r] = p | rb
+            else:
+                for r in range(nr):
+                    x = Xt[f, r]
+                    gl = np.uint32(x < thr) | (np.uint32(x != x) & dl)
+                    pat[s, r] |= bit * gl
+        for g in range(grp_ptr[t], grp_ptr[t + 1]):
+            s = grp_slot[g]
+            nb = grp_bits[g]
+            tp = grp_table_ptr[g]
+            for k in range(grp_size[g]):
+                fk = grp_features[g, k]
+                off = tp + (k << nb)
+                for r in range(nr):
+                    acc[fk, r] += table[off + pat[s, r]]
+
+
+@njit(cache=True, inline="always", fastmath=False)
+def _rows(
+    X, out, bias, r0, m, max_slots, int_ptr, int_mode, int_feature, int_threshold, int_default_left, int_slot,
+    int_left_slot, int_right_slot, int_bit, grp_ptr, grp_slot, grp_bits, grp_size, grp_features, grp_table_ptr,
+    table,
+):  # pragma: no cover - compiled
+    """Rows ``r0 .. r0+m`` of ``X`` into ``out``: transpose, :func:`_block`, write float32 and the bias."""
+    nf = X.shape[1]
+    Xt = np.empty((nf, m), dtype=np.float32)
+    for r in range(m):
+        for f in range(nf):
+            Xt[f, r] = X[r0 + r, f]
+    acc = np.zeros((nf, m))
+    pat = np.empty((max_slots, m), dtype=np.uint32)
+    _block(
+        Xt, acc, pat, int_ptr, int_mode, int_feature, int_threshold, int_default_left, int_slot, int_left_slot,
+        int_right_slot, int_bit, grp_ptr, grp_slot, grp_bits, grp_size, grp_features, grp_table_ptr, table,
+    )
+    for r in range(m):
+        for f in range(nf):
+            out[r0 + r, f] = acc[f, r]
+        out[r0 + r, nf] = bias
 
 
 @njit(cache=True, parallel=True, fastmath=False)
 def _contrib_parallel(
-    X, out, bias, block, max_slots, int_ptr, int_feature, int_threshold, int_default_left, int_left_slot,
-    int_right_slot, int_bit, leaf_ptr, leaf_depth, leaf_features, leaf_table_ptr, table,
+    X, out, bias, block, max_slots, int_ptr, int_mode, int_feature, int_threshold, int_default_left, int_slot,
+    int_left_slot, int_right_slot, int_bit, grp_ptr, grp_slot, grp_bits, grp_size, grp_features, grp_table_ptr,
+    table,
 ):  # pragma: no cover - compiled
-    n, nf = X.shape
+    """Blocks of ``block`` rows in parallel (numba's thread pool)."""
+    n = X.shape[0]
     n_blocks = (n + block - 1) // block
     for b in prange(n_blocks):
         r0 = b * block
-        r1 = min(n, r0 + block)
-        acc = np.zeros((r1 - r0, nf))
-        pat = np.empty(max_slots, dtype=np.uint32)
-        _block(
-            X, r0, r1, acc, pat, int_ptr, int_feature, int_threshold, int_default_left, int_left_slot,
-            int_right_slot, int_bit, leaf_ptr, leaf_depth, leaf_features, leaf_table_ptr, table,
+        _rows(
+            X, out, bias, r0, min(n, r0 + block) - r0, max_slots, int_ptr, int_mode, int_feature, int_threshold,
+            int_default_left, int_slot, int_left_slot, int_right_slot, int_bit, grp_ptr, grp_slot, grp_bits,
+            grp_size, grp_features, grp_table_ptr, table,
         )
-        for r in range(r0, r1):
-            for f in range(nf):
-                out[r, f] = acc[r - r0, f]
-            out[r, nf] = bias
 
 
 @njit(cache=True, parallel=False, fastmath=False)
 def _contrib_serial(
-    X, out, bias, block, max_slots, int_ptr, int_feature, int_threshold, int_default_left, int_left_slot,
-    int_right_slot, int_bit, leaf_ptr, leaf_depth, leaf_features, leaf_table_ptr, table,
+    X, out, bias, block, max_slots, int_ptr, int_mode, int_feature, int_threshold, int_default_left, int_slot,
+    int_left_slot, int_right_slot, int_bit, grp_ptr, grp_slot, grp_bits, grp_size, grp_features, grp_table_ptr,
+    table,
 ):  # pragma: no cover - compiled
-    n, nf = X.shape
-    pat = np.empty(max_slots, dtype=np.uint32)
+    """Blocks of ``block`` rows in the calling thread (no thread pool)."""
+    n = X.shape[0]
     for r0 in range(0, n, block):
-        r1 = min(n, r0 + block)
-        acc = np.zeros((r1 - r0, nf))
-        _block(
-            X, r0, r1, acc, pat, int_ptr, int_feature, int_threshold, int_default_left, int_left_slot,
-            int_right_slot, int_bit, leaf_ptr, leaf_depth, leaf_features, leaf_table_ptr, table,
+        _rows(
+            X, out, bias, r0, min(n, r0 + block) - r0, max_slots, int_ptr, int_mode, int_feature, int_threshold,
+            int_default_left, int_slot, int_left_slot, int_right_slot, int_bit, grp_ptr, grp_slot, grp_bits,
+            grp_size, grp_features, grp_table_ptr, table,
         )
-        for r in range(r0, r1):
-            for f in range(nf):
-                out[r, f] = acc[r - r0, f]
-            out[r, nf] = bias
 
 
 def contributions(model: TreeShapModel, X: np.ndarray, n_threads: int | None = None) -> np.ndarray:
@@ -458,27 +620,32 @@ def contributions(model: TreeShapModel, X: np.ndarray, n_threads: int | None = N
 
     Equal to ``booster.predict(xgb.DMatrix(X), pred_contribs=True)`` within float32 rounding; each row sums
     to the output margin. ``X`` is cast to float32 (NaN = missing). ``n_threads``: threads to use (default:
-    numba's current setting, all cores); 1, or fewer than ``SERIAL_BELOW`` rows, runs without the thread
-    pool, which is also safe to call from several Python threads at once.
+    numba's current setting, normally all cores). With 1 thread, or fewer than ``SERIAL_BELOW`` rows, it
+    runs in the calling thread without numba's thread pool, which is safe from several Python threads at once.
     """
     Xf = np.ascontiguousarray(X, dtype=np.float32)
     if Xf.ndim != 2 or Xf.shape[1] != model.n_features:
         raise ValueError(f"TreeSHAP: X has shape {Xf.shape}; the model expects {model.n_features} columns")
     n = Xf.shape[0]
     out = np.empty((n, model.n_features + 1), dtype=np.float32)
-    args = (
-        Xf, out, np.float32(model.expected_value), BLOCK_ROWS, model.max_slots, model.int_ptr, model.int_feature,
-        model.int_threshold, model.int_default_left, model.int_left_slot, model.int_right_slot, model.int_bit,
-        model.leaf_ptr, model.leaf_depth, model.leaf_features, model.leaf_table_ptr, model.table,
-    )
     if n == 0:
         return out
-    if (n_threads is not None and n_threads <= 1) or n < SERIAL_BELOW:
+    limit = numba.config.NUMBA_NUM_THREADS
+    threads = numba.get_num_threads() if n_threads is None else max(1, min(int(n_threads), limit))
+    serial = threads == 1 or n < SERIAL_BELOW
+    # blocks no larger than an even share of the rows, so every thread gets work
+    block = BLOCK_ROWS if serial else max(16, min(BLOCK_ROWS, -(-n // threads)))
+    args = (
+        Xf, out, np.float32(model.expected_value), block, model.max_slots, model.int_ptr, model.int_mode,
+        model.int_feature, model.int_threshold, model.int_default_left, model.int_slot, model.int_left_slot,
+        model.int_right_slot, model.int_bit, model.grp_ptr, model.grp_slot, model.grp_bits, model.grp_size,
+        model.grp_features, model.grp_table_ptr, model.table,
+    )  # fmt: skip
+    if serial:
         _contrib_serial(*args)
         return out
     previous = numba.get_num_threads()
-    wanted = previous if n_threads is None else min(int(n_threads), numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(wanted)
+    numba.set_num_threads(threads)
     try:
         _contrib_parallel(*args)
     finally:
