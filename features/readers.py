@@ -85,9 +85,14 @@ def mask_url(url: str) -> str:
 def _decodes(path: Path, encoding: str) -> bool:
     """True when the whole file decodes strictly with ``encoding`` (read in 1 MiB chunks)."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    ascii_superset = codecs.lookup(encoding).name in ("utf-8", "gb18030")
     try:
         with path.open("rb") as fh:
             while chunk := fh.read(_CHUNK):
+                # pure-ASCII chunks decode in UTF-8 and GB18030 whatever came before a complete character; numpy
+                # checks them without holding the GIL (a model loads beside this in batch scoring)
+                if ascii_superset and not decoder.getstate()[0] and int(np.frombuffer(chunk, np.uint8).max()) < 0x80:
+                    continue
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
     except (UnicodeDecodeError, LookupError):

@@ -20,8 +20,9 @@ How a run goes (``crmscore score``, :func:`score_batch`):
    preprocessor's ``transform``) and ``predict_proba_matrix``, scores and grades with ``training.scores``,
    reasons from the exact contributions (``contributions_matrix``) folded and selected as
    ``training.scores.top_reasons`` does (``serving.postprocess.ReasonFolder``), texts built as Arrow arrays.
-   Each chunk's results are spilled to a Parquet file in a hidden work directory beside the output. Reading +
-   cleaning, scoring and spilling run in three threads (:func:`prefetch`, :class:`BackgroundWorker`).
+   Each chunk's results are spilled to an Arrow IPC file in a hidden work directory beside the output.
+   Parsing (a CSV is parsed ahead while the model loads: :class:`ReadAhead`), cleaning, scoring and spilling
+   run in four threads (:class:`ReadAhead`, :func:`prefetch`, :class:`BackgroundWorker`).
 5. **Ranking** needs the global order, so it happens after the last chunk: only the ids, row numbers and
    probabilities (about 30 bytes a row) stay in memory; duplicates of an id keep the **last** occurrence
    in input order (the most recent export line wins, as in ingestion); ranks order by probability, ties by
@@ -1657,10 +1658,10 @@ class _Spill:
 
     def add(self, table: Any, ids: np.ndarray, probability: np.ndarray, rows: np.ndarray) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
+        import pyarrow.feather as feather
 
-        f = self.dir / f"chunk-{len(self.files):06d}.parquet"
-        pq.write_table(table, f, compression="lz4")
+        f = self.dir / f"chunk-{len(self.files):06d}.arrow"
+        feather.write_feather(table, f, compression="uncompressed")  # read back once: no encoding work
         self.files.append(f)
         self.ids.append(pa.array(ids, type=pa.string()))
         self.probs.append(probability)
@@ -2070,10 +2071,10 @@ def _is_url(s: str) -> bool:
 def _output_schema(spill: _Spill, plan: ColumnPlan, reasons: int) -> Any:
     """The output's columns: id, pass-through, results, reasons (from the first chunk, else all text)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow.feather as feather
 
     if spill.files:
-        s = pq.read_schema(spill.files[0])
+        s = feather.read_table(spill.files[0], memory_map=True).schema
         fields = [f for f in s if f.name != _ROW]
         return pa.schema(fields[: len(fields) - len(reason_columns(reasons)) - 3] + [
             pa.field("probability", pa.float64()), pa.field("score", pa.int64()), pa.field("grade", pa.string()),
@@ -2100,6 +2101,7 @@ def _write_results(
 ) -> None:
     """Second pass: read the spilled chunks back and write the kept rows, in input or rank order."""
     import pyarrow as pa
+    import pyarrow.feather as feather
     import pyarrow.parquet as pq
 
     offsets = np.cumsum([0] + [len(p) for p in spill.probs])
@@ -2109,7 +2111,7 @@ def _write_results(
             for i, f in enumerate(spill.files):
                 lo, hi = offsets[i], offsets[i + 1]
                 m = keep[lo:hi].astype(bool)
-                t = pq.read_table(f).filter(pa.array(m))
+                t = feather.read_table(f, memory_map=True).filter(pa.array(m))
                 yield _finish_table(t, rank[lo:hi][m], decile[lo:hi][m], schema)
 
         # read and finish chunk i+1 while chunk i is written
@@ -2126,7 +2128,8 @@ def _write_results(
         for i, f in enumerate(spill.files):
             lo, hi = offsets[i], offsets[i + 1]
             m = keep[lo:hi].astype(bool)
-            t = _finish_table(pq.read_table(f).filter(pa.array(m)), rank[lo:hi][m], decile[lo:hi][m], schema)
+            part = feather.read_table(f, memory_map=True).filter(pa.array(m))
+            t = _finish_table(part, rank[lo:hi][m], decile[lo:hi][m], schema)
             b = (rank[lo:hi][m] - 1) // size
             for bb in np.unique(b):
                 part = t.filter(pa.array(b == bb))

@@ -381,7 +381,7 @@ def test_killed_run_leaves_no_output_and_rerun_succeeds(reg, feats, tmp_path):
         # wait until the run is scoring: its work directory holds spilled chunks
         while time.monotonic() < deadline and proc.poll() is None:
             work = [p for p in out_dir.iterdir() if p.name.endswith(".tmp") and p.is_dir()]
-            if work and len(list(work[0].glob("chunk-*.parquet"))) >= 2:
+            if work and len(list(work[0].glob("chunk-*.arrow"))) >= 2:
                 break
             time.sleep(0.05)
         assert proc.poll() is None, f"the run ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"

@@ -297,7 +297,7 @@ def test_stale_work_of_dead_runs_is_removed_but_live_runs_are_kept(tmp_path):
     target = tmp_path / "s.csv"
     dead = tmp_path / ".s.csv.crmscore-999999999.tmp"
     dead.mkdir()
-    (dead / "chunk-000000.parquet").write_text("x")
+    (dead / "chunk-000000.arrow").write_text("x")
     part = tmp_path / ".s.csv.crmscore-999999999.part"
     part.write_text("half")
     live = tmp_path / f".s.csv.crmscore-{os.getpid()}.tmp"

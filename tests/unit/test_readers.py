@@ -281,3 +281,18 @@ def test_normalize_text():
     assert normalize_text(s).tolist() == ["a", "AB12", "c", pd.NA, pd.NA, pd.NA, pd.NA, pd.NA, "NA", "-", "none"]
     assert normalize_text(pd.Series([17850.0, np.nan, 1.5])).tolist() == ["17850", pd.NA, "1.5"]
     assert normalize_text(pd.Series([5, 6])).tolist() == ["5", "6"]
+
+
+def test_decodes_checks_every_byte_after_long_ascii_runs(tmp_path):
+    """The pure-ASCII fast path of ``_decodes`` must not skip a bad byte, a split character or GB18030 text."""
+    from features.readers import _CHUNK, _decodes
+
+    p = tmp_path / "x.csv"
+    p.write_bytes(b"a" * _CHUNK * 2 + b"\xff")  # invalid in UTF-8 and GB18030, after two ASCII chunks
+    assert not _decodes(p, "utf-8") and not _decodes(p, "gb18030")
+    p.write_bytes(b"a" * (_CHUNK - 1) + "客".encode() + b"a" * _CHUNK)  # a character split between chunks
+    assert _decodes(p, "utf-8")
+    p.write_bytes(b"a" * (_CHUNK - 1) + "客".encode()[:2])  # truncated at the end of the file
+    assert not _decodes(p, "utf-8")
+    p.write_bytes(b"a" * _CHUNK + "客户".encode("gb18030"))
+    assert not _decodes(p, "utf-8") and _decodes(p, "gb18030")
