@@ -82,7 +82,7 @@ def jit_times() -> dict[str, float]:
     return out
 
 
-def load_registry_model(workdir: Path, rows: int) -> tuple[Any, np.ndarray, str]:
+def load_registry_model(workdir: Path, rows: int, csv_name: str = CSV_NAME) -> tuple[Any, np.ndarray, str]:
     """The worst-case registry model's booster and ``rows`` preprocessed rows of the benchmark CSV."""
     import pandas as pd
 
@@ -99,7 +99,7 @@ def load_registry_model(workdir: Path, rows: int) -> tuple[Any, np.ndarray, str]
 
         configure_tracking()
         scorer = load_scorer_artifact(MODEL_URI)
-    frame = pd.read_csv(workdir / CSV_NAME, nrows=rows)
+    frame = pd.read_csv(workdir / csv_name, nrows=rows)
     Z = np.asarray(scorer.preprocessor_.transform(frame))
     if len(Z) < rows:  # fewer rows in the file: repeat them
         Z = np.resize(Z, (rows, Z.shape[1]))
@@ -169,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=("auto", "registry", "synthetic"), default="auto")
     ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR, help="the batch benchmark's folder")
+    ap.add_argument("--csv", default=CSV_NAME, help="leads CSV in --workdir for the registry model (rows repeat)")
     ap.add_argument("--rows", type=int, default=20000, help="rows for ours")
     ap.add_argument("--xgb-rows", type=int, default=2000, help="rows for XGBoost's pred_contribs")
     ap.add_argument("--rank-rows", type=int, default=0, help="rows for the top-3 comparison (XGBoost on them)")
@@ -186,9 +187,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     threads = args.threads or numba.config.NUMBA_NUM_THREADS
     n_rows = max(args.rows, args.xgb_rows, args.rank_rows)
     use_registry = args.model == "registry" or (
-        args.model == "auto" and (args.workdir / "mlflow.db").exists() and (args.workdir / CSV_NAME).exists()
+        args.model == "auto" and (args.workdir / "mlflow.db").exists() and (args.workdir / args.csv).exists()
     )
-    booster, Z, source = load_registry_model(args.workdir, n_rows) if use_registry else synthetic_model(n_rows)
+    if use_registry:
+        booster, Z, source = load_registry_model(args.workdir, n_rows, args.csv)
+    else:
+        booster, Z, source = synthetic_model(n_rows)
     booster.set_param({"nthread": threads})
     Z = np.ascontiguousarray(Z, dtype=np.float32)
     figures: dict[str, float] = {"load_avg_1m_before": os.getloadavg()[0], **model_shape(booster)}
@@ -273,8 +277,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"compile_booster {figures['compile_booster_s']:.2f} s; load average after {os.getloadavg()[0]:.2f}")
     report = {
         "benchmark": "treeshap",
-        "params": {"model": source, "rows": args.rows, "xgb_rows": args.xgb_rows, "rank_rows": args.rank_rows,
-                   "threads": threads},
+        "params": {"model": source, "csv": args.csv if use_registry else None, "rows": args.rows,
+                   "xgb_rows": args.xgb_rows, "rank_rows": args.rank_rows, "threads": threads},
         "figures": figures,
     }  # fmt: skip
     if args.json_out:
