@@ -16,12 +16,20 @@ Method (the path formulation of GPUTreeShap, Mitchell et al. 2022; Fast TreeSHAP
   which is what XGBoost's ExtendPath/UnwindPath recursion (src/predictor/cpu_treeshap.cc) computes.
 * ``x`` enters only through the ``d`` bits ``o_j``, so :func:`compile_booster` tabulates, per leaf, the
   ``d`` contributions for each of the ``2^d`` bit patterns (``d ≤ 6`` for depth 6: at most 64 × 6 numbers).
+* Small subtrees are collapsed further: for a subtree whose root has ``h`` unique path features above it
+  and which has ``s`` internal nodes (``h + s ≤ MAX_GROUP_BITS``, 8), the contributions of all its leaves
+  depend only on the ``h`` path bits and the ``s`` outcomes (left/right) of its own nodes, so their leaf
+  tables are summed into one *group* table of ``2^(h+s)`` rows × the subtree's unique features. For depth 6
+  a group is typically a depth-2 subtree: 4 leaves · ~6 additions become ~7.
 * Per row and tree, one pass over the internal nodes (parents before children) makes one comparison per
-  node and carries to each child the set of path features the row has *left* (a bit per feature position on
-  the path); each leaf then adds its table row for that pattern. That is ≈ internal nodes + leaves · d
-  additions per tree, instead of XGBoost's leaves · depth² with divisions.
-* Rows are processed in blocks (in parallel with ``prange``); within a block the loop is tree-major so a
-  tree's tables stay in cache; sums are float64, the result float32 like XGBoost's.
+  node; above the groups it carries to each child the set of path features the row has *left* (a bit per
+  feature position on the path), inside a group it records the node's outcome bit in the group's index;
+  each group then adds its table row for that index to the features it covers. That is ≈ internal nodes +
+  groups · features additions per tree, instead of XGBoost's leaves · depth² with divisions.
+* Rows are processed in blocks of ``BLOCK_ROWS`` (in parallel with ``prange``), transposed to
+  feature-major so each node's comparison and each table gather-add is a loop over the block's rows
+  (vectorised, branch-free); within a block the loop is tree-major so a tree's tables stay in cache; tables
+  are float32, sums float64, the result float32 like XGBoost's.
 
 Semantics as XGBoost's: the input is cast to float32, a row goes left iff ``x < threshold`` (float32), NaN
 follows ``default_left``; the last column is XGBoost's expected value (sum of the trees' cover-weighted mean
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +56,14 @@ __all__ = ["TreeShapModel", "compile_booster", "contributions"]
 BLOCK_ROWS = 1024
 #: Subtrees with at most this many path bits + internal nodes are collapsed into one table.
 MAX_GROUP_BITS = 8
-#: Below this many rows, the serial kernel (no thread pool; safe to call from several Python threads).
+#: Below this many rows, the serial kernel (no thread pool, releases the GIL: fine from many Python threads).
 SERIAL_BELOW = 64
 #: Largest number of unique features on one root→leaf path (a leaf's table has 2^d · d entries).
 MAX_PATH_FEATURES = 16
 #: Largest total table size accepted by default (bytes).
 MAX_TABLE_BYTES = 1 << 30
+
+_PARALLEL_LOCK = threading.Lock()
 
 _LOGIT_OBJECTIVES = ("binary:logistic", "reg:logistic", "binary:logitraw")
 _IDENTITY_OBJECTIVES = (
@@ -581,7 +592,7 @@ def _rows(
         out[r0 + r, nf] = bias
 
 
-@njit(cache=True, parallel=True, fastmath=False)
+@njit(cache=True, parallel=True, nogil=True, fastmath=False)
 def _contrib_parallel(
     X, out, bias, block, max_slots, int_ptr, int_mode, int_feature, int_threshold, int_default_left, int_slot,
     int_left_slot, int_right_slot, int_bit, grp_ptr, grp_slot, grp_bits, grp_size, grp_features, grp_table_ptr,
@@ -599,7 +610,7 @@ def _contrib_parallel(
         )
 
 
-@njit(cache=True, parallel=False, fastmath=False)
+@njit(cache=True, parallel=False, nogil=True, fastmath=False)
 def _contrib_serial(
     X, out, bias, block, max_slots, int_ptr, int_mode, int_feature, int_threshold, int_default_left, int_slot,
     int_left_slot, int_right_slot, int_bit, grp_ptr, grp_slot, grp_bits, grp_size, grp_features, grp_table_ptr,
@@ -644,10 +655,13 @@ def contributions(model: TreeShapModel, X: np.ndarray, n_threads: int | None = N
     if serial:
         _contrib_serial(*args)
         return out
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        _contrib_parallel(*args)
-    finally:
-        numba.set_num_threads(previous)
+    # one parallel kernel at a time: numba's workqueue threading layer (used when neither OpenMP nor TBB is
+    # available) aborts the process on concurrent launches, and two launches would only share the cores
+    with _PARALLEL_LOCK:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            _contrib_parallel(*args)
+        finally:
+            numba.set_num_threads(previous)
     return out

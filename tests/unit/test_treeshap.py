@@ -234,3 +234,17 @@ def test_table_budget_raises() -> None:
     with pytest.raises(ValueError, match="bytes"):
         compile_booster(booster, max_table_bytes=1000)
     assert treeshap.MAX_TABLE_BYTES > 1000
+
+
+def test_concurrent_calls_from_python_threads() -> None:
+    """The service calls from several threads: one-row (serial) and batch (parallel) calls at once agree."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = _data(2000, 8, seed=14, nan_frac=0.05)
+    model = compile_booster(_train(X, y, rounds=20, max_depth=5))
+    expected = contributions(model, X, n_threads=1)
+    jobs = [(i, i + 1) for i in range(0, 2000, 97)] + [(0, 2000), (100, 1900), (0, 2000)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda span: contributions(model, X[span[0] : span[1]]), jobs))
+    for (lo, hi), got in zip(jobs, results, strict=True):
+        assert np.array_equal(got, expected[lo:hi])
