@@ -53,7 +53,7 @@ from numba import njit, prange
 __all__ = ["TreeShapModel", "compile_booster", "contributions"]
 
 #: Rows per work item: its float32 input, uint32 patterns and float64 sums (features × rows) stay in L2.
-BLOCK_ROWS = 1024
+BLOCK_ROWS = 2048
 #: Subtrees with at most this many path bits + internal nodes are collapsed into one table.
 MAX_GROUP_BITS = 8
 #: Below this many rows, the serial kernel (no thread pool, releases the GIL: fine from many Python threads).
