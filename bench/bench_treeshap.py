@@ -1,4 +1,4 @@
-"""Exact reasons: ``serving.treeshap.contributions`` vs XGBoost's ``pred_contribs=True`` on the worst-case model.
+"""Exact reasons: ``training.treeshap.contributions`` vs XGBoost's ``pred_contribs=True`` on the worst-case model.
 
     .venv/bin/python bench/bench_treeshap.py                                   # registry model if present
     .venv/bin/python bench/bench_treeshap.py --model synthetic                 # no registry needed
@@ -49,7 +49,7 @@ import json, time
 t0 = time.perf_counter()
 import numpy as np, xgboost as xgb
 t1 = time.perf_counter()
-from serving import treeshap
+from training import treeshap
 t2 = time.perf_counter()
 rng = np.random.default_rng(0)
 X = rng.normal(size=(2000, 8)).astype(np.float32)
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import numba
     import xgboost as xgb
 
-    from serving import treeshap
+    from training import treeshap
 
     threads = args.threads or numba.config.NUMBA_NUM_THREADS
     n_rows = max(args.rows, args.xgb_rows, args.rank_rows)

@@ -9,7 +9,9 @@ re-implemented elsewhere.
 
 from __future__ import annotations
 
+import threading
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -241,6 +243,33 @@ def _iteration_range(est: Any) -> tuple[int, int]:
         return (0, 0)
 
 
+#: compiled TreeSHAP tables per fitted XGBoost classifier (``None``: not supported, use ``pred_contribs``)
+_TREESHAP: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_TREESHAP_LOCK = threading.Lock()
+
+
+def _compiled_treeshap(est: Any) -> Any:
+    """:func:`training.treeshap.compile_booster` of ``est``'s booster over the trees its probability uses,
+    compiled once per loaded model; ``None`` when the module does not support the model."""
+    with _TREESHAP_LOCK:
+        if est in _TREESHAP:
+            return _TREESHAP[est]
+        try:
+            from training.treeshap import compile_booster
+
+            compiled = compile_booster(est.get_booster(), iteration_range=_iteration_range(est))
+        except (ImportError, ValueError):
+            compiled = None
+        _TREESHAP[est] = compiled
+        return compiled
+
+
+def _threads_of(est: Any) -> int | None:
+    """The estimator's ``n_jobs`` as a thread count (``None``: the library's default, all cores)."""
+    n = getattr(est, "n_jobs", None)
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-7, 1 - 1e-7)
     return np.log(p / (1 - p))
@@ -327,7 +356,7 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
         probabilities must equal batch scoring's (``predict_proba_matrix``) exactly.
         """
         est = self.estimator_
-        if not _plain_binary_xgb(est):
+        if not _plain_binary_xgb(est) or _compiled_treeshap(est) is not None:
             return self.predict_proba_matrix(Z), self.contributions_matrix(Z)
         import xgboost as xgb
 
@@ -335,7 +364,7 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
         booster = est.get_booster()
         dm = xgb.DMatrix(Z)  # as contributions_matrix builds it
         raw = booster.predict(dm, iteration_range=_iteration_range(est))
-        return self._calibrate(raw), booster.predict(dm, pred_contribs=True)
+        return self._calibrate(raw), booster.predict(dm, pred_contribs=True, iteration_range=_iteration_range(est))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated class probabilities, shape (n, 2)."""
@@ -349,13 +378,25 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
     # --------------------------------------------------------------- reasons
     def contributions_matrix(self, Z: np.ndarray) -> np.ndarray:
         """Per-row contributions of each preprocessed feature to the uncalibrated log-odds, plus the bias
-        as the last column; each row sums to the model's margin."""
+        as the last column; each row sums to the model's margin.
+
+        XGBoost: exact path-dependent TreeSHAP, computed by :mod:`training.treeshap` (the numbers of
+        ``pred_contribs=True`` within float32 rounding, ~150× cheaper) over the trees the probability uses;
+        XGBoost's own ``pred_contribs`` for a booster that module does not support.
+        """
         est = self.estimator_
         if hasattr(est, "get_booster"):
+            compiled = _compiled_treeshap(est)
+            if compiled is not None:
+                from training.treeshap import contributions
+
+                return contributions(compiled, Z, n_threads=_threads_of(est))
             import xgboost as xgb
 
             _reuse_xgboost_array_class()
-            return est.get_booster().predict(xgb.DMatrix(Z), pred_contribs=True)
+            return est.get_booster().predict(
+                xgb.DMatrix(Z), pred_contribs=True, iteration_range=_iteration_range(est)
+            )
         if hasattr(est, "coef_"):
             coef = est.coef_[0]
             return np.column_stack([Z * coef, np.full(len(Z), est.intercept_[0])])

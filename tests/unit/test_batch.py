@@ -407,8 +407,10 @@ def test_vectorised_reason_texts_equal_the_row_by_row_texts(model):
         assert format_reasons(sc, X, Z, 3)[c].tolist() == want[c]
 
 
-def test_batch_contributions_are_exactly_xgboost_pred_contribs(model):
-    """The reasons batch scoring shows come from the very numbers the HTTP service uses (exact TreeSHAP)."""
+def test_batch_contributions_are_the_services_and_xgboost_pred_contribs(model):
+    """The reasons batch scoring shows come from the very numbers the HTTP service uses (the scorer's
+    ``contributions_matrix``: exact TreeSHAP by ``training.treeshap``), which are XGBoost's ``pred_contribs``
+    within float32 rounding and add up to the margin."""
     import xgboost as xgb
 
     from serving.batch import contributions
@@ -421,7 +423,15 @@ def test_batch_contributions_are_exactly_xgboost_pred_contribs(model):
     Z = sc.preprocessor_.transform(X)
     got = contributions(sc, Z, "exact")
     np.testing.assert_array_equal(got, sc.contributions_matrix(Z))
-    np.testing.assert_array_equal(got, sc.estimator_.get_booster().predict(xgb.DMatrix(Z), pred_contribs=True))
+    booster = sc.estimator_.get_booster()
+    want = booster.predict(xgb.DMatrix(Z), pred_contribs=True)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=1, dtype=np.float64), booster.predict(xgb.DMatrix(Z), output_margin=True),
+                               rtol=0, atol=1e-4)
+    # the same order of reasons as XGBoost's numbers give, on every row
+    np.testing.assert_array_equal(np.argsort(-np.abs(got[:, :-1]), axis=1, kind="stable")[:, :3],
+                                  np.argsort(-np.abs(want[:, :-1]), axis=1, kind="stable")[:, :3])
 
 
 def test_prefetch_keeps_order_raises_producer_errors_and_closes_early():

@@ -1,4 +1,4 @@
-"""serving.treeshap: exact agreement with XGBoost's ``pred_contribs=True`` on small generated models."""
+"""training.treeshap: exact agreement with XGBoost's ``pred_contribs=True`` on small generated models."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import xgboost as xgb
 
-from serving import treeshap
-from serving.treeshap import compile_booster, contributions
+from training import treeshap
+from training.treeshap import compile_booster, contributions
 
 
 def _data(n: int, n_features: int, seed: int, nan_frac: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
