@@ -105,6 +105,7 @@ class Benchmark:
     ratios: list[Ratio] = field(default_factory=list)
     goals: list[Goal] = field(default_factory=list)
     workdir_flag: str | None = None  # the script's option for a cache/work folder, given a folder of the run
+    workdir_name: str | None = None  # that folder's name when another benchmark's is shared (default: name)
     legacy: Callable[[Any, str], tuple[dict[str, Any], dict[str, Any]]] | None = None  # (json file or None, stdout)
     out_flag: str = "--json-out"  # preferred; "--out" when the script has only that
     estimate_full_s: float = 0.0
@@ -291,6 +292,37 @@ BENCHMARKS: list[Benchmark] = [
         workdir_flag="--workdir",
         legacy=_legacy_batch,
         estimate_full_s=1500,  # setup (100k customers, training job, 1M-row CSV) ~8 min + runs ~15 min
+        estimate_quick_s=150,
+    ),
+    Benchmark(
+        name="batch_worst",
+        title="batch scoring, worst-case model of the search (XGBoost 400 trees × depth 6)",
+        script="bench_batch.py",
+        full=["--model-kind", "worst", "--runs", "plain,reasons,mlflow"],
+        quick=["--model-kind", "worst", "--rows", "20000", "--customers", "3000", "--runs", "plain,reasons,mlflow"],
+        shown=[
+            Shown("crmscore_plain_s", "crmscore s"),
+            Shown("crmscore_reasons_s", "crmscore + 3 exact reasons s"),
+            Shown("mlflow_predict_s", "mlflow predict s"),
+            Shown("peak_rss_mb_crmscore_reasons", "crmscore + reasons peak MB", "{v:,.0f}"),
+        ],
+        ratios=[
+            Ratio(
+                "mlflow_over_crmscore_time",
+                "mlflow predict time / crmscore time (no reasons)",
+                "mlflow_predict_s",
+                "crmscore_plain_s",
+            )
+        ],
+        goals=[
+            Goal("1M leads CSV → CSV ≤ 60 s", "crmscore_plain_s", "<=", 60, " s"),
+            Goal("1M leads with top-3 reasons ≤ 120 s", "crmscore_reasons_s", "<=", 120, " s"),
+            Goal("peak memory ≤ 2 GB", "peak_rss_mb_crmscore_reasons", "<=", 2048, " MB"),
+        ],
+        workdir_flag="--workdir",
+        workdir_name="batch",  # the same data and registry as the batch benchmark (both models are set up there)
+        legacy=_legacy_batch,
+        estimate_full_s=600,
         estimate_quick_s=150,
     ),
     Benchmark(
@@ -514,7 +546,7 @@ def run_one(b: Benchmark, quick: bool, workroot: Path, logs: Path, rep: int, tim
     if flag:
         args += [flag, str(json_path)]
     if b.workdir_flag and b.workdir_flag in helptext:
-        wd = workroot / b.name
+        wd = workroot / (b.workdir_name or b.name)
         wd.mkdir(parents=True, exist_ok=True)
         args += [b.workdir_flag, str(wd)]
     cmd = [sys.executable, str(script), *args]

@@ -20,8 +20,8 @@ def score_cmd(
     ),
     reasons: int = typer.Option(0, "--reasons", help="top K positive and K negative reasons as text columns"),
     reasons_method: str = typer.Option(
-        "exact", "--reasons-method", help="exact (TreeSHAP, as the HTTP service) or approx (XGBoost per-path "
-        "attribution, ~50x faster on deep trees; see docs/batch.md)"
+        "exact", "--reasons-method", help="exact (TreeSHAP, as the HTTP service) or approx (XGBoost's per-path "
+        "Saabas attribution, may order reasons differently; see docs/batch.md)"
     ),
     engine: str = typer.Option("local", "--engine", help="local (chunked pandas/pyarrow) or spark"),
     spark_master: str = typer.Option("local[*]", "--spark-master", help="Spark master URL for --engine spark"),
