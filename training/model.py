@@ -349,20 +349,24 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
         return self._calibrate(self._raw_proba(Z))
 
     def predict_proba_and_contributions(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(predict_proba_matrix(Z), contributions_matrix(Z))`` with one XGBoost input (``DMatrix``) for both.
+        """``(predict_proba_matrix(Z), contributions)`` with one XGBoost input (``DMatrix``) for both: the HTTP
+        service's path. Its contributions are XGBoost's own ``pred_contribs``; :meth:`contributions_matrix`
+        (batch scoring, ``explain``) computes the same TreeSHAP values with :mod:`training.treeshap`, equal within
+        float32 rounding. The service keeps XGBoost's call: with the compiled kernel, the one-minute soak at 80%
+        of peak showed multi-second stalls in 3 of 6 runs (0 of 5 without), not explained yet.
 
         The probability is XGBoost's own prediction, not one derived from the contributions: their float32 sum
         differs from the margin by up to ~1e-5 (~4e-7 in probability after calibration), and serving's
         probabilities must equal batch scoring's (``predict_proba_matrix``) exactly.
         """
         est = self.estimator_
-        if not _plain_binary_xgb(est) or _compiled_treeshap(est) is not None:
+        if not _plain_binary_xgb(est):
             return self.predict_proba_matrix(Z), self.contributions_matrix(Z)
         import xgboost as xgb
 
         _reuse_xgboost_array_class()
         booster = est.get_booster()
-        dm = xgb.DMatrix(Z)  # as contributions_matrix builds it
+        dm = xgb.DMatrix(Z)  # one input for the probability and the contributions
         raw = booster.predict(dm, iteration_range=_iteration_range(est))
         return self._calibrate(raw), booster.predict(dm, pred_contribs=True, iteration_range=_iteration_range(est))
 
