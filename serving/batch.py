@@ -1134,7 +1134,8 @@ def set_model_threads(scorer: Any, threads: int) -> None:
 
 
 def prefetch(items: Iterator[_T], ahead: int = 1, name: str = "crmscore-read") -> Iterator[_T]:
-    """``items`` produced by a background thread, at most ``ahead`` items before the consumer's.
+    """``items`` produced by a background thread (:class:`ReadAhead`), up to ``ahead`` items beyond the one
+    the consumer holds.
 
     Reading and cleaning chunk n+1 (pyarrow's CSV reader and casts release the GIL) then overlaps with
     scoring chunk n (XGBoost releases it too), so both cores of a small machine stay busy; with ``ahead=1``
@@ -1142,53 +1143,11 @@ def prefetch(items: Iterator[_T], ahead: int = 1, name: str = "crmscore-read") -
     raised in the consumer where the item would have come; when the consumer stops early, the producer stops
     before its next item and its generator is closed (its ``finally`` blocks run).
     """
-    q: queue.Queue[tuple[BaseException | None, Any]] = queue.Queue()
-    slots = threading.Semaphore(max(1, ahead))
-    stop = threading.Event()
-    end = object()
-
-    def run() -> None:
-        try:
-            while True:
-                while not slots.acquire(timeout=0.1):
-                    if stop.is_set():
-                        return
-                if stop.is_set():
-                    return
-                try:
-                    x = next(items)
-                except StopIteration:
-                    q.put((None, end))
-                    return
-                q.put((None, x))
-                del x
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer
-            q.put((e, None))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    close()
-
-    t = threading.Thread(target=run, name=name, daemon=True)
-    t.start()
+    reader = ReadAhead(items, ahead, name=name)
     try:
-        while True:
-            err, x = q.get()
-            if err is not None:
-                raise err
-            if x is end:
-                return
-            yield x
-            del x
-            slots.release()  # the consumer is done with the previous item: the producer may read one more
+        yield from reader
     finally:
-        stop.set()
-        slots.release()
-        t.join(timeout=60)
-        with contextlib.suppress(queue.Empty):
-            while True:
-                q.get_nowait()
+        reader.close()
 
 
 class ReadAhead(Iterator[_T]):
