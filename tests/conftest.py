@@ -51,3 +51,10 @@ def postgres():
     cluster = PostgresCluster(bindir).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_mlflow_experiment_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``mlflow.set_experiment`` exports ``MLFLOW_EXPERIMENT_ID`` into ``os.environ``; undo it after every test,
+    so no later subprocess inherits an experiment id of another test's store."""
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)

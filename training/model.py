@@ -352,8 +352,9 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
         """``(predict_proba_matrix(Z), contributions)`` with one XGBoost input (``DMatrix``) for both: the HTTP
         service's path. Its contributions are XGBoost's own ``pred_contribs``; :meth:`contributions_matrix`
         (batch scoring, ``explain``) computes the same TreeSHAP values with :mod:`training.treeshap`, equal within
-        float32 rounding. The service keeps XGBoost's call: with the compiled kernel, the one-minute soak at 80%
-        of peak showed multi-second stalls in 3 of 6 runs (0 of 5 without), not explained yet.
+        float32 rounding. The service keeps XGBoost's call for now: with the compiled kernel the one-minute soak at
+        80% of peak failed in 3 of 6 runs here (0 of 5 without), but a clean-clone CI run later failed it once
+        without the kernel too, so the cause is not established (docs/serving.md).
 
         The probability is XGBoost's own prediction, not one derived from the contributions: their float32 sum
         differs from the margin by up to ~1e-5 (~4e-7 in probability after calibration), and serving's

@@ -66,6 +66,9 @@ def keep_mlflow_globals(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
     mp.setattr(reg_utils, "_registry_uri", reg_utils._registry_uri)
     mp.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
+    # mlflow.set_experiment also exports MLFLOW_EXPERIMENT_ID into os.environ, which every later subprocess would
+    # inherit (an experiment id of this test's store: "does not exist" in another one)
+    mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
 
 
 @pytest.fixture()

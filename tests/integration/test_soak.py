@@ -6,9 +6,10 @@ it is held for 60 s in 20-second windows. The load generator runs in this proces
 server, so the peak it measures includes its own cost and 80% of it is reachable on a 2-core CI machine.
 
 A window's p99 also moves when a neighbouring job takes the cores for a second (an open-loop rate turns a 1.5 s
-stall into hundreds of late requests), so when only the p99 criterion fails the minute is run once more and
-the second run decides; failed requests and memory growth are never retried. A server that really degrades
-over time fails both runs.
+stall into hundreds of late requests), so when only the p99 criterion fails the minute is run again, up to
+twice, and the last run decides; failed requests and memory growth are never retried. A server that really
+degrades over time fails every run. (One retry was not enough: on 27 Nov the unchanged service failed the p99
+criterion in both of its minutes in one clean-clone CI run of four, with a one-second stall in one window.)
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def test_one_minute_soak_at_80_percent_of_peak(crm_registry: Registry, tmp_path:
         peak = measure_peak(url, server.headers, body, seconds=5, connections=16)
         assert peak > 0, server.log_text()[-3000:]
         runs: list[str] = []
-        for _attempt in range(2):
+        for _attempt in range(3):  # p99-only failures: up to two more minutes (module docstring)
             result = run_soak(
                 url, server.headers, body, rate=0.8 * peak, duration=60, window=20, server_pid=server.proc.pid, warmup=5
             )
