@@ -207,6 +207,16 @@ def _legacy_features(obj: Any, stdout: str) -> tuple[dict[str, Any], dict[str, A
     return {"sizes": d.get("sizes")}, figs
 
 
+#: what both batch benchmarks (trained champion, worst-case model) compare and aim at
+_BATCH_RATIO = Ratio(
+    "mlflow_over_crmscore_time", "mlflow predict time / crmscore time (no reasons)", "mlflow_predict_s",
+    "crmscore_plain_s",
+)
+_BATCH_TIME_GOALS = [
+    Goal("1M leads CSV → CSV ≤ 60 s", "crmscore_plain_s", "<=", 60, " s"),
+    Goal("1M leads with top-3 reasons ≤ 120 s", "crmscore_reasons_s", "<=", 120, " s"),
+]
+
 BENCHMARKS: list[Benchmark] = [
     Benchmark(
         name="synth",
@@ -275,17 +285,9 @@ BENCHMARKS: list[Benchmark] = [
             Shown("peak_rss_mb_crmscore_plain", "crmscore peak MB", "{v:,.0f}"),
             Shown("peak_rss_mb_mlflow_predict", "mlflow peak MB", "{v:,.0f}"),
         ],
-        ratios=[
-            Ratio(
-                "mlflow_over_crmscore_time",
-                "mlflow predict time / crmscore time (no reasons)",
-                "mlflow_predict_s",
-                "crmscore_plain_s",
-            )
-        ],
+        ratios=[_BATCH_RATIO],
         goals=[
-            Goal("1M leads CSV → CSV ≤ 60 s", "crmscore_plain_s", "<=", 60, " s"),
-            Goal("1M leads with top-3 reasons ≤ 120 s", "crmscore_reasons_s", "<=", 120, " s"),
+            *_BATCH_TIME_GOALS,
             Goal("peak memory ≤ 2 GB", "peak_rss_mb_crmscore_plain", "<=", 2048, " MB"),
             Goal("≥ 5× faster than `mlflow models predict`", "mlflow_over_crmscore_time", ">=", 5, "×", sized=False),
         ],
@@ -306,17 +308,9 @@ BENCHMARKS: list[Benchmark] = [
             Shown("mlflow_predict_s", "mlflow predict s"),
             Shown("peak_rss_mb_crmscore_reasons", "crmscore + reasons peak MB", "{v:,.0f}"),
         ],
-        ratios=[
-            Ratio(
-                "mlflow_over_crmscore_time",
-                "mlflow predict time / crmscore time (no reasons)",
-                "mlflow_predict_s",
-                "crmscore_plain_s",
-            )
-        ],
+        ratios=[_BATCH_RATIO],
         goals=[
-            Goal("1M leads CSV → CSV ≤ 60 s", "crmscore_plain_s", "<=", 60, " s"),
-            Goal("1M leads with top-3 reasons ≤ 120 s", "crmscore_reasons_s", "<=", 120, " s"),
+            *_BATCH_TIME_GOALS,
             Goal("peak memory ≤ 2 GB", "peak_rss_mb_crmscore_reasons", "<=", 2048, " MB"),
         ],
         workdir_flag="--workdir",

@@ -38,8 +38,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 def test_four_training_jobs_at_once_register_every_version(postgres, data_dir, tmp_path, monkeypatch):
     url = postgres.url("mlflow")
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")}
-    env.update({"MLFLOW_TRACKING_URI": url, "MLFLOW_REGISTRY_URI": url, "PYTHONPATH": str(ROOT)})
+    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_REGISTRY_URI": url, "PYTHONPATH": str(ROOT)}
     # create the schema once, so the four jobs race on registration, not on migrations
     subprocess.run(
         [sys.executable, "-c", "import mlflow; mlflow.MlflowClient().search_experiments()"],
