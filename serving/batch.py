@@ -218,11 +218,27 @@ def load_scorer(spec: str) -> LoadedScorer:
     Raises :class:`BatchError` with one line when the model, version or alias does not exist or is not a
     crmscore scoring model.
     """
-    from serving.loader import load_scorer_artifact
-    from training.registry import configure_tracking
+    from serving.loader import load_local_scorer, load_scorer_artifact
+    from training.registry import configure_tracking, locate_sqlite_version, tracking_uris
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_model_uri(spec)
+    # a model in a local SQLite registry is found and loaded without importing MLflow (same checks, same
+    # skops load); everything else, and every error message, goes through MLflow
+    local = locate_sqlite_version(uri, tracking_uris()[1])
+    if local is not None:
+        name, version, model_dir = local
+        try:
+            scorer = load_local_scorer(model_dir)
+        except Exception as e:  # noqa: BLE001 - skops and the checks raise several types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise BatchError(f"cannot load model {uri} ({name} version {version}): {first}") from None
+        if scorer is not None:
+            if not (hasattr(scorer, "preprocessor_") and hasattr(scorer, "predict_proba_matrix")):
+                raise BatchError(
+                    f"model {uri} is a {type(scorer).__name__}, not a crmscore scoring model (CRMScorer)"
+                )
+            return LoadedScorer(uri=uri, scorer=scorer, name=name, version=version)
     configure_tracking()
     try:  # the service's loader: skops with training.model.TRUSTED_TYPES only, no pickle
         scorer = load_scorer_artifact(uri)

@@ -93,6 +93,51 @@ def leftovers(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
+# ------------------------------------------------------------------------------------------------ model
+
+
+def test_local_registry_lookup_agrees_with_mlflow_and_skips_its_import(reg, scorer, feats, tmp_path):
+    """`crmscore score` reads a local SQLite registry without MLflow: same version, directory and model."""
+    from mlflow import MlflowClient
+
+    from training.registry import locate_sqlite_version
+
+    client = MlflowClient()
+    champion = str(client.get_model_version_by_alias("lead_scoring", "champion").version)
+    for uri, version in (("models:/lead_scoring@champion", champion), (f"models:/lead_scoring/{champion}", champion)):
+        found = locate_sqlite_version(uri, reg.uri)
+        assert found is not None, uri
+        assert found[:2] == ("lead_scoring", version)
+        assert found[2] == Path(client.get_model_version_download_uri("lead_scoring", version))
+    # anything it cannot answer for certain is left to MLflow
+    assert locate_sqlite_version("models:/lead_scoring@no_such_alias", reg.uri) is None
+    assert locate_sqlite_version("models:/no_such_model/1", reg.uri) is None
+    assert locate_sqlite_version("models:/lead_scoring/999", reg.uri) is None
+    assert locate_sqlite_version("models:/lead_scoring@champion", "postgresql://u@h/db") is None
+    assert locate_sqlite_version("models:/lead_scoring@champion", f"sqlite:///{tmp_path / 'none.db'}") is None
+    assert locate_sqlite_version("runs:/abc/model", reg.uri) is None
+
+    # a fresh process loads the champion without importing MLflow, and it predicts what MLflow's load does
+    rows = tmp_path / "rows.parquet"
+    feats.head(200).to_parquet(rows)
+    code = (
+        "import sys, json, pandas as pd\n"
+        "from serving.batch import load_scorer\n"
+        "m = load_scorer('lead_scoring@champion')\n"
+        "p = m.scorer.predict_proba(pd.read_parquet(sys.argv[1]))[:, 1]\n"
+        "print(json.dumps({'mlflow': 'mlflow' in sys.modules, 'name': m.name, 'version': m.version,"
+        " 'p': p.tolist()}))\n"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": reg.uri, "MLFLOW_REGISTRY_URI": reg.uri}
+    out = subprocess.run([sys.executable, "-c", code, str(rows)], capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[2], timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["mlflow"] is False
+    assert (got["name"], got["version"]) == ("lead_scoring", champion)
+    assert np.array_equal(np.asarray(got["p"]), scorer.predict_proba(feats.head(200))[:, 1])
+
+
 # ---------------------------------------------------------------------------------------------- numbers
 
 
