@@ -3,6 +3,7 @@ numbers, ranking and dedupe, reason texts (same selection as ``training.scores.t
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 from pathlib import Path
@@ -529,3 +530,72 @@ def test_linear_contributions_equal_the_scorers_and_sum_to_the_margin():
     texts = reason_arrays(sc, X, Z, 3)
     for c in want:
         assert texts[c].to_pylist() == want[c], c
+
+
+def _read_all(path: Path, model: LoadedScorer, ahead: bool, chunk: int = 500) -> dict[str, object]:
+    """Everything clean_chunk makes of a CSV, chunk by chunk concatenated (read ahead like score_batch, or not)."""
+    src = open_csv_input(path)
+    if ahead:
+        src.start(chunk, 1 << 20)
+    plan = plan_columns(src.header, model, "customer_id", [], FeatureMapping(), src.label, src.delimiter)
+    feats, ids, rows, rejects, bad, blank, typed = [], [], [], [], [], 0, set()
+    for raw in src.chunks(plan, chunk):
+        typed |= set(raw.text_numbers)
+        c = clean_chunk(raw, plan)
+        feats.append(c.features)
+        ids += c.ids.tolist()
+        rows += c.row_numbers.tolist()
+        rejects.append(c.rejects)
+        bad += raw.bad_rows
+        blank += c.blank
+    return {"features": pd.concat(feats, ignore_index=True), "ids": ids, "rows": rows, "bad": bad, "blank": blank,
+            "rejects": pd.concat(rejects, ignore_index=True).astype(str).values.tolist(), "typed": typed}
+
+
+@pytest.mark.parametrize("case", ["clean", "junk after the sample", "numbers as categories", "numeric ids"])
+def test_numbers_parsed_by_the_csv_reader_equal_the_text_path(model, tmp_path, monkeypatch, case):
+    """Plain-number columns are parsed as float64 by the reader; every outcome equals reading all text."""
+    import serving.batch as batch
+
+    rng = np.random.default_rng(1)
+    lines = ["customer_id,tenure_days,age,added_to_cart,province"]
+    for i in range(4000):
+        cid = str(100000 + i) if case == "numeric ids" else f"C{i:05d}"
+        prov = str(i % 3 + 1) if case == "numbers as categories" else ["广东省", "浙江省", "北京市"][i % 3]
+        tenure = f"{rng.uniform(0, 400):.4f}"
+        lines.append(f"{cid},{tenure},{int(rng.integers(18, 70))},{i % 2},{prov}")
+    # the odd cells the two paths must treat alike; the sample (the first 64 KB) sees only some of them
+    # the sample (the first 64 KB, ~2,000 lines) sees plain numbers, blanks and bad lines only
+    odd = {5: "C_x,,,,", 9: ",,,,", 12: 'C_y,"12.5",1e400,-0,x', 14: "C_z,+3,.5,0.25,y", 20: "",
+           25: "C_w,1,2", 30: "C_v,1,2,3,4,5",
+           # after it: cells the reader parses as numbers too (NaN, inf) and more bad lines
+           3000: "C_n,NaN,NaN,NaN,", 3001: ",nan,,NaN,", 3002: "C_i,inf,-inf,1,x", 3003: "", 3004: "C_b,1"}
+    if case == "junk after the sample":  # cells only the text path reads: the reader starts again as text
+        odd |= {3500: 'C_j, 12,"¥1,234.50",0,x', 3600: "C_k,abc,2,0,x", 3700: "C_l,1,2", 3800: "C_m,1,2,0,x,y"}
+    for pos, text in odd.items():
+        lines[pos] = text.replace(",x", ",1").replace(",y", ",2") if case == "numbers as categories" else text
+    path = tmp_path / "leads.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert path.stat().st_size > (1 << 16)
+
+    monkeypatch.setattr(batch, "CSV_BLOCK_BYTES", 16 << 10)  # several blocks: a failure comes mid-stream
+    results = {}
+    for typed in (True, False):
+        monkeypatch.setattr(batch, "TYPED_CSV", typed)
+        for ahead in (True, False):
+            results[typed, ahead] = _read_all(path, model, ahead)
+    text = results[False, False]
+    assert not text["typed"]
+    for key, got in results.items():
+        pd.testing.assert_frame_equal(got["features"], text["features"], check_exact=True)
+        for part in ("ids", "rows", "bad", "blank", "rejects"):
+            assert got[part] == text[part], (key, part)
+    typed_cols = results[True, True]["typed"]
+    if case in ("clean", "numeric ids", "junk after the sample"):
+        assert typed_cols == {"tenure_days", "age", "added_to_cart"}  # the fast path was taken (at first)
+    elif case == "numbers as categories":
+        assert typed_cols == set()  # province is needed as text: the whole file was read as text
+    # each line with the wrong number of fields is reported once, by its line number
+    wrong = sorted(pos + 1 for pos, t in odd.items() if t and len(next(iter(csv.reader([t])))) != 5)
+    assert [r for r, _ in text["bad"]] == wrong
+    assert len(text["ids"]) + len(text["rejects"]) + text["blank"] == 4000  # rejects include those lines
