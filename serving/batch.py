@@ -711,6 +711,8 @@ class CleanChunk:
     row_numbers: np.ndarray
     rejects: pd.DataFrame  # row, id, column, value, reason
     blank: int = 0
+    #: the categorical features' text as codes (rows aligned with ``features``), for :func:`feature_matrix`
+    codes: dict[str, CategoryCodes] = field(default_factory=dict)
 
 
 REJECT_COLUMNS = ("row", "id", "column", "value", "reason")
@@ -724,6 +726,11 @@ def _is_numeric_type(t: Any) -> bool:
 
 def _text_of(col: Any) -> pd.Series:
     """An Arrow column as normalised text (``features.readers.normalize_text``), applied to distinct values only."""
+    return pd.Series(_text_codes_of(col)[0], dtype=object)
+
+
+def _text_codes_of(col: Any) -> tuple[np.ndarray, CategoryCodes | None]:
+    """(normalised text as an object array, its :class:`CategoryCodes` when the column was text)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -735,12 +742,28 @@ def _text_of(col: Any) -> pd.Series:
         uniques = normalize_text(pd.Series(enc.dictionary.to_pandas(), dtype=object))
         values = uniques.to_numpy(dtype=object, na_value=None)
         idx = enc.indices.to_numpy(zero_copy_only=False)
-        out = np.empty(len(arr), dtype=object)
         valid = ~np.asarray(enc.indices.is_null())
-        out[valid] = values[idx[valid].astype(np.int64)]
+        codes = np.where(valid, idx, -1).astype(np.int64)
+        out = np.empty(len(arr), dtype=object)
+        out[valid] = values[codes[valid]]
         out[~valid] = None
-        return pd.Series(out, dtype=object)
-    return pd.Series(normalize_text(arr.to_pandas()).to_numpy(dtype=object, na_value=None), dtype=object)
+        return out, CategoryCodes(codes, values)
+    return normalize_text(arr.to_pandas()).to_numpy(dtype=object, na_value=None), None
+
+
+@dataclass
+class CategoryCodes:
+    """A text column as codes into its distinct values: ``values[codes[i]]`` is row i's text, -1 is null.
+
+    :func:`feature_matrix` maps the few distinct values to the model's categories once instead of looking up
+    every row's text."""
+
+    codes: np.ndarray
+    values: np.ndarray  # object: str or None
+
+    def take(self, mask: np.ndarray) -> CategoryCodes:
+        """The codes of the rows ``mask`` keeps."""
+        return CategoryCodes(self.codes[mask], self.values)
 
 
 def _numbers_of(col: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -753,8 +776,7 @@ def _numbers_of(col: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray
     n = len(col)
     no = np.zeros(n, dtype=bool)
     if _is_numeric_type(col.type):
-        vals = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
-        return np.where(np.isnan(vals), np.nan, vals), no, np.empty(0, dtype=object)
+        return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), no, np.empty(0, dtype=object)
     if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
         try:
             vals = pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False)
@@ -826,8 +848,11 @@ def clean_chunk(raw: RawChunk, plan: ColumnPlan) -> CleanChunk:
             problems.append((np.flatnonzero(inf), c, np.where(vals[inf] > 0, "inf", "-inf"), f"{c} is infinite"))
         num[:, j] = vals
         del vals
+    codes: dict[str, CategoryCodes] = {}
     for c in plan.categorical:
-        cols[c] = _text_of(t.column(c)).to_numpy(dtype=object) if n else np.empty(0, dtype=object)
+        cols[c], cc = _text_codes_of(t.column(c)) if n else (np.empty(0, dtype=object), None)
+        if cc is not None:
+            codes[c] = cc
     bad_rows = np.zeros(n, dtype=bool)
     for pos, *_ in problems:
         bad_rows[pos] = True
@@ -846,7 +871,9 @@ def clean_chunk(raw: RawChunk, plan: ColumnPlan) -> CleanChunk:
         feats[c] = cols[c] if all_ok else cols[c][ok]
     feats = feats[plan.features] if list(feats.columns) != plan.features else feats
     keep = t.select(plan.keep).filter(ok) if plan.keep else None
-    return CleanChunk(feats, ids[ok], keep, raw.row_numbers[ok], rejects, int(blank.sum()))
+    if not all_ok:
+        codes = {c: cc.take(ok) for c, cc in codes.items()}
+    return CleanChunk(feats, ids[ok], keep, raw.row_numbers[ok], rejects, int(blank.sum()), codes)
 
 
 def _reject_frame(problems: list, row_numbers: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
@@ -1111,13 +1138,17 @@ def _select_by_extremes(folded: np.ndarray, top: int) -> tuple[np.ndarray, np.nd
     return out[0], out[1]
 
 
-def feature_matrix(preprocessor: Any, X: pd.DataFrame) -> np.ndarray:
+def feature_matrix(
+    preprocessor: Any, X: pd.DataFrame, codes: dict[str, CategoryCodes] | None = None
+) -> np.ndarray:
     """``preprocessor.transform(X)`` (a fitted ``FeaturePreprocessor``), element for element, built without
     pandas' per-column conversion and per-value category mapping: numeric features as one float block, each
     categorical feature's codes with one ``get_indexer`` of its text values.
 
     Falls back to ``preprocessor.transform`` for frames it does not expect (a numeric feature that is not a
     number column, a categorical one that is not text or missing), so the result is always the transform's.
+    ``codes`` (from :func:`clean_chunk`, rows aligned with ``X``) give a categorical column as codes into its
+    distinct values: the lookup then runs on those values only, with the same result.
     """
     from training.model import FeaturePreprocessor
 
@@ -1129,12 +1160,17 @@ def feature_matrix(preprocessor: Any, X: pd.DataFrame) -> np.ndarray:
         return preprocessor.transform(X)  # raises naming the missing columns
     if not all(pd.api.types.is_float_dtype(X[c].dtype) for c in num_names):
         return preprocessor.transform(X)
-    cat_values = {}
+    cat_values: dict[str, np.ndarray] = {}
+    hints: dict[str, CategoryCodes] = {}
     for c in cat_names:
-        v = X[c].to_numpy(dtype=object)
+        hint = (codes or {}).get(c)
+        if hint is not None and len(hint.codes) == len(X):
+            v = hint.values  # the same distinct values: the same inferred type
+            hints[c] = hint
+        else:
+            v = cat_values[c] = X[c].to_numpy(dtype=object)
         if pd.api.types.infer_dtype(v, skipna=True) not in ("string", "empty"):
             return preprocessor.transform(X)
-        cat_values[c] = v
     n = len(X)
     onehot = preprocessor.encoding == "onehot"
     widths = [len(preprocessor.categories_[c]) if onehot else 1 for c in cat_names]
@@ -1156,30 +1192,35 @@ def feature_matrix(preprocessor: Any, X: pd.DataFrame) -> np.ndarray:
         del bad
         Z[:, :k] = A
         del A
+    if onehot and k < Z.shape[1]:
+        Z[:, k:] = 0.0
     for c, w in zip(cat_names, widths, strict=True):
-        v = cat_values[c]
-        codes = pd.Index(preprocessor.categories_[c], dtype=object).get_indexer(v)
-        codes[pd.isna(v)] = -1
+        hint = hints.get(c)
+        v = hint.values if hint is not None else cat_values[c]
+        idx = pd.Index(preprocessor.categories_[c], dtype=object).get_indexer(v)
+        idx[pd.isna(v)] = -1
+        if hint is not None:  # row i's value is v[hint.codes[i]] (or null at -1)
+            idx = np.where(hint.codes >= 0, idx[np.maximum(hint.codes, 0)], -1) if len(v) else np.full(len(X), -1)
         if onehot:
             block = Z[:, k : k + w]
-            block[:] = 0.0
-            ok = codes >= 0
-            block[np.flatnonzero(ok), codes[ok]] = 1.0
+            ok = idx >= 0
+            block[np.flatnonzero(ok), idx[ok]] = 1.0
         else:
-            Z[:, k] = np.where(codes >= 0, codes, np.nan)
+            Z[:, k] = np.where(idx >= 0, idx, np.nan)
         k += w
     return Z
 
 
 def score_frame(
     scorer: Any, X: pd.DataFrame, reasons: int = 0, threads: int | None = None, folder: Any = None,
-    reason_method: str = "exact",
+    reason_method: str = "exact", codes: dict[str, CategoryCodes] | None = None,
 ) -> ScoredChunk:
-    """Score a frame of the model's features with the scorer's own transform, model and calibration."""
+    """Score a frame of the model's features with the scorer's own transform, model and calibration
+    (``codes``: :attr:`CleanChunk.codes` of the same rows, see :func:`feature_matrix`)."""
     from training.scores import to_grade, to_score
 
     with _xgb_threads(threads):
-        Z = feature_matrix(scorer.preprocessor_, X)
+        Z = feature_matrix(scorer.preprocessor_, X, codes)
         p = np.asarray(scorer.predict_proba_matrix(Z), dtype="float64")
         why = reason_arrays(scorer, X, Z, reasons, folder, reason_method) if reasons > 0 and len(X) else {}
     if reasons > 0 and not why:
@@ -1911,6 +1952,27 @@ def score_batch(options: BatchOptions) -> BatchSummary:
     Raises :class:`BatchError` (one line) for input, model or output problems found before or while
     scoring; nothing is written in place of the output then.
     """
+    with _one_blas_thread():
+        return _score_batch(options)
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """OpenBLAS (numpy's, scikit-learn's linear models) limited to one thread for the run.
+
+    The pipeline's own threads keep both cores busy; OpenBLAS threads that spin after every call (a linear
+    model's product per chunk) took a core from them: ~2.6 CPU-s of a million-lead run here.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a scikit-learn dependency
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _score_batch(options: BatchOptions) -> BatchSummary:
     import pyarrow as pa
 
     t0 = time.perf_counter()
@@ -2020,7 +2082,7 @@ def score_batch(options: BatchOptions) -> BatchSummary:
             rejects.write(clean.rejects)
             if len(clean.features):
                 scored = score_frame(model.scorer, clean.features, options.reasons, threads, folder,
-                                     options.reason_method)
+                                     options.reason_method, clean.codes)
                 table = _result_table(clean, scored, plan.id_col, options.reasons)
                 scored.reasons = {}
                 if records is None:

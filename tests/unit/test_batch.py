@@ -501,6 +501,26 @@ def test_feature_matrix_equals_the_preprocessors_transform(encoding):
     Y.loc[:5, "province"] = "unseen"
     Y.loc[6, "age"] = np.inf
     np.testing.assert_array_equal(feature_matrix(pre, Y), pre.transform(Y))
+
+    # the categories as codes into their distinct values (what clean_chunk hands over): the same matrix
+    raw = Y.copy()
+    raw.loc[7:9, "province"] = " 广东省 "  # normalised to a known category
+    raw.loc[10:12, "industry"] = "ｔｅｃｈ"  # full-width: normalised to "tech"
+    raw.loc[13:15, "industry"] = "nan"  # a null token
+    raw.loc[16:30, "province"] = None
+    chunk = RawChunk(pa.table({"customer_id": pa.array([f"c{i}" for i in range(n)]),
+                               **{c: pa.array(raw[c].astype(object).where(raw[c].notna(), None).map(
+                                   lambda v: v if v is None or isinstance(v, str) else repr(float(v))).tolist(),
+                                   type=pa.string()) for c in raw.columns}}),
+                     np.arange(n, dtype=np.int64) + 2)
+    plan = ColumnPlan("customer_id", [], ["tenure_days", "age", "added_to_cart"], ["province", "industry"],
+                      {c: c for c in ["customer_id", *raw.columns]})
+    clean = clean_chunk(chunk, plan)
+    assert set(clean.codes) == {"province", "industry"} and len(clean.features) < n  # the inf row is rejected
+    with_codes = feature_matrix(pre, clean.features, clean.codes)
+    np.testing.assert_array_equal(with_codes, pre.transform(clean.features))
+    np.testing.assert_array_equal(with_codes, feature_matrix(pre, clean.features))
+    assert np.nansum(with_codes[:, 3:]) > 0
     # frames it does not expect go through the transform itself
     Y["age"] = Y["age"].astype(object)
     np.testing.assert_array_equal(feature_matrix(pre, Y), pre.transform(Y))
