@@ -373,6 +373,11 @@ def read_table_source(
 # ----------------------------------------------------------------------------------------- parsers
 
 
+def null_variants() -> list[str]:
+    """Every spelling :func:`normalize_text` reads as null (the null tokens in any upper/lower case)."""
+    return list(_NULL_VARIANTS)
+
+
 def normalize_text(series: pd.Series) -> pd.Series:
     """Cells as trimmed text (pandas ``string``), blank and null tokens as ``<NA>``.
 
@@ -397,7 +402,7 @@ def normalize_text(series: pd.Series) -> pd.Series:
     joined = "\x00" + "\x00".join(t.to_numpy(dtype=object, na_value="")) + "\x00"
     if re.search(r"\x00\s|\s\x00", joined):
         t = t.str.strip()
-    if re.search(_FULLWIDTH_RE, joined):
+    if not joined.isascii() and re.search(_FULLWIDTH_RE, joined):
         wide = t.str.contains(_FULLWIDTH_RE, regex=True, na=False)
         t[wide] = t[wide].str.translate(_FULLWIDTH).str.strip()
     return t.mask(t.isin(_NULL_VARIANTS))

@@ -739,9 +739,16 @@ def _text_codes_of(col: Any) -> tuple[np.ndarray, CategoryCodes | None]:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
         enc = pc.dictionary_encode(arr)
-        uniques = normalize_text(pd.Series(enc.dictionary.to_pandas(), dtype=object))
-        values = uniques.to_numpy(dtype=object, na_value=None)
+        if _normal_already(enc.dictionary):
+            values = enc.dictionary.to_numpy(zero_copy_only=False)
+        else:
+            values = normalize_text(pd.Series(enc.dictionary.to_pandas(), dtype=object)).to_numpy(
+                dtype=object, na_value=None
+            )
         idx = enc.indices.to_numpy(zero_copy_only=False)
+        if enc.indices.null_count == 0:
+            codes = idx.astype(np.int64)
+            return values[codes], CategoryCodes(codes, values)
         valid = ~np.asarray(enc.indices.is_null())
         codes = np.where(valid, idx, -1).astype(np.int64)
         out = np.empty(len(arr), dtype=object)
@@ -749,6 +756,28 @@ def _text_codes_of(col: Any) -> tuple[np.ndarray, CategoryCodes | None]:
         out[~valid] = None
         return out, CategoryCodes(codes, values)
     return normalize_text(arr.to_pandas()).to_numpy(dtype=object, na_value=None), None
+
+
+#: characters str.strip() removes in the ASCII range (RE2's \s lacks \v and the separators \x1c-\x1f)
+_ASCII_EDGE_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f ]|[\t\n\x0b\x0c\r\x1c-\x1f ]$"
+
+
+def _normal_already(values: Any) -> bool:
+    """Whether ``features.readers.normalize_text`` would leave these distinct values (an Arrow string array
+    without nulls) unchanged: all ASCII (no full-width forms), no space at either end, no null token. Checked by
+    pyarrow without the GIL, so clean ids skip the Python pass."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from features.readers import null_variants
+
+    if len(values) == 0:
+        return True
+    if values.null_count or not pc.all(pc.string_is_ascii(values)).as_py():
+        return False
+    if pc.any(pc.match_substring_regex(values, _ASCII_EDGE_SPACE)).as_py():
+        return False
+    return not pc.any(pc.is_in(values, value_set=pa.array(null_variants(), pa.string()))).as_py()
 
 
 @dataclass
@@ -1233,12 +1262,9 @@ def score_frame(
 
 @contextlib.contextmanager
 def _xgb_threads(threads: int | None) -> Iterator[None]:
-    if not threads:
-        yield
-        return
-    try:
-        import xgboost as xgb
-    except ImportError:  # pragma: no cover - xgboost is a dependency
+    # a model that is not XGBoost never imported it (its import is ~0.5 s of the main thread); one that is did
+    xgb = sys.modules.get("xgboost")
+    if not threads or xgb is None:
         yield
         return
     with xgb.config_context(nthread=int(threads)):
@@ -1738,14 +1764,17 @@ class _Spill:
     probs: list[np.ndarray] = field(default_factory=list)
     rows: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, table: Any, ids: np.ndarray, probability: np.ndarray, rows: np.ndarray) -> None:
+    def add(self, table: Any, ids: Any, probability: np.ndarray, rows: np.ndarray) -> None:
         import pyarrow as pa
         import pyarrow.feather as feather
 
         f = self.dir / f"chunk-{len(self.files):06d}.arrow"
         feather.write_feather(table, f, compression="uncompressed")  # read back once: no encoding work
         self.files.append(f)
-        self.ids.append(pa.array(ids, type=pa.string()))
+        if isinstance(ids, pa.ChunkedArray):
+            self.ids.extend(ids.chunks)  # pa.chunked_array(self.ids) takes arrays, not chunked arrays
+        else:
+            self.ids.append(ids if isinstance(ids, pa.Array) else pa.array(ids, type=pa.string()))
         self.probs.append(probability)
         self.rows.append(rows)
 
@@ -1775,12 +1804,15 @@ def rank_rows(ids: Any, probability: np.ndarray, rows: np.ndarray) -> tuple[np.n
     import pyarrow as pa
 
     n = len(probability)
+    # the order of all rows is sorted (numpy, without the GIL) while pyarrow finds each id's last row; the
+    # kept rows in that order are the order of the kept rows
+    sorting = _Job(lambda: np.lexsort((rows, -probability)), name="crmscore-rank")
     tab = pa.table({"id": ids, "pos": pa.array(np.arange(n, dtype=np.int64))})
     last = tab.group_by("id", use_threads=False).aggregate([("pos", "max")]).column("pos_max").to_numpy()
     keep = np.zeros(n, dtype=bool)
     keep[last] = True
-    kept = np.flatnonzero(keep)
-    order = kept[np.lexsort((rows[kept], -probability[kept]))]
+    everything = sorting.result()
+    order = everything[keep[everything]]
     rank = np.zeros(n, dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
     m = max(len(order), 1)
@@ -2062,7 +2094,7 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
 
         def spill_chunk(table: Any, clean: CleanChunk, scored: ScoredChunk) -> None:
             nonlocal records, records_state
-            spill.add(table, clean.ids, scored.probability, clean.row_numbers)
+            spill.add(table, table.column(plan.id_col), scored.probability, clean.row_numbers)
             if records is not None:
                 try:
                     records.record(model.name or model.uri, model.version or "", list(clean.ids),

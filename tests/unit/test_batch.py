@@ -619,3 +619,26 @@ def test_numbers_parsed_by_the_csv_reader_equal_the_text_path(model, tmp_path, m
     wrong = sorted(pos + 1 for pos, t in odd.items() if t and len(next(iter(csv.reader([t])))) != 5)
     assert [r for r, _ in text["bad"]] == wrong
     assert len(text["ids"]) + len(text["rejects"]) + text["blank"] == 4000  # rejects include those lines
+
+
+def test_text_columns_skip_normalising_only_when_it_would_change_nothing():
+    """The ASCII fast path of clean_chunk's text columns gives exactly normalize_text's values."""
+    from features.readers import normalize_text
+    from serving.batch import _normal_already, _text_codes_of
+
+    rng = np.random.default_rng(7)
+    pieces = ["a", "B", "7", "-", "@", " ", "\t", "\x0b", "\x1c", "\x1f", "nan", "NULL", "N/A", "#n/a", "",
+              "ａ", "１", "\u3000", "广东", "é"]
+    fast = 0
+    for _ in range(400):
+        n = int(rng.integers(0, 12))
+        cells = ["".join(rng.choice(pieces, size=int(rng.integers(0, 4)))) for _ in range(n)]
+        if rng.random() < 0.5:  # many arrays of plain cells, so the fast path is taken often
+            cells = ["".join(rng.choice(pieces[:5], size=int(rng.integers(1, 4)))) for _ in range(n)]
+        arr = pa.array([None if rng.random() < 0.1 else c for c in cells], type=pa.string())
+        want = normalize_text(pd.Series(arr.to_pylist(), dtype=object)).to_numpy(dtype=object, na_value=None)
+        got, codes = _text_codes_of(arr)
+        assert list(got) == list(want), cells
+        assert codes is not None and [None if k < 0 else codes.values[k] for k in codes.codes] == list(want)
+        fast += _normal_already(pa.compute.unique(arr.drop_null()))
+    assert fast > 50  # the fast path was exercised
