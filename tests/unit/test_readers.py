@@ -296,3 +296,28 @@ def test_decodes_checks_every_byte_after_long_ascii_runs(tmp_path):
     assert not _decodes(p, "utf-8")
     p.write_bytes(b"a" * _CHUNK + "客户".encode("gb18030"))
     assert not _decodes(p, "utf-8") and _decodes(p, "gb18030")
+
+
+def test_utf8_check_agrees_with_pythons_strict_decoder_across_chunk_edges(tmp_path, monkeypatch):
+    """pyarrow's UTF-8 validation (no GIL) gives Python's verdict, also for characters split between reads."""
+    import features.readers as readers
+
+    monkeypatch.setattr(readers, "_CHUNK", 7)  # many chunk edges, some inside a character
+    rng = np.random.default_rng(3)
+    pieces = [b"a", b",", "客".encode(), "€".encode(), "😀".encode(), b"\xff", b"\xc0\xaf", b"\xed\xa0\x80",
+              b"\xf4\x90\x80\x80", b"\xe4\xb8", b"\x80", "é".encode(), b"\xef\xbb\xbf"]
+    p = tmp_path / "x.csv"
+    verdicts = set()
+    for _ in range(1500):
+        data = b"".join(rng.choice(np.array(pieces, dtype=object), size=int(rng.integers(0, 12))))
+        if rng.random() < 0.5:  # mostly valid files too
+            data = b"".join(pieces[i] for i in rng.integers(0, 5, size=int(rng.integers(0, 12))))
+        p.write_bytes(data)
+        try:
+            data.decode("utf-8")
+            want = True
+        except UnicodeDecodeError:
+            want = False
+        assert readers._decodes(p, "utf-8") is want, data
+        verdicts.add(want)
+    assert verdicts == {True, False}
