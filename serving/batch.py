@@ -4,10 +4,13 @@ a scored file (or SQL table) out, with ranks, deciles, readable reasons, a rejec
 How a run goes (``crmscore score``, :func:`score_batch`):
 
 1. **Model**: ``NAME@alias``, ``NAME/version`` or a ``models:/`` / ``runs:/`` URI is loaded with
-   ``mlflow.sklearn.load_model`` (skops, the model's trusted types) to get the ``CRMScorer``.
+   ``mlflow.sklearn.load_model`` (skops, the model's trusted types) to get the ``CRMScorer``; a version in a
+   local SQLite registry is found by a read-only query and loaded with the same checks and the same skops call
+   without importing MLflow (``training.registry.locate_sqlite_version``, ``serving.loader.load_local_scorer``).
 2. **Input**, read in chunks of ``chunk_size`` rows so memory does not grow with the file: CSV with the
    encoding found by ``features.readers.detect_encoding`` and the delimiter by ``sniff_delimiter``, streamed
-   by pyarrow; Parquet by row groups; SQL with ``pandas.read_sql_query(chunksize=…)``; .xlsx through
+   by pyarrow (plain-number columns parsed as float64 by the reader, the rest as text: :func:`open_csv_input`);
+   Parquet by row groups; SQL with ``pandas.read_sql_query(chunksize=…)``; .xlsx through
    ``features.readers.read_excel_file``. Headers map to the model's feature names through ``--mapping``
    (``columns: {source header: feature}``) or by name (case, spaces and hyphens ignored). With a directory
    and ``--as-of``, the four CRM tables (a data dir of Parquet, or raw exports run through
