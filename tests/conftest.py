@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,7 +34,9 @@ def shared_file(shared_data: Path, rel: str) -> Path:
 
 @pytest.fixture()
 def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQLite MLflow tracking store and registry for one test."""
+    """A fresh SQLite MLflow tracking store and registry for one test (MLflow's process-wide URIs, which a
+    command run in-process sets, are restored afterwards)."""
+    keep_mlflow_globals(monkeypatch)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
@@ -54,7 +58,31 @@ def postgres():
 
 
 @pytest.fixture(autouse=True)
-def _no_leaked_mlflow_experiment_id(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_leaked_mlflow_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """``mlflow.set_experiment`` exports ``MLFLOW_EXPERIMENT_ID`` into ``os.environ``; undo it after every test,
-    so no later subprocess inherits an experiment id of another test's store."""
+    so no later subprocess inherits an experiment id of another test's store. A command run in-process also
+    sets MLflow's process-wide tracking and registry URIs (``configure_tracking``): they are put back after
+    every test too, without importing MLflow for tests that do not."""
     monkeypatch.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+    names = ("mlflow.tracking._tracking_service.utils", "mlflow.tracking._model_registry.utils")
+    attrs = ("_tracking_uri", "_registry_uri")
+    before = [getattr(sys.modules[m], a, None) if m in sys.modules else None for m, a in zip(names, attrs, strict=True)]
+    yield
+    for m, a, value in zip(names, attrs, before, strict=True):
+        if m in sys.modules:
+            setattr(sys.modules[m], a, value)
+
+
+def keep_mlflow_globals(mp: pytest.MonkeyPatch) -> None:
+    """Have ``mp`` restore MLflow's process-wide tracking/registry URI and active experiment on undo, so a
+    test pointing MLflow at its own store does not leak it into later tests."""
+    import mlflow.tracking._model_registry.utils as reg_utils
+    import mlflow.tracking._tracking_service.utils as tracking_utils
+    import mlflow.tracking.fluent as fluent
+
+    mp.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
+    mp.setattr(reg_utils, "_registry_uri", reg_utils._registry_uri)
+    mp.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
+    # mlflow.set_experiment also exports MLFLOW_EXPERIMENT_ID into os.environ, which every later subprocess would
+    # inherit (an experiment id of this test's store: "does not exist" in another one)
+    mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)

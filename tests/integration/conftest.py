@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import keep_mlflow_globals  # noqa: F401 - re-exported for the integration tests
+
 API_KEYS = ("test-key-1", "test-key-2")
 
 
@@ -54,21 +56,6 @@ class Server:
     def log_text(self) -> str:
         """What the server wrote so far."""
         return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-def keep_mlflow_globals(mp: pytest.MonkeyPatch) -> None:
-    """Have ``mp`` restore MLflow's process-wide tracking/registry URI and active experiment on undo, so a
-    test pointing MLflow at its own store does not leak it into later tests."""
-    import mlflow.tracking._model_registry.utils as reg_utils
-    import mlflow.tracking._tracking_service.utils as tracking_utils
-    import mlflow.tracking.fluent as fluent
-
-    mp.setattr(tracking_utils, "_tracking_uri", tracking_utils._tracking_uri)
-    mp.setattr(reg_utils, "_registry_uri", reg_utils._registry_uri)
-    mp.setattr(fluent, "_active_experiment_id", fluent._active_experiment_id)
-    # mlflow.set_experiment also exports MLFLOW_EXPERIMENT_ID into os.environ, which every later subprocess would
-    # inherit (an experiment id of this test's store: "does not exist" in another one)
-    mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
 
 
 @pytest.fixture()

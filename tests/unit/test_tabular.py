@@ -350,7 +350,7 @@ def test_train_table_from_sql_with_pii_leak_guard_and_gate(tracking_uri: str, tm
     assert client.get_model_version_by_alias("synthetic_churn", "champion").version == mv.version
 
 
-def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+def test_cli_reports_bad_input_in_one_line(tracking_uri: str, tmp_path: Path) -> None:
     path = tmp_path / "t.csv"
     _synthetic_table(50).to_csv(path, index=False)
     runner = CliRunner()
