@@ -203,16 +203,22 @@ def resolve_model_uri(spec: str) -> str:
 
 
 def _registry_version(uri: str) -> tuple[str | None, str | None]:
-    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", uri)
-    if not m:
+    from training.registry import split_models_uri
+
+    parts = split_models_uri(uri)
+    if parts is None:
         run = re.fullmatch(r"runs:/([0-9a-f]+)/.*", uri)
         return None, (f"run {run.group(1)}" if run else None)
-    name, alias, version = m.groups()
+    name, alias, version = parts
     if version is not None:
         return name, version
     from training.registry import get_alias_version
 
     return name, get_alias_version(name, alias)
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def load_scorer(spec: str) -> LoadedScorer:
@@ -226,36 +232,31 @@ def load_scorer(spec: str) -> LoadedScorer:
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_model_uri(spec)
+    scorer: Any = None
     # a model in a local SQLite registry is found and loaded without importing MLflow (same checks, same
     # skops load); everything else, and every error message, goes through MLflow
     local = locate_sqlite_version(uri, tracking_uris()[1])
     if local is not None:
         name, version, model_dir = local
         try:
-            scorer = load_local_scorer(model_dir)
+            scorer = load_local_scorer(model_dir)  # None: a model with code paths, left to MLflow
         except Exception as e:  # noqa: BLE001 - skops and the checks raise several types
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise BatchError(f"cannot load model {uri} ({name} version {version}): {first}") from None
-        if scorer is not None:
-            if not (hasattr(scorer, "preprocessor_") and hasattr(scorer, "predict_proba_matrix")):
-                raise BatchError(
-                    f"model {uri} is a {type(scorer).__name__}, not a crmscore scoring model (CRMScorer)"
-                )
-            return LoadedScorer(uri=uri, scorer=scorer, name=name, version=version)
-    configure_tracking()
-    try:  # the service's loader: skops with training.model.TRUSTED_TYPES only, no pickle
-        scorer = load_scorer_artifact(uri)
-    except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        try:  # name the version too (an alias alone does not say which artifact is broken)
-            name, version = _registry_version(uri)
-        except Exception:  # noqa: BLE001 - the registry itself may be what failed
-            name, version = None, None
-        which = f" ({name} version {version})" if name and version else ""
-        raise BatchError(f"cannot load model {uri}{which}: {first}") from None
+            raise BatchError(f"cannot load model {uri} ({name} version {version}): {_first_line(e)}") from None
+    if scorer is None:
+        configure_tracking()
+        try:  # the service's loader: skops with training.model.TRUSTED_TYPES only, no pickle
+            scorer = load_scorer_artifact(uri)
+        except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model
+            try:  # name the version too (an alias alone does not say which artifact is broken)
+                name, version = _registry_version(uri)
+            except Exception:  # noqa: BLE001 - the registry itself may be what failed
+                name, version = None, None
+            which = f" ({name} version {version})" if name and version else ""
+            raise BatchError(f"cannot load model {uri}{which}: {_first_line(e)}") from None
+        local = None
     if not (hasattr(scorer, "preprocessor_") and hasattr(scorer, "predict_proba_matrix")):
         raise BatchError(f"model {uri} is a {type(scorer).__name__}, not a crmscore scoring model (CRMScorer)")
-    name, version = _registry_version(uri)
+    name, version = local[:2] if local is not None else _registry_version(uri)
     return LoadedScorer(uri=uri, scorer=scorer, name=name, version=version)
 
 
@@ -728,13 +729,9 @@ def _is_numeric_type(t: Any) -> bool:
     return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t)
 
 
-def _text_of(col: Any) -> pd.Series:
-    """An Arrow column as normalised text (``features.readers.normalize_text``), applied to distinct values only."""
-    return pd.Series(_text_codes_of(col)[0], dtype=object)
-
-
 def _text_codes_of(col: Any) -> tuple[np.ndarray, CategoryCodes | None]:
-    """(normalised text as an object array, its :class:`CategoryCodes` when the column was text)."""
+    """An Arrow column as normalised text (``features.readers.normalize_text``, applied to distinct values only):
+    an object array, and its :class:`CategoryCodes` when the column was text."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -862,7 +859,7 @@ def clean_chunk(raw: RawChunk, plan: ColumnPlan) -> CleanChunk:
     n = t.num_rows
     blank = _blank_mask(t, raw.text_numbers) if n else np.zeros(0, dtype=bool)
     problems: list[tuple[np.ndarray, str, np.ndarray | str, str | np.ndarray]] = []
-    ids = _text_of(t.column(plan.id_col)).to_numpy(dtype=object) if n else np.empty(0, dtype=object)
+    ids = _text_codes_of(t.column(plan.id_col))[0] if n else np.empty(0, dtype=object)
     no_id = pd.isna(ids).astype(bool) & ~blank
     if no_id.any():
         problems.append((np.flatnonzero(no_id), plan.id_col, "", f"{plan.id_col} is blank"))
@@ -1769,16 +1766,13 @@ class _Spill:
     rows: list[np.ndarray] = field(default_factory=list)
 
     def add(self, table: Any, ids: Any, probability: np.ndarray, rows: np.ndarray) -> None:
-        import pyarrow as pa
+        """Spill ``table``; keep its ids (the table's id column, a chunked array), probabilities and rows."""
         import pyarrow.feather as feather
 
         f = self.dir / f"chunk-{len(self.files):06d}.arrow"
         feather.write_feather(table, f, compression="uncompressed")  # read back once: no encoding work
         self.files.append(f)
-        if isinstance(ids, pa.ChunkedArray):
-            self.ids.extend(ids.chunks)  # pa.chunked_array(self.ids) takes arrays, not chunked arrays
-        else:
-            self.ids.append(ids if isinstance(ids, pa.Array) else pa.array(ids, type=pa.string()))
+        self.ids.extend(ids.chunks)  # pa.chunked_array(self.ids) takes arrays, not chunked arrays
         self.probs.append(probability)
         self.rows.append(rows)
 

@@ -286,8 +286,9 @@ def registry_version(name: str, alias: str) -> tuple[str, dict[str, str]] | None
     return str(mv.version), dict(mv.tags or {})
 
 
-def check_trusted(model_dir: str | Path) -> None:
-    """Refuse a logged scikit-learn model unless it is a skops file whose trusted types are all ours.
+def check_trusted(model_dir: str | Path) -> dict[str, Any]:
+    """Refuse a logged scikit-learn model unless it is a skops file whose trusted types are all ours; returns
+    its ``MLmodel`` sklearn flavor.
 
     MLflow loads a skops model with the ``skops_trusted_types`` written in its own ``MLmodel`` file, so an
     artifact could widen the list itself; here the list must be a subset of ``training.model.TRUSTED_TYPES``
@@ -310,6 +311,7 @@ def check_trusted(model_dir: str | Path) -> None:
     extra = sorted(set(flavor.get("skops_trusted_types") or []) - set(TRUSTED_TYPES))
     if extra:
         raise UntrustedModel(f"untrusted type(s) {', '.join(extra)} (trusted: training.model.TRUSTED_TYPES)")
+    return flavor
 
 
 def _local_artifact(uri: str) -> str:
@@ -336,10 +338,8 @@ def load_local_scorer(model_dir: str | Path) -> Any | None:
     it, without importing MLflow. Returns ``None`` for a model whose flavor adds code paths (MLflow puts
     them on ``sys.path``): such a model goes through :func:`load_scorer_artifact`."""
     import skops.io
-    import yaml
 
-    check_trusted(model_dir)
-    flavor = yaml.safe_load((Path(model_dir) / "MLmodel").read_text(encoding="utf-8"))["flavors"]["sklearn"]
+    flavor = check_trusted(model_dir)
     if flavor.get("code"):
         return None
     path = Path(model_dir) / str(flavor.get("pickled_model") or "model.skops")

@@ -40,6 +40,15 @@ def tracking_uris(uri: str | None = None) -> tuple[str, str]:
     return uri, os.environ.get("MLFLOW_REGISTRY_URI") or uri
 
 
+def split_models_uri(model_uri: str) -> tuple[str, str | None, str | None] | None:
+    """``(name, alias, version)`` of ``models:/NAME@alias`` (version None) or ``models:/NAME/3`` (alias None);
+    None for any other URI."""
+    import re
+
+    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
+    return (m.group(1), m.group(2), m.group(3)) if m else None
+
+
 def locate_sqlite_version(model_uri: str, registry_uri: str) -> tuple[str, str, Path] | None:
     """(name, version, local artifact directory) of ``models:/NAME@alias`` or ``models:/NAME/version`` read
     straight from a local SQLite registry, read-only, without importing MLflow (about 1.5 s of start-up).
@@ -51,14 +60,13 @@ def locate_sqlite_version(model_uri: str, registry_uri: str) -> tuple[str, str, 
     (``registered_model_aliases``, ``model_versions``); an integration test checks the answers against
     ``MlflowClient``.
     """
-    import re
     import sqlite3
     from urllib.parse import unquote, urlparse
 
-    m = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
-    if not m or not registry_uri.startswith("sqlite:///") or os.environ.get("MLFLOW_WORKSPACE"):
+    parts = split_models_uri(model_uri)
+    if parts is None or not registry_uri.startswith("sqlite:///") or os.environ.get("MLFLOW_WORKSPACE"):
         return None
-    name, alias, version = m.groups()
+    name, alias, version = parts
     db = Path(unquote(registry_uri[len("sqlite:///"):].split("?", 1)[0]))
     if not db.is_file():
         return None
