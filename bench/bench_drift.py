@@ -92,7 +92,7 @@ def generate(n: int, names: list[str], seed: int, shift: float = 0.0) -> pd.Data
 
 
 def write_records(home: Path, df: pd.DataFrame, start: pd.Timestamp, days: int, files_per_day: int) -> None:
-    """The rows as records in ``serving.records`` layout, evenly over ``days`` days."""
+    """The rows as records in ``serving.http.records`` layout, evenly over ``days`` days."""
     from features.io import write_parquet_atomic
 
     n = len(df)
@@ -190,13 +190,19 @@ def time_stages(home: Path, start: str, end: str, cfg, compare_reader: bool) -> 
     import mlflow  # noqa: F401
 
     out["import_evidently_mlflow_s"] = time.perf_counter() - t
-    from serving.drift import add_to_workspace, compare, load_reference, read_window_records, resolve_model_version
+    from serving.monitoring.drift import (
+        add_to_workspace,
+        compare,
+        load_reference,
+        read_window_records,
+        resolve_model_version,
+    )
 
     ref_model = resolve_model_version(MODEL)
     reference = load_reference(ref_model.run_id)
     since, until = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
     if compare_reader:
-        from serving.records import read_records
+        from serving.http.records import read_records
 
         t = time.perf_counter()
         n = len(read_records(home, MODEL, since=since, until=until, version="1"))
@@ -228,7 +234,7 @@ def sensitivity(rows: int, ref_rows: int, seeds: int, cap: int) -> list[dict[str
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
 
-    from serving.drift import sample_positions
+    from serving.monitoring.drift import sample_positions
 
     warnings.simplefilter("ignore", RuntimeWarning)
     ref_cap = cap
@@ -282,7 +288,7 @@ def sensitivity(rows: int, ref_rows: int, seeds: int, cap: int) -> list[dict[str
 
 def false_alarms(seeds: int) -> list[dict[str, object]]:
     """No drift at all: how often the monitor alarms and how many of the 132 features it flags per run."""
-    from serving.drift import MonitorConfig, compare, evaluate_alerts
+    from serving.monitoring.drift import MonitorConfig, compare, evaluate_alerts
 
     names = feature_names()
     cfg = MonitorConfig()
@@ -335,7 +341,7 @@ def main() -> None:
     ap.add_argument("--false-alarms", type=int, default=0, help="also count alarms over N no-drift runs")
     ap.add_argument("--max-rows", type=int, default=None, help="sample caps (default: configs/monitor.yaml)")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
-    ap.add_argument("--compare-reader", action="store_true", help="also time serving.records.read_records")
+    ap.add_argument("--compare-reader", action="store_true", help="also time serving.http.records.read_records")
     ap.add_argument("--json-out", type=Path, help="write {benchmark, params, figures} JSON here")
     args = ap.parse_args()
 
@@ -361,7 +367,7 @@ def main() -> None:
             f"data: {args.rows:,} records × {len(names)} features, reference {len(reference):,} rows "
             f"({time.perf_counter() - t:.0f} s to generate)"
         )
-        from serving.drift import load_monitor_config
+        from serving.monitoring.drift import load_monitor_config
 
         cfg = load_monitor_config(ROOT / "configs" / "monitor.yaml")
         if args.max_rows:

@@ -94,7 +94,7 @@ def load_registry_model(workdir: Path, rows: int, csv_name: str = CSV_NAME) -> t
 
         scorer = mlflow.sklearn.load_model(MODEL_URI)
     except Exception:  # the sklearn flavour may refuse skops types: the service's trusted loader
-        from serving.loader import load_scorer_artifact
+        from serving.http.loader import load_scorer_artifact
         from training.registry import configure_tracking
 
         configure_tracking()

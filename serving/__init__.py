@@ -1,1 +1,6 @@
-"""HTTP scoring service, batch scoring, monitoring and the `crmscore` command line."""
+"""Everything that uses a trained model: ``http`` (the BentoML service), ``batch`` (lead lists on one
+machine or Spark), ``monitoring`` (drift over served traffic), ``ui`` (the profile page) and ``cli``
+(the ``crmscore`` command line), plus ``settings`` shared by them.
+
+May import ``features`` and ``training``; neither of those imports from here.
+"""

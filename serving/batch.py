@@ -6,7 +6,7 @@ How a run goes (``crmscore score``, :func:`score_batch`):
 1. **Model**: ``NAME@alias``, ``NAME/version`` or a ``models:/`` / ``runs:/`` URI is loaded with
    ``mlflow.sklearn.load_model`` (skops, the model's trusted types) to get the ``CRMScorer``; a version in a
    local SQLite registry is found by a read-only query and loaded with the same checks and the same skops call
-   without importing MLflow (``training.registry.locate_sqlite_version``, ``serving.loader.load_local_scorer``).
+   without importing MLflow (``training.registry.locate_sqlite_version``, ``serving.http.loader.load_local_scorer``).
 2. **Input**, read in chunks of ``chunk_size`` rows so memory does not grow with the file: CSV with the
    encoding found by ``features.readers.detect_encoding`` and the delimiter by ``sniff_delimiter``, streamed
    by pyarrow (plain-number columns parsed as float64 by the reader, the rest as text: :func:`open_csv_input`);
@@ -22,7 +22,7 @@ How a run goes (``crmscore score``, :func:`score_batch`):
 4. **Scoring** per chunk with the scorer's own preprocessing (:func:`feature_matrix`, element for element the
    preprocessor's ``transform``) and ``predict_proba_matrix``, scores and grades with ``training.scores``,
    reasons from the exact contributions (``contributions_matrix``) folded and selected as
-   ``training.scores.top_reasons`` does (``serving.postprocess.ReasonFolder``), texts built as Arrow arrays.
+   ``training.scores.top_reasons`` does (``serving.http.postprocess.ReasonFolder``), texts built as Arrow arrays.
    Each chunk's results are spilled to an Arrow IPC file in a hidden work directory beside the output.
    Parsing (a CSV is parsed ahead while the model loads: :class:`ReadAhead`), cleaning, scoring and spilling
    run in four threads (:class:`ReadAhead`, :func:`prefetch`, :class:`BackgroundWorker`).
@@ -227,7 +227,7 @@ def load_scorer(spec: str) -> LoadedScorer:
     Raises :class:`BatchError` with one line when the model, version or alias does not exist or is not a
     crmscore scoring model.
     """
-    from serving.loader import load_local_scorer, load_scorer_artifact
+    from serving.http.loader import load_local_scorer, load_scorer_artifact
     from training.registry import configure_tracking, locate_sqlite_version, tracking_uris
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -1011,7 +1011,7 @@ def reason_arrays(
     of those dictionaries joined with ``binary_join_element_wise``. ``contribs`` may be given when already
     computed (they must be ``contributions(scorer, Z, method)``).
     """
-    from serving.postprocess import ReasonFolder
+    from serving.http.postprocess import ReasonFolder
 
     if folder is None:
         folder = ReasonFolder(scorer.reason_groups(), Z.shape[1])
@@ -1030,7 +1030,7 @@ def reason_texts(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from serving.postprocess import label_of
+    from serving.http.postprocess import label_of
 
     n = folded.shape[0]
     cols = [(f"reason_{kind}_{k + 1}", sel, sign, k) for kind, sel, sign in (("pos", pos, 1.0), ("neg", neg, -1.0))
@@ -1737,15 +1737,15 @@ class _RejectsSink:
 
 
 def _records_sink(enabled: bool) -> tuple[Any, str]:
-    """``serving.records.RecordSink(source="batch")`` when recording is on and the module exists."""
+    """``serving.http.records.RecordSink(source="batch")`` when recording is on and the module exists."""
     if not enabled:
         return None, "off"
     import importlib.util
 
-    if importlib.util.find_spec("serving.records") is None:
-        return None, "unavailable (serving.records is not installed)"
+    if importlib.util.find_spec("serving.http.records") is None:
+        return None, "unavailable (serving.http.records is not installed)"
     try:
-        from serving.records import RecordSink
+        from serving.http.records import RecordSink
 
         return RecordSink(source="batch", max_queue=10**9), "written"
     except Exception as e:  # noqa: BLE001 - recording never stops a batch run
@@ -2083,7 +2083,7 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
         spill = _Spill(work)
         folder = None
         if options.reasons > 0:
-            from serving.postprocess import ReasonFolder
+            from serving.http.postprocess import ReasonFolder
 
             if not model.scorer.supports_reasons:
                 raise BatchError(f"model {model.uri} has no exact per-row contributions: run without --reasons")

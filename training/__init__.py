@@ -1,1 +1,5 @@
-"""Training, evaluation, registry promotion and segmentation for crm-scoring."""
+"""Models out: the scoring pipeline (encoder, classifier, calibration, reasons), training jobs, metrics,
+registry promotion (challenger → champion), segmentation and BG/NBD.
+
+May import ``features``; never ``serving``.
+"""

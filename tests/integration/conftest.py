@@ -139,7 +139,7 @@ def _server_argv(port: int) -> list[str]:
     exe = Path(sys.executable).parent / "crmscore"
     if exe.exists():
         return [str(exe), "serve", "--port", str(port), "--host", "127.0.0.1"]
-    return [sys.executable, "-m", "bentoml", "serve", "serving.service:CRMScoring", "--port", str(port),
+    return [sys.executable, "-m", "bentoml", "serve", "serving.http.service:CRMScoring", "--port", str(port),
             "--host", "127.0.0.1"]
 
 

@@ -60,7 +60,7 @@ def feats(reg: Registry, scorer) -> pd.DataFrame:
 
 
 def _app() -> typer.Typer:
-    from serving.cli_score import register
+    from serving.cli.score import register
 
     app = typer.Typer()
     app.callback()(lambda: None)
@@ -321,9 +321,9 @@ def test_crm_tables_directory_and_raw_exports(reg, scorer, tmp_path):
 def test_records_are_written_for_drift_monitoring(reg, feats, tmp_path):
     import importlib.util
 
-    if importlib.util.find_spec("serving.records") is None:
-        pytest.skip("serving.records is not there yet")
-    from serving.records import read_records
+    if importlib.util.find_spec("serving.http.records") is None:
+        pytest.skip("serving.http.records is not there yet")
+    from serving.http.records import read_records
 
     src = tmp_path / "leads.csv"
     feats.head(50).to_csv(src, index=False)

@@ -95,7 +95,7 @@ def test_unopenable_sqlite_registry_is_reported_as_unreachable(
     crm_registry: Registry, tmp_path: Path, isolated_mlflow: pytest.MonkeyPatch
 ) -> None:
     """A SQLite registry whose directory cannot exist (a file is in the way) gives the same clear reason."""
-    from serving.loader import RegistryUnavailable, load_model
+    from serving.http.loader import RegistryUnavailable, load_model
     from serving.settings import load_settings
 
     blocker = tmp_path / "not-a-dir"
@@ -161,7 +161,7 @@ def test_packed_bento_serves_with_the_same_unreachable_registry(crm_registry: Re
 def test_sigterm_under_load_completes_every_in_flight_request(crm_registry: Registry, tmp_path: Path) -> None:
     """A burst of 1,000-lead requests with reasons; SIGTERM to the server once the first is answered: every
     request still gets a complete 200, the server exits, and the in-flight leads are recorded."""
-    from serving.records import read_records
+    from serving.http.records import read_records
 
     n_requests, n_leads = 6, 1000
     with running_server(crm_registry, tmp_path / "svc", {"CRMSCORE_PIN_MODELS": "1"}) as server:
@@ -327,7 +327,7 @@ def test_unwritable_record_store_keeps_scoring_and_counts_lost_rows(broken_serve
 
 def test_missing_model_artifact_names_model_and_version(private_registry: Registry, tmp_path: Path) -> None:
     """model.skops deleted: the service's loader and `crmscore score` name the model and version."""
-    from serving.loader import ModelLoadError, load_model
+    from serving.http.loader import ModelLoadError, load_model
     from serving.settings import load_settings
 
     version = _broken_champion(private_registry, tmp_path, "missing")

@@ -104,7 +104,7 @@ def test_watcher_keeps_the_old_model_when_the_new_one_fails_and_pin_settings(
     crm_registry: Registry, tmp_path: Path, isolated_mlflow: pytest.MonkeyPatch
 ) -> None:
     monkeypatch = isolated_mlflow
-    import serving.loader as loader
+    import serving.http.loader as loader
     from serving.settings import load_settings
     from training.registry import set_champion
 

@@ -80,7 +80,7 @@ def env(template_store: Path, tracking_uri: str, tmp_path: Path, monkeypatch: py
 
 
 def write_records(home: Path, df: pd.DataFrame, ts: pd.Series, version: str = "1") -> None:
-    """Records in the layout of ``serving.records`` (one part file per day)."""
+    """Records in the layout of ``serving.http.records`` (one part file per day)."""
     rec = pd.DataFrame(
         {
             "ts": pd.to_datetime(ts, utc=True).to_numpy(),
@@ -142,7 +142,7 @@ def webhook() -> Iterator[tuple[str, list[dict]]]:
 def test_no_drift_exit_0_with_report_mlflow_workspace_and_webhook(env: Path, tmp_path: Path, webhook):
     from mlflow import MlflowClient
 
-    from serving.records import RecordSink
+    from serving.http.records import RecordSink
 
     url, received = webhook
     rows = feature_rows(1500, seed=1)
@@ -276,9 +276,9 @@ def test_bad_input_exit_2(env: Path, args: tuple[str, ...], message: str):
 
 
 def test_window_reader_matches_serving_records(tmp_path: Path):
-    """The Arrow reader returns what ``serving.records.read_records`` returns, also across differing files."""
-    from serving.drift import read_window_records
-    from serving.records import read_records
+    """The Arrow reader returns what ``serving.http.records.read_records`` returns, also across differing files."""
+    from serving.http.records import read_records
+    from serving.monitoring.drift import read_window_records
 
     home = tmp_path / "home"
     write_records(home, feature_rows(300, seed=8), spread(300, "2025-06-02", 3))

@@ -58,7 +58,7 @@ BAD_AUTH = {
 
 
 def test_every_protected_path_is_in_the_parametrisation() -> None:
-    from serving.service import PROTECTED
+    from serving.http.service import PROTECTED
 
     assert {path for _, path, _ in ENDPOINTS} == set(PROTECTED)
 
@@ -100,7 +100,7 @@ def _no_pii(text: str | bytes, where: str) -> None:
 
 
 def test_pii_reaches_no_response_log_or_record_file(limits_server: Server) -> None:
-    from serving.records import read_records
+    from serving.http.records import read_records
 
     lead = {"profile": _pii_profile("pii-lead-1"), "events": _events(), "as_of": "2025-06-30T00:00:00"}
     responses = []
@@ -160,7 +160,7 @@ def test_pii_in_training_data_reaches_no_file_of_a_training_run(
 ) -> None:
     from typer.testing import CliRunner
 
-    from training.cli_train import train_app
+    from serving.cli.train import train_app
 
     data = tmp_path / "data"
     shutil.copytree(crm_registry.data, data)
@@ -244,7 +244,7 @@ def test_loader_refuses_untrusted_types_and_pickles(scorer_and_registry: tuple[A
     import mlflow
     import yaml
 
-    from serving.loader import UntrustedModel, check_trusted, load_scorer_artifact
+    from serving.http.loader import UntrustedModel, check_trusted, load_scorer_artifact
     from training.model import TRUSTED_TYPES
 
     scorer, reg = scorer_and_registry
@@ -282,7 +282,7 @@ def test_untrusted_champion_is_refused_naming_model_and_version(
 ) -> None:
     import mlflow
 
-    from serving.loader import UntrustedModel, load_model
+    from serving.http.loader import UntrustedModel, load_model
     from serving.settings import load_settings
     from training.model import TRUSTED_TYPES
     from training.registry import set_champion
@@ -311,7 +311,7 @@ def test_segments_model_runs_only_this_releases_code(
     """customer_segments is a models-from-code pyfunc: the loader runs its code file only when it is ours."""
     import mlflow
 
-    from serving.loader import UntrustedModel, load_model, load_segments_artifact
+    from serving.http.loader import UntrustedModel, load_model, load_segments_artifact
     from serving.settings import load_settings
     from training.registry import set_champion
     from training.segment import fit_segments

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.schemas import ModelInfo, ScoreResponse
+from serving.http.schemas import ModelInfo, ScoreResponse
 from tests.integration.conftest import API_KEYS, Registry, Server, running_server
 
 pytestmark = pytest.mark.slow
@@ -278,7 +278,7 @@ def test_scoring_needs_a_valid_key_health_stays_open(server: Server, data: dict)
 
 # ------------------------------------------------------------------------------------------------- PII
 def test_pii_is_never_returned_logged_or_recorded(client: httpx.Client, server: Server, data: dict) -> None:
-    from serving.records import read_records
+    from serving.http.records import read_records
 
     cid = data["features"].index[30]
     r = post(client, "/score_leads", {"leads": [profile_lead(data, cid, pii=True)]})
@@ -337,7 +337,7 @@ def test_metrics_and_drift(client: httpx.Client, server: Server, data: dict) -> 
 
 
 def test_scored_requests_are_recorded_with_their_features(client: httpx.Client, server: Server, data: dict) -> None:
-    from serving.records import read_records
+    from serving.http.records import read_records
 
     ids = list(data["features"].index[40:43])
     since = pd.Timestamp.now(tz="UTC")
@@ -380,7 +380,7 @@ def test_bento_build_serves_without_the_registry(crm_registry: Registry, tmp_pat
     code = f"""
 import json, os
 from pathlib import Path
-from serving.cli_serve import bento_build_cmd
+from serving.cli.serve import bento_build_cmd
 bento_build_cmd(bentofile=Path({str(root / "bentofile.yaml")!r}), config=None, version=None)
 for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
     os.environ.pop(var)

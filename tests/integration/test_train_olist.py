@@ -20,7 +20,7 @@ xgb_search: {n_trials: 1, n_estimators: [200], max_depth: [3], learning_rate: [0
 
 
 def _cli() -> typer.Typer:
-    from training.cli_table import register
+    from serving.cli.table import register
 
     app, train = typer.Typer(), typer.Typer()
     register(train)

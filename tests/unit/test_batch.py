@@ -229,7 +229,7 @@ def test_score_frame_equals_the_scorers_predict_proba(model):
 
 
 def test_reason_texts_follow_top_reasons(model):
-    from serving.postprocess import label_of
+    from serving.http.postprocess import label_of
     from training.scores import top_reasons
 
     rng = np.random.default_rng(1)
@@ -369,7 +369,7 @@ def test_reason_selection_equals_the_full_stable_sort_even_with_ties(top):
 def _reference_texts(sc, X: pd.DataFrame, top: int) -> dict[str, list]:
     """Reason texts built row by row from ``training.scores.top_reasons`` (the service's selection)."""
     from serving.batch import _number_text
-    from serving.postprocess import label_of
+    from serving.http.postprocess import label_of
     from training.scores import top_reasons
 
     Z = sc.preprocessor_.transform(X)

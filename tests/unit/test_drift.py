@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.drift import (
+from serving.monitoring.drift import (
     MonitorConfig,
     MonitorError,
     compare,
@@ -252,7 +252,7 @@ def test_config_file_equals_defaults_and_retrain_needs_data(tmp_path):
     from pathlib import Path
 
     from features.config import ConfigError
-    from serving.drift import load_monitor_config
+    from serving.monitoring.drift import load_monitor_config
 
     shipped = Path(__file__).resolve().parents[2] / "configs" / "monitor.yaml"
     assert load_monitor_config(shipped) == MonitorConfig()

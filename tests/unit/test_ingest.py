@@ -14,9 +14,9 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from features.cli_ingest import register
 from features.contract import PANDAS_DTYPES, TABLES, get_table
 from features.ingest import IngestError, IngestSummary, ingest, load_mapping, validate_table
+from serving.cli.ingest import register
 
 ROOT = Path(__file__).resolve().parents[2]
 

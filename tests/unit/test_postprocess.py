@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.postprocess import (
+from serving.http.postprocess import (
     MatrixBuilder,
     ReasonFolder,
     RequestError,
@@ -23,7 +23,7 @@ from serving.postprocess import (
     score_and_grade,
     tables_for_leads,
 )
-from serving.records import FeatureBlock, RecordSink, read_records
+from serving.http.records import FeatureBlock, RecordSink, read_records
 from training.model import FeaturePreprocessor
 from training.scores import to_grade, to_score, top_reasons
 
@@ -259,7 +259,7 @@ def test_record_sink_counts_losses_and_never_raises(tmp_path: Path) -> None:
     broken = RecordSink(blocked, flush_seconds=60)
     broken.record("m", "1", ["a"], [0.1], [10], ["D"])
     assert broken.flush() == 0 and broken.dropped == 1
-    from serving.records import dropped_counter
+    from serving.http.records import dropped_counter
 
     assert dropped_counter().labels(model="m")._value.get() >= 2
 
@@ -291,7 +291,7 @@ def test_record_sink_flushes_early_when_a_quarter_of_the_queue_waits(tmp_path: P
 
 
 def test_large_tables_take_the_vectorised_path_with_the_same_results(monkeypatch: pytest.MonkeyPatch) -> None:
-    import serving.postprocess as pp_mod
+    import serving.http.postprocess as pp_mod
 
     pp = FeaturePreprocessor(categorical=["province", "member_level"]).fit(_frame())
     mb = MatrixBuilder(pp)

@@ -1,4 +1,4 @@
-"""The profile page's in-memory index and helpers (serving/ui.py) without a server: event ranges equal a plain
+"""The profile page's in-memory index and helpers (serving/ui/page.py) without a server: event ranges equal a plain
 filter of the tables, search rules, as_of, timeline, funnel (equal to the feature ``funnel_depth``), the page's
 Content-Security-Policy, request checks."""
 
@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from serving import ui
+from serving.ui import page as ui
 
 
 @pytest.fixture(scope="module")

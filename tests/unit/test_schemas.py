@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from serving.schemas import Customer, Lead, ScoreRequest, ScoreResponse
+from serving.http.schemas import Customer, Lead, ScoreRequest, ScoreResponse
 from serving.settings import ServingSettings, load_api_keys, load_settings
 
 

@@ -409,7 +409,7 @@ def test_messy_touches_xlsx_matches_manifest(messy_dir):
 
 
 def _app() -> typer.Typer:
-    from features.cli_synth import register
+    from serving.cli.synth import register
 
     app = typer.Typer()
     register(app)

@@ -284,7 +284,7 @@ def _synthetic_table(n: int = 1500, seed: int = 5) -> pd.DataFrame:
 
 
 def _cli() -> typer.Typer:
-    from training.cli_table import register
+    from serving.cli.table import register
 
     app = typer.Typer()
     train = typer.Typer()

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.postprocess import MatrixBuilder, ReasonFolder
+from serving.http.postprocess import MatrixBuilder, ReasonFolder
 from serving.settings import ServingSettings, redact_uri
 
 log = logging.getLogger("crmscore.serving")
@@ -135,7 +135,7 @@ class LoadedModel:
         ``row_path`` is a format string with ``{i}`` (row) and ``{name}`` (feature), e.g.
         ``leads[{i}].features.{name}``. One vectorised comparison (NaN compares false).
         """
-        from serving.postprocess import RequestError
+        from serving.http.postprocess import RequestError
 
         if Z.size == 0:
             return

@@ -3,7 +3,7 @@ grades and reasons, request checks and error messages. No server needed; unit te
 
 The serving hot path avoids pandas: :class:`MatrixBuilder` turns feature dicts into the model matrix
 using the fitted ``FeaturePreprocessor``'s learned state (checked against ``preprocessor.transform``
-when a model is loaded, see ``serving.loader``), and :class:`ReasonFolder` folds exact per-column
+when a model is loaded, see ``serving.http.loader``), and :class:`ReasonFolder` folds exact per-column
 contributions into per-feature reasons with the model's ``reason_groups()``, selecting them exactly as
 ``training.scores.top_reasons`` does, vectorised.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.records import FeatureBlock
+from serving.http.records import FeatureBlock
 from training.scores import readable_label, to_grade, to_score
 
 #: Tables with at least this many rows take the vectorised path of ``MatrixBuilder.build_table`` (below it the

@@ -30,7 +30,7 @@ def drift_cmd(
 ) -> None:
     """Compare a model version's recorded rows in a window with its training reference; exit 3 on an alert."""
     from features.config import ConfigError
-    from serving.drift import EXIT_BAD_INPUT, MonitorError, load_monitor_config, run_drift_monitor
+    from serving.monitoring.drift import EXIT_BAD_INPUT, MonitorError, load_monitor_config, run_drift_monitor
 
     try:
         cfg = load_monitor_config(config)

@@ -1,7 +1,7 @@
 """Drift and performance monitoring of a registered model's production records (Evidently 0.7).
 
 ``crmscore monitor drift`` compares the rows the service and batch scoring recorded for one model
-version over a time window (``serving.records`` layout, read by :func:`read_window_records`) with the
+version over a time window (``serving.http.records`` layout, read by :func:`read_window_records`) with the
 reference sample that training logged with that version (``evaluation/reference.parquet`` of its run):
 
 * per-feature drift with Evidently's ``DataDriftPreset`` and its size-aware defaults (reference
@@ -249,7 +249,7 @@ def read_window_records(
     """Recorded rows of ``model_name`` with ``since <= ts < until`` (of ``version`` when given), only the
     columns needed, and the number of rows per version in the window.
 
-    Same layout and filters as ``serving.records.read_records`` (day partitions pruned first), read as one
+    Same layout and filters as ``serving.http.records.read_records`` (day partitions pruned first), read as one
     Arrow dataset with the time filter pushed down and string columns dictionary-encoded (pandas
     categoricals), so a million rows take seconds and one copy in memory. Absent feature columns are absent.
     """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-SERVICE = "serving.service:CRMScoring"
+SERVICE = "serving.http.service:CRMScoring"
 bento_app = typer.Typer(help="Pack the served models and the project into a Bento that runs without the registry.")
 
 
@@ -151,7 +151,7 @@ def bento_build_cmd(
     import yaml
 
     from features.config import ConfigError
-    from serving.loader import pack_models
+    from serving.http.loader import pack_models
     from serving.settings import load_settings
 
     if not bentofile.is_file():

@@ -1,6 +1,6 @@
 """The BentoML 1.4 scoring service: lead scores, churn risk, customer segments, model info, drift summaries.
 
-Run it with ``crmscore serve`` (or ``bentoml serve serving.service:CRMScoring``). Each worker loads
+Run it with ``crmscore serve`` (or ``bentoml serve serving.http.service:CRMScoring``). Each worker loads
 ``lead_scoring``, ``churn_risk`` and ``customer_segments`` at the served alias (default ``champion``)
 from the Bento it was packed into or from the MLflow registry, follows the alias (hot swap) unless
 pinned, records every scored lead for drift monitoring, and refuses bad input with a 4xx whose
@@ -29,7 +29,7 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
 
-from serving.schemas import (
+from serving.http.schemas import (
     Customer,
     FeatureTable,
     Lead,
@@ -40,7 +40,7 @@ from serving.schemas import (
     SegmentResponse,
     error_body,
 )
-from serving.ui import UI_API_PATHS
+from serving.ui.page import UI_API_PATHS
 
 log = logging.getLogger("crmscore.serving")
 
@@ -262,7 +262,7 @@ class GuardMiddleware:
 
 def _rewrite_400(body: bytes) -> tuple[int, bytes]:
     """BentoML's validation-error body → (status, our error body naming the field)."""
-    from serving.postprocess import format_validation_errors
+    from serving.http.postprocess import format_validation_errors
 
     try:
         data = json.loads(body)
@@ -315,7 +315,7 @@ class CRMScoring:
     """One worker: the three models, the registry watcher and the drift record sink."""
 
     def __init__(self) -> None:
-        from serving.loader import (
+        from serving.http.loader import (
             KINDS,
             ModelLoadError,
             ModelSlot,
@@ -324,9 +324,9 @@ class CRMScoring:
             load_model,
             model_source,
         )
-        from serving.records import RecordSink
+        from serving.http.records import RecordSink
         from serving.settings import crmscore_home, load_settings
-        from serving.ui import load_profiles
+        from serving.ui.page import load_profiles
 
         self.settings = s = load_settings()
         self.home = crmscore_home()
@@ -406,7 +406,7 @@ class CRMScoring:
     # -------------------------------------------------------------------------------------- scoring
     def _feature_rows(self, leads: Sequence[Lead], model: Any, now: datetime) -> list[dict[str, Any]]:
         """Feature rows of the leads: precomputed ones checked against the model, profiles built online."""
-        from serving.postprocess import online_feature_rows
+        from serving.http.postprocess import online_feature_rows
 
         model.matrix.check([lead.features if lead.features is not None else {} for lead in leads])
         rows: list[dict[str, Any] | None] = [lead.features for lead in leads]
@@ -420,8 +420,8 @@ class CRMScoring:
     def _score_sync(
         self, kind: str, leads: Sequence[Lead] | None, table: FeatureTable | None, reasons: bool, now: datetime
     ) -> Response:
-        from serving.loader import ModelUnavailable
-        from serving.postprocess import RequestError, build_lead_results, score_and_grade
+        from serving.http.loader import ModelUnavailable
+        from serving.http.postprocess import RequestError, build_lead_results, score_and_grade
 
         top = self.settings.top_reasons
         try:
@@ -451,7 +451,7 @@ class CRMScoring:
         return _json_response({"model": model.name, "model_version": model.version, "results": results})
 
     async def _score(self, kind: str, leads: list[Lead] | None, table: FeatureTable | None, reasons: bool) -> Response:
-        from serving.postprocess import RequestError, check_batch_size
+        from serving.http.postprocess import RequestError, check_batch_size
 
         n = len(table.customer_ids) if table is not None else len(leads)
         try:
@@ -480,8 +480,8 @@ class CRMScoring:
 
     # ------------------------------------------------------------------------------------- segments
     def _segment_sync(self, customers: Sequence[Customer], now: datetime) -> Response:
-        from serving.loader import ModelUnavailable
-        from serving.postprocess import RequestError, build_segment_results, segment_inputs
+        from serving.http.loader import ModelUnavailable
+        from serving.http.postprocess import RequestError, build_segment_results, segment_inputs
 
         try:
             model = self.slots["segments"].require()
@@ -506,7 +506,7 @@ class CRMScoring:
     @bentoml.api(route="/segment", input_spec=SegmentRequest, output_spec=SegmentResponse)
     async def segment(self, customers: list[Customer]) -> SegmentResponse:
         """RFM scores and segment, value tier, behavioural cluster, P(alive) and expected value per customer."""
-        from serving.postprocess import RequestError, check_batch_size
+        from serving.http.postprocess import RequestError, check_batch_size
 
         try:
             check_batch_size(len(customers), self.settings.max_batch, "customers")
@@ -565,28 +565,28 @@ class CRMScoring:
     @info_app.get("/ui", include_in_schema=False)
     def ui_page(self) -> Response:
         """The customer profile page: static HTML, no customer data (its API calls need the key)."""
-        from serving.ui import page_response
+        from serving.ui.page import page_response
 
         return page_response()
 
     @info_app.get("/ui/api/status", include_in_schema=False)
     def ui_status(self) -> Response:
         """What the profile page's data is: customers, events, as_of."""
-        from serving.ui import status_response
+        from serving.ui.page import status_response
 
         return status_response(self)
 
     @info_app.post("/ui/api/search", include_in_schema=False)
     async def ui_search(self, request: Request) -> Response:
         """Customers by exact id or part of a name (``{"q": ...}``)."""
-        from serving.ui import search_response
+        from serving.ui.page import search_response
 
         return await search_response(self, request)
 
     @info_app.post("/ui/api/profile", include_in_schema=False)
     async def ui_profile(self, request: Request) -> Response:
         """One customer's record, scores, segment and timeline (``{"customer_id": ...}``)."""
-        from serving.ui import profile_response
+        from serving.ui.page import profile_response
 
         return await profile_response(self, request)
 

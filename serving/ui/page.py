@@ -11,7 +11,7 @@ sends to ``/score_leads``, ``/predict_churn`` and ``/segment``, and go through t
 (``CRMScoring._feature_rows`` → ``LoadedModel.score`` → ``build_lead_results``; ``CRMScoring._segment_sync``).
 Profile views are not recorded for drift monitoring: they are look-ups, not scoring traffic.
 
-Routes (mounted by ``serving/service.py``):
+Routes (mounted by ``serving/http/service.py``):
 
 * ``GET /ui``: the page (static HTML, CSS and JavaScript, no customer data; open);
 * ``GET /ui/api/status``, ``POST /ui/api/search``, ``POST /ui/api/profile``: need ``Authorization: Bearer <key>``
@@ -298,7 +298,7 @@ def _resolve_as_of(tables: Mapping[str, Any], as_of: Any) -> tuple[Any, str]:
 
 @functools.cache
 def _profile_fields() -> frozenset[str]:
-    from serving.schemas import Profile
+    from serving.http.schemas import Profile
 
     return frozenset(Profile.model_fields)
 
@@ -341,7 +341,7 @@ def load_profiles(settings: Any) -> ProfileStore:
 # ------------------------------------------------------------------------------------------- profile
 def _validation_message(e: Any, what: str) -> str:
     """A pydantic ValidationError as one line naming the field (no input value: it may be PII)."""
-    from serving.postprocess import format_validation_errors
+    from serving.http.postprocess import format_validation_errors
 
     _, message, _ = format_validation_errors(e.errors(include_input=False))
     return f"{what}: {message}"
@@ -350,8 +350,8 @@ def _validation_message(e: Any, what: str) -> str:
 def score_lead(service: Any, kind: str, lead: Any) -> dict[str, Any]:
     """One lead's result from the ``kind`` model (lead, churn), by the steps of ``CRMScoring._score_sync``
     (without the drift record); ``{"error": ...}`` when the model is not loaded or refuses the input."""
-    from serving.loader import ModelUnavailable
-    from serving.postprocess import RequestError, build_lead_results, score_and_grade
+    from serving.http.loader import ModelUnavailable
+    from serving.http.postprocess import RequestError, build_lead_results, score_and_grade
 
     now = datetime.now(UTC).replace(tzinfo=None)
     try:
@@ -470,7 +470,7 @@ def build_profile(service: Any, index: ProfileIndex, customer_id: str) -> dict[s
     from). Raises :class:`ProfileError` (404) for an unknown id."""
     from pydantic import ValidationError
 
-    from serving.schemas import Customer, Lead
+    from serving.http.schemas import Customer, Lead
 
     t0 = time.perf_counter()
     row = index.row_of(customer_id)
@@ -520,7 +520,7 @@ def _json(payload: Any, status: int = 200) -> Any:
 
 
 def _error(status: int, message: str) -> Any:
-    from serving.schemas import error_body
+    from serving.http.schemas import error_body
 
     field_name, _, reason = message.partition(":")
     return _json(error_body(message, [{"field": field_name, "reason": reason.strip() or message}]), status)

@@ -62,7 +62,7 @@ def train_churn(
 
 def register(app: typer.Typer) -> None:
     """Add the `train` group to the root app."""
-    from features.cli import register_modules
+    from serving.cli import table
 
-    register_modules(train_app, ("training.cli_table",))
+    table.register(train_app)
     app.add_typer(train_app, name="train")

@@ -1,0 +1,31 @@
+"""The `crmscore` root app: one plain import per command module, so a missing module fails loudly.
+
+Heavy libraries are imported inside the commands, so ``crmscore --help`` stays fast and nothing
+runs at import time.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from serving.cli import demo, features, ingest, monitor, registry, score, segment, serve, synth, train
+
+app = typer.Typer(
+    name="crmscore",
+    help="Open, measured ML scoring for CRM: synth → ingest → features → train → score → serve → monitor.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (synth, ingest, features, train, registry, segment, serve, score, monitor, demo):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    # MLflow's artifact progress bars write to a terminal nobody watches in batch jobs
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    app()
