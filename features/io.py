@@ -1,10 +1,12 @@
-"""Reading and writing a data dir: the four validated contract tables as Parquet files."""
+"""Reading and writing a data dir (the contract tables as Parquet files), and the one atomic file writer
+(:func:`atomic_path`) every output of crm-scoring goes through."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -79,16 +81,40 @@ def _read_parquet(
     )
 
 
-def write_parquet_atomic(df: pd.DataFrame, path: str | Path, index: bool = False) -> Path:
-    """Write ``df`` to ``path`` through a temporary file and a rename, so no half file is ever visible."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
+@contextlib.contextmanager
+def atomic_path(path: str | Path, tmp: str | Path | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is synced and moved onto ``path`` in one rename.
+
+    The one way crm-scoring writes a file people or programs read: a killed run or a full disk never leaves
+    half a file under the final name (the temporary file is removed on any error, which propagates).
+    ``tmp`` names the temporary file (default: a hidden unique name in the same folder).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if tmp is None:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp = name
+    part = Path(tmp)
     try:
-        df.to_parquet(tmp, index=index)
-        os.replace(tmp, p)
+        yield part
+        with open(part, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(part, target)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: str | Path, index: bool = False) -> Path:
+    """Write ``df`` to ``path`` atomically (:func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=index)
+    return Path(path)
