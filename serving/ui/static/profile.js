@@ -1,0 +1,346 @@
+
+'use strict';
+(() => {
+  const KEY = 'crmscore.apiKey';
+  const $ = (id) => document.getElementById(id);
+  const SVG = 'http://www.w3.org/2000/svg';
+  const FIRST_EVENTS = 12;
+
+  function el(tag, props, ...kids) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'text') e.textContent = v;
+      else if (k === 'class') e.className = v;
+      else e.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const k of kids) if (k !== null && k !== undefined) e.append(k);
+    return e;
+  }
+  function sv(tag, attrs) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    return e;
+  }
+  const fmt = {
+    pct: (p) => (p === null || p === undefined) ? '–' : (100 * p).toFixed(1) + '%',
+    num: (x, d) => (x === null || x === undefined) ? '–' : Number(x).toFixed(d),
+    money: (x) => (x === null || x === undefined) ? '–' : '¥' + Number(x).toLocaleString('en-US',
+      {minimumFractionDigits: 2, maximumFractionDigits: 2}),
+    time: (s) => s ? s.replace('T', ' ').slice(0, 16) : '–',
+    day: (s) => s ? s.slice(0, 10) : '–',
+    value: (v) => (v === null || v === undefined) ? 'missing' :
+      (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : String(v)),
+  };
+
+  class AuthError extends Error {}
+
+  function key() { return sessionStorage.getItem(KEY); }
+
+  async function api(path, body) {
+    const opts = {method: body ? 'POST' : 'GET', cache: 'no-store',
+      headers: {'Authorization': 'Bearer ' + (key() || '')}};
+    if (body) {
+      opts.headers['Content-Type'] = 'application/json';
+      opts.body = JSON.stringify(body);
+    }
+    const r = await fetch(path, opts);
+    let data = {};
+    try { data = await r.json(); } catch (e) { data = {}; }
+    if (r.status === 401) throw new AuthError(data.error || 'API key refused');
+    if (!r.ok) throw new Error(data.error || ('HTTP ' + r.status));
+    return data;
+  }
+
+  function say(text, isError) {
+    const m = $('msg');
+    m.textContent = text || '';
+    m.hidden = !text;
+    m.classList.toggle('error', !!isError);
+  }
+  function clearData() {
+    $('profile').replaceChildren();
+    $('profile').hidden = true;
+    $('result-list').replaceChildren();
+    $('results').hidden = true;
+    $('meta').textContent = '';
+  }
+  function askKey(reason) {
+    sessionStorage.removeItem(KEY);
+    clearData();
+    $('searchbox').hidden = true;
+    $('signout').hidden = true;
+    $('keybox').hidden = false;
+    say(reason || '', !!reason);
+    $('key').value = '';
+    $('key').focus();
+  }
+  function failed(e) {
+    if (e instanceof AuthError) askKey('The API key was refused: ' + e.message);
+    else say(e.message || String(e), true);
+  }
+
+  async function start() {
+    try {
+      const s = await api('/ui/api/status');
+      $('keybox').hidden = true;
+      $('searchbox').hidden = false;
+      $('signout').hidden = false;
+      $('meta').textContent = s.customers.toLocaleString('en-US') + ' customers · as of ' +
+        fmt.time(s.as_of) + ' (' + s.as_of_source + ')';
+      $('meta').dataset.asOf = s.as_of;
+      say('');
+      $('q').focus();
+    } catch (e) { failed(e); }
+  }
+
+  async function search(q) {
+    say('');
+    $('results').hidden = true;
+    try {
+      const r = await api('/ui/api/search', {q: q});
+      if (r.total === 0) {
+        $('profile').hidden = true;
+        say('No match: no customer has the id or a name containing “' + q + '”.');
+        return;
+      }
+      if (r.total === 1) { await openProfile(r.matches[0].customer_id); return; }
+      showResults(q, r);
+    } catch (e) { failed(e); }
+  }
+
+  function showResults(q, r) {
+    $('profile').hidden = true;
+    const list = $('result-list');
+    list.replaceChildren();
+    const shown = r.matches.length;
+    $('results-title').textContent = r.total + ' customers match “' + q + '”' +
+      (r.truncated ? ' — showing the first ' + shown + '; type more of the name to narrow it down' : '');
+    for (const m of r.matches) {
+      const b = el('button', {type: 'button', 'data-id': m.customer_id},
+        el('span', {class: 'rname', text: m.name || '(no name)'}),
+        el('span', {class: 'rid', text: m.customer_id}),
+        el('span', {class: 'rwhere', text: [m.province, m.city].filter(Boolean).join(' ') || ''}),
+        el('span', {class: 'rwhere', text: m.member_level ? 'member: ' + m.member_level : ''}),
+        el('span', {class: 'rwhere', text: 'since ' + fmt.day(m.created_at)}));
+      b.addEventListener('click', () => openProfile(m.customer_id));
+      list.append(el('li', {}, b));
+    }
+    $('results').hidden = false;
+  }
+
+  async function openProfile(id) {
+    try {
+      say('Loading ' + id + ' …');
+      performance.mark('profile-start');
+      const p = await api('/ui/api/profile', {customer_id: id});
+      say('');
+      render(p);
+      performance.measure('profile', 'profile-start');  // request + drawing (bench/bench_profile_page.py)
+    } catch (e) { failed(e); }
+  }
+
+  // ------------------------------------------------------------------ rendering
+  const ATTRS = [
+    ['customer_id', 'Customer id · 客户编号'], ['name', 'Name · 姓名', 1], ['phone', 'Phone · 电话', 1],
+    ['email', 'Email · 邮箱', 1], ['address', 'Address · 地址', 1], ['created_at', 'Created · 创建时间'],
+    ['source_channel', 'Source channel · 来源'], ['province', 'Province · 省份'], ['city', 'City · 城市'],
+    ['industry', 'Industry · 行业'], ['company_size', 'Company size · 公司规模'], ['job_title', 'Job title · 职位'],
+    ['gender', 'Gender · 性别'], ['age', 'Age · 年龄'], ['member_level', 'Member level · 会员等级'],
+    ['points_balance', 'Points · 积分'], ['marketing_consent', 'Marketing consent · 营销许可'],
+  ];
+
+  function card(title, sub, testid, span) {
+    const h = el('h2', {}, title);
+    if (sub) h.append(' ', el('span', {class: 'sub', text: sub}));
+    return el('section', {class: 'card' + (span ? ' span2' : '') + (testid === 'churn' ? ' risk' : ''),
+                          'data-testid': testid}, h);
+  }
+
+  function attrsCard(c) {
+    const s = card('Attributes · 基本信息', null, 'attributes');
+    const dl = el('dl', {class: 'attrs'});
+    for (const [k, label, pii] of ATTRS) {
+      let v = c[k];
+      if (k === 'created_at') v = fmt.time(v);
+      else if (typeof v === 'boolean') v = v ? 'yes' : 'no';
+      else if (v === null || v === undefined || v === '') v = '–';
+      const dt = el('dt', {text: label});
+      if (pii) dt.append(el('span', {class: 'pii', text: 'PII', title: 'personal data: shown only here'}));
+      dl.append(dt, el('dd', {'data-field': k, text: String(v)}));
+    }
+    s.append(dl);
+    return s;
+  }
+
+  function reasonChart(res, upText, downText) {
+    const wrap = el('div', {class: 'chart'});
+    const all = [...res.reasons.positive, ...res.reasons.negative];
+    const scale = Math.max(1e-9, ...all.map((r) => Math.abs(r.contribution)));
+    for (const [items, cls, title] of [[res.reasons.positive, 'up', upText],
+                                       [res.reasons.negative, 'down', downText]]) {
+      if (!items.length) continue;
+      const ul = el('ul', {class: 'reasons', 'data-direction': cls});
+      wrap.append(el('h3', {class: 'reasons-title', text: title}), ul);
+      for (const r of items) {
+        const w = 98 * Math.abs(r.contribution) / scale;
+        const svg = sv('svg', {viewBox: '0 0 200 12', preserveAspectRatio: 'none', role: 'img',
+          'aria-label': r.label + ' ' + r.contribution.toFixed(3)});
+        svg.append(sv('rect', {x: r.contribution >= 0 ? 100 : 100 - w, y: 1, width: w, height: 10, class: cls}),
+                   sv('line', {x1: 100, x2: 100, y1: 0, y2: 12, class: 'axis'}));
+        ul.append(el('li', {class: 'reason ' + cls, 'data-feature': r.feature,
+                            'data-contribution': String(r.contribution)},
+          el('div', {class: 'rlabel'}, el('span', {text: r.label}),
+             el('span', {class: 'rval', text: '= ' + fmt.value(r.value)})),
+          el('div', {class: 'rbar'}, svg,
+             el('span', {class: 'rnum', text: (r.contribution > 0 ? '+' : '') + r.contribution.toFixed(3)}))));
+      }
+    }
+    if (!all.length) wrap.append(el('p', {class: 'note', text: 'No reasons: every feature is at its average.'}));
+    return wrap;
+  }
+
+  function modelLine(res) {
+    return el('p', {class: 'muted', 'data-testid': 'model-version',
+      text: 'model ' + res.model + ' v' + res.model_version});
+  }
+
+  function scoreCard(kind, res, status) {
+    const isLead = kind === 'lead';
+    const s = card(isLead ? 'Lead score · 线索评分' : 'Churn risk · 流失风险',
+      isLead ? 'probability of a first paid order in the horizon' : 'probability of no paid order in the horizon',
+      kind);
+    if (res.error) { s.append(el('p', {class: 'err', text: res.error})); return s; }
+    const applies = isLead ? status.is_lead : status.is_active;
+    s.append(el('div', {class: 'headline'},
+      el('span', {class: 'big', 'data-testid': kind + '-score', 'data-value': String(res.score),
+                  text: String(res.score)}),
+      el('span', {class: 'grade ' + res.grade, 'data-testid': kind + '-grade', text: res.grade,
+                  title: 'grade A–D (cut points ' + (res.grade_thresholds || []).join('/') + ')'}),
+      el('span', {'data-testid': kind + '-probability', 'data-value': String(res.probability),
+                  text: 'p = ' + fmt.num(res.probability, 4)})));
+    if (!applies) {
+      s.append(el('p', {class: 'note warn', text: isLead
+        ? 'This model scores leads (no paid order yet); this customer has ' + status.paid_orders + ' paid order(s).'
+        : 'This model scores active customers (a paid order in the last ' + status.churn_lookback_days +
+          ' days); this customer has ' + (status.paid_orders ? 'none that recent.' : 'no paid order.')}));
+    }
+    if (res.unknown_categories && res.unknown_categories.length) {
+      s.append(el('p', {class: 'note', text: 'Values the model never saw: ' + res.unknown_categories.join(', ')}));
+    }
+    s.append(reasonChart(res, isLead ? 'Raise the score' : 'Raise the risk',
+                         isLead ? 'Lower the score' : 'Lower the risk'));
+    s.append(modelLine(res));
+    return s;
+  }
+
+  function segmentCard(g) {
+    const s = card('Segment & value · 分群与价值', null, 'segment');
+    if (g.error) { s.append(el('p', {class: 'err', text: g.error})); return s; }
+    const dl = el('dl', {class: 'kv'});
+    const row = (label, testid, text, value) => dl.append(el('dt', {text: label}),
+      el('dd', {'data-testid': testid, 'data-value': value === undefined || value === null ? null : String(value),
+                text: text}));
+    row('RFM segment', 'seg-rfm', g.rfm_segment);
+    row('R / F / M', 'seg-rfm-scores', g.r_score + ' / ' + g.f_score + ' / ' + g.m_score);
+    const tier = el('dd', {'data-testid': 'seg-tier', 'data-value': g.value_tier},
+      g.value_tier + ' ', el('span', {class: 'chip', 'data-testid': 'seg-tier-zh', text: g.value_tier_zh || '–'}));
+    dl.append(el('dt', {text: 'Value tier · 价值等级'}), tier);
+    row('Cluster', 'seg-cluster', '#' + g.cluster + ' · ' + g.cluster_description, g.cluster);
+    row('P(alive)', 'seg-palive', fmt.pct(g.p_alive), g.p_alive);
+    row('Expected purchases', 'seg-ep', fmt.num(g.expected_purchases, 2) + ' in ' + g.horizon_days + ' days',
+        g.expected_purchases);
+    row('Expected value', 'seg-ev', fmt.money(g.expected_value) + ' in ' + g.horizon_days + ' days',
+        g.expected_value);
+    s.append(dl, modelLine(g));
+    return s;
+  }
+
+  function funnelCard(f, st) {
+    const s = card('Funnel · 转化漏斗', f.stage ? 'reached: ' + f.stage + ' (' + f.depth + ' of ' +
+      f.stages.length + ')' : 'no funnel step yet', 'funnel');
+    const ol = el('ol', {class: 'funnel'});
+    f.stages.forEach((name, i) => ol.append(el('li', {
+      class: (i < f.depth ? 'on' : '') + (i === f.depth - 1 ? ' here' : ''),
+      'data-stage': name, text: name})));
+    s.append(ol, el('p', {class: 'note', text: st.paid_orders + ' paid order(s)' +
+      (st.last_paid_order ? ', the last on ' + fmt.day(st.last_paid_order) : '') + '.'}));
+    return s;
+  }
+
+  function timelineCard(p) {
+    const shown = p.timeline.length;
+    const s = card('Recent history · 最近动态', shown < p.timeline_total
+      ? 'latest ' + shown + ' of ' + p.timeline_total : p.timeline_total + ' event(s)', 'timeline', true);
+    const ol = el('ol', {class: 'timeline'});
+    p.timeline.forEach((t, i) => {
+      ol.append(el('li', {'data-kind': t.kind, hidden: i >= FIRST_EVENTS},
+        el('time', {datetime: t.ts, text: fmt.time(t.ts)}),
+        el('span', {class: 'kind ' + t.kind, text: t.kind}),
+        el('span', {class: 'what'}, el('b', {text: t.title}), ' ', el('span', {text: t.detail}))));
+    });
+    if (!shown) s.append(el('p', {class: 'note', text: 'No events at or before the as-of time.'}));
+    s.append(ol);
+    if (shown > FIRST_EVENTS) {
+      const more = el('button', {type: 'button', class: 'more', 'data-testid': 'timeline-more',
+                                 text: 'Show all ' + shown});
+      more.addEventListener('click', () => {
+        for (const li of ol.children) li.hidden = false;
+        more.remove();
+      });
+      s.append(more);
+    }
+    return s;
+  }
+
+  function modelsCard(models) {
+    const s = card('Models · 模型版本', 'the versions that produced the numbers above', 'models', true);
+    const tb = el('tbody');
+    for (const [kind, m] of Object.entries(models)) {
+      tb.append(el('tr', {'data-kind': kind}, el('td', {text: kind}), el('td', {text: m.name}),
+        el('td', {text: m.loaded ? 'v' + m.version : 'not loaded'}), el('td', {class: 'alias', text: '@' + m.alias}),
+        el('td', {class: 'trained', text: m.trained_at ? 'trained ' + m.trained_at : (m.error || '')})));
+    }
+    s.append(el('table', {class: 'models'}, el('thead', {}, el('tr', {},
+      el('th', {text: 'Use'}), el('th', {text: 'Model'}), el('th', {text: 'Version'}),
+      el('th', {class: 'alias', text: 'Alias'}),
+      el('th', {class: 'trained', text: 'Trained'}))), tb));
+    return s;
+  }
+
+  function render(p) {
+    $('results').hidden = true;
+    const c = p.customer;
+    const root = $('profile');
+    const title = el('div', {class: 'title'},
+      el('h1', {'data-testid': 'name', text: c.name || '(no name)'}),
+      el('span', {class: 'cid', 'data-testid': 'customer-id', text: c.customer_id}),
+      el('span', {class: 'muted', 'data-testid': 'as-of', 'data-value': p.as_of,
+                  text: 'as of ' + fmt.time(p.as_of) + ' · ' + p.as_of_source}));
+    const grid = el('div', {class: 'grid'});
+    const left = el('div', {class: 'col'}), right = el('div', {class: 'col'});
+    left.append(attrsCard(c), segmentCard(p.segment), funnelCard(p.funnel, p.status));
+    right.append(scoreCard('lead', p.lead, p.status), scoreCard('churn', p.churn, p.status));
+    grid.append(left, right, timelineCard(p), modelsCard(p.models));
+    root.replaceChildren(title, grid);
+    root.hidden = false;
+    root.dataset.customerId = c.customer_id;
+    window.scrollTo(0, 0);
+  }
+
+  // ------------------------------------------------------------------ wiring
+  $('keyform').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const k = $('key').value.trim();
+    if (!k) return;
+    sessionStorage.setItem(KEY, k);
+    start();
+  });
+  $('searchform').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const q = $('q').value.trim();
+    if (q) search(q);
+  });
+  $('signout').addEventListener('click', () => askKey(''));
+  if (key()) start(); else askKey('');
+})();
