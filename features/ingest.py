@@ -22,7 +22,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -41,11 +41,13 @@ from features.ingest_mapping import (
 from features.readers import (
     EXCEL_SUFFIXES,
     FILE_SUFFIXES,
+    DateOrder,
     IngestError,
     RawTable,
     _parse_amount_text,
     _parse_bool_text,
     _parse_date_text,
+    _parse_date_text_inferred,
     detect_encoding,
     excel_sheet_names,
     is_sql_url,
@@ -60,6 +62,7 @@ from features.readers import (
 __all__ = [
     "IngestError",
     "IngestMapping",
+    "DateOrderSummary",
     "IngestSummary",
     "MappedTable",
     "TableMapping",
@@ -84,6 +87,27 @@ CHILD_TABLES = ("interactions", "orders", "marketing_touches")
 # ----------------------------------------------------------------------------------------- models
 
 
+class DateOrderSummary(BaseModel):
+    """How one date column's ``05/03/2024``-style values were read (day or month first), and why."""
+
+    column: str
+    order: Literal["day_first", "month_first"]
+    basis: Literal["inferred", "default", "conflict", "none"] = Field(
+        description="inferred: evidence one way; conflict: evidence both ways, the configured default used; "
+        "default: ambiguous values only; none: no such values"
+    )
+    day_first_only: int = Field(description="values only valid day first (first field over 12: 23/02/2024)")
+    month_first_only: int = Field(description="values only valid month first (second field over 12: 02/23/2024)")
+    ambiguous: int = Field(description="values valid both ways (05/03/2024)")
+    note: str
+
+    @classmethod
+    def of(cls, column: str, order: DateOrder) -> DateOrderSummary:
+        """The summary line of ``order`` for ``column``."""
+        return cls(column=column, order=order.order, basis=order.basis, day_first_only=order.day_first_only,
+                   month_first_only=order.month_first_only, ambiguous=order.ambiguous, note=order.note)
+
+
 class TableSummary(BaseModel):
     """Counts and provenance of one ingested table; ``read == accepted + rejected + duplicates``."""
 
@@ -100,6 +124,9 @@ class TableSummary(BaseModel):
     reasons: dict[str, int] = Field(default_factory=dict, description="rejection reason → rows")
     rejects_file: str | None = None
     output_file: str | None = None
+    date_orders: list[DateOrderSummary] = Field(
+        default_factory=list, description="per text date column: day/month order read and the evidence"
+    )
 
 
 class IngestSummary(BaseModel):
@@ -107,7 +134,7 @@ class IngestSummary(BaseModel):
 
     source: str
     out: str
-    day_first: bool
+    day_first: bool = Field(description="the configured default order for date columns no value decides")
     tables: dict[str, TableSummary]
     absent_tables: list[str] = Field(default_factory=list, description="contract tables not in the source")
     ignored_files: list[str] = Field(default_factory=list, description="files in the source dir not ingested")
@@ -116,10 +143,15 @@ class IngestSummary(BaseModel):
 # ----------------------------------------------------------------------------------------- validation
 
 
-def _validate(df: pd.DataFrame, spec: TableSpec, day_first: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """All contract columns converted to contract dtypes, and the long list of (pos, column, value, reason)."""
+def _validate(
+    df: pd.DataFrame, spec: TableSpec, day_first: bool
+) -> tuple[pd.DataFrame, pd.DataFrame, list[DateOrderSummary]]:
+    """All contract columns converted to contract dtypes, the long list of (pos, column, value, reason), and
+    the day/month order each text date column was read in (``day_first`` is the default when no value
+    decides)."""
     out: dict[str, pd.Series] = {}
     probs: list[pd.DataFrame] = []
+    orders: list[DateOrderSummary] = []
 
     for c in spec.columns:
         target = PANDAS_DTYPES[c.dtype]
@@ -146,8 +178,21 @@ def _validate(df: pd.DataFrame, spec: TableSpec, day_first: bool) -> tuple[pd.Da
         if c.required:
             flag(blank, f"{c.name} is blank")
         if c.dtype == "datetime":
-            val = parse_dates(raw, day_first) if typed_dt else _parse_date_text(text, day_first)
-            flag(~blank & val.isna(), f"{c.name} is not a valid date")
+            order = None
+            if typed_dt:
+                val = parse_dates(raw, day_first)
+            else:
+                val, order = _parse_date_text_inferred(text, day_first)
+                orders.append(DateOrderSummary.of(c.name, order))
+            invalid = ~blank & val.isna()
+            if order is not None and order.basis == "conflict" and invalid.any():
+                # the values the other order would read: say why they are rejected
+                other = _parse_date_text(text[invalid], not order.day_first).notna()
+                other = other.reindex(text.index, fill_value=False)
+                flag(other, f"{c.name} is a {'month' if order.day_first else 'day'}-first date in a column read "
+                     f"{order.order.replace('_', ' ')} (the column mixes both; see date_orders in ingest_summary.json)")
+                invalid &= ~other
+            flag(invalid, f"{c.name} is not a valid date")
         elif c.dtype in ("float", "int"):
             val = parse_amounts(raw) if text is None else _parse_amount_text(text)
             flag(~blank & val.isna(), f"{c.name} is not a valid number")
@@ -175,7 +220,7 @@ def _validate(df: pd.DataFrame, spec: TableSpec, day_first: bool) -> tuple[pd.Da
         out[c.name] = val.astype(target)
     converted = pd.DataFrame(out, index=df.index)
     problems = pd.concat(probs, ignore_index=True) if probs else _problems(pd.Index([]), "", [], "")
-    return converted, problems
+    return converted, problems, orders
 
 
 def _aggregate_rejects(problems: pd.DataFrame, row_number: pd.Series) -> pd.DataFrame:
@@ -203,7 +248,8 @@ def validate_table(
     order and dtype (index reset), and one line per rejected row with columns ``row`` (from
     ``row_numbers``, default 2, 3, … as below a header), ``column``, ``value`` (PII masked) and
     ``reason``. Checks types, required fields non-blank, closed value sets (open sets keep unknown
-    values, canonical case), and min/max. Duplicate keys are not handled here.
+    values, canonical case), and min/max. Duplicate keys are not handled here. ``day_first`` is the
+    default order of a date column none of whose values decides it (see ``parse_dates_inferred``).
     """
     spec = get_table(table)
     work = df.reset_index(drop=True)
@@ -212,7 +258,7 @@ def validate_table(
     )
     if len(rows) != len(work):
         raise ValueError(f"row_numbers has {len(rows)} entries for {len(work)} rows")
-    converted, problems = _validate(work, spec, day_first)
+    converted, problems, _ = _validate(work, spec, day_first)
     bad = np.zeros(len(work), dtype=bool)
     bad[problems["pos"].to_numpy()] = True
     return converted[~bad].reset_index(drop=True), _aggregate_rejects(problems, rows)
@@ -370,7 +416,12 @@ def _process(job: _Job, day_first: bool) -> _Result:
     tm_day_first = job.mapping.day_first if job.mapping is not None else None
     dfirst = day_first if tm_day_first is None else tm_day_first
     mapped = apply_mapping(rows, job.table, job.mapping, raw.source, dfirst)
-    converted, problems = _validate(mapped.frame, spec, dfirst)
+    converted, problems, date_orders = _validate(mapped.frame, spec, dfirst)
+    if mapped.updated_at_order is not None:
+        date_orders.append(DateOrderSummary.of(*mapped.updated_at_order))
+    for o in date_orders:
+        if o.basis == "conflict":
+            logger.warning("ingest %s: %s: %s", job.table, o.column, o.note)
     extra = [mapped.problems]
     if raw.bad_rows:
         pos = [p for p in raw.bad_rows if not blank[p]]
@@ -396,6 +447,7 @@ def _process(job: _Job, day_first: bool) -> _Result:
         blank_rows=int(blank.sum()),
         first_row_number=raw.first_row_number,
         reasons={str(k): int(v) for k, v in reasons.items()},
+        date_orders=date_orders,
     )
     return _Result(accepted.reset_index(drop=True), rejects, summary)
 
@@ -418,8 +470,12 @@ def ingest(
     ``source`` is a directory of files named after the tables (``customers.csv``, ``orders.xlsx``,
     ``orders.parquet`` …, or the names given in the mapping), a single file (its table from
     ``tables``, the mapping or its name), or a SQLAlchemy URL (``sqlite:///crm.db``). ``tables``
-    restricts the run to those tables and makes each one required. ``day_first`` (or the
-    mapping's ``day_first``) reads ``05/03/2024`` as 5 March.
+    restricts the run to those tables and makes each one required.
+
+    Each date column's day/month order is decided from its own values: ``23/02/2024`` can only be
+    day first, ``02/23/2024`` only month first. ``day_first`` (or the mapping's ``day_first``) is the
+    default for a column whose values are all ambiguous (``05/03/2024``) or conflict; the decision,
+    its basis and the evidence counts per column are in the summary's ``date_orders``.
 
     Every input row ends up accepted, rejected (``out/rejects/<table>.csv``) or counted as a
     duplicate. Raises :class:`IngestError` with a one-line reason for unusable input: a missing

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from features.config import ConfigError, load_config
 from features.contract import TABLES, get_table
-from features.readers import IngestError, _parse_amount_text, normalize_text, parse_dates
+from features.readers import DateOrder, IngestError, _parse_amount_text, normalize_text, parse_dates_inferred
 
 #: source column names (normalised) taken as "last updated" when deciding which duplicate is the latest
 UPDATED_AT_NAMES = frozenset(
@@ -337,6 +337,8 @@ class MappedTable:
     ignored_columns: list[str]
     updated_at: pd.Series | None
     problems: pd.DataFrame
+    #: (source column, the day/month order its dates were read in) of the updated_at column
+    updated_at_order: tuple[str, DateOrder] | None = None
 
 
 def apply_mapping(raw: pd.DataFrame, table: str, mapping: TableMapping | None, source: str,
@@ -380,6 +382,7 @@ def apply_mapping(raw: pd.DataFrame, table: str, mapping: TableMapping | None, s
             f"(columns: {_columns_hint(cols)}); map them in the mapping file under tables.{table}.columns"
         )
     updated = None
+    upd_order = None
     upd_col = None
     if tm.updated_at is not None:
         upd_col = _find_column(cols, tm.updated_at)
@@ -388,11 +391,11 @@ def apply_mapping(raw: pd.DataFrame, table: str, mapping: TableMapping | None, s
     else:
         upd_col = next((c for c in cols if c not in used and _norm_header(c) in UPDATED_AT_NAMES), None)
     if upd_col is not None:
-        updated = parse_dates(raw[upd_col], day_first)
+        updated, upd_order = parse_dates_inferred(raw[upd_col], day_first)
         used.add(upd_col)
     frame = pd.DataFrame({f: data[f] for f in spec.column_names if f in data}, index=raw.index)
     problems = pd.concat(ev.problems) if ev.problems else _problems(pd.Index([]), "", [], "")
     return MappedTable(frame=frame, ignored_columns=[c for c in cols if c not in used], updated_at=updated,
-                       problems=problems)
+                       problems=problems, updated_at_order=None if upd_order is None else (upd_col, upd_order))
 
 

@@ -7,7 +7,8 @@ Two halves, both reusable outside ingestion (batch scoring reads its input throu
   user sees for its first data row. CSV encodings are found by a strict decode cascade
   (``utf-8-sig`` → ``utf-8`` → ``gb18030``, then charset-normalizer) and delimiters are sniffed.
 * **Parsers** turn raw columns into typed ones, vectorised with pandas string operations:
-  :func:`normalize_text`, :func:`parse_dates`, :func:`parse_amounts`, :func:`parse_bools`.
+  :func:`normalize_text`, :func:`parse_dates`, :func:`parse_amounts`, :func:`parse_bools`;
+  :func:`parse_dates_inferred` also decides a column's day/month order from its own values.
   A value that cannot be parsed becomes missing; callers compare with the blank mask to tell
   "blank" from "malformed".
 """
@@ -506,15 +507,18 @@ _FAST_FORMATS = (
 _FAST_DM = ("{a}/{b}/%Y", "{a}/{b}/%Y %H:%M", "{a}/{b}/%Y %H:%M:%S", "{a}-{b}-%Y", "{a}.{b}.%Y")
 
 
-def _parse_fast_formats(text: pd.Series, todo: pd.Series, out: pd.Series, day_first: bool) -> pd.Series:
+def _parse_fast_formats(
+    text: pd.Series, todo: pd.Series, out: pd.Series, day_first: bool, day_month: bool = True
+) -> pd.Series:
     """Speed-up only: parse rows in the common fixed formats with pandas' C parser.
 
     The formats that match a sample of the remaining rows are applied to all of them, most
     frequent first; every format here is a strict subset of what the regex parser accepts, so the
-    result does not depend on which rows get here.
+    result does not depend on which rows get here. ``day_month=False`` leaves ``a/b/yyyy`` values
+    to the regex parser (which sees both fields, to decide their order).
     """
     a, b = ("%d", "%m") if day_first else ("%m", "%d")
-    formats = list(_FAST_FORMATS) + [f.format(a=a, b=b) for f in _FAST_DM]
+    formats = list(_FAST_FORMATS) + ([f.format(a=a, b=b) for f in _FAST_DM] if day_month else [])
     while formats and todo.any():
         rest = text[todo]
         sample = rest.iloc[:: max(1, len(rest) // 500)]
@@ -530,15 +534,92 @@ def _parse_fast_formats(text: pd.Series, todo: pd.Series, out: pd.Series, day_fi
     return todo
 
 
+@dataclass(frozen=True)
+class DateOrder:
+    """How one column's ``a/b/yyyy`` dates (``05/03/2024``) were read, day first or month first, and why.
+
+    The evidence is the values only one reading makes valid: ``23/02/2024`` (a first field over 12) can only
+    be day first, ``02/23/2024`` (a second field over 12) only month first; ``05/03/2024`` is ambiguous.
+    ``basis`` is ``inferred`` (evidence one way only), ``conflict`` (evidence both ways: the configured default
+    is used and the values it cannot read are rejected), ``default`` (ambiguous values only: the configured
+    default) or ``none`` (no ``a/b/yyyy`` value; nothing to decide).
+    """
+
+    day_first: bool
+    basis: str
+    day_first_only: int = 0
+    month_first_only: int = 0
+    ambiguous: int = 0
+    day_first_example: str | None = None
+    month_first_example: str | None = None
+
+    @property
+    def order(self) -> str:
+        """``day_first`` or ``month_first``."""
+        return "day_first" if self.day_first else "month_first"
+
+    @property
+    def note(self) -> str:
+        """One sentence saying what was decided and on what evidence."""
+        read = "day first" if self.day_first else "month first"
+        day = f"{self.day_first_only} value(s) can only be day first (e.g. {self.day_first_example})"
+        month = f"{self.month_first_only} value(s) can only be month first (e.g. {self.month_first_example})"
+        if self.basis == "inferred":
+            return f"{day if self.day_first else month}: read {read}"
+        if self.basis == "conflict":
+            lost = self.month_first_only if self.day_first else self.day_first_only
+            return (f"conflicting evidence: {day} and {month}; read {read} (the configured default), "
+                    f"so the {lost} value(s) that cannot be read {read} are rejected")
+        if self.basis == "default":
+            return (f"{self.ambiguous} ambiguous value(s) (both fields 12 or less) and none that decides: "
+                    f"read {read} (the configured default)")
+        return "no dd/mm/yyyy or mm/dd/yyyy values: nothing to decide"
+
+
+def decide_date_order(a: pd.Series, b: pd.Series, text: pd.Series, default_day_first: bool) -> DateOrder:
+    """The day/month order of a column from the first and second fields (``a``, ``b``) of its ``a/b/yyyy``
+    values (``text`` gives the examples): day first when some values can only be day first and none only
+    month first, month first in the opposite case, else ``default_day_first`` (basis ``conflict`` when
+    evidence points both ways, ``default`` when every value is ambiguous)."""
+    day_ok = a.between(1, 31) & b.between(1, 12)  # valid as day/month
+    month_ok = a.between(1, 12) & b.between(1, 31)  # valid as month/day
+    day_only, month_only = day_ok & ~month_ok, month_ok & ~day_ok
+    n_day, n_month, n_amb = int(day_only.sum()), int(month_only.sum()), int((day_ok & month_ok).sum())
+    if n_day and not n_month:
+        day_first, basis = True, "inferred"
+    elif n_month and not n_day:
+        day_first, basis = False, "inferred"
+    else:
+        day_first, basis = default_day_first, "conflict" if n_day else "default" if n_amb else "none"
+
+    def example(mask: pd.Series) -> str | None:
+        return str(text[mask[mask].index[0]]) if mask.any() else None
+
+    return DateOrder(day_first, basis, n_day, n_month, n_amb, example(day_only), example(month_only))
+
+
 def _parse_date_text(text: pd.Series, day_first: bool) -> pd.Series:
     """Vectorised date parsing of normalised text; the formats are tried on the rows still unparsed."""
+    return _parse_dates_core(text, day_first, infer=False)[0]
+
+
+def _parse_date_text_inferred(text: pd.Series, default_day_first: bool) -> tuple[pd.Series, DateOrder]:
+    """Like :func:`_parse_date_text`, with the column's day/month order decided from its own values."""
+    values, order = _parse_dates_core(text, default_day_first, infer=True)
+    assert order is not None
+    return values, order
+
+
+def _parse_dates_core(text: pd.Series, day_first: bool, infer: bool) -> tuple[pd.Series, DateOrder | None]:
+    """The date parser; with ``infer``, ``day_first`` is only the default (see :func:`decide_date_order`)."""
     index = text.index
     text = text.reset_index(drop=True)
     out = pd.Series(pd.NaT, index=text.index, dtype="datetime64[ns]")
-    todo = _parse_fast_formats(text, text.notna(), out, day_first)
+    order = DateOrder(day_first, "none") if infer else None
+    todo = _parse_fast_formats(text, text.notna(), out, day_first, day_month=not infer)
 
     def _apply(pattern: re.Pattern[str], dmy: bool = False) -> None:
-        nonlocal todo
+        nonlocal todo, order, day_first
         if not todo.any():
             return
         parts = text[todo].str.extract(pattern)
@@ -547,6 +628,9 @@ def _parse_date_text(text: pd.Series, day_first: bool) -> pd.Series:
             return
         parts = parts[hit]
         if dmy:
+            if infer:
+                order = decide_date_order(_num(parts["a"]), _num(parts["b"]), text[parts.index], day_first)
+                day_first = order.day_first
             first, second = ("a", "b") if day_first else ("b", "a")
             parts = parts.rename(columns={first: "d", second: "m"})
         out[parts.index] = _assemble(parts)
@@ -577,7 +661,7 @@ def _parse_date_text(text: pd.Series, day_first: bool) -> pd.Series:
                     out[parsed.index] = parsed.astype("datetime64[ns]")
             except (ValueError, TypeError, OverflowError):
                 pass
-    return out.set_axis(index)
+    return out.set_axis(index), order
 
 
 def parse_dates(series: pd.Series, day_first: bool = False) -> pd.Series:
@@ -595,6 +679,19 @@ def parse_dates(series: pd.Series, day_first: bool = False) -> pd.Series:
     if pd.api.types.is_datetime64_dtype(series.dtype):
         return series.astype("datetime64[ns]")
     return _parse_date_text(normalize_text(series), day_first)
+
+
+def parse_dates_inferred(series: pd.Series, default_day_first: bool = False) -> tuple[pd.Series, DateOrder]:
+    """:func:`parse_dates` for one column whose day/month order is decided from its own values.
+
+    ``05/03/2024``-style values are read day first when some of them can only be day first (``23/02/2024``)
+    and none only month first, month first in the opposite case (``02/23/2024``), and by
+    ``default_day_first`` when all are ambiguous or the evidence conflicts. Returns the dates and the
+    :class:`DateOrder` (decision, basis, evidence counts). Typed datetime columns pass through (basis ``none``).
+    """
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series.dtype):
+        return parse_dates(series, default_day_first), DateOrder(default_day_first, "none")
+    return _parse_date_text_inferred(normalize_text(series), default_day_first)
 
 
 _CURRENCY = r"(?i:rmb|cny|usd|eur|gbp|hkd|us\$|hk\$)|[元圆¥￥$€£]"

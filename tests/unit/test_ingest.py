@@ -279,6 +279,81 @@ def test_day_first_flag_and_mapping_setting(tmp_path: Path):
     assert _orders_frame(out)["ts"].item() == pd.Timestamp("2024-03-05")
 
 
+def _date_order(summary: IngestSummary, table: str, column: str) -> dict:
+    (entry,) = [o for o in summary.tables[table].date_orders if o.column == column]
+    return entry.model_dump()
+
+
+def test_a_mixed_date_column_with_day_first_values_is_read_day_first(tmp_path: Path):
+    # the export: ISO, slashes, Chinese, compact and one day-first value; the default is month first
+    stamps = ["2024-03-05", "2024/3/5", "2024年3月5日", "20240305", "23/02/2024", "05/03/2024"]
+    orders = "order_id,customer_id,ts,amount,status\n" + "".join(
+        f"o{i},c1,{s},1,paid\n" for i, s in enumerate(stamps)
+    )
+    summary, out = _ingest_orders(tmp_path, orders)
+    t = summary.tables["orders"]
+    assert (t.read, t.accepted, t.rejected, t.duplicates) == (6, 6, 0, 0)
+    assert _orders_frame(out)["ts"].tolist() == [pd.Timestamp(d) for d in (
+        "2024-03-05", "2024-03-05", "2024-03-05", "2024-03-05", "2024-02-23", "2024-03-05")]
+    order = _date_order(summary, "orders", "ts")
+    assert (order["order"], order["basis"], order["day_first_only"], order["month_first_only"],
+            order["ambiguous"]) == ("day_first", "inferred", 1, 0, 1)
+    on_disk = json.loads((out / "ingest_summary.json").read_text(encoding="utf-8"))
+    assert on_disk["tables"]["orders"]["date_orders"][0]["order"] == "day_first"
+    assert "23/02/2024" in on_disk["tables"]["orders"]["date_orders"][0]["note"]
+
+
+def test_a_month_first_column_is_read_month_first_whatever_the_default(tmp_path: Path):
+    orders = "order_id,customer_id,ts,amount,status\no1,c1,02/23/2024,1,paid\no2,c1,03/05/2024 10:30,1,paid\n"
+    summary, out = _ingest_orders(tmp_path, orders, day_first=True)
+    assert summary.tables["orders"].accepted == 2
+    assert _orders_frame(out)["ts"].tolist() == [pd.Timestamp("2024-02-23"), pd.Timestamp("2024-03-05 10:30")]
+    order = _date_order(summary, "orders", "ts")
+    assert (order["order"], order["basis"], order["month_first_only"], order["ambiguous"]) == (
+        "month_first", "inferred", 1, 1)
+
+
+@pytest.mark.parametrize(("day_first", "want", "order"), [(False, "2024-05-03", "month_first"),
+                                                         (True, "2024-03-05", "day_first")])
+def test_an_all_ambiguous_column_follows_the_default_and_says_so(tmp_path: Path, day_first, want, order):
+    orders = "order_id,customer_id,ts,amount,status\no1,c1,05/03/2024,1,paid\no2,c1,2024-01-01,1,paid\n"
+    summary, out = _ingest_orders(tmp_path, orders, day_first=day_first)
+    assert _orders_frame(out)["ts"].iloc[0] == pd.Timestamp(want)
+    entry = _date_order(summary, "orders", "ts")
+    assert (entry["order"], entry["basis"], entry["ambiguous"], entry["day_first_only"],
+            entry["month_first_only"]) == (order, "default", 1, 0, 0)
+    assert "configured default" in entry["note"]
+
+
+def test_conflicting_date_orders_use_the_default_and_reject_the_rest_with_the_reason(tmp_path: Path):
+    orders = ("order_id,customer_id,ts,amount,status\n"
+              "o1,c1,23/02/2024,1,paid\no2,c1,24/02/2024,1,paid\no3,c1,02/25/2024,1,paid\no4,c1,not a date,1,paid\n")
+    summary, out = _ingest_orders(tmp_path, orders)  # default: month first
+    t = summary.tables["orders"]
+    _check_invariant(summary)
+    assert (t.read, t.accepted, t.rejected) == (4, 1, 3)
+    assert _orders_frame(out)["ts"].tolist() == [pd.Timestamp("2024-02-25")]
+    entry = _date_order(summary, "orders", "ts")
+    assert (entry["order"], entry["basis"], entry["day_first_only"], entry["month_first_only"]) == (
+        "month_first", "conflict", 2, 1)
+    assert "conflicting" in entry["note"] and "23/02/2024" in entry["note"] and "02/25/2024" in entry["note"]
+    rej = _rejects(out, "orders").set_index("row")
+    assert rej.loc["2", "reason"].startswith("ts is a day-first date in a column read month first")
+    assert rej.loc["3", "value"] == "24/02/2024"
+    assert rej.loc["5", "reason"] == "ts is not a valid date"
+
+
+def test_each_date_column_and_the_updated_at_column_decide_on_their_own(tmp_path: Path):
+    customers = ("customer_id,created_at,updated_at\n"
+                 "c1,23/02/2024,02/23/2024 10:00\nc2,05/03/2024,03/05/2024 11:00\n")
+    src = _write(tmp_path / "src", {"customers.csv": customers})
+    summary = ingest(str(src), tmp_path / "out", tables=["customers"])
+    df = pd.read_parquet(tmp_path / "out" / "customers.parquet")
+    assert df["created_at"].tolist() == [pd.Timestamp("2024-02-23"), pd.Timestamp("2024-03-05")]
+    assert _date_order(summary, "customers", "created_at")["order"] == "day_first"
+    assert _date_order(summary, "customers", "updated_at")["order"] == "month_first"
+
+
 def test_full_width_digits_currency_and_whitespace(tmp_path: Path):
     orders = (
         "order_id,customer_id,ts,amount,status,items\n"

@@ -18,6 +18,7 @@ from features.readers import (
     parse_amounts,
     parse_bools,
     parse_dates,
+    parse_dates_inferred,
     read_csv_file,
     read_table_source,
     sniff_delimiter,
@@ -195,6 +196,30 @@ def test_day_first_flag_decides_slash_dates():
     day_first = parse_dates(s, day_first=True).tolist()
     assert month_first[0] == _ts("2024-05-03") and pd.isna(month_first[1]) and month_first[2] == _ts("2024-03-25")
     assert day_first[0] == _ts("2024-03-05") and day_first[1] == _ts("2024-03-25") and pd.isna(day_first[2])
+
+
+@pytest.mark.parametrize(
+    ("texts", "default", "order", "basis", "counts"),
+    [
+        (["05/03/2024", "25/03/2024 10:00", "2024-01-01"], False, "day_first", "inferred", (1, 0, 1)),
+        (["05/03/2024", "03/25/2024", "1.2.2024"], True, "month_first", "inferred", (0, 1, 2)),
+        (["05/03/2024", "06-03-2024"], True, "day_first", "default", (0, 0, 2)),
+        (["25/03/2024", "03/25/2024"], False, "month_first", "conflict", (1, 1, 0)),
+        (["2024-03-05", "20240305", None], True, "day_first", "none", (0, 0, 0)),
+    ],
+)
+def test_parse_dates_inferred_decides_the_order_per_column(texts, default, order, basis, counts):
+    values, decided = parse_dates_inferred(pd.Series(texts), default_day_first=default)
+    assert (decided.order, decided.basis) == (order, basis)
+    assert (decided.day_first_only, decided.month_first_only, decided.ambiguous) == counts
+    assert values.equals(parse_dates(pd.Series(texts), day_first=decided.day_first))
+
+
+def test_parse_dates_inferred_reads_many_day_first_rows_like_one_by_one():
+    base = pd.date_range("2023-01-01", periods=3000, freq="7h")
+    texts = np.where(np.arange(3000) % 2 == 0, base.strftime("%Y-%m-%d %H:%M:%S"), base.strftime("%d/%m/%Y %H:%M:%S"))
+    values, decided = parse_dates_inferred(pd.Series(texts))
+    assert decided.order == "day_first" and (values == pd.Series(base)).all()
 
 
 def test_parse_dates_mixed_column_keeps_positions_and_index():
