@@ -3,7 +3,7 @@
 A mapping YAML (see ``configs/mapping.example.yaml``) is the CRM-import step where a user matches
 their spreadsheet headers to CRM fields::
 
-    day_first: false                  # 05/03/2024 = 5 March when true
+    day_first: false                  # an undecided 05/03/2024 = 5 March when true (see below)
     tables:
       orders:
         source: 订单.csv               # file in the --source directory (default: orders.csv/.xlsx/.parquet)
@@ -15,6 +15,10 @@ their spreadsheet headers to CRM fields::
         derive:                       # contract field → computed value (allow-listed operations)
           amount: {abs: {multiply: [Quantity, UnitPrice]}}
         updated_at: 修改时间           # source column that decides which duplicate is the latest
+
+``day_first`` is only a default: each date column's day/month order is inferred from its own values
+(``23/02/2024`` can only be day first, ``02/23/2024`` only month first); the default applies to a column whose
+values are all ambiguous or conflict (see :func:`features.readers.parse_dates_inferred`).
 
 Computed columns (``derive``) are small JSON-like expressions, never evaluated as code. An operand
 is a source column name (string), a number, or another expression. Operations:
@@ -150,7 +154,7 @@ class TableMapping(BaseModel):
     constants: dict[str, str | int | float | bool] = Field(default_factory=dict, description="field → value")
     derive: dict[str, dict[str, Any]] = Field(default_factory=dict, description="field → expression")
     updated_at: str | None = Field(default=None, description="source column deciding the latest duplicate")
-    day_first: bool | None = Field(default=None, description="overrides the top-level day_first")
+    day_first: bool | None = Field(default=None, description="overrides the top-level day_first (a default)")
 
     @field_validator("derive")
     @classmethod
@@ -189,7 +193,7 @@ class IngestMapping(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    day_first: bool = Field(default=False, description="read 05/03/2024 as 5 March")
+    day_first: bool = Field(default=False, description="read an undecided 05/03/2024 as 5 March")
     tables: dict[str, TableMapping] = Field(default_factory=dict)
 
     @field_validator("tables")
