@@ -108,7 +108,7 @@ def _positions(ids: pd.Index, keys: pd.Series) -> np.ndarray:
 
 
 def _population(customers: pd.DataFrame | None, paid_ids: pd.Series, t: pd.Timestamp, extra: list) -> pd.Index:
-    """Customers created on or before ``t``, anyone with a counted paid order, and ``extra`` ids; sorted."""
+    """Customers created on or before ``t``, anyone with a paid order up to ``t``, and ``extra`` ids; sorted."""
     if isinstance(paid_ids.dtype, pd.CategoricalDtype):
         used = np.unique(paid_ids.cat.codes.to_numpy())
         parts = [pd.Series(paid_ids.cat.categories[used[used >= 0]], dtype="string")]
@@ -156,6 +156,7 @@ def compute_levels(
     paid_mask = (orders["status"] == "paid").fillna(False).to_numpy(dtype=bool) & (orders["ts"] <= t).fillna(
         False
     ).to_numpy(dtype=bool)
+    buyers = orders.loc[paid_mask, "customer_id"]  # every buyer up to T is a member, in the window or not
     start = window_start(cfg, t)
     if start is not None:
         paid_mask &= (orders["ts"] > start).fillna(False).to_numpy(dtype=bool)
@@ -176,7 +177,7 @@ def compute_levels(
     extra = []
     if previous is not None:
         extra.append(previous.levels["customer_id"])
-    ids = _population(tables.get("customers"), paid["customer_id"], t, extra)
+    ids = _population(tables.get("customers"), buyers, t, extra)
     n = len(ids)
     rank = np.zeros(n, dtype=np.int16)  # base rank before this run's thresholds
     since = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")

@@ -10,7 +10,21 @@ import os
 
 import typer
 
-from serving.cli import demo, features, ingest, monitor, registry, score, segment, serve, synth, train
+from serving.cli import (
+    audience,
+    demo,
+    features,
+    ingest,
+    members,
+    monitor,
+    registry,
+    score,
+    segment,
+    serve,
+    synth,
+    tags,
+    train,
+)
 
 app = typer.Typer(
     name="crmscore",
@@ -20,7 +34,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (synth, ingest, features, train, registry, segment, serve, score, monitor, demo):
+for module in (synth, ingest, features, train, registry, segment, members, tags, audience, serve, score, monitor, demo):
     module.register(app)
 
 

@@ -1,0 +1,95 @@
+"""Output folders of ``crmscore members apply`` and ``crmscore tags apply``: Parquet + CSV + summary JSON.
+
+Every file goes through :func:`features.io.atomic_path` (a killed run never leaves half a file); CSVs are
+UTF-8 with a byte-order mark so spreadsheet tools show Chinese names. Readers check what a later run needs
+and name the file when something is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.io import atomic_path, write_parquet_atomic, write_text_atomic
+from features.members.levels import HISTORY_COLUMNS, LEVEL_COLUMNS, PreviousLevels
+from features.members.tags import LONG_COLUMNS, MANUAL_REMOVE_COLUMNS
+
+
+class OutputDirError(FileNotFoundError):
+    """A previous output folder is missing a file or a column."""
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write ``df`` as UTF-8 CSV (with BOM) atomically."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False, encoding="utf-8-sig", date_format="%Y-%m-%d %H:%M:%S")
+    return Path(path)
+
+
+def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, csv: bool = True) -> list[Path]:
+    """``<name>.parquet`` (and ``<name>.csv``) in ``out_dir``."""
+    d = Path(out_dir)
+    paths = [write_parquet_atomic(df, d / f"{name}.parquet")]
+    if csv:
+        paths.append(write_csv_atomic(df, d / f"{name}.csv"))
+    return paths
+
+
+def write_summary(summary: dict[str, Any], out_dir: str | Path, name: str = "summary.json") -> Path:
+    """The run's counts as JSON."""
+    return write_text_atomic(Path(out_dir) / name, json.dumps(summary, ensure_ascii=False, indent=1, default=str))
+
+
+def read_summary(d: Path) -> dict[str, Any]:
+    """``summary.json`` of an output folder."""
+    p = d / "summary.json"
+    if not p.is_file():
+        raise OutputDirError(f"{d}: no summary.json (is it the output of an earlier run?)")
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def _read(d: Path, name: str, columns: list[str]) -> pd.DataFrame:
+    p = d / f"{name}.parquet"
+    if not p.is_file():
+        raise OutputDirError(f"{d}: no {name}.parquet (is it the output of an earlier run?)")
+    df = pd.read_parquet(p)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise OutputDirError(f"{p}: missing column(s) {', '.join(missing)}")
+    return df
+
+
+def read_previous_levels(out_dir: str | Path) -> PreviousLevels:
+    """The output of an earlier ``members apply`` (``--previous DIR``)."""
+    d = Path(out_dir)
+    if not d.is_dir():
+        raise OutputDirError(f"--previous: folder not found: {d}")
+    summary = read_summary(d)
+    return PreviousLevels(
+        as_of=pd.Timestamp(summary["as_of"]),
+        levels=_read(d, "levels", LEVEL_COLUMNS),
+        history=_read(d, "history", HISTORY_COLUMNS),
+    )
+
+
+def read_levels(out_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Current levels and summary of a ``members apply`` output folder (``--members DIR``)."""
+    d = Path(out_dir)
+    if not d.is_dir():
+        raise OutputDirError(f"--members: folder not found: {d}")
+    return _read(d, "levels", LEVEL_COLUMNS), read_summary(d)
+
+
+def read_previous_tags(out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any]]:
+    """The long table, the manual removals so far and the summary of an earlier ``tags apply``."""
+    d = Path(out_dir)
+    if not d.is_dir():
+        raise OutputDirError(f"folder not found: {d}")
+    summary = read_summary(d)
+    long = _read(d, "tags", LONG_COLUMNS)
+    rem = d / "manual_removals.parquet"
+    removals = _read(d, "manual_removals", list(MANUAL_REMOVE_COLUMNS)) if rem.is_file() else None
+    return long, removals, summary

@@ -1,0 +1,291 @@
+"""`crmscore tags apply`: rule, product and manual tags as of a cutoff, as a long table with counts.
+
+:func:`build_context` assembles the per-customer frame the rule tags read: member levels (computed, or read
+from ``--members DIR``), the non-PII profile, RFM scores and segment, P(alive) and value tier (the project's
+own ``training.segment`` code, fitted at T), point-in-time features (only when a rule names one) and any
+``--scores`` file (lead / churn grades). Only what the rules need is computed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+tags_app = typer.Typer(
+    name="tags",
+    help="Customer tags (自动打标): rule tags, product tags and manual tags as of a cutoff.",
+    no_args_is_help=True,
+)
+
+#: profile columns of the customers table rules may use (never PII); member_level becomes crm_member_level
+PROFILE_COLUMNS = (
+    "source_channel",
+    "province",
+    "city",
+    "industry",
+    "company_size",
+    "job_title",
+    "gender",
+    "age",
+    "points_balance",
+    "marketing_consent",
+    "member_level",
+)
+RFM_COLUMNS = ("r_score", "f_score", "m_score", "rfm_segment")
+TIER_COLUMNS = ("p_alive", "value_tier", "value_tier_zh")
+#: columns of a scores file given as PREFIX=FILE that get the prefix (batch scoring's result columns)
+SCORE_RESULT_COLUMNS = ("probability", "score", "grade", "rank", "decile")
+MISSING_HINT = (
+    "; lead and churn grades come from --scores lead=FILE / churn=FILE (crmscore score output), "
+    "member levels from the members config or --members DIR"
+)
+
+
+def read_scores(spec: str) -> tuple[str, Any]:
+    """One ``--scores`` value: ``FILE`` or ``PREFIX=FILE`` (Parquet or CSV with a customer_id column)."""
+    import pandas as pd
+
+    prefix, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--scores: file not found: {p}")
+    df = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p, encoding="utf-8-sig")
+    if "customer_id" not in df.columns:
+        raise ValueError(f"--scores {p}: no customer_id column (columns: {', '.join(map(str, df.columns[:20]))})")
+    from features.contract import PII_COLUMNS
+
+    df = df.drop(columns=[c for c in df.columns if c in PII_COLUMNS])
+    if prefix:
+        df = df.rename(columns={c: f"{prefix}_{c}" for c in SCORE_RESULT_COLUMNS if c in df.columns})
+    df["customer_id"] = df["customer_id"].astype("string")
+    dup = df["customer_id"].duplicated()
+    if dup.any():
+        raise ValueError(f"--scores {p}: customer_id {df.loc[dup, 'customer_id'].iloc[0]!r} appears twice")
+    return str(p), df.set_index("customer_id")
+
+
+def build_context(
+    tables: dict[str, Any],
+    as_of: Any,
+    levels: Any,
+    needed: list[str],
+    scores: list[tuple[str, Any]] = (),
+    segment_config: Path | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """The per-customer context frame (one row per customer of ``levels``) and notes on what was computed.
+
+    ``needed`` are the fields the rules read: RFM, P(alive) / value tier and features are computed only
+    when needed (P(alive) fits BG/NBD at T on the buyers; RFM quintiles are learned at T).
+    """
+    import numpy as np
+    import pandas as pd
+
+    notes: dict[str, Any] = {}
+    ctx = levels[
+        [
+            "customer_id",
+            "member_level",
+            "member_level_zh",
+            "level_rank",
+            "window_spend",
+            "window_orders",
+            "next_level",
+            "level_progress",
+        ]
+    ].copy()
+    ctx["customer_id"] = ctx["customer_id"].astype("string")
+    ids = pd.Index(ctx["customer_id"])
+    need = set(needed)
+    customers = tables.get("customers")
+    if customers is not None:
+        prof = [c for c in PROFILE_COLUMNS if c in customers.columns]
+        p = customers[["customer_id", *prof]].drop_duplicates("customer_id").set_index("customer_id")
+        p.index = p.index.astype("string")
+        p = p.rename(columns={"member_level": "crm_member_level"}).reindex(ids)
+        for c in p.columns:
+            ctx[c] = p[c].to_numpy()
+    from training.segment import SegmentConfig, input_columns
+
+    seg_cfg = SegmentConfig()
+    if segment_config is not None:
+        from features.config import load_config
+
+        seg_cfg = load_config(segment_config, SegmentConfig)
+    summary_cols = set(input_columns(seg_cfg.window_days)[1:])
+    if need & (summary_cols | set(RFM_COLUMNS) | set(TIER_COLUMNS)):
+        from training.segment import RFMScorer, ValueTierer, summarise_customers
+
+        summ = summarise_customers(tables, as_of, seg_cfg.window_days).set_index("customer_id").reindex(ids)
+        summ["frequency"] = summ["frequency"].fillna(0.0)
+        summ["monetary"] = summ["monetary"].fillna(0.0)
+        summ["avg_repeat_value"] = summ["avg_repeat_value"].fillna(0.0)
+        X = summ.reset_index()
+        for c in summ.columns:
+            ctx[c] = summ[c].to_numpy()
+        notes["rfm"] = "not needed"
+        if need & (set(RFM_COLUMNS) | set(TIER_COLUMNS)):
+            rfm = RFMScorer(grid=seg_cfg.rfm.grid, no_purchase_segment=seg_cfg.rfm.no_purchase_segment).fit(X)
+            sc = rfm.transform(X)
+            for c in RFM_COLUMNS:
+                ctx[c] = sc[c].to_numpy()
+            notes["rfm"] = f"quintiles learned at {as_of} on {int(X['recency_days'].notna().sum()):,} buyers"
+        if need & set(TIER_COLUMNS):
+            from training.btyd import BGNBDModel
+
+            has = X["recency_days"].notna().to_numpy()
+            bg = BGNBDModel(
+                time_unit_days=seg_cfg.btyd.time_unit_days,
+                horizon_days=seg_cfg.horizon_days,
+                penalizer=seg_cfg.btyd.penalizer,
+            ).fit(X.loc[has])
+            p_alive = np.full(len(X), np.nan)
+            p_alive[has] = bg.predict_p_alive(X.loc[has])
+            ctx["p_alive"] = p_alive
+            vt = seg_cfg.value_tiers
+            tierer = ValueTierer(
+                rules=[r.model_dump(exclude_none=True) for r in vt.rules], labels=vt.labels, default=vt.default
+            ).fit()
+            tiers = tierer.transform(ctx[[*RFM_COLUMNS, "p_alive"]])
+            ctx["value_tier"] = tiers["value_tier"].to_numpy()
+            ctx["value_tier_zh"] = tiers["value_tier_zh"].to_numpy()
+            notes["p_alive"] = f"BG/NBD fitted at {as_of} on {int(has.sum()):,} buyers"
+    overridden = []
+    for path, df in scores:
+        cov = ids.isin(df.index)
+        notes.setdefault("scores", {})[path] = {"columns": list(map(str, df.columns)), "customers": int(cov.sum())}
+        for c in df.columns:
+            if c in ctx.columns:
+                overridden.append(f"{c} (from {path})")
+            ctx[c] = df[c].reindex(ids).to_numpy()
+    if overridden:
+        notes["overridden_by_scores"] = overridden
+    missing = need - set(ctx.columns)
+    if missing:
+        from features.build import build_features
+        from features.config import FeatureConfig
+
+        feats = build_features(tables, as_of, FeatureConfig())
+        feats.index = feats.index.astype("string")
+        add = [c for c in feats.columns if c in missing]
+        for c in add:
+            ctx[c] = feats[c].reindex(ids).to_numpy()
+        notes["features"] = add
+    return ctx.reset_index(drop=True), notes
+
+
+def input_columns() -> dict[str, tuple[str, ...]]:
+    """Columns tags read from each table: what the feature builder and the RFM summary read, plus category."""
+    from features.build import FEATURE_INPUT_COLUMNS
+
+    cols = {k: tuple(v) for k, v in FEATURE_INPUT_COLUMNS.items()}
+    cols["customers"] = tuple(dict.fromkeys([*cols["customers"], *PROFILE_COLUMNS]))
+    cols["orders"] = (*cols["orders"], "category")
+    return cols
+
+
+def context_fields(ctx: Any, level_order: tuple[str, ...]) -> dict:
+    """Rule fields of the context: member_level compares by the config's order; customer_id is not a field."""
+    from features.rules import fields_of_frame
+
+    return fields_of_frame(ctx, ordered={"member_level": level_order}, exclude={"customer_id"})
+
+
+@tags_app.command("apply")
+def apply_cmd(
+    data: Path = typer.Option(..., "--data", help="data dir with the contract tables (<table>.parquet)"),
+    as_of: str = typer.Option(..., "--as-of", help="cutoff T, e.g. 2025-06-30; nothing after T is used"),
+    out: Path = typer.Option(..., "--out", help="output folder (tags, tag_counts, context, summary.json)"),
+    members: Path | None = typer.Option(
+        None, "--members", help="a `members apply` output folder as of T (default: levels computed from the config)"
+    ),
+    scores: list[str] = typer.Option(
+        [], "--scores", help="PREFIX=FILE or FILE with customer_id and score columns, e.g. churn=churn.csv; repeatable"
+    ),
+    previous: Path | None = typer.Option(
+        None, "--previous", help="the previous run's output folder: manual tags and each tag's since are kept"
+    ),
+    manual: Path | None = typer.Option(None, "--manual", help="manual tags CSV: customer_id, tag, added_by, added_at"),
+    remove: Path | None = typer.Option(
+        None, "--remove", help="manual tag removals CSV: customer_id, tag, removed_by, removed_at"
+    ),
+    config: Path | None = typer.Option(None, "--config", help="tags YAML (configs/tags.yaml)"),
+    members_config: Path | None = typer.Option(None, "--members-config", help="members YAML (configs/members.yaml)"),
+    segment_config: Path | None = typer.Option(None, "--segment-config", help="segment YAML (RFM grid, value tiers)"),
+) -> None:
+    """Tag every customer as of T and write the long table (customer_id, tag, kind, since, source) and counts."""
+    import time
+
+    import pandas as pd
+
+    from features.config import ConfigError
+    from features.contract import drop_pii
+    from features.io import DataDirError, load_tables
+    from features.members.config import load_members_config, load_tags_config
+    from features.members.levels import LevelInputError, compute_levels
+    from features.members.outputs import (
+        OutputDirError,
+        read_levels,
+        read_previous_tags,
+        write_summary,
+        write_table,
+    )
+    from features.members.tags import TagInputError, apply_tags, read_manual_tags, read_tag_removals, rule_fields
+    from serving.cli.members import parse_as_of
+
+    t0 = time.perf_counter()
+    try:
+        t = parse_as_of(as_of)
+        cfg = load_tags_config(config)
+        mcfg = load_members_config(members_config)
+        needed = rule_fields(cfg)
+        tables = {k: drop_pii(v) for k, v in load_tables(data, required=("orders",), columns=input_columns()).items()}
+        if members is not None:
+            levels, msum = read_levels(members)
+            if pd.Timestamp(msum["as_of"]) != t:
+                raise ValueError(f"--members {members} is as of {msum['as_of']}, not --as-of {t}")
+        else:
+            levels = compute_levels(tables, t, mcfg).levels
+        prev_long, prev_removed, prev_summary = (None, None, None)
+        if previous is not None:
+            prev_long, prev_removed, prev_summary = read_previous_tags(previous)
+            if pd.Timestamp(prev_summary["as_of"]) >= t:
+                raise ValueError(f"--previous {previous} is as of {prev_summary['as_of']}, not before --as-of {t}")
+        added = read_manual_tags(manual, cfg) if manual is not None else None
+        removed = read_tag_removals(remove, cfg) if remove is not None else None
+        if prev_removed is not None:
+            removed = prev_removed if removed is None else pd.concat([prev_removed, removed], ignore_index=True)
+        score_frames = [read_scores(s) for s in scores]
+        ctx, notes = build_context(tables, t, levels, needed, score_frames, segment_config)
+        fields = context_fields(ctx, mcfg.order)
+        res = apply_tags(ctx, tables.get("orders"), t, cfg, fields, prev_long, added, removed, hint=MISSING_HINT)
+    except (ConfigError, DataDirError, OutputDirError, LevelInputError, TagInputError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    res.summary |= {
+        "config": str(config) if config else "embedded defaults",
+        "members": str(members) if members else "computed from the members config",
+        "member_level_order": list(mcfg.order),
+        "context": notes,
+        "context_columns": [c for c in ctx.columns if c != "customer_id"],
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    write_table(res.long, out, "tags")
+    write_table(res.counts, out, "tag_counts")
+    write_table(ctx, out, "context", csv=False)
+    if res.removals is not None:
+        write_table(res.removals, out, "manual_removals", csv=False)
+    write_summary(res.summary, out)
+    top = res.counts.sort_values("customers", ascending=False).head(5)
+    typer.echo(
+        f"{res.summary['customers']:,} customers as of {t}: {res.summary['rows']:,} tags on "
+        f"{res.summary['customers_with_a_tag']:,} customers; top: "
+        + ", ".join(f"{r.tag} {r.customers:,}" for r in top.itertuples())
+        + f" → {out} in {res.summary['seconds']:.1f}s"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `tags` command group to the root app."""
+    app.add_typer(tags_app, name="tags")
