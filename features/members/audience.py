@@ -52,6 +52,7 @@ def select_audience(
     purpose: str = "marketing",
     name: str = "audience",
     known_tags: set[str] | frozenset[str] = frozenset(),
+    hint: str = "",
 ) -> AudienceResult:
     """Customers of ``context`` matching ``rule_text``; ``consent`` is marketing_consent indexed by customer_id.
 
@@ -63,7 +64,7 @@ def select_audience(
         raise ValueError(f"--purpose: {purpose!r} is not one of {', '.join(PURPOSES)}")
     ids = pd.Index(context["customer_id"].astype("string"))
     tag_names = set(long_tags["tag"].astype(str).unique()) | set(known_tags)
-    rule = compile_rule(rule_text, fields, tag_names, name=f"audience {name!r}")
+    rule = compile_rule(rule_text, fields, tag_names, name=f"audience {name!r}", hint=hint)
     masks = {}
     for tname in rule.tag_names:
         who = long_tags.loc[long_tags["tag"] == tname, "customer_id"].astype("string")

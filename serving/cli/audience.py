@@ -78,7 +78,7 @@ def export_cmd(
     from features.io import DataDirError, load_tables, write_text_atomic
     from features.members.audience import audience_rule, select_audience
     from features.members.outputs import OutputDirError, read_summary, write_csv_atomic
-    from serving.cli.tags import context_fields
+    from serving.cli.tags import MISSING_HINT, context_fields
 
     aud_name = name or out.stem
     try:
@@ -106,7 +106,15 @@ def export_cmd(
         order = tuple(tag_summary.get("member_level_order") or ())
         fields = context_fields(ctx, order) if order else context_fields(ctx, ())
         res = select_audience(
-            ctx, long, rule_text, fields, consent, purpose, aud_name, known_tags=set(tag_summary.get("tags", {}))
+            ctx,
+            long,
+            rule_text,
+            fields,
+            consent,
+            purpose,
+            aud_name,
+            known_tags=set(tag_summary.get("tags", {})),
+            hint=MISSING_HINT,
         )
     except (DataDirError, OutputDirError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)

@@ -93,6 +93,7 @@ def build_context(
             "window_orders",
             "next_level",
             "level_progress",
+            "progress",
         ]
     ].copy()
     ctx["customer_id"] = ctx["customer_id"].astype("string")
