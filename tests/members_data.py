@@ -13,7 +13,7 @@ def orders_frame(rows: list[tuple[str, str, float, str, str]]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["customer_id", "ts", "amount", "status", "category"])
     df.insert(0, "order_id", [f"O{i:05d}" for i in range(len(df))])
     df["customer_id"] = df["customer_id"].astype("string")
-    df["ts"] = pd.to_datetime(df["ts"]).astype("datetime64[ns]")
+    df["ts"] = pd.to_datetime(df["ts"], format="mixed").astype("datetime64[ns]")
     df["amount"] = df["amount"].astype("float64")
     df["status"] = df["status"].astype("string")
     df["category"] = df["category"].astype("string")

@@ -178,6 +178,12 @@ def compute_levels(
     if previous is not None:
         extra.append(previous.levels["customer_id"])
     ids = _population(tables.get("customers"), buyers, t, extra)
+    if manual_now is not None and len(manual_now):
+        # a manually changed customer is a member even with no customer row or order up to T (counted)
+        new = ~manual_now["customer_id"].isin(ids)
+        summary["manual_customers_without_data"] = int(new.sum())
+        if new.any():
+            ids = ids.append(pd.Index(manual_now.loc[new, "customer_id"], dtype="string")).sort_values()
     n = len(ids)
     rank = np.zeros(n, dtype=np.int16)  # base rank before this run's thresholds
     since = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
@@ -208,10 +214,7 @@ def compute_levels(
     note = np.full(n, None, dtype=object)
     if manual_now is not None and len(manual_now):
         pos = ids.get_indexer(manual_now["customer_id"])
-        ok = pos >= 0
-        summary["manual_unknown_customers"] = int((~ok).sum())
-        m = manual_now.loc[ok]
-        pos = pos[ok]
+        m = manual_now
         rank[pos] = pd.Categorical(m["level"], categories=list(order)).codes
         since[pos] = m["changed_at"].to_numpy(dtype="datetime64[ns]")
         anchor[pos] = since[pos]
