@@ -385,12 +385,17 @@ class Rule:
         """Tags the rule reads (``tag:NAME``), in order of first use."""
         return list(dict.fromkeys(n.name for n in _walk(self.tree) if isinstance(n, TagRef)))
 
-    def evaluate(self, df: pd.DataFrame, tags: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
-        """Boolean array, one value per row of ``df``; ``tags`` maps tag name → boolean array of the same length."""
+    def evaluate(
+        self, df: pd.DataFrame, tags: Mapping[str, np.ndarray] | None = None, cache: dict | None = None
+    ) -> np.ndarray:
+        """Boolean array, one value per row of ``df``; ``tags`` maps tag name → boolean array of the same length.
+
+        ``cache`` (a dict) shares converted columns between rules evaluated over the same ``df``.
+        """
         missing = [f for f in self.field_names if f not in df.columns]
         if missing:
             raise RuleError(self.name, self.text, 0, f"field(s) {', '.join(missing)} missing from the data")
-        return _eval(self.tree, df, tags or {}, self, {})
+        return _eval(self.tree, df, tags or {}, self, {} if cache is None else cache)
 
 
 def compile_rule(
@@ -467,7 +472,7 @@ def _eval(node: object, df: pd.DataFrame, tags: Mapping[str, np.ndarray], rule: 
     if isinstance(node, Flag):
         return _bool_array(col)
     if spec.kind == "ordered":
-        key = ("rank", node.field)
+        key = ("rank", node.field, spec.order)
         if key not in cache:
             cache[key] = pd.Categorical(col, categories=list(spec.order)).codes.astype(np.int16)
         codes = cache[key]

@@ -230,56 +230,12 @@ def apply_tags(
         m[pos] = True
         masks[spec.name] = m
     ctx = context.reset_index(drop=True)
+    cache: dict = {}  # each column converted once (numbers, level ranks) for all the rules
     for name, rule in rules.items():
-        masks[name] = rule.evaluate(ctx, masks)
+        masks[name] = rule.evaluate(ctx, masks, cache)
 
     kinds = {s.name: s.kind for s in cfg.tags}
-    sources = {
-        s.name: ("rule" if s.kind == "rule" else f"product:{'/'.join(s.categories or [])}@{s.window_days}d")
-        for s in cfg.tags
-    }
-    parts = []
-    for s in cfg.tags:
-        if s.kind == "manual":
-            continue
-        hit = np.flatnonzero(masks[s.name])
-        parts.append(
-            pd.DataFrame(
-                {
-                    "customer_id": ids[hit],
-                    "tag": s.name,
-                    "kind": s.kind,
-                    "since": np.datetime64(t, "ns"),
-                    "source": sources[s.name],
-                }
-            )
-        )
-    if len(manual):
-        parts.append(
-            pd.DataFrame(
-                {
-                    "customer_id": manual["customer_id"].to_numpy(),
-                    "tag": manual["tag"].to_numpy(),
-                    "kind": "manual",
-                    "since": manual["at"].to_numpy(dtype="datetime64[ns]"),
-                    "source": manual["by"].to_numpy(),
-                }
-            )
-        )
-    long = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=LONG_COLUMNS)
-    long["since"] = pd.to_datetime(long["since"]).astype("datetime64[ns]")
-    if previous is not None and len(previous):
-        # an automatic tag carried by the same customer at the previous run keeps its since
-        prev = previous.loc[previous["kind"] != "manual", ["customer_id", "tag", "since"]]
-        prev = prev.rename(columns={"since": "prev_since"}).astype({"customer_id": "string", "tag": "string"})
-        long = long.astype({"customer_id": "string", "tag": "string"}).merge(
-            prev, on=["customer_id", "tag"], how="left"
-        )
-        auto = long["kind"] != "manual"
-        keep = auto & long["prev_since"].notna()
-        long.loc[keep, "since"] = pd.to_datetime(long.loc[keep, "prev_since"])
-        long = long.drop(columns="prev_since")
-    long = long.astype({"customer_id": "string", "tag": "string", "kind": "string", "source": "string"})[LONG_COLUMNS]
+    long = _long_table(ids, t, cfg, masks, manual, previous)
     counts = pd.DataFrame(
         {
             "tag": [s.name for s in cfg.tags],
@@ -290,6 +246,80 @@ def apply_tags(
     )
     counts["share"] = (counts["customers"] / max(n, 1)).round(4)
     summary["rows"] = int(len(long))
-    summary["customers_with_a_tag"] = int(long["customer_id"].nunique())
+    anyone = np.zeros(n, dtype=bool)
+    for m in masks.values():
+        anyone |= m
+    summary["customers_with_a_tag"] = int(anyone.sum())
     summary["tags"] = {r.tag: int(r.customers) for r in counts.itertuples()}
     return TagsResult(long=long, counts=counts, summary=summary, removals=manual_removed)
+
+
+def _long_table(
+    ids: pd.Index,
+    t: pd.Timestamp,
+    cfg: TagsConfig,
+    masks: dict[str, np.ndarray],
+    manual: pd.DataFrame,
+    previous: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """The long table built from integer positions: customer_id, tag, kind and source are categoricals.
+
+    A million customers × 100 tags gives tens of millions of rows, so nothing here copies a string per row.
+    """
+    names = [s.name for s in cfg.tags]
+    code = {name: i for i, name in enumerate(names)}
+    pos_parts, tag_parts, since_parts = [], [], []
+    for s in cfg.tags:
+        if s.kind == "manual":
+            continue
+        hit = np.flatnonzero(masks[s.name])
+        pos_parts.append(hit)
+        tag_parts.append(np.full(len(hit), code[s.name], dtype=np.int16))
+        since_parts.append(np.full(len(hit), t.value, dtype=np.int64))
+    if len(manual):
+        mp = ids.get_indexer(manual["customer_id"])
+        pos_parts.append(mp)
+        tag_parts.append(manual["tag"].map(code).to_numpy(dtype=np.int16))
+        since_parts.append(manual["at"].to_numpy(dtype="datetime64[ns]").view(np.int64))
+    pos = np.concatenate(pos_parts).astype(np.int32) if pos_parts else np.zeros(0, dtype=np.int32)
+    tag = np.concatenate(tag_parts) if tag_parts else np.zeros(0, dtype=np.int16)
+    since = (np.concatenate(since_parts) if since_parts else np.zeros(0, dtype=np.int64)).view("datetime64[ns]")
+    n_tags = len(names)
+    if previous is not None and len(previous):
+        # an automatic tag carried by the same customer at the previous run keeps its since
+        prev = previous.loc[previous["kind"] != "manual"]
+        ppos = ids.get_indexer(prev["customer_id"].astype("string"))
+        ptag = prev["tag"].astype(object).map(code).to_numpy(dtype="float64", na_value=np.nan)
+        ok = (ppos >= 0) & ~np.isnan(ptag)
+        pkey = ppos[ok].astype(np.int64) * n_tags + ptag[ok].astype(np.int64)
+        psince = pd.to_datetime(prev["since"]).to_numpy(dtype="datetime64[ns]")[ok]
+        order = np.argsort(pkey, kind="stable")
+        pkey, psince = pkey[order], psince[order]
+        key = pos.astype(np.int64) * n_tags + tag
+        auto = np.array([x.kind != "manual" for x in cfg.tags], dtype=bool)[tag]
+        at = np.minimum(np.searchsorted(pkey, key), len(pkey) - 1)
+        found = auto & (pkey[at] == key) if len(pkey) else np.zeros(len(key), dtype=bool)
+        since[found] = psince[at[found]]
+    kind_names = ["rule", "product", "manual"]
+    kind_code = np.array([kind_names.index(x.kind) for x in cfg.tags], dtype=np.int8)
+    auto_sources = {
+        x.name: "rule" if x.kind == "rule" else f"product:{'/'.join(x.categories or [])}@{x.window_days}d"
+        for x in cfg.tags
+        if x.kind != "manual"
+    }
+    manual_sources = manual["by"].astype(str).tolist() if len(manual) else []
+    src_cats = list(dict.fromkeys([*auto_sources.values(), *manual_sources]))
+    src_code = {c: i for i, c in enumerate(src_cats)}
+    per_tag = np.array([src_code.get(auto_sources.get(x.name, ""), -1) for x in cfg.tags], dtype=np.int32)
+    src = per_tag[tag]
+    if len(manual):
+        src[len(pos) - len(manual) :] = [src_code[b] for b in manual_sources]
+    return pd.DataFrame(
+        {
+            "customer_id": pd.Categorical.from_codes(pos, categories=pd.Index(ids, dtype="string")),
+            "tag": pd.Categorical.from_codes(tag, categories=names),
+            "kind": pd.Categorical.from_codes(kind_code[tag], categories=kind_names),
+            "since": since,
+            "source": pd.Categorical.from_codes(src, categories=src_cats),
+        }
+    )
