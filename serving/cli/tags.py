@@ -211,6 +211,7 @@ def apply_cmd(
     remove: Path | None = typer.Option(
         None, "--remove", help="manual tag removals CSV: customer_id, tag, removed_by, removed_at"
     ),
+    csv: bool = typer.Option(False, "--csv", help="also write the long table as tags.csv (large for many customers)"),
     config: Path | None = typer.Option(None, "--config", help="tags YAML (configs/tags.yaml)"),
     members_config: Path | None = typer.Option(None, "--members-config", help="members YAML (configs/members.yaml)"),
     segment_config: Path | None = typer.Option(None, "--segment-config", help="segment YAML (RFM grid, value tiers)"),
@@ -272,7 +273,7 @@ def apply_cmd(
         "context_columns": [c for c in ctx.columns if c != "customer_id"],
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    write_table(res.long, out, "tags")
+    write_table(res.long, out, "tags", csv=csv)
     write_table(res.counts, out, "tag_counts")
     write_table(ctx, out, "context", csv=False)
     if res.removals is not None:
