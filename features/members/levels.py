@@ -108,19 +108,29 @@ def _positions(ids: pd.Index, keys: pd.Series) -> np.ndarray:
 
 
 def _population(customers: pd.DataFrame | None, paid_ids: pd.Series, t: pd.Timestamp, extra: list) -> pd.Index:
-    """Customers created on or before ``t``, anyone with a paid order up to ``t``, and ``extra`` ids; sorted."""
-    if isinstance(paid_ids.dtype, pd.CategoricalDtype):
-        used = np.unique(paid_ids.cat.codes.to_numpy())
-        parts = [pd.Series(paid_ids.cat.categories[used[used >= 0]], dtype="string")]
-    else:
-        parts = [paid_ids.astype("string")]
+    """Customers created on or before ``t`` (table order), then buyers up to ``t`` and ``extra`` ids not among them.
+
+    One hash pass per source and no sort: a million Python strings are hashed a few times, never sorted.
+    """
     if customers is not None and len(customers):
         created = customers["created_at"] if "created_at" in customers.columns else None
         keep = np.ones(len(customers), bool) if created is None else (created <= t).fillna(False).to_numpy(dtype=bool)
-        parts.append(customers.loc[keep, "customer_id"].astype("string"))
-    parts += [pd.Series(x, dtype="string") for x in extra]
-    ids = pd.Index(pd.unique(pd.concat(parts, ignore_index=True).dropna()), dtype="string", name="customer_id")
-    return ids.sort_values()
+        ids = pd.Index(customers.loc[keep, "customer_id"].astype("string").dropna(), name="customer_id")
+        if not ids.is_unique:
+            ids = ids.drop_duplicates()
+    else:
+        ids = pd.Index([], dtype="string", name="customer_id")
+    if isinstance(paid_ids.dtype, pd.CategoricalDtype):
+        used = np.unique(paid_ids.cat.codes.to_numpy())
+        buyers = pd.Index(paid_ids.cat.categories[used[used >= 0]].astype("string"))
+    else:
+        buyers = pd.Index(pd.unique(paid_ids.astype("string").dropna()), dtype="string")
+    for more in (buyers, *(pd.Index(pd.unique(pd.Series(x, dtype="string").dropna()), dtype="string") for x in extra)):
+        new = more[ids.get_indexer(more) < 0]
+        if len(new):
+            ids = ids.append(new)
+    ids.name = "customer_id"
+    return ids
 
 
 def window_start(cfg: MembersConfig, t: pd.Timestamp) -> pd.Timestamp | None:
@@ -183,7 +193,7 @@ def compute_levels(
         new = ~manual_now["customer_id"].isin(ids)
         summary["manual_customers_without_data"] = int(new.sum())
         if new.any():
-            ids = ids.append(pd.Index(manual_now.loc[new, "customer_id"], dtype="string")).sort_values()
+            ids = ids.append(pd.Index(manual_now.loc[new, "customer_id"].unique(), dtype="string"))
     n = len(ids)
     rank = np.zeros(n, dtype=np.int16)  # base rank before this run's thresholds
     since = np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
@@ -332,10 +342,14 @@ def compute_levels(
     return LevelsResult(levels=out[LEVEL_COLUMNS], history=history[HISTORY_COLUMNS], summary=summary)
 
 
-def _fmt_many(values: np.ndarray, fmt: str) -> np.ndarray:
-    """Format numbers once per distinct value (few distinct values however many customers)."""
-    uniq, inv = np.unique(values, return_inverse=True)
-    return np.array([fmt.format(v) for v in uniq], dtype=object)[inv.reshape(-1)]
+def _progress_text(currency: str, amount: float, orders: int, name: str) -> str:
+    """``¥1,240 or 2 orders to 金卡`` (a part is left out when the level has no such threshold: -1)."""
+    parts = []
+    if amount >= 0:
+        parts.append(f"{currency}{amount:,.0f}")
+    if orders >= 0:
+        parts.append("1 order" if orders == 1 else f"{orders} orders")
+    return " or ".join(parts) + f" to {name}"
 
 
 def _progress(cfg: MembersConfig, rank: np.ndarray, spend: np.ndarray, count: np.ndarray) -> pd.DataFrame:
@@ -354,24 +368,20 @@ def _progress(cfg: MembersConfig, rank: np.ndarray, spend: np.ndarray, count: np
         if not sel.any():
             continue
         r = levels[k].reach
-        parts = []
+        ns = np.full(int(sel.sum()), -1.0)
+        no = np.full(int(sel.sum()), -1, dtype=np.int64)
         if "spend" in r:
             ns = np.maximum(np.ceil(r["spend"] - spend[sel] - 1e-9), 0.0)
             need_spend[sel] = ns
             prog[sel] = np.maximum(prog[sel], np.minimum(spend[sel] / r["spend"], 1.0))
-            parts.append(cfg.currency + _fmt_many(ns, "{:,.0f}"))
         if "orders" in r:
-            no = np.maximum(r["orders"] - count[sel], 0).astype("int64")
+            no = np.maximum(int(r["orders"]) - count[sel], 0).astype(np.int64)
             need_orders[sel] = no
             prog[sel] = np.maximum(prog[sel], np.minimum(count[sel] / r["orders"], 1.0))
-            parts.append(_fmt_many(no, "{:d} orders").astype(object))
-            one = no == 1
-            if one.any():
-                parts[-1][one] = "1 order"
-        joined = parts[0]
-        for extra in parts[1:]:
-            joined = joined + " or " + extra
-        text[sel] = joined + f" to {levels[k].zh}"
+        # one text per distinct (amount, orders) pair, however many customers share it
+        pairs, inv = np.unique(np.column_stack([ns, no.astype("float64")]), axis=0, return_inverse=True)
+        texts = np.array([_progress_text(cfg.currency, a, int(o), levels[k].zh) for a, o in pairs], dtype=object)
+        text[sel] = texts[inv.reshape(-1)]
     return pd.DataFrame(
         {
             "next_level": pd.array(np.where(has_next, np.array(cfg.order, dtype=object)[nxt], None), dtype="string"),

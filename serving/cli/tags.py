@@ -37,6 +37,8 @@ RFM_COLUMNS = ("r_score", "f_score", "m_score", "rfm_segment")
 TIER_COLUMNS = ("p_alive", "value_tier", "value_tier_zh")
 #: columns of a scores file given as PREFIX=FILE that get the prefix (batch scoring's result columns)
 SCORE_RESULT_COLUMNS = ("probability", "score", "grade", "rank", "decile")
+#: buyers the BG/NBD model behind P(alive) is fitted on (a seeded random sample when there are more)
+BGNBD_SAMPLE = 100_000
 MISSING_HINT = (
     "; lead and churn grades come from --scores lead=FILE / churn=FILE (crmscore score output), "
     "member levels from the members config or --members DIR"
@@ -101,12 +103,16 @@ def build_context(
     need = set(needed)
     customers = tables.get("customers")
     if customers is not None:
-        prof = [c for c in PROFILE_COLUMNS if c in customers.columns]
-        p = customers[["customer_id", *prof]].drop_duplicates("customer_id").set_index("customer_id")
-        p.index = p.index.astype("string")
-        p = p.rename(columns={"member_level": "crm_member_level"}).reindex(ids)
-        for c in p.columns:
-            ctx[c] = p[c].to_numpy()
+        from features.members.levels import _positions
+
+        pos = _positions(ids, customers["customer_id"])
+        row_of = np.full(len(ids), -1, dtype=np.int64)  # customers-table row of each context customer
+        ok = pos >= 0
+        row_of[pos[ok]] = np.flatnonzero(ok)
+        for c in PROFILE_COLUMNS:
+            if c in customers.columns:
+                vals = customers[c].reset_index(drop=True).reindex(row_of)  # -1: no row → missing
+                ctx["crm_member_level" if c == "member_level" else c] = vals.to_numpy()
     from training.segment import SegmentConfig, input_columns
 
     seg_cfg = SegmentConfig()
@@ -116,9 +122,9 @@ def build_context(
         seg_cfg = load_config(segment_config, SegmentConfig)
     summary_cols = set(input_columns(seg_cfg.window_days)[1:])
     if need & (summary_cols | set(RFM_COLUMNS) | set(TIER_COLUMNS)):
-        from training.segment import RFMScorer, ValueTierer, summarise_customers
+        from training.segment import RFMScorer, ValueTierer
 
-        summ = summarise_customers(tables, as_of, seg_cfg.window_days).set_index("customer_id").reindex(ids)
+        summ = _summary_by_position(tables, ids, as_of, seg_cfg.window_days, need)
         summ["frequency"] = summ["frequency"].fillna(0.0)
         summ["monetary"] = summ["monetary"].fillna(0.0)
         summ["avg_repeat_value"] = summ["avg_repeat_value"].fillna(0.0)
@@ -136,11 +142,14 @@ def build_context(
             from training.btyd import BGNBDModel
 
             has = X["recency_days"].notna().to_numpy()
+            buyers = X.loc[has]
+            # the parameters of a 4-parameter model are pinned down by a sample; P(alive) is then given to all
+            fit_on = buyers.sample(BGNBD_SAMPLE, random_state=0) if len(buyers) > BGNBD_SAMPLE else buyers
             bg = BGNBDModel(
                 time_unit_days=seg_cfg.btyd.time_unit_days,
                 horizon_days=seg_cfg.horizon_days,
                 penalizer=seg_cfg.btyd.penalizer,
-            ).fit(X.loc[has])
+            ).fit(fit_on)
             p_alive = np.full(len(X), np.nan)
             p_alive[has] = bg.predict_p_alive(X.loc[has])
             ctx["p_alive"] = p_alive
@@ -151,7 +160,7 @@ def build_context(
             tiers = tierer.transform(ctx[[*RFM_COLUMNS, "p_alive"]])
             ctx["value_tier"] = tiers["value_tier"].to_numpy()
             ctx["value_tier_zh"] = tiers["value_tier_zh"].to_numpy()
-            notes["p_alive"] = f"BG/NBD fitted at {as_of} on {int(has.sum()):,} buyers"
+            notes["p_alive"] = f"BG/NBD fitted at {as_of} on {len(fit_on):,} of {int(has.sum()):,} buyers"
     overridden = []
     for path, df in scores:
         cov = ids.isin(df.index)
@@ -184,6 +193,44 @@ def input_columns() -> dict[str, tuple[str, ...]]:
     cols["customers"] = tuple(dict.fromkeys([*cols["customers"], *PROFILE_COLUMNS]))
     cols["orders"] = (*cols["orders"], "category")
     return cols
+
+
+def _summary_by_position(tables: dict[str, Any], ids: Any, as_of: Any, window_days: int, need: set[str]) -> Any:
+    """The RFM summary (``training.segment.INPUT_DOC``) of the customers ``ids``, one row each in that order.
+
+    When the rules need only the purchase columns (recency, frequency, monetary, tenure) they come from
+    ``training.btyd.summarise_transactions`` (what ``summarise_customers`` calls) over the paid orders with each
+    customer id replaced by its integer position: grouping integers is many times faster than hashing and
+    sorting a million Python strings. Engagement columns (interactions, touches, rates) need the whole
+    ``training.segment.summarise_customers``.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from features.members.levels import _positions
+    from training.segment import input_columns, summarise_customers
+
+    cols = input_columns(window_days)[1:]
+    if need & set(cols[5:]):
+        return summarise_customers(tables, as_of, window_days).set_index("customer_id").reindex(ids)[cols]
+    from training.btyd import summarise_transactions
+
+    orders = tables["orders"]
+    t = pd.Timestamp(as_of)
+    paid = (orders["status"] == "paid").fillna(False).to_numpy(dtype=bool) & (orders["ts"] <= t).fillna(False).to_numpy(
+        dtype=bool
+    )
+    sub = orders.loc[paid, ["customer_id", "ts", "amount"]]
+    pos = _positions(ids, sub["customer_id"])
+    keep = pos >= 0
+    coded = pd.DataFrame(
+        {"customer_id": pos[keep], "ts": sub["ts"].to_numpy()[keep], "amount": sub["amount"].to_numpy()[keep]}
+    )
+    buyers = summarise_transactions(coded, t)
+    out = pd.DataFrame(np.nan, index=range(len(ids)), columns=cols[:5])
+    out.iloc[buyers.index.to_numpy(dtype=np.int64)] = buyers[cols[:5]].to_numpy(dtype="float64")
+    out.index = ids
+    return out
 
 
 def context_fields(ctx: Any, level_order: tuple[str, ...]) -> dict:
