@@ -142,7 +142,7 @@ def tags_config() -> dict[str, Any]:
 
 
 CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
 from pathlib import Path
 t0 = time.perf_counter()
 from serving.cli.main import app
@@ -162,8 +162,10 @@ tags_s = run(["tags", "apply", "--data", data, "--as-of", str(as_of), "--members
               "--config", cfgdir / "tags.yaml", "--members-config", cfgdir / "members.yaml",
               "--manual", data / "manual_tags.csv", "--out", out / "tags"])
 hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
+ru = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({"imports_s": imports_s, "members_s": members_s, "tags_s": tags_s,
-                  "total_s": time.perf_counter() - t0, "peak_rss_gb": hwm / 1024**2}))
+                  "total_s": time.perf_counter() - t0, "cpu_s": ru.ru_utime + ru.ru_stime,
+                  "peak_rss_gb": hwm / 1024**2}))
 """
 
 

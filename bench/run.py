@@ -432,6 +432,7 @@ BENCHMARKS: list[Benchmark] = [
             Shown("levels_plus_tags_s", "levels + tags s"),
             Shown("members_s", "levels s"),
             Shown("tags_s", "tags s"),
+            Shown("cpu_s", "CPU s"),
             Shown("peak_rss_gb", "peak GB", "{v:.2f}"),
             Shown("tag_rows", "tag rows", "{v:,.0f}"),
         ],

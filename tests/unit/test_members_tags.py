@@ -262,7 +262,7 @@ def test_consent_filtering():
 
 
 def test_tags_scale_vectorised():
-    n = 200_000
+    n = 100_000
     rng = np.random.default_rng(1)
     ctx = pd.DataFrame(
         {
