@@ -98,7 +98,7 @@ def read_manual_changes(path: str | Path, cfg: MembersConfig) -> pd.DataFrame:
     return out
 
 
-def _positions(ids: pd.Index, keys: pd.Series) -> np.ndarray:
+def positions_in(ids: pd.Index, keys: pd.Series) -> np.ndarray:
     """Position of each key in ``ids`` (-1 if absent), fast for dictionary-encoded keys."""
     if isinstance(keys.dtype, pd.CategoricalDtype):
         cat_pos = ids.get_indexer(keys.cat.categories.astype("string"))
@@ -235,7 +235,7 @@ def compute_levels(
     summary["manual_applied"] = int(manual_hit.sum())
 
     # paid orders that count: in the window and after the customer's last manual change
-    opos = _positions(ids, paid["customer_id"])
+    opos = positions_in(ids, paid["customer_id"])
     ots = paid["ts"].to_numpy(dtype="datetime64[ns]")
     keep = opos >= 0
     a = anchor[np.maximum(opos, 0)]

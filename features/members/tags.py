@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from features.members.config import TagsConfig, TagSpec
-from features.members.levels import _positions
+from features.members.levels import positions_in
 from features.rules import FieldSpec, Rule, RuleError, compile_rule, parse_rule
 
 LONG_COLUMNS = ["customer_id", "tag", "kind", "since", "source"]
@@ -142,7 +142,7 @@ def product_tag_masks(
     base = (orders["status"] == "paid").fillna(False).to_numpy(dtype=bool)
     base &= ((ts <= as_of) & (ts > as_of - pd.Timedelta(days=longest))).fillna(False).to_numpy(dtype=bool)
     sub = orders.loc[base, ["customer_id", "ts", "category"]]
-    pos = _positions(ids, sub["customer_id"])
+    pos = positions_in(ids, sub["customer_id"])
     sub_ts = sub["ts"].to_numpy(dtype="datetime64[ns]")
     cat = sub["category"]
     for t in specs:

@@ -103,9 +103,9 @@ def build_context(
     need = set(needed)
     customers = tables.get("customers")
     if customers is not None:
-        from features.members.levels import _positions
+        from features.members.levels import positions_in
 
-        pos = _positions(ids, customers["customer_id"])
+        pos = positions_in(ids, customers["customer_id"])
         row_of = np.full(len(ids), -1, dtype=np.int64)  # customers-table row of each context customer
         ok = pos >= 0
         row_of[pos[ok]] = np.flatnonzero(ok)
@@ -207,7 +207,7 @@ def _summary_by_position(tables: dict[str, Any], ids: Any, as_of: Any, window_da
     import numpy as np
     import pandas as pd
 
-    from features.members.levels import _positions
+    from features.members.levels import positions_in
     from training.segment import input_columns, summarise_customers
 
     cols = input_columns(window_days)[1:]
@@ -221,7 +221,7 @@ def _summary_by_position(tables: dict[str, Any], ids: Any, as_of: Any, window_da
         dtype=bool
     )
     sub = orders.loc[paid, ["customer_id", "ts", "amount"]]
-    pos = _positions(ids, sub["customer_id"])
+    pos = positions_in(ids, sub["customer_id"])
     keep = pos >= 0
     coded = pd.DataFrame(
         {"customer_id": pos[keep], "ts": sub["ts"].to_numpy()[keep], "amount": sub["amount"].to_numpy()[keep]}
