@@ -40,6 +40,23 @@ def tracking_uris(uri: str | None = None) -> tuple[str, str]:
     return uri, os.environ.get("MLFLOW_REGISTRY_URI") or uri
 
 
+def start_job_run(experiment: str, run_name: str) -> Any:
+    """The parent run a training job logs into, as a context manager (``mlflow.ActiveRun``).
+
+    Inside ``mlflow run`` (``MLFLOW_RUN_ID`` in the environment) it is the run MLflow opened, in the experiment
+    chosen with ``mlflow run --experiment-name`` (``experiment`` and ``run_name`` are not used: the run and its
+    name are MLflow's). ``mlflow.start_run()`` resumes that run and removes ``MLFLOW_RUN_ID`` from the
+    environment, so runs started inside it with ``nested=True`` are new child runs. Otherwise a new run named
+    ``run_name`` in ``experiment``, created when missing.
+    """
+    import mlflow
+
+    if os.environ.get("MLFLOW_RUN_ID"):
+        return mlflow.start_run()
+    mlflow.set_experiment(experiment)
+    return mlflow.start_run(run_name=run_name)
+
+
 def split_models_uri(model_uri: str) -> tuple[str, str | None, str | None] | None:
     """``(name, alias, version)`` of ``models:/NAME@alias`` (version None) or ``models:/NAME/3`` (alias None);
     None for any other URI."""

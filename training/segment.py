@@ -984,7 +984,8 @@ def fit_segments(
 ) -> SegmentFitResult:
     """Fit the segmenter on a data dir at a cutoff, log it to MLflow and register ``customer_segments``.
 
-    Tracking URI: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory. Logged:
+    Tracking URI: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory; the run is a
+    new one in ``cfg.experiment``, or inside ``mlflow run`` the run MLflow opened. Logged:
     parameters, metrics (silhouette, segment / tier / cluster sizes, BG/NBD and Gamma-Gamma parameters,
     ``bgnbd_holdout_mae``), segment / cluster / tier profile CSVs, a PNG chart and the pyfunc model. No
     customer id or PII column is logged.
@@ -993,7 +994,7 @@ def fit_segments(
 
     from features.config import load_config
     from features.io import load_tables
-    from training.registry import configure_tracking
+    from training.registry import configure_tracking, start_job_run
 
     cfg = load_config(config_path, SegmentConfig)
     tables = load_tables(data_dir, required=("orders",))
@@ -1037,8 +1038,7 @@ def fit_segments(
     sizes = {str(k): int(v) for k, v in zip(seg_prof["rfm_segment"], seg_prof["customers"], strict=True)}
 
     configure_tracking()
-    mlflow.set_experiment(cfg.experiment)
-    with mlflow.start_run(run_name=f"segments-{t.date()}") as run, tempfile.TemporaryDirectory() as tmp:
+    with start_job_run(cfg.experiment, f"segments-{t.date()}") as run, tempfile.TemporaryDirectory() as tmp:
         tmpd = Path(tmp)
         mlflow.log_params(
             {

@@ -220,6 +220,9 @@ def fit_log_register(
 ) -> TrainResult:
     """Train every candidate as a child run, refit the best, log it as one MLflow model, register and gate.
 
+    The parent run is a new run in ``config.experiment`` (default ``crmscore-<task>``), or inside ``mlflow run``
+    the run MLflow opened (:func:`training.registry.start_job_run`).
+
     ``candidates`` defaults to `make_candidates`; ``signature_fn`` replaces MLflow's signature inference
     (flat-table models accept raw columns of any type); ``extra_dicts`` are logged as JSON in the parent
     run and ``version_tags`` added to the registered version.
@@ -227,12 +230,11 @@ def fit_log_register(
     import mlflow
     from mlflow.models import infer_signature
 
-    from training.registry import decide_promotion, register_challenger, set_champion, tag_version
+    from training.registry import decide_promotion, register_challenger, set_champion, start_job_run, tag_version
 
     name = config.registered_name()
-    mlflow.set_experiment(config.experiment or f"crmscore-{config.task}")
     t0 = time.perf_counter()
-    with mlflow.start_run(run_name=f"train-{name}") as parent:
+    with start_job_run(config.experiment or f"crmscore-{config.task}", f"train-{name}") as parent:
         mlflow.log_params({"task": config.task, "model_name": name, **(extra_params or {})})
         mlflow.log_params({f"split.{k}": v for k, v in split.description.items()})
         mlflow.log_params(
@@ -256,7 +258,7 @@ def fit_log_register(
         X_sel, y_sel = _cap_rows(split.X_train, split.y_train, config.selection_max_rows, config.seed)
         mlflow.log_param("rows_selection", len(y_sel))
         for cname, cand in candidates or make_candidates(config, categorical):
-            with mlflow.start_run(run_name=cname, nested=True):
+            with mlflow.start_run(run_name=cname, nested=True, experiment_id=parent.info.experiment_id):
                 ts = time.perf_counter()
                 cand.fit(X_sel, y_sel)
                 p = cand.predict_proba(split.X_val)[:, 1]
