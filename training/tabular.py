@@ -676,10 +676,10 @@ def train_table(
         report,
         extra_params={
             "source": _safe_source(source),
-            "target": target,
+            "target_column": target,
             "id_column": id_column or "",
             "time_column": time_column or "",
-            "positive": positive or "",
+            "positive_label": positive or "",
             "drop_leaks": drop_leaks,
         },
     )
