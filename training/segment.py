@@ -16,48 +16,94 @@ Everything is computed from one per-customer summary frame (:func:`summarise_cus
 :data:`INPUT_DOC`), which batch training, batch scoring and the online service all build the same way. The
 fitted ``CustomerSegmenter`` holds only small numbers (cut points, scaler, centres, model parameters), so it
 is saved as JSON and the logged MLflow model loads without unpickling anything.
+
+This module holds the summary and the estimators. Around it: :mod:`training.segment_config` (the pydantic
+configuration), :mod:`training.segment_model` (the logged pyfunc, ``CustomerSegmentsModel``) and
+:mod:`training.segment_fit` (the ``crmscore segment fit`` job, ``fit_segments``). Their public names can still
+be imported from here: the configuration directly, the model and the job on first use (they import MLflow and
+this module). Imports ``features.contract`` and ``training.btyd``; never MLflow.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
-import logging
-import re
-import tempfile
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from features.contract import drop_pii, empty_frame
-from training.btyd import BGNBDModel, GammaGammaModel, count_purchase_days, evaluate_holdout, summarise_transactions
+from features.contract import empty_frame
+from training.btyd import BGNBDModel, GammaGammaModel, summarise_transactions
+from training.segment_config import (
+    DEFAULT_GRID,
+    NO_PURCHASE,
+    SEGMENT_ORDER,
+    BTYDConfig,
+    ClusterConfig,
+    RFMConfig,
+    SegmentConfig,
+    TierRule,
+    ValueTierConfig,
+)
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from training.segment_fit import SegmentFitResult, fit_segments, plot_segments, profile_segments
+    from training.segment_model import CustomerSegmentsModel
+
+__all__ = [
+    "BTYDConfig",
+    "BehaviourClusterer",
+    "ClusterConfig",
+    "CustomerSegmenter",
+    "CustomerSegmentsModel",
+    "CustomerSummariser",
+    "DEFAULT_GRID",
+    "FORMAT_VERSION",
+    "INPUT_DOC",
+    "NO_PURCHASE",
+    "RFMConfig",
+    "RFMScorer",
+    "SEGMENT_ORDER",
+    "SegmentConfig",
+    "SegmentFitResult",
+    "TierRule",
+    "ValueTierConfig",
+    "ValueTierer",
+    "fit_segments",
+    "input_columns",
+    "output_columns",
+    "plot_segments",
+    "profile_segments",
+    "resolve_as_of",
+    "summarise_customers",
+    "validate_summary",
+]
+
+#: names defined in the modules around this one, importable from here on first use
+_ELSEWHERE = {
+    "CustomerSegmentsModel": "training.segment_model",
+    "_MODEL_CODE": "training.segment_model",
+    "SegmentFitResult": "training.segment_fit",
+    "fit_segments": "training.segment_fit",
+    "plot_segments": "training.segment_fit",
+    "profile_segments": "training.segment_fit",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``from training.segment import fit_segments`` (and the other names of :data:`_ELSEWHERE`) as before the
+    split: the module that defines the name is imported on first use, so importing this one stays MLflow-free."""
+    module = _ELSEWHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 FORMAT_VERSION = 1
-NO_PURCHASE = "No purchase"
-#: Display order of the standard segments (custom names from a config follow, alphabetically).
-SEGMENT_ORDER = (
-    "Champions",
-    "Loyal",
-    "Potential loyalist",
-    "New",
-    "Promising",
-    "Need attention",
-    "About to sleep",
-    "At risk",
-    "Cannot lose them",
-    "Hibernating",
-    "Lost",
-    NO_PURCHASE,
-)
 
 INPUT_DOC = """Input of the segmenter / the `customer_segments` model: one row per customer as of a cutoff T.
 
@@ -75,113 +121,6 @@ coupon_claims_{W}d   float   coupon claims in (T - W days, T]: coupon_claim inte
                              sent in the window with coupon_claimed (a claim logged in both places counts twice)
 W = window_days of configs/segment.yaml (default 90).
 """
-
-
-# ----------------------------------------------------------------------------------------------------------
-# configuration
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-DEFAULT_GRID: dict[int, list[str]] = {
-    # R score → segment for FM score 1..5, FM = round-half-up((F + M) / 2)
-    5: ["New", "Potential loyalist", "Potential loyalist", "Champions", "Champions"],
-    4: ["Promising", "Potential loyalist", "Potential loyalist", "Loyal", "Loyal"],
-    3: ["About to sleep", "About to sleep", "Need attention", "Loyal", "Loyal"],
-    2: ["Hibernating", "Hibernating", "At risk", "At risk", "Cannot lose them"],
-    1: ["Lost", "Hibernating", "At risk", "At risk", "Cannot lose them"],
-}
-
-
-class RFMConfig(_Strict):
-    """How scores map to named segments."""
-
-    grid: dict[int, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_GRID.items()})
-    no_purchase_segment: str = NO_PURCHASE
-
-    @field_validator("grid")
-    @classmethod
-    def _full_grid(cls, v: dict[int, list[str]]) -> dict[int, list[str]]:
-        if sorted(v) != [1, 2, 3, 4, 5] or any(len(row) != 5 for row in v.values()):
-            raise ValueError("grid needs rows for R scores 1..5, each with 5 segment names (FM score 1..5)")
-        return v
-
-
-class TierRule(_Strict):
-    """One value-tier rule: every condition given must hold (missing P(alive) fails a P(alive) condition)."""
-
-    tier: str
-    min_r_score: int | None = Field(default=None, ge=1, le=5)
-    min_f_score: int | None = Field(default=None, ge=1, le=5)
-    min_m_score: int | None = Field(default=None, ge=1, le=5)
-    min_p_alive: float | None = Field(default=None, ge=0, le=1)
-    segments: list[str] | None = Field(default=None, description="rfm_segment must be one of these")
-
-
-class ValueTierConfig(_Strict):
-    """Ordered value-tier rules: the first matching rule gives the tier, else ``default``."""
-
-    labels: dict[str, str] = Field(
-        default_factory=lambda: {"important": "重要客户", "potential": "潜在客户", "ordinary": "普通客户"}
-    )
-    default: str = "ordinary"
-    rules: list[TierRule] = Field(
-        default_factory=lambda: [
-            TierRule(tier="important", min_r_score=3, min_f_score=4, min_m_score=4, min_p_alive=0.5),
-            TierRule(tier="potential", min_m_score=4),
-            TierRule(tier="potential", min_r_score=4, min_p_alive=0.5),
-        ]
-    )
-
-    @model_validator(mode="after")
-    def _known_tiers(self) -> ValueTierConfig:
-        unknown = sorted({r.tier for r in self.rules} - set(self.labels) | ({self.default} - set(self.labels)))
-        if unknown:
-            raise ValueError(f"tier(s) {unknown} have no entry in labels")
-        return self
-
-
-class ClusterConfig(_Strict):
-    """Behavioural clustering: k-means with k chosen by silhouette on a sample."""
-
-    k_min: int = Field(default=3, ge=2)
-    k_max: int = Field(default=8, ge=2)
-    silhouette_sample: int = Field(default=3000, ge=100, description="customers sampled for the silhouette")
-    n_init: int = Field(default=4, ge=1)
-    random_state: int = 0
-    describe_threshold: float = Field(default=0.5, gt=0, description="|z| of a centre that gets a word")
-    strong_threshold: float = Field(default=1.5, gt=0, description="|z| from which the stronger word is used")
-    max_terms: int = Field(default=3, ge=1)
-    n_threads: int | None = Field(default=1, ge=1, description="k-means OpenMP threads; null = all cores")
-
-    @model_validator(mode="after")
-    def _range(self) -> ClusterConfig:
-        if self.k_max < self.k_min:
-            raise ValueError(f"k_max ({self.k_max}) must be >= k_min ({self.k_min})")
-        return self
-
-
-class BTYDConfig(_Strict):
-    """BG/NBD and Gamma-Gamma settings."""
-
-    time_unit_days: float = Field(default=7.0, gt=0, description="model time unit (7 = weeks)")
-    penalizer: float = Field(default=0.0, ge=0)
-    min_holdout_buyers: int = Field(default=20, ge=2, description="fewer buyers → no holdout metric")
-
-
-class SegmentConfig(_Strict):
-    """Everything ``crmscore segment fit`` needs besides the data (``configs/segment.yaml``)."""
-
-    horizon_days: int = Field(default=90, gt=0, description="N of expected_purchases_{N}d / expected_value_{N}d")
-    window_days: int = Field(default=90, gt=0, description="W of the engagement and marketing features")
-    rfm: RFMConfig = Field(default_factory=RFMConfig)
-    value_tiers: ValueTierConfig = Field(default_factory=ValueTierConfig)
-    clustering: ClusterConfig = Field(default_factory=ClusterConfig)
-    btyd: BTYDConfig = Field(default_factory=BTYDConfig)
-    experiment: str = "crmscore-segments"
-    model_name: str = "customer_segments"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -802,335 +741,3 @@ def output_columns(horizon_days: int = 90) -> list[str]:
         "p_alive",
         f"expected_value_{n}d",
     ]
-
-
-class CustomerSegmentsModel(mlflow.pyfunc.PythonModel):
-    """The logged ``customer_segments`` model: loads the segmenter JSON artifact, predicts per customer.
-
-    Input: the summary frame (:data:`INPUT_DOC`, build it with :func:`summarise_customers`); output: the
-    columns of :func:`output_columns`.
-    """
-
-    def load_context(self, context) -> None:
-        """Read the fitted segmenter from the ``segmenter`` artifact."""
-        self.segmenter = CustomerSegmenter.load_json(context.artifacts["segmenter"])
-
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        """Score a DataFrame of customer summaries."""
-        return self.segmenter.predict(pd.DataFrame(model_input))
-
-
-_MODEL_CODE = """\
-# models-from-code entry of the customer_segments pyfunc: no pickled object, the state is segmenter.json
-from mlflow.models import set_model
-
-from training.segment import CustomerSegmentsModel
-
-set_model(CustomerSegmentsModel())
-"""
-
-
-# ----------------------------------------------------------------------------------------------------------
-# fit + log + register
-
-
-@dataclass
-class SegmentFitResult:
-    """What ``crmscore segment fit`` did."""
-
-    run_id: str
-    model_uri: str
-    version: str
-    champion_set: bool
-    as_of: str
-    n_customers: int
-    n_buyers: int
-    k: int
-    silhouette: float
-    bgnbd_params: dict[str, float]
-    gamma_gamma_params: dict[str, float]
-    holdout: dict[str, float] | None
-    segment_sizes: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^0-9a-z]+", "_", s.lower()).strip("_")
-
-
-def _ordered_segments(names: list[str]) -> list[str]:
-    known = [s for s in SEGMENT_ORDER if s in names]
-    return known + sorted(set(names) - set(known))
-
-
-def profile_segments(summary: pd.DataFrame, scored: pd.DataFrame, by: str, horizon_days: int) -> pd.DataFrame:
-    """Per-group size, share and mean behaviour (no customer ids): the table a marketer reads."""
-    n = int(horizon_days)
-    df = pd.concat(
-        [
-            summary.drop(columns="customer_id").reset_index(drop=True),
-            scored.drop(columns="customer_id").reset_index(drop=True),
-        ],
-        axis=1,
-    )
-    df = df.loc[:, ~df.columns.duplicated()]
-    agg = df.groupby(by, dropna=False).agg(
-        customers=("monetary", "size"),
-        mean_recency_days=("recency_days", "mean"),
-        mean_frequency=("frequency", "mean"),
-        mean_spend=("monetary", "mean"),
-        mean_p_alive=("p_alive", "mean"),
-        **{
-            f"mean_expected_purchases_{n}d": (f"expected_purchases_{n}d", "mean"),
-            f"mean_expected_value_{n}d": (f"expected_value_{n}d", "mean"),
-            f"total_expected_value_{n}d": (f"expected_value_{n}d", "sum"),
-        },
-    )
-    agg.insert(1, "share", agg["customers"] / agg["customers"].sum())
-    if by == "rfm_segment":
-        agg = agg.reindex(_ordered_segments(list(agg.index)))
-    return agg.reset_index()
-
-
-def plot_segments(profile: pd.DataFrame, path: str | Path, title: str) -> Path:
-    """Bar chart of segment sizes with mean spend per customer beside it (PNG, Agg backend)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    prof = profile.iloc[::-1]  # first segment on top
-    fig, (ax1, ax2) = plt.subplots(
-        1, 2, figsize=(11, 0.45 * len(prof) + 1.8), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
-    )
-    y = np.arange(len(prof))
-    ax1.barh(y, prof["customers"], color="#4C72B0")
-    for yi, (c, s) in enumerate(zip(prof["customers"], prof["share"], strict=True)):
-        ax1.text(c, yi, f" {int(c):,} ({s:.0%})", va="center", fontsize=8)
-    ax1.set_yticks(y, prof["rfm_segment"])
-    ax1.set_xlabel("customers")
-    ax1.set_xlim(0, prof["customers"].max() * 1.3)
-    ax1.set_title("Customers per segment")
-    spend = prof["mean_spend"].fillna(0)
-    ax2.barh(y, spend, color="#DD8452")
-    for yi, v in enumerate(spend):
-        ax2.text(v, yi, f" {v:,.0f}", va="center", fontsize=8)
-    ax2.set_xlabel("mean spend per customer (to date)")
-    ax2.set_xlim(0, max(float(spend.max()), 1.0) * 1.3)
-    ax2.set_title("Mean spend")
-    fig.suptitle(title)
-    fig.tight_layout()
-    p = Path(path)
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    return p
-
-
-def _example_input(window_days: int) -> pd.DataFrame:
-    """Made-up rows for the model signature and input example (no real customer)."""
-    w = int(window_days)
-    return pd.DataFrame(
-        {
-            "customer_id": pd.Series(
-                ["example-repeat-buyer", "example-one-time-buyer", "example-lead"], dtype="string"
-            ),
-            "recency_days": [12.0, 80.0, np.nan],
-            "frequency": [4.0, 0.0, 0.0],
-            "monetary": [520.0, 60.0, 0.0],
-            "avg_repeat_value": [105.0, 0.0, 0.0],
-            "tenure_days": [300.0, 80.0, np.nan],
-            f"interactions_{w}d": [25.0, 3.0, 7.0],
-            f"touches_{w}d": [6.0, 2.0, 0.0],
-            f"open_rate_{w}d": [0.5, 0.0, np.nan],
-            f"click_rate_{w}d": [0.17, 0.0, np.nan],
-            f"coupon_claims_{w}d": [1.0, 0.0, 0.0],
-        }
-    )
-
-
-def _holdout_metric(
-    paid: pd.DataFrame, as_of: pd.Timestamp, cfg: SegmentConfig
-) -> tuple[dict[str, float] | None, str | None]:
-    """Backtest of the BG/NBD fit: calibrate at ``as_of - N`` days, compare with (as_of - N, as_of]."""
-    n = cfg.horizon_days
-    cal_end = as_of - pd.Timedelta(days=n)
-    calib = summarise_transactions(paid, cal_end)
-    if len(calib) < cfg.btyd.min_holdout_buyers or not (calib["frequency"] > 0).any():
-        return None, (
-            f"BG/NBD holdout skipped: {len(calib)} buyer(s) before {cal_end.date()} "
-            f"(need {cfg.btyd.min_holdout_buyers} with some repeat purchases)"
-        )
-    model = BGNBDModel(time_unit_days=cfg.btyd.time_unit_days, horizon_days=n, penalizer=cfg.btyd.penalizer)
-    model.fit(calib)
-    actual = count_purchase_days(paid, cal_end, as_of)
-    return evaluate_holdout(model, calib, actual, n), None
-
-
-def _register(name: str, model_uri: str, tags: dict[str, str], reason: str) -> tuple[str, bool]:
-    """Register a challenger version; make it champion when the model has none yet."""
-    from training.registry import CHAMPION, get_alias_version, register_challenger, set_champion
-
-    version = register_challenger(name, model_uri, tags)
-    if get_alias_version(name, CHAMPION) is None:
-        set_champion(name, version, reason)
-        return version, True
-    return version, False
-
-
-def fit_segments(
-    data_dir: str | Path,
-    as_of: str | pd.Timestamp | None = None,
-    config_path: str | Path | None = None,
-) -> SegmentFitResult:
-    """Fit the segmenter on a data dir at a cutoff, log it to MLflow and register ``customer_segments``.
-
-    Tracking URI: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in the working directory; the run is a
-    new one in ``cfg.experiment``, or inside ``mlflow run`` the run MLflow opened. Logged:
-    parameters, metrics (silhouette, segment / tier / cluster sizes, BG/NBD and Gamma-Gamma parameters,
-    ``bgnbd_holdout_mae``), segment / cluster / tier profile CSVs, a PNG chart and the pyfunc model. No
-    customer id or PII column is logged.
-    """
-    import mlflow
-
-    from features.config import load_config
-    from features.io import load_tables
-    from training.registry import configure_tracking, start_job_run
-
-    cfg = load_config(config_path, SegmentConfig)
-    tables = load_tables(data_dir, required=("orders",))
-    notes = [
-        f"table {t} absent from {data_dir}: treated as empty"
-        for t in ("customers", "interactions", "marketing_touches")
-        if t not in tables
-    ]
-    tables = {k: drop_pii(v) for k, v in tables.items()}
-    t = resolve_as_of(tables, as_of)
-    orders = tables["orders"]
-    paid = orders.loc[(orders["status"] == "paid").fillna(False).to_numpy(dtype=bool) & (orders["ts"] <= t)]
-    if paid.empty:
-        raise ValueError(f"orders: no paid order on or before {t}")
-
-    summary = summarise_customers(tables, t, cfg.window_days)
-    seg = CustomerSegmenter(cfg).fit(summary, as_of=t)
-    scored = seg.predict(summary)
-    holdout, why = _holdout_metric(paid, t, cfg)
-    if why:
-        notes.append(why)
-    for name, model in (("BG/NBD", seg.bgnbd_), ("Gamma-Gamma", seg.gg_)):
-        if model.params_at_bound_:
-            notes.append(
-                f"{name} parameter(s) {', '.join(model.params_at_bound_)} ended at the optimiser bound: the data "
-                "shows almost no sign of what they measure (for BG/NBD a or b, of customers dropping out, "
-                "so P(alive) is near 1 for everyone)"
-            )
-    for w in notes:
-        log.warning(w)
-
-    n = cfg.horizon_days
-    seg_prof = profile_segments(summary, scored, "rfm_segment", n)
-    clu_prof = profile_segments(summary, scored, "cluster", n)
-    clu_prof.insert(1, "description", [seg.clusterer_.descriptions_[int(c)] for c in clu_prof["cluster"]])
-    engagement = input_columns(cfg.window_days)[6:]  # the window counts and rates
-    feat_means = summary[engagement].groupby(scored["cluster"].to_numpy()).mean()
-    clu_prof = clu_prof.merge(feat_means.add_prefix("mean_").reset_index(names="cluster"), on="cluster")
-    tier_prof = profile_segments(summary, scored, "value_tier", n)
-    tier_prof.insert(1, "label_zh", [cfg.value_tiers.labels[x] for x in tier_prof["value_tier"]])
-    sizes = {str(k): int(v) for k, v in zip(seg_prof["rfm_segment"], seg_prof["customers"], strict=True)}
-
-    configure_tracking()
-    with start_job_run(cfg.experiment, f"segments-{t.date()}") as run, tempfile.TemporaryDirectory() as tmp:
-        tmpd = Path(tmp)
-        mlflow.log_params(
-            {
-                "as_of": str(t),
-                "horizon_days": n,
-                "window_days": cfg.window_days,
-                "k": seg.clusterer_.k_,
-                "k_range": f"{cfg.clustering.k_min}-{cfg.clustering.k_max}",
-                "time_unit_days": cfg.btyd.time_unit_days,
-                "n_customers": seg.n_customers_,
-                "n_buyers": seg.n_buyers_,
-            }
-        )
-        metrics: dict[str, float] = {"silhouette": seg.clusterer_.silhouette_}
-        metrics |= {f"silhouette_k{k}": v for k, v in seg.clusterer_.silhouette_by_k_.items()}
-        metrics |= {f"segment_size_{_slug(k)}": v for k, v in sizes.items()}
-        metrics |= {
-            f"cluster_size_{c}": int(v) for c, v in zip(clu_prof["cluster"], clu_prof["customers"], strict=True)
-        }
-        metrics |= {
-            f"value_tier_size_{k}": int(v) for k, v in zip(tier_prof["value_tier"], tier_prof["customers"], strict=True)
-        }
-        metrics |= {f"bgnbd_{k}": v for k, v in seg.bgnbd_.params_.items()}
-        metrics["bgnbd_log_likelihood"] = seg.bgnbd_.log_likelihood_
-        metrics |= {f"gg_{k}": v for k, v in seg.gg_.params_.items()}
-        if not np.isnan(seg.gg_.freq_value_corr_):
-            metrics["gg_freq_value_corr"] = seg.gg_.freq_value_corr_
-        if holdout is not None:
-            metrics |= {f"bgnbd_holdout_{k}": v for k, v in holdout.items() if np.isfinite(v)}
-        metrics[f"total_expected_value_{n}d"] = float(np.nansum(scored[f"expected_value_{n}d"]))
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-
-        seg_prof.to_csv(tmpd / "segment_profiles.csv", index=False)
-        clu_prof.to_csv(tmpd / "cluster_profiles.csv", index=False)
-        tier_prof.to_csv(tmpd / "value_tier_profiles.csv", index=False)
-        plot_segments(
-            seg_prof, tmpd / "segment_sizes.png", f"RFM segments as of {t.date()} ({seg.n_customers_:,} customers)"
-        )
-        (tmpd / "segment_config.json").write_text(
-            json.dumps(cfg.model_dump(mode="json"), ensure_ascii=False, indent=1), encoding="utf-8"
-        )
-        for f in (
-            "segment_profiles.csv",
-            "cluster_profiles.csv",
-            "value_tier_profiles.csv",
-            "segment_sizes.png",
-            "segment_config.json",
-        ):
-            mlflow.log_artifact(str(tmpd / f), artifact_path="segments")
-
-        state = seg.save_json(tmpd / "segmenter.json")
-        code = tmpd / "customer_segments_model.py"
-        code.write_text(_MODEL_CODE, encoding="utf-8")
-        example = _example_input(cfg.window_days)
-        with warnings.catch_warnings():
-            # the integer outputs (scores, cluster) are never missing, so mlflow's hint does not apply
-            warnings.filterwarnings("ignore", message=".*integer column", category=UserWarning)
-            signature = mlflow.models.infer_signature(example, seg.predict(example))
-        from training.train import model_requirements
-
-        info = mlflow.pyfunc.log_model(
-            name=cfg.model_name,
-            python_model=str(code),
-            artifacts={"segmenter": str(state)},
-            signature=signature,
-            input_example=example,
-            pip_requirements=model_requirements(),
-        )
-        version, champion = _register(
-            cfg.model_name,
-            info.model_uri,
-            {
-                "as_of": str(t),
-                "silhouette": f"{seg.clusterer_.silhouette_:.4f}",
-                "k": seg.clusterer_.k_,
-                "run_id": run.info.run_id,
-            },
-            reason="first customer_segments model",
-        )
-    return SegmentFitResult(
-        run_id=run.info.run_id,
-        model_uri=info.model_uri,
-        version=version,
-        champion_set=champion,
-        as_of=str(t),
-        n_customers=seg.n_customers_,
-        n_buyers=seg.n_buyers_,
-        k=seg.clusterer_.k_,
-        silhouette=seg.clusterer_.silhouette_,
-        bgnbd_params=dict(seg.bgnbd_.params_),
-        gamma_gamma_params=dict(seg.gg_.params_),
-        holdout=holdout,
-        segment_sizes=sizes,
-        warnings=notes,
-    )
