@@ -1,0 +1,279 @@
+"""Every entry point of ``mlproject/MLproject`` through ``mlflow run`` (a subprocess, ``--env-manager local``).
+
+Real MLflow, real files: ``synth`` writes a small demo data dir, the training entry points log into a throwaway
+SQLite tracking store and registry (``MLFLOW_TRACKING_URI`` of the subprocess), and the run tree is read back
+with ``MlflowClient``: one parent run per job (the run ``mlflow run`` opened, in the ``--experiment-name``
+experiment), the candidates as its child runs, metrics and artifacts, the registered versions and aliases.
+``train_lead`` runs once from the repository root and once from inside ``mlproject/``, with relative paths.
+The runs are sequential (SQLite serialises writers) and small: a few thousand customers, two candidates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+MLFLOW = Path(sys.executable).parent / "mlflow"
+PROJECT = ROOT / "mlproject"
+SMALL = {
+    "candidates": ["logreg", "xgboost"],
+    "xgb_search": {"n_trials": 1, "n_estimators": [60], "max_depth": [3]},
+    "reference_rows": 500,
+}
+LABELS = {"horizon_days": 30, "n_cutoffs": 3, "cutoff_step_days": 30}
+EXPERIMENTS = ("mlp-synth", "mlp-lead", "mlp-churn", "mlp-table", "mlp-segments")
+
+
+@dataclass
+class Project:
+    """A throwaway tracking store and the ``mlflow run`` runner pointed at it."""
+
+    tmp: Path
+    uri: str
+    env: dict[str, str]
+    logs: list[str] = field(default_factory=list)
+
+    @property
+    def client(self) -> MlflowClient:
+        """A client of this store (no process-wide MLflow state is touched)."""
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def run(self, entry: str, params: dict[str, str], experiment: str, cwd: Path = ROOT) -> str:
+        """``mlflow run`` one entry point from ``cwd``; returns the id of the run MLflow opened."""
+        uri = "." if cwd == PROJECT else os.path.relpath(PROJECT, cwd)
+        cmd = [str(MLFLOW), "run", uri, "-e", entry, "--env-manager", "local", "--experiment-name", experiment]
+        for k, v in params.items():
+            cmd += ["-P", f"{k}={v}"]
+        proc = subprocess.run(cmd, cwd=cwd, env=self.env, capture_output=True, text=True, timeout=900)
+        out = proc.stdout + proc.stderr
+        self.logs.append(out)
+        assert proc.returncode == 0, f"mlflow run -e {entry} failed:\n{out[-4000:]}"
+        m = re.search(r"=== Run \(ID '([0-9a-f]+)'\) succeeded ===", out)
+        assert m, out[-2000:]
+        return m.group(1)
+
+    def parents(self, experiment: str) -> list[Run]:
+        """Top-level runs of an experiment."""
+        exp = self.client.get_experiment_by_name(experiment)
+        runs = self.client.search_runs([exp.experiment_id])
+        return [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+
+    def children(self, run: Run) -> list[Run]:
+        """Child runs of ``run``."""
+        return self.client.search_runs(
+            [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+        )
+
+
+def _yaml(path: Path, body: dict) -> Path:
+    path.write_text(json.dumps(body), encoding="utf-8")  # JSON is YAML
+    return path
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A SQLite store whose experiments keep their artifacts in the temporary folder (not in ./mlruns)."""
+    tmp = tmp_path_factory.mktemp("mlproject")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for name in EXPERIMENTS:
+        client.create_experiment(name, artifact_location=(tmp / "artifacts" / name).as_uri())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env |= {
+        "MLFLOW_TRACKING_URI": uri,
+        "MLFLOW_REGISTRY_URI": uri,
+        # the project's venv "activated": run.py's `python` is this interpreter
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+        "OMP_WAIT_POLICY": "PASSIVE",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    }
+    env.pop("PYTHONPATH", None)
+    return Project(tmp, uri, env)
+
+
+@pytest.fixture(scope="module")
+def demo(project: Project) -> Path:
+    """A demo data dir written by the ``synth`` entry point (absolute output folder that does not exist yet)."""
+    out = project.tmp / "demo" / "data"
+    project.run("synth", {"customers": "2000", "days": "200", "seed": "7", "out": str(out)}, "mlp-synth")
+    return out
+
+
+def _load_run_py():
+    spec = importlib.util.spec_from_file_location("mlproject_run", PROJECT / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_py_resolves_project_files_against_the_repository_root(tmp_path: Path) -> None:
+    run = _load_run_py()
+    assert run.ROOT == ROOT
+    args = ["train", "table", "--table", "/abs/t.csv", "--id", "", "--config", "configs/table.yaml", "--drop-leaks"]
+    assert run.resolve_args(args, tmp_path) == [
+        "train",
+        "table",
+        "--table",
+        "/abs/t.csv",
+        "--config",
+        str(tmp_path / "configs" / "table.yaml"),
+        "--drop-leaks",
+    ]
+    assert run.resolve_args(["synth", "--out", "data/demo", "--seed", "7"], tmp_path) == [
+        "synth",
+        "--out",
+        str(tmp_path / "data" / "demo"),
+        "--seed",
+        "7",
+    ]
+    assert run.resolve_args(["segment", "fit", "--config", "/etc/x.yaml"], tmp_path)[-1] == "/etc/x.yaml"
+    # every default config names a file of the repository; inputs are required path parameters
+    spec = yaml.safe_load((PROJECT / "MLproject").read_text(encoding="utf-8"))
+    for name, entry in spec["entry_points"].items():
+        for pname, p in entry["parameters"].items():
+            if isinstance(p, dict) and pname == "config":
+                assert (ROOT / p["default"]).is_file(), f"{name}: default config {p['default']} is missing"
+            if pname in ("data", "table"):
+                assert p == "path", f"{name}: input {pname} must be a required path parameter"
+
+
+def test_synth_writes_a_new_data_dir(project: Project, demo: Path) -> None:
+    for table in ("customers", "orders", "interactions", "marketing_touches"):
+        assert (demo / f"{table}.parquet").is_file()
+    (run,) = project.parents("mlp-synth")
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.project.entryPoint"] == "synth"
+
+
+def _check_training_run(project: Project, run_id: str, entry: str, experiment: str) -> Run:
+    """The run MLflow opened is the job's parent run: params, test metrics, evaluation artifacts, children."""
+    run = project.client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.experiment_id == project.client.get_experiment_by_name(experiment).experiment_id
+    assert run.data.tags["mlflow.project.entryPoint"] == entry
+    assert "mlflow.parentRunId" not in run.data.tags
+    for key in ("rows_train", "rows_test", "data_hash", "best_candidate", "model_name"):
+        assert key in run.data.params, key
+    for key in ("test_roc_auc", "test_pr_auc", "test_ece", "test_capture_top20", "train_seconds"):
+        assert key in run.data.metrics, key
+    arts = {a.path for a in project.client.list_artifacts(run_id, "evaluation")}
+    for name in ("gain_chart.png", "calibration.png", "candidates.csv", "reference.parquet"):
+        assert f"evaluation/{name}" in arts
+    assert "promotion_decision.json" in {a.path for a in project.client.list_artifacts(run_id)}
+    children = project.children(run)
+    assert {c.data.params["candidate"] for c in children} == {"logreg", "xgboost_1"}
+    for c in children:
+        assert c.info.experiment_id == run.info.experiment_id
+        assert "val_roc_auc" in c.data.metrics and "val_log_loss" in c.data.metrics
+    return run
+
+
+def _check_version(project: Project, name: str, version: str, run_id: str) -> None:
+    """Version ``version`` of ``name`` holds the model logged by the parent run ``run_id``."""
+    mv = project.client.get_model_version(name, version)
+    assert mv.run_id == run_id and mv.status == "READY"
+
+
+def test_train_lead_from_the_repository_root_and_from_inside_mlproject(project: Project, demo: Path) -> None:
+    config = _yaml(project.tmp / "lead.yaml", {**SMALL, "labels": LABELS})
+    # from the root: relative data dir (MLflow resolves `path` against the caller's directory), config relative to
+    # the repository root (run.py resolves it)
+    first = project.run(
+        "train_lead",
+        {"data": os.path.relpath(demo, ROOT), "config": os.path.relpath(config, ROOT)},
+        "mlp-lead",
+    )
+    # from inside mlproject/: the data dir relative to mlproject/, the config absolute
+    second = project.run(
+        "train_lead", {"data": os.path.relpath(demo, PROJECT), "config": str(config)}, "mlp-lead", cwd=PROJECT
+    )
+    for run_id in (first, second):
+        _check_training_run(project, run_id, "train_lead", "mlp-lead")
+    # one parent per job: the jobs logged into the runs mlflow run opened, none of their own
+    assert {r.info.run_id for r in project.parents("mlp-lead")} == {first, second}
+
+    client = project.client
+    _check_version(project, "lead_scoring", "1", first)
+    _check_version(project, "lead_scoring", "2", second)
+    assert client.get_model_version("lead_scoring", "1").tags["crmscore.gate.promote"] == "true"
+    assert str(client.get_model_version_by_alias("lead_scoring", "challenger").version) == "2"
+    gate = client.get_model_version("lead_scoring", "2").tags
+    assert gate["crmscore.gate.champion_version"] == "1"
+    champion = "2" if gate["crmscore.gate.promote"] == "true" else "1"
+    assert str(client.get_model_version_by_alias("lead_scoring", "champion").version) == champion
+    assert client.get_run(second).data.tags["crmscore.promoted"] == gate["crmscore.gate.promote"]
+
+
+def test_train_churn(project: Project, demo: Path) -> None:
+    config = _yaml(project.tmp / "churn.yaml", {**SMALL, "labels": {**LABELS, "churn_lookback_days": 120}})
+    run_id = project.run("train_churn", {"data": str(demo), "config": str(config)}, "mlp-churn")
+    run = _check_training_run(project, run_id, "train_churn", "mlp-churn")
+    assert run.data.params["task"] == "churn"
+    assert [r.info.run_id for r in project.parents("mlp-churn")] == [run_id]
+    _check_version(project, "churn_risk", "1", run_id)
+    for alias in ("champion", "challenger"):
+        assert str(project.client.get_model_version_by_alias("churn_risk", alias).version) == "1"
+
+
+def test_train_table(project: Project) -> None:
+    rng = np.random.default_rng(0)
+    n = 1500
+    usage, tickets = rng.normal(size=n), rng.normal(size=n)
+    plan = rng.choice(["basic", "pro", "team"], size=n)
+    p = 1 / (1 + np.exp(-(usage - 0.5 * tickets + 0.8 * (plan == "pro") - 1)))
+    emails = [f"person{i}@example.com" for i in range(n)]
+    table = project.tmp / "accounts.csv"
+    pd.DataFrame(
+        {
+            "account": [f"A{i:05d}" for i in range(n)],
+            "email": emails,
+            "usage": usage.round(3),
+            "tickets": tickets.round(3),
+            "plan": plan,
+            "Churn": np.where(rng.random(n) < p, "Yes", "No"),
+        }
+    ).to_csv(table, index=False)
+    config = _yaml(project.tmp / "table.yaml", {**SMALL, "task": "table"})
+    run_id = project.run(
+        "train_table",
+        {"table": str(table), "target": "Churn", "name": "account_churn", "id": "account", "config": str(config)},
+        "mlp-table",
+    )
+    run = _check_training_run(project, run_id, "train_table", "mlp-table")
+    assert run.data.params["target_column"] == "Churn" and run.data.params["id_column"] == "account"
+    assert "email" in run.data.tags["crmscore.dropped_columns"]
+    logged = json.dumps([run.data.params, run.data.tags])
+    assert not any(e in logged for e in emails[:50]), "an e-mail address was logged"
+    _check_version(project, "account_churn", "1", run_id)
+    assert str(project.client.get_model_version_by_alias("account_churn", "champion").version) == "1"
+
+
+def test_segment_fit_with_the_default_config(project: Project, demo: Path) -> None:
+    run_id = project.run("segment_fit", {"data": os.path.relpath(demo, ROOT)}, "mlp-segments")
+    run = project.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "segment_fit"
+    assert [r.info.run_id for r in project.parents("mlp-segments")] == [run_id]
+    assert run.data.params["config"] == "configs/segment.yaml"  # the default, resolved by run.py
+    for key in ("silhouette", "bgnbd_r", "gg_p", "total_expected_value_90d"):
+        assert key in run.data.metrics, key
+    arts = {a.path for a in project.client.list_artifacts(run_id, "segments")}
+    assert {"segments/segment_profiles.csv", "segments/segment_sizes.png", "segments/segment_config.json"} <= arts
+    _check_version(project, "customer_segments", "1", run_id)
+    assert str(project.client.get_model_version_by_alias("customer_segments", "champion").version) == "1"
