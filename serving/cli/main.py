@@ -14,6 +14,7 @@ from serving.cli import (
     audience,
     demo,
     features,
+    forecast,
     ingest,
     members,
     monitor,
@@ -34,7 +35,22 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (synth, ingest, features, train, registry, segment, members, tags, audience, serve, score, monitor, demo):
+for module in (
+    synth,
+    ingest,
+    features,
+    train,
+    registry,
+    segment,
+    members,
+    tags,
+    audience,
+    serve,
+    score,
+    monitor,
+    demo,
+    forecast,
+):
     module.register(app)
 
 

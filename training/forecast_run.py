@@ -1,0 +1,279 @@
+"""The ``crmscore forecast`` job: groups, forecast, backtest, files, chart and the MLflow run.
+
+Files written to ``--out`` (each through :func:`features.io.atomic_path`): ``forecast.csv`` (both methods, every
+group, ``selected`` marks the reported method), ``history.csv`` (weekly actuals per group), ``backtest.csv``
+(per origin and week: actual, both forecasts, the baseline), ``summary.json`` (metrics, choice, notes) and
+``forecast.png``. The same files are logged to the MLflow experiment ``crmscore-forecast`` with the parameters
+and backtest metrics. No customer id or PII column is written or logged: every figure is a sum over customers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from training.forecast import (
+    GROUP_BY,
+    METHODS,
+    TOTAL,
+    BacktestResult,
+    ForecastConfig,
+    ForecastResult,
+    backtest,
+    forecast_at,
+    paid_orders,
+    pick_method,
+)
+
+log = logging.getLogger(__name__)
+
+
+def parse_horizon(text: str) -> int:
+    """Weeks from ``13w``, ``13`` (weeks) or ``91d`` (days, a multiple of 7)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([wd]?)\s*", str(text).lower())
+    if not m:
+        raise ValueError(f"--horizon: expected e.g. 13w or 91d, got {text!r}")
+    n, unit = int(m.group(1)), m.group(2) or "w"
+    if unit == "d":
+        if n % 7:
+            raise ValueError(f"--horizon: {n} days is not a whole number of weeks")
+        n //= 7
+    if not 1 <= n <= 104:
+        raise ValueError(f"--horizon: {n} weeks is outside 1..104")
+    return n
+
+
+def customer_groups(tables: dict[str, pd.DataFrame], by: str, as_of: pd.Timestamp) -> pd.Series:
+    """customer id → group for ``by``: a customers column (source_channel, province), or ``segment``, the RFM
+    segment at ``as_of`` (:class:`training.segment.RFMScorer` on the buyers' summary, orders ``<= as_of`` only)."""
+    if by not in GROUP_BY:
+        raise ValueError(f"--by: expected one of {', '.join(GROUP_BY)}, got {by!r}")
+    if by == "segment":
+        from training.btyd import summarise_transactions
+        from training.segment import RFMScorer
+
+        summary = summarise_transactions(paid_orders(tables["orders"], as_of), as_of)
+        seg = RFMScorer().fit(summary).transform(summary)["rfm_segment"]
+        return pd.Series(seg.to_numpy(dtype=object), index=summary.index.astype(str), name="segment")
+    customers = tables.get("customers")
+    if customers is None:
+        raise ValueError(f"--by {by}: the data dir has no customers table (customers.parquet)")
+    if by not in customers.columns:
+        raise ValueError(f"--by {by}: table customers has no column {by!r}")
+    s = customers.drop_duplicates("customer_id").set_index("customer_id")[by]
+    s.index = s.index.astype(str)
+    return s.astype(object).where(s.notna(), "unknown").astype(str).rename(by)
+
+
+@dataclass
+class ForecastRun:
+    """What ``crmscore forecast`` made."""
+
+    as_of: pd.Timestamp
+    selected: str
+    table: pd.DataFrame
+    backtest: BacktestResult | None
+    files: dict[str, Path]
+    run_id: str | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _chart(history: pd.DataFrame, table: pd.DataFrame, selected: str, path: Path, weeks_shown: int = 52) -> None:
+    """Actual weekly revenue, both forecasts of the total, the selected one's 80% and 95% bands."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = history[TOTAL].iloc[-weeks_shown:]
+    fig, ax = plt.subplots(figsize=(10, 4.2), dpi=110)
+    ax.plot(h.index, h.to_numpy(), color="#333333", lw=1.5, label="actual")
+    for m in METHODS:
+        f = table.loc[(table["group"] == TOTAL) & (table["method"] == m)]
+        if f.empty:
+            continue
+        x = pd.to_datetime(f["week_end"])
+        if m == selected:
+            ax.fill_between(x, f["lo95"], f["hi95"], color="#1f77b4", alpha=0.15, lw=0, label="95% interval")
+            ax.fill_between(x, f["lo80"], f["hi80"], color="#1f77b4", alpha=0.3, lw=0, label="80% interval")
+        ax.plot(
+            x,
+            f["forecast"],
+            lw=2 if m == selected else 1,
+            ls="-" if m == selected else "--",
+            color="#1f77b4" if m == selected else "#ff7f0e",
+            label=f"{m.replace('_', '-')}{' (selected)' if m == selected else ''}",
+        )
+    ax.set_ylabel("weekly revenue")
+    ax.set_title("Weekly revenue: actual and forecast")
+    ax.legend(loc="upper left", fontsize=8, ncol=2)
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
+
+
+def run_forecast(
+    data_dir: str | Path | None,
+    as_of: str | pd.Timestamp,
+    out_dir: str | Path,
+    horizon_weeks: int = 13,
+    by: str | None = None,
+    origins: int | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
+    log_mlflow: bool = True,
+    cfg: ForecastConfig | None = None,
+) -> ForecastRun:
+    """Forecast the ``horizon_weeks`` weeks after ``as_of`` both ways, backtest both, write and log the results.
+
+    Reads ``orders`` (required) and ``customers`` (for ``--by source_channel|province``) from ``data_dir``, or
+    takes ``tables`` directly. The method with the lower backtest WAPE is ``selected``; with no backtest
+    possible, top-down is selected and a note says why.
+    """
+    from features.contract import drop_pii
+    from features.io import atomic_path, load_tables, write_text_atomic
+
+    cfg = (cfg or ForecastConfig()).model_copy(update={"horizon_weeks": horizon_weeks})
+    if origins is not None:
+        cfg = cfg.model_copy(update={"backtest_origins": origins})
+    if tables is None:
+        if data_dir is None:
+            raise ValueError("no data: pass a data dir")
+        tables = load_tables(
+            data_dir,
+            required=("orders",),
+            columns={"orders": ["customer_id", "ts", "amount", "status"], "customers": ["customer_id", *GROUP_BY]},
+        )
+    tables = {k: drop_pii(v) for k, v in tables.items()}
+    t = pd.Timestamp(as_of)
+    notes: list[str] = []
+    orders = tables["orders"]
+    groups = customer_groups(tables, by, t) if by else None
+    res: ForecastResult = forecast_at(orders, t, cfg, customer_groups=groups)
+    notes += [f"{m} not made: {e}" for m, e in res.errors.items()]
+    bt: BacktestResult | None = None
+    if cfg.backtest_origins > 0:
+        try:
+            bt = backtest(orders, t, cfg)
+            notes += bt.notes
+        except ValueError as e:
+            notes.append(str(e))
+    selected = pick_method(bt.metrics) if bt is not None else "top_down"
+    made = set(res.table["method"])
+    if selected not in made:
+        selected = sorted(made)[0]
+    if bt is None:
+        notes.append(f"no backtest: {selected.replace('_', '-')} reported without a measured comparison")
+    if res.bottom_up_fit is not None:
+        notes += res.bottom_up_fit.notes
+    if bt is not None and len(bt.origins) < 4:
+        notes.append(f"backtest has {len(bt.origins)} origin(s), fewer than 4: too little history")
+    table = res.table.assign(selected=res.table["method"] == selected)
+    table["week_start"] = pd.to_datetime(table["week_start"])
+    table["week_end"] = pd.to_datetime(table["week_end"])
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+
+    def csv(name: str, df: pd.DataFrame) -> None:
+        with atomic_path(out / name) as tmp:
+            df.to_csv(tmp, index=False, encoding="utf-8", float_format="%.2f")
+        files[name] = out / name
+
+    csv("forecast.csv", table)
+    csv("history.csv", res.history.reset_index())
+    if bt is not None:
+        csv("backtest.csv", bt.rows)
+    summary = {
+        "as_of": str(t),
+        "horizon_weeks": cfg.horizon_weeks,
+        "by": by,
+        "selected": selected,
+        "history_weeks": len(res.history),
+        "backtest": None
+        if bt is None
+        else {
+            "baseline": bt.baseline,
+            "origins": [str(o.date()) for o in bt.origins],
+            "metrics": bt.metrics,
+        },
+        "bottom_up": None
+        if res.bottom_up_fit is None
+        else {
+            "bgnbd": res.bottom_up_fit.bgnbd,
+            "gamma_gamma": res.bottom_up_fit.gamma_gamma,
+            "n_buyers": res.bottom_up_fit.n_buyers,
+            "new_buyers_per_week": res.bottom_up_fit.new_per_week,
+            "first_purchase_value": res.bottom_up_fit.first_value,
+            "log_interval_offsets": res.bottom_up_fit.noise_quantiles,
+        },
+        "top_down": None
+        if res.top_down_fit is None
+        else {"order": list(res.top_down_fit.order), "fourier_terms": res.top_down_fit.fourier_terms},
+        "notes": notes,
+    }
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+    files["summary.json"] = out / "summary.json"
+    with atomic_path(out / "forecast.png") as tmp:
+        _chart(res.history, table, selected, tmp)
+    files["forecast.png"] = out / "forecast.png"
+    for n in notes:
+        log.warning(n)
+
+    run_id = _log_run(cfg, t, by, selected, bt, res, files) if log_mlflow else None
+    return ForecastRun(as_of=t, selected=selected, table=table, backtest=bt, files=files, run_id=run_id, notes=notes)
+
+
+def _log_run(
+    cfg: ForecastConfig,
+    t: pd.Timestamp,
+    by: str | None,
+    selected: str,
+    bt: BacktestResult | None,
+    res: ForecastResult,
+    files: dict[str, Path],
+) -> str:
+    import mlflow
+
+    from training.registry import configure_tracking
+
+    configure_tracking()
+    mlflow.set_experiment(cfg.experiment)
+    with mlflow.start_run(run_name=f"forecast-{t.date()}") as run:
+        params: dict[str, object] = {
+            "as_of": str(t),
+            "horizon_weeks": cfg.horizon_weeks,
+            "by": by or "total",
+            "selected_method": selected,
+            "backtest_origins": 0 if bt is None else len(bt.origins),
+            "origin_step_weeks": cfg.origin_step_weeks,
+            "baseline": "none" if bt is None else bt.baseline,
+            "history_weeks": len(res.history),
+            "new_customer_weeks": cfg.new_customer_weeks,
+        }
+        if res.top_down_fit is not None:
+            params |= {"arima_order": str(res.top_down_fit.order), "fourier_terms": res.top_down_fit.fourier_terms}
+        mlflow.log_params(params)
+        metrics: dict[str, float] = {}
+        if bt is not None:
+            metrics |= {f"backtest_{k}": float(v) for k, v in bt.metrics.items() if np.isfinite(v)}
+        if res.bottom_up_fit is not None:
+            metrics |= {f"bgnbd_{k}": v for k, v in res.bottom_up_fit.bgnbd.items()}
+            metrics |= {f"gamma_gamma_{k}": v for k, v in res.bottom_up_fit.gamma_gamma.items()}
+            metrics["new_buyers_per_week"] = res.bottom_up_fit.new_per_week
+        for m in METHODS:
+            f = res.table.loc[(res.table["group"] == TOTAL) & (res.table["method"] == m), "forecast"]
+            if len(f):
+                metrics[f"forecast_total_{m}"] = float(f.sum())
+        mlflow.log_metrics(metrics)
+        for p in files.values():
+            mlflow.log_artifact(str(p), artifact_path="forecast")
+        return run.info.run_id
