@@ -19,6 +19,7 @@ from serving.cli import (
     members,
     monitor,
     registry,
+    report,
     score,
     segment,
     serve,
@@ -50,6 +51,7 @@ for module in (
     monitor,
     demo,
     forecast,
+    report,
 ):
     module.register(app)
 

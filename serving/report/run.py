@@ -1,0 +1,266 @@
+"""The ``crmscore report`` job: every section's table, the charts, one HTML file, one CSV per table, one MLflow run."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from serving.report import tables as T
+from serving.report.render import Painter, Section, page_html
+
+log = logging.getLogger(__name__)
+
+
+class ReportConfig(BaseModel):
+    """Settings of ``crmscore report`` (embedded defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    campaign_window_days: int = Field(default=14, gt=0, description="N of 'conversion within N days of a touch'")
+    retention_months: int = Field(default=12, ge=1)
+    forecast_weeks: int = Field(default=13, ge=1, le=104)
+    history_weeks_shown: int = Field(default=52, ge=4)
+    top_n: int = Field(default=15, ge=1, description="bars shown in the region and campaign charts")
+    experiment: str = "crmscore-report"
+
+
+@dataclass
+class ReportRun:
+    """What ``crmscore report`` wrote."""
+
+    html: Path
+    csvs: dict[str, Path]
+    run_id: str | None
+    notes: list[str]
+
+
+def _pct(v: float) -> str:
+    return "–" if pd.isna(v) else f"{v:.1%}"
+
+
+def compute_tables(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, cfg: ReportConfig) -> dict[str, pd.DataFrame]:
+    """Every report table by CSV name (no PII: sums and ratios over customers)."""
+    return {
+        "sales_monthly": T.sales_monthly(tables, as_of),
+        "funnel": T.funnel(tables, as_of),
+        "time_to_payment": T.time_to_payment(tables, as_of),
+        "channels": T.channels(tables, as_of),
+        "campaigns": T.campaigns(tables, as_of, cfg.campaign_window_days),
+        "regions_province": T.regions(tables, as_of, "province"),
+        "regions_city": T.regions(tables, as_of, "city"),
+        "retention": T.retention(tables, as_of, cfg.retention_months),
+    }
+
+
+def _forecast_frames(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, cfg: ReportConfig, forecast_dir: Path | None
+) -> tuple[pd.Series, pd.DataFrame, str, str]:
+    """(weekly actuals, forecast of the total, method, where it came from)."""
+    if forecast_dir is not None:
+        fc = pd.read_csv(forecast_dir / "forecast.csv", parse_dates=["week_start", "week_end"])
+        hist = pd.read_csv(forecast_dir / "history.csv", parse_dates=["week_end"]).set_index("week_end")["total"]
+        sel = fc.loc[(fc["group"] == "total") & fc["selected"].astype(bool)]
+        return hist, sel, str(sel["method"].iloc[0]), f"read from {forecast_dir.name}/forecast.csv (selected method)"
+    from training.forecast import ForecastConfig, forecast_at
+
+    fcfg = ForecastConfig(horizon_weeks=cfg.forecast_weeks)
+    res = forecast_at(tables["orders"], as_of, fcfg, methods=("top_down",))
+    sel = res.table.loc[res.table["group"] == "total"]
+    return res.history["total"], sel, "top_down", "top-down SARIMAX made for this report, without a backtest"
+
+
+def build_report(
+    data_dir: str | Path | None,
+    as_of: str | pd.Timestamp,
+    out_dir: str | Path,
+    forecast_dir: str | Path | None = None,
+    tables: dict[str, pd.DataFrame] | None = None,
+    log_mlflow: bool = True,
+    cfg: ReportConfig | None = None,
+) -> ReportRun:
+    """Compute the report as of ``as_of``, write ``report.html`` and one CSV per table to ``out_dir``, log them.
+
+    ``forecast_dir`` is the ``--out`` folder of a ``crmscore forecast`` run (its selected method is shown);
+    without it a top-down forecast is made here. Every file goes through :func:`features.io.atomic_path`.
+    """
+    from features.contract import drop_pii
+    from features.io import atomic_path, load_tables, write_text_atomic
+
+    cfg = cfg or ReportConfig()
+    t = pd.Timestamp(as_of)
+    if tables is None:
+        if data_dir is None:
+            raise ValueError("no data: pass a data dir")
+        tables = load_tables(data_dir, required=("customers", "orders"))
+    tables = {k: drop_pii(v) for k, v in tables.items()}
+    notes: list[str] = []
+    for name in ("interactions", "marketing_touches"):
+        if name not in tables:
+            notes.append(f"table {name} absent: its sections are empty")
+    res = compute_tables(tables, t, cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csvs: dict[str, Path] = {}
+    for name, df in res.items():
+        with atomic_path(out / f"{name}.csv") as tmp:
+            df.to_csv(tmp, index=False, encoding="utf-8-sig")
+        csvs[name] = out / f"{name}.csv"
+
+    p = Painter()
+    sections: list[Section] = []
+    s = res["sales_monthly"]
+    last = s.iloc[-1] if len(s) else None
+    kpis = (
+        []
+        if last is None
+        else [
+            (f"revenue {last['month']}", f"{last['revenue']:,.0f} ({_pct(last['revenue_change'])})"),
+            ("paid orders", f"{int(last['paid_orders']):,} ({_pct(last['paid_orders_change'])})"),
+            ("payment rate", _pct(last["payment_rate"])),
+            ("AOV 客单价", f"{last['aov']:,.2f} ({_pct(last['aov_change'])})"),
+            (
+                "new buyers' share of buyers / revenue",
+                f"{_pct(last['new_share_buyers'])} / {_pct(last['new_share_revenue'])}",
+            ),
+        ]
+    )
+    sections.append(
+        Section(
+            "sales",
+            "Sales 销售",
+            [p.sales(s)] if len(s) else [],
+            [("by month", s)],
+            T.DEFINITIONS["sales_monthly"],
+            [],
+            kpis,
+        )
+    )
+    f = res["funnel"]
+    sections.append(
+        Section(
+            "funnel",
+            "Funnel 转化漏斗",
+            [p.funnel(f)] if len(f) else [],
+            [("stages by source channel", f), ("days from first visit to first payment", res["time_to_payment"])],
+            T.DEFINITIONS["funnel"],
+            [],
+        )
+    )
+    c = res["channels"]
+    sections.append(
+        Section(
+            "channels",
+            "Channels 渠道",
+            [
+                p.bars(
+                    c["source_channel"],
+                    c["conversion_rate"],
+                    p.label("渠道转化率", "Conversion rate by source channel"),
+                    "conversion rate",
+                    pct=True,
+                )
+            ]
+            if len(c)
+            else [],
+            [("per source channel", c)],
+            T.DEFINITIONS["channels"],
+            [],
+        )
+    )
+    cp = res["campaigns"]
+    sections.append(
+        Section(
+            "campaigns",
+            "Campaigns 营销活动",
+            [p.campaigns(cp, cfg.top_n)] if len(cp) else [],
+            [(f"per campaign (conversion within {cfg.campaign_window_days} days)", cp)],
+            T.DEFINITIONS["campaigns"].replace("N days", f"N = {cfg.campaign_window_days} days", 1),
+            ["Not a randomised test: the touched-vs-untouched difference is a comparison, not the campaign's effect."],
+        )
+    )
+    rp = res["regions_province"]
+    sections.append(
+        Section(
+            "regions",
+            "Regions 地区",
+            [
+                p.bars(
+                    rp["province"].head(cfg.top_n),
+                    rp["revenue"].head(cfg.top_n),
+                    p.label("省份销售额", "Revenue by province"),
+                    "revenue",
+                )
+            ]
+            if len(rp)
+            else [],
+            [("by province", rp), ("by province and city", res["regions_city"])],
+            T.DEFINITIONS["regions"],
+            [],
+        )
+    )
+    r = res["retention"]
+    sections.append(
+        Section(
+            "retention",
+            "Retention 留存",
+            [p.retention(r)] if len(r) else [],
+            [("monthly cohorts", r)],
+            T.DEFINITIONS["retention"],
+            [],
+        )
+    )
+    fnotes: list[str] = []
+    try:
+        hist, fc, method, source = _forecast_frames(tables, t, cfg, Path(forecast_dir) if forecast_dir else None)
+        fnotes.append(f"Forecast {source}.")
+        fc_table = fc[["week", "week_start", "week_end", "forecast", "lo80", "hi80", "lo95", "hi95"]].copy()
+        for col in ("week_start", "week_end"):
+            fc_table[col] = pd.to_datetime(fc_table[col]).dt.strftime("%Y-%m-%d")
+        with atomic_path(out / "forecast.csv") as tmp:
+            fc_table.to_csv(tmp, index=False, encoding="utf-8-sig")
+        csvs["forecast"] = out / "forecast.csv"
+        charts = [p.forecast(hist.iloc[-cfg.history_weeks_shown :], fc, method)]
+        ftables = [("forecast of the total", fc_table)]
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        fnotes.append(f"no forecast: {e}")
+        charts, ftables = [], []
+    sections.append(Section("forecast", "Forecast 销售预测", charts, ftables, T.DEFINITIONS["forecast"], fnotes))
+    notes += [n for n in fnotes if n.startswith("no forecast")]
+    if p.cjk is None:
+        notes.append("no CJK font found: chart labels in English only")
+    for sec in sections:
+        sec.notes = list(sec.notes)
+    subtitle = f"as of {t} · generated by crmscore report · definitions under each chart" + (
+        f" · {'; '.join(notes)}" if notes else ""
+    )
+    html_path = write_text_atomic(out / "report.html", page_html("CRM report · 客户经营报告", subtitle, sections))
+    run_id = _log(cfg, t, out, html_path, csvs, p.cjk) if log_mlflow else None
+    return ReportRun(html=html_path, csvs=csvs, run_id=run_id, notes=notes)
+
+
+def _log(
+    cfg: ReportConfig, t: pd.Timestamp, out: Path, html_path: Path, csvs: dict[str, Path], font: str | None
+) -> str:
+    import mlflow
+
+    from training.registry import configure_tracking
+
+    configure_tracking()
+    mlflow.set_experiment(cfg.experiment)
+    with mlflow.start_run(run_name=f"report-{t.date()}") as run:
+        mlflow.log_params(
+            {
+                "as_of": str(t),
+                "campaign_window_days": cfg.campaign_window_days,
+                "retention_months": cfg.retention_months,
+                "cjk_font": font or "none",
+            }
+        )
+        mlflow.log_artifact(str(html_path), artifact_path="report")
+        for pth in csvs.values():
+            mlflow.log_artifact(str(pth), artifact_path="report")
+        return run.info.run_id
