@@ -100,7 +100,7 @@ def paid_orders(orders: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.D
 def week_index(ts: pd.Series, as_of: pd.Timestamp) -> np.ndarray:
     """Weeks back from ``as_of`` (1 = the week ending at ``as_of``; 0 or less = after ``as_of``)."""
     delta = (as_of - ts).to_numpy(dtype="timedelta64[ns]").astype("int64")
-    return np.ceil(delta / WEEK.value).astype("int64") + (delta == 0)
+    return np.floor_divide(delta, WEEK.value) + 1
 
 
 def weekly_revenue(

@@ -1,0 +1,163 @@
+"""Forecast: week boundaries, metrics on hand-made series, shapes, interval order, groups and no leakage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.forecast import (
+    ForecastConfig,
+    backtest,
+    backtest_origins,
+    coverage,
+    forecast_at,
+    seasonal_naive,
+    wape,
+    weekly_revenue,
+)
+from training.forecast_run import parse_horizon
+
+T = pd.Timestamp("2025-06-30")
+
+
+def make_orders(n_customers: int = 150, weeks: int = 70, seed: int = 3) -> pd.DataFrame:
+    """Customers buying at individual Poisson rates over ``weeks`` weeks before T (some join late)."""
+    rng = np.random.default_rng(seed)
+    start = T - pd.Timedelta(weeks=weeks)
+    rows = []
+    for i in range(n_customers):
+        join = rng.integers(0, weeks * 7 - 10)
+        rate = rng.gamma(2.0, 0.02)  # purchases per day
+        k = max(1, rng.poisson(rate * (weeks * 7 - join)))
+        days = np.sort(join + rng.integers(0, weeks * 7 - join, k))
+        for d in days:
+            rows.append(
+                (f"C{i:03d}", start + pd.Timedelta(days=int(d), hours=int(rng.integers(0, 24))), rng.gamma(3, 30))
+            )
+    o = pd.DataFrame(rows, columns=["customer_id", "ts", "amount"])
+    o["status"] = np.where(rng.random(len(o)) < 0.9, "paid", "cancelled")
+    o["order_id"] = [f"O{i}" for i in range(len(o))]
+    return o
+
+
+def test_week_boundaries_end_at_the_cutoff():
+    t = pd.Timestamp("2025-01-15")
+    o = pd.DataFrame(
+        {
+            "customer_id": ["a", "b", "c", "d"],
+            "ts": [t, t - pd.Timedelta(days=7), t - pd.Timedelta(days=7, seconds=-1), t - pd.Timedelta(days=13)],
+            "amount": [1.0, 10.0, 100.0, 1000.0],
+        }
+    )
+    w = weekly_revenue(o, t, start=t - pd.Timedelta(days=14))
+    # (t-7d, t] holds ts == t and t-7d+1s; (t-14d, t-7d] holds t-7d and t-13d
+    assert list(w.index) == [t - pd.Timedelta(days=7), t]
+    assert w["total"].tolist() == [1010.0, 101.0]
+
+
+def test_wape_and_coverage_on_a_hand_made_series():
+    actual = np.array([100.0, 200.0, 300.0, 400.0])
+    fc = np.array([110.0, 180.0, 300.0, 500.0])
+    assert wape(actual, fc) == pytest.approx((10 + 20 + 0 + 100) / 1000)
+    lo, hi = np.array([90, 190, 310, 350.0]), np.array([120, 210, 330, 450.0])
+    assert coverage(actual, lo, hi) == 0.75  # 300 is below 310
+    assert np.isnan(wape(np.zeros(3), np.ones(3)))
+
+
+def test_seasonal_naive_uses_52_weeks_back_only_with_a_full_season():
+    y = np.arange(60, dtype=float)
+    f, kind = seasonal_naive(y, 13)
+    assert kind == "seasonal_naive_52" and f.tolist() == list(range(8, 21))
+    f, kind = seasonal_naive(y[:40], 13)
+    assert kind == "last_value_naive" and f.tolist() == [39.0] * 13
+
+
+def test_parse_horizon():
+    assert parse_horizon("13w") == 13 and parse_horizon("13") == 13 and parse_horizon("91d") == 13
+    for bad in ("13x", "90d", "0w"):
+        with pytest.raises(ValueError, match="--horizon"):
+            parse_horizon(bad)
+
+
+@pytest.fixture(scope="module")
+def orders() -> pd.DataFrame:
+    return make_orders()
+
+
+@pytest.fixture(scope="module")
+def result(orders):
+    groups = pd.Series({f"C{i:03d}": ("north" if i % 3 else "south") for i in range(150)}, name="province")
+    return forecast_at(orders, T, ForecastConfig(), customer_groups=groups)
+
+
+def test_forecast_shapes_and_interval_order(result):
+    tab = result.table
+    assert not result.errors
+    assert set(tab["method"]) == {"bottom_up", "top_down"}
+    assert set(tab["group"]) == {"total", "north", "south"}
+    for (_, _), g in tab.groupby(["group", "method"]):
+        assert g["week"].tolist() == list(range(1, 14))
+        assert (g["week_end"] - g["week_start"] == pd.Timedelta(days=7)).all()
+        assert g["week_start"].iloc[0] == T
+    v = tab[["lo95", "lo80", "forecast", "hi80", "hi95"]].to_numpy()
+    assert np.isfinite(v).all() and (v >= 0).all()
+    assert (np.diff(v, axis=1) >= -1e-9).all()
+
+
+def test_bottom_up_groups_add_up_to_the_total(result):
+    bu = result.table.loc[result.table["method"] == "bottom_up"]
+    total = bu.loc[bu["group"] == "total", "forecast"].to_numpy()
+    parts = bu.loc[bu["group"] != "total"].groupby("week")["forecast"].sum().to_numpy()
+    np.testing.assert_allclose(parts, total, rtol=1e-9)
+
+
+def test_orders_after_the_cutoff_change_nothing(orders):
+    cfg = ForecastConfig()
+    before = forecast_at(orders, T - pd.Timedelta(weeks=8), cfg).table
+    later = orders.loc[orders["ts"] > T - pd.Timedelta(weeks=8)].copy()
+    changed = pd.concat(
+        [
+            orders.loc[orders["ts"] <= T - pd.Timedelta(weeks=8)],
+            later.assign(amount=later["amount"] * 50),  # orders after T: much larger
+            pd.DataFrame({"customer_id": ["NEW1"], "ts": [T], "amount": [1e6], "status": ["paid"], "order_id": ["X"]}),
+        ]
+    )
+    after = forecast_at(changed, T - pd.Timedelta(weeks=8), cfg).table
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_backtest_metrics_recompute_from_its_rows(orders):
+    cfg = ForecastConfig(backtest_origins=3, origin_step_weeks=4)
+    bt = backtest(orders, T, cfg)
+    first = orders.loc[orders["status"] == "paid", "ts"].min()
+    assert bt.origins == backtest_origins(first, T, cfg) and len(bt.origins) == 3
+    assert bt.origins[-1] == T - pd.Timedelta(weeks=13)
+    # about 70 weeks of data: the last origin has 52 weeks of history (seasonal naive), the first one does not
+    kinds = bt.rows.drop_duplicates("origin").set_index("origin")["baseline_kind"]
+    expected = [
+        "seasonal_naive_52" if (o - first) // pd.Timedelta(weeks=1) >= 52 else "last_value_naive" for o in bt.origins
+    ]
+    assert kinds.tolist() == expected
+    assert expected[0] == "last_value_naive" and expected[-1] == "seasonal_naive_52"
+    assert bt.baseline == "last_value_naive+seasonal_naive_52"
+    for m in ("bottom_up", "top_down"):
+        d = bt.rows.loc[bt.rows["method"] == m]
+        assert len(d) == 3 * 13
+        assert bt.metrics[f"wape_{m}"] == pytest.approx(np.abs(d["actual"] - d["forecast"]).sum() / d["actual"].sum())
+        inside = ((d["actual"] >= d["lo80"]) & (d["actual"] <= d["hi80"])).mean()
+        assert bt.metrics[f"coverage80_{m}"] == pytest.approx(inside)
+    d = bt.rows.loc[bt.rows["method"] == "top_down"]
+    assert bt.metrics["wape_baseline"] == pytest.approx(np.abs(d["actual"] - d["baseline"]).sum() / d["actual"].sum())
+
+
+def test_short_history_falls_back_to_last_value_naive(orders):
+    recent = orders.loc[orders["ts"] > T - pd.Timedelta(weeks=40)]
+    bt = backtest(recent, T, ForecastConfig(backtest_origins=2))
+    assert bt.baseline == "last_value_naive"
+    assert bt.metrics["n_origins"] == 2
+
+
+def test_too_little_history_is_a_clear_error(orders):
+    with pytest.raises(ValueError, match="full week"):
+        forecast_at(orders.loc[orders["ts"] > T - pd.Timedelta(weeks=5)], T, ForecastConfig())
