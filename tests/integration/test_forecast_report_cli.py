@@ -1,0 +1,99 @@
+"""`crmscore forecast` and `crmscore report` end to end through typer's CliRunner: files, MLflow runs, no PII."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from serving.cli.main import app
+from tests.fixtures.crm import make_tables
+
+AS_OF = "2025-06-30"
+SECTIONS = ("sales", "funnel", "channels", "campaigns", "regions", "retention", "forecast")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    for name, df in make_tables(n=300, seed=11).items():
+        df.to_parquet(d / f"{name}.parquet", index=False)
+    return d
+
+
+def _pii_free(folder: Path) -> None:
+    text = "\n".join(p.read_bytes().decode("utf-8", "ignore") for p in folder.rglob("*") if p.is_file())
+    for secret in ("张三1", "13800000001", "u1@example.com", "C0001"):
+        assert secret not in text, secret
+
+
+def test_forecast_then_report(data_dir: Path, tracking_uri: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    fc = tmp_path / "fc"
+    r = runner.invoke(
+        app,
+        ["forecast", "--data", str(data_dir), "--as-of", AS_OF, "--horizon", "13w", "--by", "province",
+         "--out", str(fc), "--origins", "2"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "selected" in r.output and "backtest (2 origins" in r.output
+    table = pd.read_csv(fc / "forecast.csv")
+    assert set(table["group"]) >= {"total", "广东省"}
+    assert table.groupby(["group", "method"]).size().eq(13).all()
+    assert table.loc[table["selected"], "method"].nunique() == 1
+    assert (fc / "forecast.png").read_bytes()[:4] == b"\x89PNG"
+
+    exp = mlflow.get_experiment_by_name("crmscore-forecast")
+    runs = mlflow.search_runs([exp.experiment_id], output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    assert {"backtest_wape_bottom_up", "backtest_wape_top_down", "backtest_wape_baseline"} <= set(run.data.metrics)
+    assert run.data.params["by"] == "province"
+    art = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "art")))
+    assert {"forecast.csv", "backtest.csv", "history.csv", "summary.json", "forecast.png"} <= {
+        p.name for p in art.rglob("*")
+    }
+    _pii_free(art)
+
+    rep = tmp_path / "report"
+    r = runner.invoke(
+        app, ["report", "--data", str(data_dir), "--as-of", AS_OF, "--out", str(rep), "--forecast", str(fc)]
+    )
+    assert r.exit_code == 0, r.output
+    page = (rep / "report.html").read_text(encoding="utf-8")
+    for key in SECTIONS:
+        assert f'data-section="{key}"' in page, key
+    assert page.count("data:image/png;base64,") >= 7
+    assert "http://" not in page and "https://" not in page
+    assert "not a randomised test" in page.lower()
+    for name in ("sales_monthly", "funnel", "channels", "campaigns", "regions_province", "retention", "forecast"):
+        assert (rep / f"{name}.csv").is_file(), name
+    _pii_free(rep)
+    exp = mlflow.get_experiment_by_name("crmscore-report")
+    run = mlflow.search_runs([exp.experiment_id], output_format="list")[0]
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "report")}
+    assert "report/report.html" in logged and "report/sales_monthly.csv" in logged
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--by", "colour"], "--by"),
+        (["--horizon", "2q"], "--horizon"),
+        (["--as-of", "not-a-date"], "--as-of"),
+    ],
+)
+def test_forecast_errors_name_the_option(data_dir: Path, tracking_uri: str, tmp_path: Path, args, message) -> None:
+    base = {"--data": str(data_dir), "--as-of": AS_OF, "--out": str(tmp_path / "o"), "--origins": "0"}
+    for k, v in zip(args[::2], args[1::2], strict=True):
+        base[k] = v
+    r = CliRunner().invoke(app, ["forecast", *[x for kv in base.items() for x in kv]])
+    assert r.exit_code == 2 and message in r.output
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path: Path, tracking_uri: str) -> None:
+    r = CliRunner().invoke(app, ["report", "--data", str(tmp_path / "nope"), "--as-of", AS_OF, "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "data dir not found" in r.output
