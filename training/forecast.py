@@ -290,7 +290,7 @@ def bottom_up(
         g = customer_groups.reindex(summary.index).fillna(OTHER).astype(str).to_numpy()
         gdf = pd.DataFrame(existing, index=g).groupby(level=0).sum()
         per_group = {str(k): gdf.loc[k].to_numpy() for k in gdf.index}
-        if customer_groups.name == "segment":
+        if customer_groups.name == "rfm_segment":
             per_group[NEW_BUYERS] = new_rev
         else:
             share = pd.Series(g[recent]).value_counts(normalize=True)

@@ -50,18 +50,19 @@ def parse_horizon(text: str) -> int:
 
 
 def customer_groups(tables: dict[str, pd.DataFrame], by: str, as_of: pd.Timestamp) -> pd.Series:
-    """customer id → group for ``by``: a customers column (source_channel, province), or ``segment``, the RFM
-    segment at ``as_of`` (:class:`training.segment.RFMScorer` on the buyers' summary, orders ``<= as_of`` only)."""
+    """customer id → group for ``by``: a customers column (source_channel, province), or ``segment``: the customers'
+    own ``segment`` column when the table has one (not a contract column; e.g. Superstore's), else the RFM segment
+    at ``as_of`` (:class:`training.segment.RFMScorer` on the buyers' summary, orders ``<= as_of`` only)."""
     if by not in GROUP_BY:
         raise ValueError(f"--by: expected one of {', '.join(GROUP_BY)}, got {by!r}")
-    if by == "segment":
+    customers = tables.get("customers")
+    if by == "segment" and (customers is None or "segment" not in customers.columns):
         from training.btyd import summarise_transactions
         from training.segment import RFMScorer
 
         summary = summarise_transactions(paid_orders(tables["orders"], as_of), as_of)
         seg = RFMScorer().fit(summary).transform(summary)["rfm_segment"]
-        return pd.Series(seg.to_numpy(dtype=object), index=summary.index.astype(str), name="segment")
-    customers = tables.get("customers")
+        return pd.Series(seg.to_numpy(dtype=object), index=summary.index.astype(str), name="rfm_segment")
     if customers is None:
         raise ValueError(f"--by {by}: the data dir has no customers table (customers.parquet)")
     if by not in customers.columns:
@@ -173,8 +174,10 @@ def run_forecast(
         notes.append(f"no backtest: {selected.replace('_', '-')} reported without a measured comparison")
     if res.bottom_up_fit is not None:
         notes += res.bottom_up_fit.notes
-    if bt is not None and len(bt.origins) < 4:
-        notes.append(f"backtest has {len(bt.origins)} origin(s), fewer than 4: too little history")
+    if bt is not None and len(bt.origins) < cfg.backtest_origins:
+        notes.append(
+            f"backtest has {len(bt.origins)} of the {cfg.backtest_origins} origins asked for: too little history"
+        )
     table = res.table.assign(selected=res.table["method"] == selected)
     table["week_start"] = pd.to_datetime(table["week_start"])
     table["week_end"] = pd.to_datetime(table["week_end"])

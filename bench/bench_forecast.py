@@ -1,0 +1,104 @@
+"""Benchmark and backtest figures of `crmscore forecast` (forecast + 4-origin backtest, the same code as the CLI).
+
+    .venv/bin/python bench/bench_forecast.py                       # Online Retail and Superstore from ../shared/data
+    .venv/bin/python bench/bench_forecast.py --data data/demo --as-of 2025-05-31   # a contract data dir as well
+    .venv/bin/python bench/bench_forecast.py --json-out bench/results/forecast.json
+
+Per data set: wall time of one ``run_forecast`` (weekly history, both forecasts, the rolling backtest, the files;
+MLflow logging off so the store's start-up is not timed), peak RSS of the process, and the backtest figures (WAPE of
+each method and of the baseline, 80% / 95% coverage, which baseline). Goal: forecast ≤ 60 s. Never part of the tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = Path(os.environ.get("CRMSCORE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def one(name: str, tables: dict, as_of: str, by: str | None = None) -> dict:
+    """Time one forecast + backtest and return its figures."""
+    from training.forecast_run import run_forecast
+
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        res = run_forecast(None, as_of, tmp, horizon_weeks=13, by=by, origins=4, tables=tables, log_mlflow=False)
+        secs = time.perf_counter() - t0
+    m = res.backtest.metrics if res.backtest else {}
+    out = {
+        "dataset": name,
+        "as_of": as_of,
+        "by": by,
+        "seconds": round(secs, 2),
+        "load_before": round(load, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+        "selected": res.selected,
+        "baseline": res.backtest.baseline if res.backtest else None,
+        "origins": [str(o.date()) for o in res.backtest.origins] if res.backtest else [],
+        **{k: round(float(v), 4) for k, v in m.items()},
+        "notes": res.notes,
+    }
+    print(json.dumps(out, ensure_ascii=False), flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, help="a contract data dir to time as well")
+    ap.add_argument("--as-of", help="cutoff for --data")
+    ap.add_argument("--json-out", type=Path, help="result file (default bench/results/forecast-<time>.json)")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+    from training.forecast_data import online_retail_orders, superstore_orders
+
+    results = []
+    retail = SHARED / "online_retail" / "online_retail_2010-2011.parquet"
+    if retail.is_file():
+        results.append(one("online_retail", {"orders": online_retail_orders(retail)}, "2011-12-10"))
+    else:
+        print(f"skipped Online Retail: {retail} is absent")
+    store = SHARED / "superstore" / "superstore.csv"
+    if store.is_file():
+        orders, customers = superstore_orders(store)
+        results.append(one("superstore", {"orders": orders, "customers": customers}, "2022-12-31"))
+        results.append(one("superstore", {"orders": orders, "customers": customers}, "2022-12-31", by="segment"))
+    else:
+        print(f"skipped Superstore: {store} is absent")
+    if args.data:
+        from features.io import load_tables
+
+        if not args.as_of:
+            ap.error("--data needs --as-of")
+        results.append(one(args.data.name, load_tables(args.data, required=("orders",)), args.as_of))
+
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures = {f"{r['dataset']}{'_by_' + r['by'] if r['by'] else ''}_seconds": r["seconds"] for r in results}
+    doc = {
+        "benchmark": "forecast",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "cores": os.cpu_count(),
+        "params": {"horizon_weeks": 13, "origins": 4, "origin_step_weeks": 4},
+        "figures": figures | {"peak_rss_mb": round(peak_mb, 1)},
+        "goal": "forecast (with its 4-origin backtest) <= 60 s",
+        "runs": results,
+    }
+    out = args.json_out or ROOT / "bench" / "results" / f"forecast-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
