@@ -127,8 +127,8 @@ def funnel(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame
     reached = reached.loc[reached["customer_id"].isin(chan.index)]
     reached["channel"] = chan.reindex(reached["customer_id"]).astype(str).to_numpy()
     counts = reached.groupby(["channel", "stage"]).size().unstack(fill_value=0)
-    counts.loc["all"] = counts.sum(axis=0)
     counts = counts.reindex(columns=list(FUNNEL_STAGES), fill_value=0)
+    counts.loc["all"] = counts.sum(axis=0)
     leads = chan.astype(str).value_counts()
     leads.loc["all"] = len(chan)
     rows = []

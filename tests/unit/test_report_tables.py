@@ -191,3 +191,11 @@ def test_cjk_font_pick_returns_a_usable_name_or_none():
         from matplotlib import font_manager as fm
 
         assert fm.findfont(fm.FontProperties(family=name), fallback_to_default=False)
+
+
+def test_absent_event_tables_give_empty_sections(tables):
+    only = {k: tables[k] for k in ("customers", "orders")}
+    f = T.funnel(only, AS_OF)
+    assert set(f["source_channel"]) == {"all"} and (f["customers"] == 0).all() and (f["leads"] == 4).all()
+    assert T.campaigns(only, AS_OF).empty
+    assert T.time_to_payment(only, AS_OF).set_index("source_channel").loc["all", "customers"] == 0
