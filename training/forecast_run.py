@@ -156,6 +156,11 @@ def run_forecast(
     t = pd.Timestamp(as_of)
     notes: list[str] = []
     orders = tables["orders"]
+    last = paid_orders(orders, t)["ts"].max()
+    if pd.notna(last) and t - last > pd.Timedelta(days=7):
+        notes.append(
+            f"the last paid order on or before T is {last}, more than a week before T: the last weeks are empty"
+        )
     groups = customer_groups(tables, by, t) if by else None
     res: ForecastResult = forecast_at(orders, t, cfg, customer_groups=groups)
     notes += [f"{m} not made: {e}" for m, e in res.errors.items()]

@@ -161,3 +161,15 @@ def test_short_history_falls_back_to_last_value_naive(orders):
 def test_too_little_history_is_a_clear_error(orders):
     with pytest.raises(ValueError, match="full week"):
         forecast_at(orders.loc[orders["ts"] > T - pd.Timedelta(weeks=5)], T, ForecastConfig())
+
+
+def test_run_without_backtest_says_so_and_warns_about_empty_last_weeks(orders, tmp_path):
+    from training.forecast_run import run_forecast
+
+    res = run_forecast(
+        None, T + pd.Timedelta(days=30), tmp_path, tables={"orders": orders}, origins=0, log_mlflow=False
+    )
+    assert res.selected == "top_down" and res.backtest is None and res.run_id is None
+    assert any("no backtest" in n for n in res.notes)
+    assert any("more than a week before T" in n for n in res.notes)
+    assert {p.name for p in tmp_path.iterdir()} == {"forecast.csv", "history.csv", "summary.json", "forecast.png"}
