@@ -199,3 +199,18 @@ def test_absent_event_tables_give_empty_sections(tables):
     assert set(f["source_channel"]) == {"all"} and (f["customers"] == 0).all() and (f["leads"] == 4).all()
     assert T.campaigns(only, AS_OF).empty
     assert T.time_to_payment(only, AS_OF).set_index("source_channel").loc["all", "customers"] == 0
+
+
+def test_without_a_cjk_font_charts_fall_back_to_english_labels(monkeypatch):
+    import warnings
+
+    from serving.report import render
+
+    monkeypatch.setattr(render, "pick_cjk_font", lambda: None)
+    p = render.Painter()
+    assert p.cjk is None and p.label("销售额", "revenue") == "revenue"
+    assert p.text("广东省").isascii() and p.text("web") == "web"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing glyph would warn
+        chart = p.bars(["广东省", "web"], [1.0, 2.0], p.label("省份", "Revenue by province"), "revenue")
+    assert len(chart.png_b64) > 100
