@@ -173,3 +173,20 @@ def test_run_without_backtest_says_so_and_warns_about_empty_last_weeks(orders, t
     assert any("no backtest" in n for n in res.notes)
     assert any("more than a week before T" in n for n in res.notes)
     assert {p.name for p in tmp_path.iterdir()} == {"forecast.csv", "history.csv", "summary.json", "forecast.png"}
+
+
+def test_by_segment_uses_the_rfm_segment_at_t_and_new_buyers_get_their_own_group(orders):
+    from training.forecast_run import customer_groups
+
+    g = customer_groups({"orders": orders}, "segment", T)
+    assert g.name == "rfm_segment" and g.index.is_unique
+    assert set(g) <= {"Champions", "Loyal", "Potential loyalist", "New", "Promising", "Need attention",
+                      "About to sleep", "At risk", "Cannot lose them", "Hibernating", "Lost"}  # fmt: skip
+    res = forecast_at(orders, T, ForecastConfig(), customer_groups=g, methods=("bottom_up",))
+    groups = set(res.table["group"])
+    assert "new buyers" in groups and "total" in groups
+    parts = res.table.loc[res.table["group"] != "total"].groupby("week")["forecast"].sum().to_numpy()
+    np.testing.assert_allclose(parts, res.table.loc[res.table["group"] == "total", "forecast"].to_numpy())
+    own = customer_groups({"orders": orders, "customers": pd.DataFrame({"customer_id": ["C000"], "segment": ["B2B"]})},
+                          "segment", T)  # fmt: skip
+    assert own.to_dict() == {"C000": "B2B"}
