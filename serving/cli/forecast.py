@@ -41,7 +41,7 @@ def forecast_cmd(
     if res.backtest is not None:
         m = res.backtest.metrics
         lines.append(
-            f"backtest ({int(m['n_origins'])} origins, baseline {res.backtest.baseline}): WAPE baseline "
+            f"backtest ({int(m['n_origins'])} origin(s), baseline {res.backtest.baseline}): WAPE baseline "
             f"{m['wape_baseline']:.3f}"
             + "".join(
                 f", {k} {m[f'wape_{k}']:.3f} (80% coverage {m[f'coverage80_{k}']:.2f})"

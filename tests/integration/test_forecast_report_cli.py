@@ -39,7 +39,7 @@ def test_forecast_then_report(data_dir: Path, tracking_uri: str, tmp_path: Path)
          "--out", str(fc), "--origins", "2"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
-    assert "selected" in r.output and "backtest (2 origins" in r.output
+    assert "selected" in r.output and "backtest (2 origin(s)" in r.output
     table = pd.read_csv(fc / "forecast.csv")
     assert set(table["group"]) >= {"total", "广东省"}
     assert table.groupby(["group", "method"]).size().eq(13).all()
