@@ -401,14 +401,15 @@ def forecast_at(
         except ValueError as e:
             errors["bottom_up"] = str(e)
     if "top_down" in methods:
-        try:
-            for g in history.columns:
+        for g in history.columns:
+            try:
                 f, fit = top_down(history[g], H, cfg)
-                if g == TOTAL:
-                    td_fit = fit
-                parts.append(weeks.assign(group=g, method="top_down", **f.to_dict("list")))
-        except ValueError as e:
-            errors["top_down"] = str(e)
+            except (ValueError, np.linalg.LinAlgError) as e:
+                errors["top_down" if g == TOTAL else f"top_down[{g}]"] = str(e)
+                continue
+            if g == TOTAL:
+                td_fit = fit
+            parts.append(weeks.assign(group=g, method="top_down", **f.to_dict("list")))
     if not parts:
         raise ValueError("no forecast could be made: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
     table = pd.concat(parts, ignore_index=True)[list(FORECAST_COLUMNS)]
