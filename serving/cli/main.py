@@ -36,23 +36,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (
-    synth,
-    ingest,
-    features,
-    train,
-    registry,
-    segment,
-    members,
-    tags,
-    audience,
-    serve,
-    score,
-    monitor,
-    demo,
-    forecast,
-    report,
-):
+for module in (synth, ingest, features, train, registry, segment, members, tags, audience, serve, score, monitor, demo,
+               forecast, report):
     module.register(app)
 
 
