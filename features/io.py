@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -91,11 +91,8 @@ def atomic_path(path: str | Path, tmp: str | Path | None = None) -> Iterator[Pat
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    if tmp is None:
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        tmp = name
-    part = Path(tmp)
+    # a fresh name, created by the writer itself, so the file gets the usual permissions (mkstemp's are 0600)
+    part = Path(tmp) if tmp is not None else target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield part
         with open(part, "rb+") as fh:

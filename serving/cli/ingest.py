@@ -13,7 +13,12 @@ def ingest_cmd(
     ),
     out: Path = typer.Option(..., "--out", help="data dir to write <table>.parquet, rejects/ and the summary to"),
     mapping: Path | None = typer.Option(None, "--mapping", help="column mapping YAML (source column → field)"),
-    day_first: bool = typer.Option(False, "--day-first", help="for date columns whose values are all ambiguous (05/03/2024), read day first; columns with a value like 23/02/2024 or 02/23/2024 decide for themselves"),
+    day_first: bool = typer.Option(
+        False,
+        "--day-first",
+        help="read all-ambiguous date columns (05/03/2024) day first; a column with a value like 23/02/2024 "
+        "or 02/23/2024 decides for itself",
+    ),
     table: list[str] | None = typer.Option(
         None, "--table", help="table(s) to ingest; for a single file, the table it holds (repeatable)"
     ),
