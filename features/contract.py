@@ -181,16 +181,37 @@ MARKETING_TOUCHES = TableSpec(
     ),
 )
 
+ORDER_ITEMS = TableSpec(
+    name="order_items",
+    key=("order_id", "line"),
+    time_column=None,
+    description="Optional: the lines of each order (product, category, quantity, unit price); customer and time "
+    "come from the order. A negative quantity is a returned line.",
+    columns=(
+        _c("order_id", "string", required=True, description="the order (basket) the line belongs to"),
+        _c("line", "int", required=True, min=1, description="1, 2, 3 … within the order"),
+        _c("sku", "string", required=True, description="product id"),
+        _c("product_name", "string", description="product name (not PII)"),
+        _c("category", "category"),
+        _c("quantity", "float", description="units on the line; negative on a return"),
+        _c("unit_price", "float", min=0),
+    ),
+)
+
+#: the four core tables every stage knows; optional tables are ingested and read only where named
 TABLES: dict[str, TableSpec] = {t.name: t for t in (CUSTOMERS, INTERACTIONS, ORDERS, MARKETING_TOUCHES)}
-PII_COLUMNS: frozenset[str] = frozenset(c for t in TABLES.values() for c in t.pii)
+#: optional contract tables (absent from a data dir unless ingested): order lines for cross-sell
+OPTIONAL_TABLES: dict[str, TableSpec] = {t.name: t for t in (ORDER_ITEMS,)}
+ALL_TABLES: dict[str, TableSpec] = {**TABLES, **OPTIONAL_TABLES}
+PII_COLUMNS: frozenset[str] = frozenset(c for t in ALL_TABLES.values() for c in t.pii)
 
 
 def get_table(name: str) -> TableSpec:
     """Look a contract table up by name, with a clear error for unknown names."""
     try:
-        return TABLES[name]
+        return ALL_TABLES[name]
     except KeyError:
-        raise KeyError(f"unknown table {name!r}; the contract has {', '.join(TABLES)}") from None
+        raise KeyError(f"unknown table {name!r}; the contract has {', '.join(ALL_TABLES)}") from None
 
 
 def drop_pii(df: pd.DataFrame) -> pd.DataFrame:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, Field
 
-from features.contract import PANDAS_DTYPES, TABLES, TableSpec, get_table
+from features.contract import ALL_TABLES, OPTIONAL_TABLES, PANDAS_DTYPES, TABLES, TableSpec, get_table
 from features.ingest_mapping import (
     IngestMapping,
     MappedTable,
@@ -335,26 +335,43 @@ def _resolve_dir(directory: Path, mapping: IngestMapping, wanted: list[str]) -> 
     return jobs, absent, ignored
 
 
-def _resolve_file(path: Path, mapping: IngestMapping, tables: list[str] | None) -> _Job:
+def _resolve_file(path: Path, mapping: IngestMapping, tables: list[str] | None) -> list[_Job]:
+    """The job(s) of a single file: one table, plus an optional table (order_items) the mapping also maps onto
+    the same file (invoice lines are both orders and order lines); the file is read once."""
     if tables:
-        if len(tables) > 1:
-            raise IngestError(f"{path} is one file, so it holds one table; got {', '.join(tables)}")
-        table = tables[0]
+        core = [t for t in tables if t not in OPTIONAL_TABLES]
+        if len(tables) > 1 and not (len(tables) == 2 and len(core) == 1):
+            raise IngestError(
+                f"{path} is one file, so it holds one table (and optionally its order lines, order_items); "
+                f"got {', '.join(tables)}"
+            )
+        table = core[0] if core else tables[0]
+        extra = [t for t in tables if t != table]
     else:
-        by_source = [t for t, tm in mapping.tables.items() if tm.source and Path(tm.source).name == path.name]
+        extra = [
+            t
+            for t, tm in mapping.tables.items()
+            if t in OPTIONAL_TABLES and (tm.source is None or Path(tm.source).name == path.name)
+        ]
+        rest = {t: tm for t, tm in mapping.tables.items() if t not in extra}
+        by_source = [t for t, tm in rest.items() if tm.source and Path(tm.source).name == path.name]
         if len(by_source) == 1:
             table = by_source[0]
-        elif len(mapping.tables) == 1:
-            table = next(iter(mapping.tables))
-        elif path.stem.lower() in TABLES:
+        elif len(rest) == 1:
+            table = next(iter(rest))
+        elif not rest and extra:
+            table, extra = extra[0], extra[1:]
+        elif path.stem.lower() in ALL_TABLES:
             table = path.stem.lower()
+            extra = [t for t in extra if t != table]
         else:
             raise IngestError(
                 f"cannot tell which table {path.name} holds: name the file after a table "
-                f"({', '.join(TABLES)}), pass --table, or give it as tables.<table>.source in the mapping"
+                f"({', '.join(ALL_TABLES)}), pass --table, or give it as tables.<table>.source in the mapping"
             )
     tm = mapping.tables.get(table)
-    return _Job(table, _read_file_table(path, table, tm), tm)
+    raw = _read_file_table(path, table, tm)
+    return [_Job(table, raw, tm), *(_Job(t, raw, mapping.tables.get(t)) for t in extra)]
 
 
 def _resolve_sql(url: str, mapping: IngestMapping, wanted: list[str], explicit: bool) -> tuple[list[_Job], list[str]]:
@@ -483,11 +500,13 @@ def ingest(
     usable rows (its rejects and the summary are still written first).
     """
     for t in tables or []:
-        if t not in TABLES:
-            raise IngestError(f"unknown table {t!r}; the contract has {', '.join(TABLES)}")
+        if t not in ALL_TABLES:
+            raise IngestError(f"unknown table {t!r}; the contract has {', '.join(ALL_TABLES)}")
     mp = load_mapping(mapping)
     dfirst = day_first or mp.day_first
-    wanted = list(tables) if tables else list(TABLES)
+    # optional tables (order_items) are ingested when present and never listed as absent unless mapped
+    wanted = list(tables) if tables else [*TABLES, *OPTIONAL_TABLES]
+    quiet = set() if tables else {t for t in OPTIONAL_TABLES if t not in mp.tables}
     out = Path(out)
     absent: list[str] = []
     ignored_files: list[str] = []
@@ -507,8 +526,10 @@ def ingest(
                     f"(looked for {absent[0]}{{{','.join(FILE_SUFFIXES)}}})"
                 )
         else:
-            jobs = [_resolve_file(path, mp, tables)]
-            absent = [t for t in wanted if t != jobs[0].table] if not tables else []
+            jobs = _resolve_file(path, mp, tables)
+            found = {j.table for j in jobs}
+            absent = [t for t in wanted if t not in found and t not in OPTIONAL_TABLES] if not tables else []
+    absent = [t for t in absent if t not in quiet]
     if not jobs:
         raise IngestError(f"no contract tables found in {label} (expected {', '.join(TABLES)})")
 
@@ -543,7 +564,7 @@ def ingest(
         source=label,
         out=str(out),
         day_first=dfirst,
-        tables={t: results[t].summary for t in TABLES if t in results},
+        tables={t: results[t].summary for t in ALL_TABLES if t in results},
         absent_tables=absent,
         ignored_files=ignored_files,
     )

@@ -46,7 +46,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from features.config import ConfigError, load_config
-from features.contract import TABLES, get_table
+from features.contract import ALL_TABLES, get_table
 from features.readers import DateOrder, IngestError, _parse_amount_text, normalize_text, parse_dates_inferred
 
 #: source column names (normalised) taken as "last updated" when deciding which duplicate is the latest
@@ -200,8 +200,8 @@ class IngestMapping(BaseModel):
     @classmethod
     def _known_tables_and_fields(cls, v: dict[str, TableMapping]) -> dict[str, TableMapping]:
         for name, tm in v.items():
-            if name not in TABLES:
-                raise ValueError(f"unknown table {name!r}; the contract has {', '.join(TABLES)}")
+            if name not in ALL_TABLES:
+                raise ValueError(f"unknown table {name!r}; the contract has {', '.join(ALL_TABLES)}")
             known = set(get_table(name).column_names)
             for f in tm.fields:
                 if f not in known:
