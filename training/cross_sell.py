@@ -1,0 +1,476 @@
+"""Cross-sell: association rules over order lines and an item-item next-basket model, evaluated out of time.
+
+Inputs are the contract's ``orders`` (customer, time, status) and the optional ``order_items`` (the lines:
+sku, product name, quantity). :func:`load_lines` joins them into one row per paid product line.
+
+* :func:`association_rules`: one-antecedent rules ``A → B`` with support, confidence and lift, counted with
+  scipy sparse matrices (``Xᵀ X`` over a binary transactions × items matrix). Transactions are baskets
+  (orders) or customers (everything a customer bought before T; "34% of its buyers also buy …").
+* :class:`ItemItemModel`: TIFU-KNN-style next-basket scores: a customer's time-decayed purchase vector ``u``
+  (each basket weighted ``0.5 ** (age / half_life)``) blended with its neighbourhood ``u · S`` through the
+  cosine item-item co-occurrence ``S``: ``score = α · u/max(u) + (1 − α) · uS/max(uS)``.
+* Baselines: global popularity and personal top-frequency (filled with popularity).
+* :func:`evaluate_split`: train on lines up to T, predict what each customer buys in (T, T + horizon];
+  recall@k and NDCG@k over all bought products, repeat products (bought before T) and new-to-customer
+  products; plus the same with the customer's past products left out of the list ("explore").
+
+Customer names and other PII never enter: the frames here hold ids, times, skus and product names only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Online Retail's non-product stock codes (postage, manual, discount, fees): never recommended
+DEFAULT_EXCLUDE = ["POST", "DOT", "M", "m", "D", "C2", "CRUK", "S", "B", "PADS", "BANK CHARGES", "AMAZONFEE"]
+
+
+class RuleThresholds(BaseModel):
+    """Thresholds of the association rules (a rule must meet all of them)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["customer", "basket"] = Field(
+        default="customer", description="transactions: each customer's purchases before T, or each basket"
+    )
+    min_support: float = Field(default=0.01, gt=0, le=1, description="share of transactions holding A and B")
+    min_confidence: float = Field(default=0.2, gt=0, le=1, description="P(B | A)")
+    min_lift: float = Field(default=1.5, gt=0, description="confidence / P(B)")
+    max_rules: int = Field(default=20000, ge=1, description="the strongest rules by lift kept")
+
+
+class ModelParams(BaseModel):
+    """Grid of the item-item model's parameters; the best on a validation window is refitted at T."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: list[float] = Field(default=[0.6, 0.8], description="weight of the customer's own history")
+    half_life_days: list[float] = Field(default=[180.0], description="age at which a basket counts half")
+    cooccurrence: list[Literal["basket", "customer"]] = Field(
+        default=["customer"], description="items co-occur in one basket, or with one customer"
+    )
+    neighbours: int = Field(default=100, ge=1, description="neighbours kept per item in S")
+
+    @field_validator("alpha")
+    @classmethod
+    def _unit(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 <= a <= 1 for a in v):
+            raise ValueError("alpha values must be between 0 and 1")
+        return v
+
+
+class CrossSellConfig(BaseModel):
+    """`configs/cross_sell.yaml`: item, exclusions, rule thresholds, evaluation window and the gate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    as_of: str | None = Field(default=None, description="T; default the last paid line minus horizon_days")
+    horizon_days: int = Field(default=90, ge=1, description="evaluation window (T, T + horizon]")
+    k: int = Field(default=10, ge=1, le=100, description="list length of recall@k and NDCG@k")
+    exclude_skus: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
+    min_item_buyers: int = Field(default=2, ge=1, description="items bought by fewer customers are dropped")
+    rules: RuleThresholds = Field(default_factory=RuleThresholds)
+    model: ModelParams = Field(default_factory=ModelParams)
+    exclude_recent_days: int = Field(default=30, ge=0, description="recommend: leave out products bought lately")
+    promotion_margin: float = Field(default=0.0, ge=0, description="recall@k gain over the champion to promote")
+    experiment: str = "crmscore-cross_sell"
+    model_name: str = "cross_sell"
+
+
+class CrossSellDataError(ValueError):
+    """The data dir lacks what cross-sell needs; the message names the table or field."""
+
+
+# --------------------------------------------------------------------------------------------------- data
+
+
+def load_lines(data_dir: str | Path, exclude_skus: list[str] = ()) -> pd.DataFrame:
+    """Paid product lines: ``customer_id, basket, ts, sku, product_name`` (quantity > 0, excluded skus dropped).
+
+    ``order_items.order_id`` joins ``orders.order_id``; when most do not (a mapping where an orders row is one
+    invoice line, like Online Retail's) the line joins the orders row ``"{order_id}-{line}"``. Lines with no
+    paid order (no customer, a refund or cancellation) are left out.
+    """
+    d = Path(data_dir)
+    if not d.is_dir():
+        raise CrossSellDataError(f"data dir not found: {d}")
+    for t in ("orders", "order_items"):
+        if not (d / f"{t}.parquet").is_file():
+            raise CrossSellDataError(
+                f"{d}: missing table {t} ({t}.parquet); cross-sell needs orders and their lines (order_items): "
+                "ingest them with a mapping (e.g. configs/mapping.online_retail.yaml)"
+            )
+    orders = pd.read_parquet(d / "orders.parquet", columns=["order_id", "customer_id", "ts", "status"])
+    items = pd.read_parquet(d / "order_items.parquet")
+    for c in ("order_id", "line", "sku"):
+        if c not in items.columns:
+            raise CrossSellDataError(f"order_items: field {c!r} is missing")
+    oid = pd.Index(orders["order_id"].astype(str))
+    item_oid = items["order_id"].astype(str)
+    pos = oid.get_indexer(item_oid)
+    if (pos >= 0).mean() < 0.5:
+        alt = oid.get_indexer(item_oid + "-" + items["line"].astype("Int64").astype(str))
+        if (alt >= 0).sum() > (pos >= 0).sum():
+            pos = alt
+    qty = pd.to_numeric(items["quantity"], errors="coerce") if "quantity" in items.columns else None
+    keep = pos >= 0
+    if qty is not None:
+        keep &= (qty.fillna(1) > 0).to_numpy()
+    sku = items["sku"].astype(str).str.strip()
+    keep &= ~sku.isin(set(exclude_skus)).to_numpy()
+    o = orders.iloc[pos[keep]]
+    paid = (o["status"].astype(str) == "paid").to_numpy()
+    names = items["product_name"] if "product_name" in items.columns else pd.Series(pd.NA, index=items.index)
+    out = pd.DataFrame(
+        {
+            "customer_id": o["customer_id"].astype(str).to_numpy()[paid],
+            # the basket: the order id of the line (Online Retail: the invoice)
+            "basket": item_oid.to_numpy()[keep][paid],
+            "ts": pd.to_datetime(o["ts"]).to_numpy()[paid],
+            "sku": sku.to_numpy()[keep][paid],
+            "product_name": names.astype("string").to_numpy()[keep][paid],
+        }
+    )
+    if out.empty:
+        raise CrossSellDataError(f"{d}: no paid order lines (order_items joined to paid orders)")
+    return out
+
+
+def default_as_of(lines: pd.DataFrame, horizon_days: int) -> pd.Timestamp:
+    """The last line's day minus the horizon: the latest T whose window (T, T + horizon] is complete."""
+    return (pd.Timestamp(lines["ts"].max()) - pd.Timedelta(days=horizon_days)).normalize()
+
+
+def split_at(lines: pd.DataFrame, t: pd.Timestamp, horizon_days: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Lines up to and including T (training) and lines in (T, T + horizon] (what is predicted)."""
+    ts = lines["ts"]
+    end = t + pd.Timedelta(days=horizon_days)
+    return lines[ts <= t], lines[(ts > t) & (ts <= end)]
+
+
+# --------------------------------------------------------------------------------------------------- rules
+
+
+@dataclass
+class Vocabulary:
+    """Item codes: sku → column, with a product name per sku (the most frequent one)."""
+
+    skus: np.ndarray
+    names: np.ndarray
+
+    @classmethod
+    def of(cls, lines: pd.DataFrame, min_buyers: int = 1) -> Vocabulary:
+        """The skus of ``lines`` bought by at least ``min_buyers`` customers, most bought first."""
+        buyers = lines.drop_duplicates(["customer_id", "sku"])["sku"].value_counts()
+        skus = buyers.index[buyers.to_numpy() >= min_buyers].to_numpy(dtype=object)
+        named = lines.dropna(subset=["product_name"])
+        name = named.groupby("sku", sort=False)["product_name"].agg(lambda s: s.value_counts().index[0])
+        names = name.reindex(skus).astype(object).to_numpy()
+        names = np.where(pd.isna(names), skus, names)
+        return cls(skus=skus, names=names)
+
+    def codes(self, sku: pd.Series) -> np.ndarray:
+        """Column of each sku, -1 when unknown."""
+        return pd.Index(self.skus).get_indexer(sku)
+
+
+def transactions(lines: pd.DataFrame, vocab: Vocabulary, by: str) -> sp.csr_matrix:
+    """Binary transactions × items matrix; a transaction is a basket or a customer (``by``)."""
+    col = vocab.codes(lines["sku"])
+    ok = col >= 0
+    row, _ = pd.factorize(lines[by].to_numpy()[ok])
+    n_rows = int(row.max()) + 1 if len(row) else 0
+    m = sp.csr_matrix((np.ones(len(row), dtype=np.float32), (row, col[ok])), shape=(n_rows, len(vocab.skus)))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def association_rules(lines: pd.DataFrame, vocab: Vocabulary, thresholds: RuleThresholds) -> pd.DataFrame:
+    """Rules ``A → B`` meeting the thresholds: support, confidence, lift, counts, sorted by lift.
+
+    ``support = n(A∧B)/N``, ``confidence = n(A∧B)/n(A)``, ``lift = confidence / (n(B)/N)``, with N the number of
+    transactions (customers or baskets, per ``thresholds.level``).
+    """
+    X = transactions(lines, vocab, "customer_id" if thresholds.level == "customer" else "basket")
+    n = X.shape[0]
+    cols = [
+        "antecedent", "consequent", "antecedent_name", "consequent_name", "support", "confidence", "lift",
+        "n_both", "n_antecedent", "n_consequent", "n_transactions",
+    ]  # fmt: skip
+    if n == 0:
+        return pd.DataFrame(columns=cols)
+    counts = np.asarray(X.sum(axis=0)).ravel()
+    min_count = thresholds.min_support * n
+    frequent = np.flatnonzero(counts >= min_count)
+    Xf = X[:, frequent]
+    C = (Xf.T @ Xf).tocoo()
+    keep = (C.row != C.col) & (C.data >= min_count)
+    a, b, nab = frequent[C.row[keep]], frequent[C.col[keep]], C.data[keep].astype(np.float64)
+    na, nb = counts[a].astype(np.float64), counts[b].astype(np.float64)
+    conf = nab / na
+    lift = conf / (nb / n)
+    ok = (conf >= thresholds.min_confidence) & (lift >= thresholds.min_lift)
+    r = pd.DataFrame(
+        {
+            "antecedent": vocab.skus[a[ok]],
+            "consequent": vocab.skus[b[ok]],
+            "antecedent_name": vocab.names[a[ok]],
+            "consequent_name": vocab.names[b[ok]],
+            "support": nab[ok] / n,
+            "confidence": conf[ok],
+            "lift": lift[ok],
+            "n_both": nab[ok].astype(np.int64),
+            "n_antecedent": na[ok].astype(np.int64),
+            "n_consequent": nb[ok].astype(np.int64),
+            "n_transactions": n,
+        }
+    )
+    r = r.sort_values(["lift", "support", "antecedent", "consequent"], ascending=[False, False, True, True])
+    return r.head(thresholds.max_rules).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------- models
+
+
+@dataclass
+class History:
+    """A set of customers' purchases before T as sparse customers × items matrices."""
+
+    customers: pd.Index
+    counts: sp.csr_matrix  # distinct baskets holding the item
+    decayed: sp.csr_matrix  # the same, each basket weighted 0.5 ** (age / half_life)
+    last_days: sp.csr_matrix  # 1 + days between T and the last purchase of the item (0 = never)
+
+    @classmethod
+    def of(cls, lines: pd.DataFrame, vocab: Vocabulary, t: pd.Timestamp, half_life_days: float,
+           customers: pd.Index | None = None) -> History:
+        """History of ``customers`` (default: every customer in ``lines``) from lines up to T."""
+        past = lines[lines["ts"] <= t].drop_duplicates(["customer_id", "basket", "sku"])
+        col = vocab.codes(past["sku"])
+        ids = pd.Index(pd.unique(past["customer_id"])) if customers is None else pd.Index(customers)
+        row = ids.get_indexer(past["customer_id"])
+        ok = (col >= 0) & (row >= 0)
+        row, col = row[ok], col[ok]
+        age = ((np.datetime64(t, "ns") - past["ts"].to_numpy(dtype="datetime64[ns]")[ok]) / np.timedelta64(1, "D")).astype(
+            np.float64
+        )
+        shape = (len(ids), len(vocab.skus))
+        counts = sp.csr_matrix((np.ones(len(row)), (row, col)), shape=shape)
+        decayed = sp.csr_matrix((0.5 ** (age / half_life_days), (row, col)), shape=shape)
+        # 1 + days since the most recent purchase of each (customer, item)
+        keyed = pd.DataFrame({"r": row, "c": col, "v": 1.0 + age}).groupby(["r", "c"], sort=False)["v"].min()
+        rr, cc = keyed.index.get_level_values(0), keyed.index.get_level_values(1)
+        last_days = sp.csr_matrix((keyed.to_numpy(), (rr, cc)), shape=shape)
+        return cls(ids, counts.tocsr(), decayed.tocsr(), last_days)
+
+
+def _row_max_normalise(m: sp.csr_matrix | np.ndarray) -> np.ndarray:
+    d = m.toarray() if sp.issparse(m) else np.asarray(m)
+    mx = d.max(axis=1, keepdims=True)
+    return np.divide(d, mx, out=np.zeros_like(d), where=mx > 0)
+
+
+def cosine_neighbours(X: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
+    """Item × item cosine similarity of the columns of binary ``X`` (diagonal 0), top ``neighbours`` per row."""
+    C = (X.T @ X).astype(np.float32).tocsr()
+    n = np.sqrt(np.asarray(X.sum(axis=0)).ravel().astype(np.float32))
+    C = sp.diags(np.divide(1, n, out=np.zeros_like(n), where=n > 0)) @ C @ sp.diags(
+        np.divide(1, n, out=np.zeros_like(n), where=n > 0)
+    )
+    C = C.tocsr()
+    C.setdiag(0)
+    C.eliminate_zeros()
+    if neighbours < C.shape[1]:
+        D = C.toarray()
+        drop = np.argpartition(-D, neighbours, axis=1)[:, neighbours:]
+        np.put_along_axis(D, drop, 0, axis=1)
+        C = sp.csr_matrix(D)
+    return C
+
+
+@dataclass
+class ItemItemModel:
+    """The fitted next-basket model: vocabulary, popularity, similarity and its parameters."""
+
+    vocab: Vocabulary
+    popularity: np.ndarray  # customers who bought each item before T, as a share
+    similarity: sp.csr_matrix
+    alpha: float
+    half_life_days: float
+    cooccurrence: str
+    as_of: pd.Timestamp
+    rules: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, t: pd.Timestamp, alpha: float, half_life_days: float, cooccurrence: str,
+            neighbours: int, min_buyers: int = 1, vocab: Vocabulary | None = None) -> ItemItemModel:
+        """Fit on the lines up to T."""
+        train = train[train["ts"] <= t]
+        vocab = vocab or Vocabulary.of(train, min_buyers)
+        X = transactions(train, vocab, "basket" if cooccurrence == "basket" else "customer_id")
+        per_customer = transactions(train, vocab, "customer_id")
+        pop = np.asarray(per_customer.sum(axis=0)).ravel() / max(per_customer.shape[0], 1)
+        return cls(vocab, pop, cosine_neighbours(X, neighbours), alpha, half_life_days, cooccurrence, t)
+
+    def scores(self, hist: History, rows: slice | np.ndarray) -> np.ndarray:
+        """Dense scores of the history rows ``rows`` (customers × items), popularity as the last tie-break."""
+        u = hist.decayed[rows]
+        own = _row_max_normalise(u)
+        nb = _row_max_normalise(u @ self.similarity)
+        return self.alpha * own + (1 - self.alpha) * nb + 1e-6 * self.popularity[None, :]
+
+
+def popularity_scores(popularity: np.ndarray, hist: History, rows: slice | np.ndarray) -> np.ndarray:
+    """Global popularity: the same list for everyone."""
+    n = len(np.arange(hist.counts.shape[0])[rows])
+    return np.broadcast_to(popularity[None, :], (n, len(popularity))).copy()
+
+
+def personal_scores(popularity: np.ndarray, hist: History, rows: slice | np.ndarray) -> np.ndarray:
+    """Personal top-frequency: the customer's most often bought items (latest first on ties), then popularity."""
+    c = hist.counts[rows].toarray()
+    last = hist.last_days[rows].toarray()
+    recency = np.divide(1.0, last, out=np.zeros_like(last), where=last > 0)  # in (0, 1]
+    return c + 0.5 * recency + 1e-6 * popularity[None, :]
+
+
+def top_k(score_fn, hist: History, k: int, exclude_past: bool = False, chunk: int = 4000) -> np.ndarray:
+    """Item codes of the ``k`` best items per history row (rows × k), best first; chunked to bound memory."""
+    n = hist.counts.shape[0]
+    out = np.zeros((n, k), dtype=np.int64)
+    for s in range(0, n, chunk):
+        rows = slice(s, min(n, s + chunk))
+        sc = np.array(score_fn(hist, rows), dtype=np.float64)
+        if exclude_past:
+            sc[hist.counts[rows].toarray() > 0] = -np.inf
+        kk = min(k, sc.shape[1])
+        part = np.argpartition(-sc, kk - 1, axis=1)[:, :kk]
+        order = np.argsort(-np.take_along_axis(sc, part, axis=1), axis=1, kind="stable")
+        out[rows, :kk] = np.take_along_axis(part, order, axis=1)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- evaluation
+
+
+def ranking_metrics(recs: np.ndarray, hist: History, future: pd.DataFrame, vocab: Vocabulary, k: int
+                    ) -> dict[str, float]:
+    """recall@k and NDCG@k over all, repeat and new-to-customer products bought in the window.
+
+    ``recs`` are item codes (customers of ``hist`` × k). recall = hits / products bought (a product unknown at T
+    counts in the denominator and can never be hit); NDCG uses binary relevance, ideal = min(bought, k).
+    Averages are over customers with at least one product of the kind.
+    """
+    n_items = len(vocab.skus)
+    fut = future.drop_duplicates(["customer_id", "sku"])
+    row = hist.customers.get_indexer(fut["customer_id"])
+    fut, row = fut[row >= 0], row[row >= 0]
+    col = vocab.codes(fut["sku"])
+    past = hist.counts.tocoo()
+    past_keys = past.row.astype(np.int64) * n_items + past.col
+    known = col >= 0
+    truth_keys = row[known].astype(np.int64) * n_items + col[known]
+    repeat_truth = np.isin(truth_keys, past_keys)
+    n_cust = recs.shape[0]
+    n_all = np.bincount(row, minlength=n_cust)
+    n_rep = np.bincount(row[known][repeat_truth], minlength=n_cust)
+    n_new = n_all - n_rep
+    rec_keys = np.arange(n_cust, dtype=np.int64)[:, None] * n_items + recs
+    hit = np.isin(rec_keys, truth_keys)
+    rec_past = np.isin(rec_keys, past_keys)
+    disc = 1.0 / np.log2(np.arange(k) + 2.0)
+    out: dict[str, float] = {}
+    for kind, h, nt in (("all", hit, n_all), ("repeat", hit & rec_past, n_rep), ("new", hit & ~rec_past, n_new)):
+        m = nt > 0
+        ideal = np.cumsum(disc)[np.minimum(nt[m], k) - 1]
+        out[f"recall_at_{k}_{kind}"] = float(np.mean(h[m].sum(axis=1) / nt[m])) if m.any() else float("nan")
+        out[f"ndcg_at_{k}_{kind}"] = float(np.mean((h[m] * disc).sum(axis=1) / ideal)) if m.any() else float("nan")
+        out[f"customers_{kind}"] = float(m.sum())
+    return out
+
+
+@dataclass
+class Evaluation:
+    """Out-of-time figures: per method a metrics dict; the chosen parameters and the split."""
+
+    metrics: dict[str, dict[str, float]]
+    params: dict[str, object]
+    split: dict[str, object]
+
+
+def evaluate_at(train: pd.DataFrame, future: pd.DataFrame, t: pd.Timestamp, cfg: CrossSellConfig,
+                alpha: float, half_life: float, cooc: str, baselines: bool = True,
+                vocab: Vocabulary | None = None) -> tuple[dict[str, dict[str, float]], ItemItemModel]:
+    """Fit on ``train`` (lines up to T), predict for customers with history who buy in ``future``; the figures.
+
+    ``future`` must hold only lines after T; customers with no purchase before T are not scored (no history).
+    """
+    if len(future) and future["ts"].min() <= t:
+        raise ValueError("evaluation window holds lines at or before T")
+    if len(train) and train["ts"].max() > t:
+        raise ValueError("training lines after T would leak")
+    model = ItemItemModel.fit(train, t, alpha, half_life, cooc, cfg.model.neighbours, cfg.min_item_buyers, vocab)
+    who = pd.Index(pd.unique(future["customer_id"]))
+    who = who[who.isin(pd.unique(train["customer_id"]))]
+    hist = History.of(train, model.vocab, t, half_life, who)
+    k = cfg.k
+    out = {"item_item": ranking_metrics(top_k(model.scores, hist, k), hist, future, model.vocab, k)}
+    out["item_item_explore"] = ranking_metrics(
+        top_k(model.scores, hist, k, exclude_past=True), hist, future, model.vocab, k
+    )
+    if baselines:
+        pop = lambda h, r: popularity_scores(model.popularity, h, r)  # noqa: E731
+        per = lambda h, r: personal_scores(model.popularity, h, r)  # noqa: E731
+        out["popularity"] = ranking_metrics(top_k(pop, hist, k), hist, future, model.vocab, k)
+        out["popularity_explore"] = ranking_metrics(top_k(pop, hist, k, True), hist, future, model.vocab, k)
+        out["personal_top_frequency"] = ranking_metrics(top_k(per, hist, k), hist, future, model.vocab, k)
+    return out, model
+
+
+def evaluate_split(lines: pd.DataFrame, cfg: CrossSellConfig) -> tuple[Evaluation, ItemItemModel]:
+    """Choose the parameters on (T − h, T] trained up to T − h, then train up to T and test on (T, T + h].
+
+    Returns the test figures of the model and both baselines, and the model fitted on every line up to T.
+    """
+    h = cfg.horizon_days
+    t = pd.Timestamp(cfg.as_of) if cfg.as_of else default_as_of(lines, h)
+    t_val = t - pd.Timedelta(days=h)
+    tr_val, val = split_at(lines, t_val, h)
+    if tr_val.empty or val.empty:
+        raise CrossSellDataError(f"not enough history for a validation window ending {t.date()} (horizon {h} d)")
+    grid: list[tuple[float, float, float, str]] = []
+    vocab_val = Vocabulary.of(tr_val, cfg.min_item_buyers)
+    for a in cfg.model.alpha:
+        for hl in cfg.model.half_life_days:
+            for co in cfg.model.cooccurrence:
+                m, _ = evaluate_at(tr_val, val, t_val, cfg, a, hl, co, baselines=False, vocab=vocab_val)
+                grid.append((m["item_item"][f"recall_at_{cfg.k}_all"], a, hl, co))
+    best = max(grid, key=lambda g: (g[0], -g[1]))
+    _, a, hl, co = best
+    train, test = split_at(lines, t, h)
+    if test.empty:
+        raise CrossSellDataError(f"no purchases in ({t.date()}, {t.date()} + {h} d]: choose an earlier as_of")
+    metrics, model = evaluate_at(train, test, t, cfg, a, hl, co)
+    model.rules = association_rules(train, model.vocab, cfg.rules)
+    split = {
+        "as_of": str(t.date()),
+        "validation_as_of": str(t_val.date()),
+        "horizon_days": h,
+        "train_lines": len(train),
+        "test_lines": len(test),
+        "train_customers": int(train["customer_id"].nunique()),
+        "test_customers": int(test["customer_id"].nunique()),
+        "items": len(model.vocab.skus),
+        "last_train_ts": str(train["ts"].max()),
+        "first_test_ts": str(test["ts"].min()),
+    }
+    params = {"alpha": a, "half_life_days": hl, "cooccurrence": co, "validation_grid": [list(g) for g in grid]}
+    return Evaluation(metrics, params, split), model
