@@ -259,9 +259,8 @@ class History:
         row = ids.get_indexer(past["customer_id"])
         ok = (col >= 0) & (row >= 0)
         row, col = row[ok], col[ok]
-        age = ((np.datetime64(t, "ns") - past["ts"].to_numpy(dtype="datetime64[ns]")[ok]) / np.timedelta64(1, "D")).astype(
-            np.float64
-        )
+        ts = past["ts"].to_numpy(dtype="datetime64[ns]")[ok]
+        age = ((np.datetime64(t, "ns") - ts) / np.timedelta64(1, "D")).astype(np.float64)
         shape = (len(ids), len(vocab.skus))
         counts = sp.csr_matrix((np.ones(len(row)), (row, col)), shape=shape)
         decayed = sp.csr_matrix((0.5 ** (age / half_life_days), (row, col)), shape=shape)
@@ -308,6 +307,7 @@ class ItemItemModel:
     cooccurrence: str
     as_of: pd.Timestamp
     rules: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rules_level: str = "customer"
 
     @classmethod
     def fit(cls, train: pd.DataFrame, t: pd.Timestamp, alpha: float, half_life_days: float, cooccurrence: str,
@@ -460,6 +460,7 @@ def evaluate_split(lines: pd.DataFrame, cfg: CrossSellConfig) -> tuple[Evaluatio
         raise CrossSellDataError(f"no purchases in ({t.date()}, {t.date()} + {h} d]: choose an earlier as_of")
     metrics, model = evaluate_at(train, test, t, cfg, a, hl, co)
     model.rules = association_rules(train, model.vocab, cfg.rules)
+    model.rules_level = cfg.rules.level
     split = {
         "as_of": str(t.date()),
         "validation_as_of": str(t_val.date()),

@@ -62,7 +62,8 @@ def train_churn(
 
 def register(app: typer.Typer) -> None:
     """Add the `train` group to the root app."""
-    from serving.cli import table
+    from serving.cli import cross_sell, table
 
     table.register(train_app)
+    cross_sell.register(train_app)
     app.add_typer(train_app, name="train")
