@@ -11,6 +11,7 @@ import os
 import typer
 
 from serving.cli import (
+    actions,
     audience,
     demo,
     features,
@@ -18,6 +19,7 @@ from serving.cli import (
     ingest,
     members,
     monitor,
+    recommend,
     registry,
     report,
     score,
@@ -36,8 +38,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (synth, ingest, features, train, registry, segment, members, tags, audience, serve, score, monitor, demo,
-               forecast, report):
+for module in (
+    synth, ingest, features, train, registry, segment, members, tags, audience, actions, recommend, serve, score,
+    monitor, demo, forecast, report,
+):
     module.register(app)
 
 

@@ -1,0 +1,71 @@
+"""`crmscore recommend`: batch cross-sell recommendations with evidence in words, from the registered model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def recommend_cmd(
+    input: Path = typer.Option(..., "--input", help="customers CSV or Parquet with a customer_id column"),
+    output: Path = typer.Option(..., "--output", help="recommendations CSV: customer_id, rank, sku, evidence …"),
+    data: Path = typer.Option(..., "--data", help="data dir with orders and order_items (purchase histories)"),
+    model: str = typer.Option("models:/cross_sell@champion", "--model", help="registered cross-sell model URI"),
+    k: int = typer.Option(10, "--k", min=1, max=100, help="products per customer"),
+    exclude_days: int = typer.Option(30, "--exclude-days", min=0, help="leave out what was bought in the last N days"),
+    as_of: str | None = typer.Option(None, "--as-of", help="read purchases up to T (default: the last one)"),
+) -> None:
+    """Top-k products per customer, each with the evidence behind it, leaving out recent purchases."""
+    import time
+
+    import pandas as pd
+
+    from features.contract import PII_COLUMNS
+    from features.members.outputs import write_csv_atomic
+    from training.cross_sell import CrossSellDataError, load_lines
+    from training.cross_sell_job import load_model, recommend
+    from training.registry import configure_tracking
+
+    t0 = time.perf_counter()
+    try:
+        if not input.is_file():
+            raise ValueError(f"--input: file not found: {input}")
+        df = (
+            pd.read_parquet(input)
+            if input.suffix.lower() in (".parquet", ".pq")
+            else pd.read_csv(input, dtype=str, encoding="utf-8-sig")
+        )
+        if "customer_id" not in df.columns:
+            raise ValueError(
+                f"--input {input}: no customer_id column (columns: "
+                f"{', '.join(str(c) for c in df.columns if c not in PII_COLUMNS)[:300]})"
+            )
+        ids = df["customer_id"].astype("string").str.strip()
+        if ids.isna().any() or (ids == "").any():
+            row = int((ids.isna() | (ids == "")).to_numpy().argmax()) + 2
+            raise ValueError(f"--input {input}: customer_id is blank on row {row}")
+        t = None
+        if as_of is not None:
+            t = pd.Timestamp(as_of)
+        configure_tracking()
+        try:
+            m = load_model(model)
+        except Exception as e:  # noqa: BLE001 - MLflow raises several types for a missing model
+            raise ValueError(f"--model {model}: cannot load it ({str(e).splitlines()[0][:200]})") from None
+        lines = load_lines(data)
+        recs = recommend(m, lines, pd.Index(ids.drop_duplicates()), t, k, exclude_days)
+    except (CrossSellDataError, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    write_csv_atomic(recs, output)
+    n = recs["customer_id"].nunique() if len(recs) else 0
+    typer.echo(
+        f"{len(recs):,} recommendations for {n:,} of {ids.nunique():,} customers → {output} "
+        f"({time.perf_counter() - t0:.1f}s)"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `recommend` command to the root app."""
+    app.command("recommend")(recommend_cmd)
