@@ -343,9 +343,10 @@ def personal_scores(popularity: np.ndarray, hist: History, rows: slice | np.ndar
 
 
 def top_k(score_fn, hist: History, k: int, exclude_past: bool = False, chunk: int = 4000) -> np.ndarray:
-    """Item codes of the ``k`` best items per history row (rows × k), best first; chunked to bound memory."""
+    """Item codes of the ``k`` best items per history row (rows × k), best first, -1 where there are fewer than
+    ``k`` items; chunked to bound memory."""
     n = hist.counts.shape[0]
-    out = np.zeros((n, k), dtype=np.int64)
+    out = np.full((n, k), -1, dtype=np.int64)
     for s in range(0, n, chunk):
         rows = slice(s, min(n, s + chunk))
         sc = np.array(score_fn(hist, rows), dtype=np.float64)
@@ -384,8 +385,9 @@ def ranking_metrics(recs: np.ndarray, hist: History, future: pd.DataFrame, vocab
     n_rep = np.bincount(row[known][repeat_truth], minlength=n_cust)
     n_new = n_all - n_rep
     rec_keys = np.arange(n_cust, dtype=np.int64)[:, None] * n_items + recs
-    hit = np.isin(rec_keys, truth_keys)
-    rec_past = np.isin(rec_keys, past_keys)
+    valid = recs >= 0
+    hit = np.isin(rec_keys, truth_keys) & valid
+    rec_past = np.isin(rec_keys, past_keys) & valid
     disc = 1.0 / np.log2(np.arange(k) + 2.0)
     out: dict[str, float] = {}
     for kind, h, nt in (("all", hit, n_all), ("repeat", hit & rec_past, n_rep), ("new", hit & ~rec_past, n_new)):

@@ -229,9 +229,11 @@ def recommend(model: ItemItemModel, lines: pd.DataFrame, customers: pd.Index, as
 
     recs = top_k(scored, hist, k)
     n = len(ids)
-    sc = np.concatenate([np.take_along_axis(scored(hist, slice(s, min(n, s + 4000))),
-                                            recs[s: s + 4000], axis=1) for s in range(0, n, 4000)]) if n else \
-        np.zeros((0, k))
+    sc = np.full(recs.shape, -np.inf)
+    for s in range(0, n, 4000):
+        chunk = recs[s : s + 4000]
+        got = np.take_along_axis(scored(hist, slice(s, min(n, s + 4000))), np.maximum(chunk, 0), axis=1)
+        sc[s : s + 4000] = np.where(chunk >= 0, got, -np.inf)
     out = pd.DataFrame(
         {
             "customer_id": np.repeat(ids.to_numpy(), recs.shape[1]),
@@ -240,7 +242,7 @@ def recommend(model: ItemItemModel, lines: pd.DataFrame, customers: pd.Index, as
             "score": sc.ravel(),
         }
     )
-    out = out[np.isfinite(out["score"])]
+    out = out[np.isfinite(out["score"])]  # left out (bought lately) or fewer than k products
     out["sku"] = model.vocab.skus[out["code"]]
     out["product_name"] = model.vocab.names[out["code"]]
     out["evidence"] = _evidence(model, hist, out)
