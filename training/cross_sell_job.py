@@ -125,7 +125,7 @@ def train_cross_sell(data_dir: str | Path, cfg: CrossSellConfig) -> CrossSellRes
     """Evaluate out of time, log to MLflow, register ``cfg.model_name`` as challenger and gate it to champion."""
     import mlflow
 
-    from training.registry import configure_tracking, register_challenger, set_champion, tag_version
+    from training.registry import configure_tracking, register_challenger, set_champion, start_job_run, tag_version
     from training.train import model_requirements
 
     t0 = time.perf_counter()
@@ -135,8 +135,7 @@ def train_cross_sell(data_dir: str | Path, cfg: CrossSellConfig) -> CrossSellRes
     t = pd.Timestamp(ev.split["as_of"])
     k = cfg.k
     gate_metric = f"recall_at_{k}_all"
-    mlflow.set_experiment(cfg.experiment)
-    with mlflow.start_run(run_name=f"train-{cfg.model_name}") as run:
+    with start_job_run(cfg.experiment, f"train-{cfg.model_name}") as run:
         mlflow.log_params(
             {
                 "task": "cross_sell",
