@@ -250,8 +250,14 @@ class History:
     last_days: sp.csr_matrix  # 1 + days between T and the last purchase of the item (0 = never)
 
     @classmethod
-    def of(cls, lines: pd.DataFrame, vocab: Vocabulary, t: pd.Timestamp, half_life_days: float,
-           customers: pd.Index | None = None) -> History:
+    def of(
+        cls,
+        lines: pd.DataFrame,
+        vocab: Vocabulary,
+        t: pd.Timestamp,
+        half_life_days: float,
+        customers: pd.Index | None = None,
+    ) -> History:
         """History of ``customers`` (default: every customer in ``lines``) from lines up to T."""
         past = lines[lines["ts"] <= t].drop_duplicates(["customer_id", "basket", "sku"])
         col = vocab.codes(past["sku"])
@@ -281,8 +287,10 @@ def cosine_neighbours(X: sp.csr_matrix, neighbours: int) -> sp.csr_matrix:
     """Item × item cosine similarity of the columns of binary ``X`` (diagonal 0), top ``neighbours`` per row."""
     C = (X.T @ X).astype(np.float32).tocsr()
     n = np.sqrt(np.asarray(X.sum(axis=0)).ravel().astype(np.float32))
-    C = sp.diags(np.divide(1, n, out=np.zeros_like(n), where=n > 0)) @ C @ sp.diags(
-        np.divide(1, n, out=np.zeros_like(n), where=n > 0)
+    C = (
+        sp.diags(np.divide(1, n, out=np.zeros_like(n), where=n > 0))
+        @ C
+        @ sp.diags(np.divide(1, n, out=np.zeros_like(n), where=n > 0))
     )
     C = C.tocsr()
     C.setdiag(0)
@@ -310,8 +318,17 @@ class ItemItemModel:
     rules_level: str = "customer"
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, t: pd.Timestamp, alpha: float, half_life_days: float, cooccurrence: str,
-            neighbours: int, min_buyers: int = 1, vocab: Vocabulary | None = None) -> ItemItemModel:
+    def fit(
+        cls,
+        train: pd.DataFrame,
+        t: pd.Timestamp,
+        alpha: float,
+        half_life_days: float,
+        cooccurrence: str,
+        neighbours: int,
+        min_buyers: int = 1,
+        vocab: Vocabulary | None = None,
+    ) -> ItemItemModel:
         """Fit on the lines up to T."""
         train = train[train["ts"] <= t]
         vocab = vocab or Vocabulary.of(train, min_buyers)
@@ -362,8 +379,9 @@ def top_k(score_fn, hist: History, k: int, exclude_past: bool = False, chunk: in
 # --------------------------------------------------------------------------------------------------- evaluation
 
 
-def ranking_metrics(recs: np.ndarray, hist: History, future: pd.DataFrame, vocab: Vocabulary, k: int
-                    ) -> dict[str, float]:
+def ranking_metrics(
+    recs: np.ndarray, hist: History, future: pd.DataFrame, vocab: Vocabulary, k: int
+) -> dict[str, float]:
     """recall@k and NDCG@k over all, repeat and new-to-customer products bought in the window.
 
     ``recs`` are item codes (customers of ``hist`` × k). recall = hits / products bought (a product unknown at T
@@ -408,9 +426,17 @@ class Evaluation:
     split: dict[str, object]
 
 
-def evaluate_at(train: pd.DataFrame, future: pd.DataFrame, t: pd.Timestamp, cfg: CrossSellConfig,
-                alpha: float, half_life: float, cooc: str, baselines: bool = True,
-                vocab: Vocabulary | None = None) -> tuple[dict[str, dict[str, float]], ItemItemModel]:
+def evaluate_at(
+    train: pd.DataFrame,
+    future: pd.DataFrame,
+    t: pd.Timestamp,
+    cfg: CrossSellConfig,
+    alpha: float,
+    half_life: float,
+    cooc: str,
+    baselines: bool = True,
+    vocab: Vocabulary | None = None,
+) -> tuple[dict[str, dict[str, float]], ItemItemModel]:
     """Fit on ``train`` (lines up to T), predict for customers with history who buy in ``future``; the figures.
 
     ``future`` must hold only lines after T; customers with no purchase before T are not scored (no history).

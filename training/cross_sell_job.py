@@ -46,8 +46,13 @@ class CrossSellPyfunc(_PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         """Recommendations for every customer in ``model_input`` (their history lines)."""
         lines = model_input.assign(basket=model_input.get("basket", model_input["ts"].astype(str)))
-        return recommend(self.model, lines, pd.Index(lines["customer_id"].astype(str).unique()),
-                         k=self.k, exclude_recent_days=self.exclude_recent_days)
+        return recommend(
+            self.model,
+            lines,
+            pd.Index(lines["customer_id"].astype(str).unique()),
+            k=self.k,
+            exclude_recent_days=self.exclude_recent_days,
+        )
 
 
 @dataclass
@@ -102,8 +107,9 @@ def load_model(model_uri: str) -> ItemItemModel:
     return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().model
 
 
-def _champion_metrics(name: str, lines: pd.DataFrame, cfg: CrossSellConfig, t: pd.Timestamp
-                      ) -> tuple[str | None, dict[str, float] | None, str | None]:
+def _champion_metrics(
+    name: str, lines: pd.DataFrame, cfg: CrossSellConfig, t: pd.Timestamp
+) -> tuple[str | None, dict[str, float] | None, str | None]:
     """(version, out-of-time metrics on this window, error) of the current champion."""
     from training.registry import CHAMPION, get_alias_version
 
@@ -179,36 +185,61 @@ def train_cross_sell(data_dir: str | Path, cfg: CrossSellConfig) -> CrossSellRes
             },
         )
         if champ_error is not None:
-            decision = PromotionDecision(True, f"champion v{champ_version} cannot score the new data", challenger,
-                                         None)
+            decision = PromotionDecision(True, f"champion v{champ_version} cannot score the new data", challenger, None)
             mlflow.set_tag("crmscore.champion_eval_error", champ_error)
         else:
             decision = decide_promotion(
-                challenger, None if champ_metrics is None else champ_metrics[gate_metric], cfg.promotion_margin,
+                challenger,
+                None if champ_metrics is None else champ_metrics[gate_metric],
+                cfg.promotion_margin,
                 gate_metric,
             )
-        tag_version(cfg.model_name, version,
-                    {**decision.as_tags(gate_metric), "crmscore.gate.champion_version": str(champ_version or "")})
+        tag_version(
+            cfg.model_name,
+            version,
+            {**decision.as_tags(gate_metric), "crmscore.gate.champion_version": str(champ_version or "")},
+        )
         if decision.promote:
             set_champion(cfg.model_name, version, decision.reason)
         mlflow.set_tags({"crmscore.version": version, "crmscore.promoted": str(decision.promote).lower()})
         mlflow.log_dict(
-            {"promote": decision.promote, "reason": decision.reason, "metric": gate_metric,
-             "champion_version": champ_version, "challenger_version": version,
-             "challenger": ev.metrics["item_item"], "champion": champ_metrics},
+            {
+                "promote": decision.promote,
+                "reason": decision.reason,
+                "metric": gate_metric,
+                "champion_version": champ_version,
+                "challenger_version": version,
+                "challenger": ev.metrics["item_item"],
+                "champion": champ_metrics,
+            },
             "promotion_decision.json",
         )
         seconds = time.perf_counter() - t0
         mlflow.log_metric("train_seconds", seconds)
-    return CrossSellResult(run.info.run_id, version, decision.promote, decision.reason, ev.metrics, ev.params,
-                           ev.split, len(model.rules), seconds)
+    return CrossSellResult(
+        run.info.run_id,
+        version,
+        decision.promote,
+        decision.reason,
+        ev.metrics,
+        ev.params,
+        ev.split,
+        len(model.rules),
+        seconds,
+    )
 
 
 # --------------------------------------------------------------------------------------------------- recommend
 
 
-def recommend(model: ItemItemModel, lines: pd.DataFrame, customers: pd.Index, as_of: pd.Timestamp | None = None,
-              k: int = 10, exclude_recent_days: int = 30) -> pd.DataFrame:
+def recommend(
+    model: ItemItemModel,
+    lines: pd.DataFrame,
+    customers: pd.Index,
+    as_of: pd.Timestamp | None = None,
+    k: int = 10,
+    exclude_recent_days: int = 30,
+) -> pd.DataFrame:
     """Top ``k`` products per customer with evidence in words, leaving out what they bought in the last N days.
 
     ``lines`` are purchase lines (``customer_id, basket, ts, sku``); only lines up to ``as_of`` (default the
@@ -269,8 +300,9 @@ def _evidence(model: ItemItemModel, hist: History, recs: pd.DataFrame) -> np.nda
     rules = model.rules
     if rules is not None and len(rules) and len(recs):
         past = hist.counts.tocoo()
-        had = pd.DataFrame({"customer_id": hist.customers.to_numpy()[past.row],
-                            "antecedent": model.vocab.skus[past.col]})
+        had = pd.DataFrame(
+            {"customer_id": hist.customers.to_numpy()[past.row], "antecedent": model.vocab.skus[past.col]}
+        )
         cand = recs.reset_index(drop=True).reset_index()[["index", "customer_id", "sku"]]
         cand = cand[counts == 0]  # a product bought before is explained by that, not by a rule
         m = cand.merge(rules, left_on="sku", right_on="consequent").merge(had, on=["customer_id", "antecedent"])
@@ -279,8 +311,9 @@ def _evidence(model: ItemItemModel, hist: History, recs: pd.DataFrame) -> np.nda
             word = "of its buyers also buy" if model.rules_level == "customer" else "of orders with it also hold"
             text = [
                 f"bought {a}; {c:.0%} {word} {b}, {lift:.1f}× the base rate"
-                for a, b, c, lift in zip(best["antecedent_name"], best["consequent_name"], best["confidence"],
-                                         best["lift"], strict=True)
+                for a, b, c, lift in zip(
+                    best["antecedent_name"], best["consequent_name"], best["confidence"], best["lift"], strict=True
+                )
             ]
             ev[best["index"].to_numpy()] = text
     return ev

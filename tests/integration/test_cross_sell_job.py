@@ -24,18 +24,41 @@ def _data_dir(root: Path) -> Path:
             n += 1
             oid = f"o{n}"
             day = int(rng.integers(0, 200))
-            orders.append({"order_id": oid, "customer_id": f"c{c}", "ts": start + pd.Timedelta(days=day),
-                           "amount": 10.0, "status": "paid", "items": 2, "category": "x"})
+            orders.append(
+                {
+                    "order_id": oid,
+                    "customer_id": f"c{c}",
+                    "ts": start + pd.Timedelta(days=day),
+                    "amount": 10.0,
+                    "status": "paid",
+                    "items": 2,
+                    "category": "x",
+                }
+            )
             pair = [["A", "B"], ["C", "D"], ["A", "E"], ["F"]][int(rng.integers(0, 4)) if c % 2 else c % 4]
             for i, sku in enumerate(pair, start=1):
-                items.append({"order_id": oid, "line": i, "sku": sku, "product_name": f"商品{sku}",
-                              "category": None, "quantity": 1.0, "unit_price": 5.0})
+                items.append(
+                    {
+                        "order_id": oid,
+                        "line": i,
+                        "sku": sku,
+                        "product_name": f"商品{sku}",
+                        "category": None,
+                        "quantity": 1.0,
+                        "unit_price": 5.0,
+                    }
+                )
     d = root / "data"
     d.mkdir()
     pd.DataFrame(orders).to_parquet(d / "orders.parquet")
     pd.DataFrame(items).to_parquet(d / "order_items.parquet")
-    customers = pd.DataFrame({"customer_id": [f"c{c}" for c in range(120)],
-                              "created_at": start, "marketing_consent": [c % 5 != 0 for c in range(120)]})
+    customers = pd.DataFrame(
+        {
+            "customer_id": [f"c{c}" for c in range(120)],
+            "created_at": start,
+            "marketing_consent": [c % 5 != 0 for c in range(120)],
+        }
+    )
     customers.to_parquet(d / "customers.parquet")
     return d
 
@@ -55,9 +78,7 @@ def test_train_registers_gates_both_ways_and_recommends(tracking_uri, tmp_path: 
     assert str(client.get_model_version_by_alias("cross_sell", "champion").version) == "1"
     r = client.search_runs([client.get_experiment_by_name("crmscore-cross_sell").experiment_id])[0]
     assert "test_item_item.recall_at_10_all" in r.data.metrics and "test_popularity.ndcg_at_10_new" in r.data.metrics
-    assert r.data.params["split.as_of"] and any(
-        a.path == "rules" for a in client.list_artifacts(r.info.run_id)
-    )
+    assert r.data.params["split.as_of"] and any(a.path == "rules" for a in client.list_artifacts(r.info.run_id))
     # the same data again with a margin nobody can clear: registered as challenger, champion kept
     cfg.write_text("horizon_days: 40\nmin_item_buyers: 1\npromotion_margin: 0.5\n")
     run = CliRunner().invoke(app, ["train", "cross_sell", "--data", str(data), "--config", str(cfg)])
@@ -74,8 +95,22 @@ def test_train_registers_gates_both_ways_and_recommends(tracking_uri, tmp_path: 
     ids = tmp_path / "customers.csv"
     ids.write_text("customer_id\nc1\nc2\nnew\n")
     out = tmp_path / "recs.csv"
-    rec = CliRunner().invoke(app, ["recommend", "--input", str(ids), "--output", str(out), "--data", str(data),
-                                   "--k", "3", "--exclude-days", "0"])
+    rec = CliRunner().invoke(
+        app,
+        [
+            "recommend",
+            "--input",
+            str(ids),
+            "--output",
+            str(out),
+            "--data",
+            str(data),
+            "--k",
+            "3",
+            "--exclude-days",
+            "0",
+        ],
+    )
     assert rec.exit_code == 0, rec.output
     recs = pd.read_csv(out, encoding="utf-8-sig", dtype={"customer_id": str})
     assert set(recs["customer_id"]) == {"c1", "c2", "new"}
@@ -90,13 +125,28 @@ def test_actions_cli_counts_and_consent(tmp_path: Path):
     scores = tmp_path / "leads.csv"
     scores.write_text("customer_id,grade\n" + "".join(f"c{c},{'ABCD'[c % 4]}\n" for c in range(120)))
     out = tmp_path / "actions.csv"
-    r = CliRunner().invoke(app, ["actions", "--data", str(data), "--as-of", "2025-07-01", "--out", str(out),
-                                 "--scores", f"lead={scores}"])
+    r = CliRunner().invoke(
+        app, ["actions", "--data", str(data), "--as-of", "2025-07-01", "--out", str(out), "--scores", f"lead={scores}"]
+    )
     assert r.exit_code == 2 and "churn_grade" in r.output  # the rules read churn grades: named, with the hint
     churn = tmp_path / "churn.csv"
     churn.write_text("customer_id,grade\n" + "".join(f"c{c},D\n" for c in range(120)))
-    r = CliRunner().invoke(app, ["actions", "--data", str(data), "--as-of", "2025-07-01", "--out", str(out),
-                                 "--scores", f"lead={scores}", "--scores", f"churn={churn}"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "actions",
+            "--data",
+            str(data),
+            "--as-of",
+            "2025-07-01",
+            "--out",
+            str(out),
+            "--scores",
+            f"lead={scores}",
+            "--scores",
+            f"churn={churn}",
+        ],
+    )
     assert r.exit_code == 0, r.output
     acts = pd.read_csv(out, encoding="utf-8-sig", dtype={"customer_id": str}).set_index("customer_id")
     assert len(acts) == 120

@@ -45,8 +45,8 @@ def test_out_of_time_figures_on_online_retail(retail_dir):
     assert lines["customer_id"].nunique() == 4_335
     ev, model = evaluate_split(lines, cfg)
     assert ev.split["as_of"] == "2011-09-10"
-    assert pd.Timestamp(ev.split["last_train_ts"]) <= pd.Timestamp("2011-09-10") < pd.Timestamp(
-        ev.split["first_test_ts"]
+    assert (
+        pd.Timestamp(ev.split["last_train_ts"]) <= pd.Timestamp("2011-09-10") < pd.Timestamp(ev.split["first_test_ts"])
     )
     m = ev.metrics
     # the figures of docs/cross_sell.md, to the rounding there

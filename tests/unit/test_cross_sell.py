@@ -123,16 +123,18 @@ def test_recommend_evidence_and_recent_exclusion():
     t = T0 + pd.Timedelta(days=60)
     train, _ = split_at(lines, t, 90)
     model = ItemItemModel.fit(train, t, 0.5, 180.0, "customer", 10)
-    model.rules = association_rules(train, model.vocab, RuleThresholds(min_support=0.1, min_confidence=0.1,
-                                                                       min_lift=1.0))
+    model.rules = association_rules(
+        train, model.vocab, RuleThresholds(min_support=0.1, min_confidence=0.1, min_lift=1.0)
+    )
     # c0 bought A (day 0) and B (day 30): with a 40-day exclusion B (30 days ago) is left out, A is not
     recs = recommend(model, train, pd.Index(["c0", "nobody"]), t, k=3, exclude_recent_days=40)
     c0 = recs[recs["customer_id"] == "c0"]
     assert "B" not in set(c0["sku"]) and "A" in set(c0["sku"])
     c_row = c0[c0["sku"] == "C"]
     assert len(c_row) == 1 and c_row["evidence"].iloc[0].startswith("bought name A; ")
-    assert "of its buyers also buy name C" in c_row["evidence"].iloc[0] and "× the base rate" in c_row[
-        "evidence"].iloc[0]
+    assert (
+        "of its buyers also buy name C" in c_row["evidence"].iloc[0] and "× the base rate" in c_row["evidence"].iloc[0]
+    )
     assert recs[recs["customer_id"] == "nobody"]["evidence"].str.startswith("popular").all()
 
 
@@ -223,8 +225,9 @@ def test_recommend_cli_names_the_missing_field(tmp_path: Path):
 
     bad = tmp_path / "c.csv"
     bad.write_text("id,name\n1,张三\n", encoding="utf-8")
-    r = CliRunner().invoke(app, ["recommend", "--input", str(bad), "--output", str(tmp_path / "r.csv"),
-                                 "--data", str(tmp_path)])
+    r = CliRunner().invoke(
+        app, ["recommend", "--input", str(bad), "--output", str(tmp_path / "r.csv"), "--data", str(tmp_path)]
+    )
     assert r.exit_code == 2
     assert "no customer_id column" in r.output and "张三" not in r.output and "name" not in r.output.split("(")[-1]
 
