@@ -155,6 +155,13 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         self.feature_names_out_ = np.asarray(self._out_names(), dtype=object)
         return self
 
+    def __sklearn_tags__(self) -> Any:
+        """Takes text (categorical features) and missing or non-finite numbers (encoded as missing)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.allow_nan = True
+        return tags
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Load a pickled or skops state; an encoder saved before ``category_codes_`` existed gets its tables here."""
         super().__setstate__(state)
