@@ -1,4 +1,10 @@
-"""Scoring a cleaned chunk: the model matrix, probabilities, scores, grades and reason texts."""
+"""Scoring a cleaned chunk: the model matrix, probabilities, scores, grades and reason texts.
+
+Nothing here re-implements the model: the matrix is the model's one encoder fed column arrays and category
+codes (``FeaturePreprocessor.transform_arrays``), probabilities are ``CRMScorer.predict_proba_matrix``,
+contributions, folding and the top-k selection are ``training.explain`` (as the HTTP service and
+``CRMScorer.explain``). What is batch's own is the output: reason texts built as Arrow arrays.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,23 @@ import pandas as pd
 
 from serving.batch.clean import CategoryCodes
 from serving.batch.options import BatchError
+from training.explain import REASON_METHODS, select_reasons
+from training.model import FeaturePreprocessor
+from training.scores import readable_label
+
+__all__ = [
+    "REASON_METHODS",
+    "ScoredChunk",
+    "contributions",
+    "feature_matrix",
+    "format_reasons",
+    "reason_arrays",
+    "reason_columns",
+    "reason_texts",
+    "score_frame",
+    "select_reasons",
+    "set_model_threads",
+]
 
 
 @dataclass
@@ -37,33 +60,16 @@ def _format_numbers(values: np.ndarray) -> np.ndarray:
     return lookup[codes]
 
 
-REASON_METHODS = ("exact", "approx")
-
-
 def contributions(scorer: Any, Z: np.ndarray, method: str = "exact") -> np.ndarray:
-    """Per-row log-odds contributions (bias last) of a preprocessed matrix.
+    """Per-row log-odds contributions (bias last) of an encoded matrix: ``training.explain.contributions``.
 
-    ``exact``: the scorer's own ``contributions_matrix`` (TreeSHAP for XGBoost, exact for linear models), as
-    the HTTP service gives. ``approx``: for XGBoost, the per-path attribution XGBoost computes with
-    ``approx_contribs=True`` (Saabas): it also sums to the margin, costs about one prediction, but may order
-    features differently; linear models are exact either way.
+    ``exact``: TreeSHAP for XGBoost, exact for linear models, as the HTTP service gives. ``approx``: for
+    XGBoost, the per-path attribution XGBoost computes with ``approx_contribs=True`` (Saabas): it also sums to
+    the margin, costs about one prediction, but may order features differently; linear models are exact either way.
     """
     if method not in REASON_METHODS:
         raise BatchError(f"reasons method {method!r}: use {' or '.join(REASON_METHODS)}")
-    est = getattr(scorer, "estimator_", None)
-    if method == "approx" and hasattr(est, "get_booster"):
-        import xgboost as xgb
-
-        return est.get_booster().predict(xgb.DMatrix(Z), pred_contribs=True, approx_contribs=True)
-    if hasattr(est, "coef_") and not hasattr(est, "get_booster") and np.ndim(est.coef_) == 2 and len(est.coef_) == 1:
-        # ``contributions_matrix`` of a linear model (``Z * coef`` and the intercept), written into one array
-        # instead of two temporaries: the same products, element for element (tested)
-        n, f = Z.shape
-        out = np.empty((n, f + 1), dtype=np.result_type(Z, est.coef_))
-        np.multiply(Z, est.coef_[0], out=out[:, :f])
-        out[:, f] = est.intercept_[0]
-        return out
-    return scorer.contributions_matrix(Z)
+    return scorer.contributions_matrix(Z, method=method)
 
 
 def format_reasons(
@@ -71,8 +77,8 @@ def format_reasons(
 ) -> dict[str, np.ndarray]:
     """Top ``top`` positive and negative reasons per row as text, e.g. ``added to cart = 1 (+0.84)``.
 
-    Contributions (:func:`contributions`, exact by default) are folded to input features and selected
-    exactly as ``training.scores.top_reasons`` does; an empty cell (None) means fewer reasons of that sign.
+    Contributions (:func:`contributions`, exact by default) are folded to input features and selected by
+    ``training.explain`` (as the HTTP service); an empty cell (None) means fewer reasons of that sign.
     The same texts as :func:`reason_arrays`, as object arrays.
     """
     return {k: v.to_numpy(zero_copy_only=False) for k, v in reason_arrays(scorer, X, Z, top, folder, method).items()}
@@ -88,10 +94,8 @@ def reason_arrays(
     of those dictionaries joined with ``binary_join_element_wise``. ``contribs`` may be given when already
     computed (they must be ``contributions(scorer, Z, method)``).
     """
-    from serving.http.postprocess import ReasonFolder
-
     if folder is None:
-        folder = ReasonFolder(scorer.reason_groups(), Z.shape[1])
+        folder = scorer.reason_folder()
     if contribs is None:
         contribs = contributions(scorer, Z, method)
     folded = folder.fold(contribs)
@@ -106,8 +110,6 @@ def reason_texts(
     """Reason text columns (Arrow, null for no reason) of selected folded contributions: ``label = value (±c)``."""
     import pyarrow as pa
     import pyarrow.compute as pc
-
-    from serving.http.postprocess import label_of
 
     n = folded.shape[0]
     cols = [(f"reason_{kind}_{k + 1}", sel, sign, k) for kind, sel, sign in (("pos", pos, 1.0), ("neg", neg, -1.0))
@@ -145,7 +147,7 @@ def reason_texts(
     # by bit pattern, so -0.0 (a tiny negative contribution) keeps its sign: "-0.00"
     rc, runiques = pd.factorize(np.round(C.ravel(), 2).view(np.int64))
     contrib_dict = pa.array([f"{u:+.2f}" for u in runiques.view(np.float64)], type=pa.string())
-    label_dict = pa.array([label_of(g) for g in names], type=pa.string())
+    label_dict = pa.array([readable_label(g) for g in names], type=pa.string())
     rc = rc.reshape(C.shape)
     out: dict[str, Any] = {}
     for i, (col, *_) in enumerate(cols):
@@ -184,138 +186,37 @@ def _number_text(v: float) -> str:
     return s if s not in ("", "0", "-0") else f"{v:.2g}"
 
 
-def select_reasons(folded: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indexes of the ``top`` largest and ``top`` smallest values per row, in the order
-    ``training.scores.top_reasons`` uses (a stable sort of ``-folded``: ties of the largest go to the lower
-    index, ties of the smallest to the higher one).
-
-    ``argpartition`` then a sort of the ``top`` candidates; rows where equal values straddle the cut fall back
-    to the full stable sort, so the result is always the full sort's.
-    """
-    n, f = folded.shape
-    if n == 0 or top <= 0:
-        return np.zeros((n, 0), dtype=np.int64), np.zeros((n, 0), dtype=np.int64)
-    if top >= f:
-        order = np.argsort(-folded, axis=1, kind="stable")
-        return order[:, :top], order[:, ::-1][:, :top]
-    if top <= 4 and folded.dtype.kind == "f" and np.isfinite(folded).all():
-        return _select_by_extremes(folded, top)
-
-    def smallest(values: np.ndarray, low_index_first: bool) -> np.ndarray:
-        part = np.argpartition(values, top - 1, axis=1)[:, :top]
-        pv = np.take_along_axis(values, part, axis=1)
-        o = np.lexsort((part if low_index_first else -part, pv), axis=1)
-        sel = np.take_along_axis(part, o, axis=1)
-        cut = pv.max(axis=1)
-        tied = np.flatnonzero((values <= cut[:, None]).sum(axis=1) > top)
-        if len(tied):
-            full = np.argsort(-values[tied] if not low_index_first else values[tied], axis=1, kind="stable")
-            sel[tied] = full[:, ::-1][:, :top] if not low_index_first else full[:, :top]
-        return sel
-
-    pos = smallest(-folded, low_index_first=True)
-    # the smallest: reversed stable order of -folded = ascending values, ties by the higher index first
-    neg = smallest(folded, low_index_first=False)
-    return pos, neg
-
-
-def _select_by_extremes(folded: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`select_reasons` for a few reasons of finite values: ``top`` rounds of ``argmax`` (first, i.e. lowest,
-    index among equals) and of ``argmin`` over the reversed columns (highest index among equals), each round
-    masking the picked cells; the order is the full stable sort's. ``folded`` is restored before returning."""
-    n, f = folded.shape
-    rows = np.arange(n)
-    out = []
-    for pick_max in (True, False):
-        picked = np.empty((n, top), dtype=np.int64)
-        saved = np.empty((n, top), dtype=folded.dtype)
-        fill = -np.inf if pick_max else np.inf
-        done = 0
-        try:
-            for k in range(top):
-                j = folded.argmax(axis=1) if pick_max else f - 1 - folded[:, ::-1].argmin(axis=1)
-                picked[:, k] = j
-                saved[:, k] = folded[rows, j]
-                folded[rows, j] = fill
-                done += 1
-        finally:
-            for k in range(done - 1, -1, -1):
-                folded[rows, picked[:, k]] = saved[:, k]
-        out.append(picked)
-    return out[0], out[1]
-
-
 def feature_matrix(
     preprocessor: Any, X: pd.DataFrame, codes: dict[str, CategoryCodes] | None = None
 ) -> np.ndarray:
-    """``preprocessor.transform(X)`` (a fitted ``FeaturePreprocessor``), element for element, built without
-    pandas' per-column conversion and per-value category mapping: numeric features as one float block, each
-    categorical feature's codes with one ``get_indexer`` of its text values.
+    """The model matrix of a cleaned chunk: the scorer's encoder fed column arrays (no per-row Python).
 
-    Falls back to ``preprocessor.transform`` for frames it does not expect (a numeric feature that is not a
-    number column, a categorical one that is not text or missing), so the result is always the transform's.
-    ``codes`` (from :func:`clean_chunk`, rows aligned with ``X``) give a categorical column as codes into its
-    distinct values: the lookup then runs on those values only, with the same result.
+    ``X`` holds the model's features (numeric ones as float columns, categorical ones as text or None);
+    ``codes`` (:attr:`CleanChunk.codes` of the same rows) give a categorical column as codes into its distinct
+    values, so the encoder looks up the few distinct values only
+    (``FeaturePreprocessor.transform_arrays``). A frame the adapter does not expect (a numeric feature that
+    is not a float column, a missing column) and other preprocessors (a table model's ``TablePreprocessor``)
+    go through their ``transform``, which names missing columns.
     """
-    from training.model import FeaturePreprocessor
-
-    if type(preprocessor) is not FeaturePreprocessor:  # e.g. train table's TablePreprocessor: its own transform
+    if type(preprocessor) is not FeaturePreprocessor:
         return preprocessor.transform(X)
     num_names = list(preprocessor.numeric_features_)
-    cat_names = list(preprocessor.categorical_features_)
-    if any(c not in X.columns for c in preprocessor.feature_names_in_):
-        return preprocessor.transform(X)  # raises naming the missing columns
-    if not all(pd.api.types.is_float_dtype(X[c].dtype) for c in num_names):
+    if any(c not in X.columns for c in preprocessor.feature_names_in_) or not all(
+        pd.api.types.is_float_dtype(X[c].dtype) for c in num_names
+    ):
         return preprocessor.transform(X)
-    cat_values: dict[str, np.ndarray] = {}
-    hints: dict[str, CategoryCodes] = {}
-    for c in cat_names:
+    k = len(num_names)
+    block = X.iloc[:, :k] if list(X.columns[:k]) == num_names else X[num_names]  # a view when in order
+    numeric = block.to_numpy(dtype="float64")
+    del block
+    categorical: dict[str, Any] = {}
+    for c in preprocessor.categorical_features_:
         hint = (codes or {}).get(c)
         if hint is not None and len(hint.codes) == len(X):
-            v = hint.values  # the same distinct values: the same inferred type
-            hints[c] = hint
+            categorical[c] = (hint.codes, hint.values)
         else:
-            v = cat_values[c] = X[c].to_numpy(dtype=object)
-        if pd.api.types.infer_dtype(v, skipna=True) not in ("string", "empty"):
-            return preprocessor.transform(X)
-    n = len(X)
-    onehot = preprocessor.encoding == "onehot"
-    widths = [len(preprocessor.categories_[c]) if onehot else 1 for c in cat_names]
-    Z = np.empty((n, len(num_names) + sum(widths)), dtype="float64")
-    k = len(num_names)
-    if k:
-        # the same operations, element for element, on a column-major copy (contiguous columns: half the time
-        # of working on Z's strided block), then one copy into Z
-        block = X.iloc[:, :k] if list(X.columns[:k]) == num_names else X[num_names]  # a view when in order
-        A = np.array(block.to_numpy(dtype="float64"), dtype="float64", order="F")
-        del block
-        bad = ~np.isfinite(A)
-        if onehot:  # non-finite → NaN → the median: one step
-            np.copyto(A, np.broadcast_to(np.asarray(preprocessor.medians_, dtype="float64"), A.shape), where=bad)
-            A -= preprocessor.means_
-            A /= preprocessor.scales_
-        else:
-            A[bad] = np.nan
-        del bad
-        Z[:, :k] = A
-        del A
-    if onehot and k < Z.shape[1]:
-        Z[:, k:] = 0.0
-    for c, w in zip(cat_names, widths, strict=True):
-        hint = hints.get(c)
-        v = hint.values if hint is not None else cat_values[c]
-        idx = pd.Index(preprocessor.categories_[c], dtype=object).get_indexer(v)
-        idx[pd.isna(v)] = -1
-        if hint is not None:  # row i's value is v[hint.codes[i]] (or null at -1)
-            idx = np.where(hint.codes >= 0, idx[np.maximum(hint.codes, 0)], -1) if len(v) else np.full(len(X), -1)
-        if onehot:
-            block = Z[:, k : k + w]
-            ok = idx >= 0
-            block[np.flatnonzero(ok), idx[ok]] = 1.0
-        else:
-            Z[:, k] = np.where(idx >= 0, idx, np.nan)
-        k += w
-    return Z
+            categorical[c] = X[c].to_numpy(dtype=object)
+    return preprocessor.transform_arrays(numeric, categorical)
 
 
 def score_frame(

@@ -9,7 +9,8 @@ Same model, same cleaning, same numbers as the local engine (``serving.batch.run
 * duplicates keep the last occurrence of an id in input order; rank orders by probability, ties by input
   order; decile 1 is the top tenth (window functions over the whole set);
 * score, grade and, with ``--reasons K``, the reason texts are computed in a second ``mapInPandas`` by
-  ``training.scores`` and ``serving.batch.score.format_reasons`` with the same scorer (exact contributions);
+  ``training.scores`` and ``serving.batch.score`` with the same scorer: its one encoder
+  (``feature_matrix``) and ``training.explain``'s contributions and reason selection;
 * the result is written by Spark as one part file into a hidden directory beside the output and moved
   into place with ``os.replace``; rejects the same way; the summary last.
 
@@ -37,7 +38,7 @@ from serving.batch.clean import clean_chunk
 from serving.batch.model import load_scorer
 from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, load_feature_mapping
 from serving.batch.rank import _quantiles
-from serving.batch.score import REASON_METHODS, format_reasons, reason_columns
+from serving.batch.score import REASON_METHODS, feature_matrix, format_reasons, reason_columns
 from serving.batch.sinks import _work_name, _write_text_atomic, remove_stale_work, resolve_output
 from serving.batch.sources import ColumnPlan, RawChunk, plan_columns
 
@@ -166,7 +167,7 @@ def _finisher(scorer: Any, plan: ColumnPlan, reasons: int, out_cols: list[str], 
                     X[c] = X[c].astype("float64")
                 for c in plan.categorical:
                     X[c] = X[c].astype(object).where(X[c].notna(), None)
-                Z = scorer.preprocessor_.transform(X)
+                Z = feature_matrix(scorer.preprocessor_, X)
                 why = format_reasons(scorer, X, Z, reasons, method=method)
                 for c in reason_columns(reasons):
                     pdf[c] = why[c]

@@ -1,5 +1,5 @@
 """Batch scoring building blocks without MLflow: model URIs, column plans, cleaning and rejects, CSV row
-numbers, ranking and dedupe, reason texts (same selection as ``training.scores.top_reasons``), outputs."""
+numbers, ranking and dedupe, reason texts (the selection of ``training.explain``, as the service), outputs."""
 
 from __future__ import annotations
 
@@ -228,9 +228,8 @@ def test_score_frame_equals_the_scorers_predict_proba(model):
     assert set(s.reasons) == {"reason_pos_1", "reason_pos_2", "reason_neg_1", "reason_neg_2"}
 
 
-def test_reason_texts_follow_top_reasons(model):
-    from serving.http.postprocess import label_of
-    from training.scores import top_reasons
+def test_reason_texts_follow_the_scorers_reasons(model):
+    from training.scores import readable_label
 
     rng = np.random.default_rng(1)
     X = pd.DataFrame({"tenure_days": rng.uniform(0, 400, 50).round(2), "age": rng.integers(18, 70, 50) * 1.0,
@@ -239,7 +238,7 @@ def test_reason_texts_follow_top_reasons(model):
     sc = model.scorer
     Z = sc.preprocessor_.transform(X)
     texts = format_reasons(sc, X, Z, 3)
-    want = top_reasons(sc.contributions_matrix(Z), sc.reason_groups(), X, 3)
+    want = sc.explain(X, 3)
     for i, w in enumerate(want):
         for kind, key in (("pos", "positive"), ("neg", "negative")):
             for k in range(3):
@@ -249,7 +248,7 @@ def test_reason_texts_follow_top_reasons(model):
                     continue
                 r = w[key][k]
                 value = "missing" if r["value"] is None else r["value"] if isinstance(r["value"], str) else None
-                assert cell.startswith(f"{label_of(r['feature'])} = ")
+                assert cell.startswith(f"{readable_label(r['feature'])} = ")
                 assert cell.endswith(f"({r['contribution']:+.2f})")
                 if value is not None:
                     assert f" = {value} (" in cell
@@ -355,7 +354,7 @@ def test_reason_selection_equals_the_full_stable_sort_even_with_ties(top):
     rng = np.random.default_rng(top)
     folded = rng.integers(-3, 4, size=(400, 9)).astype(float)  # many ties, also across the cut
     folded[:50] = rng.normal(size=(50, 9))
-    order = np.argsort(-folded, axis=1, kind="stable")  # what training.scores.top_reasons does
+    order = np.argsort(-folded, axis=1, kind="stable")
     before = folded.copy()
     pos, neg = select_reasons(folded, top)
     np.testing.assert_array_equal(pos, order[:, :top])
@@ -367,14 +366,12 @@ def test_reason_selection_equals_the_full_stable_sort_even_with_ties(top):
 
 
 def _reference_texts(sc, X: pd.DataFrame, top: int) -> dict[str, list]:
-    """Reason texts built row by row from ``training.scores.top_reasons`` (the service's selection)."""
+    """Reason texts built row by row from ``CRMScorer.explain`` (the service's reasons)."""
     from serving.batch.score import _number_text
-    from serving.http.postprocess import label_of
-    from training.scores import top_reasons
+    from training.scores import readable_label
 
-    Z = sc.preprocessor_.transform(X)
     out: dict[str, list] = {f"reason_{k}_{i + 1}": [] for k in ("pos", "neg") for i in range(top)}
-    for r in top_reasons(sc.contributions_matrix(Z), sc.reason_groups(), X, top):
+    for r in sc.explain(X, top):
         for kind, key in (("pos", "positive"), ("neg", "negative")):
             for i in range(top):
                 if i >= len(r[key]):
@@ -384,7 +381,7 @@ def _reference_texts(sc, X: pd.DataFrame, top: int) -> dict[str, list]:
                 v = w["value"]
                 value = "missing" if v is None else v if isinstance(v, str) else _number_text(float(v))
                 out[f"reason_{kind}_{i + 1}"].append(
-                    f"{label_of(w['feature'])} = {value} ({np.round(w['contribution'], 2):+.2f})"
+                    f"{readable_label(w['feature'])} = {value} ({np.round(w['contribution'], 2):+.2f})"
                 )
     return out
 
@@ -485,7 +482,10 @@ def test_background_worker_runs_in_order_and_reports_the_first_error():
 
 
 @pytest.mark.parametrize("encoding", ["ordinal", "onehot"])
-def test_feature_matrix_equals_the_preprocessors_transform(encoding):
+def test_cleaned_category_codes_encode_as_the_cleaned_text(encoding):
+    """clean_chunk hands categorical columns over as codes into their normalised distinct values; the encoder
+    gives the same matrix from them as from the cleaned text (the encoder's own contract:
+    tests/unit/test_encoder.py)."""
     from serving.batch import feature_matrix
     from training.model import FeaturePreprocessor
 
@@ -500,7 +500,6 @@ def test_feature_matrix_equals_the_preprocessors_transform(encoding):
     Y = X.copy()
     Y.loc[:5, "province"] = "unseen"
     Y.loc[6, "age"] = np.inf
-    np.testing.assert_array_equal(feature_matrix(pre, Y), pre.transform(Y))
 
     # the categories as codes into their distinct values (what clean_chunk hands over): the same matrix
     raw = Y.copy()
@@ -521,9 +520,6 @@ def test_feature_matrix_equals_the_preprocessors_transform(encoding):
     np.testing.assert_array_equal(with_codes, pre.transform(clean.features))
     np.testing.assert_array_equal(with_codes, feature_matrix(pre, clean.features))
     assert np.nansum(with_codes[:, 3:]) > 0
-    # frames it does not expect go through the transform itself
-    Y["age"] = Y["age"].astype(object)
-    np.testing.assert_array_equal(feature_matrix(pre, Y), pre.transform(Y))
     with pytest.raises(KeyError, match="missing feature"):
         feature_matrix(pre, X.drop(columns=["age"]))
 
