@@ -240,20 +240,29 @@ class ReasonFolder:
     def __init__(self, groups: Sequence[tuple[str, Sequence[int]]], n_columns: int) -> None:
         self.names = [g for g, _ in groups]
         self.labels = [readable_label(g) for g in self.names]
-        self._single = all(len(idx) == 1 for _, idx in groups)
-        if self._single:
-            self._index = np.array([idx[0] for _, idx in groups], dtype=int)
-        else:
-            G = np.zeros((n_columns, len(groups)))
-            for j, (_, idx) in enumerate(groups):
-                G[list(idx), j] = 1.0
-            self._matrix = G
+        self._groups = [np.asarray(idx, dtype=int) for _, idx in groups]
+        self._single = all(len(idx) == 1 for idx in self._groups)
+        self._index = np.array([idx[0] for idx in self._groups], dtype=int) if self._single else None
+        self.n_columns = n_columns
 
     def fold(self, contribs: np.ndarray) -> np.ndarray:
-        """Contributions per input feature, shape (rows, features): one-hot columns summed into their feature."""
+        """Contributions per input feature, shape (rows, features): one-hot columns summed into their feature.
+
+        The columns of a feature are added one after the other (not a matrix product, whose rounding depends on
+        how many rows are folded together), so a row's reasons are the same scored alone or in a batch.
+        """
         if self._single:
             return contribs[:, self._index]
-        return contribs[:, : self._matrix.shape[0]] @ self._matrix
+        out = np.empty((contribs.shape[0], len(self._groups)), dtype=np.result_type(contribs.dtype, np.float64))
+        for j, idx in enumerate(self._groups):
+            col = out[:, j]
+            if len(idx) == 0:
+                col[:] = 0.0
+                continue
+            col[:] = contribs[:, idx[0]]
+            for k in idx[1:]:
+                col += contribs[:, k]
+        return out
 
     def reasons(
         self, contribs: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int = 3

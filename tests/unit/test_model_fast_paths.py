@@ -57,3 +57,24 @@ def test_logistic_regression_keeps_the_sklearn_path() -> None:
     contribs = sc.contributions_matrix(Z)
     np.testing.assert_array_equal(sc.predict_proba(X)[:, 1], sc.predict_proba_matrix(Z))
     np.testing.assert_allclose(contribs.sum(axis=1), sc.margin_matrix(Z), atol=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "logreg"])
+def test_a_rows_probability_and_reasons_do_not_depend_on_how_many_rows_are_scored(kind: str) -> None:
+    """The HTTP service scores one lead at a time or thousands, batch a chunk: a row's numbers must be the same."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _data()
+    X["d"] = np.random.default_rng(4).gamma(2, 30, len(X))
+    est = xgb.XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1) if kind == "xgboost" else LogisticRegression()
+    pre = FeaturePreprocessor(categorical=["c"], encoding="ordinal" if kind == "xgboost" else "onehot", min_frequency=1)
+    sc = CRMScorer(est, pre).fit(X, y)
+    Z = sc.preprocessor_.transform(X)
+    p_all = sc.predict_proba_matrix(Z)
+    np.testing.assert_array_equal(p_all, np.concatenate([sc.predict_proba_matrix(Z[i : i + 1]) for i in range(len(Z))]))
+    folder = sc.reason_folder()
+    folded = folder.fold(sc.contributions_matrix(Z))
+    one_by_one = np.vstack([folder.fold(sc.contributions_matrix(Z[i : i + 1])) for i in range(len(Z))])
+    np.testing.assert_array_equal(folded, one_by_one)
+    if kind == "logreg":  # the sklearn model's own numbers, to the last bit or so
+        np.testing.assert_allclose(sc._raw_proba(Z), sc.estimator_.predict_proba(Z)[:, 1], rtol=1e-12, atol=1e-15)
