@@ -9,9 +9,7 @@ re-implemented elsewhere.
 
 from __future__ import annotations
 
-import threading
 import warnings
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +18,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import _check_feature_names_in, check_array, check_is_fitted
+
+from training.explain import ReasonFolder, contributions, iteration_range, reason_groups, supports_reasons
 
 #: Classes a logged model may contain beyond scikit-learn's own; the only types skops will load.
 TRUSTED_TYPES = [
@@ -34,12 +35,67 @@ TRUSTED_TYPES = [
 
 
 class FeaturePreprocessor(TransformerMixin, BaseEstimator):
-    """Feature frame → float matrix.
+    """The one encoder: a feature frame (or records, or column arrays) → the model's float matrix.
 
-    ``encoding='ordinal'`` (trees): numerics as they are (NaN kept), categoricals as codes of the
-    categories seen in fit (unknown or missing → NaN). ``encoding='onehot'`` (linear models):
-    numerics median-imputed and standardised, categoricals one-hot over the frequent categories
-    (unknown → all zeros).
+    Every path that scores (training, the HTTP service, batch, Spark, the profile page) encodes with this
+    fitted object. One private core turns a categorical feature's values into codes of the categories seen in
+    fit (:data:`UNKNOWN` for an unseen value, :data:`MISSING` for a missing one) and one handles the numeric
+    block; :meth:`transform` (frame), :meth:`transform_records` (dicts) and :meth:`transform_arrays`
+    (a numeric array and per-feature values or codes into distinct values) only adapt their input to it.
+
+    Parameters
+    ----------
+    categorical : list of str, optional
+        Categorical features; default: the columns of ``X`` in ``fit`` that are not numeric.
+    encoding : {"ordinal", "onehot"}, default="ordinal"
+        ``ordinal`` (trees): numerics as they are (non-finite → NaN), categoricals as the code of the category
+        (unknown or missing → NaN). ``onehot`` (linear models): numerics median-imputed and standardised,
+        categoricals one-hot over the kept categories (unknown or missing → all zeros).
+    min_frequency : int, default=20
+        A category is kept when it occurs at least this often in ``fit``.
+    max_categories : int, default=60
+        At most this many categories per feature (the most frequent).
+
+    Attributes
+    ----------
+    feature_names_in_ : ndarray of str
+        Input features, in order (the columns of ``X`` in ``fit``).
+    n_features_in_ : int
+        Number of input features.
+    numeric_features_ : list of str
+        Numeric features, in input order; they fill the first columns of the matrix.
+    categorical_features_ : list of str
+        Categorical features, in input order; their columns follow the numeric ones.
+    categories_ : dict of str to list of str
+        Kept categories per categorical feature, sorted; a category's code is its position.
+    category_codes_ : dict of str to dict of str to int
+        The same as lookup tables: category → code.
+    medians_, means_, scales_ : ndarray of shape (n_numeric,)
+        ``onehot`` only: imputation value, mean and standard deviation (1 where 0) of each numeric feature.
+    feature_names_out_ : ndarray of str
+        Matrix columns: numeric features, then one per categorical feature (``ordinal``) or one per kept
+        category, named ``feature=category`` (``onehot``).
+
+    See Also
+    --------
+    training.explain.ReasonFolder : folds ``feature=category`` columns back into their feature.
+    sklearn.preprocessing.OrdinalEncoder, sklearn.preprocessing.OneHotEncoder : the shape followed here.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> X = pd.DataFrame({"age": [30.0, None, 50.0], "city": ["a", "b", "a"]})
+    >>> enc = FeaturePreprocessor(min_frequency=1).fit(X)
+    >>> enc.categories_
+    {'city': ['a', 'b']}
+    >>> enc.transform(pd.DataFrame({"age": [40.0], "city": ["b"]}))
+    array([[40.,  1.]])
+    >>> enc.transform_records([{"age": 40, "city": "zz"}])  # unseen category → NaN
+    array([[40., nan]])
+    >>> enc.transform_arrays([[40.0]], {"city": (np.array([0]), np.array(["b"], dtype=object))})
+    array([[40.,  1.]])
+    >>> enc.get_feature_names_out().tolist()
+    ['age', 'city']
     """
 
     def __init__(
@@ -54,16 +110,30 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         self.min_frequency = min_frequency
         self.max_categories = max_categories
 
-    def fit(self, X: pd.DataFrame, y: Any = None) -> FeaturePreprocessor:
-        """Learn column roles, categories, and (one-hot) imputation and scaling."""
+    # ---------------------------------------------------------------------------------------------- fit
+    def fit(self, X: Any, y: Any = None) -> FeaturePreprocessor:
+        """Learn column roles, kept categories and their codes, and (``onehot``) imputation and scaling.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_rows, n_features)
+            Training features (an array's columns are named ``x0``, ``x1``, ...).
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
         if self.encoding not in ("ordinal", "onehot"):
             raise ValueError(f"encoding must be 'ordinal' or 'onehot', got {self.encoding!r}")
+        X = _as_frame(X)
         cat = (
             list(self.categorical)
             if self.categorical is not None
             else [c for c in X.columns if not pd.api.types.is_numeric_dtype(X[c])]
         )
         self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+        self.n_features_in_ = len(X.columns)
         self.categorical_features_ = [c for c in X.columns if c in cat]
         self.numeric_features_ = [c for c in X.columns if c not in cat]
         self.categories_: dict[str, list[str]] = {}
@@ -71,7 +141,8 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
             counts = X[c].dropna().astype(str).value_counts()
             counts = counts[counts >= self.min_frequency].head(self.max_categories)
             self.categories_[c] = sorted(counts.index.tolist())
-        num = self._numeric(X)
+        self.category_codes_ = _lookup_tables(self.categories_)
+        num = self._encode_numeric(_frame_numeric(X, self.numeric_features_), fitted=False)
         if self.encoding == "onehot":
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-missing columns: median 0 below
@@ -84,142 +155,229 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         self.feature_names_out_ = np.asarray(self._out_names(), dtype=object)
         return self
 
+    def __sklearn_tags__(self) -> Any:
+        """Takes text (categorical features) and missing or non-finite numbers (encoded as missing)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.allow_nan = True
+        return tags
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Load a pickled or skops state; an encoder saved before ``category_codes_`` existed gets its tables here."""
+        super().__setstate__(state)
+        if "categories_" in self.__dict__ and "category_codes_" not in self.__dict__:
+            self.category_codes_ = _lookup_tables(self.categories_)
+        self.__dict__.pop("_lookup", None)
+
     def _out_names(self) -> list[str]:
-        names = list(self.numeric_features_)
+        names = [str(c) for c in self.numeric_features_]
         for c in self.categorical_features_:
             if self.encoding == "onehot":
                 names += [f"{c}={v}" for v in self.categories_[c]]
             else:
-                names.append(c)
+                names.append(str(c))
         return names
 
-    def _numeric(self, X: pd.DataFrame) -> np.ndarray:
-        if not self.numeric_features_:
-            return np.zeros((len(X), 0))
-        num = X[self.numeric_features_].apply(pd.to_numeric, errors="coerce")
-        arr = num.to_numpy(dtype="float64", na_value=np.nan)
-        arr[~np.isfinite(arr)] = np.nan
-        return arr
-
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """Output column names (one per category for one-hot)."""
-        return self.feature_names_out_
+        """Matrix column names (one per kept category for ``onehot``).
 
-    def transform_records(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Encode feature dicts without building a DataFrame (serving's one-lead fast path).
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            Must equal ``feature_names_in_`` when given.
 
-        Same result as ``transform(pd.DataFrame(rows))``: absent or non-numeric values become missing,
-        unseen categories become unknown.
+        Returns
+        -------
+        ndarray of str
         """
-        lookup = self.__dict__.get("_lookup")
-        if lookup is None:
-            lookup = {c: {v: i for i, v in enumerate(self.categories_[c])} for c in self.categorical_features_}
-            self.__dict__["_lookup"] = lookup
-        num = np.array([[_as_float(r.get(c)) for c in self.numeric_features_] for r in rows], dtype="float64")
-        num = num.reshape(len(rows), len(self.numeric_features_))
-        if self.encoding == "onehot":
-            num = (np.where(np.isnan(num), self.medians_, num) - self.means_) / self.scales_
-        parts = [num]
-        for c in self.categorical_features_:
-            codes = np.array([lookup[c].get(_as_cat(r.get(c)), -1) for r in rows], dtype=np.int64)
-            if self.encoding == "onehot":
-                hot = np.zeros((len(rows), len(self.categories_[c])))
-                ok = codes >= 0
-                hot[np.flatnonzero(ok), codes[ok]] = 1.0
-                parts.append(hot)
+        check_is_fitted(self, "feature_names_out_")
+        _check_feature_names_in(self, input_features)
+        return np.asarray(self.feature_names_out_, dtype=object)
+
+    # ---------------------------------------------------------------------------------------- the core
+    def _category_codes(self, feature: str, values: Any) -> np.ndarray:
+        """Values of one categorical feature → int64 codes into ``categories_[feature]``; :data:`UNKNOWN` for a
+        value not kept in fit, :data:`MISSING` for None/NaN/NA. A value that is not a string is matched by its
+        text (``str(v)``). Vectorised for many values (one hash pass over the values, then the few distinct
+        ones through the lookup table)."""
+        lookup = self.category_codes_[feature]
+        n = len(values)
+        if n >= _VECTOR_MIN and pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+            codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+            table = np.fromiter((lookup.get(u, UNKNOWN) for u in uniques), dtype=np.int64, count=len(uniques))
+            return np.append(table, MISSING)[codes]  # the NA sentinel -1 picks the last entry
+        return np.fromiter((_code_of(lookup, v) for v in values), dtype=np.int64, count=n)
+
+    def _encode_numeric(self, A: np.ndarray, fitted: bool = True) -> np.ndarray:
+        """The numeric block (float64, the encoder's own copy, changed in place): non-finite → NaN, then for
+        ``onehot`` (when ``fitted``) missing → median, centred and scaled."""
+        bad = ~np.isfinite(A)
+        if fitted and self.encoding == "onehot":  # non-finite → NaN → the median: one step
+            np.copyto(A, np.broadcast_to(np.asarray(self.medians_, dtype="float64"), A.shape), where=bad)
+            A -= self.means_
+            A /= self.scales_
+        else:
+            A[bad] = np.nan
+        return A
+
+    def _assemble(self, num: np.ndarray, codes: Sequence[np.ndarray]) -> np.ndarray:
+        """Numeric block + categorical codes → the model matrix."""
+        n, k = num.shape
+        onehot = self.encoding == "onehot"
+        widths = [len(self.categories_[c]) if onehot else 1 for c in self.categorical_features_]
+        Z = np.empty((n, k + sum(widths)), dtype="float64")
+        Z[:, :k] = num
+        if onehot and k < Z.shape[1]:
+            Z[:, k:] = 0.0
+        for idx, w in zip(codes, widths, strict=True):
+            if onehot:
+                ok = idx >= 0
+                Z[np.flatnonzero(ok), k + idx[ok]] = 1.0
             else:
-                parts.append(np.where(codes >= 0, codes, np.nan).astype("float64")[:, None])
-        return np.hstack(parts)
+                Z[:, k] = np.where(idx >= 0, idx, np.nan)
+            k += w
+        return Z
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state.pop("_lookup", None)
-        return state
+    def _encode(self, num: np.ndarray, codes: list[np.ndarray], return_unknown: bool) -> Any:
+        Z = self._assemble(self._encode_numeric(num), codes)
+        if not return_unknown:
+            return Z
+        unknown = np.column_stack(codes) == UNKNOWN if codes else np.zeros((len(Z), 0), dtype=bool)
+        return Z, unknown
 
-    def transform(self, X: pd.DataFrame) -> np.ndarray:
-        """Encode a feature frame; missing columns are an error naming them."""
+    # ------------------------------------------------------------------------------------------ adapters
+    def transform(self, X: Any) -> np.ndarray:
+        """Encode a feature frame; missing columns are an error naming them.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_rows, n_features)
+            Numeric features are read as numbers (a value that is not one is missing), categorical ones as text.
+
+        Returns
+        -------
+        ndarray of shape (n_rows, len(feature_names_out_))
+        """
+        check_is_fitted(self, "feature_names_out_")
+        X = _as_frame(X, self)
         missing = [c for c in self.feature_names_in_ if c not in X.columns]
         if missing:
-            raise KeyError(f"missing feature column(s): {', '.join(missing[:10])}")
-        num = self._numeric(X)
-        parts = []
-        if self.encoding == "onehot":
-            num = (np.where(np.isnan(num), self.medians_, num) - self.means_) / self.scales_
-        parts.append(num)
-        for c in self.categorical_features_:
-            values = X[c].astype("object").where(X[c].notna(), None).map(lambda v: None if v is None else str(v))
-            codes = pd.Index(self.categories_[c]).get_indexer(values.to_numpy())
-            if self.encoding == "onehot":
-                hot = np.zeros((len(X), len(self.categories_[c])))
-                ok = codes >= 0
-                hot[np.flatnonzero(ok), codes[ok]] = 1.0
-                parts.append(hot)
+            raise KeyError(f"missing feature column(s): {', '.join(map(str, missing[:10]))}")
+        num = _frame_numeric(X, self.numeric_features_)
+        codes = [self._category_codes(c, X[c].to_numpy(dtype=object)) for c in self.categorical_features_]
+        return self._encode(num, codes, return_unknown=False)
+
+    def transform_records(self, rows: Sequence[Mapping[str, Any]], return_unknown: bool = False) -> Any:
+        """Encode feature dicts (no DataFrame); an absent feature is missing.
+
+        The same matrix as ``transform(pd.DataFrame(rows))``. With ``return_unknown``, also a boolean array
+        (rows × ``categorical_features_``) marking values that are not a kept category (missing ones are not
+        marked).
+        """
+        check_is_fitted(self, "feature_names_out_")
+        lists = [[r.get(c) for c in self.numeric_features_] for r in rows]
+        try:
+            num = np.array(lists, dtype="float64", order="F").reshape(len(rows), len(self.numeric_features_))
+        except (TypeError, ValueError):  # a value that is not a number: missing, as pd.to_numeric(errors="coerce")
+            num = np.array([[_as_float(v) for v in r] for r in lists], dtype="float64", order="F")
+            num = num.reshape(len(rows), len(self.numeric_features_))
+        codes = [self._category_codes(c, [r.get(c) for r in rows]) for c in self.categorical_features_]
+        return self._encode(num, codes, return_unknown)
+
+    def transform_arrays(self, numeric: Any, categorical: Mapping[str, Any], return_unknown: bool = False) -> Any:
+        """Encode column arrays: the batch, Spark and HTTP-service adapter (no per-row Python for codes).
+
+        Parameters
+        ----------
+        numeric : array-like of shape (n_rows, len(numeric_features_))
+            The numeric features as numbers, in ``numeric_features_`` order (not modified).
+        categorical : mapping of feature to values or (codes, values)
+            For each of ``categorical_features_``: the row values (str, or None for missing), or a pair
+            ``(codes, values)``: row ``i``'s value is ``values[codes[i]]`` and code -1 is missing (a text column
+            dictionary-encoded once, so the lookup runs on its distinct values only).
+        return_unknown : bool, default=False
+            Also return the unknown-category mask (rows × ``categorical_features_``).
+
+        Returns
+        -------
+        ndarray of shape (n_rows, len(feature_names_out_)), and the mask when ``return_unknown``
+        """
+        check_is_fitted(self, "feature_names_out_")
+        num = np.array(numeric, dtype="float64", order="F", ndmin=2)
+        if num.shape[1] != len(self.numeric_features_):
+            if num.size == 0 and not self.numeric_features_:
+                num = num.reshape(len(num), 0)
             else:
-                parts.append(np.where(codes >= 0, codes, np.nan).astype("float64")[:, None])
-        return np.hstack(parts) if parts else np.zeros((len(X), 0))
+                raise ValueError(f"numeric: {num.shape[1]} columns, the encoder has {len(self.numeric_features_)}")
+        codes = []
+        for c in self.categorical_features_:
+            given = categorical[c]
+            if isinstance(given, tuple):
+                rows, values = given
+                rows = np.asarray(rows, dtype=np.int64)
+                table = np.append(self._category_codes(c, values), MISSING)  # code -1 picks MISSING
+                codes.append(table[rows])
+            else:
+                codes.append(self._category_codes(c, given))
+        return self._encode(num, codes, return_unknown)
+
+
+#: Category code of a value not kept in fit.
+UNKNOWN = -1
+#: Category code of a missing value.
+MISSING = -2
+#: From this many values on, category codes are computed by hashing the values (below: one dict lookup each).
+_VECTOR_MIN = 64
+
+
+def _lookup_tables(categories: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
+    return {c: {v: i for i, v in enumerate(cats)} for c, cats in categories.items()}
+
+
+def _code_of(lookup: Mapping[str, int], v: Any) -> int:
+    if type(v) is str:
+        return lookup.get(v, UNKNOWN)
+    if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, (float, np.floating)) and v != v):
+        return MISSING
+    try:
+        if pd.isna(v):
+            return MISSING
+    except (TypeError, ValueError):
+        pass
+    return lookup.get(str(v), UNKNOWN)
 
 
 def _as_float(v: Any) -> float:
     try:
-        f = float(v)
+        return float(v)
     except (TypeError, ValueError):
         return np.nan
-    return f if np.isfinite(f) else np.nan
 
 
-def _as_cat(v: Any) -> str | None:
-    if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
-        return None
-    return str(v)
+def _as_frame(X: Any, fitted: Any = None) -> pd.DataFrame:
+    """A DataFrame as it is; an array (checked like scikit-learn's ``check_array``) with columns ``x0``, ``x1``..."""
+    if isinstance(X, pd.DataFrame):
+        return X
+    A = check_array(X, dtype=None, ensure_all_finite=False)
+    if fitted is not None and A.shape[1] != fitted.n_features_in_:
+        raise ValueError(
+            f"X has {A.shape[1]} features, but {type(fitted).__name__} is expecting {fitted.n_features_in_} features"
+            " as input"
+        )
+    names = [f"x{i}" for i in range(A.shape[1])] if fitted is None else list(fitted.feature_names_in_)
+    return pd.DataFrame(A, columns=names).infer_objects()
 
 
-class _ArrayInterface:
-    """Holds a NumPy array interface; what ``xgboost._data_utils.from_array_interface`` wraps its output in."""
-
-    __slots__ = ("__array_interface__",)
-
-    def __init__(self, interface: dict[str, Any]) -> None:
-        out = dict(interface)
-        out["shape"] = tuple(out["shape"])
-        out["data"] = (out["data"][0], out["data"][1])
-        if out.get("strides") is not None:
-            out["strides"] = tuple(out["strides"])
-        self.__array_interface__ = out
-
-
-def _from_array_interface(interface: dict[str, Any], zero_copy: bool = False) -> Any:
-    """``xgboost._data_utils.from_array_interface`` for host arrays without defining a class per call.
-
-    XGBoost (3.x) defines a wrapper class inside that function, i.e. one new class per prediction. Classes live in
-    reference cycles, so only the cyclic garbage collector frees them: with serving's GC tuning (gen-0 threshold
-    50,000) some 1,300 of them piled up between collections, and each collection then took 35–90 ms of CPU
-    (70–560 ms of wall time on a busy machine) on the event loop: the one-lead p99. Same output (a copy, or a
-    view with ``zero_copy``); CUDA arrays go to XGBoost's own function.
-    """
-    if "stream" in interface:
-        return _XGB_FROM_ARRAY_INTERFACE[0](interface, zero_copy)
-    holder = _ArrayInterface(interface)
-    shape = holder.__array_interface__["shape"]
-    if int(np.prod(shape)) == 0:
-        return np.empty(shape=shape, dtype=np.dtype(interface["typestr"]))
-    return np.array(holder, copy=not zero_copy)
-
-
-_XGB_FROM_ARRAY_INTERFACE: list[Any] = []
-
-
-def _reuse_xgboost_array_class() -> None:
-    """Route XGBoost's prediction outputs through :func:`_from_array_interface` (once per process)."""
-    if _XGB_FROM_ARRAY_INTERFACE:
-        return
-    import xgboost.core as core
-
-    original = getattr(core, "from_array_interface", None)
-    if original is None:  # another XGBoost layout: leave it alone
-        _XGB_FROM_ARRAY_INTERFACE.append(None)
-        return
-    _XGB_FROM_ARRAY_INTERFACE.append(original)
-    core.from_array_interface = _from_array_interface
+def _frame_numeric(X: pd.DataFrame, names: Sequence[str]) -> np.ndarray:
+    """The numeric features of a frame as a column-major float64 block (a value that is not a number → NaN)."""
+    A = np.empty((len(X), len(names)), dtype="float64", order="F")
+    for j, c in enumerate(names):
+        col = X[c]
+        if pd.api.types.is_float_dtype(col.dtype) and not isinstance(col.dtype, pd.api.extensions.ExtensionDtype):
+            A[:, j] = col.to_numpy()
+        else:
+            A[:, j] = pd.to_numeric(col, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return A
 
 
 def _plain_binary_xgb(est: Any) -> bool:
@@ -235,39 +393,21 @@ def _plain_binary_xgb(est: Any) -> bool:
     )
 
 
-def _iteration_range(est: Any) -> tuple[int, int]:
-    """The trees XGBClassifier.predict uses: up to ``best_iteration`` after early stopping, else all."""
-    try:
-        return (0, est.best_iteration + 1)
-    except AttributeError:
-        return (0, 0)
+def _binary_logistic(est: Any) -> bool:
+    """A fitted binary ``LogisticRegression`` (its ``predict_proba(Z)[:, 1]`` is ``expit(Z · coef + intercept)``)."""
+    return isinstance(est, LogisticRegression) and np.ndim(est.coef_) == 2 and len(est.coef_) == 1
 
 
-#: compiled TreeSHAP tables per fitted XGBoost classifier (``None``: not supported, use ``pred_contribs``)
-_TREESHAP: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-_TREESHAP_LOCK = threading.Lock()
-
-
-def _compiled_treeshap(est: Any) -> Any:
-    """:func:`training.treeshap.compile_booster` of ``est``'s booster over the trees its probability uses,
-    compiled once per loaded model; ``None`` when the module does not support the model."""
-    with _TREESHAP_LOCK:
-        if est in _TREESHAP:
-            return _TREESHAP[est]
-        try:
-            from training.treeshap import compile_booster
-
-            compiled = compile_booster(est.get_booster(), iteration_range=_iteration_range(est))
-        except (ImportError, ValueError):
-            compiled = None
-        _TREESHAP[est] = compiled
-        return compiled
-
-
-def _threads_of(est: Any) -> int | None:
-    """The estimator's ``n_jobs`` as a thread count (``None``: the library's default, all cores)."""
-    n = getattr(est, "n_jobs", None)
-    return int(n) if isinstance(n, int) and n > 0 else None
+def _linear_margin(est: Any, Z: np.ndarray) -> np.ndarray:
+    """``Z · coef + intercept`` summed column by column: ``LogisticRegression.decision_function``'s numbers up to
+    the last bit, but a row's value never depends on how many rows are scored with it (a BLAS matrix-vector
+    product's does: one row alone and the same row among forty can differ in the last bit)."""
+    coef = est.coef_[0]
+    out = np.zeros(len(Z), dtype=np.result_type(Z, coef))
+    for j in range(Z.shape[1]):
+        out += Z[:, j] * coef[j]
+    out += est.intercept_[0]
+    return out
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -330,10 +470,13 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
     def _raw_proba(self, Z: np.ndarray) -> np.ndarray:
         est = self.estimator_
         if _plain_binary_xgb(est):
-            _reuse_xgboost_array_class()
             # what XGBClassifier.predict_proba(Z)[:, 1] computes (same call, same float32 values), without its
             # per-call Python overhead (~0.1 ms, a third of a one-row prediction)
-            return est.get_booster().inplace_predict(Z, iteration_range=_iteration_range(est))
+            return est.get_booster().inplace_predict(Z, iteration_range=iteration_range(est))
+        if _binary_logistic(est):
+            from scipy.special import expit
+
+            return expit(_linear_margin(est, Z))
         return est.predict_proba(Z)[:, 1]
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
@@ -345,31 +488,9 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
         return np.clip(self.calibrator_.predict(raw), 0.0, 1.0)
 
     def predict_proba_matrix(self, Z: np.ndarray) -> np.ndarray:
-        """Calibrated P(positive) from an already preprocessed matrix (serving's fast path)."""
+        """Calibrated P(positive) of an encoded matrix (``preprocessor_``'s output): the one probability every
+        scoring path returns (the model's own prediction, never the sum of the contributions)."""
         return self._calibrate(self._raw_proba(Z))
-
-    def predict_proba_and_contributions(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(predict_proba_matrix(Z), contributions)`` with one XGBoost input (``DMatrix``) for both: the HTTP
-        service's path. Its contributions are XGBoost's own ``pred_contribs``; :meth:`contributions_matrix`
-        (batch scoring, ``explain``) computes the same TreeSHAP values with :mod:`training.treeshap`, equal within
-        float32 rounding. The service keeps XGBoost's call for now: with the compiled kernel the one-minute soak at
-        80% of peak failed in 3 of 6 runs here (0 of 5 without), but a clean-clone CI run later failed it once
-        without the kernel too, so the cause is not established (docs/serving.md).
-
-        The probability is XGBoost's own prediction, not one derived from the contributions: their float32 sum
-        differs from the margin by up to ~1e-5 (~4e-7 in probability after calibration), and serving's
-        probabilities must equal batch scoring's (``predict_proba_matrix``) exactly.
-        """
-        est = self.estimator_
-        if not _plain_binary_xgb(est):
-            return self.predict_proba_matrix(Z), self.contributions_matrix(Z)
-        import xgboost as xgb
-
-        _reuse_xgboost_array_class()
-        booster = est.get_booster()
-        dm = xgb.DMatrix(Z)  # one input for the probability and the contributions
-        raw = booster.predict(dm, iteration_range=_iteration_range(est))
-        return self._calibrate(raw), booster.predict(dm, pred_contribs=True, iteration_range=_iteration_range(est))
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         """Calibrated class probabilities, shape (n, 2)."""
@@ -381,31 +502,10 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
         return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
 
     # --------------------------------------------------------------- reasons
-    def contributions_matrix(self, Z: np.ndarray) -> np.ndarray:
-        """Per-row contributions of each preprocessed feature to the uncalibrated log-odds, plus the bias
-        as the last column; each row sums to the model's margin.
-
-        XGBoost: exact path-dependent TreeSHAP, computed by :mod:`training.treeshap` (the numbers of
-        ``pred_contribs=True`` within float32 rounding, ~150× cheaper) over the trees the probability uses;
-        XGBoost's own ``pred_contribs`` for a booster that module does not support.
-        """
-        est = self.estimator_
-        if hasattr(est, "get_booster"):
-            compiled = _compiled_treeshap(est)
-            if compiled is not None:
-                from training.treeshap import contributions
-
-                return contributions(compiled, Z, n_threads=_threads_of(est))
-            import xgboost as xgb
-
-            _reuse_xgboost_array_class()
-            return est.get_booster().predict(
-                xgb.DMatrix(Z), pred_contribs=True, iteration_range=_iteration_range(est)
-            )
-        if hasattr(est, "coef_"):
-            coef = est.coef_[0]
-            return np.column_stack([Z * coef, np.full(len(Z), est.intercept_[0])])
-        raise NotImplementedError(f"{type(est).__name__} has no exact per-row contributions")
+    def contributions_matrix(self, Z: np.ndarray, method: str = "exact") -> np.ndarray:
+        """Per-row contributions of each encoded column to the uncalibrated log-odds, bias last
+        (:func:`training.explain.contributions`: exact TreeSHAP for XGBoost, ``coef · x`` for linear models)."""
+        return contributions(self.estimator_, Z, method=method)
 
     def margin_matrix(self, Z: np.ndarray) -> np.ndarray:
         """The uncalibrated log-odds the contributions add up to."""
@@ -419,23 +519,22 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
     @property
     def supports_reasons(self) -> bool:
         """Whether exact per-row contributions are available for this classifier."""
-        est = getattr(self, "estimator_", None)
-        return hasattr(est, "get_booster") or hasattr(est, "coef_")
-
-    def explain(self, X: pd.DataFrame, top: int = 3) -> list[dict[str, list[dict[str, Any]]]]:
-        """Top positive and negative reasons per row, aggregated back to input features."""
-        from training.scores import top_reasons
-
-        Z = self.preprocessor_.transform(X)
-        return top_reasons(self.contributions_matrix(Z), self.reason_groups(), X, top)
+        return supports_reasons(getattr(self, "estimator_", None))
 
     def reason_groups(self) -> list[tuple[str, list[int]]]:
-        """Input feature → indexes of its preprocessed columns (one-hot columns fold into their feature)."""
-        names = list(self.preprocessor_.get_feature_names_out())
-        groups: dict[str, list[int]] = {}
-        for i, n in enumerate(names):
-            groups.setdefault(n.split("=", 1)[0], []).append(i)
-        return list(groups.items())
+        """Input feature → indexes of its encoded columns (one-hot columns fold into their feature)."""
+        return reason_groups(self.preprocessor_.get_feature_names_out())
+
+    def reason_folder(self) -> ReasonFolder:
+        """The :class:`training.explain.ReasonFolder` of this model's encoded columns."""
+        return ReasonFolder(self.reason_groups(), len(self.preprocessor_.get_feature_names_out()))
+
+    def explain(self, X: pd.DataFrame, top: int = 3) -> list[dict[str, list[dict[str, Any]]]]:
+        """Top positive and negative reasons per row, folded back to input features
+        (:meth:`training.explain.ReasonFolder.reasons`)."""
+        Z = self.preprocessor_.transform(X)
+        rows = X.to_dict("records") if len(X.columns) else [{} for _ in range(len(X))]
+        return self.reason_folder().reasons(self.contributions_matrix(Z), rows, top)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Input feature names the scorer expects."""

@@ -1,16 +1,15 @@
-"""Scores people read: probability → score 1–99 → grade A–D, and reasons with readable labels.
+"""Scores people read: probability → score 1–99 → grade A–D, and readable labels for reasons.
 
-Plain functions: batch scoring, the HTTP service and the tests all call these.
+Plain functions: batch scoring, the HTTP service and the tests all call these. Reasons themselves (exact
+contributions, folding, top-k selection) live in :mod:`training.explain`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-import pandas as pd
 
 GRADES = ("A", "B", "C", "D")
 
@@ -90,48 +89,3 @@ def readable_label(feature: str) -> str:
     if m:
         return f"{m.group(1).replace('_', ' ')} in {m.group(2)} days"
     return feature.replace("_", " ")
-
-
-def _jsonable(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return None
-    if isinstance(v, np.generic):
-        v = v.item()
-        if isinstance(v, float) and not np.isfinite(v):
-            return None
-    if v is pd.NA or v is pd.NaT:
-        return None
-    return v
-
-
-def top_reasons(
-    contribs: np.ndarray,
-    groups: Sequence[tuple[str, Sequence[int]]],
-    X: pd.DataFrame | None,
-    top: int = 3,
-) -> list[dict[str, list[dict[str, Any]]]]:
-    """Top ``top`` positive and negative reasons per row.
-
-    ``contribs`` has one column per preprocessed feature plus the bias last; ``groups`` folds
-    preprocessed columns back into input features. Each reason: feature, label, value, contribution.
-    """
-    names = [g for g, _ in groups]
-    folded = np.column_stack([contribs[:, list(idx)].sum(axis=1) for _, idx in groups]) if groups else contribs[:, :0]
-    out = []
-    order = np.argsort(-folded, axis=1, kind="stable")
-    for r in range(folded.shape[0]):
-        row = folded[r]
-        pos = [j for j in order[r, :top] if row[j] > 0]
-        neg = [j for j in order[r, ::-1][:top] if row[j] < 0]
-
-        def reason(j: int, r: int = r, row: np.ndarray = row) -> dict[str, Any]:
-            value = _jsonable(X.iloc[r][names[j]]) if X is not None and names[j] in X.columns else None
-            return {
-                "feature": names[j],
-                "label": readable_label(names[j]),
-                "value": value,
-                "contribution": float(row[j]),
-            }
-
-        out.append({"positive": [reason(j) for j in pos], "negative": [reason(j) for j in neg]})
-    return out

@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from serving.http.postprocess import MatrixBuilder, ReasonFolder
+from serving.http.postprocess import FeatureInput
 from serving.settings import ServingSettings, redact_uri
+from training.explain import ReasonFolder
 
 log = logging.getLogger("crmscore.serving")
 
@@ -75,9 +76,8 @@ class LoadedModel:
     model: Any
     tags: dict[str, str] = field(default_factory=dict)
     loaded_at: str = field(default_factory=_now)
-    matrix: MatrixBuilder | None = None
+    inputs: FeatureInput | None = None
     folder: ReasonFolder | None = None
-    fast_path: bool = True
     xgb_threads: int = 1
 
     # ------------------------------------------------------------------------------------ metadata
@@ -106,7 +106,7 @@ class LoadedModel:
     @property
     def features(self) -> list[str] | None:
         """Input feature names of a scorer (None for the segmenter)."""
-        return None if self.matrix is None else list(self.matrix.feature_names)
+        return None if self.inputs is None else list(self.inputs.feature_names)
 
     @property
     def grade_thresholds(self) -> list[int] | None:
@@ -115,20 +115,6 @@ class LoadedModel:
         return None if t is None else [int(x) for x in t]
 
     # ------------------------------------------------------------------------------------- scoring
-    def matrix_of(self, rows: Sequence[Mapping[str, Any]], field: str = "leads") -> tuple[np.ndarray, dict, Any]:
-        """Model matrix, unknown categories and raw feature block of feature rows (fast path, or the
-        preprocessor itself when the load-time check failed)."""
-        Z, unknown, block = self.matrix.build(rows, field)
-        if not self.fast_path:
-            Z = self._reference_matrix(rows)
-        return Z, unknown, block
-
-    def _reference_matrix(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        import pandas as pd
-
-        frame = pd.DataFrame.from_records(list(rows)).reindex(columns=self.matrix.feature_names)
-        return self.model.preprocessor_.transform(frame)
-
     def check_range(self, Z: np.ndarray, row_path: str) -> None:
         """Refuse (422) a model-matrix value beyond the 32-bit float range, naming the row and the feature.
 
@@ -147,7 +133,7 @@ class LoadedModel:
         name = f"column {j}"
         try:
             name = next(n for n, idx in self.model.reason_groups() if j in idx)
-        except Exception:  # noqa: BLE001 - the name is a courtesy; the refusal is what matters
+        except (AttributeError, StopIteration):  # the name is a courtesy; the refusal is what matters
             pass
         path = row_path.format(i=i, name=name)
         raise RequestError(
@@ -158,7 +144,7 @@ class LoadedModel:
         self, rows: Sequence[Mapping[str, Any]], top: int = 3, reasons: bool = True, field: str = "leads"
     ) -> Scored:
         """Calibrated probabilities, reasons (or None), unknown categories and raw features of feature rows."""
-        Z, unknown, block = self.matrix_of(rows, field)
+        Z, unknown, block = self.inputs.build(rows, field)
         self.check_range(Z, field + "[{i}].features.{name}")
         return self._predict(Z, unknown, block, lambda: rows, top, reasons)
 
@@ -166,64 +152,36 @@ class LoadedModel:
         self, columns: Sequence[str], rows: Sequence[Sequence[Any]], top: int = 3, reasons: bool = True
     ) -> Scored:
         """Like :meth:`score` for a columnar feature table (``schemas.FeatureTable``)."""
-        Z, unknown, block = self.matrix.build_table(columns, rows)
+        Z, unknown, block = self.inputs.build_table(columns, rows)
 
         def as_dicts() -> list[dict[str, Any]]:
             return [dict(zip(columns, r, strict=True)) for r in rows]
 
-        if not self.fast_path:
-            Z = self._reference_matrix(as_dicts())
         self.check_range(Z, "table.rows[{i}].{name}")
         return self._predict(Z, unknown, block, as_dicts, top, reasons)
 
     def _predict(self, Z: np.ndarray, unknown: dict, block: Any, rows_of: Any, top: int, reasons: bool) -> Scored:
+        """The model's probability (as every path computes it) and, when asked, reasons (``training.explain``)."""
         import xgboost as xgb
 
         with xgb.config_context(nthread=self.xgb_threads):
+            p = self.model.predict_proba_matrix(Z)
             why = None
-            if reasons and top > 0 and self.folder is not None:  # one XGBoost input for both passes
-                p, contributions = self.model.predict_proba_and_contributions(Z)
-                why = self.folder.reasons(contributions, rows_of(), top)
-            else:
-                p = self.model.predict_proba_matrix(Z)
+            if reasons and top > 0 and self.folder is not None:
+                why = self.folder.reasons(self.model.contributions_matrix(Z), rows_of(), top)
         return Scored(np.asarray(p, dtype="float64"), why, unknown, block)
-
-
-def _self_check(scorer: Any, matrix: MatrixBuilder) -> bool:
-    """Does the fast matrix equal ``preprocessor_.transform`` on rows with known, unknown and missing values?"""
-    import pandas as pd
-
-    rng = np.random.default_rng(0)
-    rows: list[dict[str, Any]] = []
-    for i in range(8):
-        row: dict[str, Any] = {}
-        for c in matrix.numeric:
-            row[c] = [None, 0.0, 1.0, float(rng.normal() * 100), True][(i + len(row)) % 5]
-        for c in matrix.categorical:
-            cats = matrix.categories[c]
-            choices: list[Any] = [None, "__unseen__", *cats[:3]]
-            row[c] = choices[(i + len(row)) % len(choices)]
-        rows.append(row)
-    fast, _, _ = matrix.build(rows)
-    frame = pd.DataFrame.from_records(rows).reindex(columns=matrix.feature_names)
-    ref = scorer.preprocessor_.transform(frame)
-    return fast.shape == ref.shape and bool(np.allclose(fast, ref, equal_nan=True, rtol=1e-12, atol=1e-12))
 
 
 def prepare_scorer(kind: str, name: str, version: str, source: str, scorer: Any, tags: dict[str, str],
                    xgb_threads: int = 1) -> LoadedModel:
-    """Wrap a loaded ``CRMScorer``: thread count, fast matrix builder (self-checked), reason folder, warm-up."""
+    """Wrap a loaded ``CRMScorer``: thread count, request checks before its encoder, reason folder, warm-up."""
     est = getattr(scorer, "estimator_", None)
     if est is not None and hasattr(est, "get_booster"):
         est.set_params(n_jobs=xgb_threads)
         est.get_booster().set_param({"nthread": xgb_threads})
-    matrix = MatrixBuilder(scorer.preprocessor_)
-    fast = _self_check(scorer, matrix)
-    if not fast:
-        log.error("%s v%s: fast feature matrix differs from the preprocessor; using the slow path", name, version)
-    folder = ReasonFolder(scorer.reason_groups(), matrix.n_columns) if scorer.supports_reasons else None
-    loaded = LoadedModel(kind, name, str(version), source, scorer, dict(tags), matrix=matrix, folder=folder,
-                         fast_path=fast, xgb_threads=xgb_threads)
+    folder = scorer.reason_folder() if scorer.supports_reasons else None
+    loaded = LoadedModel(kind, name, str(version), source, scorer, dict(tags),
+                         inputs=FeatureInput(scorer.preprocessor_), folder=folder, xgb_threads=xgb_threads)
     loaded.score([{}], reasons=True)  # warm-up: first-call costs are paid before the model serves
     return loaded
 
@@ -330,20 +288,6 @@ def load_scorer_artifact(uri: str) -> Any:
     local = _local_artifact(uri)
     check_trusted(local)
     return mlflow.sklearn.load_model(local)
-
-
-def load_local_scorer(model_dir: str | Path) -> Any | None:
-    """Load a logged ``CRMScorer`` from a local model directory after :func:`check_trusted`, with skops and
-    the trusted types its ``MLmodel`` lists (a subset of ours), the way ``mlflow.sklearn.load_model`` loads
-    it, without importing MLflow. Returns ``None`` for a model whose flavor adds code paths (MLflow puts
-    them on ``sys.path``): such a model goes through :func:`load_scorer_artifact`."""
-    import skops.io
-
-    flavor = check_trusted(model_dir)
-    if flavor.get("code"):
-        return None
-    path = Path(model_dir) / str(flavor.get("pickled_model") or "model.skops")
-    return skops.io.load(path, trusted=list(flavor.get("skops_trusted_types") or []))
 
 
 def check_segments_code(local: str | Path) -> None:

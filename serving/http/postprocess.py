@@ -1,11 +1,10 @@
 """Plain functions between a request and a response: feature rows → matrix, probabilities → scores,
 grades and reasons, request checks and error messages. No server needed; unit tests call them directly.
 
-The serving hot path avoids pandas: :class:`MatrixBuilder` turns feature dicts into the model matrix
-using the fitted ``FeaturePreprocessor``'s learned state (checked against ``preprocessor.transform``
-when a model is loaded, see ``serving.http.loader``), and :class:`ReasonFolder` folds exact per-column
-contributions into per-feature reasons with the model's ``reason_groups()``, selecting them exactly as
-``training.scores.top_reasons`` does, vectorised.
+The serving hot path avoids pandas: :class:`FeatureInput` checks a request's feature dicts or table (a string
+for a number, an unknown feature name: a 422 naming lead and feature), gathers them into column arrays and
+hands those to the model's one encoder (``training.model.FeaturePreprocessor.transform_arrays``); reasons
+come from ``training.explain`` (one ``ReasonFolder``, the same as batch and ``CRMScorer.explain``).
 """
 
 from __future__ import annotations
@@ -14,15 +13,16 @@ import itertools
 import math
 import operator
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from serving.http.records import FeatureBlock
-from training.scores import readable_label, to_grade, to_score
+from training.explain import ReasonFolder  # noqa: F401 - re-exported: serving.batch.run imports it from here
+from training.explain import jsonable as clean_value
+from training.scores import to_grade, to_score
 
-#: Tables with at least this many rows take the vectorised path of ``MatrixBuilder.build_table`` (below it the
+#: Tables with at least this many rows take the vectorised path of ``FeatureInput.build_table`` (below it the
 #: per-value path is as fast: pyarrow's fixed cost is ~25 µs).
 _FAST_TABLE_ROWS = 32
 #: Marks of pydantic union members in an error location (the members of ``schemas.FeatureValue``).
@@ -96,33 +96,23 @@ def check_batch_size(n: int, limit: int, what: str = "leads") -> None:
 
 
 # -------------------------------------------------------------------------------------- feature matrix
-class MatrixBuilder:
-    """Feature dicts → the float matrix ``FeaturePreprocessor.transform`` would give, without pandas.
+class FeatureInput:
+    """Request checks before the encoder, then the encoder: feature dicts or a feature table → model matrix.
 
-    Compiled once per loaded model from the preprocessor's learned state (``numeric_features_``,
-    ``categorical_features_``, ``categories_`` and, for one-hot, ``medians_/means_/scales_``).
-    Unlike the preprocessor it refuses, instead of silently coercing, a string for a numeric feature
-    and a feature name the model does not know.
+    Refuses, instead of coercing, a string for a numeric feature and a feature name the model does not know;
+    what passes is gathered into a numeric block and per-feature category values and encoded by the model's
+    ``FeaturePreprocessor`` (:meth:`~training.model.FeaturePreprocessor.transform_arrays`), the same encoder
+    training, batch and Spark use.
     """
 
-    def __init__(self, preprocessor: Any) -> None:
-        self.encoding = preprocessor.encoding
-        self.feature_names = [str(c) for c in preprocessor.feature_names_in_]
-        self.numeric = [str(c) for c in preprocessor.numeric_features_]
-        self.categorical = [str(c) for c in preprocessor.categorical_features_]
-        self.categories = {c: list(preprocessor.categories_[c]) for c in self.categorical}
-        self._codes = {c: {v: i for i, v in enumerate(cats)} for c, cats in self.categories.items()}
+    def __init__(self, encoder: Any) -> None:
+        self.encoder = encoder
+        self.feature_names = [str(c) for c in encoder.feature_names_in_]
+        self.numeric = [str(c) for c in encoder.numeric_features_]
+        self.categorical = [str(c) for c in encoder.categorical_features_]
         self._known = frozenset(self.feature_names)
         self._get_numeric = operator.itemgetter(*self.numeric) if len(self.numeric) > 1 else None
-        if self.encoding == "onehot":
-            self._medians = np.asarray(preprocessor.medians_, dtype="float64")
-            self._means = np.asarray(preprocessor.means_, dtype="float64")
-            self._scales = np.asarray(preprocessor.scales_, dtype="float64")
-            widths = [len(self.categories[c]) for c in self.categorical]
-        else:
-            widths = [1] * len(self.categorical)
-        self._offsets = np.concatenate([[0], np.cumsum(widths)]).astype(int) + len(self.numeric)
-        self.n_columns = int(self._offsets[-1])
+        self.n_columns = len(encoder.get_feature_names_out())
 
     def check(self, rows: Sequence[Mapping[str, Any]], field: str = "leads") -> None:
         """Refuse unknown feature names and non-numbers for numeric features (422 naming lead and feature)."""
@@ -274,31 +264,15 @@ class MatrixBuilder:
     def _assemble(
         self, raw: np.ndarray, cat_values: dict[str, Sequence[Any]]
     ) -> tuple[np.ndarray, dict[int, list[str]], FeatureBlock]:
-        n = raw.shape[0]
-        num = raw
-        if self.encoding == "onehot":
-            num = (np.where(np.isnan(raw), self._medians, raw) - self._means) / self._scales
-            Z = np.zeros((n, self.n_columns))
-        else:
-            Z = np.full((n, self.n_columns), np.nan)
-        Z[:, : len(self.numeric)] = num
+        """Checked column arrays → (model matrix, unknown categorical features by row, raw feature block)."""
+        recorded = {
+            c: [v if v is None or type(v) is str else clean_category(v) for v in cat_values[c]]
+            for c in self.categorical
+        }
+        Z, unknown_mask = self.encoder.transform_arrays(raw, recorded, return_unknown=True)
         unknown: dict[int, list[str]] = {}  # row → unknown categorical features (only rows that have some)
-        recorded: dict[str, list[str | None]] = {}
-        for k, c in enumerate(self.categorical):
-            values = [v if v is None or type(v) is str else clean_category(v) for v in cat_values[c]]
-            recorded[c] = values
-            codes = self._codes[c]
-            # -1: unknown category, -2: missing
-            idx = np.array([-2 if v is None else codes.get(v, -1) for v in values], dtype=np.int64).reshape(n)
-            for i in np.flatnonzero(idx == -1).tolist():
-                unknown.setdefault(i, []).append(c)
-            off = int(self._offsets[k])
-            known = idx >= 0
-            if self.encoding == "onehot":
-                rows = np.flatnonzero(known)
-                Z[rows, off + idx[known]] = 1.0
-            else:
-                Z[:, off] = np.where(known, idx, np.nan)
+        for i, k in zip(*np.nonzero(unknown_mask), strict=True):
+            unknown.setdefault(int(i), []).append(self.categorical[k])
         return Z, unknown, FeatureBlock(self.numeric, raw, recorded)
 
 
@@ -331,88 +305,6 @@ def clean_category(v: Any) -> str | None:
 def frame_to_rows(frame: Any) -> list[dict[str, Any]]:
     """Feature rows of a feature frame (the online builder's output) as dicts; NaN stays NaN."""
     return frame.to_dict("records")
-
-
-# ------------------------------------------------------------------------------------------------ reasons
-@lru_cache(maxsize=4096)
-def label_of(feature: str) -> str:
-    """Cached ``training.scores.readable_label``."""
-    return readable_label(feature)
-
-
-def clean_value(v: Any) -> Any:
-    """A feature value as JSON: NaN/NA → null, numpy scalars → Python."""
-    if v is None:
-        return None
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if not isinstance(v, (int, float, str, bool)):
-        try:
-            return None if bool(v != v) else str(v)  # NaT compares unequal to itself
-        except TypeError:  # pd.NA has no truth value
-            return None
-    return v
-
-
-class ReasonFolder:
-    """Folds exact per-column contributions (bias last) into per-feature ones with ``reason_groups()``
-    and picks the top positive and negative features per row as ``training.scores.top_reasons`` does."""
-
-    def __init__(self, groups: Sequence[tuple[str, Sequence[int]]], n_columns: int) -> None:
-        self.names = [g for g, _ in groups]
-        self.labels = [label_of(g) for g in self.names]
-        self._single = all(len(idx) == 1 for _, idx in groups)
-        if self._single:
-            self._index = np.array([idx[0] for _, idx in groups], dtype=int)
-        else:
-            G = np.zeros((n_columns, len(groups)))
-            for j, (_, idx) in enumerate(groups):
-                G[list(idx), j] = 1.0
-            self._matrix = G
-
-    def fold(self, contribs: np.ndarray) -> np.ndarray:
-        """Contributions per input feature, shape (rows, features)."""
-        if self._single:
-            return contribs[:, self._index]
-        return contribs[:, : self._matrix.shape[0]] @ self._matrix
-
-    def select(self, folded: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
-        """Column indexes of the ``top`` largest and ``top`` smallest contributions per row (stable order)."""
-        order = np.argsort(-folded, axis=1, kind="stable")
-        return order[:, :top], order[:, ::-1][:, :top]
-
-    def reasons(
-        self, contribs: np.ndarray, rows: Sequence[Mapping[str, Any]], top: int = 3
-    ) -> list[dict[str, list[dict[str, Any]]]]:
-        """Per row ``{"positive": [...], "negative": [...]}``; each reason: feature, label, value, contribution."""
-        folded = self.fold(contribs)
-        pos, neg = self.select(folded, top)
-        pos_v = np.take_along_axis(folded, pos, axis=1).tolist()
-        neg_v = np.take_along_axis(folded, neg, axis=1).tolist()
-        pos_i, neg_i = pos.tolist(), neg.tolist()
-        names, labels = self.names, self.labels
-        out = []
-        for r, row in enumerate(rows):
-            get = row.get
-            out.append(
-                {
-                    "positive": [
-                        {"feature": names[j], "label": labels[j], "value": clean_value(get(names[j])),
-                         "contribution": v}
-                        for j, v in zip(pos_i[r], pos_v[r], strict=True)
-                        if v > 0
-                    ],
-                    "negative": [
-                        {"feature": names[j], "label": labels[j], "value": clean_value(get(names[j])),
-                         "contribution": v}
-                        for j, v in zip(neg_i[r], neg_v[r], strict=True)
-                        if v < 0
-                    ],
-                }
-            )
-        return out
 
 
 # ------------------------------------------------------------------------------------------------ results

@@ -408,7 +408,7 @@ class CRMScoring:
         """Feature rows of the leads: precomputed ones checked against the model, profiles built online."""
         from serving.http.postprocess import online_feature_rows
 
-        model.matrix.check([lead.features if lead.features is not None else {} for lead in leads])
+        model.inputs.check([lead.features if lead.features is not None else {} for lead in leads])
         rows: list[dict[str, Any] | None] = [lead.features for lead in leads]
         todo = [i for i, lead in enumerate(leads) if lead.profile is not None]
         if todo:

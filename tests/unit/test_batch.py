@@ -1,5 +1,5 @@
 """Batch scoring building blocks without MLflow: model URIs, column plans, cleaning and rejects, CSV row
-numbers, ranking and dedupe, reason texts (same selection as ``training.scores.top_reasons``), outputs."""
+numbers, ranking and dedupe, reason texts (the selection of ``training.explain``, as the service), outputs."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from serving.batch import (
     LoadedScorer,
     Progress,
     RawChunk,
-    _format_numbers,
     clean_chunk,
     format_reasons,
     open_csv_input,
@@ -31,6 +30,7 @@ from serving.batch import (
     resolve_output,
     score_frame,
 )
+from serving.batch.score import _format_numbers
 
 NUM = ["tenure_days", "age", "added_to_cart"]
 CAT = ["province"]
@@ -99,6 +99,31 @@ def test_bad_model_specs_are_refused():
 # ----------------------------------------------------------------------------------------------- columns
 
 
+def test_the_id_column_comes_from_id_col_then_the_model_then_the_default(model):
+    """--id-col wins; else the column the model was trained with (a table model's featurizer keeps it)."""
+    from serving.batch.model import id_column_for, trained_id_column
+    from training.model import CRMScorer, FeaturePreprocessor
+    from training.tabular import TableFeaturizer, TablePreprocessor
+
+    assert id_column_for(None, model) == ("customer_id", "the default id column")
+    assert id_column_for("lead_no", model) == ("lead_no", "the column --id-col names")
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"customerID": [f"C{i}" for i in range(200)], "tenure": rng.integers(0, 70, 200),
+                      "plan": rng.choice(["a", "b"], 200)})
+    y = (rng.random(200) < 0.4).astype(int)
+    from sklearn.linear_model import LogisticRegression
+
+    pre = TablePreprocessor(TableFeaturizer(id_column="customerID"), FeaturePreprocessor())
+    table = LoadedScorer(uri="runs:/abc/model", scorer=CRMScorer(estimator=LogisticRegression(), preprocessor=pre)
+                         .fit(X, y), name=None, version=None)
+    assert trained_id_column(table) == "customerID"
+    table.id_column = "customerID"
+    assert id_column_for(None, table) == ("customerID", "the id column runs:/abc/model was trained with")
+    assert id_column_for("other", table)[0] == "other"
+
+
+
+
 def test_plan_matches_headers_loosely_and_by_mapping(model):
     header = ["客户编号", "Tenure Days", "AGE", "added-to-cart", "province", "notes"]
     plan = plan_columns(header, model, "customer_id", ["notes"], FeatureMapping(columns={"客户编号": "customer_id"}),
@@ -109,8 +134,16 @@ def test_plan_matches_headers_loosely_and_by_mapping(model):
 
 
 def test_plan_names_every_missing_column(model):
-    with pytest.raises(BatchError, match=r"missing required .*: customer_id, age, province"):
-        plan_columns(["tenure_days", "added_to_cart"], model, "customer_id", [], FeatureMapping(), "t.csv")
+    with pytest.raises(BatchError) as e:
+        plan_columns(["tenure_days", "added_to_cart", "Lead ID"], model, "customer_id", [], FeatureMapping(), "t.csv",
+                     id_origin="the default id column")
+    assert str(e.value) == (
+        "t.csv has no id column 'customer_id' (the default id column): name the column that holds the ids with "
+        "--id-col (for example --id-col Lead ID). The model's feature(s) age, province are missing too."
+    )
+    with pytest.raises(BatchError, match=r"missing required column\(s\): age, province"):
+        plan_columns(["customer_id", "tenure_days", "added_to_cart"], model, "customer_id", [], FeatureMapping(),
+                     "t.csv")
     with pytest.raises(BatchError, match=r"missing required column\(s\): notes"):
         plan_columns(["customer_id", *NUM, *CAT], model, "customer_id", ["notes"], FeatureMapping(), "t.csv")
 
@@ -228,9 +261,8 @@ def test_score_frame_equals_the_scorers_predict_proba(model):
     assert set(s.reasons) == {"reason_pos_1", "reason_pos_2", "reason_neg_1", "reason_neg_2"}
 
 
-def test_reason_texts_follow_top_reasons(model):
-    from serving.http.postprocess import label_of
-    from training.scores import top_reasons
+def test_reason_texts_follow_the_scorers_reasons(model):
+    from training.scores import readable_label
 
     rng = np.random.default_rng(1)
     X = pd.DataFrame({"tenure_days": rng.uniform(0, 400, 50).round(2), "age": rng.integers(18, 70, 50) * 1.0,
@@ -239,7 +271,7 @@ def test_reason_texts_follow_top_reasons(model):
     sc = model.scorer
     Z = sc.preprocessor_.transform(X)
     texts = format_reasons(sc, X, Z, 3)
-    want = top_reasons(sc.contributions_matrix(Z), sc.reason_groups(), X, 3)
+    want = sc.explain(X, 3)
     for i, w in enumerate(want):
         for kind, key in (("pos", "positive"), ("neg", "negative")):
             for k in range(3):
@@ -249,7 +281,7 @@ def test_reason_texts_follow_top_reasons(model):
                     continue
                 r = w[key][k]
                 value = "missing" if r["value"] is None else r["value"] if isinstance(r["value"], str) else None
-                assert cell.startswith(f"{label_of(r['feature'])} = ")
+                assert cell.startswith(f"{readable_label(r['feature'])} = ")
                 assert cell.endswith(f"({r['contribution']:+.2f})")
                 if value is not None:
                     assert f" = {value} (" in cell
@@ -355,7 +387,7 @@ def test_reason_selection_equals_the_full_stable_sort_even_with_ties(top):
     rng = np.random.default_rng(top)
     folded = rng.integers(-3, 4, size=(400, 9)).astype(float)  # many ties, also across the cut
     folded[:50] = rng.normal(size=(50, 9))
-    order = np.argsort(-folded, axis=1, kind="stable")  # what training.scores.top_reasons does
+    order = np.argsort(-folded, axis=1, kind="stable")
     before = folded.copy()
     pos, neg = select_reasons(folded, top)
     np.testing.assert_array_equal(pos, order[:, :top])
@@ -367,14 +399,12 @@ def test_reason_selection_equals_the_full_stable_sort_even_with_ties(top):
 
 
 def _reference_texts(sc, X: pd.DataFrame, top: int) -> dict[str, list]:
-    """Reason texts built row by row from ``training.scores.top_reasons`` (the service's selection)."""
-    from serving.batch import _number_text
-    from serving.http.postprocess import label_of
-    from training.scores import top_reasons
+    """Reason texts built row by row from ``CRMScorer.explain`` (the service's reasons)."""
+    from serving.batch.score import _number_text
+    from training.scores import readable_label
 
-    Z = sc.preprocessor_.transform(X)
     out: dict[str, list] = {f"reason_{k}_{i + 1}": [] for k in ("pos", "neg") for i in range(top)}
-    for r in top_reasons(sc.contributions_matrix(Z), sc.reason_groups(), X, top):
+    for r in sc.explain(X, top):
         for kind, key in (("pos", "positive"), ("neg", "negative")):
             for i in range(top):
                 if i >= len(r[key]):
@@ -384,7 +414,7 @@ def _reference_texts(sc, X: pd.DataFrame, top: int) -> dict[str, list]:
                 v = w["value"]
                 value = "missing" if v is None else v if isinstance(v, str) else _number_text(float(v))
                 out[f"reason_{kind}_{i + 1}"].append(
-                    f"{label_of(w['feature'])} = {value} ({np.round(w['contribution'], 2):+.2f})"
+                    f"{readable_label(w['feature'])} = {value} ({np.round(w['contribution'], 2):+.2f})"
                 )
     return out
 
@@ -485,7 +515,10 @@ def test_background_worker_runs_in_order_and_reports_the_first_error():
 
 
 @pytest.mark.parametrize("encoding", ["ordinal", "onehot"])
-def test_feature_matrix_equals_the_preprocessors_transform(encoding):
+def test_cleaned_category_codes_encode_as_the_cleaned_text(encoding):
+    """clean_chunk hands categorical columns over as codes into their normalised distinct values; the encoder
+    gives the same matrix from them as from the cleaned text (the encoder's own contract:
+    tests/unit/test_encoder.py)."""
     from serving.batch import feature_matrix
     from training.model import FeaturePreprocessor
 
@@ -500,7 +533,6 @@ def test_feature_matrix_equals_the_preprocessors_transform(encoding):
     Y = X.copy()
     Y.loc[:5, "province"] = "unseen"
     Y.loc[6, "age"] = np.inf
-    np.testing.assert_array_equal(feature_matrix(pre, Y), pre.transform(Y))
 
     # the categories as codes into their distinct values (what clean_chunk hands over): the same matrix
     raw = Y.copy()
@@ -521,9 +553,6 @@ def test_feature_matrix_equals_the_preprocessors_transform(encoding):
     np.testing.assert_array_equal(with_codes, pre.transform(clean.features))
     np.testing.assert_array_equal(with_codes, feature_matrix(pre, clean.features))
     assert np.nansum(with_codes[:, 3:]) > 0
-    # frames it does not expect go through the transform itself
-    Y["age"] = Y["age"].astype(object)
-    np.testing.assert_array_equal(feature_matrix(pre, Y), pre.transform(Y))
     with pytest.raises(KeyError, match="missing feature"):
         feature_matrix(pre, X.drop(columns=["age"]))
 
@@ -575,7 +604,7 @@ def _read_all(path: Path, model: LoadedScorer, ahead: bool, chunk: int = 500) ->
 @pytest.mark.parametrize("case", ["clean", "junk after the sample", "numbers as categories", "numeric ids"])
 def test_numbers_parsed_by_the_csv_reader_equal_the_text_path(model, tmp_path, monkeypatch, case):
     """Plain-number columns are parsed as float64 by the reader; every outcome equals reading all text."""
-    import serving.batch as batch
+    import serving.batch.sources as sources
 
     rng = np.random.default_rng(1)
     lines = ["customer_id,tenure_days,age,added_to_cart,province"]
@@ -598,10 +627,10 @@ def test_numbers_parsed_by_the_csv_reader_equal_the_text_path(model, tmp_path, m
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert path.stat().st_size > (1 << 16)
 
-    monkeypatch.setattr(batch, "CSV_BLOCK_BYTES", 16 << 10)  # several blocks: a failure comes mid-stream
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 16 << 10)  # several blocks: a failure comes mid-stream
     results = {}
     for typed in (True, False):
-        monkeypatch.setattr(batch, "TYPED_CSV", typed)
+        monkeypatch.setattr(sources, "TYPED_CSV", typed)
         for ahead in (True, False):
             results[typed, ahead] = _read_all(path, model, ahead)
     text = results[False, False]
@@ -624,7 +653,7 @@ def test_numbers_parsed_by_the_csv_reader_equal_the_text_path(model, tmp_path, m
 def test_text_columns_skip_normalising_only_when_it_would_change_nothing():
     """The ASCII fast path of clean_chunk's text columns gives exactly normalize_text's values."""
     from features.readers import normalize_text
-    from serving.batch import _normal_already, _text_codes_of
+    from serving.batch.clean import _normal_already, _text_codes_of
 
     rng = np.random.default_rng(7)
     pieces = ["a", "B", "7", "-", "@", " ", "\t", "\x0b", "\x1c", "\x1f", "nan", "NULL", "N/A", "#n/a", "",

@@ -166,20 +166,6 @@ def test_negative_amounts_do_not_count_as_spend():
     assert f.loc["A", "spend_30d"] == 0.0 and f.loc["A", "orders_30d"] == 1
 
 
-def test_preprocessor_records_fast_path_equals_frame_path():
-    from training.model import FeaturePreprocessor
-
-    tables = make_tables(120, seed=6)
-    feats = build_features(tables, T)
-    for enc in ("ordinal", "onehot"):
-        pre = FeaturePreprocessor(categorical=list(feats.columns[-7:]), encoding=enc, min_frequency=5).fit(feats)
-        rows = feats.to_dict("records")
-        rows[0]["province"] = "火星省"  # unseen category
-        frame = feats.copy()
-        frame.iloc[0, frame.columns.get_loc("province")] = "火星省"
-        np.testing.assert_allclose(pre.transform_records(rows), pre.transform(frame), equal_nan=True)
-
-
 def test_parquet_round_trip_with_dictionary_columns_gives_same_features(tmp_path):
     from features.io import load_tables, write_parquet_atomic
 

@@ -8,7 +8,8 @@ import pytest
 
 xgb = pytest.importorskip("xgboost")
 
-from training.model import CRMScorer, FeaturePreprocessor, _iteration_range, _plain_binary_xgb  # noqa: E402
+from training.explain import iteration_range  # noqa: E402
+from training.model import CRMScorer, FeaturePreprocessor, _plain_binary_xgb  # noqa: E402
 
 
 def _data(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
@@ -28,13 +29,11 @@ def test_probabilities_and_contributions_equal_the_sklearn_api(calibration: str 
     Z = sc.preprocessor_.transform(_data(50, seed=1)[0])
     raw = sc.estimator_.predict_proba(Z)[:, 1]
     np.testing.assert_array_equal(sc._raw_proba(Z), raw)
-    p, contribs = sc.predict_proba_and_contributions(Z)
-    np.testing.assert_array_equal(p, sc.predict_proba_matrix(Z))
-    # the service's contributions are XGBoost's pred_contribs; contributions_matrix (batch, explain) is
-    # training.treeshap: equal within float32 rounding
+    p = sc.predict_proba_matrix(Z)
+    # contributions (every path: training.explain → training.treeshap) are XGBoost's pred_contribs within
+    # float32 rounding
     want = sc.estimator_.get_booster().predict(xgb.DMatrix(Z), pred_contribs=True)
-    np.testing.assert_array_equal(contribs, want)
-    np.testing.assert_allclose(sc.contributions_matrix(Z), contribs, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sc.contributions_matrix(Z), want, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(sc.predict_proba(_data(50, seed=1)[0])[:, 1], p)
 
 
@@ -43,8 +42,8 @@ def test_early_stopping_uses_the_best_iteration_like_predict_proba() -> None:
     Z = FeaturePreprocessor(categorical=["c"], min_frequency=1).fit(X).transform(X)
     est = xgb.XGBClassifier(n_estimators=200, max_depth=4, learning_rate=0.5, early_stopping_rounds=2, n_jobs=1)
     est.fit(Z[:400], y[:400], eval_set=[(Z[400:], y[400:])], verbose=False)
-    assert _iteration_range(est) == (0, est.best_iteration + 1) and est.best_iteration + 1 < 200
-    got = est.get_booster().inplace_predict(Z, iteration_range=_iteration_range(est))
+    assert iteration_range(est) == (0, est.best_iteration + 1) and est.best_iteration + 1 < 200
+    got = est.get_booster().inplace_predict(Z, iteration_range=iteration_range(est))
     np.testing.assert_array_equal(got, est.predict_proba(Z)[:, 1])
 
 
@@ -55,36 +54,27 @@ def test_logistic_regression_keeps_the_sklearn_path() -> None:
     sc = CRMScorer(LogisticRegression(), FeaturePreprocessor(categorical=["c"], encoding="onehot", min_frequency=1))
     sc.fit(X, y)
     Z = sc.preprocessor_.transform(X)
-    p, contribs = sc.predict_proba_and_contributions(Z)
-    np.testing.assert_array_equal(p, sc.predict_proba_matrix(Z))
+    contribs = sc.contributions_matrix(Z)
+    np.testing.assert_array_equal(sc.predict_proba(X)[:, 1], sc.predict_proba_matrix(Z))
     np.testing.assert_allclose(contribs.sum(axis=1), sc.margin_matrix(Z), atol=1e-9)
 
 
-def test_xgboost_outputs_without_a_class_per_prediction() -> None:
-    import gc
-
-    import xgboost.core as core
-
-    from training.model import _XGB_FROM_ARRAY_INTERFACE, _from_array_interface
+@pytest.mark.parametrize("kind", ["xgboost", "logreg"])
+def test_a_rows_probability_and_reasons_do_not_depend_on_how_many_rows_are_scored(kind: str) -> None:
+    """The HTTP service scores one lead at a time or thousands, batch a chunk: a row's numbers must be the same."""
+    from sklearn.linear_model import LogisticRegression
 
     X, y = _data()
-    sc = CRMScorer(xgb.XGBClassifier(n_estimators=10, max_depth=3, n_jobs=1),
-                   FeaturePreprocessor(categorical=["c"], min_frequency=1)).fit(X, y)
+    X["d"] = np.random.default_rng(4).gamma(2, 30, len(X))
+    est = xgb.XGBClassifier(n_estimators=30, max_depth=3, n_jobs=1) if kind == "xgboost" else LogisticRegression()
+    pre = FeaturePreprocessor(categorical=["c"], encoding="ordinal" if kind == "xgboost" else "onehot", min_frequency=1)
+    sc = CRMScorer(est, pre).fit(X, y)
     Z = sc.preprocessor_.transform(X)
-    sc.predict_proba_matrix(Z)
-    assert core.from_array_interface is _from_array_interface
-    original = _XGB_FROM_ARRAY_INTERFACE[0]
-    for a in (np.arange(12, dtype=np.float32).reshape(3, 4), np.zeros((0, 3), np.float32), np.ones(5, np.float32),
-              np.arange(20, dtype=np.float32).reshape(4, 5)[:, ::2]):
-        got, want = _from_array_interface(a.__array_interface__), original(a.__array_interface__)
-        assert got.shape == want.shape and got.dtype == want.dtype
-        np.testing.assert_array_equal(got, want)
-    gc.collect()
-    gc.disable()
-    try:
-        before = sum(isinstance(o, type) for o in gc.get_objects())
-        for _ in range(20):
-            sc.predict_proba_and_contributions(Z[:1])
-        assert sum(isinstance(o, type) for o in gc.get_objects()) - before < 5
-    finally:
-        gc.enable()
+    p_all = sc.predict_proba_matrix(Z)
+    np.testing.assert_array_equal(p_all, np.concatenate([sc.predict_proba_matrix(Z[i : i + 1]) for i in range(len(Z))]))
+    folder = sc.reason_folder()
+    folded = folder.fold(sc.contributions_matrix(Z))
+    one_by_one = np.vstack([folder.fold(sc.contributions_matrix(Z[i : i + 1])) for i in range(len(Z))])
+    np.testing.assert_array_equal(folded, one_by_one)
+    if kind == "logreg":  # the sklearn model's own numbers, to the last bit or so
+        np.testing.assert_allclose(sc._raw_proba(Z), sc.estimator_.predict_proba(Z)[:, 1], rtol=1e-12, atol=1e-15)

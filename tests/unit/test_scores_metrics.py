@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
+from training.explain import ReasonFolder
 from training.metrics import capture_at, evaluate, expected_calibration_error, rate_per_band
 from training.registry import decide_promotion
-from training.scores import fit_grade_thresholds, readable_label, to_grade, to_score, top_reasons
+from training.scores import fit_grade_thresholds, readable_label, to_grade, to_score
 
 
 def test_score_is_1_to_99_and_monotone():
@@ -26,10 +27,10 @@ def test_grade_thresholds_follow_training_shares():
     assert set(np.unique(grades)) == {"A", "B", "C", "D"}
 
 
-def test_top_reasons_fold_one_hot_and_order_by_contribution():
+def test_reasons_fold_one_hot_and_order_by_contribution():
     contribs = np.array([[0.5, -0.2, 0.1, 0.3, -0.7, 0.05]])  # 5 features + bias
     groups = [("a", [0]), ("b", [1]), ("cat", [2, 3]), ("d", [4])]
-    r = top_reasons(contribs, groups, None, top=3)[0]
+    r = ReasonFolder(groups, 5).reasons(contribs, [{}], top=3)[0]
     assert [x["feature"] for x in r["positive"]] == ["a", "cat"]
     assert r["positive"][1]["contribution"] == pytest.approx(0.4)
     assert [x["feature"] for x in r["negative"]] == ["d", "b"]

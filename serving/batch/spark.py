@@ -1,15 +1,16 @@
 """`crmscore score --engine spark`: the same batch scoring on Spark, for lead lists too big for one machine.
 
-Same model, same cleaning, same numbers as the local engine (``serving.batch``):
+Same model, same cleaning, same numbers as the local engine (``serving.batch.run``):
 
 * the file is read by Spark (CSV with the encoding and delimiter the local engine detects, or Parquet);
-* each partition is cleaned by ``serving.batch.clean_chunk`` in a ``mapInPandas`` (same parsing, same
+* each partition is cleaned by ``serving.batch.clean.clean_chunk`` in a ``mapInPandas`` (same parsing, same
   rejects and reasons for them);
 * probabilities come from ``mlflow.pyfunc.spark_udf`` on the registered model (``env_manager="local"``);
 * duplicates keep the last occurrence of an id in input order; rank orders by probability, ties by input
   order; decile 1 is the top tenth (window functions over the whole set);
 * score, grade and, with ``--reasons K``, the reason texts are computed in a second ``mapInPandas`` by
-  ``training.scores`` and ``serving.batch.format_reasons`` with the same scorer (exact contributions);
+  ``training.scores`` and ``serving.batch.score`` with the same scorer: its one encoder
+  (``feature_matrix``) and ``training.explain``'s contributions and reason selection;
 * the result is written by Spark as one part file into a hidden directory beside the output and moved
   into place with ``os.replace``; rejects the same way; the summary last.
 
@@ -22,6 +23,7 @@ SQL input and output and .xlsx are local-engine only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -33,26 +35,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.batch import (
-    _ROW,
-    REASON_METHODS,
-    BatchError,
-    BatchOptions,
-    BatchSummary,
-    ColumnPlan,
-    RawChunk,
-    _quantiles,
-    _work_name,
-    _write_text_atomic,
-    clean_chunk,
-    format_reasons,
-    load_feature_mapping,
-    load_scorer,
-    plan_columns,
-    reason_columns,
-    remove_stale_work,
-    resolve_output,
-)
+from features.io import atomic_path, write_text_atomic
+from serving.batch.clean import clean_chunk
+from serving.batch.model import id_column_for, load_scorer
+from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, load_feature_mapping
+from serving.batch.rank import _quantiles
+from serving.batch.score import REASON_METHODS, feature_matrix, format_reasons, reason_columns
+from serving.batch.sinks import _work_name, remove_stale_work, resolve_output
+from serving.batch.sources import ColumnPlan, RawChunk, plan_columns
 
 _REASON = "__reject_reason"
 _RCOL = "__reject_column"
@@ -179,7 +169,7 @@ def _finisher(scorer: Any, plan: ColumnPlan, reasons: int, out_cols: list[str], 
                     X[c] = X[c].astype("float64")
                 for c in plan.categorical:
                     X[c] = X[c].astype(object).where(X[c].notna(), None)
-                Z = scorer.preprocessor_.transform(X)
+                Z = feature_matrix(scorer.preprocessor_, X)
                 why = format_reasons(scorer, X, Z, reasons, method=method)
                 for c in reason_columns(reasons):
                     pdf[c] = why[c]
@@ -192,12 +182,13 @@ def _move_single_part(directory: Path, suffix: str, target: Path) -> None:
     parts = sorted(p for p in directory.iterdir() if p.name.startswith("part-") and p.name.endswith(suffix))
     if len(parts) != 1:
         raise BatchError(f"Spark wrote {len(parts)} part files for {target}; expected one")
-    os.replace(parts[0], target)
+    with atomic_path(target, tmp=parts[0]):  # the file is complete: synced and moved into place
+        pass
 
 
 def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchSummary:
     """Score a CSV or Parquet lead list on Spark (see the module docstring); returns the summary."""
-    from serving.batch import open_input
+    from serving.batch.sources import open_input
 
     t0 = time.perf_counter()
     check_spark()
@@ -219,7 +210,9 @@ def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchS
     source = open_input(str(src))  # encoding, delimiter, header and the empty-file checks of the local engine
     mapping = load_feature_mapping(options.mapping)
     keep = [k for k in options.keep if k]
-    plan = plan_columns(source.header, model, options.id_col, keep, mapping, source.label, source.delimiter)
+    id_col, id_origin = id_column_for(options.id_col, model)
+    options = dataclasses.replace(options, id_col=id_col)
+    plan = plan_columns(source.header, model, id_col, keep, mapping, source.label, source.delimiter, id_origin)
     for p in (target.path, target.rejects, target.summary):
         remove_stale_work(p)
     work = _work_name(target.path, "tmp")
@@ -375,7 +368,7 @@ def _run(spark, options, model, plan: ColumnPlan, source, target, work: Path, t0
     )
     _move_single_part(rej_dir, ".csv", target.rejects)
     _move_single_part(out_dir, ".parquet" if target.kind == "parquet" else ".csv", target.path)
-    _write_text_atomic(target.summary, json.dumps(summary.model_dump(), ensure_ascii=False, indent=2))
+    write_text_atomic(target.summary, json.dumps(summary.model_dump(), ensure_ascii=False, indent=2))
     with contextlib.suppress(Exception):
         finished.unpersist()
         kept.unpersist()
