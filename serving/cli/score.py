@@ -67,7 +67,7 @@ def score_cmd(
 
             summary = score_batch(opts)
         elif engine == "spark":
-            from serving.spark_engine import score_batch_spark
+            from serving.batch.spark import score_batch_spark
 
             summary = score_batch_spark(opts, master=spark_master)
         else:

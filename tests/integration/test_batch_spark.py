@@ -62,7 +62,7 @@ def _leads(reg: Registry, tmp_path: Path) -> Path:
 
 def test_spark_engine_matches_local_engine_row_by_row(reg, tmp_path):
     from serving.batch import BatchOptions, score_batch
-    from serving.spark_engine import score_batch_spark
+    from serving.batch.spark import score_batch_spark
 
     src = _leads(reg, tmp_path)
     common = dict(model=MODEL, input=str(src), reasons=2, keep=["owner"], records=False)

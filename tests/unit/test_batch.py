@@ -20,7 +20,6 @@ from serving.batch import (
     LoadedScorer,
     Progress,
     RawChunk,
-    _format_numbers,
     clean_chunk,
     format_reasons,
     open_csv_input,
@@ -31,6 +30,7 @@ from serving.batch import (
     resolve_output,
     score_frame,
 )
+from serving.batch.score import _format_numbers
 
 NUM = ["tenure_days", "age", "added_to_cart"]
 CAT = ["province"]
@@ -368,7 +368,7 @@ def test_reason_selection_equals_the_full_stable_sort_even_with_ties(top):
 
 def _reference_texts(sc, X: pd.DataFrame, top: int) -> dict[str, list]:
     """Reason texts built row by row from ``training.scores.top_reasons`` (the service's selection)."""
-    from serving.batch import _number_text
+    from serving.batch.score import _number_text
     from serving.http.postprocess import label_of
     from training.scores import top_reasons
 
@@ -575,7 +575,7 @@ def _read_all(path: Path, model: LoadedScorer, ahead: bool, chunk: int = 500) ->
 @pytest.mark.parametrize("case", ["clean", "junk after the sample", "numbers as categories", "numeric ids"])
 def test_numbers_parsed_by_the_csv_reader_equal_the_text_path(model, tmp_path, monkeypatch, case):
     """Plain-number columns are parsed as float64 by the reader; every outcome equals reading all text."""
-    import serving.batch as batch
+    import serving.batch.sources as sources
 
     rng = np.random.default_rng(1)
     lines = ["customer_id,tenure_days,age,added_to_cart,province"]
@@ -598,10 +598,10 @@ def test_numbers_parsed_by_the_csv_reader_equal_the_text_path(model, tmp_path, m
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert path.stat().st_size > (1 << 16)
 
-    monkeypatch.setattr(batch, "CSV_BLOCK_BYTES", 16 << 10)  # several blocks: a failure comes mid-stream
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 16 << 10)  # several blocks: a failure comes mid-stream
     results = {}
     for typed in (True, False):
-        monkeypatch.setattr(batch, "TYPED_CSV", typed)
+        monkeypatch.setattr(sources, "TYPED_CSV", typed)
         for ahead in (True, False):
             results[typed, ahead] = _read_all(path, model, ahead)
     text = results[False, False]
@@ -624,7 +624,7 @@ def test_numbers_parsed_by_the_csv_reader_equal_the_text_path(model, tmp_path, m
 def test_text_columns_skip_normalising_only_when_it_would_change_nothing():
     """The ASCII fast path of clean_chunk's text columns gives exactly normalize_text's values."""
     from features.readers import normalize_text
-    from serving.batch import _normal_already, _text_codes_of
+    from serving.batch.clean import _normal_already, _text_codes_of
 
     rng = np.random.default_rng(7)
     pieces = ["a", "B", "7", "-", "@", " ", "\t", "\x0b", "\x1c", "\x1f", "nan", "NULL", "N/A", "#n/a", "",

@@ -1,15 +1,15 @@
 """`crmscore score --engine spark`: the same batch scoring on Spark, for lead lists too big for one machine.
 
-Same model, same cleaning, same numbers as the local engine (``serving.batch``):
+Same model, same cleaning, same numbers as the local engine (``serving.batch.run``):
 
 * the file is read by Spark (CSV with the encoding and delimiter the local engine detects, or Parquet);
-* each partition is cleaned by ``serving.batch.clean_chunk`` in a ``mapInPandas`` (same parsing, same
+* each partition is cleaned by ``serving.batch.clean.clean_chunk`` in a ``mapInPandas`` (same parsing, same
   rejects and reasons for them);
 * probabilities come from ``mlflow.pyfunc.spark_udf`` on the registered model (``env_manager="local"``);
 * duplicates keep the last occurrence of an id in input order; rank orders by probability, ties by input
   order; decile 1 is the top tenth (window functions over the whole set);
 * score, grade and, with ``--reasons K``, the reason texts are computed in a second ``mapInPandas`` by
-  ``training.scores`` and ``serving.batch.format_reasons`` with the same scorer (exact contributions);
+  ``training.scores`` and ``serving.batch.score.format_reasons`` with the same scorer (exact contributions);
 * the result is written by Spark as one part file into a hidden directory beside the output and moved
   into place with ``os.replace``; rejects the same way; the summary last.
 
@@ -33,26 +33,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.batch import (
-    _ROW,
-    REASON_METHODS,
-    BatchError,
-    BatchOptions,
-    BatchSummary,
-    ColumnPlan,
-    RawChunk,
-    _quantiles,
-    _work_name,
-    _write_text_atomic,
-    clean_chunk,
-    format_reasons,
-    load_feature_mapping,
-    load_scorer,
-    plan_columns,
-    reason_columns,
-    remove_stale_work,
-    resolve_output,
-)
+from serving.batch.clean import clean_chunk
+from serving.batch.model import load_scorer
+from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, load_feature_mapping
+from serving.batch.rank import _quantiles
+from serving.batch.score import REASON_METHODS, format_reasons, reason_columns
+from serving.batch.sinks import _work_name, _write_text_atomic, remove_stale_work, resolve_output
+from serving.batch.sources import ColumnPlan, RawChunk, plan_columns
 
 _REASON = "__reject_reason"
 _RCOL = "__reject_column"
@@ -197,7 +184,7 @@ def _move_single_part(directory: Path, suffix: str, target: Path) -> None:
 
 def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchSummary:
     """Score a CSV or Parquet lead list on Spark (see the module docstring); returns the summary."""
-    from serving.batch import open_input
+    from serving.batch.sources import open_input
 
     t0 = time.perf_counter()
     check_spark()

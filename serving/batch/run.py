@@ -1,0 +1,367 @@
+"""The run: :func:`score_batch` ties model, input, cleaning, scoring, spill, ranking and output together."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serving.batch.clean import CleanChunk, clean_chunk
+from serving.batch.model import load_scorer
+from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, FeatureMapping, load_feature_mapping
+from serving.batch.rank import _output_schema, _quantiles, _write_results, rank_rows
+from serving.batch.score import REASON_METHODS, ScoredChunk, reason_columns, score_frame, set_model_threads
+from serving.batch.sinks import (
+    _WORK_SUFFIX,
+    _records_sink,
+    _RejectsSink,
+    _Spill,
+    _work_name,
+    _write_text_atomic,
+    remove_stale_work,
+    resolve_output,
+)
+from serving.batch.sources import InputSource, _tables_input, open_input, plan_columns
+from serving.batch.threads import BackgroundWorker, _Job, prefetch
+
+
+class Progress:
+    """A one-line progress display on stderr (rows, rows/s, ETA); silent unless ``enabled``."""
+
+    def __init__(self, total: int | None, enabled: bool, stream: Any = None) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.t0 = time.perf_counter()
+        self._last = 0.0
+        self.rows = 0
+
+    def update(self, rows: int, phase: str = "scoring", force: bool = False) -> None:
+        """Show ``rows`` done (at most five times a second)."""
+        self.rows = rows
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last < 0.2:
+            return
+        self._last = now
+        dt = max(now - self.t0, 1e-9)
+        rate = rows / dt
+        msg = f"{phase}: {rows:,} rows, {rate:,.0f} rows/s"
+        if self.total and rows < self.total and rate > 0:
+            msg += f", ~{rows / self.total:.0%}, ETA {max(self.total - rows, 0) / rate:,.0f} s"
+        self.stream.write("\r" + msg.ljust(78)[:100])
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Clear the line."""
+        if self.enabled:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.flush()
+
+
+def tune_malloc() -> bool:
+    """Keep freed memory in the process instead of returning it to the kernel after every chunk (glibc only).
+
+    Each chunk allocates and frees arrays of tens of megabytes; glibc's defaults hand them back with ``munmap``
+    or a heap trim and fault them in again for the next chunk, which cost a third of a 1M-lead run in kernel
+    time (page faults). With a 256 MiB mmap threshold and a 1 GiB trim threshold the same pages are reused;
+    peak memory is unchanged (docs/batch.md). numpy's huge-page hint is turned off with them (see below).
+    Returns whether the settings were applied.
+    """
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+    applied = bool(mallopt(m_mmap_threshold, 256 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+    # one arena: a worker thread's arena grows by 64 MiB heaps, so its 100 MB arrays were mmap'd and unmapped
+    # for every chunk whatever the threshold (page faults 370k → 160k per million rows)
+    applied = applied and bool(mallopt(m_arena_max, 1))
+    if applied:
+        # numpy asks for transparent huge pages on every large array; on memory from the heap (where arrays
+        # now come from) a first touch then cost ~2.2 s per GB here instead of ~0.35 s with normal pages
+        with contextlib.suppress(ImportError, AttributeError):
+            from numpy._core.multiarray import _set_madvise_hugepage
+
+            _set_madvise_hugepage(False)
+    return applied
+
+
+#: text a CSV may be parsed ahead while the model loads (Arrow bytes; the default 1M-lead benchmark keeps
+#: its peak under 2 GB with this)
+READ_AHEAD_BYTES = 512 << 20
+
+
+def _result_table(clean: CleanChunk, scored: ScoredChunk, id_col: str, reasons: int) -> Any:
+    import pyarrow as pa
+
+    cols: dict[str, Any] = {id_col: pa.array(clean.ids, type=pa.string())}
+    if clean.keep is not None:
+        for c in clean.keep.column_names:
+            if c != id_col:
+                col = clean.keep.column(c)
+                cols[c] = col.cast(pa.string()) if pa.types.is_null(col.type) else col
+    cols["probability"] = pa.array(scored.probability, type=pa.float64())
+    cols["score"] = pa.array(scored.score, type=pa.int64())
+    cols["grade"] = pa.array(scored.grade.astype(object), type=pa.string())
+    for c in reason_columns(reasons):
+        r = scored.reasons[c]
+        cols[c] = r if isinstance(r, pa.Array) else pa.array(r, type=pa.string())
+    cols[_ROW] = pa.array(clean.row_numbers, type=pa.int64())
+    return pa.table(cols)
+
+
+def score_batch(options: BatchOptions) -> BatchSummary:
+    """Score a lead list (see the module docstring); returns the summary also written as JSON.
+
+    Raises :class:`BatchError` (one line) for input, model or output problems found before or while
+    scoring; nothing is written in place of the output then.
+    """
+    # the parser, the cleaner and the spill thread take the GIL for short stretches between long GIL-free ones:
+    # a 1 ms switch interval (Python's default is 5 ms) hands it over sooner (~0.2 s of a million-lead run)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, 0.001))
+    try:
+        with _one_blas_thread():
+            return _score_batch(options)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+@contextlib.contextmanager
+def _one_blas_thread() -> Iterator[None]:
+    """OpenBLAS (numpy's, scikit-learn's linear models) limited to one thread for the run.
+
+    The pipeline's own threads keep both cores busy; OpenBLAS threads that spin after every call (a linear
+    model's product per chunk) took a core from them: ~2.6 CPU-s of a million-lead run here.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a scikit-learn dependency
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _score_batch(options: BatchOptions) -> BatchSummary:
+    import pyarrow as pa
+
+    t0 = time.perf_counter()
+    if options.reasons < 0 or options.reasons > 20:
+        raise BatchError("--reasons must be between 0 and 20")
+    if options.chunk_size < 1:
+        raise BatchError("--chunk-size must be at least 1")
+    if options.reason_method not in REASON_METHODS:
+        raise BatchError(f"--reasons-method {options.reason_method!r}: use {' or '.join(REASON_METHODS)}")
+    target = resolve_output(options.output, options.output_table, options.rejects)
+    is_dir = not _is_url(options.input) and Path(options.input).is_dir()
+    if not is_dir and not _is_url(options.input) and not Path(options.input).exists():
+        raise BatchError(f"file not found: {options.input}")
+    # the model loads (imports, registry, skops: seconds, mostly holding the GIL) while the input is opened and
+    # a CSV is parsed ahead (pyarrow, without the GIL); a model error still wins over an input error
+    model_job = _Job(load_scorer, options.model, name="crmscore-model")
+    source: InputSource | None = None
+    if not is_dir:
+        try:
+            source = open_input(options.input, options.query)
+        except BatchError:
+            model_job.result()
+            raise
+        if source.start is not None:
+            source.start(options.chunk_size, READ_AHEAD_BYTES)
+    try:
+        model = model_job.result()
+    except BaseException:
+        if source is not None and source.stop is not None:
+            source.stop()
+        raise
+    load_seconds = time.perf_counter() - t0
+    threads = options.threads or min(os.cpu_count() or 1, 4)
+    set_model_threads(model.scorer, threads)
+
+    work_base = target.path if target.path is not None else target.work_parent / (target.table or "scores")
+    for p in (work_base, target.rejects, target.summary):
+        remove_stale_work(p)
+    work = _work_name(work_base, _WORK_SUFFIX)
+    try:
+        work.mkdir(exist_ok=False)
+    except OSError as e:
+        if source is not None and source.stop is not None:
+            source.stop()
+        raise BatchError(
+            f"cannot write the output {work_base}: directory {work_base.parent} is not writable ({e.strerror or e})"
+        ) from None
+    sink: Any = None
+    rejects: Any = None
+    records: Any = None
+    writer: BackgroundWorker | None = None
+    records_state = "off"
+    progress = Progress(None, sys.stderr.isatty() if options.progress is None else options.progress)
+    try:
+        sink = target.sink(options.bom)
+        rejects = _RejectsSink(target.rejects, options.id_col)
+        records, records_state = _records_sink(options.records)
+        info: dict[str, Any] = {}
+        if is_dir:
+            source, info = _tables_input(options, model, work)
+            mapping = FeatureMapping()
+        else:
+            mapping = load_feature_mapping(options.mapping)
+            assert source is not None
+        keep = [k for k in options.keep if k]
+        plan = plan_columns(source.header, model, options.id_col, keep, mapping, source.label, source.delimiter)
+        progress.total = source.estimated_rows
+        spill = _Spill(work)
+        folder = None
+        if options.reasons > 0:
+            from serving.http.postprocess import ReasonFolder
+
+            if not model.scorer.supports_reasons:
+                raise BatchError(f"model {model.uri} has no exact per-row contributions: run without --reasons")
+            n_cols = len(model.scorer.preprocessor_.get_feature_names_out())
+            folder = ReasonFolder(model.scorer.reason_groups(), n_cols)
+        rows_in = 0
+        blank = 0
+        if "pre_rejects" in info:
+            rejects.write(info["pre_rejects"])
+        def cleaned() -> Iterator[tuple[int, int, CleanChunk]]:
+            for raw in source.chunks(plan, options.chunk_size):
+                clean = clean_chunk(raw, plan)
+                n_raw, n_bad = raw.table.num_rows, len(raw.bad_rows)
+                raw.table = None  # release the raw text before scoring
+                yield n_raw, n_bad, clean
+
+        def spill_chunk(table: Any, clean: CleanChunk, scored: ScoredChunk) -> None:
+            nonlocal records, records_state
+            spill.add(table, table.column(plan.id_col), scored.probability, clean.row_numbers)
+            if records is not None:
+                try:
+                    records.record(model.name or model.uri, model.version or "", list(clean.ids),
+                                   scored.probability, scored.score, list(scored.grade), clean.features)
+                    records.flush()
+                except Exception as e:  # noqa: BLE001 - recording never stops a batch run
+                    records_state = f"failed: {type(e).__name__}: {str(e)[:200]}"
+                    records = None
+
+        # read + clean chunk n+1 | score chunk n | spill chunk n-1: three threads, the GIL released in the heavy
+        # parts (pyarrow's parser and casts, numpy, XGBoost, the Parquet writer). A fourth (parsing apart from
+        # cleaning) showed no gain in CPU or wall time within the noise of a shared machine, so it was left out.
+        writer = BackgroundWorker()
+        for n_raw, n_bad, clean in prefetch(cleaned(), ahead=1):
+            rows_in += n_raw - clean.blank + n_bad
+            blank += clean.blank
+            rejects.write(clean.rejects)
+            if len(clean.features):
+                scored = score_frame(model.scorer, clean.features, options.reasons, threads, folder,
+                                     options.reason_method, clean.codes)
+                table = _result_table(clean, scored, plan.id_col, options.reasons)
+                scored.reasons = {}
+                if records is None:
+                    clean.features = None  # not needed by the writer: free it now
+                writer.submit(lambda t=table, c=clean, sc=scored: spill_chunk(t, c, sc))
+                del table, scored
+            del clean
+            progress.update(rows_in)
+        writer.join()
+        if is_dir:
+            rows_in = info["rows_in"]
+        if rows_in == 0 and not spill.files:
+            raise BatchError(f"{source.label}: no data rows to score")
+        scored_total = int(sum(len(p) for p in spill.probs))
+        schema = _output_schema(spill, plan, options.reasons)
+        if scored_total:
+            ids = pa.chunked_array(spill.ids, type=pa.string())
+            probs = np.concatenate(spill.probs)
+            rows = np.concatenate(spill.rows)
+            keep_mask, rank, decile = rank_rows(ids, probs, rows)
+        else:
+            probs = np.zeros(0)
+            keep_mask = rank = decile = np.zeros(0, dtype=np.int64)
+        progress.update(rows_in, "writing", force=True)
+        _write_results(spill, sink, keep_mask, rank, decile, options.sort, options.chunk_size, schema, work)
+        kept_probs = probs[keep_mask.astype(bool)] if scored_total else probs
+        from training.scores import GRADES, to_grade, to_score
+
+        s = to_score(kept_probs)
+        g = to_grade(s, model.scorer.grade_thresholds_)
+        dups = scored_total - int(keep_mask.sum()) + int(info.get("pre_duplicates", 0))
+        seconds = time.perf_counter() - t0
+        summary = BatchSummary(
+            model_uri=model.uri,
+            model_name=model.name,
+            model_version=model.version,
+            input=source.label,
+            output=target.label,
+            rejects_file=str(target.rejects),
+            summary_file=str(target.summary),
+            as_of=info.get("as_of", options.as_of),
+            rows_in=rows_in,
+            scored=int(len(kept_probs)),
+            rejected=rejects.count,
+            duplicates=dups,
+            blank_rows=blank,
+            reject_reasons=dict(sorted(rejects.reasons.items(), key=lambda kv: -kv[1])),
+            grades={k: int((g == k).sum()) for k in GRADES},
+            score_quantiles=_quantiles(s),
+            mean_probability=float(kept_probs.mean()) if len(kept_probs) else None,
+            ignored_columns=plan.ignored,
+            encoding=source.encoding,
+            delimiter=source.delimiter,
+            reasons=options.reasons,
+            reason_method=options.reason_method if options.reasons else None,
+            sorted=options.sort,
+            seconds=round(seconds, 3),
+            model_load_seconds=round(load_seconds, 3),
+            rows_per_second=round(rows_in / seconds, 1) if seconds > 0 else 0.0,
+            records=records_state,
+            ingest_summary=info.get("ingest_summary"),
+        )
+        if summary.rows_in != summary.scored + summary.rejected + summary.duplicates:
+            raise BatchError(
+                f"internal accounting error: rows in {summary.rows_in} != scored {summary.scored} + rejected "
+                f"{summary.rejected} + duplicates {summary.duplicates}; no output written"
+            )
+        rejects.commit()
+        sink.commit(schema)
+        _write_text_atomic(target.summary, json.dumps(summary.model_dump(), ensure_ascii=False, indent=2))
+        return summary
+    except BaseException as e:
+        if writer is not None:
+            writer.abort()
+        for part in (sink, rejects):
+            if part is not None:
+                part.abort()
+        if isinstance(e, OSError) and not isinstance(e, BatchError):
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            raise BatchError(f"cannot read or write {where}{e.strerror or e}") from None
+        raise
+    finally:
+        if source is not None and source.stop is not None:
+            source.stop()
+        progress.close()
+        shutil.rmtree(work, ignore_errors=True)
+        if records is not None:
+            with contextlib.suppress(Exception):
+                records.close(timeout=1.0)
+
+
+def _is_url(s: str) -> bool:
+    from features.readers import is_sql_url
+
+    return is_sql_url(s)

@@ -1,0 +1,324 @@
+"""Where results go: atomic file and SQL sinks, the rejects file, drift records, the spill and stale work."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.batch.options import REJECT_COLUMNS, BatchError
+
+#: suffixes of a hidden work directory / temporary output of a run (``.<name>.crmscore-<pid>.<suffix>``)
+_WORK_SUFFIX = "tmp"
+_PART_SUFFIX = "part"
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _work_name(target: Path, suffix: str) -> Path:
+    return target.with_name(f".{target.name}.crmscore-{os.getpid()}.{suffix}")
+
+
+def remove_stale_work(target: Path) -> list[Path]:
+    """Remove work directories and partial outputs that killed runs left beside ``target``."""
+    removed = []
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.crmscore-(\d+)\.({_WORK_SUFFIX}|{_PART_SUFFIX}\w*)$")
+    if not target.parent.is_dir():
+        return removed
+    for p in target.parent.iterdir():
+        m = pattern.match(p.name)
+        if m and not _pid_alive(int(m.group(1))):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _check_writable(path: Path, what: str) -> None:
+    parent = path.parent
+    if path.is_dir():
+        raise BatchError(f"cannot write the {what} {path}: it is a directory")
+    if not parent.is_dir():
+        raise BatchError(f"cannot write the {what} {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BatchError(f"cannot write the {what} {path}: directory {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise BatchError(f"cannot write the {what} {path}: the file is read-only")
+
+
+class _FileSink:
+    """Streams Arrow tables into a temporary CSV or Parquet file, moved into place by :meth:`commit`."""
+
+    def __init__(self, path: Path, kind: str, bom: bool = False) -> None:
+        self.path = path
+        self.kind = kind
+        self.bom = bom
+        self.tmp = _work_name(path, _PART_SUFFIX)
+        self._writer: Any = None
+        self._fh: Any = None
+        self.schema: Any = None
+
+    def write(self, table: Any) -> None:
+        import pyarrow.csv as pcsv
+        import pyarrow.parquet as pq
+
+        if self._writer is None:
+            self.schema = table.schema
+            if self.kind == "parquet":
+                self._writer = pq.ParquetWriter(self.tmp, self.schema)
+            else:
+                self._fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/abort
+                if self.bom:
+                    self._fh.write(b"\xef\xbb\xbf")
+                self._writer = pcsv.CSVWriter(self._fh, self.schema)
+        self._writer.write_table(table.cast(self.schema) if table.schema != self.schema else table)
+
+    def commit(self, empty_schema: Any) -> None:
+        if self._writer is None:
+            self.write(empty_schema.empty_table())
+        self._writer.close()
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._writer is not None:
+                self._writer.close()
+        with contextlib.suppress(Exception):
+            if self._fh is not None:
+                self._fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
+def _sql_first_line(e: Exception) -> str:
+    return str(getattr(e, "orig", None) or e).splitlines()[0]
+
+
+class _SqlSink:
+    """Appends chunks to a temporary table, renamed to the target table (replacing it) in one transaction."""
+
+    def __init__(self, url: str, table: str) -> None:
+        from sqlalchemy import create_engine
+
+        self.url = url
+        self.table = table
+        self.tmp = f"{table}__crmscore_{os.getpid()}"
+        self.engine = create_engine(url)
+        self._created = False
+
+    def write(self, table: Any) -> None:
+        from sqlalchemy.exc import SQLAlchemyError
+
+        df = table.to_pandas()
+        try:
+            df.to_sql(self.tmp, self.engine, if_exists="append" if self._created else "replace", index=False,
+                      chunksize=50_000)
+        except SQLAlchemyError as e:
+            raise BatchError(f"{self._label()}: cannot write: {_sql_first_line(e)}") from None
+        self._created = True
+
+    def _label(self) -> str:
+        from features.readers import mask_url
+
+        return f"{mask_url(self.url)} table {self.table}"
+
+    def commit(self, empty_schema: Any) -> None:
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not self._created:
+            self.write(empty_schema.empty_table())
+        try:
+            with self.engine.begin() as conn:
+                q = conn.dialect.identifier_preparer.quote
+                conn.execute(text(f"DROP TABLE IF EXISTS {q(self.table)}"))
+                conn.execute(text(f"ALTER TABLE {q(self.tmp)} RENAME TO {q(self.table)}"))
+        except SQLAlchemyError as e:
+            raise BatchError(f"{self._label()}: cannot replace the table: {_sql_first_line(e)}") from None
+        self.engine.dispose()
+
+    def abort(self) -> None:
+        from sqlalchemy import text
+
+        with contextlib.suppress(Exception):
+            with self.engine.begin() as conn:
+                conn.execute(text(f"DROP TABLE IF EXISTS {conn.dialect.identifier_preparer.quote(self.tmp)}"))
+        with contextlib.suppress(Exception):
+            self.engine.dispose()
+
+
+@dataclass
+class OutputTarget:
+    """Where results go: a CSV or Parquet file, or a SQL table; plus the rejects and summary files."""
+
+    label: str
+    kind: str  # csv | parquet | sql
+    path: Path | None
+    url: str | None
+    table: str | None
+    rejects: Path
+    summary: Path
+    work_parent: Path
+
+    def sink(self, bom: bool = False) -> _FileSink | _SqlSink:
+        """A fresh writer for the results."""
+        if self.kind == "sql":
+            return _SqlSink(self.url, self.table)
+        return _FileSink(self.path, self.kind, bom=bom)
+
+
+def resolve_output(output: str, output_table: str | None, rejects: str | None) -> OutputTarget:
+    """Check the output, rejects and summary locations are writable before any work is done."""
+    from features.readers import is_sql_url, mask_url
+
+    if is_sql_url(output):
+        from sqlalchemy.engine import make_url
+
+        try:
+            u = make_url(output)
+        except Exception as e:  # noqa: BLE001
+            raise BatchError(f"--output is not a valid SQLAlchemy URL: {mask_url(output)} ({e})") from None
+        table = output_table or "scores"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
+            raise BatchError(f"--output-table {table!r}: use letters, digits and underscores")
+        if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
+            db = Path(u.database)
+            _check_writable(db, "output database")
+            base = db.with_name(f"{db.name}.{table}")
+        else:
+            base = Path.cwd() / table
+        target = OutputTarget(mask_url(output) + f" table {table}", "sql", None, output, table,
+                              Path(rejects) if rejects else base.with_name(base.name + ".rejects.csv"),
+                              base.with_name(base.name + ".summary.json"), base.parent)
+    else:
+        if output_table:
+            raise BatchError("--output-table is for a SQL --output (e.g. sqlite:///scores.db)")
+        p = Path(output)
+        suffix = p.suffix.lower()
+        kind = "parquet" if suffix in (".parquet", ".pq") else "csv" if suffix in (".csv", ".txt", ".tsv") else None
+        if kind is None:
+            raise BatchError(f"--output {p}: use a .csv or .parquet file, or a SQL URL with --output-table")
+        _check_writable(p, "output")
+        target = OutputTarget(str(p), kind, p, None, None,
+                              Path(rejects) if rejects else p.with_name(p.name + ".rejects.csv"),
+                              p.with_name(p.name + ".summary.json"), p.parent)
+    _check_writable(target.rejects, "rejects file")
+    _check_writable(target.summary, "summary file")
+    return target
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = _work_name(path, _PART_SUFFIX)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+class _RejectsSink:
+    """Rejected rows appended to a temporary CSV (UTF-8 with BOM, as ingestion's rejects), then moved into place."""
+
+    def __init__(self, path: Path, id_col: str) -> None:
+        self.path = path
+        self.tmp = _work_name(path, _PART_SUFFIX)
+        self.id_col = id_col
+        self.count = 0
+        self.reasons: dict[str, int] = {}
+        self._fh = open(self.tmp, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed in commit/abort
+        self._w = csv.writer(self._fh)
+        self._w.writerow(["row", id_col, "column", "value", "reason"])
+
+    def write(self, rejects: pd.DataFrame) -> None:
+        if len(rejects) == 0:
+            return
+        self._w.writerows(rejects[list(REJECT_COLUMNS)].itertuples(index=False, name=None))
+        self.count += len(rejects)
+        for r in rejects["reason"]:
+            for part in str(r).split("; "):
+                key = re.sub(r"^row has \d+ fields", "row has a wrong number of fields", part)
+                self.reasons[key] = self.reasons.get(key, 0) + 1
+
+    def commit(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._fh.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+# ------------------------------------------------------------------------------------------------ records
+
+
+def _records_sink(enabled: bool) -> tuple[Any, str]:
+    """``serving.http.records.RecordSink(source="batch")`` when recording is on and the module exists."""
+    if not enabled:
+        return None, "off"
+    import importlib.util
+
+    if importlib.util.find_spec("serving.http.records") is None:
+        return None, "unavailable (serving.http.records is not installed)"
+    try:
+        from serving.http.records import RecordSink
+
+        return RecordSink(source="batch", max_queue=10**9), "written"
+    except Exception as e:  # noqa: BLE001 - recording never stops a batch run
+        return None, f"failed: {type(e).__name__}: {str(e)[:200]}"
+
+
+# -------------------------------------------------------------------------------------------------- spill
+
+
+@dataclass
+class _Spill:
+    """Per-chunk results on disk, with the few columns ranking needs kept in memory."""
+
+    dir: Path
+    files: list[Path] = field(default_factory=list)
+    ids: list[Any] = field(default_factory=list)  # pyarrow string arrays
+    probs: list[np.ndarray] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, table: Any, ids: Any, probability: np.ndarray, rows: np.ndarray) -> None:
+        """Spill ``table``; keep its ids (the table's id column, a chunked array), probabilities and rows."""
+        import pyarrow.feather as feather
+
+        f = self.dir / f"chunk-{len(self.files):06d}.arrow"
+        feather.write_feather(table, f, compression="uncompressed")  # read back once: no encoding work
+        self.files.append(f)
+        self.ids.extend(ids.chunks)  # pa.chunked_array(self.ids) takes arrays, not chunked arrays
+        self.probs.append(probability)
+        self.rows.append(rows)
