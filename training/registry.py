@@ -66,61 +66,6 @@ def split_models_uri(model_uri: str) -> tuple[str, str | None, str | None] | Non
     return (m.group(1), m.group(2), m.group(3)) if m else None
 
 
-def locate_sqlite_version(model_uri: str, registry_uri: str) -> tuple[str, str, Path] | None:
-    """(name, version, local artifact directory) of ``models:/NAME@alias`` or ``models:/NAME/version`` read
-    straight from a local SQLite registry, read-only, without importing MLflow (about 1.5 s of start-up).
-
-    It answers only when the answer is certain: a ``sqlite:///`` registry file that exists, the default
-    workspace, a READY version whose storage location is a local directory with an ``MLmodel`` file.
-    Anything else (another store, another schema, a missing alias, a remote artifact) gives ``None`` and
-    the caller asks MLflow, which also words the errors. The columns read are MLflow's own
-    (``registered_model_aliases``, ``model_versions``); an integration test checks the answers against
-    ``MlflowClient``.
-    """
-    import sqlite3
-    from urllib.parse import unquote, urlparse
-
-    parts = split_models_uri(model_uri)
-    if parts is None or not registry_uri.startswith("sqlite:///") or os.environ.get("MLFLOW_WORKSPACE"):
-        return None
-    name, alias, version = parts
-    db = Path(unquote(registry_uri[len("sqlite:///"):].split("?", 1)[0]))
-    if not db.is_file():
-        return None
-    try:
-        con = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
-    except sqlite3.Error:
-        return None
-    try:
-        cols = {r[1] for r in con.execute("PRAGMA table_info(model_versions)")}
-        ws = " AND workspace = 'default'" if "workspace" in cols else ""
-        if alias is not None:
-            row = con.execute(
-                f"SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?{ws}", (name, alias)
-            ).fetchone()
-            if row is None:
-                return None
-            version = str(row[0])
-        row = con.execute(
-            "SELECT storage_location, source, status, current_stage FROM model_versions"
-            f" WHERE name = ? AND version = ?{ws}",
-            (name, int(version)),
-        ).fetchone()
-    except (sqlite3.Error, ValueError):
-        return None
-    finally:
-        con.close()
-    if row is None or row[2] != "READY" or row[3] == "Deleted_Internal":
-        return None
-    where = str(row[0] or row[1] or "")
-    if where.startswith("file://"):
-        where = unquote(urlparse(where).path)
-    local = Path(where)
-    if not local.is_absolute() or not (local / "MLmodel").is_file():
-        return None
-    return name, str(version), local
-
-
 def _client():
     from mlflow import MlflowClient
 

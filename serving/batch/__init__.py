@@ -47,7 +47,7 @@ from serving.batch.options import (
     load_feature_mapping,
 )
 from serving.batch.rank import rank_rows
-from serving.batch.run import Progress, score_batch, tune_malloc
+from serving.batch.run import Progress, score_batch
 from serving.batch.score import (
     REASON_METHODS,
     ScoredChunk,
@@ -102,5 +102,4 @@ __all__ = [
     "score_batch",
     "score_frame",
     "select_reasons",
-    "tune_malloc",
 ]

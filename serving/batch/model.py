@@ -19,6 +19,8 @@ class LoadedScorer:
     scorer: Any
     name: str | None = None
     version: str | None = None
+    #: the id column the model was trained with, when it says (:func:`trained_id_column`)
+    id_column: str | None = None
 
     @property
     def numeric(self) -> list[str]:
@@ -77,37 +79,69 @@ def _first_line(e: BaseException) -> str:
 def load_scorer(spec: str) -> LoadedScorer:
     """Load the ``CRMScorer`` a ``--model`` value names from the MLflow registry (or a run / local path).
 
-    Raises :class:`BatchError` with one line when the model, version or alias does not exist or is not a
-    crmscore scoring model.
+    The registry is read through ``MlflowClient`` only: an alias is resolved to its version once, and that
+    version is loaded by the service's loader (``serving.http.loader.load_scorer_artifact``: skops with the
+    trusted types of ``training.model.TRUSTED_TYPES``, no pickle), so the name and version reported are the
+    ones scored. Raises :class:`BatchError` with one line when the model, version or alias does not exist or
+    is not a crmscore scoring model.
     """
-    from serving.http.loader import load_local_scorer, load_scorer_artifact
-    from training.registry import configure_tracking, locate_sqlite_version, tracking_uris
+    from serving.http.loader import load_scorer_artifact
+    from training.registry import configure_tracking
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     uri = resolve_model_uri(spec)
-    scorer: Any = None
-    # a model in a local SQLite registry is found and loaded without importing MLflow (same checks, same
-    # skops load); everything else, and every error message, goes through MLflow
-    local = locate_sqlite_version(uri, tracking_uris()[1])
-    if local is not None:
-        name, version, model_dir = local
-        try:
-            scorer = load_local_scorer(model_dir)  # None: a model with code paths, left to MLflow
-        except Exception as e:  # noqa: BLE001 - skops and the checks raise several types
-            raise BatchError(f"cannot load model {uri} ({name} version {version}): {_first_line(e)}") from None
-    if scorer is None:
-        configure_tracking()
-        try:  # the service's loader: skops with training.model.TRUSTED_TYPES only, no pickle
-            scorer = load_scorer_artifact(uri)
-        except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model
-            try:  # name the version too (an alias alone does not say which artifact is broken)
-                name, version = _registry_version(uri)
-            except Exception:  # noqa: BLE001 - the registry itself may be what failed
-                name, version = None, None
-            which = f" ({name} version {version})" if name and version else ""
-            raise BatchError(f"cannot load model {uri}{which}: {_first_line(e)}") from None
-        local = None
+    configure_tracking()
+    try:
+        name, version = _registry_version(uri)
+    except Exception:  # noqa: BLE001 - the registry itself may be what failed: MLflow's load words the error
+        name, version = None, None
+    # a version the alias pointed at a moment ago is loaded as that version (an alias may move meanwhile)
+    pinned = f"models:/{name}/{version}" if uri.startswith("models:/") and name and version else uri
+    try:
+        scorer = load_scorer_artifact(pinned)
+    except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model
+        which = f" ({name} version {version})" if name and version else ""
+        raise BatchError(f"cannot load model {uri}{which}: {_first_line(e)}") from None
     if not (hasattr(scorer, "preprocessor_") and hasattr(scorer, "predict_proba_matrix")):
         raise BatchError(f"model {uri} is a {type(scorer).__name__}, not a crmscore scoring model (CRMScorer)")
-    name, version = local[:2] if local is not None else _registry_version(uri)
-    return LoadedScorer(uri=uri, scorer=scorer, name=name, version=version)
+    loaded = LoadedScorer(uri=uri, scorer=scorer, name=name, version=version)
+    loaded.id_column = trained_id_column(loaded)
+    return loaded
+
+
+def trained_id_column(model: LoadedScorer) -> str | None:
+    """The id column the model was trained with (``crmscore train table --id customerID`` → ``customerID``),
+    or None when it does not say (the CRM lead and churn models: their rows are keyed by ``customer_id``).
+
+    Read from the model itself (its table featurizer keeps ``id_column``), else from the ``id_column``
+    parameter of the MLflow run that logged the registered version (``MlflowClient``).
+    """
+    featurizer = getattr(getattr(model.scorer, "preprocessor_", None), "featurizer_", None)
+    col = getattr(featurizer, "id_column", None)
+    if isinstance(col, str) and col:
+        return col
+    if not model.name or not (model.version or "").isdigit():
+        return None  # not a registered version: no run to ask
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient()
+        run_id = client.get_model_version(model.name, model.version).run_id
+        col = client.get_run(run_id).data.params.get("id_column") if run_id else None
+    except Exception:  # noqa: BLE001 - an unreadable run only loses the default, never the run
+        return None
+    return col or None
+
+
+#: the id column of a model that does not name one (the CRM lead and churn models)
+DEFAULT_ID_COLUMN = "customer_id"
+
+
+def id_column_for(requested: str | None, model: LoadedScorer) -> tuple[str, str]:
+    """The run's id column and where its name came from: ``--id-col`` when given, else the column the model
+    was trained with (:attr:`LoadedScorer.id_column`), else ``customer_id``."""
+    if requested:
+        return requested, "the column --id-col names"
+    if model.id_column:
+        return model.id_column, f"the id column {model.name or model.uri} was trained with"
+    return DEFAULT_ID_COLUMN, "the default id column"

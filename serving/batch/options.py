@@ -32,7 +32,8 @@ class BatchOptions:
     reasons: int = 0
     reason_method: str = "exact"
     as_of: str | None = None
-    id_col: str = "customer_id"
+    #: None: the id column the model was trained with (``train table --id``), else ``customer_id``
+    id_col: str | None = None
     keep: Sequence[str] = ()
     sort: bool = False
     rejects: str | None = None

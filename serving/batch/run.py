@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -14,20 +15,24 @@ from typing import Any
 
 import numpy as np
 
+from features.io import atomic_path
 from serving.batch.clean import CleanChunk, clean_chunk
-from serving.batch.model import load_scorer
+from serving.batch.model import id_column_for, load_scorer
 from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, FeatureMapping, load_feature_mapping
 from serving.batch.rank import _output_schema, _quantiles, _write_results, rank_rows
 from serving.batch.score import REASON_METHODS, ScoredChunk, reason_columns, score_frame, set_model_threads
 from serving.batch.sinks import (
+    _PART_SUFFIX,
     _WORK_SUFFIX,
+    _FileSink,
     _records_sink,
     _RejectsSink,
     _Spill,
     _work_name,
-    _write_text_atomic,
+    no_space,
     remove_stale_work,
     resolve_output,
+    write_failure,
 )
 from serving.batch.sources import InputSource, _tables_input, open_input, plan_columns
 from serving.batch.threads import BackgroundWorker, _Job, prefetch
@@ -68,40 +73,6 @@ class Progress:
             self.stream.flush()
 
 
-def tune_malloc() -> bool:
-    """Keep freed memory in the process instead of returning it to the kernel after every chunk (glibc only).
-
-    Each chunk allocates and frees arrays of tens of megabytes; glibc's defaults hand them back with ``munmap``
-    or a heap trim and fault them in again for the next chunk, which cost a third of a 1M-lead run in kernel
-    time (page faults). With a 256 MiB mmap threshold and a 1 GiB trim threshold the same pages are reused;
-    peak memory is unchanged (docs/batch.md). numpy's huge-page hint is turned off with them (see below).
-    Returns whether the settings were applied.
-    """
-    import ctypes
-    import ctypes.util
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
-    applied = bool(mallopt(m_mmap_threshold, 256 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
-    # one arena: a worker thread's arena grows by 64 MiB heaps, so its 100 MB arrays were mmap'd and unmapped
-    # for every chunk whatever the threshold (page faults 370k → 160k per million rows)
-    applied = applied and bool(mallopt(m_arena_max, 1))
-    if applied:
-        # numpy asks for transparent huge pages on every large array; on memory from the heap (where arrays
-        # now come from) a first touch then cost ~2.2 s per GB here instead of ~0.35 s with normal pages
-        with contextlib.suppress(ImportError, AttributeError):
-            from numpy._core.multiarray import _set_madvise_hugepage
-
-            _set_madvise_hugepage(False)
-    return applied
-
-
 #: text a CSV may be parsed ahead while the model loads (Arrow bytes; the default 1M-lead benchmark keeps
 #: its peak under 2 GB with this)
 READ_AHEAD_BYTES = 512 << 20
@@ -132,15 +103,8 @@ def score_batch(options: BatchOptions) -> BatchSummary:
     Raises :class:`BatchError` (one line) for input, model or output problems found before or while
     scoring; nothing is written in place of the output then.
     """
-    # the parser, the cleaner and the spill thread take the GIL for short stretches between long GIL-free ones:
-    # a 1 ms switch interval (Python's default is 5 ms) hands it over sooner (~0.2 s of a million-lead run)
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, 0.001))
-    try:
-        with _one_blas_thread():
-            return _score_batch(options)
-    finally:
-        sys.setswitchinterval(interval)
+    with _one_blas_thread():
+        return _score_batch(options)
 
 
 @contextlib.contextmanager
@@ -192,6 +156,8 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
             source.stop()
         raise
     load_seconds = time.perf_counter() - t0
+    id_col, id_origin = id_column_for(options.id_col, model)
+    options = dataclasses.replace(options, id_col=id_col)
     threads = options.threads or min(os.cpu_count() or 1, 4)
     set_model_threads(model.scorer, threads)
 
@@ -225,9 +191,9 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
             mapping = load_feature_mapping(options.mapping)
             assert source is not None
         keep = [k for k in options.keep if k]
-        plan = plan_columns(source.header, model, options.id_col, keep, mapping, source.label, source.delimiter)
+        plan = plan_columns(source.header, model, id_col, keep, mapping, source.label, source.delimiter, id_origin)
         progress.total = source.estimated_rows
-        spill = _Spill(work)
+        spill = _Spill(work, target.path or target.label)
         folder = None
         if options.reasons > 0:
             from serving.http.postprocess import ReasonFolder
@@ -337,9 +303,18 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
                 f"internal accounting error: rows in {summary.rows_in} != scored {summary.scored} + rejected "
                 f"{summary.rejected} + duplicates {summary.duplicates}; no output written"
             )
-        rejects.commit()
-        sink.commit(schema)
-        _write_text_atomic(target.summary, json.dumps(summary.model_dump(), ensure_ascii=False, indent=2))
+        # every file is complete (a full disk shows here) before the first one is moved into place; the
+        # summary is written last
+        if isinstance(sink, _FileSink):
+            sink.finish_with(schema)
+        rejects.finish()
+        with atomic_path(target.summary, tmp=_work_name(target.summary, _PART_SUFFIX)) as tmp:
+            try:
+                tmp.write_text(json.dumps(summary.model_dump(), ensure_ascii=False, indent=2), encoding="utf-8")
+            except OSError as e:
+                raise write_failure("summary file", target.summary, e) from None
+            rejects.commit()
+            sink.commit(schema)
         return summary
     except BaseException as e:
         if writer is not None:
@@ -347,6 +322,8 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
         for part in (sink, rejects):
             if part is not None:
                 part.abort()
+        if isinstance(e, OSError) and no_space(e):  # e.g. the rank buckets of --sort in the work directory
+            raise write_failure("output", target.path or target.label, e) from None
         if isinstance(e, OSError) and not isinstance(e, BatchError):
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             raise BatchError(f"cannot read or write {where}{e.strerror or e}") from None

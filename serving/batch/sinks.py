@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import os
 import re
 import shutil
@@ -67,52 +68,124 @@ def _check_writable(path: Path, what: str) -> None:
         raise BatchError(f"cannot write the {what} {path}: the file is read-only")
 
 
-class _FileSink:
+def no_space(e: BaseException) -> bool:
+    """Whether an error (Python's or pyarrow's) is a full disk or an exhausted quota."""
+    return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(e)
+
+
+def write_failure(what: str, path: Path | str, e: BaseException) -> BatchError:
+    """A failed write as one line naming the file; a full disk says so (and that nothing was left behind)."""
+    if no_space(e):
+        where = f" ({Path(path).parent} is full)" if isinstance(path, Path) else ""
+        return BatchError(f"cannot write the {what} {path}: no space left on device{where}; no output file was "
+                          "written and the temporary files were removed: free some space or write elsewhere")
+    detail = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[0]
+    return BatchError(f"cannot write the {what} {path}: {detail}")
+
+
+class _AtomicFile:
+    """A file written under the run's temporary name beside ``path`` and moved into place by :meth:`commit`.
+
+    The project's one atomic writer does the work (``features.io.atomic_path``: fsync, one rename, the
+    temporary file removed on any error); the temporary name is the run's ``.<name>.crmscore-<pid>.part``,
+    so :func:`remove_stale_work` finds what a killed run left. Subclasses open their writer on ``self.tmp``
+    and close it in :meth:`_close`. Write errors become :func:`write_failure` errors naming ``path``.
+    """
+
+    what = "file"
+
+    def __init__(self, path: Path) -> None:
+        from features.io import atomic_path
+
+        self.path = path
+        self._stack = contextlib.ExitStack()
+        self.tmp = self._stack.enter_context(atomic_path(path, tmp=_work_name(path, _PART_SUFFIX)))
+        self._finished = False
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Close the writer (the last bytes reach the file: a full disk shows here at the latest)."""
+        if not self._finished:
+            try:
+                self._close()
+            except OSError as e:
+                self.abort()
+                raise write_failure(self.what, self.path, e) from None
+            self._finished = True
+
+    def commit(self) -> None:
+        """Finish, sync and move the file onto its name."""
+        self.finish()
+        try:
+            self._stack.close()
+        except OSError as e:
+            raise write_failure(self.what, self.path, e) from None
+
+    def abort(self) -> None:
+        """Drop the temporary file (nothing appears under the file's name)."""
+        with contextlib.suppress(Exception):
+            self._close()
+        with contextlib.suppress(BaseException):  # leaving atomic_path with an error removes its temporary file
+            err = BatchError("aborted")
+            self._stack.__exit__(BatchError, err, None)
+
+
+class _FileSink(_AtomicFile):
     """Streams Arrow tables into a temporary CSV or Parquet file, moved into place by :meth:`commit`."""
 
+    what = "output"
+
     def __init__(self, path: Path, kind: str, bom: bool = False) -> None:
-        self.path = path
+        super().__init__(path)
         self.kind = kind
         self.bom = bom
-        self.tmp = _work_name(path, _PART_SUFFIX)
         self._writer: Any = None
         self._fh: Any = None
         self.schema: Any = None
 
     def write(self, table: Any) -> None:
+        """Append ``table`` (cast to the first table's schema)."""
         import pyarrow.csv as pcsv
         import pyarrow.parquet as pq
 
-        if self._writer is None:
-            self.schema = table.schema
-            if self.kind == "parquet":
-                self._writer = pq.ParquetWriter(self.tmp, self.schema)
-            else:
-                self._fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in commit/abort
-                if self.bom:
-                    self._fh.write(b"\xef\xbb\xbf")
-                self._writer = pcsv.CSVWriter(self._fh, self.schema)
-        self._writer.write_table(table.cast(self.schema) if table.schema != self.schema else table)
+        try:
+            if self._writer is None:
+                self.schema = table.schema
+                if self.kind == "parquet":
+                    self._writer = pq.ParquetWriter(self.tmp, self.schema)
+                else:
+                    self._fh = open(self.tmp, "wb")  # noqa: SIM115 - closed in _close
+                    if self.bom:
+                        self._fh.write(b"\xef\xbb\xbf")
+                    self._writer = pcsv.CSVWriter(self._fh, self.schema)
+            self._writer.write_table(table.cast(self.schema) if table.schema != self.schema else table)
+        except OSError as e:
+            self.abort()
+            raise write_failure(self.what, self.path, e) from None
 
-    def commit(self, empty_schema: Any) -> None:
-        if self._writer is None:
+    def finish_with(self, empty_schema: Any) -> None:
+        """:meth:`finish`, writing an empty file of ``empty_schema`` when no table came."""
+        if self.schema is None and not self._finished:  # nothing came: an empty file with the columns
             self.write(empty_schema.empty_table())
-        self._writer.close()
-        if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-        os.replace(self.tmp, self.path)
+        self.finish()
 
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            if self._writer is not None:
-                self._writer.close()
-        with contextlib.suppress(Exception):
-            if self._fh is not None:
-                self._fh.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.tmp)
+    def commit(self, empty_schema: Any = None) -> None:  # type: ignore[override]
+        """Finish (an empty file of ``empty_schema`` when nothing was written), sync and move into place."""
+        if empty_schema is not None:
+            self.finish_with(empty_schema)
+        super().commit()
+
+    def _close(self) -> None:
+        writer, fh = self._writer, self._fh
+        self._writer = self._fh = None
+        try:
+            if writer is not None:
+                writer.close()
+        finally:
+            if fh is not None:
+                fh.close()
 
 
 def _sql_first_line(e: Exception) -> str:
@@ -232,53 +305,43 @@ def resolve_output(output: str, output_table: str | None, rejects: str | None) -
     return target
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = _work_name(path, _PART_SUFFIX)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-class _RejectsSink:
+class _RejectsSink(_AtomicFile):
     """Rejected rows appended to a temporary CSV (UTF-8 with BOM, as ingestion's rejects), then moved into place."""
 
+    what = "rejects file"
+
     def __init__(self, path: Path, id_col: str) -> None:
-        self.path = path
-        self.tmp = _work_name(path, _PART_SUFFIX)
+        super().__init__(path)
         self.id_col = id_col
         self.count = 0
         self.reasons: dict[str, int] = {}
-        self._fh = open(self.tmp, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed in commit/abort
-        self._w = csv.writer(self._fh)
-        self._w.writerow(["row", id_col, "column", "value", "reason"])
+        try:
+            self._fh = open(self.tmp, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed in _close
+            self._w = csv.writer(self._fh)
+            self._w.writerow(["row", id_col, "column", "value", "reason"])
+        except OSError as e:
+            self.abort()
+            raise write_failure(self.what, self.path, e) from None
 
     def write(self, rejects: pd.DataFrame) -> None:
+        """Append rejected rows (columns :data:`REJECT_COLUMNS`) and count their reasons."""
         if len(rejects) == 0:
             return
-        self._w.writerows(rejects[list(REJECT_COLUMNS)].itertuples(index=False, name=None))
+        try:
+            self._w.writerows(rejects[list(REJECT_COLUMNS)].itertuples(index=False, name=None))
+        except OSError as e:
+            self.abort()
+            raise write_failure(self.what, self.path, e) from None
         self.count += len(rejects)
         for r in rejects["reason"]:
             for part in str(r).split("; "):
                 key = re.sub(r"^row has \d+ fields", "row has a wrong number of fields", part)
                 self.reasons[key] = self.reasons.get(key, 0) + 1
 
-    def commit(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._fh.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.tmp)
+    def _close(self) -> None:
+        fh, self._fh = getattr(self, "_fh", None), None
+        if fh is not None:
+            fh.close()
 
 # ------------------------------------------------------------------------------------------------ records
 
@@ -307,6 +370,8 @@ class _Spill:
     """Per-chunk results on disk, with the few columns ranking needs kept in memory."""
 
     dir: Path
+    #: the output the spill is for: a write error names it
+    output: Path | str = ""
     files: list[Path] = field(default_factory=list)
     ids: list[Any] = field(default_factory=list)  # pyarrow string arrays
     probs: list[np.ndarray] = field(default_factory=list)
@@ -317,7 +382,11 @@ class _Spill:
         import pyarrow.feather as feather
 
         f = self.dir / f"chunk-{len(self.files):06d}.arrow"
-        feather.write_feather(table, f, compression="uncompressed")  # read back once: no encoding work
+        try:
+            feather.write_feather(table, f, compression="uncompressed")  # read back once: no encoding work
+        except OSError as e:
+            f.unlink(missing_ok=True)
+            raise write_failure("output", self.output or f, e) from None
         self.files.append(f)
         self.ids.extend(ids.chunks)  # pa.chunked_array(self.ids) takes arrays, not chunked arrays
         self.probs.append(probability)

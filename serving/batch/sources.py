@@ -56,11 +56,14 @@ def plan_columns(
     mapping: FeatureMapping,
     source: str,
     delimiter: str | None = None,
+    id_origin: str | None = None,
 ) -> ColumnPlan:
     """Match the input's header to the id, the model's features and the pass-through columns.
 
     Raises :class:`BatchError` naming every missing column (and hinting at the delimiter when the header
-    was read as a single column).
+    was read as a single column). A missing id column is a sentence of its own naming the file, the column,
+    where that name came from (``id_origin``, e.g. "the id column lead_scoring was trained with") and
+    ``--id-col`` as the fix.
     """
     header = [str(h) for h in header]
     dupes = sorted({h for h in header if header.count(h) > 1})
@@ -95,6 +98,8 @@ def plan_columns(
                 f"; the header was read as one column {header[0][:60]!r}"
                 f" (delimiter {delimiter!r}): is the file delimited by , ; tab or |?"
             )
+        if id_col in missing and not hint:
+            raise BatchError(_missing_id(source, id_col, id_origin, header, [m for m in missing if m != id_col]))
         kinds = "the id column and model feature(s)" if id_col in missing else "column(s)"
         raise BatchError(f"{source}: missing required {kinds}: {shown}{hint}")
     return ColumnPlan(
@@ -105,6 +110,19 @@ def plan_columns(
         source={t: src[t] for t in wanted},
         ignored=[h for h in header if h not in used],
     )
+
+
+def _missing_id(source: str, id_col: str, origin: str | None, header: list[str], others: list[str]) -> str:
+    """The error for an input without its id column, as a sentence that says how to fix it."""
+    why = f" ({origin})" if origin else ""
+    looks = [h for h in header if re.search(r"(^|_)(id|no|key|code)$|编号$", _norm_header(h))]
+    example = f"--id-col {looks[0]}" if looks else "--id-col NAME"
+    msg = (f"{source} has no id column {id_col!r}{why}: name the column that holds the ids with --id-col "
+           f"(for example {example}).")
+    if others:
+        shown = ", ".join(others[:12]) + (f", … ({len(others)} in all)" if len(others) > 12 else "")
+        msg += f" The model's feature(s) {shown} are missing too."
+    return msg
 
 # ------------------------------------------------------------------------------------------------- input
 

@@ -22,6 +22,7 @@ SQL input and output and .xlsx are local-engine only.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -33,12 +34,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.io import atomic_path, write_text_atomic
 from serving.batch.clean import clean_chunk
-from serving.batch.model import load_scorer
+from serving.batch.model import id_column_for, load_scorer
 from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, load_feature_mapping
 from serving.batch.rank import _quantiles
 from serving.batch.score import REASON_METHODS, format_reasons, reason_columns
-from serving.batch.sinks import _work_name, _write_text_atomic, remove_stale_work, resolve_output
+from serving.batch.sinks import _work_name, remove_stale_work, resolve_output
 from serving.batch.sources import ColumnPlan, RawChunk, plan_columns
 
 _REASON = "__reject_reason"
@@ -179,7 +181,8 @@ def _move_single_part(directory: Path, suffix: str, target: Path) -> None:
     parts = sorted(p for p in directory.iterdir() if p.name.startswith("part-") and p.name.endswith(suffix))
     if len(parts) != 1:
         raise BatchError(f"Spark wrote {len(parts)} part files for {target}; expected one")
-    os.replace(parts[0], target)
+    with atomic_path(target, tmp=parts[0]):  # the file is complete: synced and moved into place
+        pass
 
 
 def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchSummary:
@@ -206,7 +209,9 @@ def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchS
     source = open_input(str(src))  # encoding, delimiter, header and the empty-file checks of the local engine
     mapping = load_feature_mapping(options.mapping)
     keep = [k for k in options.keep if k]
-    plan = plan_columns(source.header, model, options.id_col, keep, mapping, source.label, source.delimiter)
+    id_col, id_origin = id_column_for(options.id_col, model)
+    options = dataclasses.replace(options, id_col=id_col)
+    plan = plan_columns(source.header, model, id_col, keep, mapping, source.label, source.delimiter, id_origin)
     for p in (target.path, target.rejects, target.summary):
         remove_stale_work(p)
     work = _work_name(target.path, "tmp")
@@ -362,7 +367,7 @@ def _run(spark, options, model, plan: ColumnPlan, source, target, work: Path, t0
     )
     _move_single_part(rej_dir, ".csv", target.rejects)
     _move_single_part(out_dir, ".parquet" if target.kind == "parquet" else ".csv", target.path)
-    _write_text_atomic(target.summary, json.dumps(summary.model_dump(), ensure_ascii=False, indent=2))
+    write_text_atomic(target.summary, json.dumps(summary.model_dump(), ensure_ascii=False, indent=2))
     with contextlib.suppress(Exception):
         finished.unpersist()
         kept.unpersist()

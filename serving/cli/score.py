@@ -26,7 +26,10 @@ def score_cmd(
     engine: str = typer.Option("local", "--engine", help="local (chunked pandas/pyarrow) or spark"),
     spark_master: str = typer.Option("local[*]", "--spark-master", help="Spark master URL for --engine spark"),
     as_of: str | None = typer.Option(None, "--as-of", help="feature date for a directory of CRM tables"),
-    id_col: str = typer.Option("customer_id", "--id-col", help="the id column (required, kept in the output)"),
+    id_col: str | None = typer.Option(
+        None, "--id-col", help="the id column (required, kept in the output; default: the id column the model was "
+        "trained with, e.g. train table --id, else customer_id)"
+    ),
     keep: str | None = typer.Option(None, "--keep", help="pass-through columns, comma-separated"),
     sort: bool = typer.Option(False, "--sort", help="write rows by score, best first (default: input order)"),
     rejects: str | None = typer.Option(None, "--rejects", help="rejects CSV (default <output>.rejects.csv)"),
@@ -38,9 +41,7 @@ def score_cmd(
     records: bool = typer.Option(True, "--records/--no-records", help="record scored rows for drift monitoring"),
 ) -> None:
     """Score a lead list: probability, score 1–99, grade, rank, decile and reasons; rejects and a summary beside."""
-    from serving.batch import BatchError, BatchOptions, tune_malloc
-
-    tune_malloc()
+    from serving.batch import BatchError, BatchOptions
 
     opts = BatchOptions(
         model=model,

@@ -332,20 +332,6 @@ def load_scorer_artifact(uri: str) -> Any:
     return mlflow.sklearn.load_model(local)
 
 
-def load_local_scorer(model_dir: str | Path) -> Any | None:
-    """Load a logged ``CRMScorer`` from a local model directory after :func:`check_trusted`, with skops and
-    the trusted types its ``MLmodel`` lists (a subset of ours), the way ``mlflow.sklearn.load_model`` loads
-    it, without importing MLflow. Returns ``None`` for a model whose flavor adds code paths (MLflow puts
-    them on ``sys.path``): such a model goes through :func:`load_scorer_artifact`."""
-    import skops.io
-
-    flavor = check_trusted(model_dir)
-    if flavor.get("code"):
-        return None
-    path = Path(model_dir) / str(flavor.get("pickled_model") or "model.skops")
-    return skops.io.load(path, trusted=list(flavor.get("skops_trusted_types") or []))
-
-
 def check_segments_code(local: str | Path) -> None:
     """Refuse a customer_segments pyfunc unless it is this release's models-from-code entry.
 

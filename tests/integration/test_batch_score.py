@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -96,46 +97,20 @@ def leftovers(directory: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------------ model
 
 
-def test_local_registry_lookup_agrees_with_mlflow_and_skips_its_import(reg, scorer, feats, tmp_path):
-    """`crmscore score` reads a local SQLite registry without MLflow: same version, directory and model."""
+def test_model_is_found_through_mlflow_client_and_loads_as_mlflow_does(reg, scorer, feats, tmp_path):
+    """`crmscore score` finds the version through MlflowClient (an alias pinned to its version once) and loads
+    it with the trusted-types check: the same version and the same predictions as ``mlflow.sklearn``."""
     from mlflow import MlflowClient
 
-    from training.registry import locate_sqlite_version
+    from serving.batch import load_scorer
 
-    client = MlflowClient()
-    champion = str(client.get_model_version_by_alias("lead_scoring", "champion").version)
-    for uri, version in (("models:/lead_scoring@champion", champion), (f"models:/lead_scoring/{champion}", champion)):
-        found = locate_sqlite_version(uri, reg.uri)
-        assert found is not None, uri
-        assert found[:2] == ("lead_scoring", version)
-        assert found[2] == Path(client.get_model_version_download_uri("lead_scoring", version))
-    # anything it cannot answer for certain is left to MLflow
-    assert locate_sqlite_version("models:/lead_scoring@no_such_alias", reg.uri) is None
-    assert locate_sqlite_version("models:/no_such_model/1", reg.uri) is None
-    assert locate_sqlite_version("models:/lead_scoring/999", reg.uri) is None
-    assert locate_sqlite_version("models:/lead_scoring@champion", "postgresql://u@h/db") is None
-    assert locate_sqlite_version("models:/lead_scoring@champion", f"sqlite:///{tmp_path / 'none.db'}") is None
-    assert locate_sqlite_version("runs:/abc/model", reg.uri) is None
-
-    # a fresh process loads the champion without importing MLflow, and it predicts what MLflow's load does
-    rows = tmp_path / "rows.parquet"
-    feats.head(200).to_parquet(rows)
-    code = (
-        "import sys, json, pandas as pd\n"
-        "from serving.batch import load_scorer\n"
-        "m = load_scorer('lead_scoring@champion')\n"
-        "p = m.scorer.predict_proba(pd.read_parquet(sys.argv[1]))[:, 1]\n"
-        "print(json.dumps({'mlflow': 'mlflow' in sys.modules, 'name': m.name, 'version': m.version,"
-        " 'p': p.tolist()}))\n"
-    )
-    env = {**os.environ, "MLFLOW_TRACKING_URI": reg.uri, "MLFLOW_REGISTRY_URI": reg.uri}
-    out = subprocess.run([sys.executable, "-c", code, str(rows)], capture_output=True, text=True, env=env,
-                         cwd=Path(__file__).resolve().parents[2], timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["mlflow"] is False
-    assert (got["name"], got["version"]) == ("lead_scoring", champion)
-    assert np.array_equal(np.asarray(got["p"]), scorer.predict_proba(feats.head(200))[:, 1])
+    champion = str(MlflowClient().get_model_version_by_alias("lead_scoring", "champion").version)
+    for spec in ("lead_scoring@champion", f"lead_scoring/{champion}", "lead_scoring"):
+        m = load_scorer(spec)
+        assert (m.name, m.version) == ("lead_scoring", champion), spec
+        assert m.id_column is None  # the CRM models are keyed by customer_id: the default
+        rows = feats.head(200)
+        assert np.array_equal(m.scorer.predict_proba(rows)[:, 1], scorer.predict_proba(rows)[:, 1])
 
 
 # ---------------------------------------------------------------------------------------------- numbers
@@ -444,3 +419,73 @@ def test_killed_run_leaves_no_output_and_rerun_succeeds(reg, feats, tmp_path):
     assert r.exit_code == 0, r.output
     assert leftovers(out_dir) == ["scored.csv", "scored.csv.rejects.csv", "scored.csv.summary.json"]
     assert summary_of(out)["scored"] == len(big)
+
+
+# ------------------------------------------------------------------------------------------------ full disk
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Path:
+    """A 1 MB tmpfs mounted for the test (and unmounted after): a real file system that runs out of space."""
+    d = tmp_path / "small_disk"
+    d.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("a full disk needs a size-limited tmpfs: the mount command is not available")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(d)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"a full disk needs a size-limited tmpfs, and mounting one is not permitted here: "
+                    f"{(r.stderr or r.stdout).strip()[:200]}")
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], capture_output=True)
+        if os.path.ismount(d):
+            subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def _many_leads(feats: pd.DataFrame, tmp_path: Path, rows: int, bad_every: int = 0) -> Path:
+    big = pd.concat([feats] * max(1, -(-rows // len(feats))), ignore_index=True).head(rows)
+    big["customer_id"] = [f"D{i:07d}" for i in range(len(big))]
+    if bad_every:
+        big["age"] = big["age"].astype(object)
+        big.loc[big.index % bad_every == 0, "age"] = "not a number " + "x" * 100
+    src = tmp_path / "leads.csv"
+    big.to_csv(src, index=False)
+    return src
+
+
+def test_full_disk_for_the_output_is_a_clear_error_and_leaves_nothing(reg, feats, tmp_path, small_disk):
+    """ENOSPC while writing the scored output: exit 2 naming the file and the cause, no partial or temporary
+    file, and an existing output from an earlier run is left as it was."""
+    src = _many_leads(feats, tmp_path, 20_000)
+    out = small_disk / "scored.csv"
+    out.write_text("earlier run\n", encoding="utf-8")
+    r = run_score("--input", str(src), "--output", str(out), "--reasons", "3", "--chunk-size", "2000",
+                  "--no-records")
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert str(out) in lines[0] and "no space left on device" in lines[0], lines[0]
+    assert leftovers(small_disk) == ["scored.csv"]
+    assert out.read_text(encoding="utf-8") == "earlier run\n"
+    # with room, the same run succeeds and nothing is lost: rows in = scored + rejected + duplicates
+    ok = tmp_path / "scored.csv"
+    r = run_score("--input", str(src), "--output", str(ok), "--chunk-size", "2000", "--no-records")
+    assert r.exit_code == 0, r.output
+    s = summary_of(ok)
+    assert s["rows_in"] == 20_000 == s["scored"] + s["rejected"] + s["duplicates"]
+
+
+def test_full_disk_for_the_rejects_file_is_a_clear_error_and_leaves_nothing(reg, feats, tmp_path, small_disk):
+    """ENOSPC while writing the rejects file (the output itself has room): the same clear error and no file."""
+    src = _many_leads(feats, tmp_path, 20_000, bad_every=2)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    rejects = small_disk / "rejects.csv"
+    r = run_score("--input", str(src), "--output", str(out_dir / "scored.csv"), "--rejects", str(rejects),
+                  "--chunk-size", "2000", "--no-records")
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and str(rejects) in lines[0] and "no space left on device" in lines[0], r.stderr
+    assert leftovers(small_disk) == []
+    assert leftovers(out_dir) == []

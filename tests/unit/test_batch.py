@@ -99,6 +99,31 @@ def test_bad_model_specs_are_refused():
 # ----------------------------------------------------------------------------------------------- columns
 
 
+def test_the_id_column_comes_from_id_col_then_the_model_then_the_default(model):
+    """--id-col wins; else the column the model was trained with (a table model's featurizer keeps it)."""
+    from serving.batch.model import id_column_for, trained_id_column
+    from training.model import CRMScorer, FeaturePreprocessor
+    from training.tabular import TableFeaturizer, TablePreprocessor
+
+    assert id_column_for(None, model) == ("customer_id", "the default id column")
+    assert id_column_for("lead_no", model) == ("lead_no", "the column --id-col names")
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"customerID": [f"C{i}" for i in range(200)], "tenure": rng.integers(0, 70, 200),
+                      "plan": rng.choice(["a", "b"], 200)})
+    y = (rng.random(200) < 0.4).astype(int)
+    from sklearn.linear_model import LogisticRegression
+
+    pre = TablePreprocessor(TableFeaturizer(id_column="customerID"), FeaturePreprocessor())
+    table = LoadedScorer(uri="runs:/abc/model", scorer=CRMScorer(estimator=LogisticRegression(), preprocessor=pre)
+                         .fit(X, y), name=None, version=None)
+    assert trained_id_column(table) == "customerID"
+    table.id_column = "customerID"
+    assert id_column_for(None, table) == ("customerID", "the id column runs:/abc/model was trained with")
+    assert id_column_for("other", table)[0] == "other"
+
+
+
+
 def test_plan_matches_headers_loosely_and_by_mapping(model):
     header = ["客户编号", "Tenure Days", "AGE", "added-to-cart", "province", "notes"]
     plan = plan_columns(header, model, "customer_id", ["notes"], FeatureMapping(columns={"客户编号": "customer_id"}),
@@ -109,8 +134,16 @@ def test_plan_matches_headers_loosely_and_by_mapping(model):
 
 
 def test_plan_names_every_missing_column(model):
-    with pytest.raises(BatchError, match=r"missing required .*: customer_id, age, province"):
-        plan_columns(["tenure_days", "added_to_cart"], model, "customer_id", [], FeatureMapping(), "t.csv")
+    with pytest.raises(BatchError) as e:
+        plan_columns(["tenure_days", "added_to_cart", "Lead ID"], model, "customer_id", [], FeatureMapping(), "t.csv",
+                     id_origin="the default id column")
+    assert str(e.value) == (
+        "t.csv has no id column 'customer_id' (the default id column): name the column that holds the ids with "
+        "--id-col (for example --id-col Lead ID). The model's feature(s) age, province are missing too."
+    )
+    with pytest.raises(BatchError, match=r"missing required column\(s\): age, province"):
+        plan_columns(["customer_id", "tenure_days", "added_to_cart"], model, "customer_id", [], FeatureMapping(),
+                     "t.csv")
     with pytest.raises(BatchError, match=r"missing required column\(s\): notes"):
         plan_columns(["customer_id", *NUM, *CAT], model, "customer_id", ["notes"], FeatureMapping(), "t.csv")
 
