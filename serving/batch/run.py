@@ -196,7 +196,7 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
         spill = _Spill(work, target.path or target.label)
         folder = None
         if options.reasons > 0:
-            from serving.http.postprocess import ReasonFolder
+            from training.explain import ReasonFolder
 
             if not model.scorer.supports_reasons:
                 raise BatchError(f"model {model.uri} has no exact per-row contributions: run without --reasons")

@@ -171,7 +171,7 @@ class _FileSink(_AtomicFile):
             self.write(empty_schema.empty_table())
         self.finish()
 
-    def commit(self, empty_schema: Any = None) -> None:  # type: ignore[override]
+    def commit(self, empty_schema: Any = None) -> None:
         """Finish (an empty file of ``empty_schema`` when nothing was written), sync and move into place."""
         if empty_schema is not None:
             self.finish_with(empty_schema)

@@ -314,8 +314,12 @@ def open_csv_input(path: Path) -> InputSource:
                     idx = v + np.searchsorted(b - np.arange(len(b)), v, side="right")
                     done += t.num_rows
                     emitted = done
-                    rows = [(r, f"row has {a} fields, the header has {e}") for r, a, e in bad if r not in reported]
-                    reported.update(r for r, _, _ in bad)
+                    # the lines before this chunk's last one: how far the parser has read ahead (timing) must
+                    # not decide which chunk reports a bad line, or the rejects file's order would vary
+                    last = int(idx[-1]) + 2 if len(idx) else 0
+                    rows = [(r, f"row has {a} fields, the header has {e}") for r, a, e in bad
+                            if r not in reported and r <= last]
+                    reported.update(r for r, _ in rows)
                     yield t, idx + 2, rows
                     del t  # the consumer drops its chunk once cleaned; no other reference may keep it alive
                 break

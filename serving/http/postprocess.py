@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from serving.http.records import FeatureBlock
-from training.explain import ReasonFolder  # noqa: F401 - re-exported: serving.batch.run imports it from here
 from training.explain import jsonable as clean_value
 from training.scores import to_grade, to_score
 
