@@ -62,8 +62,9 @@ def train_churn(
 
 def register(app: typer.Typer) -> None:
     """Add the `train` group to the root app."""
-    from serving.cli import cross_sell, table
+    from serving.cli import cross_sell, table, uplift
 
     table.register(train_app)
     cross_sell.register(train_app)
+    uplift.register(train_app)
     app.add_typer(train_app, name="train")

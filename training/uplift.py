@@ -1,0 +1,555 @@
+"""Uplift modelling on a randomised campaign table (`crmscore train uplift-table`).
+
+Who should get the coupon is a question about the *change* an offer causes, not about who is likely to buy.
+From a randomised test (treated and control rows, a binary outcome) this module fits two uplift learners with
+gradient boosting (XGBoost, ``n_jobs=1`` on purpose: the machines are shared):
+
+- ``t_learner``: one classifier on the treated rows, one on the control rows; uplift = p₁(x) − p₀(x).
+- ``class_transform``: the class-variable transformation (Jaśkowski & Jaroszewicz 2012) —
+  z = 1 when (treated and y = 1) or (control and y = 0); with rows weighted so treated and control weigh the
+  same, uplift = 2·P(z = 1 | x) − 1.
+
+Evaluation on held-out rows: the Qini curve Q(k) = Yₜ(k) − Y꜀(k)·Nₜ(k)/N꜀(k) over the top k rows by predicted
+uplift, and its area above the random-targeting line (x = share targeted, y = Q/N; trapezoids); uplift at
+10/20/30% targeted against random targeting (the test set's average effect) and against targeting by predicted
+response (the intent model's way); bootstrap intervals. Candidates are MLflow child runs; the best on validation
+Qini is registered as a challenger and promoted to champion when its held-out Qini beats the champion's on the
+same rows by the margin.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.tabular import FEATURE_KINDS, TableError, TableFeaturizer
+
+LEARNERS = ("t_learner", "class_transform")
+TOP_SHARES = (0.1, 0.2, 0.3)
+CONTROL_WORDS = ("control", "no e-mail", "no email", "none", "no", "0", "false", "holdout", "no_offer", "no offer")
+
+
+class UpliftError(TableError):
+    """A table or option the uplift job cannot use; the message names the column or option and why."""
+
+
+# ------------------------------------------------------------------------------------------------ metrics
+
+
+def qini_curve(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Qini curve: (x, q) with x = share of rows targeted (0 … 1) and q = Q(k)/N, where Q(k) =
+    Yₜ(k) − Y꜀(k)·Nₜ(k)/N꜀(k) over the top k rows by ``uplift_score`` (0 while no control row is in).
+
+    Tied scores are taken together: the curve has one point per distinct score (and the origin)."""
+    s = np.asarray(uplift_score, dtype=float)
+    t = np.asarray(treatment).astype(int)
+    y = np.asarray(outcome).astype(float)
+    n = len(s)
+    if n == 0:
+        raise UpliftError("no rows to evaluate")
+    order = np.argsort(-s, kind="stable")
+    s, t, y = s[order], t[order], y[order]
+    nt, nc = np.cumsum(t), np.cumsum(1 - t)
+    yt, yc = np.cumsum(y * t), np.cumsum(y * (1 - t))
+    last = np.r_[s[1:] != s[:-1], True]  # the last row of each group of tied scores
+    nt, nc, yt, yc = nt[last], nc[last], yt[last], yc[last]
+    k = np.flatnonzero(last) + 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(nc > 0, yt - yc * nt / np.maximum(nc, 1), yt)
+    return np.r_[0.0, k / n], np.r_[0.0, q / n]
+
+
+def qini_area(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndarray) -> float:
+    """Area between the Qini curve and the random-targeting line from (0, 0) to (1, Q(N)/N), by trapezoids.
+
+    Positive: the ranking finds the responders to the offer better than random; 0: no better than random."""
+    x, q = qini_curve(uplift_score, treatment, outcome)
+    gain = q - x * q[-1]
+    return float(np.sum((gain[1:] + gain[:-1]) / 2.0 * np.diff(x)))
+
+
+def uplift_at(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndarray, share: float) -> float:
+    """Treated minus control outcome rate among the top ``share`` of rows by score (NaN if a group is empty)."""
+    s = np.asarray(uplift_score, dtype=float)
+    t = np.asarray(treatment).astype(int)
+    y = np.asarray(outcome).astype(float)
+    k = max(1, int(math.ceil(share * len(s))))
+    top = np.argsort(-s, kind="stable")[:k]
+    tt, yy = t[top], y[top]
+    if tt.sum() == 0 or tt.sum() == len(tt):
+        return float("nan")
+    return float(yy[tt == 1].mean() - yy[tt == 0].mean())
+
+
+def average_effect(treatment: np.ndarray, outcome: np.ndarray) -> float:
+    """Treated minus control outcome rate over all rows: the expected uplift of random targeting."""
+    t = np.asarray(treatment).astype(int)
+    y = np.asarray(outcome).astype(float)
+    return float(y[t == 1].mean() - y[t == 0].mean())
+
+
+def evaluate_uplift(
+    uplift_score: np.ndarray,
+    treatment: np.ndarray,
+    outcome: np.ndarray,
+    response_score: np.ndarray | None = None,
+    shares: Sequence[float] = TOP_SHARES,
+) -> dict[str, float]:
+    """Qini area and uplift at each targeted share, with random targeting and (given ``response_score``)
+    targeting by predicted response as baselines."""
+    out = {"qini_area": qini_area(uplift_score, treatment, outcome), "ate": average_effect(treatment, outcome)}
+    if response_score is not None:
+        out["qini_area_by_response"] = qini_area(response_score, treatment, outcome)
+    for sh in shares:
+        p = int(round(sh * 100))
+        out[f"uplift_top{p}"] = uplift_at(uplift_score, treatment, outcome, sh)
+        out[f"random_top{p}"] = out["ate"]
+        if response_score is not None:
+            out[f"by_response_top{p}"] = uplift_at(response_score, treatment, outcome, sh)
+    out["n_rows"] = float(len(treatment))
+    return out
+
+
+def bootstrap_intervals(
+    uplift_score: np.ndarray,
+    treatment: np.ndarray,
+    outcome: np.ndarray,
+    response_score: np.ndarray | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.9,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals (``level``) of :func:`evaluate_uplift`'s figures over ``n_boot`` resamples of the rows,
+    plus the differences uplift − random and uplift − by-response (whether the model beats each baseline)."""
+    rng = np.random.default_rng(seed)
+    n = len(treatment)
+    u, t, y = np.asarray(uplift_score), np.asarray(treatment), np.asarray(outcome)
+    r = None if response_score is None else np.asarray(response_score)
+    rows: list[dict[str, float]] = []
+    for _ in range(n_boot):
+        i = rng.integers(0, n, n)
+        m = evaluate_uplift(u[i], t[i], y[i], None if r is None else r[i])
+        m["qini_minus_by_response"] = m["qini_area"] - m.get("qini_area_by_response", np.nan)
+        for sh in TOP_SHARES:
+            p = int(round(sh * 100))
+            m[f"top{p}_minus_random"] = m[f"uplift_top{p}"] - m[f"random_top{p}"]
+            m[f"top{p}_minus_by_response"] = m[f"uplift_top{p}"] - m.get(f"by_response_top{p}", np.nan)
+        rows.append(m)
+    frame = pd.DataFrame(rows).drop(columns=["n_rows"])
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    return {c: (float(frame[c].quantile(lo)), float(frame[c].quantile(hi))) for c in frame.columns}
+
+
+# ------------------------------------------------------------------------------------------------- input
+
+
+def _norm(v: Any) -> str:
+    return str(v).strip().lower()
+
+
+def encode_treatment(
+    series: pd.Series, column: str, control: str | None = None, treated: Sequence[str] = ()
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Treatment column → 1 (treated), 0 (control), -1 (rows of other arms, left out), with what was chosen.
+
+    ``control`` is the control value (default: a value like ``control``, ``none``, ``No E-Mail``, ``0``);
+    ``treated`` the treated values (default: every other value). Values compare as trimmed text, any case."""
+    text = series.astype("string").str.strip().str.lower()
+    values = sorted(text.dropna().unique().tolist())
+    if len(values) < 2:
+        raise UpliftError(
+            f"treatment column {column!r} has {len(values)} value(s) ({', '.join(values)}): "
+            "an uplift model needs treated and control rows"
+        )
+    if control is None:
+        found = [v for v in values if v in CONTROL_WORDS]
+        if len(found) != 1:
+            raise UpliftError(
+                f"treatment column {column!r}: cannot tell the control value among {', '.join(values[:10])}; "
+                "give --control VALUE"
+            )
+        ctrl = found[0]
+    else:
+        ctrl = _norm(control)
+        if ctrl not in values:
+            raise UpliftError(
+                f"treatment column {column!r}: no control rows — --control {control!r} does not occur "
+                f"(values: {', '.join(values[:10])})"
+            )
+    if treated:
+        tr = [_norm(v) for v in treated]
+        absent = [v for v, n in zip(treated, tr, strict=True) if n not in values]
+        if absent:
+            raise UpliftError(
+                f"treatment column {column!r}: --treated {', '.join(map(repr, absent))} does not occur "
+                f"(values: {', '.join(values[:10])})"
+            )
+        if ctrl in tr:
+            raise UpliftError(f"treatment column {column!r}: {ctrl!r} is both the control and a treated value")
+    else:
+        tr = [v for v in values if v != ctrl]
+    t = np.full(len(series), -1, dtype=int)
+    t[(text == ctrl).fillna(False).to_numpy()] = 0
+    t[text.isin(tr).fillna(False).to_numpy()] = 1
+    if (t == 1).sum() == 0:
+        raise UpliftError(f"treatment column {column!r}: no treated rows")
+    return t, {"control": ctrl, "treated": tr}
+
+
+def _stratified_split(strata: np.ndarray, seed: int, shares: tuple[float, float] = (0.6, 0.2)) -> tuple[np.ndarray, ...]:
+    """Train / validation / test positions, stratified on ``strata`` (treatment × outcome)."""
+    rng = np.random.default_rng(seed)
+    parts: list[list[np.ndarray]] = [[], [], []]
+    for g in np.unique(strata):
+        idx = rng.permutation(np.flatnonzero(strata == g))
+        a = int(round(shares[0] * len(idx)))
+        b = a + int(round(shares[1] * len(idx)))
+        for j, p in enumerate((idx[:a], idx[a:b], idx[b:])):
+            parts[j].append(p)
+    return tuple(np.sort(np.concatenate(p)) for p in parts)
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def _encode(featurizer: TableFeaturizer, levels: dict[str, list[str]], X: pd.DataFrame) -> pd.DataFrame:
+    F = featurizer.transform(X)
+    for c, cats in levels.items():
+        F[c] = pd.Categorical(F[c], categories=cats)
+    return F
+
+
+def _booster(seed: int, params: dict[str, Any] | None = None) -> Any:
+    from xgboost import XGBClassifier
+
+    kw = {
+        "n_estimators": 200,
+        "max_depth": 3,
+        "learning_rate": 0.05,
+        "min_child_weight": 20,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "reg_lambda": 5.0,
+        "tree_method": "hist",
+        "enable_categorical": True,
+        "n_jobs": 1,
+        "random_state": seed,
+        "verbosity": 0,
+    }
+    kw.update(params or {})
+    return XGBClassifier(**kw)
+
+
+class UpliftModel:
+    """A fitted uplift learner over raw table columns: ``predict(X)`` gives the expected uplift per row
+    (change in the outcome probability the treatment causes); ``predict_response(X)`` the response probability
+    a plain intent model would give (fitted on all rows, treatment ignored)."""
+
+    def __init__(self, learner: str, seed: int = 42, params: dict[str, Any] | None = None) -> None:
+        if learner not in LEARNERS:
+            raise ValueError(f"unknown uplift learner {learner!r} (known: {', '.join(LEARNERS)})")
+        self.learner = learner
+        self.seed = seed
+        self.params = params or {}
+
+    def fit(self, X: pd.DataFrame, treatment: np.ndarray, outcome: np.ndarray, featurizer: TableFeaturizer) -> UpliftModel:
+        """Fit on raw columns ``X`` with 0/1 ``treatment`` and 0/1 ``outcome``; ``featurizer`` is already fitted."""
+        t = np.asarray(treatment).astype(int)
+        y = np.asarray(outcome).astype(int)
+        self.featurizer_ = featurizer
+        F = featurizer.transform(X)
+        self.levels_ = {
+            c: sorted(pd.Series(F[c]).dropna().astype(str).unique().tolist()) for c in featurizer.categorical_features_
+        }
+        F = _encode(featurizer, self.levels_, X)
+        self.feature_names_ = list(F.columns)
+        if self.learner == "t_learner":
+            self.model_t_ = _booster(self.seed, self.params).fit(F[t == 1], y[t == 1])
+            self.model_c_ = _booster(self.seed, self.params).fit(F[t == 0], y[t == 0])
+        else:
+            z = (y == t).astype(int)
+            w = np.where(t == 1, 0.5 / t.mean(), 0.5 / (1 - t.mean()))
+            self.model_z_ = _booster(self.seed, self.params).fit(F, z, sample_weight=w)
+        return self
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """Expected uplift per row (−1 … 1)."""
+        F = _encode(self.featurizer_, self.levels_, X)
+        if self.learner == "t_learner":
+            return self.model_t_.predict_proba(F)[:, 1] - self.model_c_.predict_proba(F)[:, 1]
+        return 2.0 * self.model_z_.predict_proba(F)[:, 1] - 1.0
+
+
+def fit_response_model(X: pd.DataFrame, outcome: np.ndarray, featurizer: TableFeaturizer, seed: int) -> Any:
+    """The intent model's way, as a baseline: P(outcome | x) on all rows, treatment ignored; returns a scorer."""
+    F = featurizer.transform(X)
+    levels = {c: sorted(pd.Series(F[c]).dropna().astype(str).unique().tolist()) for c in featurizer.categorical_features_}
+    model = _booster(seed).fit(_encode(featurizer, levels, X), np.asarray(outcome).astype(int))
+    return lambda Z: model.predict_proba(_encode(featurizer, levels, Z))[:, 1]
+
+
+# --------------------------------------------------------------------------------------------- the gate
+
+
+@dataclass(frozen=True)
+class UpliftDecision:
+    """What the uplift gate decided and the held-out Qini areas it compared (same rows)."""
+
+    promote: bool
+    reason: str
+    challenger_qini: float
+    champion_qini: float | None
+
+    def as_tags(self) -> dict[str, str]:
+        """The decision as model-version tags."""
+        return {
+            "crmscore.gate.promote": str(self.promote).lower(),
+            "crmscore.gate.reason": self.reason,
+            "crmscore.gate.challenger_qini": f"{self.challenger_qini:.6f}",
+            "crmscore.gate.champion_qini": "" if self.champion_qini is None else f"{self.champion_qini:.6f}",
+        }
+
+
+def decide_uplift_promotion(challenger_qini: float, champion_qini: float | None, margin: float) -> UpliftDecision:
+    """Promote when there is no (comparable) champion or the challenger's held-out Qini area beats it by ``margin``."""
+    if champion_qini is None or not np.isfinite(champion_qini):
+        return UpliftDecision(True, "no champion yet", challenger_qini, None)
+    gain = challenger_qini - champion_qini
+    if gain < margin:
+        return UpliftDecision(
+            False, f"Qini gain {gain:+.5f} below margin {margin:.5f}", challenger_qini, champion_qini
+        )
+    return UpliftDecision(True, f"Qini gain {gain:+.5f} ≥ margin {margin:.5f}", challenger_qini, champion_qini)
+
+
+# ------------------------------------------------------------------------------------------------ the job
+
+
+@dataclass
+class UpliftResult:
+    """What one uplift job did: the winner, its held-out figures and intervals, and the gate's decision."""
+
+    model_name: str
+    version: str
+    run_id: str
+    best_learner: str
+    promoted: bool
+    decision: str
+    test_metrics: dict[str, float]
+    intervals: dict[str, tuple[float, float]]
+    candidates: dict[str, dict[str, float]]
+    rows: dict[str, int]
+    treatment: dict[str, Any]
+    dropped: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def prepare_uplift_table(
+    frame: pd.DataFrame,
+    treatment: str,
+    outcome: str,
+    control: str | None = None,
+    treated: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    id_column: str | None = None,
+    positive: str | None = None,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any], list[str]]:
+    """Check the columns and encode: (raw feature columns, treatment 0/1, outcome 0/1, arms, warnings).
+
+    Rows of other arms and rows with a blank treatment or outcome are left out (with a warning)."""
+    from training.tabular import encode_target
+
+    cols = [str(c) for c in frame.columns]
+    frame = frame.set_axis(cols, axis=1)
+    for opt, names in (
+        ("--treatment", [treatment]),
+        ("--outcome", [outcome]),
+        ("--exclude", list(exclude)),
+        ("--id", [id_column]),
+    ):
+        absent = [n for n in names if n is not None and n not in cols]
+        if absent:
+            raise UpliftError(f"{opt}: column(s) {', '.join(absent)} not in the table (columns: {', '.join(cols[:30])})")
+    if treatment == outcome:
+        raise UpliftError(f"--treatment and --outcome are the same column {treatment!r}")
+    warn: list[str] = []
+    t, arms = encode_treatment(frame[treatment], treatment, control, treated)
+    try:
+        y = encode_target(frame[outcome], positive, outcome)
+    except TableError as e:
+        raise UpliftError(str(e).replace("target column", "outcome column")) from None
+    keep = (t >= 0) & np.isfinite(y)
+    if (t < 0).any():
+        warn.append(f"{int((t < 0).sum())} row(s) of other arms of {treatment!r} left out")
+    if (~np.isfinite(y)).any():
+        warn.append(f"{int((~np.isfinite(y)).sum())} row(s) with a blank outcome {outcome!r} left out")
+    t, y = t[keep], y[keep].astype(int)
+    if (t == 0).sum() < 20 or (t == 1).sum() < 20:
+        raise UpliftError(
+            f"treatment column {treatment!r}: {int((t == 1).sum())} treated and {int((t == 0).sum())} control rows; "
+            "need at least 20 of each"
+        )
+    X = frame.loc[keep].drop(columns=[treatment, outcome]).reset_index(drop=True)
+    return X, t, y, arms, warn
+
+
+def train_uplift_table(
+    frame: pd.DataFrame,
+    treatment: str,
+    outcome: str,
+    control: str | None = None,
+    treated: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    id_column: str | None = None,
+    positive: str | None = None,
+    name: str = "coupon_uplift",
+    seed: int = 42,
+    margin: float = 0.0005,
+    n_boot: int = 200,
+    experiment: str = "crmscore-uplift",
+    source: str = "",
+) -> UpliftResult:
+    """Split 60/20/20 (stratified on treatment × outcome), fit each learner as an MLflow child run, pick the best
+    on validation Qini, report held-out figures with bootstrap intervals, register the winner as a challenger of
+    ``name`` and gate it to champion on held-out Qini against the champion scored on the same rows."""
+    import mlflow
+
+    from training.registry import register_challenger, set_champion, start_job_run, tag_version
+
+    X, t, y, arms, warn = prepare_uplift_table(frame, treatment, outcome, control, treated, exclude, id_column, positive)
+    tr, va, te = _stratified_split(t * 2 + y, seed)
+    featurizer = TableFeaturizer(id_column=id_column, exclude=tuple(exclude)).fit(X.iloc[tr])
+    kinds = featurizer.column_kinds_
+    pii = [c for c, k in kinds.items() if k == "pii"]
+    if pii:
+        warn.append(f"PII column(s) dropped, never features: {', '.join(pii)}")
+    if not featurizer.input_columns_:
+        raise UpliftError("no usable feature column left after dropping id, excluded, PII and id-like columns")
+    dropped = {c: k for c, k in kinds.items() if k not in FEATURE_KINDS}
+    Xtr, Xva, Xte = X.iloc[tr][featurizer.input_columns_], X.iloc[va], X.iloc[te]
+    response = fit_response_model(Xtr, y[tr], featurizer, seed)
+    r_va, r_te = response(Xva), response(Xte)
+    rows = {"train": len(tr), "validation": len(va), "test": len(te)}
+    with start_job_run(experiment, f"train-{name}") as parent:
+        mlflow.log_params(
+            {
+                "task": "uplift_table",
+                "model_name": name,
+                "source": source,
+                "treatment_column": treatment,
+                "outcome_column": outcome,
+                "control_value": arms["control"],
+                "treated_values": ",".join(arms["treated"])[:500],
+                "seed": seed,
+                "promotion_margin": margin,
+                "n_features": len(featurizer.input_columns_),
+                **{f"rows_{k}": v for k, v in rows.items()},
+                "treated_share": round(float(t.mean()), 4),
+            }
+        )
+        mlflow.log_dict({"column_kinds": kinds, "dropped": dropped}, "column_kinds.json")
+        cands: dict[str, dict[str, float]] = {}
+        fitted: dict[str, UpliftModel] = {}
+        for learner in LEARNERS:
+            with mlflow.start_run(run_name=learner, nested=True, experiment_id=parent.info.experiment_id):
+                t0 = time.perf_counter()
+                m = UpliftModel(learner, seed).fit(Xtr, t[tr], y[tr], featurizer)
+                fit_s = time.perf_counter() - t0
+                val = evaluate_uplift(m.predict(Xva), t[va], y[va], r_va)
+                mlflow.log_param("learner", learner)
+                mlflow.log_metrics({f"val_{k}": v for k, v in val.items() if np.isfinite(v)} | {"fit_seconds": fit_s})
+                cands[learner] = {**val, "fit_seconds": fit_s}
+                fitted[learner] = m
+        best = max(LEARNERS, key=lambda c: cands[c]["qini_area"])
+        final = fitted[best]
+        u_te = final.predict(Xte)
+        test = evaluate_uplift(u_te, t[te], y[te], r_te)
+        ci = bootstrap_intervals(u_te, t[te], y[te], r_te, n_boot=n_boot, seed=seed) if n_boot else {}
+        mlflow.log_param("best_learner", best)
+        mlflow.log_metrics({f"test_{k}": v for k, v in test.items() if np.isfinite(v)})
+        mlflow.log_dict({k: list(v) for k, v in ci.items()}, "evaluation/bootstrap_intervals.json")
+        x, q = qini_curve(u_te, t[te], y[te])
+        xr, qr = qini_curve(r_te, t[te], y[te])
+        mlflow.log_dict({"x": x[:: max(1, len(x) // 500)].tolist(), "q": q[:: max(1, len(q) // 500)].tolist()},
+                        "evaluation/qini_curve.json")
+        _log_plot(x, q, xr, qr)
+        info = mlflow.sklearn.log_model(final, name="model", serialization_format="cloudpickle")
+        version = register_challenger(
+            name,
+            info.model_uri,
+            tags={
+                "crmscore.task": "uplift_table",
+                "crmscore.candidate": best,
+                "crmscore.run_id": parent.info.run_id,
+                "crmscore.test_qini_area": f"{test['qini_area']:.6f}",
+            },
+        )
+        champ_qini = _champion_qini(name, Xte, t[te], y[te])
+        decision = decide_uplift_promotion(test["qini_area"], champ_qini, margin)
+        tag_version(name, version, decision.as_tags())
+        mlflow.set_tags({"crmscore.gate.promote": str(decision.promote).lower(), "crmscore.gate.reason": decision.reason})
+        if decision.promote:
+            set_champion(name, version, decision.reason)
+        run_id = parent.info.run_id
+    return UpliftResult(
+        model_name=name,
+        version=str(version),
+        run_id=run_id,
+        best_learner=best,
+        promoted=decision.promote,
+        decision=decision.reason,
+        test_metrics=test,
+        intervals=ci,
+        candidates=cands,
+        rows=rows,
+        treatment=arms,
+        dropped=dropped,
+        warnings=warn,
+    )
+
+
+def _champion_qini(name: str, X: pd.DataFrame, t: np.ndarray, y: np.ndarray) -> float | None:
+    """The current champion's held-out Qini on the same rows; None when there is none or it cannot score them."""
+    import mlflow
+
+    from training.registry import CHAMPION, get_alias_version
+
+    if get_alias_version(name, CHAMPION) is None:
+        return None
+    try:
+        champ = mlflow.sklearn.load_model(f"models:/{name}@{CHAMPION}")
+        return qini_area(champ.predict(X), t, y)
+    except Exception as e:  # noqa: BLE001 - a champion on other columns cannot score this table
+        mlflow.set_tag("crmscore.champion_eval_error", str(e)[:500])
+        return None
+
+
+def _log_plot(x: np.ndarray, q: np.ndarray, xr: np.ndarray, qr: np.ndarray) -> None:
+    """Qini curves (uplift model, response model, random) as a PNG artifact."""
+    import tempfile
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(x, q, label="uplift model")
+    ax.plot(xr, qr, label="by predicted response")
+    ax.plot([0, 1], [0, q[-1]], "--", label="random")
+    ax.set_xlabel("share targeted")
+    ax.set_ylabel("incremental outcomes / rows")
+    ax.legend()
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "qini_curve.png"
+        fig.savefig(p, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        mlflow.log_artifact(str(p), artifact_path="evaluation")
