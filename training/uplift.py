@@ -202,7 +202,9 @@ def encode_treatment(
     return t, {"control": ctrl, "treated": tr}
 
 
-def _stratified_split(strata: np.ndarray, seed: int, shares: tuple[float, float] = (0.6, 0.2)) -> tuple[np.ndarray, ...]:
+def _stratified_split(
+    strata: np.ndarray, seed: int, shares: tuple[float, float] = (0.6, 0.2)
+) -> tuple[np.ndarray, ...]:
     """Train / validation / test positions, stratified on ``strata`` (treatment × outcome)."""
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[], [], []]
@@ -258,7 +260,9 @@ class UpliftModel:
         self.seed = seed
         self.params = params or {}
 
-    def fit(self, X: pd.DataFrame, treatment: np.ndarray, outcome: np.ndarray, featurizer: TableFeaturizer) -> UpliftModel:
+    def fit(
+        self, X: pd.DataFrame, treatment: np.ndarray, outcome: np.ndarray, featurizer: TableFeaturizer
+    ) -> UpliftModel:
         """Fit on raw columns ``X`` with 0/1 ``treatment`` and 0/1 ``outcome``; ``featurizer`` is already fitted."""
         t = np.asarray(treatment).astype(int)
         y = np.asarray(outcome).astype(int)
@@ -289,7 +293,9 @@ class UpliftModel:
 def fit_response_model(X: pd.DataFrame, outcome: np.ndarray, featurizer: TableFeaturizer, seed: int) -> Any:
     """The intent model's way, as a baseline: P(outcome | x) on all rows, treatment ignored; returns a scorer."""
     F = featurizer.transform(X)
-    levels = {c: sorted(pd.Series(F[c]).dropna().astype(str).unique().tolist()) for c in featurizer.categorical_features_}
+    levels = {
+        c: sorted(pd.Series(F[c]).dropna().astype(str).unique().tolist()) for c in featurizer.categorical_features_
+    }
     model = _booster(seed).fit(_encode(featurizer, levels, X), np.asarray(outcome).astype(int))
     return lambda Z: model.predict_proba(_encode(featurizer, levels, Z))[:, 1]
 
@@ -322,9 +328,7 @@ def decide_uplift_promotion(challenger_qini: float, champion_qini: float | None,
         return UpliftDecision(True, "no champion yet", challenger_qini, None)
     gain = challenger_qini - champion_qini
     if gain < margin:
-        return UpliftDecision(
-            False, f"Qini gain {gain:+.5f} below margin {margin:.5f}", challenger_qini, champion_qini
-        )
+        return UpliftDecision(False, f"Qini gain {gain:+.5f} below margin {margin:.5f}", challenger_qini, champion_qini)
     return UpliftDecision(True, f"Qini gain {gain:+.5f} ≥ margin {margin:.5f}", challenger_qini, champion_qini)
 
 
@@ -375,7 +379,9 @@ def prepare_uplift_table(
     ):
         absent = [n for n in names if n is not None and n not in cols]
         if absent:
-            raise UpliftError(f"{opt}: column(s) {', '.join(absent)} not in the table (columns: {', '.join(cols[:30])})")
+            raise UpliftError(
+                f"{opt}: column(s) {', '.join(absent)} not in the table (columns: {', '.join(cols[:30])})"
+            )
     if treatment == outcome:
         raise UpliftError(f"--treatment and --outcome are the same column {treatment!r}")
     warn: list[str] = []
@@ -422,7 +428,9 @@ def train_uplift_table(
 
     from training.registry import register_challenger, set_champion, start_job_run, tag_version
 
-    X, t, y, arms, warn = prepare_uplift_table(frame, treatment, outcome, control, treated, exclude, id_column, positive)
+    X, t, y, arms, warn = prepare_uplift_table(
+        frame, treatment, outcome, control, treated, exclude, id_column, positive
+    )
     tr, va, te = _stratified_split(t * 2 + y, seed)
     featurizer = TableFeaturizer(id_column=id_column, exclude=tuple(exclude)).fit(X.iloc[tr])
     kinds = featurizer.column_kinds_
@@ -476,8 +484,10 @@ def train_uplift_table(
         mlflow.log_dict({k: list(v) for k, v in ci.items()}, "evaluation/bootstrap_intervals.json")
         x, q = qini_curve(u_te, t[te], y[te])
         xr, qr = qini_curve(r_te, t[te], y[te])
-        mlflow.log_dict({"x": x[:: max(1, len(x) // 500)].tolist(), "q": q[:: max(1, len(q) // 500)].tolist()},
-                        "evaluation/qini_curve.json")
+        mlflow.log_dict(
+            {"x": x[:: max(1, len(x) // 500)].tolist(), "q": q[:: max(1, len(q) // 500)].tolist()},
+            "evaluation/qini_curve.json",
+        )
         _log_plot(x, q, xr, qr)
         info = mlflow.sklearn.log_model(final, name="model", serialization_format="cloudpickle")
         version = register_challenger(
@@ -493,7 +503,9 @@ def train_uplift_table(
         champ_qini = _champion_qini(name, Xte, t[te], y[te])
         decision = decide_uplift_promotion(test["qini_area"], champ_qini, margin)
         tag_version(name, version, decision.as_tags())
-        mlflow.set_tags({"crmscore.gate.promote": str(decision.promote).lower(), "crmscore.gate.reason": decision.reason})
+        mlflow.set_tags(
+            {"crmscore.gate.promote": str(decision.promote).lower(), "crmscore.gate.reason": decision.reason}
+        )
         if decision.promote:
             set_champion(name, version, decision.reason)
         run_id = parent.info.run_id

@@ -22,6 +22,7 @@ from serving.cli import (
     recommend,
     registry,
     report,
+    route,
     score,
     segment,
     serve,
@@ -40,7 +41,7 @@ app = typer.Typer(
 
 for module in (
     synth, ingest, features, train, registry, segment, members, tags, audience, actions, recommend, serve, score,
-    monitor, demo, forecast, report,
+    monitor, demo, forecast, report, route,
 ):
     module.register(app)
 

@@ -34,8 +34,18 @@ def train_uplift_table_cmd(
         frame, warnings = read_table(table)
         configure_tracking()
         res = train_uplift_table(
-            frame, treatment, outcome, control=control, treated=treated, exclude=_split_list(exclude),
-            id_column=id_column, positive=positive, name=name, seed=seed, margin=margin, n_boot=bootstrap,
+            frame,
+            treatment,
+            outcome,
+            control=control,
+            treated=treated,
+            exclude=_split_list(exclude),
+            id_column=id_column,
+            positive=positive,
+            name=name,
+            seed=seed,
+            margin=margin,
+            n_boot=bootstrap,
             source=table.rsplit("/", 1)[-1],
         )
     except (ValueError, KeyError) as e:

@@ -1,0 +1,267 @@
+"""Lead routing (线索分配): one owner per lead from ``configs/routing.yaml`` (`crmscore route`).
+
+Order of decisions for each lead:
+
+1. a lead that already has an ``owner_id`` keeps it (rule ``existing_owner``; it does not use today's capacity);
+2. leads matching ``skip`` (a rule in the allow-listed language of :mod:`features.rules`) are left unassigned;
+3. the first ``team_rules`` entry whose ``when`` matches restricts the lead to that team;
+4. territory first: reps working on the as-of day whose territories include the lead's city or province
+   (``*`` covers everything);
+5. then skill: among them, reps with the lead's industry or product line as a skill; when none has it, any of the
+   territory's reps (rule ``territory``, else ``territory+skill``);
+6. within those, weighted round-robin by free capacity: the rep with the largest share of today's capacity still
+   free, then the most free slots, then the order in the config.
+
+Leads are taken A-grade first (then B, C, D, no grade), then by score (high first), then by lead id, so the result
+is deterministic. Daily capacity is never exceeded; leads that cannot be placed are listed with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+GRADE_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
+
+
+class RoutingError(ValueError):
+    """The routing configuration or the lead table cannot be used; the message names the field."""
+
+
+class Rep(BaseModel):
+    """One sales rep: team, territories (provinces / cities, ``*`` = all), skills, daily capacity, working days."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    team: str = Field(min_length=1)
+    territories: list[str] = Field(min_length=1)
+    skills: list[str] = Field(default_factory=list)
+    daily_capacity: int = Field(ge=0)
+    working_days: list[str] = Field(default_factory=lambda: list(DAYS[:5]))
+
+    @field_validator("working_days")
+    @classmethod
+    def _days(cls, v: list[str]) -> list[str]:
+        out = [d.strip().lower()[:3] for d in v]
+        bad = [d for d, o in zip(v, out, strict=True) if o not in DAYS]
+        if bad:
+            raise ValueError(f"unknown working day(s) {bad} (use {', '.join(DAYS)})")
+        return out
+
+
+class TeamRule(BaseModel):
+    """Leads matching ``when`` (a rule) go only to reps of ``team``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    when: str = Field(min_length=1)
+    team: str = Field(min_length=1)
+
+
+class RoutingConfig(BaseModel):
+    """``configs/routing.yaml``: the reps, the lead columns routing reads, and optional rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id_field: str = "lead_id"
+    grade_field: str = "grade"
+    score_field: str = "score"
+    owner_field: str = "owner_id"
+    territory_fields: list[str] = Field(default_factory=lambda: ["city", "province"])
+    skill_fields: list[str] = Field(default_factory=lambda: ["industry", "product_line"])
+    skip: str = ""
+    team_rules: list[TeamRule] = Field(default_factory=list)
+    reps: list[Rep] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> RoutingConfig:
+        ids = [r.id for r in self.reps]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"reps: repeated id(s) {', '.join(dup)}")
+        teams = {r.team for r in self.reps}
+        for tr in self.team_rules:
+            if tr.team not in teams:
+                raise ValueError(
+                    f"team_rules.{tr.name}: team {tr.team!r} has no reps (teams: {', '.join(sorted(teams))})"
+                )
+        return self
+
+
+@dataclass
+class RoutingResult:
+    """One row per lead (``lead_id``, ``owner_id``, ``rule``, ``reason``, ``grade``) and one per rep (summary)."""
+
+    assignments: pd.DataFrame
+    summary: pd.DataFrame
+
+
+def _norm(s: pd.Series) -> np.ndarray:
+    return s.astype("string").str.strip().str.lower().fillna("").to_numpy(dtype=object)
+
+
+def route_leads(leads: pd.DataFrame, config: RoutingConfig, as_of: str | pd.Timestamp) -> RoutingResult:
+    """Assign each lead an owner (see the module docstring); vectorised over reps, one pass over the leads."""
+    from features.rules import compile_rule, fields_of_frame
+
+    cfg = config
+    if cfg.id_field not in leads.columns:
+        raise RoutingError(
+            f"lead table: id column {cfg.id_field!r} is missing (columns: {', '.join(map(str, leads.columns[:30]))})"
+        )
+    terr_cols = [c for c in cfg.territory_fields if c in leads.columns]
+    if not terr_cols:
+        raise RoutingError(f"lead table: none of the territory columns {cfg.territory_fields} is present")
+    if leads[cfg.id_field].duplicated().any():
+        dup = leads.loc[leads[cfg.id_field].duplicated(), cfg.id_field].iloc[0]
+        raise RoutingError(f"lead table: lead id {dup!r} repeats in column {cfg.id_field!r}")
+    try:
+        day = DAYS[pd.Timestamp(as_of).dayofweek]
+    except (ValueError, TypeError) as e:
+        raise RoutingError(f"--as-of {as_of!r} is not a date") from e
+    n, reps = len(leads), cfg.reps
+    R = len(reps)
+    rep_ids = np.array([r.id for r in reps], dtype=object)
+    rep_team = np.array([r.team for r in reps], dtype=object)
+    working = np.array([day in r.working_days for r in reps], dtype=bool)
+    cap = np.array([r.daily_capacity if day in r.working_days else 0 for r in reps], dtype=np.int64)
+    used = np.zeros(R, dtype=np.int64)
+    used_a = np.zeros(R, dtype=np.int64)
+
+    # territory and skill memberships as value → boolean rep mask
+    def masks(attr: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        table: dict[str, np.ndarray] = {}
+        star = np.zeros(R, dtype=bool)
+        for j, r in enumerate(reps):
+            for v in getattr(r, attr):
+                v = v.strip().lower()
+                if v == "*":
+                    star[j] = True
+                else:
+                    table.setdefault(v, np.zeros(R, dtype=bool))[j] = True
+        return table, star
+
+    terr_mask, terr_star = masks("territories")
+    skill_mask, _ = masks("skills")
+    terr_vals = [_norm(leads[c]) for c in terr_cols]
+    skill_vals = [_norm(leads[c]) for c in cfg.skill_fields if c in leads.columns]
+
+    owner = (
+        leads[cfg.owner_field].astype("string").str.strip().fillna("").to_numpy(dtype=object)
+        if cfg.owner_field in leads.columns
+        else np.full(n, "", dtype=object)
+    )
+    grade = (
+        leads[cfg.grade_field].astype("string").str.strip().str.upper().fillna("").to_numpy(dtype=object)
+        if cfg.grade_field in leads.columns
+        else np.full(n, "", dtype=object)
+    )
+    score = (
+        pd.to_numeric(leads[cfg.score_field], errors="coerce").fillna(-np.inf).to_numpy()
+        if cfg.score_field in leads.columns
+        else np.zeros(n)
+    )
+    fields = fields_of_frame(leads)
+    skip = compile_rule(cfg.skip, fields, name="skip").evaluate(leads) if cfg.skip.strip() else np.zeros(n, dtype=bool)
+    team_of = np.full(n, "", dtype=object)
+    rule_of = np.full(n, "", dtype=object)
+    for tr in reversed(cfg.team_rules):  # the first matching rule wins
+        hit = compile_rule(tr.when, fields, name=f"team_rules.{tr.name}").evaluate(leads)
+        team_of[hit], rule_of[hit] = tr.team, tr.name
+
+    gkey = np.array([GRADE_ORDER.get(g, 4) for g in grade])
+    ids_text = leads[cfg.id_field].astype("string").fillna("").to_numpy(dtype=object)
+    order = np.lexsort((ids_text, -score, gkey))
+
+    out_owner = np.full(n, "", dtype=object)
+    out_rule = np.full(n, "", dtype=object)
+    out_reason = np.full(n, "", dtype=object)
+    team_masks = {t: rep_team == t for t in set(rep_team)}
+    cache: dict[tuple, np.ndarray] = {}
+    rep_pos = np.arange(R)
+    for i in order:
+        if owner[i]:
+            out_owner[i], out_rule[i] = owner[i], "existing_owner"
+            continue
+        if skip[i]:
+            out_reason[i] = "skipped by the skip rule"
+            continue
+        places = tuple(v[i] for v in terr_vals if v[i])
+        skills = tuple(v[i] for v in skill_vals if v[i])
+        key = (places, skills, team_of[i])
+        cand = cache.get(key)
+        if cand is None:
+            tm = terr_star.copy()
+            for p in places:
+                if p in terr_mask:
+                    tm |= terr_mask[p]
+            if team_of[i]:
+                tm &= team_masks[team_of[i]]
+            sm = np.zeros(R, dtype=bool)
+            for s in skills:
+                if s in skill_mask:
+                    sm |= skill_mask[s]
+            both = tm & sm
+            cand = (tm, both)
+            cache[key] = cand
+        tm, both = cand
+        if not places and not terr_star.any():
+            out_reason[i] = "no territory (city / province) on the lead"
+            continue
+        if not tm.any():
+            where = "/".join(places) or "(none)"
+            team = f" in team {team_of[i]}" if team_of[i] else ""
+            out_reason[i] = f"no rep{team} covers territory {where}"
+            continue
+        free = cap - used
+        for pool, rule in ((both, "territory+skill"), (tm, "territory")):
+            ok = pool & (free > 0)
+            if ok.any():
+                j_all = rep_pos[ok]
+                share = free[ok] / np.maximum(cap[ok], 1)
+                j = j_all[np.lexsort((j_all, -free[ok], -share))[0]]
+                used[j] += 1
+                used_a[j] += grade[i] == "A"
+                out_owner[i] = rep_ids[j]
+                out_rule[i] = (f"{rule_of[i]}:" if rule_of[i] else "") + rule
+                break
+        else:
+            if not (tm & working).any():
+                out_reason[i] = f"no rep covering {'/'.join(places)} works on {day}"
+            else:
+                out_reason[i] = f"no free capacity among the reps covering {'/'.join(places)}"
+    assignments = pd.DataFrame(
+        {
+            "lead_id": leads[cfg.id_field].to_numpy(),
+            "owner_id": out_owner,
+            "rule": out_rule,
+            "reason": out_reason,
+            "grade": grade,
+        }
+    )
+    summary = pd.DataFrame(
+        {
+            "rep_id": rep_ids,
+            "team": rep_team,
+            "working": working,
+            "capacity": cap,
+            "assigned": used,
+            "assigned_a": used_a,
+            "free": cap - used,
+            "kept_existing": [int((owner == r).sum()) for r in rep_ids],
+        }
+    )
+    return RoutingResult(assignments=assignments, summary=summary)
+
+
+def load_routing_config(path: str | None) -> RoutingConfig:
+    """``configs/routing.yaml`` (or another file) as a validated :class:`RoutingConfig`."""
+    from features.config import load_config
+
+    return load_config(path, RoutingConfig)
