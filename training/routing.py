@@ -175,67 +175,76 @@ def route_leads(leads: pd.DataFrame, config: RoutingConfig, as_of: str | pd.Time
         hit = compile_rule(tr.when, fields, name=f"team_rules.{tr.name}").evaluate(leads)
         team_of[hit], rule_of[hit] = tr.team, tr.name
 
-    gkey = np.array([GRADE_ORDER.get(g, 4) for g in grade])
+    gkey = pd.Series(grade).map(GRADE_ORDER).fillna(4).to_numpy()
     ids_text = leads[cfg.id_field].astype("string").fillna("").to_numpy(dtype=object)
     order = np.lexsort((ids_text, -score, gkey))
 
     out_owner = np.full(n, "", dtype=object)
     out_rule = np.full(n, "", dtype=object)
     out_reason = np.full(n, "", dtype=object)
+    has_owner = owner != ""
+    out_owner[has_owner], out_rule[has_owner] = owner[has_owner], "existing_owner"
+    skipped = skip & ~has_owner
+    out_reason[skipped] = "skipped by the skip rule"
+    todo = order[~(has_owner | skipped)[order]]
+
+    # leads with the same places, skills and team share their candidate reps: one group code per combination
+    key_frame = pd.DataFrame(
+        {f"t{k}": v for k, v in enumerate(terr_vals)} | {f"s{k}": v for k, v in enumerate(skill_vals)}
+    )
+    key_frame["team"] = team_of
+    code = key_frame.groupby(list(key_frame.columns), sort=False).ngroup().to_numpy()
+    first_row = pd.Series(np.arange(n)).groupby(code).first()
     team_masks = {t: rep_team == t for t in set(rep_team)}
-    cache: dict[tuple, np.ndarray] = {}
-    rep_pos = np.arange(R)
-    for i in order:
-        if owner[i]:
-            out_owner[i], out_rule[i] = owner[i], "existing_owner"
-            continue
-        if skip[i]:
-            out_reason[i] = "skipped by the skip rule"
-            continue
-        places = tuple(v[i] for v in terr_vals if v[i])
+    groups: dict[int, tuple[str, list[tuple[np.ndarray, np.ndarray, str]], np.ndarray]] = {}
+    for c, i in first_row.items():
+        places = tuple(dict.fromkeys(v[i] for v in terr_vals if v[i]))
         skills = tuple(v[i] for v in skill_vals if v[i])
-        key = (places, skills, team_of[i])
-        cand = cache.get(key)
-        if cand is None:
-            tm = terr_star.copy()
-            for p in places:
-                if p in terr_mask:
-                    tm |= terr_mask[p]
-            if team_of[i]:
-                tm &= team_masks[team_of[i]]
-            sm = np.zeros(R, dtype=bool)
-            for s in skills:
-                if s in skill_mask:
-                    sm |= skill_mask[s]
-            both = tm & sm
-            cand = (tm, both)
-            cache[key] = cand
-        tm, both = cand
+        tm = terr_star.copy()
+        for p in places:
+            if p in terr_mask:
+                tm |= terr_mask[p]
+        if team_of[i]:
+            tm &= team_masks[team_of[i]]
+        sm = np.zeros(R, dtype=bool)
+        for s in skills:
+            if s in skill_mask:
+                sm |= skill_mask[s]
+        where = "/".join(places)
         if not places and not terr_star.any():
-            out_reason[i] = "no territory (city / province) on the lead"
-            continue
-        if not tm.any():
-            where = "/".join(places) or "(none)"
-            team = f" in team {team_of[i]}" if team_of[i] else ""
-            out_reason[i] = f"no rep{team} covers territory {where}"
-            continue
-        free = cap - used
-        for pool, rule in ((both, "territory+skill"), (tm, "territory")):
-            ok = pool & (free > 0)
-            if ok.any():
-                j_all = rep_pos[ok]
-                share = free[ok] / np.maximum(cap[ok], 1)
-                j = j_all[np.lexsort((j_all, -free[ok], -share))[0]]
-                used[j] += 1
-                used_a[j] += grade[i] == "A"
-                out_owner[i] = rep_ids[j]
-                out_rule[i] = (f"{rule_of[i]}:" if rule_of[i] else "") + rule
-                break
+            why = "no territory (city / province) on the lead"
+        elif not tm.any():
+            why = f"no rep{f' in team {team_of[i]}' if team_of[i] else ''} covers territory {where or '(none)'}"
+        elif not (tm & working).any():
+            why = f"no rep covering {where} works on {day}"
         else:
-            if not (tm & working).any():
-                out_reason[i] = f"no rep covering {'/'.join(places)} works on {day}"
-            else:
-                out_reason[i] = f"no free capacity among the reps covering {'/'.join(places)}"
+            why = f"no free capacity among the reps covering {where}"
+        pools = [
+            (np.flatnonzero(m), np.maximum(cap[m], 1), r) for m, r in ((tm & sm, "territory+skill"), (tm, "territory"))
+        ]
+        groups[int(c)] = (why, [p for p in pools if len(p[0])], tm)
+
+    free = cap.copy()
+    for i in todo.tolist():
+        why, pools, _ = groups[code[i]]
+        for idx, capc, rule in pools:
+            f = free[idx]
+            share = f / capc
+            m = share.max()
+            if m <= 0:
+                continue
+            k = (share == m).nonzero()[0]
+            if len(k) > 1:
+                k = k[f[k] == f[k].max()]
+            j = idx[k[0]]
+            free[j] -= 1
+            used[j] += 1
+            used_a[j] += grade[i] == "A"
+            out_owner[i] = rep_ids[j]
+            out_rule[i] = (f"{rule_of[i]}:" if rule_of[i] else "") + rule
+            break
+        else:
+            out_reason[i] = why
     assignments = pd.DataFrame(
         {
             "lead_id": leads[cfg.id_field].to_numpy(),
@@ -254,7 +263,7 @@ def route_leads(leads: pd.DataFrame, config: RoutingConfig, as_of: str | pd.Time
             "assigned": used,
             "assigned_a": used_a,
             "free": cap - used,
-            "kept_existing": [int((owner == r).sum()) for r in rep_ids],
+            "kept_existing": pd.Series(owner).value_counts().reindex(rep_ids, fill_value=0).to_numpy(),
         }
     )
     return RoutingResult(assignments=assignments, summary=summary)
