@@ -11,6 +11,7 @@ from tests.conftest import shared_file
 from tests.unit.test_uplift import _planted
 
 
+@pytest.mark.slow
 def test_train_uplift_table_registers_and_gates(tracking_uri, tmp_path):
     from serving.cli.main import app
     from training.registry import CHAMPION, get_alias_version
@@ -55,6 +56,7 @@ def test_bad_input_exits_2_naming_the_column(tmp_path, extra, message):
     assert message in res.output
 
 
+@pytest.mark.realdata
 def test_hillstrom_womens_email_visit(shared_data):
     """On Hillstrom (women's e-mail vs none, visit) the T-learner's held-out ranking beats random targeting."""
     from training.tabular import TableFeaturizer
