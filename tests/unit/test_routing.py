@@ -124,3 +124,29 @@ def test_rules_in_the_rule_language_and_errors():
 def test_shipped_config_loads():
     cfg = load_routing_config(str(ROOT / "configs" / "routing.yaml"))
     assert cfg.reps and all(r.daily_capacity > 0 for r in cfg.reps)
+
+
+def test_route_command_writes_assignments_and_summary(tmp_path):
+    from typer.testing import CliRunner
+
+    from serving.cli.main import app
+
+    leads = _leads(30).assign(contact_phone="13800000000")
+    src = tmp_path / "scored.csv"
+    leads.to_csv(src, index=False)
+    cfg = tmp_path / "routing.yaml"
+    cfg.write_text(
+        "reps:\n  - {id: e1, team: east, territories: [上海, 江苏], skills: [retail], daily_capacity: 3}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "assignments.csv"
+    args = ["route", "--leads", str(src), "--as-of", MONDAY, "--out", str(out), "--config", str(cfg)]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    a = pd.read_csv(out, keep_default_na=False, dtype=str)
+    assert list(a.columns) == ["lead_id", "owner_id", "rule", "reason", "grade"]
+    assert len(a) == 30 and "13800000000" not in out.read_text(encoding="utf-8")
+    s = pd.read_csv(tmp_path / "assignments.summary.csv")
+    assert s.loc[0, "assigned"] <= 3
+    bad = CliRunner().invoke(app, [*args[:-2], "--config", str(tmp_path / "missing.yaml")])
+    assert bad.exit_code == 2 and "missing.yaml" in bad.output
