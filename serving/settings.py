@@ -24,7 +24,11 @@ ENV_OVERRIDES = {
     "CRMSCORE_RECORDS": "records_enabled",
     "CRMSCORE_RECORDS_FLUSH_SECONDS": "records_flush_seconds",
     "CRMSCORE_INLINE_MAX_LEADS": "inline_max_leads",
-    "CRMSCORE_GC_TUNING": "gc_tuning",
+    "CRMSCORE_MAX_CONCURRENCY": "max_concurrency",
+    "CRMSCORE_MAX_QUEUE": "max_queue",
+    "CRMSCORE_QUEUE_TIMEOUT_SECONDS": "queue_timeout_seconds",
+    "CRMSCORE_RATE_LIMIT_PER_KEY": "rate_limit_per_key",
+    "CRMSCORE_WORKERS": "workers",
     "CRMSCORE_DATA_DIR": "data_dir",
     "CRMSCORE_AS_OF": "as_of",
 }
@@ -72,8 +76,21 @@ class ServingSettings(BaseModel):
         default=16, ge=0, description="requests with at most this many precomputed leads are scored on the event "
         "loop; larger ones (and raw profiles) in a worker thread",
     )
-    gc_tuning: bool = Field(
-        default=True, description="freeze start-up objects out of the garbage collector and collect less often"
+    max_concurrency: int | None = Field(
+        default=32, ge=1, description="scoring requests in progress at once per worker; null = no limit"
+    )
+    max_queue: int = Field(
+        default=64, ge=0, description="scoring requests waiting for a turn per worker; beyond: 503 + Retry-After"
+    )
+    queue_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="a request that waited this long for a turn gets 503 + Retry-After"
+    )
+    retry_after_seconds: float = Field(default=1.0, gt=0, description="Retry-After of a 503 (overload)")
+    rate_limit_per_key: float | None = Field(
+        default=None, gt=0, description="scoring requests per second per API key (whole service); beyond: 429"
+    )
+    rate_limit_burst: int | None = Field(
+        default=None, ge=1, description="requests a key may send at once above its rate (default: one second's)"
     )
     access_log: bool = Field(default=False, description="BentoML per-request access log (costs ~5% at 1 lead)")
     records_enabled: bool = Field(default=True, description="record every scored request for drift monitoring")
@@ -98,8 +115,10 @@ def crmscore_home() -> Path:
 
 
 def _env_value(field: str, raw: str) -> object:
-    if field in ("pin_models", "records_enabled", "gc_tuning"):
+    if field in ("pin_models", "records_enabled"):
         return raw.strip().lower() in _TRUE
+    if field in ("max_concurrency", "rate_limit_per_key") and raw.strip().lower() in ("none", "null", "off"):
+        return None
     return raw.strip()
 
 

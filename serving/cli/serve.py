@@ -45,6 +45,7 @@ def server_env(
     if poll_seconds is not None:
         env["CRMSCORE_POLL_SECONDS"] = str(poll_seconds)
     env.setdefault("CRMSCORE_HOME", str(Path(".crmscore").resolve()))
+    env["CRMSCORE_WORKERS"] = str(workers)  # the workers share service-wide limits (rate_limit_per_key) out
     ours = {"services": {"CRMScoring": {"workers": workers, "logging": {"access": {"enabled": access_log}}}}}
     user = json.loads(env.get("BENTOML_CONFIG_OVERRIDES") or "{}")  # the user's overrides win
     env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(_deep_merge(ours, user))

@@ -423,8 +423,80 @@ class ModelSlot:
         self.error = None
 
 
+class ModelSlots(dict[str, ModelSlot]):
+    """The service's slots, one per kind (``lead``, ``churn``, ``segments``), loaded at start-up."""
+
+    #: Where the models come from (:func:`model_source`): ``registry`` (watched) or ``bento`` (packed).
+    source: str = "registry"
+
+    @classmethod
+    def load(cls, settings: ServingSettings, in_bento: bool = False) -> ModelSlots:
+        """Load each model at the served alias; a model that cannot be loaded leaves its slot empty with
+        the reason in ``slot.error`` (its endpoint answers 503 with it), never stopping the others."""
+        slots = cls({k: ModelSlot(k, getattr(settings.models, k), settings.alias) for k in KINDS})
+        slots.source = model_source(settings, in_bento)
+        for kind, slot in slots.items():
+            slot.error = slots._load_one(kind, slot, settings, in_bento)
+        return slots
+
+    def _load_one(self, kind: str, slot: ModelSlot, s: ServingSettings, in_bento: bool) -> str | None:
+        """Load one slot; returns why it stays empty (None when loaded)."""
+        try:
+            loaded = load_model(kind, s, in_bento=in_bento)
+        except RegistryUnavailable as e:
+            if self.source == "bento":  # only an unpacked model was looked up: not a failure
+                why = f"{slot.name} is not packed in this Bento and the registry lookup failed: {e}"
+                log.warning("%s", why)
+                return why
+            log.error("loading %s@%s failed: %s", slot.name, s.alias, e)
+            return f"loading failed: {e}"
+        except Exception as e:  # noqa: BLE001 - one broken model must not stop the others
+            # ModelLoadError messages name the model, version and URI; anything else gets the model name
+            if isinstance(e, ModelLoadError):
+                why = str(e)[:500]
+            else:
+                why = f"{slot.name}@{s.alias}: {type(e).__name__}: {str(e)[:300]}"
+            log.exception("loading failed: %s", why)
+            return f"loading failed: {why}"
+        if loaded is None:
+            log.warning("%s@%s not found; its endpoint answers 503", slot.name, s.alias)
+            if self.source == "bento":
+                return f"{slot.name} is not packed in this Bento"
+            return f"no version of {slot.name} has the alias '{s.alias}'"
+        slot.swap(loaded)
+        log.info("loaded %s v%s from %s", loaded.name, loaded.version, loaded.source)
+        return None
+
+    def watch(self, settings: ServingSettings, on_swap: Any = None) -> ModelWatcher | None:
+        """Start the hot-swap watcher (None when pinned or serving a Bento's packed models)."""
+        if settings.pin_models or self.source != "registry":
+            return None
+        watcher = ModelWatcher(list(self.values()), settings, on_swap=on_swap)
+        watcher.start()
+        return watcher
+
+
+def next_poll_delay(interval: float, now: float | None = None) -> float:
+    """Seconds until the next poll tick: the next multiple of ``interval`` since the Unix epoch.
+
+    Every worker of a service (and every replica on machines with synchronised clocks) polls at the same
+    wall-clock ticks, so they see a moved alias at the same poll and switch within one model load of each
+    other, instead of at phases that depended on when each worker started (up to a whole interval apart).
+    """
+    now = time.time() if now is None else now
+    delay = interval - (now % interval)
+    return delay if delay > 1e-3 else delay + interval
+
+
 class ModelWatcher(threading.Thread):
-    """Polls the registry alias of each slot every ``interval`` seconds and swaps in new versions."""
+    """Polls the registry alias of each slot at every ``interval`` tick and swaps in new versions.
+
+    Contract (docs/serving.md, "Hot swap"): a worker checks the alias at the wall-clock ticks of
+    :func:`next_poll_delay`; when it moved, the new version is loaded completely while the old one serves,
+    then one reference is replaced. From then on every request that worker starts is scored by the new
+    version. A failed check or load is logged and retried at the next tick; nothing ends the thread but
+    :meth:`stop`.
+    """
 
     def __init__(self, slots: Sequence[ModelSlot], settings: ServingSettings, on_swap: Any = None) -> None:
         super().__init__(name="crmscore-model-watcher", daemon=True)
@@ -432,6 +504,7 @@ class ModelWatcher(threading.Thread):
         self.settings = settings
         self.interval = settings.poll_interval_seconds
         self.on_swap = on_swap
+        self.polls = 0
         self._stop_event = threading.Event()
 
     def stop(self) -> None:
@@ -463,14 +536,25 @@ class ModelWatcher(threading.Thread):
             log.info("hot swap: %s@%s now v%s (was %s)", slot.name, slot.alias, new.version,
                      "none" if cur is None else f"v{cur.version}")
             if self.on_swap is not None:
-                self.on_swap(slot, new)
+                try:
+                    self.on_swap(slot, new)
+                except Exception:  # noqa: BLE001 - a metrics hook must not end the watcher
+                    log.exception("hot swap hook failed")
         return swapped
 
     def run(self) -> None:
-        """Poll until stopped."""
-        _configure_registry(self.settings)
-        while not self._stop_event.wait(self.interval):
-            self.check_once()
+        """Poll at every tick until stopped; an unexpected error is logged and the next tick comes anyway
+        (before, it ended the thread silently and that worker kept its version for good)."""
+        try:
+            _configure_registry(self.settings)
+        except Exception:  # noqa: BLE001 - the next check reports the registry's state
+            log.exception("configuring the model registry failed")
+        while not self._stop_event.wait(next_poll_delay(self.interval)):
+            try:
+                self.check_once()
+            except Exception:  # noqa: BLE001 - keep watching
+                log.exception("hot-swap check failed; next check at the next tick")
+            self.polls += 1
 
 
 # ------------------------------------------------------------------------------------------- packing

@@ -117,6 +117,13 @@ class RecordSink:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def for_service(cls, home: str | Path, settings: Any) -> RecordSink | None:
+        """The started sink of the HTTP service per its settings, or None when recording is off."""
+        if not settings.records_enabled:
+            return None
+        return cls(home, "http", settings.records_flush_seconds, settings.records_max_queue).start()
+
     # ------------------------------------------------------------------------------------- producer
     def record(
         self,
