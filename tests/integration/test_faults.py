@@ -67,9 +67,7 @@ def test_unreachable_registry_service_starts_but_is_not_ready(crm_registry: Regi
     and the log say why (the URI without its password)."""
     bad = closed_port_registry()
     reg = Registry(crm_registry.root, crm_registry.data, bad, {})
-    t0 = time.monotonic()
     with running_server(reg, tmp_path / "svc", {"CRMSCORE_POLL_SECONDS": "1"}, ready_path="/livez") as server:
-        started = time.monotonic() - t0
         r = httpx.get(f"{server.url}/readyz", timeout=10)
         assert r.status_code != 200, r.text
         info = get_info(server)
@@ -87,8 +85,8 @@ def test_unreachable_registry_service_starts_but_is_not_ready(crm_registry: Regi
         log = server.log_text()
     assert "model registry postgresql+psycopg2://crm:***@127.0.0.1" in log and "unreachable" in log
     assert "secret-pw" not in log
-    # MLflow alone retries a dead database for ~100 s before it fails; the probe answers at once
-    assert started < 100, f"start-up took {started:.0f}s"
+    # the worker's own probe answered (MLflow alone retries a dead database for ~100 s and then reports an
+    # OperationalError, not this message); how fast it starts is a benchmark question, not asserted here
 
 
 def test_unopenable_sqlite_registry_is_reported_as_unreachable(
