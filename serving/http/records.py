@@ -14,8 +14,8 @@ Batch scoring and drift monitoring use the same module: ``RecordSink(source="bat
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
 import threading
 import uuid
 from collections import deque
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import PII_COLUMNS
+from features.io import atomic_path
 
 log = logging.getLogger("crmscore.records")
 
@@ -109,6 +110,9 @@ class RecordSink:
         self.max_queue = max_queue
         self.dropped = 0
         self.written = 0
+        self.files = 0
+        self.dropped_by_reason: dict[str, int] = {}
+        self.last_error: str | None = None
         self._queue: deque[_Batch] = deque()
         self._pending = 0
         self._lock = threading.Lock()
@@ -162,13 +166,15 @@ class RecordSink:
             self._count_dropped(model_name, len(customer_ids), type(e).__name__)
             return False
 
-    def _count_dropped(self, model_name: str, n: int, why: str) -> None:
+    def _count_dropped(self, model_name: str, n: int, why: str, reason: str | None = None) -> None:
         self.dropped += n
+        key = reason or why
+        self.dropped_by_reason[key] = self.dropped_by_reason.get(key, 0) + n
         try:
             dropped_counter().labels(model=model_name).inc(n)
         except Exception:  # noqa: BLE001 - metrics are best effort
             pass
-        log.warning("dropped %d record row(s) of %s: %s", n, model_name, why)
+        log.warning("dropped %d record row(s) of %s: %s; %s", n, model_name, why, self.describe())
 
     # ------------------------------------------------------------------------------------- consumer
     def start(self) -> RecordSink:
@@ -205,10 +211,26 @@ class RecordSink:
                 try:
                     self._write(model, day, group)
                     written += n
+                    self.files += 1
                 except Exception as e:  # noqa: BLE001 - disk full, permissions...: count and go on
-                    self._count_dropped(model, n, f"write failed ({type(e).__name__}: {str(e)[:200]})")
+                    reason = _reason(e)
+                    self.last_error = f"{type(e).__name__}: {str(e)[:200]}"
+                    self._count_dropped(model, n, f"write failed ({self.last_error})", f"write failed: {reason}")
             self.written += written
             return written
+
+    def summary(self) -> dict[str, Any]:
+        """What this sink did: rows written (and files), rows dropped per reason, the last write error."""
+        return {"written_rows": self.written, "files": self.files, "dropped_rows": self.dropped,
+                "dropped_by_reason": dict(self.dropped_by_reason), "last_error": self.last_error,
+                "pending_rows": self._pending}
+
+    def describe(self) -> str:
+        """:meth:`summary` as one log line."""
+        s = self.summary()
+        why = ", ".join(f"{k}: {v:,}" for k, v in s["dropped_by_reason"].items()) or "none"
+        return (f"records so far: {s['written_rows']:,} row(s) written in {s['files']:,} file(s), "
+                f"{s['dropped_rows']:,} dropped ({why})")
 
     def _write(self, model: str, day: str, group: list[_Batch]) -> Path:
         """One Parquet part file of a (model, day) group, built with pyarrow directly (no pandas on this path)."""
@@ -248,6 +270,7 @@ class RecordSink:
         if self._thread is not None:
             self._thread.join(timeout)
         self.flush()
+        log.info("record sink closed; %s", self.describe())
 
     @property
     def pending(self) -> int:
@@ -256,18 +279,20 @@ class RecordSink:
 
 
 def _write_atomic(table: Any, path: Path) -> Path:
-    """Write a pyarrow table through a hidden temporary file and a rename (readers never see half a file)."""
+    """Write a pyarrow table with :func:`features.io.atomic_path` (readers never see half a file; on a full
+    disk the temporary file is removed and the error propagates to :meth:`RecordSink.flush`)."""
     import pyarrow.parquet as pq
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
+
+
+def _reason(e: BaseException) -> str:
+    """A short, stable reason for a failed write (the errno name for OS errors, e.g. ``ENOSPC``)."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    return type(e).__name__
 
 
 def _as_utc(t: Any) -> pd.Timestamp | None:

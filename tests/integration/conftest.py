@@ -224,3 +224,39 @@ def limits_server(crm_registry: Registry, tmp_path_factory: pytest.TempPathFacto
     }
     with running_server(crm_registry, tmp_path_factory.mktemp("limits_svc"), env) as s:
         yield s
+
+
+# ------------------------------------------------------------------------------------------------ full disk
+@pytest.fixture()
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MB tmpfs mounted at ``tmp_path/tmpfs`` (unmounted afterwards), for full-disk tests.
+
+    Mounting needs root (or CAP_SYS_ADMIN); elsewhere the test is skipped and says why.
+    """
+    where = tmp_path / "tmpfs"
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        why = (done.stderr or done.stdout).strip() or f"exit code {done.returncode}"
+        pytest.skip(f"cannot mount a tmpfs for the full-disk test (needs root or CAP_SYS_ADMIN): {why}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
+
+
+def fill_disk(where: Path) -> Path:
+    """Write one file in ``where`` until its file system is full (ENOSPC); returns the file."""
+    import errno
+
+    filler = where / "filler.bin"
+    block = b"\0" * 65536
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(block)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+    return filler

@@ -335,3 +335,60 @@ def test_missing_model_artifact_names_model_and_version(private_registry: Regist
     feats = pd.DataFrame({"customer_id": ["a"], "tenure_days": [1.0]})
     code, output = _batch_error(tmp_path, feats)
     assert code == 2 and "lead_scoring" in output and f"version {version}" in output, output
+
+
+# ------------------------------------------------------------------------------------ full disk (tmpfs)
+def _dropped(server: Server) -> float:
+    """crmscore_records_dropped_total of lead_scoring, from /metrics (0 before the first drop)."""
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith('crmscore_records_dropped_total{model="lead_scoring"}')]
+    return sum(values)
+
+
+def _part_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.parquet")) if root.is_dir() else []
+
+
+def test_full_disk_loses_records_counted_never_a_partial_file_and_scoring_goes_on(
+    crm_registry: Registry, tmp_path: Path, small_tmpfs: Path
+) -> None:
+    """Records on a real 4 MB tmpfs: filled up, every flush fails with ENOSPC; scoring answers 200 throughout,
+    the lost rows are counted (metric and the sink's summary in the log), no partial or temporary file is left,
+    and recording resumes once space is back."""
+    import pyarrow.parquet as pq
+
+    from tests.integration.conftest import fill_disk
+
+    home = small_tmpfs / "home"
+    records = home / "records" / "lead_scoring"
+    env = {"CRMSCORE_PIN_MODELS": "1", "CRMSCORE_HOME": str(home)}
+    with running_server(crm_registry, tmp_path / "svc", env) as server:
+        leads = [{"customer_id": f"d-{i}", "features": {}} for i in range(50)]
+        assert score(server, "/score_leads", leads).status_code == 200
+        deadline = time.monotonic() + 60
+        while not _part_files(records):  # the first flush lands (0.3 s flush interval in the tests)
+            assert time.monotonic() < deadline, server.log_text()[-3000:]
+            time.sleep(0.2)
+        filler = fill_disk(small_tmpfs)
+        statuses = [score(server, "/score_leads", leads).status_code for _ in range(20)]
+        assert statuses == [200] * 20
+        deadline = time.monotonic() + 60
+        while _dropped(server) < 1:
+            assert time.monotonic() < deadline, server.log_text()[-3000:]
+            time.sleep(0.3)
+        assert score(server, "/score_leads", leads).status_code == 200  # still scoring with the disk full
+        log = server.log_text()
+        leftovers = [p for p in records.rglob("*") if p.is_file() and not p.name.startswith("part-")]
+        assert not leftovers, leftovers  # no temporary file survives a failed write
+        for part in _part_files(records):  # and every part file is whole
+            assert pq.read_table(part).num_rows > 0
+        before = len(_part_files(records))
+        filler.unlink()
+        assert score(server, "/score_leads", leads).status_code == 200
+        deadline = time.monotonic() + 60
+        while len(_part_files(records)) <= before:  # recording resumes by itself
+            assert time.monotonic() < deadline, server.log_text()[-3000:]
+            time.sleep(0.2)
+    assert "write failed (OSError" in log and "No space left on device" in log
+    assert "dropped (write failed: ENOSPC:" in log  # the sink's summary: rows written, dropped by reason
