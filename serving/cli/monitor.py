@@ -61,6 +61,8 @@ def _num(v: Any, fmt: str = ".3f") -> str:
 
 
 def _report(result: Any) -> None:
+    from serving.monitoring.outputs import describe_pruning
+
     s = result.summary
     dd, pdr, rows = s["data_drift"], s["prediction_drift"], s["rows"]
     smp = s["sampling"]
@@ -98,6 +100,15 @@ def _report(result: Any) -> None:
                 f"    {w['week']}: rows {w['rows']:,}  AUC {_num(w['roc_auc'])}  capture@20% {_pct(w['capture_top20'])}"
                 f"  predicted {_num(w['mean_predicted'])} / observed {_num(w['observed_rate'])}  ECE {_num(w['ece'])}"
             )
+    rule = dd.get("top_feature_rule")
+    if rule and rule.get("applied"):
+        top = ", ".join(f"{t['feature']} {_num(t['distance'], '.2f')}" for t in rule["top_features"][:5])
+        typer.echo(
+            f"  top {rule['top_k']} features by mean |contribution| (alert at distance {rule['distance_threshold']}):"
+            f" {top}" + (" …" if len(rule["top_features"]) > 5 else "")
+        )
+    if s.get("retention"):
+        typer.echo(f"  retention: {describe_pruning(s['retention'])}")
     for w in s["warnings"][:10]:
         typer.echo(f"  warning: {w}")
     if len(s["warnings"]) > 10:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from serving.monitoring.config import PREDICTION_COLUMN, MonitorConfig, MonitorError
+from serving.monitoring.importance import drift_distance
 from serving.monitoring.sources import as_utc
 
 # ------------------------------------------------------------------------------------------------ statistics
@@ -226,6 +227,8 @@ def compare(
             continue
         cur_s[c], ref_s[c] = sc, sr
         (evid_cat if is_cat else evid_num).append(c)
+    for c in evid_num + evid_cat:  # the top-feature rule's distance (importance.py), on the same samples
+        profiles[c]["distance"] = drift_distance(cur_s[c], ref_s[c], c in categorical)
     cur_s[PREDICTION_COLUMN] = _take(cur_prob, cur_pos)
     ref_s[PREDICTION_COLUMN] = _take(ref_prob, ref_pos)
     cur_frame, ref_frame = pd.DataFrame(cur_s), pd.DataFrame(ref_s)

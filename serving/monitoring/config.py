@@ -39,6 +39,13 @@ class MonitorConfig(BaseModel):
     alert_auc_drop: float | None = Field(
         default=0.05, gt=0, description="alert when the actual ROC-AUC is this far below training's (null: never)"
     )
+    top_features: int = Field(
+        default=10, ge=0, description="the top-feature rule watches this many most important features (0: off)"
+    )
+    top_feature_distance: float = Field(
+        default=0.5, gt=0, description="a top feature drifting this far alerts on its own (normed Wasserstein "
+        "for numeric, Jensen-Shannon for categorical features)",
+    )
     psi_bins: int = Field(default=10, ge=2, le=100, description="quantile bins of the reference probabilities")
     stattest: str | None = Field(default=None, description="Evidently drift method for every column; null: defaults")
     stattest_threshold: float | None = Field(default=None, gt=0, description="threshold of that method")
@@ -58,6 +65,12 @@ class MonitorConfig(BaseModel):
         "in the file) is a negative; false: such rows are left out",
     )
     min_labelled_rows: int = Field(default=200, ge=1, description="labelled rows needed before the AUC alert applies")
+    records_retention_days: float | None = Field(
+        default=90, gt=0, description="record partitions (days) older than this are deleted by each run; null: keep"
+    )
+    reports_retention_days: float | None = Field(
+        default=365, gt=0, description="per-run report folders older than this are deleted by each run; null: keep"
+    )
     experiment: str = Field(default="crmscore-monitoring", description="MLflow experiment of the monitoring runs")
     workspace: str | None = Field(default=None, description="Evidently workspace folder; null: <home>/evidently")
     log_to_mlflow: bool = Field(default=True, description="log the report and summary as an MLflow run")

@@ -23,14 +23,17 @@ run; an alert (drift share, PSI or AUC drop past ``configs/monitor.yaml``) gives
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from features.io import atomic_path
 from serving.monitoring.compare import (  # noqa: F401 - re-exported: the monitor's public names
     DriftComparison,
     compare,
@@ -51,11 +54,14 @@ from serving.monitoring.config import (  # noqa: F401 - re-exported
     MonitorError,
     load_monitor_config,
 )
+from serving.monitoring.importance import model_importance, top_feature_rule
 from serving.monitoring.outcomes import join_outcomes, performance_by_week, read_outcomes
 from serving.monitoring.outputs import (  # noqa: F401 - re-exported
     add_to_workspace,
+    describe_pruning,
     jsonable,
     post_webhook,
+    prune_retention,
     retrain,
     write_json_atomic,
 )
@@ -96,6 +102,7 @@ def evaluate_alerts(summary: dict[str, Any], cfg: MonitorConfig) -> list[str]:
             f"{dd['n_drifted']} of {dd['n_features']} features drifted ({dd['share_drifted']:.0%} ≥ "
             f"{cfg.alert_drift_share:.0%})"
         )
+    out += (dd.get("top_feature_rule") or {}).get("alerts", [])
     psi = pdr["psi"]
     if psi is not None and math.isfinite(psi) and psi >= cfg.alert_psi:
         out.append(f"prediction drift: PSI {psi:.3f} ≥ {cfg.alert_psi}")
@@ -178,6 +185,12 @@ def run_drift_monitor(
             "window_to": end.isoformat(),
         },
     )
+    if cfg.top_features > 0:
+        importance, how = model_importance(model_name, ref_model.version, reference)
+        distances = {c: f.get("distance") for c, f in cmp.data_drift["features"].items()}
+        rule = top_feature_rule(importance, distances, cfg.top_features, cfg.top_feature_distance, how)
+        cmp.data_drift["top_feature_rule"] = {k: v for k, v in rule.items() if k != "warnings"}
+        cmp.warnings[:0] = rule["warnings"]  # first: the CLI prints the first ten
     summary: dict[str, Any] = {
         "model_name": model_name,
         "model_version": ref_model.version,
@@ -194,6 +207,8 @@ def run_drift_monitor(
             "alert_drift_share": cfg.alert_drift_share,
             "alert_psi": cfg.alert_psi,
             "alert_auc_drop": cfg.alert_auc_drop,
+            "top_features": cfg.top_features,
+            "top_feature_distance": cfg.top_feature_distance,
         },
         "data_drift": cmp.data_drift,
         "prediction_drift": cmp.prediction_drift,
@@ -221,14 +236,17 @@ def run_drift_monitor(
     alerts = evaluate_alerts(summary, cfg)
     summary["alerts"] = alerts
     summary["status"] = "drift" if alerts else "ok"
+    summary["retention"] = prune_retention(home_path, model_name, cfg, generated)
     summary = jsonable(summary)
 
     stamp = generated.strftime("%Y%m%dT%H%M%SZ")
     drift_root = home_path / "drift" / model_name
     out = Path(out_dir) if out_dir is not None else drift_root / "reports" / stamp
-    out.mkdir(parents=True, exist_ok=True)
     html_path = out / "drift_report.html"
-    cmp.snapshot.save_html(str(html_path))
+    with _writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(html_path) as tmp:
+            cmp.snapshot.save_html(str(tmp))
     notes: list[str] = []
     snap_id = None
     ws_path = Path(cfg.workspace) if cfg.workspace else home_path / "evidently"
@@ -245,9 +263,11 @@ def run_drift_monitor(
         except Exception as e:  # noqa: BLE001 - tracking down must not hide the drift verdict
             summary.pop("mlflow_run_id", None)
             notes.append(f"MLflow run not logged: {type(e).__name__}: {str(e)[:200]}")
-    if run_id is None:
-        write_json_atomic(summary, json_path)
-    latest = write_json_atomic(summary, drift_root / "latest.json")
+    with _writing(out):
+        if run_id is None or not json_path.is_file():
+            write_json_atomic(summary, json_path)
+    with _writing(drift_root):
+        latest = write_json_atomic(summary, drift_root / "latest.json")
     code = EXIT_ALERT if alerts else EXIT_OK
     result = MonitorResult(summary, code, out, html_path, json_path, latest, run_id, snap_id, notes=notes)
     if webhook:
@@ -255,6 +275,17 @@ def run_drift_monitor(
     if alerts and cfg.retrain_on_alert:
         result.retrain = retrain(model_name, cfg)
     return result
+
+
+@contextlib.contextmanager
+def _writing(where: Path) -> Iterator[None]:
+    """Turn an OS error while writing an output (a full disk, a read-only folder) into a one-line
+    :class:`MonitorError` naming the folder (exit 2); the atomic writes leave no partial file behind."""
+    try:
+        yield
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise MonitorError(f"cannot write the monitor's output to {where}: {reason}") from None
 
 
 def _log_mlflow(summary: dict[str, Any], html_path: Path, json_path: Path, cfg: MonitorConfig) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,76 @@ def retrain(model_name: str, cfg: MonitorConfig) -> dict[str, Any]:
         "decision": res.decision,
         "run_id": res.run_id,
     }
+
+
+# ------------------------------------------------------------------------------------------------ retention
+
+#: Name of a per-run report folder (``<home>/drift/<model>/reports/<stamp>``).
+REPORT_STAMP = "%Y%m%dT%H%M%SZ"
+
+
+def _size(path: Path) -> tuple[int, int]:
+    files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+    return len(files), sum(f.stat().st_size for f in files)
+
+
+def prune_retention(home: Path, model_name: str, cfg: MonitorConfig, now: pd.Timestamp) -> dict[str, Any]:
+    """Delete the model's record day partitions and per-run report folders past their retention.
+
+    A record partition ``date=D`` goes when its whole day is older than ``records_retention_days``
+    (``D + 1 day <= now - days``); a report folder when its time stamp is older than ``reports_retention_days``.
+    Folders with other names are left alone. Returns what was deleted, per kind: the retention, the folders,
+    and their file count and bytes; a folder that cannot be deleted is listed under ``errors``.
+    """
+    out: dict[str, Any] = {}
+    kinds = (
+        ("records", home / "records" / model_name, cfg.records_retention_days, "date=*"),
+        ("reports", home / "drift" / model_name / "reports", cfg.reports_retention_days, "*"),
+    )
+    for kind, root, days, pattern in kinds:
+        entry: dict[str, Any] = {"retention_days": days, "pruned": [], "files": 0, "bytes": 0, "errors": []}
+        out[kind] = entry
+        if days is None or not root.is_dir():
+            continue
+        cutoff = now - pd.Timedelta(days=days)
+        for d in sorted(root.glob(pattern)):
+            if not d.is_dir():
+                continue
+            try:
+                if kind == "records":
+                    old = pd.Timestamp(d.name.split("=", 1)[1], tz="UTC") + pd.Timedelta(days=1) <= cutoff
+                else:
+                    old = pd.Timestamp.strptime(d.name, REPORT_STAMP).tz_localize("UTC") < cutoff
+            except ValueError:
+                continue
+            if not old:
+                continue
+            n, size = _size(d)
+            try:
+                shutil.rmtree(d)
+            except OSError as e:
+                entry["errors"].append(f"{d.name}: {type(e).__name__}: {e}")
+                continue
+            entry["pruned"].append(d.name)
+            entry["files"] += n
+            entry["bytes"] += size
+    return out
+
+
+def describe_pruning(retention: dict[str, Any]) -> str:
+    """One line for the CLI: what the retention settings deleted in this run."""
+    parts = []
+    for kind, what in (("records", "record day partition(s)"), ("reports", "report folder(s)")):
+        e = retention.get(kind) or {}
+        if e.get("retention_days") is None:
+            parts.append(f"{kind} kept (no retention)")
+            continue
+        days = f"{e['retention_days']:g}"
+        if e["pruned"]:
+            parts.append(f"pruned {len(e['pruned'])} {what} older than {days} days "
+                         f"({e['files']} files, {e['bytes'] / 1e6:.1f} MB)")
+        else:
+            parts.append(f"no {kind} older than {days} days")
+        if e.get("errors"):
+            parts.append(f"{len(e['errors'])} {kind} folder(s) could not be deleted: {e['errors'][0]}")
+    return "; ".join(parts)

@@ -156,6 +156,9 @@ def test_no_drift_exit_0_with_report_mlflow_workspace_and_webhook(env: Path, tmp
     res = invoke("--since", "1d", "--out", str(out), "--webhook", url)
     assert res.exit_code == 0, res.output
     assert "0/5 drifted" in res.output and "status: ok" in res.output
+    # this registered "model" is only a reference sample: no contributions, so the share rule alone, said once
+    assert "warning: top-feature rule not applied, share rule only" in res.output
+    assert "retention: no records older than 90 days; no reports older than 365 days" in res.output
 
     summary = json.loads((out / "drift_summary.json").read_text(encoding="utf-8"))
     assert summary["status"] == "ok" and summary["model_version"] == "1"
@@ -303,3 +306,73 @@ def test_window_reader_matches_serving_records(tmp_path: Path):
     assert len(v2) == 50 and v2["province"].isna().all()
     empty, counts = read_window_records(home, MODEL, "2024-01-01", "2024-02-01", features=cols)
     assert len(empty) == 0 and "model_version" in empty.columns and counts == {}
+
+
+def test_retention_prunes_old_records_and_reports_and_says_so(env: Path, tmp_path: Path):
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text("records_retention_days: 30\nreports_retention_days: 10\nlog_to_mlflow: false\n", encoding="utf-8")
+    now = pd.Timestamp.now(tz="UTC")
+    write_records(env, feature_rows(300, seed=5), spread(300, (now - pd.Timedelta(days=2)).isoformat(), 1))
+    old_day = (now - pd.Timedelta(days=45)).strftime("%Y-%m-%d")
+    write_records(env, feature_rows(50, seed=6), spread(50, old_day, 0.5))
+    edge_day = (now - pd.Timedelta(days=30)).strftime("%Y-%m-%d")  # partly inside the 30 days: kept
+    write_records(env, feature_rows(50, seed=7), spread(50, edge_day, 0.5))
+    reports = env / "drift" / MODEL / "reports"
+    old_report = reports / (now - pd.Timedelta(days=20)).strftime("%Y%m%dT%H%M%SZ")
+    new_report = reports / (now - pd.Timedelta(days=2)).strftime("%Y%m%dT%H%M%SZ")
+    for d in (old_report, new_report):
+        d.mkdir(parents=True)
+        (d / "drift_summary.json").write_text("{}", encoding="utf-8")
+    (reports / "by-hand").mkdir()  # not a run's folder: never touched
+
+    res = invoke("--since", "7d", "--config", str(cfg))
+    assert res.exit_code == 0, res.output
+    assert "retention: pruned 1 record day partition(s) older than 30 days (1 files" in res.output
+    assert "pruned 1 report folder(s) older than 10 days (1 files" in res.output
+    days = sorted(p.name for p in (env / "records" / MODEL).iterdir())
+    assert f"date={old_day}" not in days and f"date={edge_day}" in days
+    assert not old_report.exists() and new_report.exists() and (reports / "by-hand").exists()
+    latest = json.loads((env / "drift" / MODEL / "latest.json").read_text(encoding="utf-8"))
+    assert latest["retention"]["records"]["pruned"] == [f"date={old_day}"]
+    assert latest["retention"]["reports"]["pruned"] == [old_report.name]
+    assert latest["rows"]["current"] == 300  # the window's rows were read before anything was pruned
+
+
+def test_full_disk_for_mlflow_artifacts_keeps_the_verdict_and_the_files_whole(
+    env: Path, tmp_path: Path, small_tmpfs: Path
+):
+    """MLflow's artifact store on a real, full tmpfs: the run is not logged (a note says why), the verdict and
+    exit code stand, and the summary files the command writes are whole."""
+    from mlflow import MlflowClient
+
+    from tests.integration.conftest import fill_disk
+
+    exp = MlflowClient().create_experiment("full-disk", artifact_location=(small_tmpfs / "artifacts").as_uri())
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text("experiment: full-disk\n", encoding="utf-8")
+    now = pd.Timestamp.now(tz="UTC")
+    write_records(env, feature_rows(1500, seed=1), spread(1500, (now - pd.Timedelta(hours=20)).isoformat(), 0.5))
+    fill_disk(small_tmpfs)
+    out = tmp_path / "out"
+    res = invoke("--since", "1d", "--out", str(out), "--config", str(cfg))
+    assert res.exit_code == 0, res.output
+    assert "note: MLflow run not logged: OSError" in res.output and "No space left on device" in res.output
+    summary = json.loads((out / "drift_summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "ok" and "mlflow_run_id" not in summary
+    assert json.loads((env / "drift" / MODEL / "latest.json").read_text(encoding="utf-8")) == summary
+    (run,) = MlflowClient().search_runs([exp])
+    assert run.info.status == "FAILED"
+
+
+def test_full_disk_for_the_report_is_a_clear_error_without_partial_files(env: Path, small_tmpfs: Path):
+    """The report folder on a full disk: exit 2 with one line naming the folder, no partial file in it."""
+    from tests.integration.conftest import fill_disk
+
+    now = pd.Timestamp.now(tz="UTC")
+    write_records(env, feature_rows(1500, seed=1), spread(1500, (now - pd.Timedelta(hours=20)).isoformat(), 0.5))
+    out = small_tmpfs / "out"
+    fill_disk(small_tmpfs)
+    res = invoke("--since", "1d", "--out", str(out))
+    assert res.exit_code == 2, res.output
+    assert f"cannot write the monitor's output to {out}: " in res.output and "No space left" in res.output
+    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]

@@ -260,3 +260,31 @@ def test_config_file_equals_defaults_and_retrain_needs_data(tmp_path):
     bad.write_text("retrain_on_alert: true\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="retrain_data_dir"):
         load_monitor_config(bad)
+
+
+def test_drift_distance_numeric_and_categorical() -> None:
+    from serving.monitoring.importance import drift_distance
+
+    r = np.random.default_rng(0)
+    ref = pd.Series(r.normal(0, 2, 5000))
+    assert drift_distance(pd.Series(r.normal(0, 2, 5000)), ref, False) < 0.1
+    assert drift_distance(ref + 2.0, ref, False) == pytest.approx(1.0, rel=0.02)  # one standard deviation
+    cats = pd.Series(r.choice(["a", "b", "c"], 5000))
+    assert drift_distance(cats.copy(), cats, True) == pytest.approx(0.0, abs=1e-9)
+    assert drift_distance(pd.Series(["z"] * 100), cats, True) == pytest.approx(1.0)  # disjoint: the maximum
+    assert drift_distance(pd.Series([np.nan] * 10), ref, False) is None
+
+
+def test_top_feature_rule_alerts_on_top_features_only_and_falls_back_without_importance() -> None:
+    from serving.monitoring.importance import top_feature_rule
+
+    importance = {"interactions_30d": 0.9, "tenure_days": 0.5, "province": 0.1, "n_orders": 0.0}
+    distances = {"interactions_30d": 2.4, "tenure_days": 0.05, "province": 0.02, "n_orders": 3.0}
+    rule = top_feature_rule(importance, distances, top_k=2, threshold=0.5)
+    assert rule["applied"] and len(rule["alerts"]) == 1 and "interactions_30d" in rule["alerts"][0]
+    assert "#1 feature" in rule["alerts"][0]
+    assert len(rule["warnings"]) == 1 and rule["warnings"][0].startswith("strong drift in n_orders")
+    assert [t["feature"] for t in rule["top_features"]] == ["interactions_30d", "tenure_days"]
+    none = top_feature_rule(None, distances, top_k=2, threshold=0.5, why_none="no contributions")
+    assert not none["applied"] and none["alerts"] == []
+    assert none["warnings"] == ["top-feature rule not applied, share rule only: no contributions"]
