@@ -16,12 +16,23 @@ number of worker processes; `wrk` (apt-get install -y wrk) sends one lead per re
 leads/s, p50, p99, server CPU per request, errors); ``--out`` writes every run as JSON, ``--json-out`` one
 object ``{"benchmark": "serving", "params": {...}, "figures": {...}}`` (medians over rounds; what bench/run.py
 reads). Figures are in docs/serving.md.
+
+``--overload 1,2,3`` measures overload protection instead (docs/serving.md, "Overload"): ``crmscore serve`` with
+its shipped limits, its capacity measured closed-loop (16 connections, one lead + reasons), then an open-loop
+constant rate of 1×, 2× and 3× that capacity over up to ``--overload-connections`` connections, each level for
+``--overload-seconds``. Per level: accepted throughput (200s per second), shed share (503/429), failed requests
+(anything else, connection errors, timeouts), accepted p50/p99 (from each request's due time, so client-side
+waiting counts), and the server's RSS before and after.
+
+    .venv/bin/python bench/bench_serving.py --overload 1,2,3 --trees 200 --depth 6 \
+        --json-out bench/results/overload.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -287,7 +298,13 @@ def main(argv: list[str] | None = None) -> int:
                     "writing its own records instead of the previous run's")
     ap.add_argument("--out", type=Path, help="write every run as JSON (a list)")
     ap.add_argument("--json-out", type=Path, help="write {benchmark, params, figures} (medians) as JSON")
+    ap.add_argument("--overload", help="instead of the wrk runs: offered load as multiples of the measured "
+                    "capacity, e.g. 1,2,3 (open loop, one lead + reasons; see overload_main)")
+    ap.add_argument("--overload-seconds", type=float, default=20, help="seconds per overload level")
+    ap.add_argument("--overload-connections", type=int, default=256, help="client connections of the overload runs")
     args = ap.parse_args(argv)
+    if args.overload:
+        return overload_main(args)
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -461,3 +478,121 @@ def summarise(results: list[dict[str, Any]]) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# overload: open loop at multiples of the measured capacity
+# --------------------------------------------------------------------------------------------------------------
+
+
+async def _overload_loop(target: Any, rate: float, seconds: float, connections: int) -> list[tuple[float, int | None]]:
+    """(latency from due time, status or None) of every request of a constant-rate run of ``seconds``."""
+    import asyncio
+
+    from bench.soak import TIMEOUT_S, _Pool
+
+    pool = _Pool(target, connections)
+    await pool.fill(min(connections, 64))
+    loop = asyncio.get_running_loop()
+    out: list[tuple[float, int | None]] = []
+    n = int(rate * seconds)
+    t0 = loop.time() + 0.05
+
+    async def one(due: float) -> None:
+        status = await pool.request_status()
+        out.append((loop.time() - due, status))
+
+    tasks: set[asyncio.Task[None]] = set()
+    for i in range(n):
+        due = t0 + i / rate
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=TIMEOUT_S + 5)
+    for task in list(tasks):
+        task.cancel()
+    pool.close()
+    out.extend((math.inf, None) for _ in range(n - len(out)))  # unanswered: failed
+    return out
+
+
+def run_overload(url: str, headers: dict[str, str], body: dict[str, Any], rate: float, seconds: float,
+                 connections: int, server_pid: int) -> dict[str, float]:
+    """One overload level: figures of an open-loop run at ``rate`` requests/s."""
+    import asyncio
+
+    from bench.soak import _encode, _percentile, _Target, tree_rss_mb
+
+    target = _Target(url, headers, _encode(body))
+    rss0 = tree_rss_mb(server_pid)
+    samples = asyncio.run(_overload_loop(target, rate, seconds, connections))
+    rss1 = tree_rss_mb(server_pid)
+    accepted = sorted(lat * 1000 for lat, st in samples if st == 200)
+    shed = sorted(lat * 1000 for lat, st in samples if st in (429, 503))
+    n = len(samples)
+    return {
+        "offered_rps": rate,
+        "requests": n,
+        "accepted_rps": len(accepted) / seconds,
+        "shed_share": len(shed) / n if n else math.nan,
+        "failed": n - len(accepted) - len(shed),
+        "accepted_p50_ms": _percentile(accepted, 50),
+        "accepted_p99_ms": _percentile(accepted, 99),
+        "shed_p99_ms": _percentile(shed, 99),
+        "rss_start_mb": rss0,
+        "rss_end_mb": rss1,
+    }
+
+
+def overload_main(args: argparse.Namespace) -> int:
+    """``--overload``: train (or reuse) a model, serve it with the shipped limits, measure its capacity, then
+    drive each multiple of it; print a table, write ``--json-out``."""
+    from bench.soak import lead_body, measure_peak, serve
+    from bench.soak import make_registry as soak_registry
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="crmscore-overload-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    uri, data = soak_registry(workdir, args.customers, args.trees, args.depth)
+    body = lead_body(data)
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    multiples = [float(x) for x in args.overload.split(",")]
+    levels = []
+    with serve(uri, workdir, args.workers) as (url, proc):
+        endpoint = f"{url}/score_leads"
+        measure_peak(endpoint, headers, body, 3, 16)  # warm-up
+        capacity = measure_peak(endpoint, headers, body, 10, 16)
+        print(f"capacity {capacity:.1f} req/s (closed loop, 16 connections, 10 s)", flush=True)
+        for m in multiples:
+            r = run_overload(endpoint, headers, body, m * capacity, args.overload_seconds,
+                             args.overload_connections, proc.pid)
+            r["multiple"] = m
+            levels.append(r)
+            print(f"  {m:g}× ({r['offered_rps']:.0f} req/s offered): accepted {r['accepted_rps']:.1f} req/s, "
+                  f"shed {r['shed_share']:.1%}, failed {r['failed']}, accepted p50 {r['accepted_p50_ms']:.1f} / "
+                  f"p99 {r['accepted_p99_ms']:.1f} ms, shed p99 {r['shed_p99_ms']:.1f} ms, "
+                  f"RSS {r['rss_start_mb']:.0f} → {r['rss_end_mb']:.0f} MB", flush=True)
+    if args.json_out:
+        from serving.settings import ServingSettings
+
+        s = ServingSettings()
+        doc = {
+            "benchmark": "overload",
+            "params": {"workers": args.workers, "trees": args.trees, "depth": args.depth,
+                       "customers": args.customers, "seconds_per_level": args.overload_seconds,
+                       "connections": args.overload_connections, "payload": "1 lead + reasons",
+                       "limits_per_worker": {"max_concurrency": s.max_concurrency, "max_queue": s.max_queue,
+                                             "queue_timeout_seconds": s.queue_timeout_seconds},
+                       "cores": os.cpu_count(), "load_avg_before": list(load_before),
+                       "load_avg_after": list(os.getloadavg())},
+            "figures": {"capacity_rps": capacity,
+                        **{f"{lv['multiple']:g}x_{k}": v for lv in levels for k, v in lv.items() if k != "multiple"}},
+            "levels": levels,
+        }
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
+    return 0 if all(lv["failed"] == 0 for lv in levels) else 1

@@ -162,22 +162,29 @@ class _Pool:
 
     async def request(self) -> bool:
         """One request on an idle (or new) connection; True when answered 200."""
+        status = await self.request_status()
+        return status == 200 or (status is not None and self._fail(f"HTTP {status}"))
+
+    async def request_status(self) -> int | None:
+        """One request on an idle (or new) connection; its HTTP status, None when it failed (counted by kind)."""
         try:
             conn = await self._get()
         except OSError as e:
-            return self._fail(f"connect: {type(e).__name__}")
+            self._fail(f"connect: {type(e).__name__}")
+            return None
         try:
             status, keep = await asyncio.wait_for(conn.exchange(self.target.request), TIMEOUT_S)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:
             conn.close()
             self.count -= 1
-            return self._fail(type(e).__name__)
+            self._fail(type(e).__name__)
+            return None
         if keep:
             self.idle.put_nowait(conn)
         else:
             conn.close()
             self.count -= 1
-        return status == 200 or self._fail(f"HTTP {status}")
+        return status
 
     def close(self) -> None:
         """Close every idle connection."""

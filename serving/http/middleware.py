@@ -254,7 +254,7 @@ class GuardMiddleware:
                     return
                 receive = self._limited(receive, state)
             if path in ENDPOINT_KIND:
-                refused = await self._admit(path, key, state, send)
+                refused = await self._admit(path, key, state, receive, send)
                 if refused:
                     return
                 admitted = True
@@ -264,7 +264,7 @@ class GuardMiddleware:
                 self.admission.release()
             self._observe(path, state["status"], time.perf_counter() - t0)
 
-    async def _admit(self, path: str, key: bytes, state: dict[str, Any], send: Any) -> bool:
+    async def _admit(self, path: str, key: bytes, state: dict[str, Any], receive: Any, send: Any) -> bool:
         """Rate limit and admission of a scoring request; True when it was refused (and answered)."""
         if self.limiter is not None:
             wait = self.limiter.take(key)
@@ -272,6 +272,7 @@ class GuardMiddleware:
                 state["status"] = 429
                 self._count_shed(path, "rate limit")
                 retry = str(max(1, math.ceil(wait))).encode()
+                await _drain(receive)
                 await self._send_error(send, 429, "rate limit of this API key exceeded; retry later",
                                        [(b"retry-after", retry)])
                 return True
@@ -282,6 +283,7 @@ class GuardMiddleware:
         self._count_shed(path, refused)
         message = (f"service overloaded ({refused}: {self.admission.active} requests in progress, "
                    f"{self.admission.queued} waiting in this worker); retry later")
+        await _drain(receive)
         await self._send_error(send, 503, message, [(b"retry-after", self.retry_after)])
         return True
 
@@ -350,6 +352,15 @@ class GuardMiddleware:
                 m.errors.labels(model=model, endpoint=path, status=str(status)).inc()
         except Exception:  # noqa: BLE001 - metrics never break a request
             log.debug("metrics update failed", exc_info=True)
+
+
+async def _drain(receive: Any) -> None:
+    """Read and drop the rest of a refused request's body (no parsing; at most ``max_body_mb`` through the
+    size guard), so the client, still sending, reads the refusal instead of a reset connection."""
+    while True:
+        msg = await receive()
+        if msg.get("type") != "http.request" or not msg.get("more_body"):
+            return
 
 
 def rewrite_400(body: bytes) -> tuple[int, bytes]:
