@@ -148,7 +148,7 @@ def prune_retention(home: Path, model_name: str, cfg: MonitorConfig, now: pd.Tim
                 if kind == "records":
                     old = pd.Timestamp(d.name.split("=", 1)[1], tz="UTC") + pd.Timedelta(days=1) <= cutoff
                 else:
-                    old = pd.Timestamp.strptime(d.name, REPORT_STAMP).tz_localize("UTC") < cutoff
+                    old = pd.to_datetime(d.name, format=REPORT_STAMP, utc=True) < cutoff
             except ValueError:
                 continue
             if not old:
