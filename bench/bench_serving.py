@@ -20,7 +20,8 @@ reads). Figures are in docs/serving.md.
 ``--overload 1,2,3`` measures overload protection instead (docs/serving.md, "Overload"): ``crmscore serve`` with
 its shipped limits, its capacity measured closed-loop (16 connections, one lead + reasons), then an open-loop
 constant rate of 1×, 2× and 3× that capacity over up to ``--overload-connections`` connections, each level for
-``--overload-seconds``. Per level: accepted throughput (200s per second), shed share (503/429), failed requests
+``--overload-seconds``. Per level: accepted throughput (200s per second, over the time from the first request
+to the last answer), shed share (503/429), failed requests
 (anything else, connection errors, timeouts), accepted p50/p99 (from each request's due time, so client-side
 waiting counts), and the server's RSS before and after.
 
@@ -476,17 +477,16 @@ def summarise(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 # --------------------------------------------------------------------------------------------------------------
 # overload: open loop at multiples of the measured capacity
 # --------------------------------------------------------------------------------------------------------------
 
 
-async def _overload_loop(target: Any, rate: float, seconds: float, connections: int) -> list[tuple[float, int | None]]:
-    """(latency from due time, status or None) of every request of a constant-rate run of ``seconds``."""
+async def _overload_loop(
+    target: Any, rate: float, seconds: float, connections: int
+) -> tuple[list[tuple[float, int | None]], float]:
+    """(latency from due time, status or None) of every request of a constant-rate run of ``seconds``, and the
+    seconds from the first due time to the last answer (what the accepted throughput is divided by)."""
     import asyncio
 
     from bench.soak import TIMEOUT_S, _Pool
@@ -516,8 +516,9 @@ async def _overload_loop(target: Any, rate: float, seconds: float, connections: 
     for task in list(tasks):
         task.cancel()
     pool.close()
+    elapsed = loop.time() - t0
     out.extend((math.inf, None) for _ in range(n - len(out)))  # unanswered: failed
-    return out
+    return out, elapsed
 
 
 def run_overload(url: str, headers: dict[str, str], body: dict[str, Any], rate: float, seconds: float,
@@ -529,7 +530,7 @@ def run_overload(url: str, headers: dict[str, str], body: dict[str, Any], rate: 
 
     target = _Target(url, headers, _encode(body))
     rss0 = tree_rss_mb(server_pid)
-    samples = asyncio.run(_overload_loop(target, rate, seconds, connections))
+    samples, elapsed = asyncio.run(_overload_loop(target, rate, seconds, connections))
     rss1 = tree_rss_mb(server_pid)
     accepted = sorted(lat * 1000 for lat, st in samples if st == 200)
     shed = sorted(lat * 1000 for lat, st in samples if st in (429, 503))
@@ -537,7 +538,8 @@ def run_overload(url: str, headers: dict[str, str], body: dict[str, Any], rate: 
     return {
         "offered_rps": rate,
         "requests": n,
-        "accepted_rps": len(accepted) / seconds,
+        "accepted_rps": len(accepted) / elapsed,
+        "elapsed_s": elapsed,
         "shed_share": len(shed) / n if n else math.nan,
         "failed": n - len(accepted) - len(shed),
         "accepted_p50_ms": _percentile(accepted, 50),
@@ -551,6 +553,8 @@ def run_overload(url: str, headers: dict[str, str], body: dict[str, Any], rate: 
 def overload_main(args: argparse.Namespace) -> int:
     """``--overload``: train (or reuse) a model, serve it with the shipped limits, measure its capacity, then
     drive each multiple of it; print a table, write ``--json-out``."""
+    if str(ROOT) not in sys.path:  # run as a script: make bench.soak importable
+        sys.path.insert(0, str(ROOT))
     from bench.soak import lead_body, measure_peak, serve
     from bench.soak import make_registry as soak_registry
 
@@ -596,3 +600,7 @@ def overload_main(args: argparse.Namespace) -> int:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
     return 0 if all(lv["failed"] == 0 for lv in levels) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

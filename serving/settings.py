@@ -27,6 +27,7 @@ ENV_OVERRIDES = {
     "CRMSCORE_MAX_CONCURRENCY": "max_concurrency",
     "CRMSCORE_MAX_QUEUE": "max_queue",
     "CRMSCORE_QUEUE_TIMEOUT_SECONDS": "queue_timeout_seconds",
+    "CRMSCORE_MAX_LOOP_LAG_SECONDS": "max_loop_lag_seconds",
     "CRMSCORE_RATE_LIMIT_PER_KEY": "rate_limit_per_key",
     "CRMSCORE_WORKERS": "workers",
     "CRMSCORE_DATA_DIR": "data_dir",
@@ -85,6 +86,10 @@ class ServingSettings(BaseModel):
     queue_timeout_seconds: float = Field(
         default=5.0, gt=0, description="a request that waited this long for a turn gets 503 + Retry-After"
     )
+    max_loop_lag_seconds: float | None = Field(
+        default=0.5, gt=0, description="while the worker's event loop runs this far behind, new scoring requests "
+        "get 503 + Retry-After (small requests are scored on the loop); null = off",
+    )
     retry_after_seconds: float = Field(default=1.0, gt=0, description="Retry-After of a 503 (overload)")
     rate_limit_per_key: float | None = Field(
         default=None, gt=0, description="scoring requests per second per API key (whole service); beyond: 429"
@@ -117,7 +122,8 @@ def crmscore_home() -> Path:
 def _env_value(field: str, raw: str) -> object:
     if field in ("pin_models", "records_enabled"):
         return raw.strip().lower() in _TRUE
-    if field in ("max_concurrency", "rate_limit_per_key") and raw.strip().lower() in ("none", "null", "off"):
+    nullable = ("max_concurrency", "rate_limit_per_key", "max_loop_lag_seconds")
+    if field in nullable and raw.strip().lower() in ("none", "null", "off"):
         return None
     return raw.strip()
 

@@ -7,7 +7,8 @@ For a protected request, in this order:
 
 1. the API key (401), the Content-Type (415) and a Content-Length over ``max_body_mb`` (413);
 2. on the scoring endpoints (:data:`ENDPOINT_KIND`), admission: a per-key rate limit (429 + ``Retry-After``,
-   only when ``rate_limit_per_key`` is set) and the worker's concurrency and queue limits
+   only when ``rate_limit_per_key`` is set), the worker's event-loop lag (:class:`LoopLag`: 503 + ``Retry-After``
+   while the loop runs more than ``max_loop_lag_seconds`` behind) and its concurrency and queue limits
    (:class:`Admission`: 503 + ``Retry-After`` at once when the queue is full, or when a queued request waited
    ``queue_timeout_seconds``);
 3. BentoML and the service; a body without Content-Length that outgrows the limit ends as a 413, and
@@ -149,6 +150,34 @@ class Admission:
                 return
 
 
+class LoopLag:
+    """How far behind this worker's event loop runs: a timer every ``interval`` seconds notes how late it fired.
+
+    Small scoring requests are scored on the event loop, so they are never "in progress" together and a
+    concurrency limit does not see them pile up: under overload they wait as ready tasks and unread sockets
+    before the middleware is even called. The loop's lag measures exactly that wait; while it is above the
+    limit, new scoring requests are refused at once (cheap: a 503 without parsing the body), the backlog
+    drains, and the requests that are accepted wait about the limit at most.
+    """
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.lag = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start measuring on the running loop (idempotent; called from the first request)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="crmscore-loop-lag")
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self.lag = max(0.0, loop.time() - due)
+
+
 class KeyRateLimiter:
     """Token bucket per API key: ``rate`` requests per second with bursts of ``burst`` (one worker's share)."""
 
@@ -188,6 +217,8 @@ class GuardMiddleware:
         self.max_body = int(s.max_body_mb * 1024 * 1024)
         self.names = {k: getattr(s.models, k) for k in ("lead", "churn", "segments")}
         self.admission = Admission(s.max_concurrency, s.max_queue, s.queue_timeout_seconds)
+        self.max_lag = s.max_loop_lag_seconds
+        self.loop_lag = LoopLag()
         self.retry_after = str(max(1, math.ceil(s.retry_after_seconds))).encode()
         self.limiter = None
         if s.rate_limit_per_key is not None:  # the service-wide rate, shared out over the workers
@@ -276,11 +307,17 @@ class GuardMiddleware:
                 await self._send_error(send, 429, "rate limit of this API key exceeded; retry later",
                                        [(b"retry-after", retry)])
                 return True
-        refused = await self.admission.acquire()
+        refused = None
+        if self.max_lag is not None:
+            self.loop_lag.start()
+            if self.loop_lag.lag > self.max_lag:
+                refused = f"event loop {self.loop_lag.lag * 1000:.0f} ms behind"
         if refused is None:
-            return False
+            refused = await self.admission.acquire()
+            if refused is None:
+                return False
         state["status"] = 503
-        self._count_shed(path, refused)
+        self._count_shed(path, "loop lag" if refused.startswith("event loop") else refused)
         message = (f"service overloaded ({refused}: {self.admission.active} requests in progress, "
                    f"{self.admission.queued} waiting in this worker); retry later")
         await _drain(receive)

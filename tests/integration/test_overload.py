@@ -5,8 +5,9 @@ reasons (each takes a while to score), sent by many threads released together: m
 admits. The test asserts behaviour only: every answer is a 200 with all its results or a 503 with
 ``Retry-After`` and the error body, at least one of each, and nothing else (no failed connection, no 5xx
 but 503). The per-key rate limit gives 429 + ``Retry-After`` to the key that used up its burst, while another
-key is still served. Throughput and latency under overload are measured by ``bench/bench_serving.py
---overload``.
+key is still served. (Shedding on event-loop lag, the shipped default, is on here too; which rule refused a
+request is not asserted, only that refusals are 503s with ``Retry-After``.) Throughput and latency under
+overload are measured by ``bench/bench_serving.py --overload``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def _table(names: list[str]) -> dict:
 
 def test_overload_sheds_with_503_and_rate_limit_gives_429(crm_registry: Registry, tmp_path: Path) -> None:
     env = {"CRMSCORE_PIN_MODELS": "1", "CRMSCORE_MAX_CONCURRENCY": "1", "CRMSCORE_MAX_QUEUE": "1",
-           "CRMSCORE_RATE_LIMIT_PER_KEY": "0.001", "CRMSCORE_RECORDS": "0"}
+           "CRMSCORE_MAX_LOOP_LAG_SECONDS": "0.5", "CRMSCORE_RATE_LIMIT_PER_KEY": "0.001", "CRMSCORE_RECORDS": "0"}
     env["CRMSCORE_SERVING_CONFIG"] = str(tmp_path / "serving.yaml")
     (tmp_path / "serving.yaml").write_text(f"rate_limit_burst: {BURST}\n", encoding="utf-8")
     with running_server(crm_registry, tmp_path / "svc", env) as server:
@@ -83,5 +84,5 @@ def test_overload_sheds_with_503_and_rate_limit_gives_429(crm_registry: Registry
             assert "rate limit" in limited.json()["error"]
             assert c.post("/score_leads", json=one, headers=key2).status_code == 200
         metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
-        assert 'crmscore_requests_shed_total{endpoint="/score_leads",reason="queue full"}' in metrics
+        assert 'crmscore_requests_shed_total{endpoint="/score_leads",reason=' in metrics
         assert 'reason="rate limit"' in metrics
