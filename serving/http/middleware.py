@@ -175,7 +175,8 @@ class LoopLag:
         while True:
             due = loop.time() + self.interval
             await asyncio.sleep(self.interval)
-            self.lag = max(0.0, loop.time() - due)
+            # smoothed downwards only: one prompt tick after a stall does not declare the backlog gone
+            self.lag = max(0.0, loop.time() - due, self.lag * 0.8)
 
 
 class KeyRateLimiter:

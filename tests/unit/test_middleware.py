@@ -84,3 +84,22 @@ def test_pydantic_errors_quote_the_request_body() -> None:
     assert "ZZPII_secret" not in text and "/score_leads" in text and record.levelno == logging.WARNING
     other = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), (RuntimeError, RuntimeError("x"), None))
     assert ClientErrorRedaction().filter(other) and other.exc_info is not None  # other errors untouched
+
+
+def test_loop_lag_sees_a_blocked_event_loop() -> None:
+    import time
+
+    from serving.http.middleware import LoopLag
+
+    async def scenario() -> tuple[float, float]:
+        lag = LoopLag(interval=0.01)
+        lag.start()
+        await asyncio.sleep(0.05)
+        idle = lag.lag
+        time.sleep(0.3)  # what a pile of requests scored on the loop does to it
+        for _ in range(3):  # let the late timer run
+            await asyncio.sleep(0)
+        return idle, lag.lag
+
+    idle, blocked = asyncio.run(scenario())
+    assert blocked > 0.2 > idle
