@@ -53,15 +53,14 @@ def _record_shifted(home: Path, reference: pd.DataFrame, feature: str, version: 
     rows = reference.copy()
     rows[feature] = pd.to_numeric(rows[feature]) * 4 + 5
     now = pd.Timestamp.now(tz="UTC").floor("s")
-    rec = pd.DataFrame({
+    base = pd.DataFrame({
         "ts": [now - pd.Timedelta(seconds=i % 3600) for i in range(len(rows))],
         "model_name": MODEL, "model_version": version, "source": "http",
         "customer_id": [f"C{i}" for i in range(len(rows))],
         "probability": rows["probability"].to_numpy(),
         "score": np.clip(np.rint(rows["probability"].to_numpy() * 100), 1, 99).astype("int64"), "grade": "C",
     })
-    for c in rows.columns.drop("probability"):
-        rec[c] = rows[c].to_numpy()
+    rec = pd.concat([base, rows.drop(columns="probability").reset_index(drop=True)], axis=1)
     day = now.strftime("%Y-%m-%d")
     write_parquet_atomic(rec, home / "records" / MODEL / f"date={day}" / f"part-{uuid.uuid4().hex}.parquet")
 
