@@ -6,7 +6,7 @@ builder trusts it, and the PII list here is the single source for "never a featu
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
@@ -225,8 +225,9 @@ def empty_frame(table: str) -> pd.DataFrame:
     return pd.DataFrame({c.name: pd.Series(dtype=PANDAS_DTYPES[c.dtype]) for c in spec.columns})
 
 
-#: pandas dtypes that validated contract tables carry (what ingestion writes to Parquet).
-PANDAS_DTYPES: dict[str, str] = {
+#: pandas dtypes that validated contract tables carry (what ingestion writes to Parquet). Values are dtype
+#: names; typed ``Any`` because pandas-stubs' ``astype`` only accepts literal names, not a ``str`` variable.
+PANDAS_DTYPES: dict[str, Any] = {
     "string": "string",
     "datetime": "datetime64[ns]",
     "float": "float64",

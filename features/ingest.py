@@ -161,31 +161,33 @@ def _validate(
         raw = df[c.name]
         typed_dt = pd.api.types.is_datetime64_any_dtype(raw.dtype)
         typed_num = pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype)
-        # typed columns need no text, except for the values written next to a rejected row
-        text = None if typed_dt or (typed_num and c.dtype in ("float", "int")) else normalize_text(raw)
+        # typed columns need no text, except for the values written next to a rejected row; a date-typed
+        # column (Excel, Parquet) in a text or yes/no field still needs it
+        no_text = (typed_dt and c.dtype in ("datetime", "float", "int")) or (typed_num and c.dtype in ("float", "int"))
+        text = None if no_text else normalize_text(raw)
 
         def flag(mask: pd.Series, reason: str, c=c, raw=raw, text=text) -> None:
-            mask = mask.fillna(False).astype(bool).to_numpy()
-            if mask.any():
+            rows = mask.fillna(False).astype(bool).to_numpy()
+            if rows.any():
                 if c.pii:
                     values: Any = PII_MASK
                 else:
-                    values = (text[mask] if text is not None else normalize_text(raw[mask])).astype(object)
+                    values = (text[rows] if text is not None else normalize_text(raw[rows])).astype(object)
                     values = values.fillna("").to_numpy()
-                probs.append(_problems(df.index[mask], c.name, values, reason))
+                probs.append(_problems(df.index[rows], c.name, values, reason))
 
         blank = raw.isna() if text is None else text.isna()
         if c.required:
             flag(blank, f"{c.name} is blank")
         if c.dtype == "datetime":
-            order = None
-            if typed_dt:
+            order: DateOrder | None = None
+            if text is None:  # a date-typed column
                 val = parse_dates(raw, day_first)
             else:
                 val, order = _parse_date_text_inferred(text, day_first)
                 orders.append(DateOrderSummary.of(c.name, order))
             invalid = ~blank & val.isna()
-            if order is not None and order.basis == "conflict" and invalid.any():
+            if text is not None and order is not None and order.basis == "conflict" and invalid.any():
                 # the values the other order would read: say why they are rejected
                 other = _parse_date_text(text[invalid], not order.day_first).notna()
                 other = other.reindex(text.index, fill_value=False)
@@ -207,9 +209,13 @@ def _validate(
             if c.dtype == "int":
                 val = val.round().astype("Int64")
         elif c.dtype == "bool":
-            val = raw.astype("boolean") if pd.api.types.is_bool_dtype(raw.dtype) else _parse_bool_text(text)
+            if pd.api.types.is_bool_dtype(raw.dtype) or text is None:
+                val = raw.astype("boolean")
+            else:
+                val = _parse_bool_text(text)
             flag(~blank & val.isna(), f"{c.name} is not a yes/no value")
         else:
+            assert text is not None  # only a date or number field goes without text
             val = text
             if c.allowed:
                 canon = text.str.lower().map({a.lower(): a for a in c.allowed})
@@ -253,7 +259,7 @@ def validate_table(
     """
     spec = get_table(table)
     work = df.reset_index(drop=True)
-    rows = pd.Series(
+    rows: pd.Series = pd.Series(
         np.arange(2, len(work) + 2) if row_numbers is None else np.asarray(row_numbers), index=work.index
     )
     if len(rows) != len(work):
@@ -449,7 +455,7 @@ def _process(job: _Job, day_first: bool) -> _Result:
     accepted = converted.drop(index=bad)
     n_valid = len(accepted)
     accepted = _drop_duplicates(accepted, spec, mapped.updated_at)
-    row_number = pd.Series(np.arange(len(frame)) + raw.first_row_number, index=frame.index)
+    row_number: pd.Series = pd.Series(np.arange(len(frame)) + raw.first_row_number, index=frame.index)
     rejects = _aggregate_rejects(problems, row_number)
     reasons = problems.drop_duplicates(["pos", "reason"])["reason"].value_counts()
     summary = TableSummary(

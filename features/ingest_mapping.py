@@ -237,7 +237,8 @@ def _columns_hint(columns: list[str]) -> str:
     return shown + (f", … ({len(columns)} in all)" if len(columns) > 25 else "")
 
 
-def _problems(pos: pd.Index, column: str, values: Any, reason: str) -> pd.DataFrame:
+def _problems(pos: pd.Index, column: str, values: Any, reason: str | list[str]) -> pd.DataFrame:
+    """Problem lines for the rows at ``pos``: one ``reason`` for all, or one per row."""
     return pd.DataFrame(
         {"pos": np.asarray(pos, dtype="int64"), "column": column, "value": values, "reason": reason}
     )
@@ -399,7 +400,8 @@ def apply_mapping(raw: pd.DataFrame, table: str, mapping: TableMapping | None, s
         used.add(upd_col)
     frame = pd.DataFrame({f: data[f] for f in spec.column_names if f in data}, index=raw.index)
     problems = pd.concat(ev.problems) if ev.problems else _problems(pd.Index([]), "", [], "")
+    upd = None if upd_order is None or upd_col is None else (upd_col, upd_order)
     return MappedTable(frame=frame, ignored_columns=[c for c in cols if c not in used], updated_at=updated,
-                       problems=problems, updated_at_order=None if upd_order is None else (upd_col, upd_order))
+                       problems=problems, updated_at_order=upd)
 
 

@@ -22,6 +22,7 @@ import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -474,6 +475,7 @@ def _assemble(parts: pd.DataFrame) -> pd.Series:
     hour = _num(parts["H"]).fillna(0) if "H" in parts else pd.Series(0.0, index=parts.index)
     minute = _num(parts["M"]).fillna(0) if "M" in parts else 0.0
     second = _num(parts["S"]).fillna(0) if "S" in parts else 0.0
+    us: pd.Series | float
     if "F" in parts:
         us = _num(parts["F"].str.slice(0, 6).str.ljust(6, "0")).fillna(0)
     else:
@@ -534,6 +536,10 @@ def _parse_fast_formats(
     return todo
 
 
+#: why a column's day/month order was chosen (see ``DateOrder``)
+DateOrderBasis = Literal["inferred", "default", "conflict", "none"]
+
+
 @dataclass(frozen=True)
 class DateOrder:
     """How one column's ``a/b/yyyy`` dates (``05/03/2024``) were read, day first or month first, and why.
@@ -546,7 +552,7 @@ class DateOrder:
     """
 
     day_first: bool
-    basis: str
+    basis: DateOrderBasis
     day_first_only: int = 0
     month_first_only: int = 0
     ambiguous: int = 0
@@ -554,7 +560,7 @@ class DateOrder:
     month_first_example: str | None = None
 
     @property
-    def order(self) -> str:
+    def order(self) -> Literal["day_first", "month_first"]:
         """``day_first`` or ``month_first``."""
         return "day_first" if self.day_first else "month_first"
 
@@ -585,6 +591,7 @@ def decide_date_order(a: pd.Series, b: pd.Series, text: pd.Series, default_day_f
     month_ok = a.between(1, 12) & b.between(1, 31)  # valid as month/day
     day_only, month_only = day_ok & ~month_ok, month_ok & ~day_ok
     n_day, n_month, n_amb = int(day_only.sum()), int(month_only.sum()), int((day_ok & month_ok).sum())
+    basis: DateOrderBasis
     if n_day and not n_month:
         day_first, basis = True, "inferred"
     elif n_month and not n_day:

@@ -28,7 +28,7 @@ including ``!=`` (``not`` then turns that false into true). An *ordered* field (
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -163,23 +163,23 @@ class Value:
 class And:
     """Both sides hold."""
 
-    left: object
-    right: object
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class Or:
     """Either side holds."""
 
-    left: object
-    right: object
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class Not:
     """The operand does not hold."""
 
-    operand: object
+    operand: Node
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,10 @@ class Flag:
     pos: int
 
 
+#: a node of a parsed rule's expression tree
+Node = And | Or | Not | TagRef | Compare | InList | Flag
+
+
 class _Parser:
     def __init__(self, text: str, name: str):
         self.text, self.name = text, name
@@ -240,7 +244,7 @@ class _Parser:
         self.i += 1
         return t
 
-    def parse(self) -> object:
+    def parse(self) -> Node:
         if self.tok.kind == "END":
             raise self.err(self.tok, "empty rule")
         node = self.or_expr()
@@ -251,27 +255,27 @@ class _Parser:
     def _what(self, t: _Tok) -> str:
         return "end of rule" if t.kind == "END" else repr(t.value)
 
-    def or_expr(self) -> object:
+    def or_expr(self) -> Node:
         node = self.and_expr()
         while self.kw("or"):
             self.take()
             node = Or(node, self.and_expr())
         return node
 
-    def and_expr(self) -> object:
+    def and_expr(self) -> Node:
         node = self.not_expr()
         while self.kw("and"):
             self.take()
             node = And(node, self.not_expr())
         return node
 
-    def not_expr(self) -> object:
+    def not_expr(self) -> Node:
         if self.kw("not"):
             self.take()
             return Not(self._nested(self.not_expr))
         return self.primary()
 
-    def _nested(self, fn) -> object:
+    def _nested(self, fn: Callable[[], Node]) -> Node:
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise self.err(self.tok, f"rule nests deeper than {MAX_DEPTH} levels")
@@ -280,7 +284,7 @@ class _Parser:
         finally:
             self.depth -= 1
 
-    def primary(self) -> object:
+    def primary(self) -> Node:
         t = self.tok
         if t.kind == "LP":
             self.take()
@@ -344,7 +348,7 @@ class _Parser:
         return tuple(values)
 
 
-def parse_rule(text: str, name: str = "rule") -> object:
+def parse_rule(text: str, name: str = "rule") -> Node:
     """Parse ``text`` into an expression tree (no field check); a syntax error is a :class:`RuleError`."""
     if not isinstance(text, str):
         raise RuleError(name, str(text), 0, "a rule must be text")
@@ -353,7 +357,7 @@ def parse_rule(text: str, name: str = "rule") -> object:
     return _Parser(text, name).parse()
 
 
-def _walk(node: object):
+def _walk(node: Node) -> Iterator[Node]:
     yield node
     if isinstance(node, And | Or):
         yield from _walk(node.left)
@@ -372,7 +376,7 @@ class Rule:
 
     name: str
     text: str
-    tree: object
+    tree: Node
     fields: dict[str, FieldSpec] = field(default_factory=dict)
 
     @property
@@ -453,7 +457,7 @@ def compile_rule(
     return Rule(name=name, text=text, tree=tree, fields={f: fields[f] for f in used})
 
 
-def _eval(node: object, df: pd.DataFrame, tags: Mapping[str, np.ndarray], rule: Rule, cache: dict) -> np.ndarray:
+def _eval(node: Node, df: pd.DataFrame, tags: Mapping[str, np.ndarray], rule: Rule, cache: dict) -> np.ndarray:
     if isinstance(node, And):
         return _eval(node.left, df, tags, rule, cache) & _eval(node.right, df, tags, rule, cache)
     if isinstance(node, Or):
@@ -472,7 +476,7 @@ def _eval(node: object, df: pd.DataFrame, tags: Mapping[str, np.ndarray], rule: 
     if isinstance(node, Flag):
         return _bool_array(col)
     if spec.kind == "ordered":
-        key = ("rank", node.field, spec.order)
+        key: tuple[object, ...] = ("rank", node.field, spec.order)
         if key not in cache:
             cache[key] = pd.Categorical(col, categories=list(spec.order)).codes.astype(np.int16)
         codes = cache[key]
@@ -488,15 +492,15 @@ def _eval(node: object, df: pd.DataFrame, tags: Mapping[str, np.ndarray], rule: 
         x = cache[key]
         known = ~np.isnan(x)
         if isinstance(node, InList):
-            hit = np.isin(x, [v.number for v in node.values]) & known
+            hit = np.isin(x, [_number(v) for v in node.values]) & known
             return known & ~hit if node.negate else hit
         with np.errstate(invalid="ignore"):
-            return known & _cmp(x, node.op, node.value.number)
+            return known & _cmp(x, node.op, _number(node.value))
     if spec.kind == "bool":
         b = col.astype("boolean")
         known = b.notna().to_numpy()
         x = b.fillna(False).to_numpy(dtype=bool)
-        wanted = [v.boolean for v in ((node.value,) if isinstance(node, Compare) else node.values)]
+        wanted = [_boolean(v) for v in ((node.value,) if isinstance(node, Compare) else node.values)]
         hit = known & (np.isin(x, wanted))
         negate = (isinstance(node, Compare) and node.op == "!=") or (isinstance(node, InList) and node.negate)
         return known & ~hit if negate else hit
@@ -506,6 +510,18 @@ def _eval(node: object, df: pd.DataFrame, tags: Mapping[str, np.ndarray], rule: 
     hit = col.isin(values).to_numpy(dtype=bool) & known
     negate = (isinstance(node, Compare) and node.op == "!=") or (isinstance(node, InList) and node.negate)
     return known & ~hit if negate else hit
+
+
+def _number(v: Value) -> float:
+    if v.number is None:  # compile_rule rejects a non-number against a number field
+        raise AssertionError(f"{v.text!r} is not a number")
+    return v.number
+
+
+def _boolean(v: Value) -> bool:
+    if v.boolean is None:  # compile_rule rejects a non-true/false value against a true/false field
+        raise AssertionError(f"{v.text!r} is not true/false")
+    return v.boolean
 
 
 def _cmp(x: np.ndarray, op: str, v: float) -> np.ndarray:

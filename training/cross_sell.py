@@ -19,6 +19,7 @@ Customer names and other PII never enter: the frames here hold ids, times, skus 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -91,7 +92,7 @@ class CrossSellDataError(ValueError):
 # --------------------------------------------------------------------------------------------------- data
 
 
-def load_lines(data_dir: str | Path, exclude_skus: list[str] = ()) -> pd.DataFrame:
+def load_lines(data_dir: str | Path, exclude_skus: Sequence[str] = ()) -> pd.DataFrame:
     """Paid product lines: ``customer_id, basket, ts, sku, product_name`` (quantity > 0, excluded skus dropped).
 
     ``order_items.order_id`` joins ``orders.order_id``; when most do not (a mapping where an orders row is one
@@ -278,7 +279,7 @@ class History:
 
 
 def _row_max_normalise(m: sp.csr_matrix | np.ndarray) -> np.ndarray:
-    d = m.toarray() if sp.issparse(m) else np.asarray(m)
+    d = np.asarray(m) if isinstance(m, np.ndarray) else m.toarray()
     mx = d.max(axis=1, keepdims=True)
     return np.divide(d, mx, out=np.zeros_like(d), where=mx > 0)
 
@@ -474,7 +475,7 @@ def evaluate_split(lines: pd.DataFrame, cfg: CrossSellConfig) -> tuple[Evaluatio
     tr_val, val = split_at(lines, t_val, h)
     if tr_val.empty or val.empty:
         raise CrossSellDataError(f"not enough history for a validation window ending {t.date()} (horizon {h} d)")
-    grid: list[tuple[float, float, float, str]] = []
+    grid: list[tuple[float, float, float, Literal["basket", "customer"]]] = []
     vocab_val = Vocabulary.of(tr_val, cfg.min_item_buyers)
     for a in cfg.model.alpha:
         for hl in cfg.model.half_life_days:
@@ -501,5 +502,7 @@ def evaluate_split(lines: pd.DataFrame, cfg: CrossSellConfig) -> tuple[Evaluatio
         "last_train_ts": str(train["ts"].max()),
         "first_test_ts": str(test["ts"].min()),
     }
-    params = {"alpha": a, "half_life_days": hl, "cooccurrence": co, "validation_grid": [list(g) for g in grid]}
+    params: dict[str, object] = {
+        "alpha": a, "half_life_days": hl, "cooccurrence": co, "validation_grid": [list(g) for g in grid]
+    }
     return Evaluation(metrics, params, split), model
