@@ -146,7 +146,8 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
     @classmethod
     def from_config(cls, config: FeatureConfig) -> CRMFeatureBuilder:
         """A builder with the windows and vocabularies of ``config``."""
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in config.model_dump().items()})
+        kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.model_dump().items()}
+        return cls(**kwargs)
 
     # ------------------------------------------------------------------ names
     def _names(self) -> tuple[list[str], list[str]]:
@@ -250,7 +251,7 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         t = _ts_seconds(as_of)
         events = events or {}
         created = _to_seconds(profile.get("created_at"))
-        cust = {
+        cust: dict[str, Any] = {
             "created": np.array([t if np.isnan(created) or created > t else created]),
             "age": np.array([_to_float(profile.get("age"))]),
             "points_balance": np.array([_to_float(profile.get("points_balance"))]),

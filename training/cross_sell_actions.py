@@ -78,7 +78,7 @@ class ActionsConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    rules: list[ActionRule] = Field(default_factory=lambda: [ActionRule(**r) for r in DEFAULT_RULES])
+    rules: list[ActionRule] = Field(default_factory=lambda: [ActionRule.model_validate(r) for r in DEFAULT_RULES])
     default: ActionRule = Field(
         default_factory=lambda: ActionRule(
             name="no_action",

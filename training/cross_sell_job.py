@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel as _PythonModel
 
 from training.cross_sell import (
     CrossSellConfig,
@@ -28,11 +29,6 @@ from training.cross_sell import (
     split_at,
     top_k,
 )
-
-try:  # the pyfunc wrapper needs MLflow; the rest of the module does not
-    from mlflow.pyfunc import PythonModel as _PythonModel
-except ImportError:  # pragma: no cover - MLflow is a dependency
-    _PythonModel = object
 
 
 class CrossSellPyfunc(_PythonModel):

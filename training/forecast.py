@@ -175,7 +175,7 @@ def top_down(y: pd.Series, horizon: int, cfg: ForecastConfig) -> tuple[pd.DataFr
     k = cfg.fourier_terms if n >= cfg.fourier_min_weeks else 0
     t = np.arange(n + horizon, dtype="float64")
     exog = _fourier(t, k) if k else None
-    order = tuple(cfg.arima_order)
+    order = cfg.arima_order  # a tuple already (pydantic validates the config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = SARIMAX(values, exog=None if exog is None else exog[:n], order=order, trend="n")
@@ -507,4 +507,4 @@ def pick_method(metrics: dict[str, float]) -> str:
     """The method with the lower backtest WAPE (top-down when there is no backtest)."""
     scored = {m: metrics.get(f"wape_{m}", np.nan) for m in METHODS}
     scored = {m: v for m, v in scored.items() if np.isfinite(v)}
-    return min(scored, key=scored.get) if scored else "top_down"
+    return min(scored, key=lambda m: scored[m]) if scored else "top_down"

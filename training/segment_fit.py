@@ -250,7 +250,7 @@ def log_and_register(
                 "as_of": str(as_of),
                 "horizon_days": cfg.horizon_days,
                 "window_days": cfg.window_days,
-                "k": seg.clusterer_.k_,
+                "k": str(seg.clusterer_.k_),
                 "k_range": f"{cfg.clustering.k_min}-{cfg.clustering.k_max}",
                 "time_unit_days": cfg.btyd.time_unit_days,
                 "n_customers": seg.n_customers_,
@@ -284,7 +284,7 @@ def log_and_register(
             {
                 "as_of": str(as_of),
                 "silhouette": f"{seg.clusterer_.silhouette_:.4f}",
-                "k": seg.clusterer_.k_,
+                "k": str(seg.clusterer_.k_),
                 "run_id": run.info.run_id,
             },
             reason="first customer_segments model",

@@ -16,12 +16,13 @@ from typing import Any
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from training.segment import CustomerSegmenter
 from training.segment_config import SegmentConfig
 
 
-class CustomerSegmentsModel(mlflow.pyfunc.PythonModel):
+class CustomerSegmentsModel(PythonModel):
     """The logged ``customer_segments`` model: loads the segmenter JSON artifact, predicts per customer.
 
     Input: the summary frame (:data:`training.segment.INPUT_DOC`, build it with

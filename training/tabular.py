@@ -579,6 +579,7 @@ def make_table_candidates(
     categorical = [c for c, k in column_kinds.items() if k == "categorical"]
     out = []
     for name, cand in make_candidates(config, categorical):
+        assert cand.preprocessor is not None  # make_candidates gives every candidate a preprocessor
         linear = cand.preprocessor.encoding == "onehot"
         featurizer = TableFeaturizer(
             column_kinds=dict(column_kinds), log_numeric=linear, seasonal_only=tuple(seasonal_only)
@@ -659,7 +660,7 @@ def train_table(
     )
     report = TableReport(
         column_kinds=kinds,
-        dropped={c: DROP_REASONS.get(k, k) for c, k in kinds.items() if k not in FEATURE_KINDS},
+        dropped={c: DROP_REASONS[k] if k in DROP_REASONS else k for c, k in kinds.items() if k not in FEATURE_KINDS},
         unparsed=dict(probe.unparsed_),
         leak_auc=leak_auc,
         leak_suspects=suspects,

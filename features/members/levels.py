@@ -386,7 +386,10 @@ def _progress(cfg: MembersConfig, rank: np.ndarray, spend: np.ndarray, count: np
         {
             "next_level": pd.array(np.where(has_next, np.array(cfg.order, dtype=object)[nxt], None), dtype="string"),
             "to_next_spend": need_spend,
-            "to_next_orders": pd.array(np.where(np.isnan(need_orders), None, need_orders), dtype="Int64"),
+            # numpy's stubs reject None in np.where (it gives None cells)
+            "to_next_orders": pd.array(
+                np.where(np.isnan(need_orders), None, need_orders), dtype="Int64"  # type: ignore[call-overload]
+            ),
             "level_progress": np.round(prog, 4),
             "progress": pd.array(text, dtype="string"),
         }

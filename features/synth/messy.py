@@ -361,8 +361,8 @@ def _messy_touches(df: pd.DataFrame, rng: np.random.Generator, out_dir: Path) ->
             vals = np.array([bool(x) for x in v], dtype=object)
             vals[text_rows] = spelled[text_rows]
             cols[c] = vals
-            native = ~text_rows
-            nv = v[native].astype(bool)
+            bool_cells = ~text_rows
+            nv = v[bool_cells].astype(bool)
             counts = {"TRUE (boolean cell)": int(nv.sum()), "FALSE (boolean cell)": int((~nv).sum())}
             counts.update(pd.Series(spelled[text_rows]).value_counts().to_dict())
             bool_counts[c] = {str(k): int(val) for k, val in counts.items()}

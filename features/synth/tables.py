@@ -66,12 +66,12 @@ def _build_customers(
         dtype=object,
     )
     b2b = static["size"] >= 0
-    industry = np.where(
+    industry = np.where(  # type: ignore[call-overload]  # numpy's stubs reject None in np.where
         rng.random(n) < np.where(b2b, 0.9, 0.25),
         _pick(_INDUSTRIES, _choice(rng, n, np.ones(len(_INDUSTRIES)))),
         None,
     )
-    job = np.where(
+    job = np.where(  # type: ignore[call-overload]  # numpy's stubs reject None in np.where
         rng.random(n) < np.where(b2b, 0.85, 0.35),
         _pick(_JOB_TITLES, _choice(rng, n, np.ones(len(_JOB_TITLES)))),
         None,
@@ -111,7 +111,8 @@ def _build_customers(
             "province": provinces,
             "city": cities,
             "industry": industry,
-            "company_size": np.where(size >= 0, _pick(COMPANY_SIZES, np.maximum(size, 0)), None),
+            # numpy's stubs reject None in np.where (it gives None cells)
+            "company_size": np.where(size >= 0, _pick(COMPANY_SIZES, np.maximum(size, 0)), None),  # type: ignore[call-overload]
             "job_title": job,
             "gender": _pick(("M", "F", "U"), gender),
             "age": pd.array(age, dtype="Float64").astype("Int64"),

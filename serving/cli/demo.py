@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -48,7 +49,8 @@ def run_demo(out: Path, customers: int, days: int, seed: int, echo=typer.echo) -
     echo(f"[2/6] ingested a messy export (GB18030, BOM, xlsx, mixed dates) → {ingested}: {counts}")
 
     figures: dict[str, object] = {}
-    for step, task in ((3, "lead"), (4, "churn")):
+    steps: tuple[tuple[int, Literal["lead", "churn"]], ...] = ((3, "lead"), (4, "churn"))
+    for step, task in steps:
         r = train_crm(data, TrainConfig(task=task))
         m = r.test_metrics
         share = f", {m['test_auc_share_of_oracle']:.1%} of the oracle" if "test_auc_share_of_oracle" in m else ""

@@ -8,6 +8,7 @@ own ``training.segment`` code, fitted at T), point-in-time features (only when a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +74,7 @@ def build_context(
     as_of: Any,
     levels: Any,
     needed: list[str],
-    scores: list[tuple[str, Any]] = (),
+    scores: Sequence[tuple[str, Any]] = (),
     segment_config: Path | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The per-customer context frame (one row per customer of ``levels``) and notes on what was computed.

@@ -7,9 +7,13 @@ import html
 import io
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ class Painter:
 
         self.plt = plt
         self.cjk = pick_cjk_font()
-        self.rc = {
+        self.rc: dict[RcKeyType, Any] = {
             "font.family": [self.cjk, "DejaVu Sans"] if self.cjk else ["DejaVu Sans"],
             "axes.unicode_minus": False,
         }
