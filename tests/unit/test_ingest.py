@@ -644,3 +644,21 @@ def test_cli_prints_counts_and_fails_with_one_line(tmp_path: Path):
     assert bad.exit_code == 2
     lines = [ln for ln in bad.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: file not found") and "Traceback" not in bad.output
+
+
+def test_date_typed_cells_in_a_text_or_yes_no_field_are_read_as_text():
+    """A date-typed column (Excel, Parquet) in a text field is kept as text; in a yes/no field it is rejected.
+
+    Both used to raise AttributeError (no text was made for a date-typed column).
+    """
+    row = {"customer_id": "C1", "created_at": "2024-01-02", "age": "30", "points_balance": "1",
+           "marketing_consent": "yes"}
+    df = pd.DataFrame({c.name: [row.get(c.name, "x")] for c in get_table("customers").columns})
+    df["name"] = pd.to_datetime(["2024-01-02"])
+    accepted, rejects = validate_table(df, "customers")
+    assert rejects.empty
+    assert accepted["name"].tolist() == ["2024-01-02"]
+    df["marketing_consent"] = pd.to_datetime(["2024-01-02"])
+    accepted, rejects = validate_table(df, "customers")
+    assert accepted.empty
+    assert rejects["reason"].tolist() == ["marketing_consent is not a yes/no value"]
