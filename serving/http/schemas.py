@@ -99,7 +99,7 @@ class Events(_Strict):
     marketing_touches: list[MarketingTouch] = Field(default_factory=list)
 
 
-_PROFILE_EXAMPLE = {
+_PROFILE_EXAMPLE: dict[str, Any] = {
     "customer_id": "L-10293",
     "created_at": "2025-06-01T09:30:00",
     "source_channel": "wechat",
@@ -111,7 +111,7 @@ _PROFILE_EXAMPLE = {
     "name": "张三",
     "phone": "13800000000",
 }
-_EVENTS_EXAMPLE = {
+_EVENTS_EXAMPLE: dict[str, Any] = {
     "interactions": [
         {"ts": "2025-06-20T10:00:00", "channel": "web", "event_type": "visit"},
         {"ts": "2025-06-21T11:00:00", "channel": "app", "event_type": "add_to_cart"},
@@ -152,14 +152,17 @@ class Lead(_Strict):
                 raise ValueError("'customer_id' is required with 'features'")
             if self.events is not None:
                 raise ValueError("'events' go with a 'profile', not with precomputed 'features'")
-        elif self.customer_id is not None and self.customer_id != self.profile.customer_id:
+        elif self.profile is not None and self.customer_id not in (None, self.profile.customer_id):
             raise ValueError("'customer_id' differs from 'profile.customer_id'")
         return self
 
     @property
     def id(self) -> str:
         """The lead's customer id."""
-        return self.customer_id if self.customer_id is not None else self.profile.customer_id
+        if self.customer_id is not None:
+            return self.customer_id
+        assert self.profile is not None  # the validator requires features (with customer_id) or a profile
+        return self.profile.customer_id
 
 
 class FeatureTable(_Strict):
@@ -272,7 +275,10 @@ class Customer(_Strict):
     @property
     def id(self) -> str:
         """The customer's id."""
-        return self.customer_id if self.customer_id is not None else self.profile.customer_id
+        if self.customer_id is not None:
+            return self.customer_id
+        assert self.profile is not None  # the validator requires features (with customer_id) or a profile
+        return self.profile.customer_id
 
 
 class SegmentRequest(_Strict):
