@@ -10,7 +10,7 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,7 @@ def _work_name(target: Path, suffix: str) -> Path:
 
 def remove_stale_work(target: Path) -> list[Path]:
     """Remove work directories and partial outputs that killed runs left beside ``target``."""
-    removed = []
+    removed: list[Path] = []
     pattern = re.compile(rf"^\.{re.escape(target.name)}\.crmscore-(\d+)\.({_WORK_SUFFIX}|{_PART_SUFFIX}\w*)$")
     if not target.parent.is_dir():
         return removed
@@ -261,7 +261,11 @@ class OutputTarget:
     def sink(self, bom: bool = False) -> _FileSink | _SqlSink:
         """A fresh writer for the results."""
         if self.kind == "sql":
+            if self.url is None or self.table is None:
+                raise ValueError(f"SQL output {self.label!r} has no URL or table")
             return _SqlSink(self.url, self.table)
+        if self.path is None:
+            raise ValueError(f"file output {self.label!r} has no path")
         return _FileSink(self.path, self.kind, bom=bom)
 
 
@@ -316,8 +320,9 @@ class _RejectsSink(_AtomicFile):
         self.count = 0
         self.reasons: dict[str, int] = {}
         try:
-            self._fh = open(self.tmp, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed in _close
-            self._w = csv.writer(self._fh)
+            fh = open(self.tmp, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115 - closed in _close
+            self._fh: TextIO | None = fh
+            self._w = csv.writer(fh)
             self._w.writerow(["row", id_col, "column", "value", "reason"])
         except OSError as e:
             self.abort()

@@ -251,13 +251,17 @@ class RecordSink:
         }
         f0 = group[0].features
         if f0 is not None:
-            num = np.vstack([b.features.numeric for b in group])
+            blocks: list[FeatureBlock] = []
+            for b in group:
+                assert b.features is not None  # key() groups by feature shape, so all or none have features
+                blocks.append(b.features)
+            num = np.vstack([fb.numeric for fb in blocks])
             for j, c in enumerate(f0.numeric_names):
                 if c not in PII_COLUMNS and c not in cols:
                     cols[c] = pa.array(num[:, j], type=pa.float64())
             for c in f0.categorical:
                 if c not in PII_COLUMNS and c not in cols:
-                    values = [None if v is None else str(v) for b in group for v in b.features.categorical[c]]
+                    values = [None if v is None else str(v) for fb in blocks for v in fb.categorical[c]]
                     cols[c] = pa.array(values, type=pa.string())
         table = pa.Table.from_pydict(cols)
         path = self.root / model / f"date={day}" / f"part-{uuid.uuid4().hex}.parquet"
