@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -436,7 +437,7 @@ class CRMScorer(ClassifierMixin, BaseEstimator):
         self.grade_shares = grade_shares
         self.random_state = random_state
 
-    def fit(self, X: pd.DataFrame, y: Sequence[int]) -> CRMScorer:
+    def fit(self, X: pd.DataFrame, y: ArrayLike) -> CRMScorer:
         """Fit preprocessing on all rows, the classifier on most, the calibrator on a held-out share."""
         y = np.asarray(y).astype(int)
         self.classes_ = np.array([0, 1])

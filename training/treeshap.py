@@ -641,7 +641,8 @@ def contributions(model: TreeShapModel, X: np.ndarray, n_threads: int | None = N
     out = np.empty((n, model.n_features + 1), dtype=np.float32)
     if n == 0:
         return out
-    limit = numba.config.NUMBA_NUM_THREADS
+    # numba.config sets NUMBA_NUM_THREADS at import time from the environment, so it is not statically declared
+    limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]
     threads = numba.get_num_threads() if n_threads is None else max(1, min(int(n_threads), limit))
     serial = threads == 1 or n < SERIAL_BELOW
     # blocks no larger than an even share of the rows, so every thread gets work
