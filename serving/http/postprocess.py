@@ -261,7 +261,7 @@ class FeatureInput:
         return self._assemble(raw, cat_values)
 
     def _assemble(
-        self, raw: np.ndarray, cat_values: dict[str, Sequence[Any]]
+        self, raw: np.ndarray, cat_values: Mapping[str, Sequence[Any]]
     ) -> tuple[np.ndarray, dict[int, list[str]], FeatureBlock]:
         """Checked column arrays → (model matrix, unknown categorical features by row, raw feature block)."""
         recorded = {

@@ -99,6 +99,8 @@ def retrain(model_name: str, cfg: MonitorConfig) -> dict[str, Any]:
                 return {"status": f"skipped: set retrain_config for model {model_name!r}"}
             tc = tc.model_copy(update={"task": task})
         tc = tc.model_copy(update={"model_name": model_name})
+        if cfg.retrain_data_dir is None:
+            raise ValueError("retrain_data_dir is not set (the data dir the training job reads)")
         res = train_crm(cfg.retrain_data_dir, tc)
     except Exception as e:  # noqa: BLE001 - a failed retrain is reported; the alert stands
         return {"status": f"failed: {type(e).__name__}: {str(e)[:300]}"}
