@@ -140,11 +140,17 @@ class LoadedModel:
             422, f"{path}: must be a number between -3.4e38 and 3.4e38 (the model computes in 32-bit floats)"
         )
 
+    def _feature_inputs(self) -> FeatureInput:
+        """The feature input builder of a scorer; the segmenter has none."""
+        if self.inputs is None:
+            raise TypeError(f"{self.kind} model {self.name!r} (version {self.version}) does not score feature rows")
+        return self.inputs
+
     def score(
         self, rows: Sequence[Mapping[str, Any]], top: int = 3, reasons: bool = True, field: str = "leads"
     ) -> Scored:
         """Calibrated probabilities, reasons (or None), unknown categories and raw features of feature rows."""
-        Z, unknown, block = self.inputs.build(rows, field)
+        Z, unknown, block = self._feature_inputs().build(rows, field)
         self.check_range(Z, field + "[{i}].features.{name}")
         return self._predict(Z, unknown, block, lambda: rows, top, reasons)
 
@@ -152,7 +158,7 @@ class LoadedModel:
         self, columns: Sequence[str], rows: Sequence[Sequence[Any]], top: int = 3, reasons: bool = True
     ) -> Scored:
         """Like :meth:`score` for a columnar feature table (``schemas.FeatureTable``)."""
-        Z, unknown, block = self.inputs.build_table(columns, rows)
+        Z, unknown, block = self._feature_inputs().build_table(columns, rows)
 
         def as_dicts() -> list[dict[str, Any]]:
             return [dict(zip(columns, r, strict=True)) for r in rows]
