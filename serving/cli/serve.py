@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -61,7 +62,8 @@ def _train_missing(data: Path) -> None:
     from training.registry import CHAMPION, get_alias_version
     from training.train import train_crm
 
-    for task, name in (("lead", "lead_scoring"), ("churn", "churn_risk")):
+    champions: tuple[tuple[Literal["lead", "churn"], str], ...] = (("lead", "lead_scoring"), ("churn", "churn_risk"))
+    for task, name in champions:
         if get_alias_version(name, CHAMPION) is not None:
             continue
         typer.echo(f"no {name}@{CHAMPION} in the registry: training it on {data} ...")
