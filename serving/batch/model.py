@@ -69,6 +69,7 @@ def _registry_version(uri: str) -> tuple[str | None, str | None]:
         return name, version
     from training.registry import get_alias_version
 
+    assert alias is not None  # split_models_uri gives an alias whenever it gives no version
     return name, get_alias_version(name, alias)
 
 
@@ -120,7 +121,7 @@ def trained_id_column(model: LoadedScorer) -> str | None:
     col = getattr(featurizer, "id_column", None)
     if isinstance(col, str) and col:
         return col
-    if not model.name or not (model.version or "").isdigit():
+    if not model.name or model.version is None or not model.version.isdigit():
         return None  # not a registered version: no run to ask
     try:
         from mlflow import MlflowClient
