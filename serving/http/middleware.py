@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import ValidationError, to_json
 
 from serving.http.postprocess import format_validation_errors
 from serving.http.schemas import error_body
@@ -441,7 +441,7 @@ class ClientErrorRedaction(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if exc is not None and type(exc).__name__ in self.CLIENT_ERRORS:
             detail = ""
-            if type(exc).__name__ == "ValidationError":
+            if isinstance(exc, ValidationError):
                 try:
                     detail = f" ({exc.error_count()} error(s), first: {exc.errors()[0]['type']})"
                 except Exception:  # noqa: BLE001 - best effort, never the input itself
