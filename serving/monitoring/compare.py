@@ -172,7 +172,8 @@ def compare(
     profiles: dict[str, dict[str, Any]] = {}
     cur_s: dict[str, pd.Series] = {}
     ref_s: dict[str, pd.Series] = {}
-    evid_num, evid_cat = [], []
+    evid_num: list[str] = []
+    evid_cat: list[str] = []
     for c in features:
         is_cat = c in categorical
         prof: dict[str, Any] = {"type": "categorical" if is_cat else "numeric"}
