@@ -117,7 +117,8 @@ class CRMScoring:
     def __init__(self) -> None:
         self.settings = s = load_settings()
         self.home = crmscore_home()
-        self.slots = ModelSlots.load(s, in_bento=CRMScoring.bento is not None)
+        # .bento is set on the class by BentoML's @bentoml.service decorator at run time (None outside a Bento)
+        self.slots = ModelSlots.load(s, in_bento=CRMScoring.bento is not None)  # type: ignore[attr-defined]
         self.watcher = self.slots.watch(s, on_swap=self._on_swap)
         self.sink = RecordSink.for_service(self.home, s)
         self._limiter: anyio.CapacityLimiter | None = None
@@ -167,15 +168,19 @@ class CRMScoring:
                 ids = list(table.customer_ids)
                 scored = model.score_table(table.columns, table.rows, top=top, reasons=reasons)
             else:
+                assert leads is not None  # ScoreRequest's validator requires leads or table
                 ids = [lead.id for lead in leads]
                 scored = model.score(self._feature_rows(leads, model, now), top=top, reasons=reasons)
         except ModelUnavailable as e:
             return _error(503, str(e))
         except RequestError as e:
             return _error(e.status, e.message, e.errors)
-        scores, grades = score_and_grade(scored.probability, model.grade_thresholds)
+        thresholds = model.grade_thresholds
+        if thresholds is None:
+            raise RuntimeError(f"model {model.name} version {model.version} has no grade thresholds (not a scorer?)")
+        scores, grades = score_and_grade(scored.probability, thresholds)
         results = build_lead_results(
-            ids, scored.probability, model.grade_thresholds, scored.reasons, scored.unknown, model.name, model.version,
+            ids, scored.probability, thresholds, scored.reasons, scored.unknown, model.name, model.version,
             scores=scores, grades=grades,
         )
         if self.sink is not None:
@@ -188,7 +193,11 @@ class CRMScoring:
         return _json_response({"model": model.name, "model_version": model.version, "results": results})
 
     async def _score(self, kind: str, leads: list[Lead] | None, table: FeatureTable | None, reasons: bool) -> Response:
-        n = len(table.customer_ids) if table is not None else len(leads)
+        if table is not None:
+            n = len(table.customer_ids)
+        else:
+            assert leads is not None  # ScoreRequest's validator requires leads or table
+            n = len(leads)
         try:
             check_batch_size(n, self.settings.max_batch, "table.rows" if table is not None else "leads")
         except RequestError as e:
@@ -318,4 +327,5 @@ class CRMScoring:
         return await profile_response(self, request)
 
 
-CRMScoring.add_asgi_middleware(GuardMiddleware)
+# add_asgi_middleware comes from the bentoml.Service wrapper the @bentoml.service decorator returns at run time
+CRMScoring.add_asgi_middleware(GuardMiddleware)  # type: ignore[attr-defined]
