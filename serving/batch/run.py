@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -181,7 +182,7 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
     progress = Progress(None, sys.stderr.isatty() if options.progress is None else options.progress)
     try:
         sink = target.sink(options.bom)
-        rejects = _RejectsSink(target.rejects, options.id_col)
+        rejects = _RejectsSink(target.rejects, id_col)
         records, records_state = _records_sink(options.records)
         info: dict[str, Any] = {}
         if is_dir:
@@ -240,7 +241,7 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
                 scored.reasons = {}
                 if records is None:
                     clean.features = None  # not needed by the writer: free it now
-                writer.submit(lambda t=table, c=clean, sc=scored: spill_chunk(t, c, sc))
+                writer.submit(functools.partial(spill_chunk, table, clean, scored))
                 del table, scored
             del clean
             progress.update(rows_in)
