@@ -199,6 +199,7 @@ def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchS
     target = resolve_output(options.output, options.output_table, options.rejects)
     if target.kind == "sql":
         raise BatchError("the Spark engine writes CSV or Parquet; use --engine local for a SQL --output")
+    assert target.path is not None  # resolve_output gives every file output a path
     src = Path(options.input)
     if not src.is_file():
         raise BatchError(
