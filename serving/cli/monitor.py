@@ -102,10 +102,10 @@ def _report(result: Any) -> None:
             )
     rule = dd.get("top_feature_rule")
     if rule and rule.get("applied"):
-        top = ", ".join(f"{t['feature']} {_num(t['distance'], '.2f')}" for t in rule["top_features"][:5])
+        top_text = ", ".join(f"{t['feature']} {_num(t['distance'], '.2f')}" for t in rule["top_features"][:5])
         typer.echo(
             f"  top {rule['top_k']} features by mean |contribution| (alert at distance {rule['distance_threshold']}):"
-            f" {top}" + (" …" if len(rule["top_features"]) > 5 else "")
+            f" {top_text}" + (" …" if len(rule["top_features"]) > 5 else "")
         )
     if s.get("retention"):
         typer.echo(f"  retention: {describe_pruning(s['retention'])}")
