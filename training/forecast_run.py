@@ -251,15 +251,15 @@ def _log_run(
 ) -> str:
     import mlflow
 
-    from training.registry import configure_tracking
+    from training.registry import configure_tracking, start_job_run
 
     configure_tracking()
-    mlflow.set_experiment(cfg.experiment)
-    with mlflow.start_run(run_name=f"forecast-{t.date()}") as run:
+    with start_job_run(cfg.experiment, f"forecast-{t.date()}") as run:
         params: dict[str, object] = {
-            "as_of": str(t),
+            # not "as_of"/"by": inside `mlflow run` those keys hold the entry point's own parameters already
+            "cutoff": str(t),
             "horizon_weeks": cfg.horizon_weeks,
-            "by": by or "total",
+            "group_by": by or "total",
             "selected_method": selected,
             "backtest_origins": 0 if bt is None else len(bt.origins),
             "origin_step_weeks": cfg.origin_step_weeks,

@@ -51,7 +51,7 @@ def test_forecast_then_report(data_dir: Path, tracking_uri: str, tmp_path: Path)
     assert len(runs) == 1
     run = runs[0]
     assert {"backtest_wape_bottom_up", "backtest_wape_top_down", "backtest_wape_baseline"} <= set(run.data.metrics)
-    assert run.data.params["by"] == "province"
+    assert run.data.params["group_by"] == "province"
     art = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "art")))
     assert {"forecast.csv", "backtest.csv", "history.csv", "summary.json", "forecast.png"} <= {
         p.name for p in art.rglob("*")

@@ -38,7 +38,16 @@ SMALL = {
     "reference_rows": 500,
 }
 LABELS = {"horizon_days": 30, "n_cutoffs": 3, "cutoff_step_days": 30}
-EXPERIMENTS = ("mlp-synth", "mlp-lead", "mlp-churn", "mlp-table", "mlp-segments")
+EXPERIMENTS = (
+    "mlp-synth",
+    "mlp-lead",
+    "mlp-churn",
+    "mlp-table",
+    "mlp-segments",
+    "mlp-xsell",
+    "mlp-uplift",
+    "mlp-forecast",
+)
 
 
 @dataclass
@@ -277,3 +286,44 @@ def test_segment_fit_with_the_default_config(project: Project, demo: Path) -> No
     assert {"segments/segment_profiles.csv", "segments/segment_sizes.png", "segments/segment_config.json"} <= arts
     _check_version(project, "customer_segments", "1", run_id)
     assert str(project.client.get_model_version_by_alias("customer_segments", "champion").version) == "1"
+
+
+def test_train_cross_sell(project: Project) -> None:
+    from tests.integration.test_cross_sell_job import _data_dir
+
+    root = project.tmp / "xsell"
+    root.mkdir()
+    data = _data_dir(root)
+    run_id = project.run("train_cross_sell", {"data": str(data), "as_of": "2025-05-01"}, "mlp-xsell")
+    run = project.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "train_cross_sell"
+    assert [r.info.run_id for r in project.parents("mlp-xsell")] == [run_id]  # the job logged into MLflow's run
+    assert "test_item_item.ndcg_at_10_all" in run.data.metrics, sorted(run.data.metrics)
+    version = project.client.search_model_versions("name='cross_sell'")
+    assert [v.run_id for v in version] == [run_id]
+
+
+def test_train_uplift_table(project: Project) -> None:
+    from tests.unit.test_uplift import _planted
+
+    table = project.tmp / "campaign.csv"
+    _planted(1200).to_csv(table, index=False)
+    params = {"table": str(table), "treatment": "arm", "outcome": "bought", "bootstrap": "0"}
+    run_id = project.run("train_uplift_table", params, "mlp-uplift")
+    run = project.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "train_uplift_table"
+    assert [r.info.run_id for r in project.parents("mlp-uplift")] == [run_id]
+    learners = {r.data.tags["mlflow.runName"] for r in project.children(run)}
+    assert learners >= {"t_learner", "class_transform"}
+    assert str(project.client.get_model_version_by_alias("coupon_uplift", "champion").version) == "1"
+
+
+def test_forecast(project: Project, demo: Path) -> None:
+    out = project.tmp / "forecast-out"
+    params = {"data": str(demo), "as_of": "2025-03-31", "horizon": "8w", "origins": "2", "out": str(out)}
+    run_id = project.run("forecast", params, "mlp-forecast")
+    run = project.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "forecast"
+    assert [r.info.run_id for r in project.parents("mlp-forecast")] == [run_id]
+    assert (out / "forecast.csv").exists()
+    assert run.data.params["horizon_weeks"] == "8"
