@@ -107,8 +107,8 @@ def setup(lock: str = DEV_LOCK) -> None:
         _run([str(UV), "pip", "sync", "-q", str(ROOT / lock)], env=env)
         _run([str(UV), "pip", "install", "-q", "--no-deps", "-e", str(ROOT)], env=env)
     except (subprocess.CalledProcessError, FileNotFoundError):
-        # uv unavailable: plain pip installs the same pinned set into a fresh venv (pip does not remove
-        # packages the lock no longer has, e.g. xgboost after the switch to xgboost-cpu), only slower
+        # uv unavailable: plain pip installs the same pinned set into a fresh venv (pip would not remove
+        # packages the lock no longer has), only slower
         print("uv failed; rebuilding the venv with pip", flush=True)
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
         _run([py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(ROOT / lock)])
