@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 
 import pytest
 
 from serving.http.middleware import Admission, ClientErrorRedaction, KeyRateLimiter
+
+
+def _run(coro):
+    """``asyncio.run`` on a thread of its own: the main thread may carry an event loop that another library
+    left running (Playwright's sync API in the browser tests), where ``asyncio.run`` refuses to start."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def test_admission_admits_queues_in_order_and_refuses_beyond_the_queue() -> None:
@@ -32,7 +40,7 @@ def test_admission_admits_queues_in_order_and_refuses_beyond_the_queue() -> None
         assert adm.active == 0
         return order
 
-    assert asyncio.run(scenario()) == ["w0", "w1"]  # arrival order
+    assert _run(scenario()) == ["w0", "w1"]  # arrival order
 
 
 def test_admission_refuses_a_request_that_waited_too_long_and_keeps_its_counts() -> None:
@@ -46,7 +54,7 @@ def test_admission_refuses_a_request_that_waited_too_long_and_keeps_its_counts()
         cancelled = asyncio.ensure_future(Admission(1, 5, 30).acquire())
         cancelled.cancel()
 
-    asyncio.run(scenario())
+    _run(scenario())
 
 
 def test_admission_without_a_limit_never_refuses() -> None:
@@ -54,7 +62,7 @@ def test_admission_without_a_limit_never_refuses() -> None:
         adm = Admission(max_concurrency=None, max_queue=0, queue_timeout=1)
         assert all([await adm.acquire() is None for _ in range(1000)])
 
-    asyncio.run(scenario())
+    _run(scenario())
 
 
 def test_rate_limit_per_key_with_burst_and_retry_time() -> None:
@@ -101,5 +109,5 @@ def test_loop_lag_sees_a_blocked_event_loop() -> None:
             await asyncio.sleep(0)
         return idle, lag.lag
 
-    idle, blocked = asyncio.run(scenario())
+    idle, blocked = _run(scenario())
     assert blocked > 0.2 > idle
