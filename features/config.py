@@ -21,6 +21,21 @@ class ConfigError(ValueError):
     """A configuration file is missing or invalid; the message names the file and field."""
 
 
+def read_yaml_mapping(path: Path, section: str | None = None) -> dict:
+    """The top-level mapping of a YAML config file (or of its ``section``), with clear errors naming the file."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if section is not None and isinstance(raw, dict):
+        raw = raw.get(section, {}) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
 def load_config(path: str | Path | None, model: type[M], section: str | None = None) -> M:
     """Load ``path`` (YAML) into ``model``; ``None`` gives the embedded defaults.
 
@@ -29,16 +44,7 @@ def load_config(path: str | Path | None, model: type[M], section: str | None = N
     if path is None:
         return model()
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from e
-    if section is not None:
-        raw = raw.get(section, {}) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
+    raw = read_yaml_mapping(p, section)
     try:
         return model.model_validate(raw)
     except ValidationError as e:

@@ -13,7 +13,7 @@ from typing import Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from features.config import ConfigError
+from features.config import ConfigError, read_yaml_mapping
 from features.rules import RuleError, parse_rule
 
 MAX_LEVELS = 4
@@ -205,14 +205,7 @@ def _load(path: str | Path | None, model: type[M], list_key: str, id_key: str, w
     if path is None:
         return model()
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{p}: expected a mapping at the top level")
+    raw = read_yaml_mapping(p)
     try:
         return model.model_validate(raw)
     except ValidationError as e:
