@@ -30,7 +30,9 @@ TRUSTED_TYPES = [
     "features.build.CRMFeatureBuilder",
     "training.tabular.TablePreprocessor",
     "training.tabular.TableFeaturizer",
+    "training.uplift.UpliftModel",
     "xgboost.sklearn.XGBClassifier",
+    "xgboost.sklearn.XGBRegressor",
     "xgboost.core.Booster",
 ]
 

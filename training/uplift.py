@@ -27,10 +27,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
-from training.tabular import FEATURE_KINDS, TableError, TableFeaturizer
+from training.tabular import FEATURE_KINDS, TableError, TableFeaturizer, TablePreprocessor
 
-LEARNERS = ("t_learner", "class_transform")
+LEARNERS = ("t_learner", "class_transform", "x_learner")
 TOP_SHARES = (0.1, 0.2, 0.3)
 CONTROL_WORDS = ("control", "no e-mail", "no email", "none", "no", "0", "false", "holdout", "no_offer", "no offer")
 
@@ -220,15 +222,8 @@ def _stratified_split(
 # ------------------------------------------------------------------------------------------------ models
 
 
-def _encode(featurizer: TableFeaturizer, levels: dict[str, list[str]], X: pd.DataFrame) -> pd.DataFrame:
-    F = featurizer.transform(X)
-    for c, cats in levels.items():
-        F[c] = pd.Categorical(F[c], categories=cats)
-    return F
-
-
-def _booster(seed: int, params: dict[str, Any] | None = None) -> Any:
-    from xgboost import XGBClassifier
+def _booster(seed: int, params: dict[str, Any] | None = None, regressor: bool = False) -> Any:
+    from xgboost import XGBClassifier, XGBRegressor
 
     kw = {
         "n_estimators": 200,
@@ -239,65 +234,130 @@ def _booster(seed: int, params: dict[str, Any] | None = None) -> Any:
         "colsample_bytree": 0.8,
         "reg_lambda": 5.0,
         "tree_method": "hist",
-        "enable_categorical": True,
         "n_jobs": 1,
         "random_state": seed,
         "verbosity": 0,
     }
     kw.update(params or {})
-    return XGBClassifier(**kw)
+    return XGBRegressor(**kw) if regressor else XGBClassifier(**kw)
 
 
-class UpliftModel:
+class UpliftModel(BaseEstimator):
     """A fitted uplift learner over raw table columns: ``predict(X)`` gives the expected uplift per row
-    (change in the outcome probability the treatment causes); ``predict_response(X)`` the response probability
-    a plain intent model would give (fitted on all rows, treatment ignored)."""
+    (the change in the outcome probability the treatment causes).
 
-    def __init__(self, learner: str, seed: int = 42, params: dict[str, Any] | None = None) -> None:
-        if learner not in LEARNERS:
-            raise ValueError(f"unknown uplift learner {learner!r} (known: {', '.join(LEARNERS)})")
+    The raw columns go through a :class:`~training.tabular.TablePreprocessor` (the table featurizer, then the
+    one encoder, ``training.model.FeaturePreprocessor``), so the learners see one float matrix.
+
+    Parameters
+    ----------
+    learner : {"t_learner", "class_transform", "x_learner"}, default="t_learner"
+        ``t_learner``: p₁(x) − p₀(x) from one classifier per arm. ``class_transform``: 2·P(z = 1 | x) − 1 with
+        z = 1 for treated responders and control non-responders, arms weighted equally. ``x_learner``
+        (Künzel et al. 2019): the T-learner's classifiers impute each row's effect (treated: y − p₀(x),
+        control: p₁(x) − y), one regressor per arm learns it, and uplift = e·τ₀(x) + (1 − e)·τ₁(x) with e the
+        treated share (the propensity, constant in a randomised test).
+    seed : int, default=42
+    params : dict, optional
+        XGBoost parameters replacing the defaults.
+    featurizer : TableFeaturizer, optional
+        The table featurizer to clone (default: ``TableFeaturizer()``).
+
+    Attributes
+    ----------
+    preprocessor_ : TablePreprocessor
+    feature_names_in_ : ndarray of str
+        The raw columns used.
+    propensity_ : float
+        Treated share of the training rows.
+    """
+
+    def __init__(
+        self,
+        learner: str = "t_learner",
+        seed: int = 42,
+        params: dict[str, Any] | None = None,
+        featurizer: TableFeaturizer | None = None,
+    ) -> None:
         self.learner = learner
         self.seed = seed
-        self.params = params or {}
+        self.params = params
+        self.featurizer = featurizer
 
     def fit(
-        self, X: pd.DataFrame, treatment: np.ndarray, outcome: np.ndarray, featurizer: TableFeaturizer
+        self, X: pd.DataFrame, treatment: np.ndarray, outcome: np.ndarray, featurizer: TableFeaturizer | None = None
     ) -> UpliftModel:
-        """Fit on raw columns ``X`` with 0/1 ``treatment`` and 0/1 ``outcome``; ``featurizer`` is already fitted."""
+        """Fit on raw columns ``X`` with 0/1 ``treatment`` and 0/1 ``outcome`` (``featurizer`` overrides the
+        parameter of the same name)."""
+        if self.learner not in LEARNERS:
+            raise ValueError(f"unknown uplift learner {self.learner!r} (known: {', '.join(LEARNERS)})")
         t = np.asarray(treatment).astype(int)
         y = np.asarray(outcome).astype(int)
-        self.featurizer_ = featurizer
-        F = featurizer.transform(X)
-        self.levels_ = {
-            c: sorted(pd.Series(F[c]).dropna().astype(str).unique().tolist()) for c in featurizer.categorical_features_
-        }
-        F = _encode(featurizer, self.levels_, X)
-        self.feature_names_ = list(F.columns)
-        if self.learner == "t_learner":
-            self.model_t_ = _booster(self.seed, self.params).fit(F[t == 1], y[t == 1])
-            self.model_c_ = _booster(self.seed, self.params).fit(F[t == 0], y[t == 0])
-        else:
+        feat = featurizer if featurizer is not None else self.featurizer
+        self.preprocessor_ = TablePreprocessor(featurizer=feat).fit(X)
+        self.feature_names_in_ = np.asarray(self.preprocessor_.feature_names_in_, dtype=object)
+        Z = self.preprocessor_.transform(X)
+        self.propensity_ = float(t.mean())
+        p = self.params or {}
+        if self.learner in ("t_learner", "x_learner"):
+            self.model_t_ = _booster(self.seed, p).fit(Z[t == 1], y[t == 1])
+            self.model_c_ = _booster(self.seed, p).fit(Z[t == 0], y[t == 0])
+        if self.learner == "x_learner":
+            d_t = y[t == 1] - self.model_c_.predict_proba(Z[t == 1])[:, 1]
+            d_c = self.model_t_.predict_proba(Z[t == 0])[:, 1] - y[t == 0]
+            self.tau_t_ = _booster(self.seed, p, regressor=True).fit(Z[t == 1], d_t)
+            self.tau_c_ = _booster(self.seed, p, regressor=True).fit(Z[t == 0], d_c)
+        elif self.learner == "class_transform":
             z = (y == t).astype(int)
-            w = np.where(t == 1, 0.5 / t.mean(), 0.5 / (1 - t.mean()))
-            self.model_z_ = _booster(self.seed, self.params).fit(F, z, sample_weight=w)
+            w = np.where(t == 1, 0.5 / self.propensity_, 0.5 / (1 - self.propensity_))
+            self.model_z_ = _booster(self.seed, p).fit(Z, z, sample_weight=w)
         return self
+
+    def transform_matrix(self, X: pd.DataFrame) -> np.ndarray:
+        """Raw rows → the learners' float matrix (a missing raw column is an error naming it)."""
+        check_is_fitted(self, "preprocessor_")
+        return self.preprocessor_.transform(X)
+
+    def predict_matrix(self, Z: np.ndarray) -> np.ndarray:
+        """Expected uplift per row of an encoded matrix (−1 … 1)."""
+        if self.learner == "t_learner":
+            return self.model_t_.predict_proba(Z)[:, 1] - self.model_c_.predict_proba(Z)[:, 1]
+        if self.learner == "x_learner":
+            e = self.propensity_
+            return np.clip(e * self.tau_c_.predict(Z) + (1 - e) * self.tau_t_.predict(Z), -1.0, 1.0)
+        return 2.0 * self.model_z_.predict_proba(Z)[:, 1] - 1.0
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Expected uplift per row (−1 … 1)."""
-        F = _encode(self.featurizer_, self.levels_, X)
+        return self.predict_matrix(self.transform_matrix(X))
+
+    def contributions_matrix(self, Z: np.ndarray) -> np.ndarray:
+        """Per-row contributions of each matrix column (bias last), from the one explainer
+        (:func:`training.explain.contributions`), on the learner's own scale: the uplift itself for
+        ``x_learner`` (exact: the contributions add up to it), log-odds p₁ minus log-odds p₀ for ``t_learner``,
+        the log-odds of z for ``class_transform``. Signs agree with the uplift's direction in each case."""
+        from training.explain import contributions
+
         if self.learner == "t_learner":
-            return self.model_t_.predict_proba(F)[:, 1] - self.model_c_.predict_proba(F)[:, 1]
-        return 2.0 * self.model_z_.predict_proba(F)[:, 1] - 1.0
+            return contributions(self.model_t_, Z) - contributions(self.model_c_, Z)
+        if self.learner == "x_learner":
+            e = self.propensity_
+            return e * contributions(self.tau_c_, Z) + (1 - e) * contributions(self.tau_t_, Z)
+        return contributions(self.model_z_, Z)
+
+    def reason_folder(self) -> Any:
+        """A :class:`training.explain.ReasonFolder` over the raw input columns."""
+        from training.explain import ReasonFolder, reason_groups
+
+        names = list(self.preprocessor_.get_feature_names_out())
+        return ReasonFolder(reason_groups(names), len(names))
 
 
 def fit_response_model(X: pd.DataFrame, outcome: np.ndarray, featurizer: TableFeaturizer, seed: int) -> Any:
     """The intent model's way, as a baseline: P(outcome | x) on all rows, treatment ignored; returns a scorer."""
-    F = featurizer.transform(X)
-    levels = {
-        c: sorted(pd.Series(F[c]).dropna().astype(str).unique().tolist()) for c in featurizer.categorical_features_
-    }
-    model = _booster(seed).fit(_encode(featurizer, levels, X), np.asarray(outcome).astype(int))
-    return lambda Z: model.predict_proba(_encode(featurizer, levels, Z))[:, 1]
+    pre = TablePreprocessor(featurizer=featurizer).fit(X)
+    model = _booster(seed).fit(pre.transform(X), np.asarray(outcome).astype(int))
+    return lambda Z: model.predict_proba(pre.transform(Z))[:, 1]
 
 
 # --------------------------------------------------------------------------------------------- the gate
@@ -420,19 +480,27 @@ def train_uplift_table(
     n_boot: int = 200,
     experiment: str = "crmscore-uplift",
     source: str = "",
+    task: str = "uplift_table",
+    extra_params: dict[str, Any] | None = None,
+    column_kinds: dict[str, str] | None = None,
 ) -> UpliftResult:
     """Split 60/20/20 (stratified on treatment × outcome), fit each learner as an MLflow child run, pick the best
     on validation Qini, report held-out figures with bootstrap intervals, register the winner as a challenger of
-    ``name`` and gate it to champion on held-out Qini against the champion scored on the same rows."""
+    ``name`` and gate it to champion on held-out Qini against the champion scored on the same rows.
+
+    ``column_kinds`` fixes the kind of each column (columns it leaves out are excluded) instead of inferring them,
+    for tables whose columns are known (the feature builder's output)."""
     import mlflow
 
+    from training.model import TRUSTED_TYPES
     from training.registry import register_challenger, set_champion, start_job_run, tag_version
+    from training.train import model_requirements
 
     X, t, y, arms, warn = prepare_uplift_table(
         frame, treatment, outcome, control, treated, exclude, id_column, positive
     )
     tr, va, te = _stratified_split(t * 2 + y, seed)
-    featurizer = TableFeaturizer(id_column=id_column, exclude=tuple(exclude)).fit(X.iloc[tr])
+    featurizer = TableFeaturizer(id_column=id_column, exclude=tuple(exclude), column_kinds=column_kinds).fit(X.iloc[tr])
     kinds = featurizer.column_kinds_
     pii = [c for c, k in kinds.items() if k == "pii"]
     if pii:
@@ -447,18 +515,20 @@ def train_uplift_table(
     with start_job_run(experiment, f"train-{name}") as parent:
         mlflow.log_params(
             {
-                "task": "uplift_table",
+                "task": task,
                 "model_name": name,
                 "source": source,
                 "treatment_column": treatment,
                 "outcome_column": outcome,
                 "control_value": arms["control"],
                 "treated_values": ",".join(arms["treated"])[:500],
+                "id_column": id_column or "",
                 "seed": seed,
                 "promotion_margin": margin,
                 "n_features": len(featurizer.input_columns_),
                 **{f"rows_{k}": v for k, v in rows.items()},
                 "treated_share": round(float(t.mean()), 4),
+                **(extra_params or {}),
             }
         )
         mlflow.log_dict({"column_kinds": kinds, "dropped": dropped}, "column_kinds.json")
@@ -489,15 +559,22 @@ def train_uplift_table(
             "evaluation/qini_curve.json",
         )
         _log_plot(x, q, xr, qr)
-        info = mlflow.sklearn.log_model(final, name="model", serialization_format="cloudpickle")
+        info = mlflow.sklearn.log_model(
+            final,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=TRUSTED_TYPES,
+            pip_requirements=model_requirements(),
+        )
         version = register_challenger(
             name,
             info.model_uri,
             tags={
-                "crmscore.task": "uplift_table",
+                "crmscore.task": task,
+                "crmscore.trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
+                **{f"crmscore.test_{k}": f"{v:.6f}" for k, v in test.items() if np.isfinite(v)},
                 "crmscore.candidate": best,
                 "crmscore.run_id": parent.info.run_id,
-                "crmscore.test_qini_area": f"{test['qini_area']:.6f}",
             },
         )
         champ_qini = _champion_qini(name, Xte, t[te], y[te])

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.synth.coupon import add_coupon_campaign
 from features.synth.messy import _MESSY_FILES, _write_messy
 from features.synth.params import CHURN_LOOKBACK_DAYS, DAY, DEFAULT_END, DEFAULT_HORIZON_DAYS, _Timeline
 from features.synth.simulate import _check_args, _draw_static, _simulate
@@ -35,6 +36,8 @@ class SynthResult:
     marketing_touches: pd.DataFrame
     truth: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    #: the randomised coupon campaign's arm and planted effect per customer (features/synth/coupon.py)
+    coupon_truth: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The four contract tables by name."""
@@ -94,6 +97,8 @@ def generate_crm_data(
     orders = _build_orders(sim, ids, tl)
     touches = _build_touches(sim, ids, tl)
     truth = _build_truth(sim["truth"], ids)
+    coupon = add_coupon_campaign(customers, orders, touches, as_of, seed)
+    orders, touches = coupon.orders, coupon.touches
 
     labels = realise_labels(customers, orders, as_of, horizon_days, CHURN_LOOKBACK_DAYS)
     aucs = compute_oracle_aucs(truth, labels)
@@ -112,6 +117,7 @@ def generate_crm_data(
         "n_active": int(labels["is_active"].sum()),
         "convert_rate": _rate(labels.loc[labels["is_lead"], "converted"]),
         "churn_rate": _rate(labels.loc[labels["is_active"], "churned"]),
+        "coupon_campaign": coupon.meta,
         "rows": {
             "customers": len(customers),
             "interactions": len(interactions),
@@ -119,7 +125,7 @@ def generate_crm_data(
             "marketing_touches": len(touches),
         },
     }
-    return SynthResult(customers, interactions, orders, touches, truth, meta)
+    return SynthResult(customers, interactions, orders, touches, truth, meta, coupon_truth=coupon.truth)
 
 
 def realise_labels(
@@ -205,6 +211,9 @@ def write_crm_data(result: SynthResult, out: Path, messy: bool = False) -> dict[
         json.dumps(truth_meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
     files = ["truth/truth.parquet", "truth/truth.json"]
+    if result.coupon_truth is not None:
+        result.coupon_truth.to_parquet(truth_dir / "coupon_uplift.parquet", index=False)
+        files.append("truth/coupon_uplift.parquet")
     # a folder holds one mode: drop this generator's files of the other mode from an earlier run
     stale = _MESSY_FILES if not messy else tuple(f"{name}.parquet" for name in result.tables())
     for name in stale:

@@ -1,6 +1,9 @@
-"""`crmscore train uplift-table`: an uplift model (who the offer changes) from a randomised test in a flat table."""
+"""`crmscore train uplift` (a randomised campaign in the CRM tables) and `crmscore train uplift-table` (a flat table):
+an uplift model — who the offer changes — compared in MLflow, registered and gated on held-out Qini."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
@@ -25,7 +28,7 @@ def train_uplift_table_cmd(
     margin: float = typer.Option(0.0005, "--margin", help="held-out Qini gain needed to replace the champion"),
     bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples for the intervals (0: none)"),
 ) -> None:
-    """Fit a T-learner and a class-transformation learner, compare them in MLflow, register the best, gate on Qini."""
+    """Fit T-, class-transformation and X-learners, compare them in MLflow, register the best, gate on Qini."""
     from training.registry import configure_tracking
     from training.tabular import read_table
     from training.uplift import train_uplift_table
@@ -52,6 +55,10 @@ def train_uplift_table_cmd(
         message = e.args[0] if isinstance(e, KeyError) and e.args else e
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(2) from None
+    _report(res, warnings)
+
+
+def _report(res, warnings: list[str]) -> None:
     for w in warnings + res.warnings:
         typer.echo(f"warning: {w}", err=True)
     m, ci = res.test_metrics, res.intervals
@@ -80,6 +87,39 @@ def train_uplift_table_cmd(
     typer.echo(f"  champion: {'promoted' if res.promoted else 'kept'} — {res.decision}")
 
 
+def train_uplift_cmd(
+    data: Path = typer.Option(..., "--data", help="data dir with the contract tables (marketing_touches, orders…)"),
+    campaign: str | None = typer.Option(
+        None, "--campaign", help="campaign_id of the randomised campaign (default: the latest one with a "
+        "'<id>-HOLDOUT' control arm)"
+    ),
+    window: int = typer.Option(14, "--window", help="days after the send in which a paid order counts"),
+    name: str = typer.Option("coupon_uplift", "--name", help="registered model name"),
+    seed: int = typer.Option(42, "--seed"),
+    margin: float = typer.Option(0.0005, "--margin", help="held-out Qini gain needed to replace the champion"),
+    bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples for the intervals (0: none)"),
+) -> None:
+    """Uplift model of a randomised campaign in the CRM tables (point-in-time features at the send)."""
+    from features.io import DataDirError
+    from training.registry import configure_tracking
+    from training.uplift_crm import train_uplift_crm
+
+    try:
+        configure_tracking()
+        res, table = train_uplift_crm(
+            data, campaign=campaign, window_days=window, name=name, seed=seed, margin=margin, n_boot=bootstrap
+        )
+    except (DataDirError, ValueError, KeyError) as e:
+        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"campaign {table.campaign}: sent {table.sent_at}, outcome = a paid order within {table.window_days} days"
+    )
+    _report(res, [])
+
+
 def register(train_app: typer.Typer) -> None:
-    """Add `uplift-table` to the `train` command group."""
+    """Add `uplift` and `uplift-table` to the `train` command group."""
+    train_app.command("uplift")(train_uplift_cmd)
     train_app.command("uplift-table")(train_uplift_table_cmd)

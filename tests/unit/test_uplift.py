@@ -51,7 +51,7 @@ def _planted(n: int = 4000, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"segment": seg, "spend": spend, "arm": np.where(t == 1, "coupon", "control"), "bought": y})
 
 
-@pytest.mark.parametrize("learner", ["t_learner", "class_transform"])
+@pytest.mark.parametrize("learner", ["t_learner", "class_transform", "x_learner"])
 def test_learners_recover_planted_effect_direction(learner):
     X, t, y, arms, _ = prepare_uplift_table(_planted(), "arm", "bought")
     assert arms == {"control": "control", "treated": ["coupon"]}
