@@ -44,6 +44,7 @@ class ModelNames(BaseModel):
     lead: str = "lead_scoring"
     churn: str = "churn_risk"
     segments: str = "customer_segments"
+    uplift: str = "coupon_uplift"
 
 
 class ServingSettings(BaseModel):

@@ -18,6 +18,7 @@ is deterministic. Daily capacity is never exceeded; leads that cannot be placed 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,8 +107,20 @@ def _norm(s: pd.Series) -> np.ndarray:
     return s.astype("string").str.strip().str.lower().fillna("").to_numpy(dtype=object)
 
 
-def route_leads(leads: pd.DataFrame, config: RoutingConfig, as_of: str | pd.Timestamp) -> RoutingResult:
-    """Assign each lead an owner (see the module docstring); vectorised over reps, one pass over the leads."""
+def route_leads(
+    leads: pd.DataFrame,
+    config: RoutingConfig,
+    as_of: str | pd.Timestamp,
+    assigned: Mapping[str, int] | None = None,
+    a_history: Mapping[str, int] | None = None,
+) -> RoutingResult:
+    """Assign each lead an owner (see the module docstring); vectorised over reps, one pass over the leads.
+
+    ``assigned``: rep id → leads the rep already received that day; they count against its daily capacity.
+    ``a_history``: rep id → A-grade leads the rep received earlier in the period (e.g. this month); an A-grade
+    lead then goes to the eligible rep with free capacity and the fewest A-grade leads per unit of daily capacity
+    in the period so far (then the largest share free, …), so A-grade leads spread in proportion to capacity over
+    the whole period, not only within a day (:mod:`training.routing_month`)."""
     from features.rules import compile_rule, fields_of_frame
 
     cfg = config
@@ -133,6 +146,21 @@ def route_leads(leads: pd.DataFrame, config: RoutingConfig, as_of: str | pd.Time
     cap = np.array([r.daily_capacity if day in r.working_days else 0 for r in reps], dtype=np.int64)
     used = np.zeros(R, dtype=np.int64)
     used_a = np.zeros(R, dtype=np.int64)
+    prior = np.zeros(R, dtype=np.int64)
+    if assigned:
+        unknown = sorted(set(map(str, assigned)) - set(rep_ids.tolist()))
+        if unknown:
+            raise RoutingError(f"assigned: unknown rep id(s) {', '.join(unknown[:10])}")
+        bad = {k: v for k, v in assigned.items() if int(v) < 0}
+        if bad:
+            raise RoutingError(f"assigned: negative count(s) {bad}")
+        prior = np.array([int(assigned.get(r, 0)) for r in rep_ids.tolist()], dtype=np.int64)
+    hist = None
+    if a_history is not None:
+        unknown = sorted(set(map(str, a_history)) - set(rep_ids.tolist()))
+        if unknown:
+            raise RoutingError(f"a_history: unknown rep id(s) {', '.join(unknown[:10])}")
+        hist = np.array([int(a_history.get(r, 0)) for r in rep_ids.tolist()], dtype=np.int64)
 
     # territory and skill memberships as value → boolean rep mask
     def masks(attr: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -224,7 +252,7 @@ def route_leads(leads: pd.DataFrame, config: RoutingConfig, as_of: str | pd.Time
         ]
         groups[int(c)] = (why, [p for p in pools if len(p[0])], tm)
 
-    free = cap.copy()
+    free = np.maximum(cap - prior, 0)
     for i in todo.tolist():
         why, pools, _ = groups[code[i]]
         for idx, capc, rule in pools:
@@ -233,7 +261,12 @@ def route_leads(leads: pd.DataFrame, config: RoutingConfig, as_of: str | pd.Time
             m = share.max()
             if m <= 0:
                 continue
-            k = (share == m).nonzero()[0]
+            if hist is not None and grade[i] == "A":  # fewest A-grade leads per unit of capacity this period
+                seen = np.where(f > 0, (hist[idx] + used_a[idx]) / capc, np.inf)
+                k = (seen == seen.min()).nonzero()[0]
+                k = k[share[k] == share[k].max()]
+            else:
+                k = (share == m).nonzero()[0]
             if len(k) > 1:
                 k = k[f[k] == f[k].max()]
             j = idx[k[0]]

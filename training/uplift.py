@@ -508,7 +508,7 @@ def train_uplift_table(
     if not featurizer.input_columns_:
         raise UpliftError("no usable feature column left after dropping id, excluded, PII and id-like columns")
     dropped = {c: k for c, k in kinds.items() if k not in FEATURE_KINDS}
-    Xtr, Xva, Xte = X.iloc[tr][featurizer.input_columns_], X.iloc[va], X.iloc[te]
+    Xtr, Xva, Xte = X.iloc[tr], X.iloc[va], X.iloc[te]
     response = fit_response_model(Xtr, y[tr], featurizer, seed)
     r_va, r_te = response(Xva), response(Xte)
     rows = {"train": len(tr), "validation": len(va), "test": len(te)}

@@ -6,11 +6,12 @@ campaign ``CMP-RCT-COUPON``) or the control arm (a row of campaign ``CMP-RCT-COU
 in the test and was sent nothing, so it is never opened or clicked). A campaign's control arm is the campaign id
 with the suffix :data:`HOLDOUT_SUFFIX`; `crmscore train uplift` reads the arms that way.
 
-A treated customer places one extra paid order within ``WINDOW_DAYS`` days of the send with probability τ(x),
-the planted effect, by days since the last paid order at the send (member levels none and silver): ≤ 30 days 0
-(they would buy anyway), 31–90 days 0.3, over 90 days 0.6; gold and platinum members get half of that (loyal customers need the coupon less). τ is the probability of the
-order the coupon causes; the uplift in the outcome "any paid order in the window" is τ·(1 − p), with p the
-customer's own chance of buying in the window. ``truth/coupon_uplift.parquet`` keeps each customer's arm and τ.
+A treated customer places one extra paid order within ``WINDOW_DAYS`` days of the send with probability τ(x), the
+planted effect, by days since the last paid order at the send (member levels none and silver): ≤ 30 days 0 (they
+would buy anyway), 31–90 days 0.3, over 90 days 0.6; gold and platinum members get half of that (loyal customers
+need the coupon less). τ is the probability of the order the coupon causes; the uplift in the outcome "any paid
+order in the window" is τ·(1 − p), with p the customer's own chance of buying in the window.
+``truth/coupon_uplift.parquet`` keeps each customer's arm and τ.
 
 Only customers who are already active (a paid order in (T − 180 d, T]) are in the test and the extra orders fall
 before T, so who is a lead or an active customer at T — and the lead and churn truth — does not change.

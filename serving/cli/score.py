@@ -40,8 +40,16 @@ def score_cmd(
     threads: int | None = typer.Option(None, "--threads", help="XGBoost threads (default: CPU count, at most 4)"),
     records: bool = typer.Option(True, "--records/--no-records", help="record scored rows for drift monitoring"),
 ) -> None:
-    """Score a lead list: probability, score 1–99, grade, rank, decile and reasons; rejects and a summary beside."""
+    """Score a lead list: probability, score 1–99, grade, rank, decile and reasons; rejects and a summary beside.
+    With an uplift model (coupon_uplift): uplift, rank and decile per customer (serving/batch/uplift.py)."""
     from serving.batch import BatchError, BatchOptions
+    from serving.batch.uplift import is_uplift_model
+
+    if is_uplift_model(model):
+        from serving.cli.uplift import score_uplift_cmd
+
+        extra = {"--mapping": mapping, "--as-of": as_of, "--engine spark": engine != "local", "--keep": keep}
+        return score_uplift_cmd(model, input, output, id_col, reasons, sort, rejects, query, extra)
 
     opts = BatchOptions(
         model=model,

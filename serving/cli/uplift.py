@@ -119,6 +119,35 @@ def train_uplift_cmd(
     _report(res, [])
 
 
+def score_uplift_cmd(
+    model: str, input: str, output: str, id_col: str | None, reasons: int, sort: bool, rejects: str | None,
+    query: str | None, unsupported: dict[str, object],
+) -> None:
+    """`crmscore score` with an uplift model (serving.batch.uplift): uplift, rank and decile per customer."""
+    from serving.batch.options import BatchError
+    from serving.batch.uplift import score_uplift_batch
+
+    given = [k for k, v in unsupported.items() if v]
+    try:
+        if given:
+            raise BatchError(f"{', '.join(given)}: not available with an uplift model (a flat customer list)")
+        s = score_uplift_batch(model, input, output, id_col, reasons, sort, rejects, query)
+    except BatchError as e:
+        typer.echo(f"error: {' '.join(str(e).split())}", err=True)
+        raise typer.Exit(code=2) from None
+    q = s.uplift_quantiles
+    typer.echo(
+        f"{s.model_name or s.model_uri} v{s.model_version or '?'} (uplift, {s.learner}): rows in {s.rows_in:,} = "
+        f"scored {s.scored:,} + rejected {s.rejected:,} + duplicates {s.duplicates:,}"
+    )
+    if q:
+        typer.echo(f"  uplift p10 {q['p10']:+.4f} / median {q['p50']:+.4f} / p90 {q['p90']:+.4f}")
+    typer.echo(f"  {s.seconds:,.1f} s; wrote {s.output}")
+    if s.rejects_file:
+        top = ", ".join(f"{r} ({n:,})" for r, n in list(s.reject_reasons.items())[:3])
+        typer.echo(f"  rejects in {s.rejects_file}: {top}")
+
+
 def register(train_app: typer.Typer) -> None:
     """Add `uplift` and `uplift-table` to the `train` command group."""
     train_app.command("uplift")(train_uplift_cmd)

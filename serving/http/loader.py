@@ -28,7 +28,7 @@ from training.explain import ReasonFolder
 
 log = logging.getLogger("crmscore.serving")
 
-KINDS = ("lead", "churn", "segments")
+KINDS = ("lead", "churn", "segments", "uplift")
 _METRIC_PREFIX = "crmscore.test_"
 #: Largest magnitude XGBoost takes: it computes in 32-bit floats, so a larger finite input (1e308 is valid
 #: JSON) becomes infinity inside the model and ``DMatrix`` refuses it with an error (a 500 before this check).
@@ -190,6 +190,13 @@ def prepare_scorer(kind: str, name: str, version: str, source: str, scorer: Any,
                          inputs=FeatureInput(scorer.preprocessor_), folder=folder, xgb_threads=xgb_threads)
     loaded.score([{}], reasons=True)  # warm-up: first-call costs are paid before the model serves
     return loaded
+
+
+def prepare_uplift(kind: str, name: str, version: str, source: str, model: Any, tags: dict[str, str]) -> LoadedModel:
+    """Wrap a loaded ``training.uplift.UpliftModel`` (POST /coupon_uplift): its reason folder, once."""
+    if not hasattr(model, "predict_matrix"):
+        raise ModelLoadError(f"{name} v{version}: a {type(model).__name__}, not an uplift model (UpliftModel)")
+    return LoadedModel(kind, name, str(version), source, model, dict(tags), folder=model.reason_folder())
 
 
 # ------------------------------------------------------------------------------------------- loading
@@ -358,6 +365,8 @@ def _from_bento(kind: str, name: str, settings: ServingSettings) -> LoadedModel 
     try:
         if kind == "segments":
             return LoadedModel(kind, name, version, "bento", load_segments_artifact(path), tags)
+        if kind == "uplift":
+            return prepare_uplift(kind, name, version, "bento", load_scorer_artifact(path), tags)
         scorer = load_scorer_artifact(path)
         return prepare_scorer(kind, name, version, "bento", scorer, tags, settings.xgb_threads)
     except Exception as e:  # noqa: BLE001 - name the model and version, whatever broke
@@ -376,6 +385,8 @@ def _from_registry(kind: str, name: str, settings: ServingSettings, version: str
     try:
         if kind == "segments":
             return LoadedModel(kind, name, version, "registry", load_segments_artifact(uri), tags or {})
+        if kind == "uplift":
+            return prepare_uplift(kind, name, version, "registry", load_scorer_artifact(uri), tags or {})
         scorer = load_scorer_artifact(uri)
         return prepare_scorer(kind, name, version, "registry", scorer, tags or {}, settings.xgb_threads)
     except Exception as e:  # noqa: BLE001 - name the model and version, whatever broke
@@ -390,7 +401,7 @@ def model_source(settings: ServingSettings, in_bento: bool) -> str:
 
 
 def load_model(kind: str, settings: ServingSettings, in_bento: bool = False) -> LoadedModel | None:
-    """Load the served version of ``kind`` (lead, churn, segments); None when it does not exist anywhere.
+    """Load the served version of ``kind`` (lead, churn, segments, uplift); None when it does not exist anywhere.
 
     From a Bento, a model that was not packed is looked up in the registry only when one is configured
     explicitly (``registry_uri`` or ``$MLFLOW_TRACKING_URI``), never in a default SQLite file.
@@ -430,7 +441,7 @@ class ModelSlot:
 
 
 class ModelSlots(dict[str, ModelSlot]):
-    """The service's slots, one per kind (``lead``, ``churn``, ``segments``), loaded at start-up."""
+    """The service's slots, one per kind (``lead``, ``churn``, ``segments``, ``uplift``), loaded at start-up."""
 
     #: Where the models come from (:func:`model_source`): ``registry`` (watched) or ``bento`` (packed).
     source: str = "registry"

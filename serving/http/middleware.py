@@ -44,9 +44,9 @@ from serving.ui.page import UI_API_PATHS
 log = logging.getLogger("crmscore.serving")
 
 #: Endpoint → the kind of model it serves (for per-model metrics and admission).
-ENDPOINT_KIND = {"/score_leads": "lead", "/predict_churn": "churn", "/segment": "segments"}
+ENDPOINT_KIND = {"/score_leads": "lead", "/predict_churn": "churn", "/segment": "segments", "/coupon_uplift": "uplift"}
 #: Paths that need an API key (everything else, including health and metrics, is open).
-PROTECTED = frozenset({*ENDPOINT_KIND, "/model_info", "/drift", *UI_API_PATHS})
+PROTECTED = frozenset({*ENDPOINT_KIND, "/route_lead", "/model_info", "/drift", *UI_API_PATHS})
 
 
 @functools.cache
@@ -216,7 +216,7 @@ class GuardMiddleware:
         self.app = app
         self.keys = [k.encode() for k in load_api_keys()]
         self.max_body = int(s.max_body_mb * 1024 * 1024)
-        self.names = {k: getattr(s.models, k) for k in ("lead", "churn", "segments")}
+        self.names = {k: getattr(s.models, k) for k in ("lead", "churn", "segments", "uplift")}
         self.admission = Admission(s.max_concurrency, s.max_queue, s.queue_timeout_seconds)
         self.max_lag = s.max_loop_lag_seconds
         self.loop_lag = LoopLag()

@@ -39,6 +39,7 @@ from serving.http.postprocess import (
     segment_inputs,
 )
 from serving.http.records import RecordSink
+from serving.http.routing import load_service_routing, route_one
 from serving.http.schemas import (
     Customer,
     FeatureTable,
@@ -50,6 +51,15 @@ from serving.http.schemas import (
     SegmentResponse,
     error_body,
 )
+from serving.http.schemas_uplift import (
+    CouponUpliftRequest,
+    CouponUpliftResponse,
+    RouteLead,
+    RouteLeadRequest,
+    RouteLeadResponse,
+    UpliftCustomer,
+)
+from serving.http.uplift import score_uplift
 from serving.settings import crmscore_home, load_settings
 from serving.ui.page import (
     load_profiles,
@@ -123,6 +133,7 @@ class CRMScoring:
         self.sink = RecordSink.for_service(self.home, s)
         self._limiter: anyio.CapacityLimiter | None = None
         self.profiles = load_profiles(s)  # the profile page's data (settings.data_dir), or why there is none
+        self.routing, self.routing_error = load_service_routing()  # POST /route_lead's reps, or why there are none
 
     def _on_swap(self, slot: Any, new: Any) -> None:
         service_metrics().swaps.labels(model=slot.name).inc()
@@ -130,7 +141,8 @@ class CRMScoring:
     def __is_ready__(self) -> bool:
         """Ready when a scoring model is loaded and no registered model failed to load (a model missing
         from the registry does not block readiness: its endpoint answers 503)."""
-        slots = self.slots.values()
+        # the coupon uplift model is optional: one that fails to load answers 503 on its own endpoint only
+        slots = [v for k, v in self.slots.items() if k != "uplift"]
         failed = any(s.current is None and (s.error or "").startswith("loading failed") for s in slots)
         return not failed and (self.slots["lead"].current is not None or self.slots["churn"].current is not None)
 
@@ -257,6 +269,42 @@ class CRMScoring:
         except RequestError as e:
             return _error(e.status, e.message, e.errors)
         return await self._offload(self._segment_sync, customers, _now_naive_utc())
+
+    # ------------------------------------------------------------------------------ uplift and routing
+    def _uplift_sync(self, customers: Sequence[UpliftCustomer], reasons: bool) -> Response:
+        try:
+            model = self.slots["uplift"].require()
+            ids, rows = [c.id for c in customers], [c.features for c in customers]
+            body = score_uplift(model, ids, rows, self.settings.top_reasons, reasons)
+        except ModelUnavailable as e:
+            return _error(503, f"{e}; train and register it with `crmscore train uplift`")
+        except RequestError as e:
+            return _error(e.status, e.message, e.errors)
+        return _json_response(body)
+
+    @bentoml.api(route="/coupon_uplift", input_spec=CouponUpliftRequest, output_spec=CouponUpliftResponse)
+    async def coupon_uplift(self, customers: list[UpliftCustomer], reasons: bool = True) -> Response:
+        """Expected uplift of a coupon per customer (change in P(purchase in the window)), its rank within the
+        request and the top reasons (a ``CouponUpliftResponse`` body, as :meth:`score_leads`)."""
+        try:
+            check_batch_size(len(customers), self.settings.max_batch, "customers")
+        except RequestError as e:
+            return _error(e.status, e.message, e.errors)
+        return await self._offload(self._uplift_sync, customers, reasons)
+
+    @bentoml.api(route="/route_lead", input_spec=RouteLeadRequest, output_spec=RouteLeadResponse)
+    async def route_lead(
+        self, lead: RouteLead, as_of: str | None = None, assigned_today: dict[str, int] | None = None
+    ) -> Response:
+        """One owner for one new lead by configs/routing.yaml (territory, skill, free capacity), or why there is
+        none (a ``RouteLeadResponse`` body)."""
+        if self.routing is None:
+            return _error(503, self.routing_error or "no routing config")
+        try:
+            body = route_one(self.routing, lead.model_dump(), as_of, assigned_today or {})
+        except RequestError as e:
+            return _error(e.status, e.message, e.errors)
+        return _json_response(body)
 
     # ------------------------------------------------------------------------------------------ info
     def model_info_payload(self) -> dict[str, Any]:

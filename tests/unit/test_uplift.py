@@ -86,3 +86,37 @@ def test_bad_input_names_the_column():
         prepare_uplift_table(df, "arm", "segment")
     with pytest.raises(UpliftError, match="--treated 'sms' does not occur"):
         prepare_uplift_table(df, "arm", "bought", treated=["sms"])
+
+
+@pytest.mark.parametrize("learner", ["t_learner", "class_transform", "x_learner"])
+def test_skops_round_trip_with_the_trusted_types(learner):
+    """The logged format: skops loads the model with exactly training.model.TRUSTED_TYPES and scores the same."""
+    import skops.io as sio
+
+    from training.model import TRUSTED_TYPES
+
+    X, t, y, _, _ = prepare_uplift_table(_planted(600), "arm", "bought")
+    m = UpliftModel(learner, seed=1, params={"n_estimators": 20}).fit(X, t, y)
+    back = sio.loads(sio.dumps(m), trusted=TRUSTED_TYPES)
+    np.testing.assert_allclose(back.predict(X), m.predict(X))
+    assert not [u for u in sio.get_untrusted_types(data=sio.dumps(m)) if u not in TRUSTED_TYPES]
+
+
+def test_x_learner_reasons_add_up_to_the_uplift():
+    X, t, y, _, _ = prepare_uplift_table(_planted(1500), "arm", "bought")
+    m = UpliftModel("x_learner", seed=1, params={"n_estimators": 40}).fit(X, t, y)
+    Z = m.transform_matrix(X.head(50))
+    c = m.contributions_matrix(Z)
+    np.testing.assert_allclose(c.sum(axis=1), np.clip(m.predict_matrix(Z), -1, 1), atol=1e-4)
+    reasons = m.reason_folder().reasons(c, X.head(50).to_dict("records"), top=1)
+    young = X.head(50)["segment"].eq("young").to_numpy()
+    # the segment is the strongest reason: for the young it raises the uplift, for the old it lowers it
+    assert all(r["positive"][0]["feature"] == "segment" for r, yg in zip(reasons, young, strict=True) if yg)
+    assert all(r["negative"][0]["feature"] == "segment" for r, yg in zip(reasons, young, strict=True) if not yg)
+
+
+def test_unknown_learner_is_refused_at_fit():
+    X, t, y, _, _ = prepare_uplift_table(_planted(200), "arm", "bought")
+    m = UpliftModel("s_learner")  # the sklearn contract: __init__ only stores it
+    with pytest.raises(ValueError, match="unknown uplift learner 's_learner'"):
+        m.fit(X, t, y)
