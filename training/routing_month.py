@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from training.routing import RoutingConfig, route_leads
+from training.routing import Rep, RoutingConfig, route_leads
 
 #: most A-grade leads a rep's month may differ from its capacity-proportional share within its group
 A_SPREAD_BOUND = 2.0
@@ -55,13 +55,13 @@ def demo_routing_config(n_reps: int = 60, seed: int = 0) -> RoutingConfig:
         skills = sorted(rng.choice(industries, 3, replace=False).tolist())
         for j in range(c):
             reps.append(
-                {
-                    "id": f"p{k:02d}r{j:02d}",
-                    "team": f"team_{k:02d}",
-                    "territories": [province],
-                    "skills": skills,
-                    "daily_capacity": int(rng.choice([10, 15, 20])),
-                }
+                Rep(
+                    id=f"p{k:02d}r{j:02d}",
+                    team=f"team_{k:02d}",
+                    territories=[province],
+                    skills=skills,
+                    daily_capacity=int(rng.choice([10, 15, 20])),
+                )
             )
     return RoutingConfig(reps=reps)
 

@@ -3,6 +3,7 @@ an uplift model — who the offer changes — compared in MLflow, registered and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import typer
@@ -121,7 +122,7 @@ def train_uplift_cmd(
 
 def score_uplift_cmd(
     model: str, input: str, output: str, id_col: str | None, reasons: int, sort: bool, rejects: str | None,
-    query: str | None, unsupported: dict[str, object],
+    query: str | None, unsupported: Mapping[str, object],
 ) -> None:
     """`crmscore score` with an uplift model (serving.batch.uplift): uplift, rank and decile per customer."""
     from serving.batch.options import BatchError

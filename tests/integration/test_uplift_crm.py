@@ -184,8 +184,9 @@ def test_route_lead_over_http(uplift_server: Server) -> None:
     assert r.status_code == 200, r.text
     assert r.json() == {"lead_id": "L1", "owner_id": "r001", "team": "east", "rule": "territory+skill",
                         "reason": "", "grade": "A"}
-    # r001 already has its 20 leads today: the territory's other rep takes it
-    r = _route(uplift_server, {"lead": lead, "as_of": "2025-06-02", "assigned_today": {"r001": 20}})
+    # r001 already has its 20 leads today and r005 ('*', 40/day) 30: r002 has the largest share free
+    today = {"r001": 20, "r005": 30}
+    r = _route(uplift_server, {"lead": lead, "as_of": "2025-06-02", "assigned_today": today})
     assert r.json()["owner_id"] == "r002" and r.json()["rule"] == "territory"
     # an existing owner is kept; an unknown territory goes to the '*' inside-sales rep; on Sunday nobody works
     r = _route(uplift_server, {"lead": {**lead, "owner_id": "r777"}, "as_of": "2025-06-02"})
