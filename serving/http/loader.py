@@ -105,8 +105,11 @@ class LoadedModel:
 
     @property
     def features(self) -> list[str] | None:
-        """Input feature names of a scorer (None for the segmenter)."""
-        return None if self.inputs is None else list(self.inputs.feature_names)
+        """Input feature names of a scorer or the uplift model (None for the segmenter)."""
+        if self.inputs is None:
+            names = getattr(self.model, "feature_names_in_", None)  # the uplift model's raw columns
+            return None if names is None else [str(c) for c in names]
+        return list(self.inputs.feature_names)
 
     @property
     def grade_thresholds(self) -> list[int] | None:

@@ -42,6 +42,8 @@ ENDPOINTS = [
     ("POST", "/score_leads", {"leads": [{"customer_id": "k", "features": {}}]}),
     ("POST", "/predict_churn", {"leads": [{"customer_id": "k", "features": {}}]}),
     ("POST", "/segment", {"customers": [{"customer_id": "k", "summary": {"frequency": 1.0}}]}),
+    ("POST", "/coupon_uplift", {"customers": [{"id": "k", "features": {}}]}),
+    ("POST", "/route_lead", {"lead": {"lead_id": "k", "city": "上海"}}),
     ("GET", "/model_info", None),
     ("GET", "/drift", None),
     ("GET", "/ui/api/status", None),

@@ -151,6 +151,8 @@ def test_coupon_uplift_over_http(uplift_server: Server, campaign) -> None:
     assert any(x["reasons"]["positive"] or x["reasons"]["negative"] for x in res)
     info = httpx.get(f"{uplift_server.url}/model_info", headers=uplift_server.headers, timeout=30).json()
     assert info["models"]["uplift"]["loaded"] and info["models"]["uplift"]["name"] == "coupon_uplift"
+    assert "days_since_last_order" in info["models"]["uplift"]["features"]
+    assert "qini_area" in info["models"]["uplift"]["metrics"]
 
 
 @pytest.mark.parametrize(
@@ -238,3 +240,30 @@ def test_score_coupon_uplift_in_batch(uplift_registry: Registry, campaign, tmp_p
     assert ranked["reasons_for"].notna().any() or ranked["reasons_against"].notna().any()
     rejects = pd.read_csv(tmp_path / "ranked.rejects.csv")
     assert set(rejects["reason"]) == {"age: not a number", "blank id (customer_id)"}
+
+
+# ------------------------------------------------------------------------------------ property-based
+@pytest.mark.parametrize("label", ["POST /coupon_uplift", "POST /route_lead"])
+@pytest.mark.parametrize("positive", [True, False], ids=["valid", "invalid"])
+def test_new_endpoints_conform_to_the_openapi_document(uplift_server: Server, label: str, positive: bool) -> None:
+    """Schemathesis (as tests/integration/test_schemathesis.py): generated valid and invalid bodies never get a 5xx
+    and every documented answer matches its schema."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
+
+    schema = schemathesis.openapi.from_url(f"{uplift_server.url}/docs.json", timeout=60)
+    op = next(r.ok() for r in schema.get_all_operations() if f"{r.ok().method.upper()} {r.ok().path}" == label)
+    mode = GenerationMode.POSITIVE if positive else GenerationMode.NEGATIVE
+    checks = [not_a_server_error, response_schema_conformance, content_type_conformance]
+
+    @given(case=op.as_strategy(generation_mode=mode))
+    @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True,
+              database=None)  # fmt: skip
+    def run(case) -> None:
+        r = case.call_and_validate(base_url=uplift_server.url, headers=uplift_server.headers, checks=checks, timeout=60)
+        assert r.status_code < 500, (label, r.status_code, r.text[:300])
+
+    run()
