@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from serving.http.member_schemas import MemberCard
+
 _FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 #: One feature value: a finite number, true/false, a category string, or null (missing).
 FeatureValue = _FiniteFloat | StrictBool | str | None
@@ -347,6 +349,9 @@ class SegmentResult(BaseModel):
     horizon_days: int
     model: str
     model_version: str
+    member: MemberCard | None = Field(
+        default=None, description="member level, progress and tags (null for a customer sent as a summary)"
+    )
 
 
 class SegmentResponse(BaseModel):

@@ -50,6 +50,7 @@ from serving.http.schemas import (
     SegmentResponse,
     error_body,
 )
+from serving.members.online import MemberProgramme, request_cards
 from serving.settings import crmscore_home, load_settings
 from serving.ui.page import (
     load_profiles,
@@ -123,6 +124,7 @@ class CRMScoring:
         self.sink = RecordSink.for_service(self.home, s)
         self._limiter: anyio.CapacityLimiter | None = None
         self.profiles = load_profiles(s)  # the profile page's data (settings.data_dir), or why there is none
+        self.programme = MemberProgramme.load()  # member levels and tags added to /segment results
 
     def _on_swap(self, slot: Any, new: Any) -> None:
         service_metrics().swaps.labels(model=slot.name).inc()
@@ -235,13 +237,16 @@ class CRMScoring:
             return _error(503, f"{e}; {hint}")
         window, horizon = _segment_params(model.model)
         try:
-            out = model.model.predict(segment_inputs(customers, now, window))
+            inputs = segment_inputs(customers, now, window)
+            out = model.model.predict(inputs)
         except RequestError as e:
             return _error(e.status, e.message, e.errors)
         except ValueError as e:  # the segmenter's own input checks (they name the column and a customer id)
             return _error(422, f"customers: {e}", [{"field": "customers", "reason": str(e)}])
         ids = [c.id for c in customers]
         results = build_segment_results(out, ids, horizon, model.name, model.version)
+        for result, card in zip(results, request_cards(self.programme, customers, now, inputs, out), strict=True):
+            result["member"] = card
         try:
             service_metrics().rows.labels(model=model.name, version=model.version).inc(len(ids))
         except Exception:  # noqa: BLE001

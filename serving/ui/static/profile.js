@@ -256,6 +256,39 @@
     return s;
   }
 
+  function memberCard(g) {
+    const s = card('Member level & tags · 会员等级与标签', 'from the paid orders and events up to the as-of time',
+      'member');
+    const m = g && !g.error ? g.member : null;
+    if (!m) {
+      s.append(el('p', {class: 'note', text: g && g.error ? 'No level: ' + g.error : 'No member data.'}));
+      return s;
+    }
+    s.append(el('div', {class: 'headline'},
+      el('span', {class: 'level', 'data-testid': 'member-level', 'data-value': m.member_level,
+                  text: (m.member_level_zh || m.member_level) + ' · ' + m.member_level})));
+    const p = m.level_progress === null || m.level_progress === undefined ? 0 : m.level_progress;
+    const bar = sv('svg', {viewBox: '0 0 100 8', preserveAspectRatio: 'none', class: 'progress',
+                           role: 'img', 'aria-label': 'progress to the next level ' + fmt.pct(p)});
+    bar.append(sv('rect', {x: 0, y: 0, width: 100, height: 8, rx: 3, class: 'track'}),
+               sv('rect', {x: 0, y: 0, width: (100 * p).toFixed(1), height: 8, rx: 3, class: 'fill'}));
+    s.append(el('div', {class: 'levelbar', 'data-testid': 'level-progress', 'data-value': String(p)}, bar,
+      el('span', {class: 'muted', text: m.next_level ? fmt.pct(p) + ' · ' + m.progress : 'top level'})));
+    const chips = el('div', {class: 'tags', 'data-testid': 'member-tags'});
+    for (const t of m.tags) {
+      chips.append(el('span', {class: 'chip tag ' + t.kind, 'data-tag': t.tag, title: t.why, tabindex: 0,
+                               text: t.tag + (t.en ? ' · ' + t.en : '')}));
+    }
+    if (!m.tags.length) chips.append(el('span', {class: 'note', text: 'No tag applies.'}));
+    s.append(chips);
+    const skipped = Object.keys(m.tags_not_evaluated || {});
+    if (skipped.length) {
+      s.append(el('p', {class: 'note', title: Object.entries(m.tags_not_evaluated).map(
+        ([k, v]) => k + ': ' + v).join('\n'), text: 'Not evaluated here: ' + skipped.join(', ')}));
+    }
+    return s;
+  }
+
   function funnelCard(f, st) {
     const s = card('Funnel · 转化漏斗', f.stage ? 'reached: ' + f.stage + ' (' + f.depth + ' of ' +
       f.stages.length + ')' : 'no funnel step yet', 'funnel');
@@ -319,7 +352,7 @@
                   text: 'as of ' + fmt.time(p.as_of) + ' · ' + p.as_of_source}));
     const grid = el('div', {class: 'grid'});
     const left = el('div', {class: 'col'}), right = el('div', {class: 'col'});
-    left.append(attrsCard(c), segmentCard(p.segment), funnelCard(p.funnel, p.status));
+    left.append(attrsCard(c), segmentCard(p.segment), memberCard(p.segment), funnelCard(p.funnel, p.status));
     right.append(scoreCard('lead', p.lead, p.status), scoreCard('churn', p.churn, p.status));
     grid.append(left, right, timelineCard(p), modelsCard(p.models));
     root.replaceChildren(title, grid);
