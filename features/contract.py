@@ -49,6 +49,10 @@ GENDERS = ("M", "F", "U")
 MEMBER_LEVELS = ("none", "silver", "gold", "platinum")
 ORDER_STATUSES = ("paid", "refunded", "cancelled")
 TOUCH_CHANNELS = ("sms", "email", "wechat", "app", "phone")
+#: BANT lead qualification answers (optional customers columns; configs/bant.yaml scores them)
+BUDGET_RANGES = ("<10k", "10k-50k", "50k-200k", "200k+")
+PURCHASE_TIMELINES = ("0-1m", "1-3m", "3-6m", "6m+")
+BANT_COLUMNS = ("budget_range", "decision_maker", "product_interest", "purchase_timeline")
 
 
 class ColumnSpec(BaseModel):
@@ -127,6 +131,10 @@ CUSTOMERS = TableSpec(
         _c("member_level", "category", allowed=MEMBER_LEVELS, open_set=True),
         _c("points_balance", "float", min=0),
         _c("marketing_consent", "bool"),
+        _c("budget_range", "category", allowed=BUDGET_RANGES, open_set=True, description="BANT budget (¥)"),
+        _c("decision_maker", "bool", description="BANT authority: the contact decides the purchase"),
+        _c("product_interest", "category", description="BANT need: the product line asked about"),
+        _c("purchase_timeline", "category", allowed=PURCHASE_TIMELINES, open_set=True, description="BANT timeline"),
         _c("name", "string", pii=True),
         _c("phone", "string", pii=True),
         _c("email", "string", pii=True),

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.synth.bant import add_bant_answers
 from features.synth.member_inputs import MANUAL_TAGS_FILE, write_manual_tags
 from features.synth.messy import _MESSY_FILES, _write_messy
 from features.synth.params import CHURN_LOOKBACK_DAYS, DAY, DEFAULT_END, DEFAULT_HORIZON_DAYS, _Timeline
@@ -90,7 +91,7 @@ def generate_crm_data(
     sim = _simulate(static, tl, t_sec, horizon_days, rng_sim)
     ids = _ids("C", n_customers, 8)
 
-    customers = _build_customers(static, ids, tl, rng_pii)
+    customers = add_bant_answers(_build_customers(static, ids, tl, rng_pii), static["z"], seed)
     interactions = _build_interactions(sim, ids, tl)
     orders = _build_orders(sim, ids, tl)
     touches = _build_touches(sim, ids, tl)

@@ -50,6 +50,7 @@ from serving.http.schemas import (
     SegmentResponse,
     error_body,
 )
+from serving.members.bant import add_fit_grades, load_service_bant
 from serving.members.online import MemberProgramme, request_cards
 from serving.settings import crmscore_home, load_settings
 from serving.ui.page import (
@@ -125,6 +126,7 @@ class CRMScoring:
         self._limiter: anyio.CapacityLimiter | None = None
         self.profiles = load_profiles(s)  # the profile page's data (settings.data_dir), or why there is none
         self.programme = MemberProgramme.load()  # member levels and tags added to /segment results
+        self.bant = load_service_bant()  # the BANT fit grade added to /score_leads results
 
     def _on_swap(self, slot: Any, new: Any) -> None:
         service_metrics().swaps.labels(model=slot.name).inc()
@@ -185,6 +187,8 @@ class CRMScoring:
             ids, scored.probability, thresholds, scored.reasons, scored.unknown, model.name, model.version,
             scores=scores, grades=grades,
         )
+        if kind == "lead" and leads is not None:
+            add_fit_grades(results, leads, self.bant)
         if self.sink is not None:
             self.sink.record(model.name, model.version, ids, scored.probability, scores, grades.tolist(),
                              scored.features)

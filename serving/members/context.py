@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from features.contract import BANT_COLUMNS
+
 #: profile columns of the customers table rules may use (never PII); member_level becomes crm_member_level
 PROFILE_COLUMNS = (
     "source_channel",
@@ -26,6 +28,7 @@ PROFILE_COLUMNS = (
     "points_balance",
     "marketing_consent",
     "member_level",
+    *BANT_COLUMNS,
 )
 RFM_COLUMNS = ("r_score", "f_score", "m_score", "rfm_segment")
 TIER_COLUMNS = ("p_alive", "value_tier", "value_tier_zh")
@@ -69,6 +72,7 @@ def build_context(
     needed: list[str],
     scores: Sequence[tuple[str, Any]] = (),
     segment_config: Path | None = None,
+    bant_config: Path | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """The per-customer context frame (one row per customer of ``levels``) and notes on what was computed.
 
@@ -107,6 +111,17 @@ def build_context(
             if c in customers.columns:
                 vals = customers[c].reset_index(drop=True).reindex(row_of)  # -1: no row → missing
                 ctx["crm_member_level" if c == "member_level" else c] = vals.to_numpy()
+        if any(c in customers.columns for c in BANT_COLUMNS):
+            from features.members.bant import bant_frame, fit_scores, load_bant_config
+
+            answers = bant_frame(ctx)  # typed: decision_maker is a true/false field in rules
+            for c in BANT_COLUMNS:
+                ctx[c] = answers[c].array
+            fit = fit_scores(answers, load_bant_config(bant_config))
+            ctx["fit_score"] = fit["fit_score"].to_numpy()
+            ctx["fit_grade"] = fit["fit_grade"].array
+            graded = int(fit["fit_grade"].notna().sum())
+            notes["fit_grade"] = f"BANT fit grade ({bant_config or 'embedded defaults'}) of {graded:,} leads"
     from training.segment import SegmentConfig, input_columns
 
     seg_cfg = SegmentConfig()

@@ -317,7 +317,7 @@ def test_phone_width_layout(browser: Any, profile_server: ProfileServer, picks: 
     assert width == 390
     assert p.page.evaluate("document.documentElement.scrollWidth") <= width, "horizontal scrolling on a phone"
     boxes = {c.get_attribute("data-testid"): c.bounding_box() for c in p.page.query_selector_all("#profile .card")}
-    assert len(boxes) == 7
+    assert len(boxes) == 8  # attributes, segment, member, funnel, lead, churn, timeline, models
     for box in boxes.values():  # one column, inside the screen
         assert box["x"] == pytest.approx(boxes["lead"]["x"], abs=1)
         assert box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5

@@ -205,6 +205,27 @@
       text: 'model ' + res.model + ' v' + res.model_version});
   }
 
+  function fitIntentCard(res) {
+    // the fit × intent matrix: rows = BANT fit grade, columns = the model's intent grade; this lead's cell marked
+    const G = ['A', 'B', 'C', 'D'];
+    const wrap = el('div', {class: 'fitintent', 'data-testid': 'fit-intent', 'data-value': res.fit_intent});
+    wrap.append(el('p', {class: 'note', text: 'BANT fit ' + res.fit_grade + ' (score ' + fmt.num(res.fit_score, 0) +
+      ') × intent ' + res.grade + ' · 资质 × 意向'}));
+    const head = el('tr', {}, el('th', {text: 'fit \\ intent'}));
+    G.forEach((g) => head.append(el('th', {text: g})));
+    const tb = el('tbody');
+    for (const f of G) {
+      const tr = el('tr', {}, el('th', {text: f}));
+      for (const i of G) {
+        tr.append(el('td', {class: f === res.fit_grade && i === res.grade ? 'here' : null,
+                            text: f === res.fit_grade && i === res.grade ? '●' : ''}));
+      }
+      tb.append(tr);
+    }
+    wrap.append(el('table', {class: 'matrix'}, el('thead', {}, head), tb));
+    return wrap;
+  }
+
   function scoreCard(kind, res, status) {
     const isLead = kind === 'lead';
     const s = card(isLead ? 'Lead score · 线索评分' : 'Churn risk · 流失风险',
@@ -228,6 +249,7 @@
     if (res.unknown_categories && res.unknown_categories.length) {
       s.append(el('p', {class: 'note', text: 'Values the model never saw: ' + res.unknown_categories.join(', ')}));
     }
+    if (isLead && res.fit_grade) s.append(fitIntentCard(res));
     s.append(reasonChart(res, isLead ? 'Raise the score' : 'Raise the risk',
                          isLead ? 'Lower the score' : 'Lower the risk'));
     s.append(modelLine(res));
