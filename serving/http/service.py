@@ -27,6 +27,7 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
 
+from serving.http.forecast import ForecastUnavailable, LatestForecast
 from serving.http.loader import ModelSlots, ModelUnavailable
 from serving.http.middleware import PROTECTED, GuardMiddleware, service_metrics
 from serving.http.postprocess import (
@@ -127,6 +128,7 @@ class CRMScoring:
         self.profiles = load_profiles(s)  # the profile page's data (settings.data_dir), or why there is none
         self.programme = MemberProgramme.load()  # member levels and tags added to /segment results
         self.bant = load_service_bant()  # the BANT fit grade added to /score_leads results
+        self.forecast = LatestForecast(s.resolved_registry_uri())  # GET /forecast: the latest forecast run
 
     def _on_swap(self, slot: Any, new: Any) -> None:
         service_metrics().swaps.labels(model=slot.name).inc()
@@ -313,6 +315,15 @@ class CRMScoring:
                 except (OSError, ValueError) as e:
                     out[slot.name] = {"error": f"unreadable drift summary: {type(e).__name__}"}
         return out
+
+    @info_app.get("/forecast", summary="The latest sales forecast run's table (crmscore forecast)")
+    def forecast_table(self) -> Response:
+        """Weekly revenue forecast (both methods, every group, 80% / 95% intervals) of the newest finished
+        ``crmscore forecast`` run in the tracking store, with its backtest metrics; 404 when there is none."""
+        try:
+            return _json_response(self.forecast.payload())
+        except ForecastUnavailable as e:
+            return _error(404, str(e))
 
     # ------------------------------------------------------------------------------ profile page (/ui)
     @info_app.get("/ui", include_in_schema=False)

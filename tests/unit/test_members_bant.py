@@ -112,8 +112,8 @@ def test_ingest_reads_bant_answers(tmp_path: Path) -> None:
     )
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text(
-        "tables:\n  customers:\n    columns: {预算: budget_range, 是否决策人: decision_maker, 意向产品: product_interest, "
-        "采购时间: purchase_timeline}\n",
+        "tables:\n  customers:\n    columns: {预算: budget_range, 是否决策人: decision_maker, "
+        "意向产品: product_interest, 采购时间: purchase_timeline}\n",
         encoding="utf-8",
     )
     summary = ingest(str(src), tmp_path / "out", mapping=mapping)
