@@ -213,6 +213,7 @@ def build_report(
             [],
         )
     )
+    sections.append(_members_section(tables, t, out, csvs, p))
     fnotes: list[str] = []
     try:
         hist, fc, method, source = _forecast_frames(tables, t, cfg, Path(forecast_dir) if forecast_dir else None)
@@ -240,6 +241,39 @@ def build_report(
     html_path = write_text_atomic(out / "report.html", page_html("CRM report · 客户经营报告", subtitle, sections))
     run_id = _log(cfg, t, out, html_path, csvs, p.cjk) if log_mlflow else None
     return ReportRun(html=html_path, csvs=csvs, run_id=run_id, notes=notes)
+
+
+def _members_section(
+    tables: dict[str, pd.DataFrame], t: pd.Timestamp, out: Path, csvs: dict[str, Path], p: Painter
+) -> Section:
+    """Members 会员: level distribution, movements and revenue share (serving.report.members_tables), CSVs written."""
+    from features.io import atomic_path
+    from serving.report.members_tables import DEFINITION, member_tables
+
+    try:
+        mt = member_tables(tables, t)
+    except (ValueError, KeyError) as e:
+        return Section("members", "Members 会员", [], [], DEFINITION, [f"no member levels: {e}"])
+    for name, df in mt.items():
+        with atomic_path(out / f"{name}.csv") as tmp:
+            df.to_csv(tmp, index=False, encoding="utf-8-sig")
+        csvs[name] = out / f"{name}.csv"
+    lv = mt["members_levels"]
+    chart = p.bars(
+        [p.text(f"{a} {b}") for a, b in zip(lv["level"], lv["level_zh"], strict=True)],
+        lv["share_of_revenue"].fillna(0.0),
+        p.label("会员等级收入占比", "Share of revenue by member level"),
+        "share of revenue",
+        pct=True,
+    )
+    return Section(
+        "members",
+        "Members 会员",
+        [chart],
+        [("levels at T", lv), ("movements from one month before T", mt["members_movements"])],
+        DEFINITION,
+        [],
+    )
 
 
 def _log(
