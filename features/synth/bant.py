@@ -40,10 +40,16 @@ def add_bant_answers(customers: pd.DataFrame, z: np.ndarray, seed: int) -> pd.Da
     decides = reading() > 0.3
     need = np.where(reading() > -0.6, rng.integers(0, len(PRODUCT_LINES) - 1, n), len(PRODUCT_LINES) - 1)
     soon = 3 - np.searchsorted(np.array([-0.7, 0.2, 1.0]), reading())  # a higher reading buys sooner
+    def kept(values: np.ndarray) -> np.ndarray:
+        """``values`` as objects, None where this answer was not asked."""
+        out = np.asarray(values, dtype=object).copy()
+        out[~asked()] = None
+        return out
+
     out = customers.copy()
-    out["budget_range"] = np.where(asked(), np.array(BUDGET_RANGES, dtype=object)[budget], None)
-    out["decision_maker"] = pd.array(np.where(asked(), decides, None), dtype="boolean")
-    out["product_interest"] = np.where(asked(), np.array(PRODUCT_LINES, dtype=object)[need], None)
-    out["purchase_timeline"] = np.where(asked(), np.array(PURCHASE_TIMELINES, dtype=object)[soon], None)
+    out["budget_range"] = kept(np.array(BUDGET_RANGES, dtype=object)[budget])
+    out["decision_maker"] = pd.array(kept(decides), dtype="boolean")
+    out["product_interest"] = kept(np.array(PRODUCT_LINES, dtype=object)[need])
+    out["purchase_timeline"] = kept(np.array(PURCHASE_TIMELINES, dtype=object)[soon])
     order = [c for c in get_table("customers").column_names if c in out.columns]
     return coerce_types(out[order + [c for c in out.columns if c not in order]], "customers")
