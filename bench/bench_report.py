@@ -74,6 +74,18 @@ def add_touches(n: int, out: Path, seed: int = 1) -> int:
     return n
 
 
+def add_profile(out: Path, seed: int = 2) -> None:
+    """Source channel and city on the generated customers (the funnel, channel and region sections read them)."""
+    from features.contract import SOURCE_CHANNELS
+
+    rng = np.random.default_rng(seed)
+    customers = pd.read_parquet(out / "customers.parquet")
+    n = len(customers)
+    customers["source_channel"] = rng.choice(list(SOURCE_CHANNELS), n)
+    customers["city"] = customers["province"].str.replace("省", "").str.replace("市", "") + rng.choice(["一", "二"], n)
+    customers.to_parquet(out / "customers.parquet", index=False)
+
+
 def main() -> None:
     """Generate (or reuse) the data, time the report in a subprocess, print and save one JSON object."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -88,6 +100,7 @@ def main() -> None:
     if not (data / "marketing_touches.parquet").is_file():
         rows = generate(a.customers, data, a.interactions)
         rows["marketing_touches"] = add_touches(a.customers, data)
+        add_profile(data)
     else:
         rows = {"customers": a.customers, "orders": 2 * a.customers, "interactions": a.interactions * a.customers}
     gen_s = time.perf_counter() - t0

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from features.synth.bant import add_bant_answers
+from features.synth.feedback import FEEDBACK_FILE, write_feedback
 from features.synth.member_inputs import MANUAL_TAGS_FILE, write_manual_tags
 from features.synth.messy import _MESSY_FILES, _write_messy
 from features.synth.params import CHURN_LOOKBACK_DAYS, DAY, DEFAULT_END, DEFAULT_HORIZON_DAYS, _Timeline
@@ -208,7 +209,9 @@ def write_crm_data(result: SynthResult, out: Path, messy: bool = False) -> dict[
     )
     files = ["truth/truth.parquet", "truth/truth.json"]
     # a folder holds one mode: drop this generator's files of the other mode from an earlier run
-    stale = _MESSY_FILES if not messy else (*(f"{name}.parquet" for name in result.tables()), MANUAL_TAGS_FILE)
+    stale = _MESSY_FILES if not messy else (
+        *(f"{name}.parquet" for name in result.tables()), MANUAL_TAGS_FILE, FEEDBACK_FILE
+    )
     for name in stale:
         (out / name).unlink(missing_ok=True)
     if messy:
@@ -221,6 +224,7 @@ def write_crm_data(result: SynthResult, out: Path, messy: bool = False) -> dict[
             files.append(f"{name}.parquet")
         rows = {name: len(df) for name, df in result.tables().items()}
         files.append(write_manual_tags(result.customers, result.meta["as_of"], result.meta["seed"], out))
+        files.append(write_feedback(result.interactions, result.orders, result.meta["seed"], out))
     (out / "README.md").write_text(_readme(result, messy), encoding="utf-8")
     files.append("README.md")
     return {
