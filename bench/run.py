@@ -486,6 +486,26 @@ BENCHMARKS: list[Benchmark] = [
         estimate_quick_s=20,
     ),
     Benchmark(
+        name="report",
+        title="CRM report",
+        script="bench_report.py",
+        full=["--customers", "1000000", "--interactions", "20"],
+        quick=["--customers", "20000", "--interactions", "20"],
+        shown=[
+            Shown("total_s", "report s"),
+            Shown("cpu_s", "CPU s"),
+            Shown("peak_rss_gb", "peak GB", "{v:.2f}"),
+            Shown("html_mb", "HTML MB", "{v:.2f}"),
+        ],
+        goals=[
+            Goal("1M customers, 20M interactions, 2M orders: report ≤ 120 s", "total_s", "<=", 120, " s"),
+            Goal("1M customers report peak RSS ≤ 6 GB", "peak_rss_gb", "<=", 6, " GB"),
+        ],
+        workdir_flag="--data",
+        estimate_full_s=400,  # generating 20M interactions ~2 min + the report
+        estimate_quick_s=40,
+    ),
+    Benchmark(
         name="soak",
         title="soak at 80% of peak",
         script="soak.py",

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from features.config import FeatureConfig
 from features.contract import (
+    BANT_COLUMNS,
     CHANNELS,
     EVENT_TYPES,
     FUNNEL_STAGES,
@@ -39,6 +40,7 @@ CATEGORICAL_FEATURES = (
     "job_title",
     "gender",
     "member_level",
+    *BANT_COLUMNS,  # optional lead qualification answers (missing for most rows); FeatureConfig.bant_features
 )
 _DAY = np.float64(86400.0)
 
@@ -132,6 +134,7 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
             "complaint",
         ),
         max_days: float = 3650.0,
+        bant_features: bool = True,
     ) -> None:
         self.engagement_windows_days = engagement_windows_days
         self.rfm_windows_days = rfm_windows_days
@@ -142,6 +145,7 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         self.channels = channels
         self.recency_event_types = recency_event_types
         self.max_days = max_days
+        self.bant_features = bant_features
 
     @classmethod
     def from_config(cls, config: FeatureConfig) -> CRMFeatureBuilder:
@@ -191,7 +195,9 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         num += [f"clicks_{c}_{mw}d" for c in TOUCH_CHANNELS]
         for w in self.service_windows_days:
             num += [f"complaints_{w}d", f"tickets_{w}d", f"refunds_{w}d"]
-        return num, list(CATEGORICAL_FEATURES)
+        # a builder pickled before BANT existed has no attribute: it keeps its fitted names anyway
+        bant = getattr(self, "bant_features", True)
+        return num, [c for c in CATEGORICAL_FEATURES if bant or c not in BANT_COLUMNS]
 
     def fit(self, X: CRMSnapshot | None = None, y: Any = None) -> CRMFeatureBuilder:
         """Fix the output columns (the builder learns nothing from data)."""

@@ -72,6 +72,9 @@ class FeatureConfig(_Strict):
         description="event types that get a days-since-last feature",
     )
     max_days: float = Field(default=3650.0, description="value of a days-since feature when never seen")
+    bant_features: bool = Field(
+        default=True, description="use the BANT answers (budget_range, decision_maker, ...) as categorical features"
+    )
 
     @field_validator("engagement_windows_days", "rfm_windows_days", "service_windows_days")
     @classmethod

@@ -49,6 +49,10 @@ GENDERS = ("M", "F", "U")
 MEMBER_LEVELS = ("none", "silver", "gold", "platinum")
 ORDER_STATUSES = ("paid", "refunded", "cancelled")
 TOUCH_CHANNELS = ("sms", "email", "wechat", "app", "phone")
+#: BANT lead qualification answers (optional customers columns; configs/bant.yaml scores them)
+BUDGET_RANGES = ("<10k", "10k-50k", "50k-200k", "200k+")
+PURCHASE_TIMELINES = ("0-1m", "1-3m", "3-6m", "6m+")
+BANT_COLUMNS = ("budget_range", "decision_maker", "product_interest", "purchase_timeline")
 
 
 class ColumnSpec(BaseModel):
@@ -127,6 +131,10 @@ CUSTOMERS = TableSpec(
         _c("member_level", "category", allowed=MEMBER_LEVELS, open_set=True),
         _c("points_balance", "float", min=0),
         _c("marketing_consent", "bool"),
+        _c("budget_range", "category", allowed=BUDGET_RANGES, open_set=True, description="BANT budget (¥)"),
+        _c("decision_maker", "bool", description="BANT authority: the contact decides the purchase"),
+        _c("product_interest", "category", description="BANT need: the product line asked about"),
+        _c("purchase_timeline", "category", allowed=PURCHASE_TIMELINES, open_set=True, description="BANT timeline"),
         _c("name", "string", pii=True),
         _c("phone", "string", pii=True),
         _c("email", "string", pii=True),
@@ -198,10 +206,32 @@ ORDER_ITEMS = TableSpec(
     ),
 )
 
+FEEDBACK_KINDS = ("complaint", "suggestion", "praise", "review", "survey")
+FEEDBACK_STATUSES = ("open", "in_progress", "resolved", "closed")
+FEEDBACK = TableSpec(
+    name="feedback",
+    key=("feedback_id",),
+    time_column="ts",
+    description="Optional: complaints, suggestions, praise, reviews and survey answers, with their handling. "
+    "resolved_at after T is not known at T.",
+    columns=(
+        _c("feedback_id", "string", required=True),
+        _c("customer_id", "string", required=True),
+        _c("ts", "datetime", required=True, description="when the feedback was given"),
+        _c("kind", "category", required=True, allowed=FEEDBACK_KINDS),
+        _c("rating", "int", min=1, max=5, description="1 (very unhappy) … 5 (very happy)"),
+        _c("channel", "category", allowed=CHANNELS, open_set=True),
+        _c("category", "category", description="what it is about, e.g. 物流, 质量, 服务"),
+        _c("status", "category", allowed=FEEDBACK_STATUSES, open_set=True),
+        _c("resolved_at", "datetime", description="when a complaint was resolved (empty while open)"),
+        _c("text", "string", pii=True, description="free text: PII, never a feature, never logged"),
+    ),
+)
+
 #: the four core tables every stage knows; optional tables are ingested and read only where named
 TABLES: dict[str, TableSpec] = {t.name: t for t in (CUSTOMERS, INTERACTIONS, ORDERS, MARKETING_TOUCHES)}
-#: optional contract tables (absent from a data dir unless ingested): order lines for cross-sell
-OPTIONAL_TABLES: dict[str, TableSpec] = {t.name: t for t in (ORDER_ITEMS,)}
+#: optional contract tables (absent from a data dir unless ingested): order lines for cross-sell, feedback
+OPTIONAL_TABLES: dict[str, TableSpec] = {t.name: t for t in (ORDER_ITEMS, FEEDBACK)}
 ALL_TABLES: dict[str, TableSpec] = {**TABLES, **OPTIONAL_TABLES}
 PII_COLUMNS: frozenset[str] = frozenset(c for t in ALL_TABLES.values() for c in t.pii)
 

@@ -81,7 +81,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PII_MASK = "***"
-CHILD_TABLES = ("interactions", "orders", "marketing_touches")
+CHILD_TABLES = ("interactions", "orders", "marketing_touches", "feedback")
 
 
 # ----------------------------------------------------------------------------------------- models

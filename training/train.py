@@ -446,7 +446,7 @@ def split_by_cutoff(ds: pd.DataFrame) -> Split:
 
 def train_crm(data_dir: str | Path, config: TrainConfig) -> TrainResult:
     """`crmscore train lead|churn`: build the multi-cutoff set from a data dir, train, log, register, gate."""
-    from features.build import CATEGORICAL_FEATURES, CRMFeatureBuilder
+    from features.build import CRMFeatureBuilder
     from features.io import load_tables
     from features.labels import build_training_set, latest_labelable_cutoff
     from training.registry import configure_tracking
@@ -460,7 +460,7 @@ def train_crm(data_dir: str | Path, config: TrainConfig) -> TrainResult:
     result = fit_log_register(
         split,
         config,
-        categorical=list(CATEGORICAL_FEATURES),
+        categorical=list(builder.categorical_features_),  # without the BANT answers when features.bant_features is off
         builder=builder,
         extra_params={
             "data_dir": str(Path(data_dir).name),

@@ -12,6 +12,9 @@ import numpy as np
 import pandas as pd
 
 from features.synth.coupon import add_coupon_campaign
+from features.synth.bant import add_bant_answers
+from features.synth.feedback import FEEDBACK_FILE, write_feedback
+from features.synth.member_inputs import MANUAL_TAGS_FILE, write_manual_tags
 from features.synth.messy import _MESSY_FILES, _write_messy
 from features.synth.params import CHURN_LOOKBACK_DAYS, DAY, DEFAULT_END, DEFAULT_HORIZON_DAYS, _Timeline
 from features.synth.simulate import _check_args, _draw_static, _simulate
@@ -92,7 +95,7 @@ def generate_crm_data(
     sim = _simulate(static, tl, t_sec, horizon_days, rng_sim)
     ids = _ids("C", n_customers, 8)
 
-    customers = _build_customers(static, ids, tl, rng_pii)
+    customers = add_bant_answers(_build_customers(static, ids, tl, rng_pii), static["z"], seed)
     interactions = _build_interactions(sim, ids, tl)
     orders = _build_orders(sim, ids, tl)
     touches = _build_touches(sim, ids, tl)
@@ -215,7 +218,9 @@ def write_crm_data(result: SynthResult, out: Path, messy: bool = False) -> dict[
         result.coupon_truth.to_parquet(truth_dir / "coupon_uplift.parquet", index=False)
         files.append("truth/coupon_uplift.parquet")
     # a folder holds one mode: drop this generator's files of the other mode from an earlier run
-    stale = _MESSY_FILES if not messy else tuple(f"{name}.parquet" for name in result.tables())
+    stale = _MESSY_FILES if not messy else (
+        *(f"{name}.parquet" for name in result.tables()), MANUAL_TAGS_FILE, FEEDBACK_FILE
+    )
     for name in stale:
         (out / name).unlink(missing_ok=True)
     if messy:
@@ -227,6 +232,8 @@ def write_crm_data(result: SynthResult, out: Path, messy: bool = False) -> dict[
             df.to_parquet(out / f"{name}.parquet", index=False)
             files.append(f"{name}.parquet")
         rows = {name: len(df) for name, df in result.tables().items()}
+        files.append(write_manual_tags(result.customers, result.meta["as_of"], result.meta["seed"], out))
+        files.append(write_feedback(result.interactions, result.orders, result.meta["seed"], out))
     (out / "README.md").write_text(_readme(result, messy), encoding="utf-8")
     files.append("README.md")
     return {

@@ -88,6 +88,9 @@ def run_demo(out: Path, customers: int, days: int, seed: int, echo=typer.echo) -
         f"[6/6] scored a lead list of {batch.rows_in:,} open leads as of {as_of.date()} → {scored} "
         f"(grades {batch.grades}; {batch.rows_per_second:,.0f} rows/s)"
     )
+    from serving.cli.demo_members import run_members_demo
+
+    figures["members"] = run_members_demo(data, as_of, out, echo)
     echo(
         f"done in {time.perf_counter() - t0:.0f}s. Serve the champions with: crmscore serve  "
         f"(then POST /score_leads with an API key; see docs/serving.md)"

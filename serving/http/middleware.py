@@ -46,7 +46,7 @@ log = logging.getLogger("crmscore.serving")
 #: Endpoint → the kind of model it serves (for per-model metrics and admission).
 ENDPOINT_KIND = {"/score_leads": "lead", "/predict_churn": "churn", "/segment": "segments", "/coupon_uplift": "uplift"}
 #: Paths that need an API key (everything else, including health and metrics, is open).
-PROTECTED = frozenset({*ENDPOINT_KIND, "/route_lead", "/model_info", "/drift", *UI_API_PATHS})
+PROTECTED = frozenset({*ENDPOINT_KIND, "/route_lead", "/model_info", "/drift", "/forecast", *UI_API_PATHS})
 
 
 @functools.cache

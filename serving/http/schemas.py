@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from serving.http.member_schemas import MemberCard
+
 _FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 #: One feature value: a finite number, true/false, a category string, or null (missing).
 FeatureValue = _FiniteFloat | StrictBool | str | None
@@ -53,6 +55,10 @@ class Profile(_Strict):
     member_level: str | None = Field(default=None, examples=["gold"])
     points_balance: _FiniteFloat | None = Field(default=None, ge=0)
     marketing_consent: bool | None = None
+    budget_range: str | None = Field(default=None, description="BANT budget: <10k, 10k-50k, 50k-200k, 200k+")
+    decision_maker: bool | None = Field(default=None, description="BANT authority: the contact decides")
+    product_interest: str | None = Field(default=None, description="BANT need: the product line asked about")
+    purchase_timeline: str | None = Field(default=None, description="BANT timeline: 0-1m, 1-3m, 3-6m, 6m+")
     name: str | None = Field(default=None, description="PII: accepted, never used, logged or returned")
     phone: str | None = Field(default=None, description="PII: accepted, never used, logged or returned")
     email: str | None = Field(default=None, description="PII: accepted, never used, logged or returned")
@@ -317,6 +323,11 @@ class LeadScore(BaseModel):
     )
     model: str
     model_version: str
+    fit_score: float | None = Field(default=None, description="BANT fit score (configs/bant.yaml); lead model only")
+    fit_grade: Literal["A", "B", "C", "D"] | None = Field(
+        default=None, description="BANT fit grade, present when the lead's profile carries BANT answers"
+    )
+    fit_intent: str | None = Field(default=None, description="fit × intent cell, e.g. B×A (fit B, intent grade A)")
 
 
 class ScoreResponse(BaseModel):
@@ -347,6 +358,9 @@ class SegmentResult(BaseModel):
     horizon_days: int
     model: str
     model_version: str
+    member: MemberCard | None = Field(
+        default=None, description="member level, progress and tags (null for a customer sent as a summary)"
+    )
 
 
 class SegmentResponse(BaseModel):

@@ -27,6 +27,7 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
 
+from serving.http.forecast import ForecastUnavailable, LatestForecast
 from serving.http.loader import ModelSlots, ModelUnavailable
 from serving.http.middleware import PROTECTED, GuardMiddleware, service_metrics
 from serving.http.postprocess import (
@@ -60,6 +61,8 @@ from serving.http.schemas_uplift import (
     UpliftCustomer,
 )
 from serving.http.uplift import score_uplift
+from serving.members.bant import add_fit_grades, load_service_bant
+from serving.members.online import MemberProgramme, request_cards
 from serving.settings import crmscore_home, load_settings
 from serving.ui.page import (
     load_profiles,
@@ -134,6 +137,9 @@ class CRMScoring:
         self._limiter: anyio.CapacityLimiter | None = None
         self.profiles = load_profiles(s)  # the profile page's data (settings.data_dir), or why there is none
         self.routing, self.routing_error = load_service_routing()  # POST /route_lead's reps, or why there are none
+        self.programme = MemberProgramme.load()  # member levels and tags added to /segment results
+        self.bant = load_service_bant()  # the BANT fit grade added to /score_leads results
+        self.forecast = LatestForecast(s.resolved_registry_uri())  # GET /forecast: the latest forecast run
 
     def _on_swap(self, slot: Any, new: Any) -> None:
         service_metrics().swaps.labels(model=slot.name).inc()
@@ -195,6 +201,8 @@ class CRMScoring:
             ids, scored.probability, thresholds, scored.reasons, scored.unknown, model.name, model.version,
             scores=scores, grades=grades,
         )
+        if kind == "lead" and leads is not None:
+            add_fit_grades(results, leads, self.bant)
         if self.sink is not None:
             self.sink.record(model.name, model.version, ids, scored.probability, scores, grades.tolist(),
                              scored.features)
@@ -247,13 +255,16 @@ class CRMScoring:
             return _error(503, f"{e}; {hint}")
         window, horizon = _segment_params(model.model)
         try:
-            out = model.model.predict(segment_inputs(customers, now, window))
+            inputs = segment_inputs(customers, now, window)
+            out = model.model.predict(inputs)
         except RequestError as e:
             return _error(e.status, e.message, e.errors)
         except ValueError as e:  # the segmenter's own input checks (they name the column and a customer id)
             return _error(422, f"customers: {e}", [{"field": "customers", "reason": str(e)}])
         ids = [c.id for c in customers]
         results = build_segment_results(out, ids, horizon, model.name, model.version)
+        for result, card in zip(results, request_cards(self.programme, customers, now, inputs, out), strict=True):
+            result["member"] = card
         try:
             service_metrics().rows.labels(model=model.name, version=model.version).inc(len(ids))
         except Exception:  # noqa: BLE001
@@ -352,6 +363,15 @@ class CRMScoring:
                 except (OSError, ValueError) as e:
                     out[slot.name] = {"error": f"unreadable drift summary: {type(e).__name__}"}
         return out
+
+    @info_app.get("/forecast", summary="The latest sales forecast run's table (crmscore forecast)")
+    def forecast_table(self) -> Response:
+        """Weekly revenue forecast (both methods, every group, 80% / 95% intervals) of the newest finished
+        ``crmscore forecast`` run in the tracking store, with its backtest metrics; 404 when there is none."""
+        try:
+            return _json_response(self.forecast.payload())
+        except ForecastUnavailable as e:
+            return _error(404, str(e))
 
     # ------------------------------------------------------------------------------ profile page (/ui)
     @info_app.get("/ui", include_in_schema=False)

@@ -213,6 +213,8 @@ def build_report(
             [],
         )
     )
+    sections.append(_members_section(tables, t, out, csvs, p))
+    sections.append(_satisfaction_section(tables.get("feedback"), data_dir, t, out, csvs, p))
     fnotes: list[str] = []
     try:
         hist, fc, method, source = _forecast_frames(tables, t, cfg, Path(forecast_dir) if forecast_dir else None)
@@ -240,6 +242,80 @@ def build_report(
     html_path = write_text_atomic(out / "report.html", page_html("CRM report · 客户经营报告", subtitle, sections))
     run_id = _log(cfg, t, out, html_path, csvs, p.cjk) if log_mlflow else None
     return ReportRun(html=html_path, csvs=csvs, run_id=run_id, notes=notes)
+
+
+def _members_section(
+    tables: dict[str, pd.DataFrame], t: pd.Timestamp, out: Path, csvs: dict[str, Path], p: Painter
+) -> Section:
+    """Members 会员: level distribution, movements and revenue share (serving.report.members_tables), CSVs written."""
+    from features.io import atomic_path
+    from serving.report.members_tables import DEFINITION, member_tables
+
+    try:
+        mt = member_tables(tables, t)
+    except (ValueError, KeyError) as e:
+        return Section("members", "Members 会员", [], [], DEFINITION, [f"no member levels: {e}"])
+    for name, df in mt.items():
+        with atomic_path(out / f"{name}.csv") as tmp:
+            df.to_csv(tmp, index=False, encoding="utf-8-sig")
+        csvs[name] = out / f"{name}.csv"
+    lv = mt["members_levels"]
+    chart = p.bars(
+        [p.text(f"{a} {b}") for a, b in zip(lv["level"], lv["level_zh"], strict=True)],
+        lv["share_of_revenue"].fillna(0.0),
+        p.label("会员等级收入占比", "Share of revenue by member level"),
+        "share of revenue",
+        pct=True,
+    )
+    return Section(
+        "members",
+        "Members 会员",
+        [chart],
+        [("levels at T", lv), ("movements from one month before T", mt["members_movements"])],
+        DEFINITION,
+        [],
+    )
+
+
+def _satisfaction_section(
+    feedback: pd.DataFrame | None,
+    data_dir: str | Path | None,
+    t: pd.Timestamp,
+    out: Path,
+    csvs: dict[str, Path],
+    p: Painter,
+) -> Section:
+    """Satisfaction 满意度 from the optional feedback table (serving.report.satisfaction), CSVs written."""
+    from features.io import atomic_path
+    from serving.report.satisfaction import DEFINITION, read_feedback, satisfaction_tables
+
+    fb = feedback if feedback is not None else read_feedback(data_dir)
+    if fb is None:
+        return Section("satisfaction", "Satisfaction 满意度", [], [], DEFINITION, ["no feedback table in the data"])
+    st = satisfaction_tables(fb, t)
+    for name, df in st.items():
+        with atomic_path(out / f"{name}.csv") as tmp:
+            df.to_csv(tmp, index=False, encoding="utf-8-sig")
+        csvs[name] = out / f"{name}.csv"
+    m = st["satisfaction_monthly"]
+    charts = (
+        [p.bars(m["month"], m["csat"], p.label("月度满意度", "CSAT (rating 4–5) by month"), "CSAT", pct=True)]
+        if len(m)
+        else []
+    )
+    return Section(
+        "satisfaction",
+        "Satisfaction 满意度",
+        charts,
+        [
+            ("CSAT by month", m),
+            ("complaints by category and channel", st["complaints_by"]),
+            ("time to resolve", st["complaint_resolution"]),
+            ("unresolved backlog at T", st["complaint_backlog"]),
+        ],
+        DEFINITION,
+        [],
+    )
 
 
 def _log(

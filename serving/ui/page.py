@@ -63,6 +63,10 @@ def score_lead(service: Any, kind: str, lead: Any) -> dict[str, Any]:
     )
     result["unknown_categories"] = list(result["unknown_categories"])
     result["grade_thresholds"] = model.grade_thresholds
+    if kind == "lead":
+        from serving.members.bant import add_fit_grades
+
+        add_fit_grades([result], [lead], service.bant)  # BANT fit × intent, as /score_leads
     return result
 
 

@@ -257,6 +257,7 @@ def test_page_numbers_equal_the_scoring_endpoints(
                 assert (None if shown is None else float(shown)) == seg[key], key
             assert desk.text("[data-testid=segment] [data-testid=model-version]") == (
                 f"model {seg['model']} v{seg['model_version']}")
+            _check_member_card(desk, seg["member"])
             _check_history(desk, item, as_of)
             if who == "buyer":
                 desk.page.screenshot(path=str(artifacts / "profile.png"), full_page=True)
@@ -267,6 +268,18 @@ def test_page_numbers_equal_the_scoring_endpoints(
         for col in ("name", "phone", "email", "address"):
             if pd.notna(row[col]):
                 assert str(row[col]) not in log, f"{col} of {cid} in the server log"
+
+
+def _check_member_card(desk: Page, member: dict) -> None:
+    """Member level, progress bar and tag chips (tooltip: why the tag applies) as /segment gives them."""
+    assert desk.attr("[data-testid=member-level]") == member["member_level"]
+    assert member["member_level_zh"] in desk.text("[data-testid=member-level]")
+    assert float(desk.attr("[data-testid=level-progress]")) == member["level_progress"]
+    if member["next_level"]:
+        assert member["progress"] in desk.text("[data-testid=level-progress]")
+    chips = desk.page.query_selector_all("[data-testid=member-tags] .chip")
+    assert [c.get_attribute("data-tag") for c in chips] == [t["tag"] for t in member["tags"]]
+    assert [c.get_attribute("title") for c in chips] == [t["why"] for t in member["tags"]]
 
 
 def _check_history(desk: Page, item: dict, as_of: pd.Timestamp) -> None:
@@ -304,7 +317,7 @@ def test_phone_width_layout(browser: Any, profile_server: ProfileServer, picks: 
     assert width == 390
     assert p.page.evaluate("document.documentElement.scrollWidth") <= width, "horizontal scrolling on a phone"
     boxes = {c.get_attribute("data-testid"): c.bounding_box() for c in p.page.query_selector_all("#profile .card")}
-    assert len(boxes) == 7
+    assert len(boxes) == 8  # attributes, segment, member, funnel, lead, churn, timeline, models
     for box in boxes.values():  # one column, inside the screen
         assert box["x"] == pytest.approx(boxes["lead"]["x"], abs=1)
         assert box["x"] >= 0 and box["x"] + box["width"] <= width + 0.5

@@ -13,7 +13,7 @@ from serving.cli.main import app
 from tests.fixtures.crm import make_tables
 
 AS_OF = "2025-06-30"
-SECTIONS = ("sales", "funnel", "channels", "campaigns", "regions", "retention", "forecast")
+SECTIONS = ("sales", "funnel", "channels", "campaigns", "regions", "retention", "members", "forecast")
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +57,21 @@ def test_forecast_then_report(data_dir: Path, tracking_uri: str, tmp_path: Path)
         p.name for p in art.rglob("*")
     }
     _pii_free(art)
+    # the total's intervals are calibrated on the backtest errors; the groups keep the model's
+    assert set(table.loc[table["group"] == "total", "interval"]) == {"conformal"}
+    assert set(table.loc[table["group"] != "total", "interval"]) == {"model"}
+    assert {"backtest_coverage80_top_down_calibrated", "backtest_coverage80_bottom_up_calibrated"} <= set(
+        run.data.metrics
+    )
+    # what GET /forecast serves: the newest finished run's table, read back from the tracking store
+    from serving.http.forecast import ForecastUnavailable, LatestForecast
+
+    served = LatestForecast(tracking_uri).payload()
+    assert served["run_id"] == run.info.run_id and served["as_of"].startswith(AS_OF)
+    assert len(served["rows"]) == len(table) and served["columns"] == list(table.columns)
+    assert served["rows"][0]["forecast"] == pytest.approx(table["forecast"].iloc[0], abs=0.01)
+    with pytest.raises(ForecastUnavailable, match="no forecast yet"):
+        LatestForecast(tracking_uri, experiment="no-such-experiment").payload()
 
     rep = tmp_path / "report"
     r = runner.invoke(

@@ -205,6 +205,27 @@
       text: 'model ' + res.model + ' v' + res.model_version});
   }
 
+  function fitIntentCard(res) {
+    // the fit × intent matrix: rows = BANT fit grade, columns = the model's intent grade; this lead's cell marked
+    const G = ['A', 'B', 'C', 'D'];
+    const wrap = el('div', {class: 'fitintent', 'data-testid': 'fit-intent', 'data-value': res.fit_intent});
+    wrap.append(el('p', {class: 'note', text: 'BANT fit ' + res.fit_grade + ' (score ' + fmt.num(res.fit_score, 0) +
+      ') × intent ' + res.grade + ' · 资质 × 意向'}));
+    const head = el('tr', {}, el('th', {text: 'fit \\ intent'}));
+    G.forEach((g) => head.append(el('th', {text: g})));
+    const tb = el('tbody');
+    for (const f of G) {
+      const tr = el('tr', {}, el('th', {text: f}));
+      for (const i of G) {
+        tr.append(el('td', {class: f === res.fit_grade && i === res.grade ? 'here' : null,
+                            text: f === res.fit_grade && i === res.grade ? '●' : ''}));
+      }
+      tb.append(tr);
+    }
+    wrap.append(el('table', {class: 'matrix'}, el('thead', {}, head), tb));
+    return wrap;
+  }
+
   function scoreCard(kind, res, status) {
     const isLead = kind === 'lead';
     const s = card(isLead ? 'Lead score · 线索评分' : 'Churn risk · 流失风险',
@@ -228,6 +249,7 @@
     if (res.unknown_categories && res.unknown_categories.length) {
       s.append(el('p', {class: 'note', text: 'Values the model never saw: ' + res.unknown_categories.join(', ')}));
     }
+    if (isLead && res.fit_grade) s.append(fitIntentCard(res));
     s.append(reasonChart(res, isLead ? 'Raise the score' : 'Raise the risk',
                          isLead ? 'Lower the score' : 'Lower the risk'));
     s.append(modelLine(res));
@@ -253,6 +275,39 @@
     row('Expected value', 'seg-ev', fmt.money(g.expected_value) + ' in ' + g.horizon_days + ' days',
         g.expected_value);
     s.append(dl, modelLine(g));
+    return s;
+  }
+
+  function memberCard(g) {
+    const s = card('Member level & tags · 会员等级与标签', 'from the paid orders and events up to the as-of time',
+      'member');
+    const m = g && !g.error ? g.member : null;
+    if (!m) {
+      s.append(el('p', {class: 'note', text: g && g.error ? 'No level: ' + g.error : 'No member data.'}));
+      return s;
+    }
+    s.append(el('div', {class: 'headline'},
+      el('span', {class: 'level', 'data-testid': 'member-level', 'data-value': m.member_level,
+                  text: (m.member_level_zh || m.member_level) + ' · ' + m.member_level})));
+    const p = m.level_progress === null || m.level_progress === undefined ? 0 : m.level_progress;
+    const bar = sv('svg', {viewBox: '0 0 100 8', preserveAspectRatio: 'none', class: 'progress',
+                           role: 'img', 'aria-label': 'progress to the next level ' + fmt.pct(p)});
+    bar.append(sv('rect', {x: 0, y: 0, width: 100, height: 8, rx: 3, class: 'track'}),
+               sv('rect', {x: 0, y: 0, width: (100 * p).toFixed(1), height: 8, rx: 3, class: 'fill'}));
+    s.append(el('div', {class: 'levelbar', 'data-testid': 'level-progress', 'data-value': String(p)}, bar,
+      el('span', {class: 'muted', text: m.next_level ? fmt.pct(p) + ' · ' + m.progress : 'top level'})));
+    const chips = el('div', {class: 'tags', 'data-testid': 'member-tags'});
+    for (const t of m.tags) {
+      chips.append(el('span', {class: 'chip tag ' + t.kind, 'data-tag': t.tag, title: t.why, tabindex: 0,
+                               text: t.tag + (t.en ? ' · ' + t.en : '')}));
+    }
+    if (!m.tags.length) chips.append(el('span', {class: 'note', text: 'No tag applies.'}));
+    s.append(chips);
+    const skipped = Object.keys(m.tags_not_evaluated || {});
+    if (skipped.length) {
+      s.append(el('p', {class: 'note', title: Object.entries(m.tags_not_evaluated).map(
+        ([k, v]) => k + ': ' + v).join('\n'), text: 'Not evaluated here: ' + skipped.join(', ')}));
+    }
     return s;
   }
 
@@ -319,7 +374,7 @@
                   text: 'as of ' + fmt.time(p.as_of) + ' · ' + p.as_of_source}));
     const grid = el('div', {class: 'grid'});
     const left = el('div', {class: 'col'}), right = el('div', {class: 'col'});
-    left.append(attrsCard(c), segmentCard(p.segment), funnelCard(p.funnel, p.status));
+    left.append(attrsCard(c), segmentCard(p.segment), memberCard(p.segment), funnelCard(p.funnel, p.status));
     right.append(scoreCard('lead', p.lead, p.status), scoreCard('churn', p.churn, p.status));
     grid.append(left, right, timelineCard(p), modelsCard(p.models));
     root.replaceChildren(title, grid);
