@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from features.synth.messy import _MESSY_FILES, _write_messy
+from features.synth.owners import add_owners
 from features.synth.params import CHURN_LOOKBACK_DAYS, DAY, DEFAULT_END, DEFAULT_HORIZON_DAYS, _Timeline
 from features.synth.simulate import _check_args, _draw_static, _simulate
 from features.synth.tables import (
@@ -89,7 +90,7 @@ def generate_crm_data(
     sim = _simulate(static, tl, t_sec, horizon_days, rng_sim)
     ids = _ids("C", n_customers, 8)
 
-    customers = _build_customers(static, ids, tl, rng_pii)
+    customers = add_owners(_build_customers(static, ids, tl, rng_pii))
     interactions = _build_interactions(sim, ids, tl)
     orders = _build_orders(sim, ids, tl)
     touches = _build_touches(sim, ids, tl)
