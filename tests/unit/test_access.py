@@ -231,3 +231,11 @@ def test_forget_removes_pii_from_every_written_file_and_keeps_scores(tmp_path: P
     assert watcher.new_ids() == {"C1"} and watcher.new_ids() == set()
     with pytest.raises(ErasureError, match="C404"):
         forget("C404", data, admin, home=home, audit_file=log)
+
+
+def test_unknown_field_names_in_a_422_never_echo_pii() -> None:
+    from serving.http.postprocess import safe_names
+
+    assert safe_names(["agee", "recency_days"]) == "agee, recency_days"
+    got = safe_names(["13812342206", "王小明", "a" * 200, "ok"])
+    assert got == "<name of 11 characters>, <name of 3 characters>, <name of 200 characters>, ok"
