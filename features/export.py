@@ -75,3 +75,19 @@ def neutralise_arrow(table: Any) -> Any:
         fixed = pc.if_else(hit, pc.binary_join_element_wise(pa.scalar("'", col.type), col, ""), col)
         table = table.set_column(i, pa.field(f.name, col.type, f.nullable, f.metadata), fixed)
     return table
+
+
+def neutralise_spark(df: Any) -> Any:
+    """A Spark DataFrame with every text cell that would start a formula prefixed with ``'`` (string columns
+    only; the same rule as :func:`neutralise_text`, run by Spark)."""
+    from pyspark.sql import functions as F  # noqa: N812 - Spark's usual alias
+    from pyspark.sql.types import StringType
+
+    cols = []
+    for f in df.schema.fields:
+        c = F.col(f.name)
+        if isinstance(f.dataType, StringType):
+            hit = c.rlike(_START_RE) & ~c.rlike(_NUMBER_RE)
+            c = F.when(hit, F.concat(F.lit("'"), F.col(f.name))).otherwise(F.col(f.name)).alias(f.name)
+        cols.append(c)
+    return df.select(*cols)
