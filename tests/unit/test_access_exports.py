@@ -82,3 +82,29 @@ def test_audience_export_by_role(audience_dir: dict, monkeypatch: pytest.MonkeyP
     assert lines[0]["customers"] == ["C0", "C1", "C5"] and lines[0]["fields"] == ["customer_id", "note", "phone"]
     assert str(Path(lines[0]["detail"]["files"][0])).endswith("aud_sales_3.csv")
     assert "13800000000" not in (audience_dir["tmp"] / "audit.jsonl").read_text(encoding="utf-8")
+
+
+def test_ingestion_maps_owner_and_team_and_neutralises_its_rejects(tmp_path: Path) -> None:
+    from features.ingest import ingest
+
+    src = tmp_path / "src"
+    src.mkdir()
+    pd.DataFrame({
+        "客户编号": ["C1", "C2", "C3"],
+        "创建时间": ["2024-01-01", "2024-01-02", "=HYPERLINK(\"http://x.example\")"],
+        "负责人": ["r001", "r002", "r003"],
+        "团队": ["east", "east", "north"],
+    }).to_csv(src / "customers.csv", index=False)
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "tables:\n  customers:\n    columns: {客户编号: customer_id, 创建时间: created_at, 负责人: owner_id, "
+        "团队: team_id}\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "data"
+    ingest(src, out, mapping)
+    got = pd.read_parquet(out / "customers.parquet")
+    assert got[["customer_id", "owner_id", "team_id"]].values.tolist() == [["C1", "r001", "east"],
+                                                                          ["C2", "r002", "east"]]
+    rejects = (out / "rejects" / "customers.csv").read_text(encoding="utf-8-sig")
+    assert "'=HYPERLINK" in rejects and ",=HYPERLINK" not in rejects
