@@ -139,6 +139,8 @@ CUSTOMERS = TableSpec(
         _c("phone", "string", pii=True),
         _c("email", "string", pii=True),
         _c("address", "string", pii=True),
+        _c("owner_id", "string", description="sales rep owning the customer (the sales role sees its own)"),
+        _c("team_id", "string", description="team of the owner (the manager role sees its team's customers)"),
     ),
 )
 

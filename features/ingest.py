@@ -29,6 +29,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from features.contract import ALL_TABLES, OPTIONAL_TABLES, PANDAS_DTYPES, TABLES, TableSpec, get_table
+from features.export import neutralise_frame
 from features.ingest_mapping import (
     IngestMapping,
     MappedTable,
@@ -556,7 +557,7 @@ def ingest(
     for name, res in results.items():
         rej_path = out / "rejects" / f"{name}.csv"
         # UTF-8 with a BOM so spreadsheet programs show Chinese text correctly
-        res.rejects.to_csv(rej_path, index=False, encoding="utf-8-sig")
+        neutralise_frame(res.rejects).to_csv(rej_path, index=False, encoding="utf-8-sig")
         res.summary.rejects_file = str(rej_path)
         if not unusable:
             _write_parquet(res.accepted, out / f"{name}.parquet")

@@ -16,6 +16,7 @@ from features.synth.bant import add_bant_answers
 from features.synth.feedback import FEEDBACK_FILE, write_feedback
 from features.synth.member_inputs import MANUAL_TAGS_FILE, write_manual_tags
 from features.synth.messy import _MESSY_FILES, _write_messy
+from features.synth.owners import add_owners
 from features.synth.params import CHURN_LOOKBACK_DAYS, DAY, DEFAULT_END, DEFAULT_HORIZON_DAYS, _Timeline
 from features.synth.simulate import _check_args, _draw_static, _simulate
 from features.synth.tables import (
@@ -95,7 +96,7 @@ def generate_crm_data(
     sim = _simulate(static, tl, t_sec, horizon_days, rng_sim)
     ids = _ids("C", n_customers, 8)
 
-    customers = add_bant_answers(_build_customers(static, ids, tl, rng_pii), static["z"], seed)
+    customers = add_owners(add_bant_answers(_build_customers(static, ids, tl, rng_pii), static["z"], seed))
     interactions = _build_interactions(sim, ids, tl)
     orders = _build_orders(sim, ids, tl)
     touches = _build_touches(sim, ids, tl)

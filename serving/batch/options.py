@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.access.exports import ExportPolicy
+
 #: output columns added to the caller's id and pass-through columns, in order
 RESULT_COLUMNS = ("probability", "score", "grade", "rank", "decile")
 #: the row-number column a spilled chunk carries (dropped before writing)
@@ -44,6 +46,8 @@ class BatchOptions:
     threads: int | None = None
     records: bool = True
     progress: bool | None = None  # None: only when stderr is a terminal
+    #: formula neutralisation of CSV cells and PII masking of the outputs (serving.access.exports)
+    export_policy: ExportPolicy = ExportPolicy()
 
 
 class BatchSummary(BaseModel):

@@ -183,6 +183,7 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
     try:
         sink = target.sink(options.bom)
         rejects = _RejectsSink(target.rejects, id_col)
+        sink.policy = rejects.policy = options.export_policy
         records, records_state = _records_sink(options.records)
         info: dict[str, Any] = {}
         if is_dir:

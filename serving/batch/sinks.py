@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
+from serving.access.exports import ExportPolicy
 from serving.batch.options import REJECT_COLUMNS, BatchError
 
 #: suffixes of a hidden work directory / temporary output of a run (``.<name>.crmscore-<pid>.<suffix>``)
@@ -136,6 +137,8 @@ class _FileSink(_AtomicFile):
     """Streams Arrow tables into a temporary CSV or Parquet file, moved into place by :meth:`commit`."""
 
     what = "output"
+    #: formula neutralisation (CSV) and PII masking (serving.access.exports); set by the run
+    policy = ExportPolicy()
 
     def __init__(self, path: Path, kind: str, bom: bool = False) -> None:
         super().__init__(path)
@@ -150,6 +153,7 @@ class _FileSink(_AtomicFile):
         import pyarrow.csv as pcsv
         import pyarrow.parquet as pq
 
+        table = self.policy.arrow(table, csv=self.kind != "parquet")
         try:
             if self._writer is None:
                 self.schema = table.schema
@@ -195,6 +199,9 @@ def _sql_first_line(e: Exception) -> str:
 class _SqlSink:
     """Appends chunks to a temporary table, renamed to the target table (replacing it) in one transaction."""
 
+    #: PII masking (serving.access.exports; no formula neutralisation in a database); set by the run
+    policy = ExportPolicy()
+
     def __init__(self, url: str, table: str) -> None:
         from sqlalchemy import create_engine
 
@@ -207,7 +214,7 @@ class _SqlSink:
     def write(self, table: Any) -> None:
         from sqlalchemy.exc import SQLAlchemyError
 
-        df = table.to_pandas()
+        df = self.policy.arrow(table, csv=False).to_pandas()
         try:
             df.to_sql(self.tmp, self.engine, if_exists="append" if self._created else "replace", index=False,
                       chunksize=50_000)
@@ -313,6 +320,8 @@ class _RejectsSink(_AtomicFile):
     """Rejected rows appended to a temporary CSV (UTF-8 with BOM, as ingestion's rejects), then moved into place."""
 
     what = "rejects file"
+    #: formula neutralisation and PII masking (serving.access.exports); set by the run
+    policy = ExportPolicy()
 
     def __init__(self, path: Path, id_col: str) -> None:
         super().__init__(path)
@@ -332,6 +341,7 @@ class _RejectsSink(_AtomicFile):
         """Append rejected rows (columns :data:`REJECT_COLUMNS`) and count their reasons."""
         if len(rejects) == 0:
             return
+        rejects = self.policy.rejects(rejects)
         try:
             self._w.writerows(rejects[list(REJECT_COLUMNS)].itertuples(index=False, name=None))
         except OSError as e:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.export import neutralise_spark
 from features.io import atomic_path, write_text_atomic
 from serving.batch.clean import clean_chunk
 from serving.batch.model import id_column_for, load_scorer
@@ -211,6 +212,9 @@ def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchS
     source = open_input(str(src))  # encoding, delimiter, header and the empty-file checks of the local engine
     mapping = load_feature_mapping(options.mapping)
     keep = [k for k in options.keep if k]
+    if options.export_policy.mask & set(keep):
+        raise BatchError(f"--keep {','.join(sorted(options.export_policy.mask & set(keep)))}: PII columns are "
+                         "masked for this role, which the Spark engine does not do; use --engine local")
     id_col, id_origin = id_column_for(options.id_col, model)
     options = dataclasses.replace(options, id_col=id_col)
     plan = plan_columns(source.header, model, id_col, keep, mapping, source.label, source.delimiter, id_origin)
@@ -319,6 +323,8 @@ def _run(spark, options, model, plan: ColumnPlan, source, target, work: Path, t0
     )
 
     out_dir = work / "out"
+    if target.kind != "parquet" and options.export_policy.neutralise:
+        ordered = neutralise_spark(ordered)  # spreadsheet formulas (features.export)
     if target.kind == "parquet":
         ordered.coalesce(1).write.mode("overwrite").parquet(str(out_dir))
     else:
@@ -329,6 +335,8 @@ def _run(spark, options, model, plan: ColumnPlan, source, target, work: Path, t0
         F.col(_ROW).alias("row"), F.coalesce(F.col(plan.id_col), F.lit("")).alias(plan.id_col),
         F.col(_RCOL).alias("column"), F.col(_RVAL).alias("value"), F.col(_REASON).alias("reason"),
     ).orderBy("row")
+    if options.export_policy.neutralise:
+        rejects_out = neutralise_spark(rejects_out)
     rejects_out.coalesce(1).write.mode("overwrite").option("header", True).option("emptyValue", "").csv(str(rej_dir))
     reasons_count: dict[str, int] = {}
     if n_rej:

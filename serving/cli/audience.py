@@ -68,11 +68,33 @@ def export_cmd(
     include_pii: bool = typer.Option(False, "--include-pii", help="allow PII columns (phone, email, …) in --columns"),
     name: str | None = typer.Option(None, "--name", help="audience name for MLflow (default: the output file name)"),
     mlflow_log: bool = typer.Option(True, "--mlflow/--no-mlflow", help="log the counts to MLflow"),
+    neutralise: bool = typer.Option(
+        True, "--neutralise/--no-neutralise", help="prefix CSV cells starting with = + - @ with ' (spreadsheet "
+        "formula injection); turn off only for machine consumers"
+    ),
 ) -> None:
-    """Export the customers matching a rule (and the shortcuts) with the columns a campaign tool needs."""
+    """Export the customers matching a rule (and the shortcuts) with the columns a campaign tool needs.
+
+    Runs as the principal of ``$CRMSCORE_KEY`` (else the local operator, admin): a manager or sales rep exports
+    only the customers in their scope, PII columns need a role with PII access, and the export is written to
+    the audit trail (docs/access.md)."""
     import json
 
     import pandas as pd
+
+    from serving.access.exports import record_export
+    from serving.access.keys import principal_from_env
+    from serving.access.roles import scope_mask
+
+    try:
+        principal = principal_from_env()
+        if not principal.may("export_audience"):
+            raise PermissionError(f"the role {principal.role} may not export audiences (docs/access.md)")
+        if include_pii and not principal.may("export_pii"):
+            raise PermissionError(f"--include-pii: the role {principal.role} may not export PII (docs/access.md)")
+    except PermissionError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
 
     from features.contract import PII_COLUMNS
     from features.io import DataDirError, load_tables, write_text_atomic
@@ -96,7 +118,7 @@ def export_cmd(
         unknown = [c for c in extra if c not in ctx.columns and c not in PII_COLUMNS]
         if unknown:
             raise ValueError(f"--columns: unknown column(s) {', '.join(unknown)} (context: {', '.join(ctx.columns)})")
-        want = ["customer_id", "marketing_consent", *pii]
+        want = ["customer_id", "marketing_consent", *pii, *(["owner_id", "team_id"] if principal.scoped else [])]
         customers = load_tables(data, required=("customers",), columns={"customers": want})["customers"]
         consent = (
             customers.set_index("customer_id")["marketing_consent"]
@@ -120,11 +142,16 @@ def export_cmd(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     sel = res.selected[["customer_id", *[c for c in extra if c in ctx.columns]]]
+    if principal.scoped:  # only the customers of the manager's team / the rep's own
+        none = pd.Series([None] * len(customers), dtype="string")
+        inside = scope_mask(principal, customers.get("owner_id", none), customers.get("team_id", none))
+        mine = set(customers.loc[inside, "customer_id"].astype(str))
+        sel = sel.loc[sel["customer_id"].astype(str).isin(mine).to_numpy(dtype=bool)]
     if pii:
         p = customers[["customer_id", *pii]].drop_duplicates("customer_id")
         p["customer_id"] = p["customer_id"].astype("string")
         sel = sel.astype({"customer_id": "string"}).merge(p, on="customer_id", how="left")
-    write_csv_atomic(sel[["customer_id", *extra]], out)
+    write_csv_atomic(sel[["customer_id", *extra]], out, neutralise=neutralise)
     summary = res.summary | {
         "audience": aud_name,
         "as_of": tag_summary.get("as_of"),
@@ -135,7 +162,13 @@ def export_cmd(
     }
     if mlflow_log:
         summary["mlflow_run_id"] = log_audience(aud_name, summary)
+    if principal.scoped:
+        summary["exported"] = len(sel)
     write_text_atomic(out.with_suffix(".summary.json"), json.dumps(summary, ensure_ascii=False, indent=1))
+    ids = sel["customer_id"].astype(str).tolist()
+    for start in range(0, max(len(ids), 1), 1000):  # one audit line per 1,000 ids: "who exported this customer"
+        record_export("export_audience", principal, [out, out.with_suffix(".summary.json")], ids[start:start + 1000],
+                      ["customer_id", *extra], audience=aud_name, part=start // 1000 + 1, rows=len(ids))
     typer.echo(
         f"{aud_name}: {summary['matched']:,} matched, {summary['excluded_no_consent']:,} without consent and "
         f"{summary['excluded_consent_unknown']:,} with unknown consent left out ({purpose}), "

@@ -13,10 +13,13 @@ import typer
 from serving.cli import (
     actions,
     audience,
+    audit,
     demo,
     features,
     forecast,
+    forget,
     ingest,
+    keys,
     members,
     monitor,
     recommend,
@@ -41,7 +44,7 @@ app = typer.Typer(
 
 for module in (
     synth, ingest, features, train, registry, segment, members, tags, audience, actions, recommend, serve, score,
-    monitor, demo, forecast, report, route,
+    monitor, demo, forecast, report, route, keys, audit, forget,
 ):
     module.register(app)
 

@@ -18,6 +18,7 @@ def route_cmd(
 ) -> None:
     """Assign each lead an owner; unassigned leads get the reason; prints a summary per rep."""
     from features.config import ConfigError
+    from features.export import neutralise_frame
     from features.io import atomic_path
     from training.routing import load_routing_config, route_leads
     from training.tabular import read_table
@@ -32,7 +33,7 @@ def route_cmd(
     summary = summary or out.with_name(out.stem + ".summary.csv")
     for path, df in ((out, res.assignments), (summary, res.summary)):
         with atomic_path(path) as tmp:
-            df.to_csv(tmp, index=False, encoding="utf-8")
+            neutralise_frame(df).to_csv(tmp, index=False, encoding="utf-8")
     a = res.assignments
     placed = a["owner_id"] != ""
     kept = int((a["rule"] == "existing_owner").sum())

@@ -39,9 +39,18 @@ def score_cmd(
     bom: bool = typer.Option(False, "--bom", help="write the CSV as UTF-8 with a BOM (for Excel)"),
     threads: int | None = typer.Option(None, "--threads", help="XGBoost threads (default: CPU count, at most 4)"),
     records: bool = typer.Option(True, "--records/--no-records", help="record scored rows for drift monitoring"),
+    neutralise: bool = typer.Option(
+        True, "--neutralise/--no-neutralise", help="prefix CSV cells starting with = + - @ with ' (spreadsheet "
+        "formula injection); turn off only for machine consumers"
+    ),
 ) -> None:
     """Score a lead list: probability, score 1–99, grade, rank, decile and reasons; rejects and a summary beside.
-    With an uplift model (coupon_uplift): uplift, rank and decile per customer (serving/batch/uplift.py)."""
+    With an uplift model (coupon_uplift): uplift, rank and decile per customer (serving/batch/uplift.py).
+
+    Runs as the principal of ``$CRMSCORE_KEY`` (else the local operator, admin): PII pass-through columns are
+    masked for roles without PII access, and the export is written to the audit trail (docs/access.md)."""
+    from serving.access.exports import policy_for, record_export
+    from serving.access.keys import principal_from_env
     from serving.batch import BatchError, BatchOptions
     from serving.batch.uplift import is_uplift_model
 
@@ -50,6 +59,16 @@ def score_cmd(
 
         extra = {"--mapping": mapping, "--as-of": as_of, "--engine spark": engine != "local", "--keep": keep}
         return score_uplift_cmd(model, input, output, id_col, reasons, sort, rejects, query, extra)
+
+    try:
+        principal = principal_from_env()
+    except PermissionError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=2) from None
+    if not principal.may("export_scores"):
+        typer.echo(f"error: the role {principal.role} may not export scores (docs/access.md)", err=True)
+        raise typer.Exit(code=2)
+    policy = policy_for(principal, neutralise)
 
     opts = BatchOptions(
         model=model,
@@ -69,6 +88,7 @@ def score_cmd(
         bom=bom,
         threads=threads,
         records=records,
+        export_policy=policy,
     )
     try:
         if engine == "local":
@@ -84,6 +104,9 @@ def score_cmd(
     except BatchError as e:
         typer.echo(f"error: {' '.join(str(e).split())}", err=True)
         raise typer.Exit(code=2) from None
+    files = [f for f in (summary.output, summary.rejects_file) if "://" not in f]
+    record_export("export_scores", principal, files, fields=opts.keep, masked=bool(policy.mask & set(opts.keep)),
+                  rows=summary.scored, output=summary.output)
     _report(summary)
 
 

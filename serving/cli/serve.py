@@ -128,7 +128,7 @@ def serve_cmd(
         env["CRMSCORE_DATA_DIR"] = str(data.resolve())
     if as_of is not None:
         env["CRMSCORE_AS_OF"] = as_of
-    if not keys:
+    if not keys and not _keys_file_has_keys():
         key = secrets.token_urlsafe(24)
         env["CRMSCORE_API_KEYS"] = key
         typer.echo(
@@ -189,6 +189,16 @@ def bento_build_cmd(
         except (BentoMLException, OSError, ValueError) as e:
             _fail(f"bentoml build failed: {e}")
     typer.echo(f"built Bento {bento.tag}: run it with `bentoml serve {bento.tag}` (no registry needed)")
+
+
+def _keys_file_has_keys() -> bool:
+    """Whether the keys file (docs/access.md) holds a key: then no shared key is generated for the run."""
+    from serving.access.keys import KeysFileError, KeyStore, keys_file_path
+
+    try:
+        return len(KeyStore(keys_file_path())) > 0
+    except KeysFileError:
+        return False
 
 
 def register(app: typer.Typer) -> None:

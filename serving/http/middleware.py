@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import json
 import logging
 import math
@@ -36,9 +35,11 @@ from typing import Any
 
 from pydantic_core import ValidationError, to_json
 
+from serving.access.keys import Authenticator
+from serving.access.roles import ENDPOINT_ACTIONS, Principal
 from serving.http.postprocess import format_validation_errors
 from serving.http.schemas import error_body
-from serving.settings import ServingSettings, load_api_keys, load_settings
+from serving.settings import ServingSettings, load_settings
 from serving.ui.page import UI_API_PATHS
 
 log = logging.getLogger("crmscore.serving")
@@ -214,7 +215,7 @@ class GuardMiddleware:
     def __init__(self, app: Any, settings: ServingSettings | None = None) -> None:
         s = settings or load_settings()
         self.app = app
-        self.keys = [k.encode() for k in load_api_keys()]
+        self.auth = Authenticator.from_env()  # keys file (roles, hot reload) + the shared CRMSCORE_API_KEYS
         self.max_body = int(s.max_body_mb * 1024 * 1024)
         self.names = {k: getattr(s.models, k) for k in ("lead", "churn", "segments", "uplift")}
         self.admission = Admission(s.max_concurrency, s.max_queue, s.queue_timeout_seconds)
@@ -233,21 +234,20 @@ class GuardMiddleware:
         kind = ENDPOINT_KIND.get(path)
         return "-" if kind is None else self.names[kind]
 
-    def _authorised(self, headers: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, bytes]:
-        """(None, key) when a valid key is given, else (the reason for the 401, b"")."""
+    def _authorised(self, headers: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, bytes, Principal | None]:
+        """(None, key, principal) when a valid key is given, else (the reason for the 401, b"", None)."""
         auth = next((v for k, v in headers if k == b"authorization"), None)
-        if not self.keys:
-            return "no API keys are configured on the server (set CRMSCORE_API_KEYS or CRMSCORE_API_KEYS_FILE)", b""
+        if not self.auth.configured():
+            return ("no API keys are configured on the server (set CRMSCORE_KEYS_FILE, CRMSCORE_API_KEYS or "
+                    "CRMSCORE_API_KEYS_FILE)"), b"", None
         if auth is None:
-            return "missing Authorization header; send 'Authorization: Bearer <key>'", b""
+            return "missing Authorization header; send 'Authorization: Bearer <key>'", b"", None
         scheme, _, token = auth.partition(b" ")
         if scheme.lower() != b"bearer" or not token:
-            return "Authorization header must be 'Bearer <key>'", b""
+            return "Authorization header must be 'Bearer <key>'", b"", None
         token = token.strip()
-        ok = False
-        for key in self.keys:  # compare with every key: time does not depend on which one matches
-            ok |= hmac.compare_digest(token, key)
-        return (None, token) if ok else ("invalid API key", b"")
+        found = self.auth.authenticate(token)  # constant time in the secret (serving.access.keys)
+        return (found, b"", None) if isinstance(found, str) else (None, token, found)
 
     async def _send_error(self, send: Any, status: int, message: str, extra: list | None = None) -> None:
         body = to_json(error_body(message))
@@ -267,11 +267,17 @@ class GuardMiddleware:
         headers = scope.get("headers") or []
         admitted = False
         try:
-            why, key = self._authorised(headers)
-            if why is not None:
+            why, key, principal = self._authorised(headers)
+            if why is not None or principal is None:
                 state["status"] = 401
-                await self._send_error(send, 401, why, [(b"www-authenticate", b'Bearer realm="crmscore"')])
+                await self._send_error(send, 401, why or "invalid API key",
+                                       [(b"www-authenticate", b'Bearer realm="crmscore"')])
                 return
+            if not principal.may(ENDPOINT_ACTIONS[path]):
+                state["status"] = 403
+                await self._send_error(send, 403, f"the role {principal.role} may not call {path} (docs/access.md)")
+                return
+            scope["crmscore.principal"] = principal  # read by the profile page's routes (scope, masking, audit)
             if scope.get("method") == "POST":
                 ctype = next((v for k, v in headers if k == b"content-type"), b"application/json")
                 if ctype.split(b";")[0].strip().lower() not in (b"application/json", b""):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,6 +49,17 @@ def field_path(loc: Sequence[Any]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out or "body"
+
+
+#: An unknown field name echoed in a 422 as it was sent only when it looks like a field name (it could be PII).
+_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
+
+
+def safe_names(names: Sequence[str], limit: int = 5) -> str:
+    """The first ``limit`` unknown names for an error message: a name that is not a plain identifier (at most 64
+    characters of letters, digits, ``_`` and ``.``) is replaced by ``<name of N characters>``, so a phone
+    number or a customer name sent as a key never comes back in the error or a log."""
+    return ", ".join(n if _SAFE_NAME.match(n) else f"<name of {len(n)} characters>" for n in names[:limit])
 
 
 def format_validation_errors(errors: Sequence[Mapping[str, Any]], limit: int = 20) -> tuple[int, str, list[dict]]:
@@ -122,7 +134,7 @@ class FeatureInput:
                 continue
             extra = row.keys() - known
             if extra:
-                names = ", ".join(sorted(map(str, extra))[:5])
+                names = safe_names(sorted(map(str, extra)))
                 raise RequestError(
                     422,
                     f"{field}[{i}].features: unknown feature(s) {names}; the model's features are listed by "
@@ -169,7 +181,7 @@ class FeatureInput:
         extra = [c for c in columns if c not in self._known]
         if extra:
             raise RequestError(
-                422, f"{field}.columns: unknown feature(s) {', '.join(extra[:5])}; GET /model_info lists them"
+                422, f"{field}.columns: unknown feature(s) {safe_names(extra)}; GET /model_info lists them"
             )
         n = len(rows)
         if n >= _FAST_TABLE_ROWS:
@@ -476,7 +488,7 @@ def segment_inputs(customers: Sequence[Any], now: Any, window_days: int) -> Any:
             if extra:
                 raise RequestError(
                     422,
-                    f"customers[{i}].summary: unknown field(s) {', '.join(sorted(extra)[:5])}; "
+                    f"customers[{i}].summary: unknown field(s) {safe_names(sorted(extra))}; "
                     f"expected {', '.join(sorted(known))}",
                 )
             records[i] = {"customer_id": c.id, **c.summary}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.export import neutralise_frame
 from serving.report import tables as T
 from serving.report.render import Painter, Section, page_html
 
@@ -107,7 +108,7 @@ def build_report(
     csvs: dict[str, Path] = {}
     for name, df in res.items():
         with atomic_path(out / f"{name}.csv") as tmp:
-            df.to_csv(tmp, index=False, encoding="utf-8-sig")
+            neutralise_frame(df).to_csv(tmp, index=False, encoding="utf-8-sig")
         csvs[name] = out / f"{name}.csv"
 
     p = Painter()
@@ -223,7 +224,7 @@ def build_report(
         for col in ("week_start", "week_end"):
             fc_table[col] = pd.to_datetime(fc_table[col]).dt.strftime("%Y-%m-%d")
         with atomic_path(out / "forecast.csv") as tmp:
-            fc_table.to_csv(tmp, index=False, encoding="utf-8-sig")
+            neutralise_frame(fc_table).to_csv(tmp, index=False, encoding="utf-8-sig")
         csvs["forecast"] = out / "forecast.csv"
         charts = [p.forecast(hist.iloc[-cfg.history_weeks_shown :], fc, method)]
         ftables = [("forecast of the total", fc_table)]

@@ -180,19 +180,24 @@ class ProfileIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def search(self, query: str, limit: int = SEARCH_LIMIT) -> SearchResult:
+    def search(self, query: str, limit: int = SEARCH_LIMIT, allowed: np.ndarray | None = None) -> SearchResult:
         """Customers matching ``query``: an exact customer id (also ignoring case and width), else a part of
-        the name compared after :func:`normalise_text` (exact names first, then names starting with it)."""
+        the name compared after :func:`normalise_text` (exact names first, then names starting with it).
+
+        ``allowed`` (a boolean mask over the customers, from ``serving.access.views.allowed_rows``) limits the
+        search to the caller's scope: a customer outside it is never found, not even by its exact id."""
         q = query.strip()
         if q in self._by_id:
-            return SearchResult("id", 1, [self._by_id[q]])
+            row = self._by_id[q]
+            return SearchResult("id", 1, [row]) if allowed is None or allowed[row] else SearchResult("id", 0, [])
         nq = normalise_text(q)
         if not nq:
             return SearchResult("name", 0, [])
         if nq in self._by_norm_id:
-            return SearchResult("id", 1, [self._by_norm_id[nq]])
+            row = self._by_norm_id[nq]
+            return SearchResult("id", 1, [row]) if allowed is None or allowed[row] else SearchResult("id", 0, [])
         names = self._names
-        hits = [i for i, name in enumerate(names) if nq in name]
+        hits = [i for i, name in enumerate(names) if nq in name and (allowed is None or allowed[i])]
         hits.sort(key=lambda i: (names[i] != nq, not names[i].startswith(nq), self.ids[i]))
         return SearchResult("name", len(hits), hits[:limit])
 

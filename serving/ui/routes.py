@@ -25,7 +25,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from serving.ui.index import MAX_QUERY_CHARS, SEARCH_LIMIT, TIMELINE_LIMIT, ProfileError
+from serving.access import views
+from serving.ui.index import _SEARCH_FIELDS, MAX_QUERY_CHARS, SEARCH_LIMIT, TIMELINE_LIMIT, ProfileError
 
 log = logging.getLogger("crmscore.serving")
 
@@ -97,34 +98,62 @@ def status_response(service: Any) -> Any:
 
 
 async def search_response(service: Any, request: Any) -> Any:
-    """POST /ui/api/search ``{"q": "..."}``: customers whose id is ``q`` or whose name contains it."""
+    """POST /ui/api/search ``{"q": "..."}``: customers whose id is ``q`` or whose name contains it, within the
+    caller's scope (PII masked for roles without PII access); one audit line (ids found, never the query)."""
     import anyio
 
+    principal = views.principal_of(request)
     try:
         index = service.profiles.require()
         q = await _body_field(request, "q", MAX_QUERY_CHARS)
     except ProfileError as e:
         return _error(e.status, e.message)
-    found = await anyio.to_thread.run_sync(index.search, q)
-    return _json(
-        {
+
+    def run() -> dict[str, Any]:
+        views.apply_tombstones(service, index)
+        found = index.search(q, allowed=views.allowed_rows(index, principal))
+        matches = [views.shown(index.summary_of(r), principal) for r in found.rows]
+        views.record_view("search", principal, [m["customer_id"] for m in matches], list(_SEARCH_FIELDS),
+                          getattr(service, "home", None), by=found.by, total=found.total)
+        return {
             "by": found.by,
             "total": found.total,
             "limit": SEARCH_LIMIT,
             "truncated": found.total > len(found.rows),
-            "matches": [index.summary_of(r) for r in found.rows],
+            "matches": matches,
         }
-    )
+
+    try:
+        payload = await anyio.to_thread.run_sync(run)
+    except Exception as e:  # noqa: BLE001 - never a traceback (it could quote PII) to the log or the client
+        log.error("search failed: %s", type(e).__name__)
+        return _error(500, f"search: internal error ({type(e).__name__})")
+    return _json(payload)
 
 
 async def profile_response(service: Any, request: Any) -> Any:
-    """POST /ui/api/profile ``{"customer_id": "..."}``: the customer's profile, scores, segment and timeline."""
+    """POST /ui/api/profile ``{"customer_id": "..."}``: the customer's profile, scores, segment and timeline;
+    404 for a customer outside the caller's scope (as for an unknown one), PII masked for roles without PII
+    access, and one audit line per view."""
     from serving.ui.page import build_profile  # serving.ui.page imports this module
+
+    principal = views.principal_of(request)
+    cid = "?"
+
+    def run(index: Any, cid: str) -> dict[str, Any]:
+        views.apply_tombstones(service, index)
+        if views.visible_row(index, principal, cid) is None:
+            raise ProfileError(404, views.NOT_FOUND)
+        payload = build_profile(service, index, cid)
+        payload["customer"] = views.shown(payload["customer"], principal)
+        payload["pii_masked"] = not principal.sees_pii
+        views.record_view("view_profile", principal, [cid], list(payload["customer"]), getattr(service, "home", None))
+        return payload
 
     try:
         index = service.profiles.require()
         cid = await _body_field(request, "customer_id", 200)
-        payload = await service._offload(build_profile, service, index, cid)
+        payload = await service._offload(run, index, cid)
     except ProfileError as e:
         return _error(e.status, e.message)
     except Exception as e:  # noqa: BLE001 - never a traceback (it could quote PII) to the log or the client

@@ -140,6 +140,8 @@ def serve_with_data(data: Path, uri: str, workdir: Path, timeout: float = 240) -
         "BENTOML_HOME": str(workdir / "bentoml"),
         "BENTOML_DO_NOT_TRACK": "true",
         "CRMSCORE_PIN_MODELS": "1",
+        # absent at start (no role keys); tests may add keys while the server runs (docs/access.md)
+        "CRMSCORE_KEYS_FILE": str(workdir / "keys.yaml"),
     }
     env.pop("CRMSCORE_API_KEYS_FILE", None)
     exe = Path(sys.executable).parent / "crmscore"

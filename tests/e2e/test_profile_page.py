@@ -361,3 +361,28 @@ def test_unauthenticated_visit_sees_no_customer_data(
     ctx.close()
     # the only console error is the refused call itself
     assert all("401" in e for e in p.errors), p.errors
+
+
+def test_analyst_sees_masked_pii_on_the_page(browser: Any, profile_server: ProfileServer, tables: dict,
+                                            picks: dict) -> None:
+    """A key added to the keys file while the server runs (no restart) signs an analyst in: the page shows the
+    customer with phone, e-mail and name masked (docs/access.md)."""
+    from serving.access.keys import add_key
+
+    key, _ = add_key(profile_server.log.parent / "keys.yaml", "ana", "analyst")
+    cid = picks["buyer"]
+    cust = tables["customers"].set_index("customer_id").loc[cid]
+    ctx = browser.new_context(**DESKTOP)
+    p = Page(ctx.new_page(), profile_server).open().sign_in(key)
+    p.page.wait_for_selector("#searchbox:not([hidden])")
+    p.open_profile(cid)
+    assert p.text("[data-testid=customer-id]") == cid
+    body = p.page.inner_text("body")
+    for k in ("name", "phone", "email"):
+        if pd.notna(cust[k]):
+            assert str(cust[k]) not in body, k
+    if pd.notna(cust["phone"]):
+        assert p.text("[data-field=phone]") == f"{cust['phone'][:3]}****{cust['phone'][-4:]}"
+    assert "masked for your role" in p.text("[data-testid=attributes]")
+    ctx.close()
+    assert p.errors == [], f"console errors: {p.errors}"

@@ -54,6 +54,7 @@ def _leads(reg: Registry, tmp_path: Path) -> Path:
     f = f.astype(object)
     f.loc[3, "customer_id"] = None
     f.loc[7, "age"] = "abc"
+    f.loc[2, "owner"] = "=1+2"  # a spreadsheet formula: both engines neutralise it
     f.loc[11, "customer_id"] = f.loc[20, "customer_id"]  # an earlier duplicate: row 20 is kept
     path = tmp_path / "leads.csv"
     f.to_csv(path, index=False)
@@ -78,6 +79,7 @@ def test_spark_engine_matches_local_engine_row_by_row(reg, tmp_path):
     for col in ("score", "grade", "rank", "decile", "owner", "reason_pos_1", "reason_pos_2", "reason_neg_1",
                 "reason_neg_2"):
         assert a[col].tolist() == b[col].tolist(), col
+    assert a.loc[2, "owner"] == b.loc[2, "owner"] == "'=1+2"
 
     ra = pd.read_csv(tmp_path / "local.csv.rejects.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig")
     rb = pd.read_csv(tmp_path / "spark.csv.rejects.csv", dtype=str, keep_default_na=False)

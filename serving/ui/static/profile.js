@@ -148,6 +148,7 @@
     ['industry', 'Industry · 行业'], ['company_size', 'Company size · 公司规模'], ['job_title', 'Job title · 职位'],
     ['gender', 'Gender · 性别'], ['age', 'Age · 年龄'], ['member_level', 'Member level · 会员等级'],
     ['points_balance', 'Points · 积分'], ['marketing_consent', 'Marketing consent · 营销许可'],
+    ['owner_id', 'Owner · 负责人'], ['team_id', 'Team · 团队'],
   ];
 
   function card(title, sub, testid, span) {
@@ -157,8 +158,8 @@
                           'data-testid': testid}, h);
   }
 
-  function attrsCard(c) {
-    const s = card('Attributes · 基本信息', null, 'attributes');
+  function attrsCard(c, masked) {
+    const s = card('Attributes · 基本信息', masked ? 'personal data masked for your role · 已脱敏' : null, 'attributes');
     const dl = el('dl', {class: 'attrs'});
     for (const [k, label, pii] of ATTRS) {
       let v = c[k];
@@ -374,7 +375,7 @@
                   text: 'as of ' + fmt.time(p.as_of) + ' · ' + p.as_of_source}));
     const grid = el('div', {class: 'grid'});
     const left = el('div', {class: 'col'}), right = el('div', {class: 'col'});
-    left.append(attrsCard(c), segmentCard(p.segment), memberCard(p.segment), funnelCard(p.funnel, p.status));
+    left.append(attrsCard(c, p.pii_masked), segmentCard(p.segment), memberCard(p.segment), funnelCard(p.funnel, p.status));
     right.append(scoreCard('lead', p.lead, p.status), scoreCard('churn', p.churn, p.status));
     grid.append(left, right, timelineCard(p), modelsCard(p.models));
     root.replaceChildren(title, grid);
