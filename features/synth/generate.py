@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.synth.coupon import add_coupon_campaign
 from features.synth.bant import add_bant_answers
+from features.synth.coupon import add_coupon_campaign
 from features.synth.feedback import FEEDBACK_FILE, write_feedback
 from features.synth.member_inputs import MANUAL_TAGS_FILE, write_manual_tags
 from features.synth.messy import _MESSY_FILES, _write_messy
