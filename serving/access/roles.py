@@ -22,6 +22,7 @@ ACTIONS: tuple[str, ...] = (
     "segment",  # POST /segment
     "model_info",  # GET /model_info
     "drift",  # GET /drift
+    "forecast",  # GET /forecast
     "ui",  # GET /ui/api/status, POST /ui/api/search, /ui/api/profile
     "export_scores",  # crmscore score (--keep pass-through columns)
     "export_audience",  # crmscore audience export
@@ -37,6 +38,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "segment": frozenset(ROLES),
     "model_info": frozenset({"admin", "manager", "sales", "analyst"}),
     "drift": frozenset({"admin", "manager", "analyst"}),
+    "forecast": frozenset({"admin", "manager", "sales", "analyst"}),
     "ui": frozenset({"admin", "manager", "sales", "analyst"}),
     "export_scores": frozenset(ROLES),
     "export_audience": frozenset({"admin", "manager", "sales", "analyst"}),
@@ -53,6 +55,9 @@ ENDPOINT_ACTIONS: Mapping[str, str] = {
     "/segment": "segment",
     "/model_info": "model_info",
     "/drift": "drift",
+    "/forecast": "forecast",
+    "/coupon_uplift": "score",
+    "/route_lead": "score",
     "/ui/api/status": "ui",
     "/ui/api/search": "ui",
     "/ui/api/profile": "ui",
