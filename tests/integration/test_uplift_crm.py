@@ -242,6 +242,37 @@ def test_score_coupon_uplift_in_batch(uplift_registry: Registry, campaign, tmp_p
     assert set(rejects["reason"]) == {"age: not a number", "blank id (customer_id)"}
 
 
+
+def test_next_best_action_rules_read_the_uplift(uplift_registry: Registry, coupon_data: Path, tmp_path: Path) -> None:
+    """`crmscore score` with the uplift model, then `crmscore actions --scores coupon=FILE` with `uplift > x`."""
+    from serving.cli.main import app
+
+    feats, ranked, actions = tmp_path / "features.parquet", tmp_path / "ranked.csv", tmp_path / "actions.csv"
+    cfg = tmp_path / "actions.yaml"
+    shipped = (ROOT / "configs" / "actions.yaml").read_text(encoding="utf-8")
+    cfg.write_text(
+        "rules:\n  - {name: coupon, action: coupon, channel: sms, reason: the coupon changes them most, "
+        'rule: "uplift > 0.1"}\n' + shipped[shipped.index("default:"):],
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    with pytest.MonkeyPatch.context() as mp:
+        keep_mlflow_globals(mp)
+        mp.setenv("MLFLOW_TRACKING_URI", uplift_registry.uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", uplift_registry.uri)
+        for args in (
+            ["features", "--data", str(coupon_data), "--as-of", "2025-05-31", "--out", str(feats)],
+            ["score", "--model", "coupon_uplift@champion", "--input", str(feats), "--output", str(ranked)],
+            ["actions", "--data", str(coupon_data), "--as-of", "2025-05-31", "--scores", f"coupon={ranked}",
+             "--config", str(cfg), "--out", str(actions)],
+        ):  # fmt: skip
+            res = runner.invoke(app, args)
+            assert res.exit_code == 0, (args[0], res.output)
+    scored = pd.read_csv(ranked).set_index("customer_id")["uplift"]
+    chosen = pd.read_csv(actions).set_index("customer_id")["action_id"]
+    assert (chosen == "coupon").any() and (chosen != "coupon").any()
+    pd.testing.assert_series_equal(chosen.eq("coupon"), scored.reindex(chosen.index).gt(0.1), check_names=False)
+
 # ------------------------------------------------------------------------------------ property-based
 @pytest.mark.parametrize("label", ["POST /coupon_uplift", "POST /route_lead"])
 @pytest.mark.parametrize("positive", [True, False], ids=["valid", "invalid"])
