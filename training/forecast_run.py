@@ -140,6 +140,7 @@ def run_forecast(
     possible, top-down is selected and a note says why.
     """
     from features.contract import drop_pii
+    from features.export import neutralise_frame
     from features.io import atomic_path, load_tables, write_text_atomic
 
     cfg = (cfg or ForecastConfig()).model_copy(update={"horizon_weeks": horizon_weeks})
@@ -201,7 +202,7 @@ def run_forecast(
 
     def csv(name: str, df: pd.DataFrame) -> None:
         with atomic_path(out / name) as tmp:
-            df.to_csv(tmp, index=False, encoding="utf-8", float_format="%.2f")
+            neutralise_frame(df).to_csv(tmp, index=False, encoding="utf-8", float_format="%.2f")
         files[name] = out / name
 
     csv("forecast.csv", table)

@@ -1,13 +1,14 @@
 """Erasure, the right to be forgotten (PIPL art. 47, GDPR art. 17): ``crmscore forget``.
 
-:func:`forget` takes the customer's PII values (name, phone, e-mail, address) from the data dir's customers
-table and removes them from every file crm-scoring wrote: the data dir (tables, ingestion rejects, every
-CSV/Parquet/JSON/text file under it), the drift records and summaries under ``$CRMSCORE_HOME``, and every
-export the audit trail lists (``crmscore score`` outputs and rejects, audience exports). Cells holding a PII
-value become empty (Parquet: null); text files have the value cut out (also in its JSON-escaped form). Rows are
-kept, so ids, scores and their aggregate statistics stay as they were. A tombstone (action ``forget``, the
-customer id and the fields erased, never the values) closes the job in the audit trail; a running service
-drops the customer's PII from its profile index when it sees the tombstone (:class:`TombstoneWatcher`).
+:func:`forget` takes the customer's PII values (name, phone, e-mail, address from the customers table, and the
+PII columns of the other contract tables, such as the free text of ``feedback``) from the data dir and removes
+them from every file crm-scoring wrote: the data dir (tables, ingestion rejects, every CSV/Parquet/JSON/text
+file under it), the drift records and summaries under ``$CRMSCORE_HOME``, and every export the audit trail
+lists (``crmscore score`` outputs and rejects, audience exports). Cells holding a PII value become empty
+(Parquet: null); text files have the value cut out (also in its JSON-escaped form). Rows are kept, so ids,
+scores and their aggregate statistics stay as they were. A tombstone (action ``forget``, the customer id and
+the fields erased, never the values) closes the job in the audit trail; a running service drops the
+customer's PII from its profile index when it sees the tombstone (:class:`TombstoneWatcher`).
 """
 
 from __future__ import annotations
@@ -46,28 +47,35 @@ class ErasureReport:
     tombstone: dict[str, Any] | None = None
 
 
-def pii_values(data_dir: Path, customer_id: str) -> dict[str, str]:
-    """The customer's PII values in the data dir's customers table (column → value, present ones only)."""
+def pii_values(data_dir: Path, customer_id: str) -> dict[str, list[str]]:
+    """The customer's PII values in the data dir: ``table.column`` → values (the customers table's name, phone,
+    e-mail and address, and the PII columns of any other contract table with a ``customer_id``, e.g. the free
+    text of ``feedback``). Values shorter than 3 characters are left out (they would erase unrelated text)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from features.contract import PII_COLUMNS
+    from features.contract import ALL_TABLES
 
     p = data_dir / "customers.parquet"
     if not p.is_file():
         raise ErasureError(f"--data {data_dir}: no customers.parquet")
-    names = [c for c in pq.read_schema(p).names if c == "customer_id" or c in PII_COLUMNS]
-    t = pq.read_table(p, columns=names)
-    rows = t.filter(pc.equal(t.column("customer_id").cast("string"), customer_id))
-    if rows.num_rows == 0:
-        raise ErasureError(f"--customer-id {customer_id}: no customer with this id in {p}")
-    out: dict[str, str] = {}
-    for c in names:
-        if c == "customer_id":
+    out: dict[str, list[str]] = {}
+    for name, spec in ALL_TABLES.items():
+        f = data_dir / f"{name}.parquet"
+        if not spec.pii or not f.is_file():
             continue
-        for v in rows.column(c).to_pylist():
-            if isinstance(v, str) and len(v.strip()) >= 3:  # a 1-2 character value would erase unrelated text
-                out[c] = v
+        present = pq.read_schema(f).names
+        cols = [c for c in spec.pii if c in present]
+        if "customer_id" not in present or not cols:
+            continue
+        t = pq.read_table(f, columns=["customer_id", *cols])
+        rows = t.filter(pc.equal(t.column("customer_id").cast("string"), customer_id))
+        if name == "customers" and rows.num_rows == 0:
+            raise ErasureError(f"--customer-id {customer_id}: no customer with this id in {p}")
+        for c in cols:
+            vals = sorted({v for v in rows.column(c).to_pylist() if isinstance(v, str) and len(v.strip()) >= 3})
+            if vals:
+                out[c if name == "customers" else f"{name}.{c}"] = vals
     return out
 
 
@@ -173,7 +181,7 @@ def forget(
     audit_p = audit_file or audit.audit_path()
     exports = exported_files(e for _, e in audit.read_entries(audit_p))
     roots = [d, home_dir / "records", home_dir / "drift", *exports, *(Path(x) for x in extra)]
-    vals = list(values.values())
+    vals = sorted({v for vs in values.values() for v in vs}, key=len, reverse=True)
     variants = _variants(vals)
     for f in _candidates(roots):
         if f.resolve() == audit_p.resolve():

@@ -49,6 +49,7 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
 }
 
 #: Protected HTTP path → action (``/metrics`` and the health probes are open; ``GET /ui`` is the static page).
+#: A protected path missing here is refused to every role (403): the guard fails closed.
 ENDPOINT_ACTIONS: Mapping[str, str] = {
     "/score_leads": "score",
     "/predict_churn": "score",

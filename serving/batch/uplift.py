@@ -98,6 +98,7 @@ def score_uplift_batch(
     query: str | None = None,
 ) -> UpliftBatchSummary:
     """Score a customer list with an uplift model and write it (see the module docstring)."""
+    from features.export import neutralise_frame
     from features.io import atomic_path
     from features.readers import parse_amounts
     from training.tabular import read_table
@@ -161,12 +162,12 @@ def score_uplift_batch(
         if out_path.suffix.lower() == ".parquet":
             out.to_parquet(tmp, index=False)
         else:
-            out.to_csv(tmp, index=False, encoding="utf-8")
+            neutralise_frame(out).to_csv(tmp, index=False, encoding="utf-8")  # spreadsheet formulas
     rejects_file = None
     if len(rej):
         rejects_file = rejects or str(out_path.with_name(out_path.stem + ".rejects.csv"))
         with atomic_path(rejects_file) as tmp:
-            rej.to_csv(tmp, index=False, encoding="utf-8")
+            neutralise_frame(rej).to_csv(tmp, index=False, encoding="utf-8")
     q = {f"p{p}": float(np.quantile(u, p / 100)) for p in (10, 50, 90)} if len(u) else {}
     return UpliftBatchSummary(
         model_uri=uri, model_name=name, model_version=version, learner=str(model.learner), rows_in=n_in,

@@ -273,7 +273,8 @@ class GuardMiddleware:
                 await self._send_error(send, 401, why or "invalid API key",
                                        [(b"www-authenticate", b'Bearer realm="crmscore"')])
                 return
-            if not principal.may(ENDPOINT_ACTIONS[path]):
+            action = ENDPOINT_ACTIONS.get(path)
+            if action is None or not principal.may(action):  # a path without an action: refused (fail closed)
                 state["status"] = 403
                 await self._send_error(send, 403, f"the role {principal.role} may not call {path} (docs/access.md)")
                 return

@@ -63,6 +63,8 @@ class Profile(_Strict):
     phone: str | None = Field(default=None, description="PII: accepted, never used, logged or returned")
     email: str | None = Field(default=None, description="PII: accepted, never used, logged or returned")
     address: str | None = Field(default=None, description="PII: accepted, never used, logged or returned")
+    owner_id: str | None = Field(default=None, description="owning sales rep (access scope, never a feature)")
+    team_id: str | None = Field(default=None, description="the owner's team (access scope, never a feature)")
 
 
 class Interaction(_Strict):

@@ -258,7 +258,7 @@ def _members_section(
         return Section("members", "Members 会员", [], [], DEFINITION, [f"no member levels: {e}"])
     for name, df in mt.items():
         with atomic_path(out / f"{name}.csv") as tmp:
-            df.to_csv(tmp, index=False, encoding="utf-8-sig")
+            neutralise_frame(df).to_csv(tmp, index=False, encoding="utf-8-sig")
         csvs[name] = out / f"{name}.csv"
     lv = mt["members_levels"]
     chart = p.bars(
@@ -296,7 +296,7 @@ def _satisfaction_section(
     st = satisfaction_tables(fb, t)
     for name, df in st.items():
         with atomic_path(out / f"{name}.csv") as tmp:
-            df.to_csv(tmp, index=False, encoding="utf-8-sig")
+            neutralise_frame(df).to_csv(tmp, index=False, encoding="utf-8-sig")
         csvs[name] = out / f"{name}.csv"
     m = st["satisfaction_monthly"]
     charts = (

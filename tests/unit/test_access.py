@@ -200,6 +200,8 @@ def test_forget_removes_pii_from_every_written_file_and_keeps_scores(tmp_path: P
                          "email": ["nana@example.com", "lei@example.com"], "address": ["广东省深圳市科技园路1号", None],
                          "created_at": pd.to_datetime(["2024-01-01", "2024-01-02"])})
     write_parquet_atomic(cust, data / "customers.parquet")
+    write_parquet_atomic(pd.DataFrame({"feedback_id": ["f1", "f2"], "customer_id": ["C1", "C2"],
+                                       "text": ["快递太慢了，客服态度差", "很满意"]}), data / "feedback.parquet")
     (data / "rejects").mkdir()
     (data / "rejects" / "customers.csv").write_text("row,column,value\n3,phone,13812342206\n", encoding="utf-8-sig")
     write_parquet_atomic(pd.DataFrame({"customer_id": ["C1"], "score": [71]}), home / "records" / "m" / "p.parquet")
@@ -215,11 +217,12 @@ def test_forget_removes_pii_from_every_written_file_and_keeps_scores(tmp_path: P
     assert watcher.new_ids() == set()
 
     report = forget("C1", data, admin, home=home, audit_file=log)
-    assert report.fields == ["address", "email", "name", "phone"]
+    assert report.fields == ["address", "email", "feedback.text", "name", "phone"]
+    assert pd.read_parquet(data / "feedback.parquet")["text"].tolist() == [None, "很满意"]
     for f in [*data.rglob("*"), *home.rglob("*"), *out.rglob("*")]:
         if f.is_file():
             raw = f.read_bytes()
-            for v in ("13812342206", "nana@example.com", "欧阳娜娜", "科技园路1号"):
+            for v in ("13812342206", "nana@example.com", "欧阳娜娜", "科技园路1号", "快递太慢了"):
                 assert v.encode() not in raw and json.dumps(v).encode()[1:-1] not in raw, (f, v)
     kept = pd.read_parquet(data / "customers.parquet")
     assert kept["customer_id"].tolist() == ["C1", "C2"] and kept.loc[1, "phone"] == "13900001111"
