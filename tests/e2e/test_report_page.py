@@ -11,7 +11,7 @@ import pytest
 from tests.fixtures.crm import make_tables
 
 pytestmark = pytest.mark.slow
-SECTIONS = ("sales", "funnel", "channels", "campaigns", "regions", "retention", "members", "forecast")
+SECTIONS = ("sales", "funnel", "channels", "campaigns", "regions", "retention", "members", "satisfaction", "forecast")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from serving.cli.main import app
 from tests.fixtures.crm import make_tables
 
 AS_OF = "2025-06-30"
-SECTIONS = ("sales", "funnel", "channels", "campaigns", "regions", "retention", "members", "forecast")
+SECTIONS = ("sales", "funnel", "channels", "campaigns", "regions", "retention", "members", "satisfaction", "forecast")
 
 
 @pytest.fixture(scope="module")

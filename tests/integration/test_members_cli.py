@@ -154,3 +154,22 @@ def test_config_errors_exit_2(data: Path, tmp_path: Path):
     assert "level 'b': field 'reach.spend'" in err
     err = fails(["members", "apply", "--data", data, "--as-of", "someday", "--out", tmp_path / "o"])
     assert "--as-of" in err
+
+
+def test_demo_members_step_runs_the_three_commands(tmp_path: Path, tracking_uri: str):
+    """`crmscore demo`'s member step on generated data: levels, tags with the generator's manual-tags file, and
+    one audience export whose counts are printed and logged."""
+    from features.synth import generate_crm_data, write_crm_data
+    from serving.cli.demo_members import run_members_demo
+
+    result = generate_crm_data(400, 200, 2)
+    write_crm_data(result, tmp_path / "data")
+    lines: list[str] = []
+    figures = run_members_demo(tmp_path / "data", result.meta["as_of"], tmp_path / "out", echo=lines.append)
+    assert sum(figures["levels"].values()) > 0 and figures["audience_exported"] <= figures["audience_matched"]
+    tags = json.loads((tmp_path / "out" / "tags" / "summary.json").read_text(encoding="utf-8"))
+    manual = pd.read_csv(tmp_path / "data" / "manual_tags.csv")
+    pairs = manual.drop_duplicates(["customer_id", "tag"]).shape[0]
+    assert sum(tags["tags"][t] for t in ("VIP关怀", "投诉跟进")) == pairs
+    assert (tmp_path / "out" / "audience_high_value_churn_risk.csv").is_file()
+    assert lines and "manual_tags.csv" in lines[0]

@@ -14,8 +14,9 @@ def test_four_tables_with_keys_and_required_fields():
         assert "customer_id" in spec.column_names
 
 
-def test_pii_is_exactly_the_customer_contact_fields():
-    assert PII_COLUMNS == {"name", "phone", "email", "address"}
+def test_pii_is_exactly_the_customer_contact_fields_and_feedback_text():
+    assert PII_COLUMNS == {"name", "phone", "email", "address", "text"}
+    assert get_table("feedback").column("text").pii
     df = pd.DataFrame({"customer_id": ["a"], "name": ["张三"], "phone": ["138"], "age": [30]})
     assert list(drop_pii(df).columns) == ["customer_id", "age"]
 

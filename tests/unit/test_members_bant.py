@@ -89,8 +89,6 @@ def test_generator_fills_bant_for_part_of_the_customers_with_a_planted_effect(tm
     fit = fit_scores(bant_frame(leads), load_bant_config())
     by = leads.assign(g=fit["fit_grade"].to_numpy()).groupby("g")["p_convert"].mean()
     assert by["A"] > by["B"] > by["D"]  # the answers carry the hidden propensity
-    # the other tables of a seed do not depend on the BANT draw
-    assert r.customers.drop(columns=[*BANT_COLUMNS, "owner_id", "team_id"]).columns.tolist()[-4:] == ["name", "phone", "email", "address"]
     info = write_crm_data(r, tmp_path / "d")
     manual = pd.read_csv(tmp_path / "d" / MANUAL_TAGS_FILE)
     assert MANUAL_TAGS_FILE in info["files"]
