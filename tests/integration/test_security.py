@@ -46,6 +46,7 @@ ENDPOINTS = [
     ("POST", "/route_lead", {"lead": {"lead_id": "k", "city": "上海"}}),
     ("GET", "/model_info", None),
     ("GET", "/drift", None),
+    ("GET", "/forecast", None),
     ("GET", "/ui/api/status", None),
     ("POST", "/ui/api/search", {"q": "王"}),
     ("POST", "/ui/api/profile", {"customer_id": "k"}),
