@@ -224,24 +224,13 @@ def _java_missing() -> bool:
     return not (shutil.which("java") or (home and (Path(home) / "bin" / "java").exists()))
 
 
-@pytest.fixture(scope="module")
-def spark() -> Any:
-    """One ``local[2]`` Spark session for both models (``score_batch_spark`` uses the active session and leaves it
-    running; the engine's own start and stop are covered by test_batch_spark.py)."""
+@pytest.mark.parametrize("name", list(MODELS))
+def test_spark_probabilities_and_reasons_are_the_training_ones(scored, reg: Registry, tmp_path: Path,
+                                                               name: str) -> None:
     if importlib.util.find_spec("pyspark") is None:
         pytest.skip("pyspark is not installed (pip install 'crm-scoring[spark]')")
     if _java_missing():
         pytest.skip("no Java runtime on PATH or JAVA_HOME: the Spark engine needs Java 17+")
-    from serving.batch.spark import spark_session
-
-    session = spark_session("local[2]")
-    yield session
-    session.stop()
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-def test_spark_probabilities_and_reasons_are_the_training_ones(scored, reg: Registry, spark: Any, tmp_path: Path,
-                                                               name: str) -> None:
     from serving.batch import BatchOptions
     from serving.batch.spark import score_batch_spark
 
