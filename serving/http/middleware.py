@@ -95,6 +95,14 @@ class Admission:
     ``queue_timeout`` seconds without a turn is refused then: the caller answers both with 503 and
     ``Retry-After``. So an accepted request waits at most ``queue_timeout`` before it is scored, and the
     memory held by waiting requests is bounded by ``max_queue``. ``max_concurrency`` None turns it off.
+
+    An admitted request gives the event loop one pass (``await asyncio.sleep(0)``) before it goes on. Small
+    requests are scored on the loop without awaiting anything, so without that pass each one would run from
+    admission to response in one go: the requests that arrived together would be admitted one after another,
+    each finding the previous one finished, never more than one "in progress", and a refusal would go out only
+    when the loop reached it behind all the scoring (seconds under overload). With the pass, every request of a
+    loop pass is admitted, queued or refused *before* any of them is scored: at most ``max_concurrency`` run
+    per pass, the queue fills, and the rest get their 503 at once, one pass after they were read.
     """
 
     def __init__(self, max_concurrency: int | None, max_queue: int, queue_timeout: float) -> None:
@@ -116,6 +124,11 @@ class Admission:
             return None
         if self.active < self.max_concurrency and not self._waiters:
             self.active += 1
+            try:
+                await asyncio.sleep(0)  # one loop pass: the others read with this one are admitted or refused first
+            except BaseException:  # cancelled (the client went away) during the pass
+                self.release()
+                raise
             return None
         if len(self._waiters) >= self.max_queue:
             return "queue full"

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -171,6 +172,9 @@ def running_server(
         # a neighbour on the shared test machine can stall the cores for a second; load shedding on event-loop
         # lag would then answer 503s in tests about something else. test_overload.py turns it on.
         "CRMSCORE_MAX_LOOP_LAG_SECONDS": "none",
+        # likewise a request queued for a turn (more than max_concurrency at once, e.g. the soak's connections)
+        # is not refused after the shipped 5 s when such a stall holds the worker
+        "CRMSCORE_QUEUE_TIMEOUT_SECONDS": "120",
         "BENTOML_DO_NOT_TRACK": "true",
         **(env or {}),
     }
@@ -227,6 +231,24 @@ def limits_server(crm_registry: Registry, tmp_path_factory: pytest.TempPathFacto
     }
     with running_server(crm_registry, tmp_path_factory.mktemp("limits_svc"), env) as s:
         yield s
+
+
+# --------------------------------------------------------------------------------------------- real data
+ONLINE_RETAIL = "online_retail/online_retail_2010-2011.parquet"
+
+
+@pytest.fixture(scope="session")
+def online_retail_ingested(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """UCI Online Retail (541,909 invoice lines) ingested once with ``configs/mapping.online_retail.yaml`` (orders
+    and order lines): the output folder and the ``IngestSummary``, shared read-only by the modules that check
+    the ingest and use its tables (skips when ../shared/data is absent)."""
+    from features.ingest import ingest
+    from tests.conftest import ROOT, shared_file
+
+    src = shared_file(shared_data, ONLINE_RETAIL)
+    out = tmp_path_factory.mktemp("online_retail")
+    summary = ingest(str(src), out, mapping=ROOT / "configs" / "mapping.online_retail.yaml")
+    return out, summary
 
 
 # ------------------------------------------------------------------------------------------------ full disk

@@ -8,22 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import shared_file
-
-ROOT = Path(__file__).resolve().parents[2]
-REL = "online_retail/online_retail_2010-2011.parquet"
-
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def retail_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    from features.ingest import ingest
-
-    src = shared_file(shared_data, REL)
-    out = tmp_path_factory.mktemp("online_retail_items")
-    summary = ingest(str(src), out, mapping=ROOT / "configs" / "mapping.online_retail.yaml")
-    return out, summary
+def retail_dir(online_retail_ingested: tuple[Path, object]) -> tuple[Path, object]:
+    """The session's ingest of Online Retail with its order lines (``online_retail_ingested``)."""
+    return online_retail_ingested
 
 
 def test_order_lines_ingested_with_the_row_invariant(retail_dir):

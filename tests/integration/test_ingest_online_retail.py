@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 
 from features.contract import PANDAS_DTYPES, get_table
-from features.ingest import IngestSummary, ingest
+from features.ingest import IngestSummary
 from tests.conftest import shared_file
 
-ROOT = Path(__file__).resolve().parents[2]
 REL = "online_retail/online_retail_2010-2011.parquet"
 COLUMNS = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID", "Country"]
 
@@ -20,11 +19,12 @@ pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def retail(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, IngestSummary, Path]:
-    src = shared_file(shared_data, REL)
-    out = tmp_path_factory.mktemp("online_retail")
-    summary = ingest(str(src), out, mapping=ROOT / "configs" / "mapping.online_retail.yaml")
-    return pd.read_parquet(src), summary, out
+def retail(
+    online_retail_ingested: tuple[Path, IngestSummary], shared_data: Path
+) -> tuple[pd.DataFrame, IngestSummary, Path]:
+    """The source lines, and the session's ingest of them (``online_retail_ingested``)."""
+    out, summary = online_retail_ingested
+    return pd.read_parquet(shared_file(shared_data, REL)), summary, out
 
 
 def test_source_columns_are_as_documented(retail):

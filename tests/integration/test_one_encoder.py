@@ -1,8 +1,8 @@
 """One encoder, one explainer: the same rows scored through all five paths give bit-identical probabilities.
 
-Two models are trained, logged and registered in a temporary MLflow store: ``lead_scoring`` (XGBoost, ordinal
-encoding, TreeSHAP reasons) and ``churn_risk`` (logistic regression, one-hot encoding, linear reasons). Their
-champions then score the same customers through
+Two champions of a temporary MLflow store: ``lead_scoring`` (XGBoost, ordinal encoding, TreeSHAP reasons; the
+session registry's, ``crm_registry``) and ``churn_risk`` (logistic regression, one-hot encoding, linear reasons;
+trained here into a private copy of that registry). They score the same customers through
 
 1. training: ``CRMScorer.predict_proba`` / ``CRMScorer.explain`` of the registered model;
 2. the HTTP service: a real ``crmscore serve`` on a free port, ``/score_leads`` and ``/predict_churn``;
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.integration.conftest import Registry, _write_data, keep_mlflow_globals, running_server
+from tests.integration.conftest import Registry, copy_registry, keep_mlflow_globals, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -55,31 +55,35 @@ def _py(v: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def reg(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """An XGBoost lead model and a logistic-regression churn model, registered as champions."""
+def reg(crm_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """The session registry's XGBoost lead champion, and a logistic-regression churn model made champion.
+
+    The lead model is the session's own (``crm_registry``: XGBoost, ordinal encoding, same data); only the
+    logistic-regression churn model (one-hot encoding) is trained here, into a private copy of the registry
+    database whose experiment keeps its artifacts in this module's folder (the session's stay untouched)."""
+    from mlflow import MlflowClient
+
     from features.config import LabelConfig
-    from training.config import TrainConfig, XGBSearch
+    from training.config import TrainConfig
+    from training.registry import set_champion
     from training.train import train_crm
 
-    root = tmp_path_factory.mktemp("one_encoder")
-    data = root / "data"
-    _write_data(data)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    versions = {}
+    reg = copy_registry(crm_registry, tmp_path_factory.mktemp("one_encoder"))
+    experiment = "one-encoder-churn"
+    MlflowClient(reg.uri, reg.uri).create_experiment(experiment, (reg.root / "artifacts").as_uri())
     with pytest.MonkeyPatch.context() as mp:
         keep_mlflow_globals(mp)
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_REGISTRY_URI", uri)
+        mp.setenv("MLFLOW_TRACKING_URI", reg.uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", reg.uri)
         mp.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
-        mp.chdir(root)
+        mp.chdir(reg.root)
         labels = LabelConfig(n_cutoffs=3, horizon_days=60, churn_lookback_days=365)
-        search = XGBSearch(n_trials=1, n_estimators=[60], max_depth=[4])
-        for task, candidate in (("lead", "xgboost"), ("churn", "logreg")):
-            cfg = TrainConfig(task=task, xgb_search=search, candidates=[candidate], labels=labels, xgb_threads=1)
-            result = train_crm(data, cfg)
-            versions[result.model_name] = result.version
-    assert set(versions) == set(MODELS)
-    return Registry(root, data, uri, versions)
+        cfg = TrainConfig(task="churn", candidates=["logreg"], labels=labels, experiment=experiment)
+        result = train_crm(reg.data, cfg)
+        set_champion(result.model_name, result.version, "one-encoder test: the logistic-regression champion")
+        reg.versions[result.model_name] = result.version
+    assert set(reg.versions) == set(MODELS)
+    return reg
 
 
 @pytest.fixture(scope="module")

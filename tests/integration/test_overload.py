@@ -35,7 +35,8 @@ def _table(names: list[str]) -> dict:
 
 def test_overload_sheds_with_503_and_rate_limit_gives_429(crm_registry: Registry, tmp_path: Path) -> None:
     env = {"CRMSCORE_PIN_MODELS": "1", "CRMSCORE_MAX_CONCURRENCY": "1", "CRMSCORE_MAX_QUEUE": "1",
-           "CRMSCORE_MAX_LOOP_LAG_SECONDS": "0.5", "CRMSCORE_RATE_LIMIT_PER_KEY": "0.001", "CRMSCORE_RECORDS": "0"}
+           "CRMSCORE_QUEUE_TIMEOUT_SECONDS": "5", "CRMSCORE_MAX_LOOP_LAG_SECONDS": "0.5",
+           "CRMSCORE_RATE_LIMIT_PER_KEY": "0.001", "CRMSCORE_RECORDS": "0"}
     env["CRMSCORE_SERVING_CONFIG"] = str(tmp_path / "serving.yaml")
     (tmp_path / "serving.yaml").write_text(f"rate_limit_burst: {BURST}\n", encoding="utf-8")
     with running_server(crm_registry, tmp_path / "svc", env) as server:

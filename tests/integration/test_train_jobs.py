@@ -94,11 +94,20 @@ def test_train_logs_children_registers_and_gates(data_dir, tracking_uri):
     assert get_alias_version("churn_risk", CHAMPION) == "1"
 
 
-def test_logged_model_loads_with_skops_in_a_fresh_process(data_dir, tracking_uri, tmp_path):
-    result = train_crm(data_dir, _cfg(task="lead", candidates=["xgboost"]))
+def test_logged_model_loads_with_skops_in_a_fresh_process(crm_registry, isolated_mlflow, tmp_path):
+    """The session registry's XGBoost lead champion (``crm_registry``, trained by ``train_crm`` as here) loads in a
+    fresh process and predicts what it predicts in this one."""
+    isolated_mlflow.setenv("MLFLOW_TRACKING_URI", crm_registry.uri)
+    isolated_mlflow.setenv("MLFLOW_REGISTRY_URI", crm_registry.uri)
+    mlflow.set_tracking_uri(crm_registry.uri)
+    mlflow.set_registry_uri(crm_registry.uri)
+    run_id = MlflowClient().get_model_version_by_alias("lead_scoring", CHAMPION).run_id
+    (tmp_path / "ref").mkdir()
     feats = (
         pd.read_parquet(
-            mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path="evaluation/reference.parquet")
+            mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="evaluation/reference.parquet", dst_path=str(tmp_path / "ref")
+            )
         )
         .drop(columns="probability")
         .head(20)
