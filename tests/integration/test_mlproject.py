@@ -1,11 +1,16 @@
 """Every entry point of ``mlproject/MLproject`` through ``mlflow run`` (a subprocess, ``--env-manager local``).
 
-Real MLflow, real files: ``synth`` writes a small demo data dir, the training entry points log into a throwaway
-SQLite tracking store and registry (``MLFLOW_TRACKING_URI`` of the subprocess), and the run tree is read back
+Real MLflow, real files: ``synth`` writes a small demo data dir, the training entry points log into throwaway
+SQLite tracking stores and registries (``MLFLOW_TRACKING_URI`` of the subprocess), and the run tree is read back
 with ``MlflowClient``: one parent run per job (the run ``mlflow run`` opened, in the ``--experiment-name``
 experiment), the candidates as its child runs, metrics and artifacts, the registered versions and aliases.
 ``train_lead`` runs once from the repository root and once from inside ``mlproject/``, with relative paths.
-The runs are sequential (SQLite serialises writers) and small: a few thousand customers, two candidates.
+
+The runs are small (a thousand customers, two candidates) and start together when the module does
+(:class:`Runs`): two at a time, so both cores work while a subprocess imports or waits, each entry point with a
+SQLite store of its own (SQLite serialises writers; the two ``train_lead`` runs share theirs and run one after
+the other). ``synth`` runs first and its data dir feeds ``train_lead``, ``train_churn``, ``segment_fit`` and
+``forecast``. Each test waits for its own entry point's runs and checks them; a failed run fails its test.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,16 +45,19 @@ SMALL = {
     "reference_rows": 500,
 }
 LABELS = {"horizon_days": 30, "n_cutoffs": 3, "cutoff_step_days": 30}
-EXPERIMENTS = (
-    "mlp-synth",
-    "mlp-lead",
-    "mlp-churn",
-    "mlp-table",
-    "mlp-segments",
-    "mlp-xsell",
-    "mlp-uplift",
-    "mlp-forecast",
-)
+#: entry point (as the tests name it) → its experiment; each has a store of its own
+EXPERIMENTS = {
+    "synth": "mlp-synth",
+    "lead": "mlp-lead",
+    "churn": "mlp-churn",
+    "table": "mlp-table",
+    "segments": "mlp-segments",
+    "xsell": "mlp-xsell",
+    "uplift": "mlp-uplift",
+    "forecast": "mlp-forecast",
+}
+#: the demo data dir of ``synth``: customers, days of history, seed
+DEMO = {"customers": "1000", "days": "200", "seed": "7"}
 
 
 @dataclass
@@ -96,14 +106,13 @@ def _yaml(path: Path, body: dict) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """A SQLite store whose experiments keep their artifacts in the temporary folder (not in ./mlruns)."""
-    tmp = tmp_path_factory.mktemp("mlproject")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+def _project(tmp: Path, key: str) -> Project:
+    """A SQLite store for one entry point whose experiment keeps its artifacts in the temporary folder."""
+    root = tmp / key
+    root.mkdir()
+    uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    for name in EXPERIMENTS:
-        client.create_experiment(name, artifact_location=(tmp / "artifacts" / name).as_uri())
+    client.create_experiment(EXPERIMENTS[key], artifact_location=(root / "artifacts").as_uri())
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env |= {
         "MLFLOW_TRACKING_URI": uri,
@@ -114,15 +123,122 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Project:
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     }
     env.pop("PYTHONPATH", None)
-    return Project(tmp, uri, env)
+    return Project(root, uri, env)
+
+
+@dataclass
+class Runs:
+    """The entry points' runs, started in the background when the module starts: ``result(key)`` waits for one
+    and returns what its job returned (run ids), or raises what made it fail."""
+
+    tmp: Path
+    projects: dict[str, Project]
+    futures: dict[str, Future] = field(default_factory=dict)
+
+    def result(self, key: str) -> dict[str, str]:
+        """What the job of ``key`` returned, once it is done."""
+        return self.futures[key].result()
+
+
+def _jobs(tmp: Path, demo: Path, projects: dict[str, Project], synth: Callable[[], Path]) -> dict[str, Callable]:
+    """Each entry point's job: prepare its inputs, ``mlflow run`` it (after ``synth`` when it reads the demo)."""
+
+    def synth_job() -> dict[str, str]:
+        run_id = projects["synth"].run("synth", {**DEMO, "out": str(demo)}, "mlp-synth")
+        return {"run": run_id}
+
+    def lead_job() -> dict[str, str]:
+        data = synth()
+        config = _yaml(tmp / "lead.yaml", {**SMALL, "labels": LABELS})
+        lead = projects["lead"]
+        # from the root: relative data dir (MLflow resolves `path` against the caller's directory), config relative
+        # to the repository root (run.py resolves it)
+        first = lead.run(
+            "train_lead", {"data": os.path.relpath(data, ROOT), "config": os.path.relpath(config, ROOT)}, "mlp-lead"
+        )
+        # from inside mlproject/: the data dir relative to mlproject/, the config absolute
+        second = lead.run(
+            "train_lead", {"data": os.path.relpath(data, PROJECT), "config": str(config)}, "mlp-lead", cwd=PROJECT
+        )
+        return {"first": first, "second": second}
+
+    def churn_job() -> dict[str, str]:
+        data = synth()
+        config = _yaml(tmp / "churn.yaml", {**SMALL, "labels": {**LABELS, "churn_lookback_days": 120}})
+        return {"run": projects["churn"].run("train_churn", {"data": str(data), "config": str(config)}, "mlp-churn")}
+
+    def table_job() -> dict[str, str]:
+        table = _account_table(tmp / "accounts.csv")
+        config = _yaml(tmp / "table.yaml", {**SMALL, "task": "table"})
+        params = {
+            "table": str(table),
+            "target": "Churn",
+            "name": "account_churn",
+            "id": "account",
+            "config": str(config),
+        }
+        return {"run": projects["table"].run("train_table", params, "mlp-table")}
+
+    def segments_job() -> dict[str, str]:
+        data = synth()
+        return {"run": projects["segments"].run("segment_fit", {"data": os.path.relpath(data, ROOT)}, "mlp-segments")}
+
+    def xsell_job() -> dict[str, str]:
+        from tests.integration.test_cross_sell_job import _data_dir
+
+        root = tmp / "xsell-data"
+        root.mkdir()
+        data = _data_dir(root)
+        params = {"data": str(data), "as_of": "2025-05-01"}
+        return {"run": projects["xsell"].run("train_cross_sell", params, "mlp-xsell")}
+
+    def uplift_job() -> dict[str, str]:
+        from tests.unit.test_uplift import _planted
+
+        table = tmp / "campaign.csv"
+        _planted(1200).to_csv(table, index=False)
+        params = {"table": str(table), "treatment": "arm", "outcome": "bought", "bootstrap": "0"}
+        return {"run": projects["uplift"].run("train_uplift_table", params, "mlp-uplift")}
+
+    def forecast_job() -> dict[str, str]:
+        data = synth()
+        out = tmp / "forecast-out"
+        params = {"data": str(data), "as_of": "2025-03-31", "horizon": "8w", "origins": "2", "out": str(out)}
+        return {"run": projects["forecast"].run("forecast", params, "mlp-forecast"), "out": str(out)}
+
+    # in the order they are started, two at a time: synth with table (which needs no demo data), then the
+    # longest chain (two lead runs) and the rest
+    return {
+        "synth": synth_job,
+        "table": table_job,
+        "lead": lead_job,
+        "churn": churn_job,
+        "xsell": xsell_job,
+        "segments": segments_job,
+        "uplift": uplift_job,
+        "forecast": forecast_job,
+    }
 
 
 @pytest.fixture(scope="module")
-def demo(project: Project) -> Path:
-    """A demo data dir written by the ``synth`` entry point (absolute output folder that does not exist yet)."""
-    out = project.tmp / "demo" / "data"
-    project.run("synth", {"customers": "2000", "days": "200", "seed": "7", "out": str(out)}, "mlp-synth")
-    return out
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
+    """Every entry point's runs, two at a time in the background (module teardown waits for all of them)."""
+    tmp = tmp_path_factory.mktemp("mlproject")
+    projects = {key: _project(tmp, key) for key in EXPERIMENTS}
+    result = Runs(tmp, projects)
+    demo = tmp / "demo" / "data"  # an absolute output folder that does not exist yet
+
+    def synth() -> Path:
+        result.futures["synth"].result()
+        return demo
+
+    pool = ThreadPoolExecutor(2, thread_name_prefix="mlflow-run")
+    try:
+        for key, job in _jobs(tmp, demo, projects, synth).items():
+            result.futures[key] = pool.submit(job)
+        yield result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=False)
 
 
 def _load_run_py():
@@ -163,11 +279,14 @@ def test_run_py_resolves_project_files_against_the_repository_root(tmp_path: Pat
                 assert p == "path", f"{name}: input {pname} must be a required path parameter"
 
 
-def test_synth_writes_a_new_data_dir(project: Project, demo: Path) -> None:
+def test_synth_writes_a_new_data_dir(runs: Runs) -> None:
+    run_id = runs.result("synth")["run"]
+    project = runs.projects["synth"]
+    demo = runs.tmp / "demo" / "data"
     for table in ("customers", "orders", "interactions", "marketing_touches"):
         assert (demo / f"{table}.parquet").is_file()
     (run,) = project.parents("mlp-synth")
-    assert run.info.status == "FINISHED"
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"
     assert run.data.tags["mlflow.project.entryPoint"] == "synth"
 
 
@@ -200,19 +319,10 @@ def _check_version(project: Project, name: str, version: str, run_id: str) -> No
     assert mv.run_id == run_id and mv.status == "READY"
 
 
-def test_train_lead_from_the_repository_root_and_from_inside_mlproject(project: Project, demo: Path) -> None:
-    config = _yaml(project.tmp / "lead.yaml", {**SMALL, "labels": LABELS})
-    # from the root: relative data dir (MLflow resolves `path` against the caller's directory), config relative to
-    # the repository root (run.py resolves it)
-    first = project.run(
-        "train_lead",
-        {"data": os.path.relpath(demo, ROOT), "config": os.path.relpath(config, ROOT)},
-        "mlp-lead",
-    )
-    # from inside mlproject/: the data dir relative to mlproject/, the config absolute
-    second = project.run(
-        "train_lead", {"data": os.path.relpath(demo, PROJECT), "config": str(config)}, "mlp-lead", cwd=PROJECT
-    )
+def test_train_lead_from_the_repository_root_and_from_inside_mlproject(runs: Runs) -> None:
+    ids = runs.result("lead")
+    project = runs.projects["lead"]
+    first, second = ids["first"], ids["second"]
     for run_id in (first, second):
         _check_training_run(project, run_id, "train_lead", "mlp-lead")
     # one parent per job: the jobs logged into the runs mlflow run opened, none of their own
@@ -230,9 +340,9 @@ def test_train_lead_from_the_repository_root_and_from_inside_mlproject(project: 
     assert client.get_run(second).data.tags["crmscore.promoted"] == gate["crmscore.gate.promote"]
 
 
-def test_train_churn(project: Project, demo: Path) -> None:
-    config = _yaml(project.tmp / "churn.yaml", {**SMALL, "labels": {**LABELS, "churn_lookback_days": 120}})
-    run_id = project.run("train_churn", {"data": str(demo), "config": str(config)}, "mlp-churn")
+def test_train_churn(runs: Runs) -> None:
+    run_id = runs.result("churn")["run"]
+    project = runs.projects["churn"]
     run = _check_training_run(project, run_id, "train_churn", "mlp-churn")
     assert run.data.params["task"] == "churn"
     assert [r.info.run_id for r in project.parents("mlp-churn")] == [run_id]
@@ -241,41 +351,48 @@ def test_train_churn(project: Project, demo: Path) -> None:
         assert str(project.client.get_model_version_by_alias("churn_risk", alias).version) == "1"
 
 
-def test_train_table(project: Project) -> None:
+ACCOUNTS = 1500
+
+
+def _emails(n: int = ACCOUNTS) -> list[str]:
+    return [f"person{i}@example.com" for i in range(n)]
+
+
+def _account_table(path: Path) -> Path:
+    """A raw account table (id, an e-mail column, two numbers, a plan) with a churn column that depends on them."""
     rng = np.random.default_rng(0)
-    n = 1500
+    n = ACCOUNTS
     usage, tickets = rng.normal(size=n), rng.normal(size=n)
     plan = rng.choice(["basic", "pro", "team"], size=n)
     p = 1 / (1 + np.exp(-(usage - 0.5 * tickets + 0.8 * (plan == "pro") - 1)))
-    emails = [f"person{i}@example.com" for i in range(n)]
-    table = project.tmp / "accounts.csv"
     pd.DataFrame(
         {
             "account": [f"A{i:05d}" for i in range(n)],
-            "email": emails,
+            "email": _emails(n),
             "usage": usage.round(3),
             "tickets": tickets.round(3),
             "plan": plan,
             "Churn": np.where(rng.random(n) < p, "Yes", "No"),
         }
-    ).to_csv(table, index=False)
-    config = _yaml(project.tmp / "table.yaml", {**SMALL, "task": "table"})
-    run_id = project.run(
-        "train_table",
-        {"table": str(table), "target": "Churn", "name": "account_churn", "id": "account", "config": str(config)},
-        "mlp-table",
-    )
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_train_table(runs: Runs) -> None:
+    run_id = runs.result("table")["run"]
+    project = runs.projects["table"]
     run = _check_training_run(project, run_id, "train_table", "mlp-table")
     assert run.data.params["target_column"] == "Churn" and run.data.params["id_column"] == "account"
     assert "email" in run.data.tags["crmscore.dropped_columns"]
     logged = json.dumps([run.data.params, run.data.tags])
-    assert not any(e in logged for e in emails[:50]), "an e-mail address was logged"
+    assert not any(e in logged for e in _emails()[:50]), "an e-mail address was logged"
     _check_version(project, "account_churn", "1", run_id)
     assert str(project.client.get_model_version_by_alias("account_churn", "champion").version) == "1"
 
 
-def test_segment_fit_with_the_default_config(project: Project, demo: Path) -> None:
-    run_id = project.run("segment_fit", {"data": os.path.relpath(demo, ROOT)}, "mlp-segments")
+def test_segment_fit_with_the_default_config(runs: Runs) -> None:
+    run_id = runs.result("segments")["run"]
+    project = runs.projects["segments"]
     run = project.client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "segment_fit"
     assert [r.info.run_id for r in project.parents("mlp-segments")] == [run_id]
@@ -288,13 +405,9 @@ def test_segment_fit_with_the_default_config(project: Project, demo: Path) -> No
     assert str(project.client.get_model_version_by_alias("customer_segments", "champion").version) == "1"
 
 
-def test_train_cross_sell(project: Project) -> None:
-    from tests.integration.test_cross_sell_job import _data_dir
-
-    root = project.tmp / "xsell"
-    root.mkdir()
-    data = _data_dir(root)
-    run_id = project.run("train_cross_sell", {"data": str(data), "as_of": "2025-05-01"}, "mlp-xsell")
+def test_train_cross_sell(runs: Runs) -> None:
+    run_id = runs.result("xsell")["run"]
+    project = runs.projects["xsell"]
     run = project.client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "train_cross_sell"
     assert [r.info.run_id for r in project.parents("mlp-xsell")] == [run_id]  # the job logged into MLflow's run
@@ -303,13 +416,9 @@ def test_train_cross_sell(project: Project) -> None:
     assert [v.run_id for v in version] == [run_id]
 
 
-def test_train_uplift_table(project: Project) -> None:
-    from tests.unit.test_uplift import _planted
-
-    table = project.tmp / "campaign.csv"
-    _planted(1200).to_csv(table, index=False)
-    params = {"table": str(table), "treatment": "arm", "outcome": "bought", "bootstrap": "0"}
-    run_id = project.run("train_uplift_table", params, "mlp-uplift")
+def test_train_uplift_table(runs: Runs) -> None:
+    run_id = runs.result("uplift")["run"]
+    project = runs.projects["uplift"]
     run = project.client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "train_uplift_table"
     assert [r.info.run_id for r in project.parents("mlp-uplift")] == [run_id]
@@ -318,12 +427,12 @@ def test_train_uplift_table(project: Project) -> None:
     assert str(project.client.get_model_version_by_alias("coupon_uplift", "champion").version) == "1"
 
 
-def test_forecast(project: Project, demo: Path) -> None:
-    out = project.tmp / "forecast-out"
-    params = {"data": str(demo), "as_of": "2025-03-31", "horizon": "8w", "origins": "2", "out": str(out)}
-    run_id = project.run("forecast", params, "mlp-forecast")
+def test_forecast(runs: Runs) -> None:
+    done = runs.result("forecast")
+    run_id = done["run"]
+    project = runs.projects["forecast"]
     run = project.client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "forecast"
     assert [r.info.run_id for r in project.parents("mlp-forecast")] == [run_id]
-    assert (out / "forecast.csv").exists()
+    assert (Path(done["out"]) / "forecast.csv").exists()
     assert run.data.params["horizon_weeks"] == "8"
