@@ -11,10 +11,13 @@ from typing import Any
 
 import typer
 
+from serving.cli import output
+
 monitor_app = typer.Typer(help="Drift and performance monitoring of recorded production scores (Evidently).")
 
 
 @monitor_app.command("drift")
+@output.command
 def drift_cmd(
     model: str = typer.Option("lead_scoring", "--model", help="registered model name"),
     version: str | None = typer.Option(None, "--version", help="model version (default: the champion)"),
@@ -30,25 +33,29 @@ def drift_cmd(
 ) -> None:
     """Compare a model version's recorded rows in a window with its training reference; exit 3 on an alert."""
     from features.config import ConfigError
-    from serving.monitoring.drift import EXIT_BAD_INPUT, MonitorError, load_monitor_config, run_drift_monitor
+    from serving.monitoring.drift import MonitorError, load_monitor_config, run_drift_monitor
 
     try:
         cfg = load_monitor_config(config)
-        result = run_drift_monitor(
-            model,
-            version=version,
-            since=since,
-            date_from=date_from,
-            date_to=date_to,
-            outcomes=outcomes,
-            out_dir=out,
-            webhook=webhook,
-            config=cfg,
-        )
+        with output.progress() as progress:
+            progress("computing drift")
+            result = run_drift_monitor(
+                model,
+                version=version,
+                since=since,
+                date_from=date_from,
+                date_to=date_to,
+                outcomes=outcomes,
+                out_dir=out,
+                webhook=webhook,
+                config=cfg,
+            )
     except (ConfigError, MonitorError) as e:
-        typer.echo(f"error: {' '.join(str(e).split())}", err=True)
-        raise typer.Exit(code=EXIT_BAD_INPUT) from None
-    _report(result)
+        output.fail(e, output.ExitCode.BAD_INPUT)
+    if output.session().json:
+        output.summary(result.summary, "")
+    else:
+        _report(result)
     raise typer.Exit(code=result.exit_code)
 
 
