@@ -27,7 +27,6 @@ from enum import IntEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -298,13 +297,12 @@ def localize(cmd: Any, lang: str) -> None:
     for key in ("help", "short_help"):
         text = originals[key]
         setattr(cmd, key, translate(text, code) if text else text)
-    for p in cmd.params:
+    for p in cmd.params:  # typer vendors its own click: options are recognised by their ``help``
         orig = p.__dict__.setdefault("_crmscore_en", getattr(p, "help", None))
-        if isinstance(p, click.Option) and orig:
+        if orig:
             p.help = translate(orig, code)
-    if isinstance(cmd, click.Group):
-        for sub in cmd.commands.values():
-            localize(sub, code)
+    for sub in getattr(cmd, "commands", {}).values():
+        localize(sub, code)
 
 
 class LocalizedGroup(TyperGroup):

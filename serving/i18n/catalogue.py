@@ -84,21 +84,27 @@ def code_messages(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     return out
 
 
-def page_messages() -> dict[str, str]:
-    """Messages of the profile page (``t('…')`` in the script, ``data-i18n*`` attributes in the HTML)."""
+def _page_messages(html_text: str, js_text: str) -> dict[str, str]:
+    import html
+
     out: dict[str, str] = {}
-    for name, pattern in (("profile.js", _JS_MESSAGE), ("profile.html", _HTML_MESSAGE)):
-        text = (STATIC / name).read_text(encoding="utf-8")
+    for name, text, pattern in (("profile.js", js_text, _JS_MESSAGE), ("profile.html", html_text, _HTML_MESSAGE)):
         for m in pattern.finditer(text):
-            msg = m.group(1).replace("\\'", "'") if name.endswith(".js") else _html_unescape(m.group(1))
+            msg = m.group(1).replace("\\'", "'") if name.endswith(".js") else html.unescape(m.group(1))
             out.setdefault(msg, f"serving/ui/static/{name}:{text.count(chr(10), 0, m.start()) + 1}")
     return out
 
 
-def _html_unescape(s: str) -> str:
-    import html
+def page_message_ids(html_text: str, js_text: str) -> list[str]:
+    """The messages of the page given its HTML and script (what the served page carries translations of)."""
+    return list(_page_messages(html_text, js_text))
 
-    return html.unescape(s)
+
+def page_messages() -> dict[str, str]:
+    """Messages of the profile page (``t('…')`` in the script, ``data-i18n*`` attributes in the HTML)."""
+    return _page_messages(
+        (STATIC / "profile.html").read_text(encoding="utf-8"), (STATIC / "profile.js").read_text(encoding="utf-8")
+    )
 
 
 def all_messages() -> dict[str, str]:
