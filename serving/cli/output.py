@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import IntEnum
 from pathlib import Path
@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from serving.i18n import LanguageError, _, normalize_language, set_language, translate
+from serving.i18n import LanguageError, _, normalize_language, resolve_language, translate, using_language
 
 
 class ExitCode(IntEnum):
@@ -53,7 +53,6 @@ class Session:
     verbose: bool = False
     json: bool = False
     lang: str = "en"
-    timings: dict[str, float] = field(default_factory=dict)
     bar: CliProgress | None = None
 
 
@@ -180,8 +179,11 @@ class CliProgress:
         if self._stage is None:
             return
         seconds = time.perf_counter() - self._t0
-        _session.timings[self._stage] = round(_session.timings.get(self._stage, 0.0) + seconds, 3)
         if self._bar is not None and self._task is not None:
+            total = next(t.total for t in self._bar.tasks if t.id == self._task)
+            if total:
+                self._bar.update(self._task, completed=total)  # the stage is done
+            self._bar.refresh()  # every stage is drawn at least once, however short
             self._bar.remove_task(self._task)
             self._task = None
         if self.verbose:
@@ -259,18 +261,19 @@ def command(func: Callable[..., Any] | None = None, *, json_summary: bool = True
             global _session
             opts = {n: kwargs.pop(n) for n in names}
             try:
-                lang = set_language(opts["lang"])
+                lang = resolve_language(opts["lang"])
             except LanguageError as e:
                 fail(f"--lang: {e}")
             _session = Session(
                 quiet=opts["quiet"], verbose=opts["verbose"], json=opts.get("as_json", False), lang=lang
             )
             try:
-                return f(*args, **kwargs)
+                with using_language(lang):
+                    return f(*args, **kwargs)
             finally:
                 if _session.bar is not None:
                     _session.bar.close()
-                    _session.bar = None
+                _session = Session()
 
         params = [*sig.parameters.values(), *extra]
         run.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
@@ -312,8 +315,9 @@ class LocalizedGroup(TyperGroup):
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)
         try:
-            lang = set_language(_lang_in_args(argv))
+            lang = resolve_language(_lang_in_args(argv))
         except LanguageError:
-            lang = set_language("en")  # the command itself reports the bad --lang / $CRMSCORE_LANG
+            lang = "en"  # the command itself reports the bad --lang / $CRMSCORE_LANG
         localize(self, lang)
-        return super().main(args, *a, **kw)
+        with using_language(lang):
+            return super().main(args, *a, **kw)
