@@ -77,10 +77,15 @@ def code_messages(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
                 arg = node.args[0]
                 if name in MESSAGE_CALLS and isinstance(arg, ast.Constant) and isinstance(arg.value, str):
                     out.setdefault(arg.value, f"{f.relative_to(ROOT)}:{node.lineno}")
-    from serving.report.tables import DEFINITIONS
+    import importlib
 
-    for key, text in DEFINITIONS.items():
-        out.setdefault(text, f"serving/report/tables.py DEFINITIONS[{key!r}]")
+    for f in sorted((ROOT / "serving" / "report").glob("*.py")):  # the report's definitions, shown translated
+        mod = importlib.import_module(f"serving.report.{f.stem}")
+        texts = dict(getattr(mod, "DEFINITIONS", {}))
+        if isinstance(getattr(mod, "DEFINITION", None), str):
+            texts["DEFINITION"] = mod.DEFINITION
+        for key, text in texts.items():
+            out.setdefault(text, f"serving/report/{f.name} {key}")
     return out
 
 
@@ -161,11 +166,11 @@ HEADER = (
 
 
 def write_po(path: Path, lang: str, entries: dict[str, str], where: dict[str, str]) -> None:
-    """Write ``entries`` (msgid → msgstr) sorted by where they are used; unused ones are kept at the end."""
-    order = sorted(entries, key=lambda m: (m not in where, where.get(m, ""), m))
+    """Write ``entries`` (msgid → msgstr) sorted by where they are used."""
+    order = sorted(entries, key=lambda m: (where.get(m, ""), m))
     parts = [HEADER.format(lang=lang)]
     for m in order:
-        loc = where.get(m, "unused")
+        loc = where.get(m, "")
         parts.append(f"#: {loc}\nmsgid {_quote(m)}\nmsgstr {_quote(entries[m])}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts), encoding="utf-8")
@@ -186,11 +191,12 @@ def missing(lang: str = "zh") -> dict[str, str]:
 
 
 def update(lang: str = "zh") -> int:
-    """Add new messages to the ``.po`` (empty translations), then compile the ``.mo``; returns the count missing."""
+    """Add new messages to the ``.po`` (empty translations) and drop the ones no longer used, then compile the
+    ``.mo``; returns the count without a translation."""
     po = po_path(lang)
     have = read_po(po) if po.is_file() else {}
     where = all_messages()
-    entries = {**{m: "" for m in where}, **have}
+    entries = {m: have.get(m, "") for m in where}
     write_po(po, lang, entries, where)
     untranslated = [m for m in where if not entries[m]]
     compile_mo(po, po.with_suffix(".mo"))

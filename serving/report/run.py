@@ -289,7 +289,8 @@ def _members_section(
     try:
         mt = member_tables(tables, t)
     except (ValueError, KeyError) as e:
-        return Section("members", "Members 会员", [], [], DEFINITION, [f"no member levels: {e}"])
+        why = _("no member levels: {reason}").format(reason=e)
+        return Section("members", _("Members"), [], [], _(DEFINITION), [why])
     for name, df in mt.items():
         with atomic_path(out / f"{name}.csv") as tmp:
             neutralise_frame(df).to_csv(tmp, index=False, encoding="utf-8-sig")
@@ -298,16 +299,16 @@ def _members_section(
     chart = p.bars(
         [p.text(f"{a} {b}") for a, b in zip(lv["level"], lv["level_zh"], strict=True)],
         lv["share_of_revenue"].fillna(0.0),
-        p.label("会员等级收入占比", "Share of revenue by member level"),
-        "share of revenue",
+        p.label("Share of revenue by member level"),
+        p.label("share of revenue"),
         pct=True,
     )
     return Section(
         "members",
-        "Members 会员",
+        _("Members"),
         [chart],
-        [("levels at T", lv), ("movements from one month before T", mt["members_movements"])],
-        DEFINITION,
+        [(_("levels at T"), lv), (_("movements from one month before T"), mt["members_movements"])],
+        _(DEFINITION),
         [],
     )
 
@@ -326,7 +327,9 @@ def _satisfaction_section(
 
     fb = feedback if feedback is not None else read_feedback(data_dir)
     if fb is None:
-        return Section("satisfaction", "Satisfaction 满意度", [], [], DEFINITION, ["no feedback table in the data"])
+        return Section(
+            "satisfaction", _("Satisfaction"), [], [], _(DEFINITION), [_("no feedback table in the data")]
+        )
     st = satisfaction_tables(fb, t)
     for name, df in st.items():
         with atomic_path(out / f"{name}.csv") as tmp:
@@ -334,21 +337,21 @@ def _satisfaction_section(
         csvs[name] = out / f"{name}.csv"
     m = st["satisfaction_monthly"]
     charts = (
-        [p.bars(m["month"], m["csat"], p.label("月度满意度", "CSAT (rating 4–5) by month"), "CSAT", pct=True)]
+        [p.bars(m["month"], m["csat"], p.label("CSAT (rating 4–5) by month"), "CSAT", pct=True)]
         if len(m)
         else []
     )
     return Section(
         "satisfaction",
-        "Satisfaction 满意度",
+        _("Satisfaction"),
         charts,
         [
-            ("CSAT by month", m),
-            ("complaints by category and channel", st["complaints_by"]),
-            ("time to resolve", st["complaint_resolution"]),
-            ("unresolved backlog at T", st["complaint_backlog"]),
+            (_("CSAT by month"), m),
+            (_("complaints by category and channel"), st["complaints_by"]),
+            (_("time to resolve"), st["complaint_resolution"]),
+            (_("unresolved backlog at T"), st["complaint_backlog"]),
         ],
-        DEFINITION,
+        _(DEFINITION),
         [],
     )
 
