@@ -30,7 +30,15 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from serving.i18n import LanguageError, _, normalize_language, resolve_language, translate, using_language
+from serving.i18n import (
+    LanguageError,
+    _,
+    get_language,
+    normalize_language,
+    resolve_language,
+    translate,
+    using_language,
+)
 
 
 class ExitCode(IntEnum):
@@ -260,8 +268,8 @@ def command(func: Callable[..., Any] | None = None, *, json_summary: bool = True
         def run(*args: Any, **kwargs: Any) -> Any:
             global _session
             opts = {n: kwargs.pop(n) for n in names}
-            try:
-                lang = resolve_language(opts["lang"])
+            try:  # without --lang here: the language the root group chose (a root --lang, else $CRMSCORE_LANG)
+                lang = resolve_language(opts["lang"]) if opts["lang"] else get_language()
             except LanguageError as e:
                 fail(f"--lang: {e}")
             _session = Session(
@@ -316,8 +324,10 @@ class LocalizedGroup(TyperGroup):
         argv = list(sys.argv[1:] if args is None else args)
         try:
             lang = resolve_language(_lang_in_args(argv))
-        except LanguageError:
-            lang = "en"  # the command itself reports the bad --lang / $CRMSCORE_LANG
+        except LanguageError as e:
+            if _lang_in_args(argv) is None:  # a bad $CRMSCORE_LANG: said once, then English
+                typer.echo(f"{_('warning')}: CRMSCORE_LANG: {e}", err=True)
+            lang = "en"  # a bad --lang is refused by the command itself (exit 2)
         localize(self, lang)
         with using_language(lang):
             return super().main(args, *a, **kw)
