@@ -323,11 +323,10 @@
   }
 
   function memberCard(g) {
-    const s = card('Member level & tags · 会员等级与标签', 'from the paid orders and events up to the as-of time',
-      'member');
+    const s = card(t('Member level & tags'), t('from the paid orders and events up to the as-of time'), 'member');
     const m = g && !g.error ? g.member : null;
     if (!m) {
-      s.append(el('p', {class: 'note', text: g && g.error ? 'No level: ' + g.error : 'No member data.'}));
+      s.append(el('p', {class: 'note', text: g && g.error ? t('No level: {reason}', {reason: g.error}) : t('No member data.')}));
       return s;
     }
     s.append(el('div', {class: 'headline'},
@@ -339,13 +338,13 @@
     bar.append(sv('rect', {x: 0, y: 0, width: 100, height: 8, rx: 3, class: 'track'}),
                sv('rect', {x: 0, y: 0, width: (100 * p).toFixed(1), height: 8, rx: 3, class: 'fill'}));
     s.append(el('div', {class: 'levelbar', 'data-testid': 'level-progress', 'data-value': String(p)}, bar,
-      el('span', {class: 'muted', text: m.next_level ? fmt.pct(p) + ' · ' + m.progress : 'top level'})));
+      el('span', {class: 'muted', text: m.next_level ? fmt.pct(p) + ' · ' + m.progress : t('top level')})));
     const chips = el('div', {class: 'tags', 'data-testid': 'member-tags'});
     for (const t of m.tags) {
       chips.append(el('span', {class: 'chip tag ' + t.kind, 'data-tag': t.tag, title: t.why, tabindex: 0,
                                text: t.tag + (t.en ? ' · ' + t.en : '')}));
     }
-    if (!m.tags.length) chips.append(el('span', {class: 'note', text: 'No tag applies.'}));
+    if (!m.tags.length) chips.append(el('span', {class: 'note', text: t('No tag applies.')}));
     s.append(chips);
     const skipped = Object.keys(m.tags_not_evaluated || {});
     if (skipped.length) {
