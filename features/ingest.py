@@ -39,6 +39,7 @@ from features.ingest_mapping import (
     expression_columns,
     load_mapping,
 )
+from features.progress import ProgressCallback, no_progress
 from features.readers import (
     EXCEL_SUFFIXES,
     FILE_SUFFIXES,
@@ -488,6 +489,7 @@ def ingest(
     mapping: Path | None = None,
     day_first: bool = False,
     tables: list[str] | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> IngestSummary:
     """Read, map, validate and write contract tables from ``source`` into the data dir ``out``.
 
@@ -504,7 +506,8 @@ def ingest(
     Every input row ends up accepted, rejected (``out/rejects/<table>.csv``) or counted as a
     duplicate. Raises :class:`IngestError` with a one-line reason for unusable input: a missing
     file, an unknown table, an unreadable encoding, an unmapped required field, or a table with no
-    usable rows (its rejects and the summary are still written first).
+    usable rows (its rejects and the summary are still written first). ``progress`` counts the tables
+    read and validated, then written.
     """
     for t in tables or []:
         if t not in ALL_TABLES:
@@ -540,7 +543,11 @@ def ingest(
     if not jobs:
         raise IngestError(f"no contract tables found in {label} (expected {', '.join(TABLES)})")
 
-    results = {job.table: _process(job, dfirst) for job in jobs}
+    results: dict[str, _Result] = {}
+    for i, job in enumerate(jobs):
+        progress("reading and validating", i, len(jobs))
+        results[job.table] = _process(job, dfirst)
+    progress("reading and validating", len(jobs), len(jobs))
     customer_ids = None
     if "customers" in results:
         customer_ids = results["customers"].accepted["customer_id"]
@@ -554,7 +561,8 @@ def ingest(
 
     (out / "rejects").mkdir(parents=True, exist_ok=True)
     unusable = [t for t, r in results.items() if r.summary.accepted == 0]
-    for name, res in results.items():
+    for i, (name, res) in enumerate(results.items()):
+        progress("writing", i, len(results))
         rej_path = out / "rejects" / f"{name}.csv"
         # UTF-8 with a BOM so spreadsheet programs show Chinese text correctly
         neutralise_frame(res.rejects).to_csv(rej_path, index=False, encoding="utf-8-sig")

@@ -2,7 +2,8 @@
 
 Nothing is read at import time: the service calls :func:`load_settings` when a worker starts.
 Precedence: embedded defaults < YAML file (``$CRMSCORE_SERVING_CONFIG`` or the ``path`` argument) <
-environment variables (``CRMSCORE_*``, listed in :data:`ENV_OVERRIDES`).
+environment variables (``CRMSCORE_*``, listed in :data:`ENV_OVERRIDES`, read by pydantic-settings into
+:class:`ServingEnv`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Environment variable → settings field it overrides.
 ENV_OVERRIDES = {
@@ -33,7 +35,51 @@ ENV_OVERRIDES = {
     "CRMSCORE_DATA_DIR": "data_dir",
     "CRMSCORE_AS_OF": "as_of",
 }
-_TRUE = {"1", "true", "yes", "on"}
+#: values of a nullable variable that mean "no limit" (null in the YAML)
+_NULL = {"none", "null", "off"}
+
+
+class ServingEnv(BaseSettings):
+    """The ``CRMSCORE_*`` environment overrides of :class:`ServingSettings`, read by pydantic-settings.
+
+    One field per variable of :data:`ENV_OVERRIDES` (field = the variable without ``CRMSCORE_``, lower case); an
+    unset or empty variable leaves the field out of ``model_fields_set``. Types are checked here, limits by
+    :class:`ServingSettings`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CRMSCORE_", env_ignore_empty=True, extra="ignore")
+
+    pin_models: bool | None = None
+    poll_seconds: float | None = None
+    max_batch: int | None = None
+    max_body_mb: float | None = None
+    model_source: Literal["auto", "registry", "bento"] | None = None
+    xgb_threads: int | None = None
+    records: bool | None = None
+    records_flush_seconds: float | None = None
+    inline_max_leads: int | None = None
+    max_concurrency: int | None = None
+    max_queue: int | None = None
+    queue_timeout_seconds: float | None = None
+    max_loop_lag_seconds: float | None = None
+    rate_limit_per_key: float | None = None
+    workers: int | None = None
+    data_dir: str | None = None
+    as_of: str | None = None
+
+    @field_validator("max_concurrency", "rate_limit_per_key", "max_loop_lag_seconds", mode="before")
+    @classmethod
+    def _none_means_no_limit(cls, v: object) -> object:
+        return None if isinstance(v, str) and v.strip().lower() in _NULL else v
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strip(cls, v: object) -> object:
+        return v.strip() if isinstance(v, str) else v
+
+    def overrides(self) -> dict[str, object]:
+        """The variables that are set, as ``ServingSettings`` field → value."""
+        return {ENV_OVERRIDES[f"CRMSCORE_{name.upper()}"]: getattr(self, name) for name in self.model_fields_set}
 
 
 class ModelNames(BaseModel):
@@ -120,29 +166,20 @@ def crmscore_home() -> Path:
     return Path(os.environ.get("CRMSCORE_HOME") or ".crmscore")
 
 
-def _env_value(field: str, raw: str) -> object:
-    if field in ("pin_models", "records_enabled"):
-        return raw.strip().lower() in _TRUE
-    nullable = ("max_concurrency", "rate_limit_per_key", "max_loop_lag_seconds")
-    if field in nullable and raw.strip().lower() in ("none", "null", "off"):
-        return None
-    return raw.strip()
-
-
 def load_settings(path: str | Path | None = None) -> ServingSettings:
     """Settings from ``path`` (or ``$CRMSCORE_SERVING_CONFIG``, or the embedded defaults) plus env overrides.
 
     Raises ``features.config.ConfigError`` naming the file or variable and the field when a value is invalid.
     """
-    from pydantic import ValidationError
-
     from features.config import ConfigError, load_config
 
     path = path or os.environ.get("CRMSCORE_SERVING_CONFIG") or None
     base = load_config(path, ServingSettings)
-    overrides = {
-        field: _env_value(field, os.environ[var]) for var, field in ENV_OVERRIDES.items() if os.environ.get(var)
-    }
+    try:
+        overrides = ServingEnv().overrides()
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"environment variable CRMSCORE_{str(first['loc'][0]).upper()}: {first['msg']}") from None
     if not overrides:
         return base
     try:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import drop_pii
+from features.progress import ProgressCallback, no_progress
 from training.btyd import BGNBDModel, count_purchase_days, evaluate_holdout, summarise_transactions
 from training.segment import CustomerSegmenter, input_columns, resolve_as_of, summarise_customers
 from training.segment_config import SEGMENT_ORDER, SegmentConfig
@@ -296,6 +297,7 @@ def fit_segments(
     data_dir: str | Path,
     as_of: str | pd.Timestamp | None = None,
     config_path: str | Path | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> SegmentFitResult:
     """Fit the segmenter on a data dir at a cutoff, log it to MLflow and register ``customer_segments``.
 
@@ -303,21 +305,26 @@ def fit_segments(
     new one in ``cfg.experiment``, or inside ``mlflow run`` the run MLflow opened. Logged: parameters, metrics
     (silhouette, segment / tier / cluster sizes, BG/NBD and Gamma-Gamma parameters, ``bgnbd_holdout_mae``),
     segment / cluster / tier profile CSVs, a PNG chart and the pyfunc model. No customer id or PII column is
-    logged.
+    logged. ``progress`` is told the stages.
     """
     from features.config import load_config
 
     cfg = load_config(config_path, SegmentConfig)
+    progress("reading tables")
     tables, notes = load_segment_tables(data_dir)
     t = resolve_as_of(tables, as_of)
     paid = paid_orders(tables["orders"], t)
+    progress("summarising customers")
     summary = summarise_customers(tables, t, cfg.window_days)
+    progress("fitting segments")
     seg = CustomerSegmenter(cfg).fit(summary, as_of=t)
     scored = seg.predict(summary)
+    progress("holdout check")
     holdout, why = _holdout_metric(paid, t, cfg)
     notes += ([why] if why else []) + bound_notes(seg)
     for w in notes:
         log.warning(w)
+    progress("logging and registering")
     report = build_report(summary, scored, seg, cfg, holdout)
     run_id, model_uri, version, champion = log_and_register(cfg, seg, t, report)
     return SegmentFitResult(

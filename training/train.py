@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.progress import ProgressCallback, no_progress
 from training.config import TrainConfig
 from training.metrics import calibration_table, evaluate, gain_curve, rate_per_band
 from training.model import TRUSTED_TYPES, CRMScorer, FeaturePreprocessor
@@ -217,6 +218,7 @@ def fit_log_register(
     signature_fn: Callable[[pd.DataFrame, np.ndarray], Any] | None = None,
     extra_dicts: dict[str, dict[str, Any]] | None = None,
     version_tags: dict[str, str] | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> TrainResult:
     """Train every candidate as a child run, refit the best, log it as one MLflow model, register and gate.
 
@@ -225,7 +227,8 @@ def fit_log_register(
 
     ``candidates`` defaults to `make_candidates`; ``signature_fn`` replaces MLflow's signature inference
     (flat-table models accept raw columns of any type); ``extra_dicts`` are logged as JSON in the parent
-    run and ``version_tags`` added to the registered version.
+    run and ``version_tags`` added to the registered version. ``progress`` counts the candidates, then the refit
+    and the logging.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -257,7 +260,9 @@ def fit_log_register(
         fitted: dict[str, CRMScorer] = {}
         X_sel, y_sel = _cap_rows(split.X_train, split.y_train, config.selection_max_rows, config.seed)
         mlflow.log_param("rows_selection", len(y_sel))
-        for cname, cand in candidates or make_candidates(config, categorical):
+        todo = candidates or make_candidates(config, categorical)
+        for i, (cname, cand) in enumerate(todo):
+            progress("training candidates", i, len(todo))
             with mlflow.start_run(run_name=cname, nested=True, experiment_id=parent.info.experiment_id):
                 ts = time.perf_counter()
                 cand.fit(X_sel, y_sel)
@@ -272,6 +277,7 @@ def fit_log_register(
         if not eligible:
             raise ValueError("no candidate gives per-row reasons: add xgboost or logreg, or set require_reasons: false")
         best = select_best(eligible, config.selection_auc_tolerance)
+        progress("refitting the best candidate")
         final = fitted[best].__class__(**fitted[best].get_params(deep=False))
         final.set_params(builder=builder)
         final.fit(split.X_refit, split.y_refit)
@@ -281,6 +287,7 @@ def fit_log_register(
         mlflow.log_metrics({f"test_{k}": v for k, v in test.items() if np.isfinite(v)})
         mlflow.log_metric("train_seconds", time.perf_counter() - t0)
 
+        progress("logging and registering")
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             scores = to_score(p_test)
@@ -444,7 +451,7 @@ def split_by_cutoff(ds: pd.DataFrame) -> Split:
     )
 
 
-def train_crm(data_dir: str | Path, config: TrainConfig) -> TrainResult:
+def train_crm(data_dir: str | Path, config: TrainConfig, progress: ProgressCallback = no_progress) -> TrainResult:
     """`crmscore train lead|churn`: build the multi-cutoff set from a data dir, train, log, register, gate."""
     from features.build import CRMFeatureBuilder
     from features.io import load_tables
@@ -452,8 +459,10 @@ def train_crm(data_dir: str | Path, config: TrainConfig) -> TrainResult:
     from training.registry import configure_tracking
 
     configure_tracking()
+    progress("reading tables")
     tables = load_tables(data_dir, required=("customers", "orders"))
     as_of = pd.Timestamp(config.as_of) if config.as_of else latest_labelable_cutoff(tables, config.labels.horizon_days)
+    progress("building the training set")
     ds = build_training_set(tables, config.task, as_of, config.features, config.labels)
     split = split_by_cutoff(ds)
     builder = CRMFeatureBuilder.from_config(config.features).fit()
@@ -469,6 +478,7 @@ def train_crm(data_dir: str | Path, config: TrainConfig) -> TrainResult:
             "n_cutoffs": config.labels.n_cutoffs,
             "cutoff_step_days": config.labels.cutoff_step_days,
         },
+        progress=progress,
     )
     oracle = compare_with_oracle(Path(data_dir), config, split, result)
     if oracle:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.progress import ProgressCallback, no_progress
 from features.synth.bant import add_bant_answers
 from features.synth.coupon import add_coupon_campaign
 from features.synth.feedback import FEEDBACK_FILE, write_feedback
@@ -65,6 +66,7 @@ def generate_crm_data(
     as_of: date | None = None,
     horizon_days: int = DEFAULT_HORIZON_DAYS,
     end: date | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> SynthResult:
     """Generate a synthetic CRM: customers, interactions, orders, marketing touches and the exact truth.
 
@@ -73,7 +75,7 @@ def generate_crm_data(
     latest cut-off whose outcome window (T, T+H] lies inside the data, as `latest_labelable_cutoff`
     finds). The truth covers customers created at or before T: ``p_convert`` for leads (no paid order at
     or before T), ``p_churn`` for active customers (a paid order in (T-180d, T]). Same arguments →
-    identical frames.
+    identical frames. ``progress`` is told the stages (customers, simulating, tables, truth).
     """
     end = end or DEFAULT_END
     _check_args(n_customers, days, horizon_days)
@@ -92,18 +94,27 @@ def generate_crm_data(
     seeds = np.random.SeedSequence(seed).spawn(3)
     rng_static, rng_sim, rng_pii = (np.random.default_rng(s) for s in seeds)
 
+    progress("drawing customers", 0, n_customers)
     static = _draw_static(n_customers, tl, rng_static)
+    progress("simulating behaviour", 0, n_customers)
     sim = _simulate(static, tl, t_sec, horizon_days, rng_sim)
     ids = _ids("C", n_customers, 8)
 
+    progress("building tables", 0, 5)
     customers = add_owners(add_bant_answers(_build_customers(static, ids, tl, rng_pii), static["z"], seed))
+    progress("building tables", 1, 5)
     interactions = _build_interactions(sim, ids, tl)
+    progress("building tables", 2, 5)
     orders = _build_orders(sim, ids, tl)
+    progress("building tables", 3, 5)
     touches = _build_touches(sim, ids, tl)
+    progress("building tables", 4, 5)
     truth = _build_truth(sim["truth"], ids)
     coupon = add_coupon_campaign(customers, orders, touches, as_of, seed)
     orders, touches = coupon.orders, coupon.touches
+    progress("building tables", 5, 5)
 
+    progress("labels and oracle AUC")
     labels = realise_labels(customers, orders, as_of, horizon_days, CHURN_LOOKBACK_DAYS)
     aucs = compute_oracle_aucs(truth, labels)
     meta: dict[str, Any] = {
@@ -183,11 +194,14 @@ def compute_oracle_aucs(truth: pd.DataFrame, labels: pd.DataFrame) -> dict[str, 
     return out
 
 
-def write_crm_data(result: SynthResult, out: Path, messy: bool = False) -> dict[str, Any]:
+def write_crm_data(
+    result: SynthResult, out: Path, messy: bool = False, progress: ProgressCallback = no_progress
+) -> dict[str, Any]:
     """Write the tables to ``out`` (clean Parquet data dir, or messy real-world exports) plus ``truth/``.
 
-    Returns a summary: mode, files written, row counts and the oracle AUCs.
+    Returns a summary: mode, files written, row counts and the oracle AUCs. ``progress`` counts tables written.
     """
+    progress("writing files", 0, len(result.tables()) + 1)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     truth_dir = out / "truth"
@@ -224,14 +238,16 @@ def write_crm_data(result: SynthResult, out: Path, messy: bool = False) -> dict[
     )
     for name in stale:
         (out / name).unlink(missing_ok=True)
+    progress("writing files", 1, len(result.tables()) + 1)
     if messy:
         manifest = _write_messy(result, out)
         files += [t["file"] for t in manifest["tables"].values()] + ["messy_manifest.json"]
         rows = {name: t["rows_written"] for name, t in manifest["tables"].items()}
     else:
-        for name, df in result.tables().items():
+        for i, (name, df) in enumerate(result.tables().items(), start=2):
             df.to_parquet(out / f"{name}.parquet", index=False)
             files.append(f"{name}.parquet")
+            progress("writing files", i, len(result.tables()) + 1)
         rows = {name: len(df) for name, df in result.tables().items()}
         files.append(write_manual_tags(result.customers, result.meta["as_of"], result.meta["seed"], out))
         files.append(write_feedback(result.interactions, result.orders, result.meta["seed"], out))

@@ -23,7 +23,7 @@ What lives where, in the order a run uses it (:func:`score_batch`):
   per-chunk spill in the run's hidden work directory, and the removal of what killed runs left.
 * ``rank`` — pass 2: the last occurrence of each id is kept, ranks order by probability (ties by input
   order), deciles; the spilled chunks are written back in input or rank order.
-* ``run`` — :func:`score_batch`: the pipeline itself, the progress line and the summary.
+* ``run`` — :func:`score_batch`: the pipeline itself (telling an optional progress callback its stages) and the summary.
 * ``spark`` — ``score_batch_spark`` (``--engine spark``): the same cleaning and reasons on Spark. Not
   re-exported here (importing it needs pyspark): ``from serving.batch.spark import score_batch_spark``.
 
@@ -47,7 +47,7 @@ from serving.batch.options import (
     load_feature_mapping,
 )
 from serving.batch.rank import rank_rows
-from serving.batch.run import Progress, score_batch
+from serving.batch.run import score_batch
 from serving.batch.score import (
     REASON_METHODS,
     ScoredChunk,
@@ -78,7 +78,6 @@ __all__ = [
     "InputSource",
     "LoadedScorer",
     "OutputTarget",
-    "Progress",
     "RawChunk",
     "ReadAhead",
     "ScoredChunk",

@@ -45,7 +45,6 @@ class BatchOptions:
     bom: bool = False
     threads: int | None = None
     records: bool = True
-    progress: bool | None = None  # None: only when stderr is a terminal
     #: formula neutralisation of CSV cells and PII masking of the outputs (serving.access.exports)
     export_policy: ExportPolicy = ExportPolicy()
 

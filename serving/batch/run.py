@@ -8,7 +8,6 @@ import functools
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from features.io import atomic_path
+from features.progress import ProgressCallback, no_progress
 from serving.batch.clean import CleanChunk, clean_chunk
 from serving.batch.model import id_column_for, load_scorer
 from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, FeatureMapping, load_feature_mapping
@@ -37,42 +37,6 @@ from serving.batch.sinks import (
 )
 from serving.batch.sources import InputSource, _tables_input, open_input, plan_columns
 from serving.batch.threads import BackgroundWorker, _Job, prefetch
-
-
-class Progress:
-    """A one-line progress display on stderr (rows, rows/s, ETA); silent unless ``enabled``."""
-
-    def __init__(self, total: int | None, enabled: bool, stream: Any = None) -> None:
-        self.total = total
-        self.enabled = enabled
-        self.stream = stream or sys.stderr
-        self.t0 = time.perf_counter()
-        self._last = 0.0
-        self.rows = 0
-
-    def update(self, rows: int, phase: str = "scoring", force: bool = False) -> None:
-        """Show ``rows`` done (at most five times a second)."""
-        self.rows = rows
-        if not self.enabled:
-            return
-        now = time.perf_counter()
-        if not force and now - self._last < 0.2:
-            return
-        self._last = now
-        dt = max(now - self.t0, 1e-9)
-        rate = rows / dt
-        msg = f"{phase}: {rows:,} rows, {rate:,.0f} rows/s"
-        if self.total and rows < self.total and rate > 0:
-            msg += f", ~{rows / self.total:.0%}, ETA {max(self.total - rows, 0) / rate:,.0f} s"
-        self.stream.write("\r" + msg.ljust(78)[:100])
-        self.stream.flush()
-
-    def close(self) -> None:
-        """Clear the line."""
-        if self.enabled:
-            self.stream.write("\r" + " " * 100 + "\r")
-            self.stream.flush()
-
 
 #: text a CSV may be parsed ahead while the model loads (Arrow bytes; the default 1M-lead benchmark keeps
 #: its peak under 2 GB with this)
@@ -98,14 +62,16 @@ def _result_table(clean: CleanChunk, scored: ScoredChunk, id_col: str, reasons: 
     return pa.table(cols)
 
 
-def score_batch(options: BatchOptions) -> BatchSummary:
+def score_batch(options: BatchOptions, progress: ProgressCallback | None = None) -> BatchSummary:
     """Score a lead list (see the module docstring); returns the summary also written as JSON.
+
+    ``progress`` is told the stages: loading the model, scoring (rows read of the estimated total), writing.
 
     Raises :class:`BatchError` (one line) for input, model or output problems found before or while
     scoring; nothing is written in place of the output then.
     """
     with _one_blas_thread():
-        return _score_batch(options)
+        return _score_batch(options, progress or no_progress)
 
 
 @contextlib.contextmanager
@@ -124,7 +90,7 @@ def _one_blas_thread() -> Iterator[None]:
         yield
 
 
-def _score_batch(options: BatchOptions) -> BatchSummary:
+def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSummary:
     import pyarrow as pa
 
     t0 = time.perf_counter()
@@ -140,6 +106,7 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
         raise BatchError(f"file not found: {options.input}")
     # the model loads (imports, registry, skops: seconds, mostly holding the GIL) while the input is opened and
     # a CSV is parsed ahead (pyarrow, without the GIL); a model error still wins over an input error
+    progress("loading the model")
     model_job = _Job(load_scorer, options.model, name="crmscore-model")
     source: InputSource | None = None
     if not is_dir:
@@ -179,7 +146,6 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
     records: Any = None
     writer: BackgroundWorker | None = None
     records_state = "off"
-    progress = Progress(None, sys.stderr.isatty() if options.progress is None else options.progress)
     try:
         sink = target.sink(options.bom)
         rejects = _RejectsSink(target.rejects, id_col)
@@ -194,7 +160,8 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
             assert source is not None
         keep = [k for k in options.keep if k]
         plan = plan_columns(source.header, model, id_col, keep, mapping, source.label, source.delimiter, id_origin)
-        progress.total = source.estimated_rows
+        total = source.estimated_rows
+        progress("scoring", 0, total)
         spill = _Spill(work, target.path or target.label)
         folder = None
         if options.reasons > 0:
@@ -245,7 +212,7 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
                 writer.submit(functools.partial(spill_chunk, table, clean, scored))
                 del table, scored
             del clean
-            progress.update(rows_in)
+            progress("scoring", rows_in, max(total, rows_in) if total else None)
         writer.join()
         if is_dir:
             rows_in = info["rows_in"]
@@ -261,7 +228,7 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
         else:
             probs = np.zeros(0)
             keep_mask = rank = decile = np.zeros(0, dtype=np.int64)
-        progress.update(rows_in, "writing", force=True)
+        progress("writing")
         _write_results(spill, sink, keep_mask, rank, decile, options.sort, options.chunk_size, schema, work)
         kept_probs = probs[keep_mask.astype(bool)] if scored_total else probs
         from training.scores import GRADES, to_grade, to_score
@@ -333,7 +300,6 @@ def _score_batch(options: BatchOptions) -> BatchSummary:
     finally:
         if source is not None and source.stop is not None:
             source.stop()
-        progress.close()
         shutil.rmtree(work, ignore_errors=True)
         if records is not None:
             with contextlib.suppress(Exception):

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import translate
+
 
 def actions_cmd(
     data: Path = typer.Option(..., "--data", help="data dir with the contract tables (<table>.parquet)"),
@@ -75,12 +78,17 @@ def actions_cmd(
     counts_path = out.with_name(f"{out.stem}_counts.csv")
     write_csv_atomic(actions, out)
     write_csv_atomic(counts, counts_path)
-    typer.echo(f"{len(actions):,} customers as of {t.date()} → {out} ({time.perf_counter() - t0:.1f}s)")
-    for r in counts.itertuples():
-        typer.echo(f"  {r.customers:>9,}  {r.action_id:<16} {r.action}")
-    typer.echo(f"counts → {counts_path}")
+    result = {
+        "output": str(out), "counts_file": str(counts_path), "customers": len(actions), "as_of": str(t.date()),
+        "seconds": round(time.perf_counter() - t0, 2), "counts": counts.to_dict("records"),
+    }
+    output.summary(result, lambda: [
+        translate("{customers:,} customers as of {as_of} → {output} ({seconds:.1f}s)").format(**result),
+        *(f"  {r.customers:>9,}  {r.action_id:<16} {r.action}" for r in counts.itertuples()),
+        translate("counts → {file}").format(file=counts_path),
+    ])
 
 
 def register(app: typer.Typer) -> None:
     """Add the `actions` command to the root app."""
-    app.command("actions")(actions_cmd)
+    app.command("actions")(output.command(actions_cmd))

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 audience_app = typer.Typer(
     name="audience",
     help="Audiences (人群): customer lists for campaigns from tags and levels, marketing consent respected.",
@@ -51,6 +54,7 @@ def log_audience(name: str, summary: dict, experiment: str = "crmscore-audiences
 
 
 @audience_app.command("export")
+@output.command
 def export_cmd(
     data: Path = typer.Option(..., "--data", help="data dir with the contract tables (consent is read here)"),
     tags: Path = typer.Option(..., "--tags", help="a `tags apply` output folder"),
@@ -169,11 +173,13 @@ def export_cmd(
     for start in range(0, max(len(ids), 1), 1000):  # one audit line per 1,000 ids: "who exported this customer"
         record_export("export_audience", principal, [out, out.with_suffix(".summary.json")], ids[start:start + 1000],
                       ["customer_id", *extra], audience=aud_name, part=start // 1000 + 1, rows=len(ids))
-    typer.echo(
-        f"{aud_name}: {summary['matched']:,} matched, {summary['excluded_no_consent']:,} without consent and "
-        f"{summary['excluded_consent_unknown']:,} with unknown consent left out ({purpose}), "
-        f"{summary['exported']:,} exported → {out}"
-    )
+    output.summary(summary, lambda: _(
+        "{name}: {matched:,} matched, {no_consent:,} without consent and {unknown:,} with unknown consent left out "
+        "({purpose}), {exported:,} exported → {out}"
+    ).format(
+        name=aud_name, matched=summary["matched"], no_consent=summary["excluded_no_consent"],
+        unknown=summary["excluded_consent_unknown"], purpose=purpose, exported=summary["exported"], out=out,
+    ))
 
 
 def register(app: typer.Typer) -> None:

@@ -81,7 +81,6 @@ def run_demo(out: Path, customers: int, days: int, seed: int, echo=typer.echo) -
             output=str(scored),
             reasons=3,
             sort=True,
-            progress=False,
         )
     )
     echo(

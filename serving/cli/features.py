@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 
 def features_cmd(
     data: Path = typer.Option(..., "--data", help="data dir with the contract tables (<table>.parquet)"),
@@ -26,26 +29,34 @@ def features_cmd(
     from features.io import DataDirError, load_feature_tables, write_parquet_atomic
     from features.labels import build_labels
 
+    progress = output.progress_bar()
     try:
         cfg = load_config(config, FeatureConfig, section="features")
         label_cfg = load_config(config, LabelConfig, section="labels")
+        progress("reading tables")
         tables = load_feature_tables(data)
         cutoff = pd.Timestamp(as_of)
     except (ConfigError, DataDirError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
     t0 = time.perf_counter()
+    progress("building features")
     feats = build_features(tables, cutoff, cfg)
     if horizon is not None:
+        progress("building labels")
         lab = build_labels(tables, cutoff, horizon, label_cfg.churn_lookback_days)
         feats = feats.join(lab)
+    progress("writing")
     write_parquet_atomic(feats.reset_index(), out)
-    typer.echo(
-        f"{len(feats):,} customers × {feats.shape[1]} columns as of {cutoff.date()} → {out} "
-        f"in {time.perf_counter() - t0:.1f}s"
-    )
+    progress.close()
+    result = {
+        "out": str(out), "as_of": str(cutoff.date()), "customers": len(feats), "columns": int(feats.shape[1]),
+        "horizon_days": horizon, "seconds": round(time.perf_counter() - t0, 2),
+    }
+    output.summary(result, lambda: _(
+        "{customers:,} customers × {columns} columns as of {as_of} → {out} in {seconds:.1f}s"
+    ).format(**result))
 
 
 def register(app: typer.Typer) -> None:
     """Add `features` to the root app."""
-    app.command("features")(features_cmd)
+    app.command("features")(output.command(features_cmd))

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 
 def forecast_cmd(
     data: Path = typer.Option(..., "--data", help="data dir with the contract tables (orders.parquet required)"),
@@ -16,6 +19,8 @@ def forecast_cmd(
     origins: int = typer.Option(4, "--origins", min=0, help="rolling backtest origins (0 = no backtest)"),
 ) -> None:
     """Forecast weekly paid revenue after T both ways, backtest both, report the better one and log to MLflow."""
+    import json
+
     import pandas as pd
 
     from features.io import DataDirError
@@ -25,34 +30,45 @@ def forecast_cmd(
         try:
             t = pd.Timestamp(as_of)
         except ValueError:
-            raise ValueError(f"--as-of: not a date: {as_of!r}") from None
-        res = run_forecast(data, t, out, horizon_weeks=parse_horizon(horizon), by=by, origins=origins)
+            raise ValueError(_("--as-of: not a date: {value!r}").format(value=as_of)) from None
+        with output.progress() as progress:
+            progress("forecasting and backtesting")
+            res = run_forecast(data, t, out, horizon_weeks=parse_horizon(horizon), by=by, origins=origins)
     except (DataDirError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
     for n in res.notes:
-        typer.echo(f"note: {n}", err=True)
+        output.note(n)
+    output.summary(json.loads(res.files["summary.json"].read_text(encoding="utf-8")), lambda: _lines(res, out))
+
+
+def _lines(res, out: Path) -> list[str]:
     total = res.table.loc[(res.table["group"] == "total") & res.table["selected"]]
     lines = [
-        f"forecast of {len(total)} weeks after {res.as_of}: {res.selected.replace('_', '-')} selected, "
-        f"total {total['forecast'].sum():,.0f} (weekly 80% interval summed {total['lo80'].sum():,.0f}"
-        f" – {total['hi80'].sum():,.0f})"
+        _("forecast of {weeks} weeks after {as_of}: {method} selected, total {total:,.0f} (weekly 80% interval "
+          "summed {lo:,.0f} – {hi:,.0f})").format(
+            weeks=len(total), as_of=res.as_of, method=res.selected.replace("_", "-"), total=total["forecast"].sum(),
+            lo=total["lo80"].sum(), hi=total["hi80"].sum(),
+        )
     ]
     if res.backtest is not None:
         m = res.backtest.metrics
         lines.append(
-            f"backtest ({int(m['n_origins'])} origin(s), baseline {res.backtest.baseline}): WAPE baseline "
-            f"{m['wape_baseline']:.3f}"
+            _("backtest ({origins} origin(s), baseline {baseline}): WAPE baseline {wape:.3f}").format(
+                origins=int(m["n_origins"]), baseline=res.backtest.baseline, wape=m["wape_baseline"]
+            )
             + "".join(
-                f", {k} {m[f'wape_{k}']:.3f} (80% coverage {m[f'coverage80_{k}']:.2f})"
+                ", " + _("{method} {wape:.3f} (80% coverage {coverage:.2f})").format(
+                    method=k, wape=m[f"wape_{k}"], coverage=m[f"coverage80_{k}"]
+                )
                 for k in ("bottom_up", "top_down")
                 if f"wape_{k}" in m
             )
         )
-    lines.append(f"files in {out}" + (f"; run {res.run_id}" if res.run_id else ""))
-    typer.echo("\n".join(lines))
+    run = _("; run {run_id}").format(run_id=res.run_id) if res.run_id else ""
+    lines.append(_("files in {out}").format(out=out) + run)
+    return lines
 
 
 def register(app: typer.Typer) -> None:
     """Add the `forecast` command to the root app."""
-    app.command("forecast")(forecast_cmd)
+    app.command("forecast")(output.command(forecast_cmd))

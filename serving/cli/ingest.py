@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 
 def ingest_cmd(
     source: str = typer.Option(
@@ -27,27 +30,39 @@ def ingest_cmd(
     from features.ingest import IngestError, ingest
 
     try:
-        summary = ingest(source, out, mapping=mapping, day_first=day_first, tables=table or None)
+        with output.progress() as progress:
+            summary = ingest(
+                source, out, mapping=mapping, day_first=day_first, tables=table or None, progress=progress
+            )
     except IngestError as e:
-        typer.echo(f"error: {' '.join(str(e).split())}", err=True)
-        raise typer.Exit(code=2) from None
+        output.fail(e)
+    output.summary(summary.model_dump(), lambda: _lines(summary))
+
+
+def _lines(summary) -> list[str]:
+    lines = []
     for name, s in summary.tables.items():
         orphans = "-" if s.orphans is None else str(s.orphans)
-        typer.echo(
-            f"{name}: read {s.read}, accepted {s.accepted}, rejected {s.rejected}, "
-            f"duplicates {s.duplicates}, orphans {orphans}"
-            + (f"; ignored columns: {', '.join(s.ignored_columns)}" if s.ignored_columns else "")
+        lines.append(
+            _("{table}: read {read}, accepted {accepted}, rejected {rejected}, duplicates {duplicates}, "
+              "orphans {orphans}").format(
+                table=name, read=s.read, accepted=s.accepted, rejected=s.rejected, duplicates=s.duplicates,
+                orphans=orphans,
+            )
+            + (_("; ignored columns: {columns}").format(columns=", ".join(s.ignored_columns))
+               if s.ignored_columns else "")
         )
         if s.rejected:
             top = ", ".join(f"{r} ({n})" for r, n in list(s.reasons.items())[:3])
-            typer.echo(f"  rejects in {s.rejects_file}: {top}")
+            lines.append("  " + _("rejects in {file}: {top}").format(file=s.rejects_file, top=top))
     if summary.absent_tables:
-        typer.echo(f"not in the source: {', '.join(summary.absent_tables)}")
+        lines.append(_("not in the source: {tables}").format(tables=", ".join(summary.absent_tables)))
     if summary.ignored_files:
-        typer.echo(f"files not ingested: {', '.join(summary.ignored_files)}")
-    typer.echo(f"wrote {Path(summary.out) / 'ingest_summary.json'}")
+        lines.append(_("files not ingested: {files}").format(files=", ".join(summary.ignored_files)))
+    lines.append(_("wrote {file}").format(file=Path(summary.out) / "ingest_summary.json"))
+    return lines
 
 
 def register(app: typer.Typer) -> None:
     """Add `crmscore ingest` to the root app."""
-    app.command("ingest")(ingest_cmd)
+    app.command("ingest")(output.command(ingest_cmd))

@@ -33,6 +33,7 @@ from serving.cli import (
     tags,
     train,
 )
+from serving.cli.output import LocalizedGroup
 
 app = typer.Typer(
     name="crmscore",
@@ -40,7 +41,17 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=LocalizedGroup,
 )
+
+
+@app.callback()
+def _root(
+    lang: str | None = typer.Option(
+        None, "--lang", help="language of the messages: zh or en (default $CRMSCORE_LANG, else en)"
+    ),
+) -> None:
+    """Open, measured ML scoring for CRM: synth → ingest → features → train → score → serve → monitor."""
 
 for module in (
     synth, ingest, features, train, registry, segment, members, tags, audience, actions, recommend, serve, score,

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 members_app = typer.Typer(
     name="members",
     help="Member levels (会员等级): thresholds on paid spend / orders, upgrade only, manual changes kept.",
@@ -23,10 +26,11 @@ def parse_as_of(as_of: str):
     try:
         return pd.Timestamp(as_of)
     except ValueError:
-        raise ValueError(f"--as-of: not a date: {as_of!r}") from None
+        raise ValueError(_("--as-of: not a date: {value!r}").format(value=as_of)) from None
 
 
 @members_app.command("apply")
+@output.command
 def apply_cmd(
     data: Path = typer.Option(..., "--data", help="data dir with the contract tables (<table>.parquet)"),
     as_of: str = typer.Option(..., "--as-of", help="cutoff T, e.g. 2025-06-30; nothing after T is used"),
@@ -49,28 +53,35 @@ def apply_cmd(
     from features.members.outputs import OutputDirError, read_previous_levels, write_summary, write_table
 
     t0 = time.perf_counter()
+    progress = output.progress_bar()
     try:
         t = parse_as_of(as_of)
         cfg = load_members_config(config)
+        progress("reading tables")
         tables = load_tables(data, required=("orders",), columns=LEVEL_INPUT_COLUMNS)
         prev = read_previous_levels(previous) if previous is not None else None
         changes = read_manual_changes(manual, cfg) if manual is not None else None
+        progress("computing levels")
         res = compute_levels(tables, t, cfg, prev, changes)
     except (ConfigError, DataDirError, OutputDirError, LevelInputError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
     res.summary["config"] = str(config) if config else "embedded defaults"
     res.summary["seconds"] = round(time.perf_counter() - t0, 2)
+    progress("writing")
     write_table(res.levels, out, "levels")
     write_table(res.history, out, "history")
     write_summary(res.summary, out)
+    progress.close()
     s = res.summary
-    names = {x.id: x.zh for x in cfg.levels}
+    names = {x.id: x.zh if output.session().lang == "zh" else x.id for x in cfg.levels}
     counts = ", ".join(f"{names[k]} {v:,}" for k, v in s["levels"].items())
-    typer.echo(
-        f"{s['customers']:,} customers as of {t}: {counts}; {s['upgraded_by_threshold']:,} upgraded, "
-        f"{s['manual_applied']:,} manual, {s['carried_over']:,} carried over → {out} in {s['seconds']:.1f}s"
-    )
+    output.summary(s, lambda: _(
+        "{customers:,} customers as of {as_of}: {counts}; {upgraded:,} upgraded, {manual:,} manual, "
+        "{carried:,} carried over → {out} in {seconds:.1f}s"
+    ).format(
+        customers=s["customers"], as_of=t, counts=counts, upgraded=s["upgraded_by_threshold"],
+        manual=s["manual_applied"], carried=s["carried_over"], out=out, seconds=s["seconds"],
+    ))
 
 
 def register(app: typer.Typer) -> None:

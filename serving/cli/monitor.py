@@ -11,10 +11,14 @@ from typing import Any
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 monitor_app = typer.Typer(help="Drift and performance monitoring of recorded production scores (Evidently).")
 
 
 @monitor_app.command("drift")
+@output.command
 def drift_cmd(
     model: str = typer.Option("lead_scoring", "--model", help="registered model name"),
     version: str | None = typer.Option(None, "--version", help="model version (default: the champion)"),
@@ -30,34 +34,38 @@ def drift_cmd(
 ) -> None:
     """Compare a model version's recorded rows in a window with its training reference; exit 3 on an alert."""
     from features.config import ConfigError
-    from serving.monitoring.drift import EXIT_BAD_INPUT, MonitorError, load_monitor_config, run_drift_monitor
+    from serving.monitoring.drift import MonitorError, load_monitor_config, run_drift_monitor
 
     try:
         cfg = load_monitor_config(config)
-        result = run_drift_monitor(
-            model,
-            version=version,
-            since=since,
-            date_from=date_from,
-            date_to=date_to,
-            outcomes=outcomes,
-            out_dir=out,
-            webhook=webhook,
-            config=cfg,
-        )
+        with output.progress() as progress:
+            progress("computing drift")
+            result = run_drift_monitor(
+                model,
+                version=version,
+                since=since,
+                date_from=date_from,
+                date_to=date_to,
+                outcomes=outcomes,
+                out_dir=out,
+                webhook=webhook,
+                config=cfg,
+            )
     except (ConfigError, MonitorError) as e:
-        typer.echo(f"error: {' '.join(str(e).split())}", err=True)
-        raise typer.Exit(code=EXIT_BAD_INPUT) from None
-    _report(result)
+        output.fail(e, output.ExitCode.BAD_INPUT)
+    if output.session().json:
+        output.summary(result.summary, "")
+    else:
+        _report(result)
     raise typer.Exit(code=result.exit_code)
 
 
 def _pct(v: Any) -> str:
-    return "n/a" if v is None else f"{v:.1%}"
+    return _("n/a") if v is None else f"{v:.1%}"
 
 
 def _num(v: Any, fmt: str = ".3f") -> str:
-    return "n/a" if v is None else format(v, fmt)
+    return _("n/a") if v is None else format(v, fmt)
 
 
 def _report(result: Any) -> None:
@@ -66,71 +74,84 @@ def _report(result: Any) -> None:
     s = result.summary
     dd, pdr, rows = s["data_drift"], s["prediction_drift"], s["rows"]
     smp = s["sampling"]
-    typer.echo(
-        f"{s['model_name']} v{s['model_version']}  {s['window']['from'][:19]} → {s['window']['to'][:19]} UTC  "
-        f"{rows['current']:,} recorded rows vs {rows['reference']:,} reference rows "
-        f"(per-feature tests on {smp['current_rows_tested']:,} vs {smp['reference_rows_tested']:,})"
-    )
+    typer.echo(_(
+        "{model} v{version}  {start} → {end} UTC  {current:,} recorded rows vs {reference:,} reference rows "
+        "(per-feature tests on {tested_current:,} vs {tested_reference:,})"
+    ).format(
+        model=s["model_name"], version=s["model_version"], start=s["window"]["from"][:19], end=s["window"]["to"][:19],
+        current=rows["current"], reference=rows["reference"], tested_current=smp["current_rows_tested"],
+        tested_reference=smp["reference_rows_tested"],
+    ))
     top = []
     for c in dd["drifted_features"][:8]:
         f = dd["features"][c]
         score = f.get("score")
         top.append(f"{c} ({f.get('method', '?')}{'' if score is None else ' ' + _num(score)})")
     more = f" … +{len(dd['drifted_features']) - 8}" if len(dd["drifted_features"]) > 8 else ""
-    typer.echo(
-        f"  feature drift: {dd['n_drifted']}/{dd['n_features']} drifted ({_pct(dd['share_drifted'])}, "
-        f"alert at {s['thresholds']['alert_drift_share']:.0%})" + (f": {', '.join(top)}{more}" if top else "")
-    )
+    typer.echo("  " + _("feature drift: {n}/{of} drifted ({share}, alert at {alert:.0%})").format(
+        n=dd["n_drifted"], of=dd["n_features"], share=_pct(dd["share_drifted"]),
+        alert=s["thresholds"]["alert_drift_share"],
+    ) + (f": {', '.join(top)}{more}" if top else ""))
     ev = pdr["evidently"]
-    typer.echo(
-        f"  prediction drift: PSI {_num(pdr['psi'])} (alert at {s['thresholds']['alert_psi']}), "
-        f"{ev['method']} {_num(ev['score'])}; mean probability {_num(pdr['mean_probability_reference'])} → "
-        f"{_num(pdr['mean_probability_current'])}"
-    )
+    typer.echo("  " + _(
+        "prediction drift: PSI {psi} (alert at {alert}), {method} {score}; mean probability {before} → {after}"
+    ).format(
+        psi=_num(pdr["psi"]), alert=s["thresholds"]["alert_psi"], method=ev["method"], score=_num(ev["score"]),
+        before=_num(pdr["mean_probability_reference"]), after=_num(pdr["mean_probability_current"]),
+    ))
     perf = s.get("performance")
     if perf:
         o, j = perf["overall"], perf["join"]
-        typer.echo(
-            f"  performance ({j['labelled']:,} labelled, {j['pending']:,} pending): ROC-AUC {_num(o['roc_auc'])} "
-            f"(training {_num(perf['training_roc_auc'])}), top-20% capture {_pct(o['capture_top20'])}, "
-            f"mean predicted {_num(o['mean_predicted'])} vs observed {_num(o['observed_rate'])}, ECE {_num(o['ece'])}"
-        )
+        typer.echo("  " + _(
+            "performance ({labelled:,} labelled, {pending:,} pending): ROC-AUC {auc} (training {training}), "
+            "top-20% capture {capture}, mean predicted {predicted} vs observed {observed}, ECE {ece}"
+        ).format(
+            labelled=j["labelled"], pending=j["pending"], auc=_num(o["roc_auc"]),
+            training=_num(perf["training_roc_auc"]),
+            capture=_pct(o["capture_top20"]), predicted=_num(o["mean_predicted"]), observed=_num(o["observed_rate"]),
+            ece=_num(o["ece"]),
+        ))
         for w in perf["weeks"]:
-            typer.echo(
-                f"    {w['week']}: rows {w['rows']:,}  AUC {_num(w['roc_auc'])}  capture@20% {_pct(w['capture_top20'])}"
-                f"  predicted {_num(w['mean_predicted'])} / observed {_num(w['observed_rate'])}  ECE {_num(w['ece'])}"
-            )
+            typer.echo("    " + _(
+                "{week}: rows {rows:,}  AUC {auc}  capture@20% {capture}  predicted {predicted} / observed {observed}"
+                "  ECE {ece}"
+            ).format(
+                week=w["week"], rows=w["rows"], auc=_num(w["roc_auc"]), capture=_pct(w["capture_top20"]),
+                predicted=_num(w["mean_predicted"]), observed=_num(w["observed_rate"]), ece=_num(w["ece"]),
+            ))
     rule = dd.get("top_feature_rule")
     if rule and rule.get("applied"):
         top_text = ", ".join(f"{t['feature']} {_num(t['distance'], '.2f')}" for t in rule["top_features"][:5])
-        typer.echo(
-            f"  top {rule['top_k']} features by mean |contribution| (alert at distance {rule['distance_threshold']}):"
-            f" {top_text}" + (" …" if len(rule["top_features"]) > 5 else "")
-        )
+        typer.echo("  " + _("top {k} features by mean |contribution| (alert at distance {threshold}): {top}").format(
+            k=rule["top_k"], threshold=rule["distance_threshold"], top=top_text
+        ) + (" …" if len(rule["top_features"]) > 5 else ""))
     if s.get("retention"):
-        typer.echo(f"  retention: {describe_pruning(s['retention'])}")
+        typer.echo("  " + _("retention: {what}").format(what=describe_pruning(s["retention"])))
     for w in s["warnings"][:10]:
-        typer.echo(f"  warning: {w}")
+        typer.echo(f"  {_('warning')}: {w}")
     if len(s["warnings"]) > 10:
-        typer.echo(f"  … {len(s['warnings']) - 10} more warning(s) in the JSON summary")
+        typer.echo("  " + _("… {n} more warning(s) in the JSON summary").format(n=len(s["warnings"]) - 10))
     for n in result.notes:
-        typer.echo(f"  note: {n}")
+        typer.echo(f"  {_('note')}: {n}")
     if s["alerts"]:
-        typer.echo("  ALERT: " + "; ".join(s["alerts"]))
+        typer.echo("  " + _("ALERT: {alerts}").format(alerts="; ".join(s["alerts"])))
     else:
-        typer.echo("  status: ok")
-    typer.echo(f"  report: {result.html_path}\n  summary: {result.json_path} (latest: {result.latest_path})")
+        typer.echo("  " + _("status: ok"))
+    typer.echo("  " + _("report: {html}").format(html=result.html_path))
+    typer.echo("  " + _("summary: {json} (latest: {latest})").format(json=result.json_path, latest=result.latest_path))
     if result.mlflow_run_id:
-        typer.echo(f"  MLflow run: {result.mlflow_run_id}")
+        typer.echo("  " + _("MLflow run: {run_id}").format(run_id=result.mlflow_run_id))
     if result.webhook:
-        typer.echo(f"  webhook: {result.webhook}", err=result.webhook.startswith("failed"))
+        typer.echo("  " + _("webhook: {status}").format(status=result.webhook), err=result.webhook.startswith("failed"))
     r = result.retrain
     if r:
         if r["status"] == "trained":
-            kept = "promoted to champion" if r["promoted"] else "champion kept"
-            typer.echo(f"  retrain: trained v{r['version']} (run {r['run_id']}), {kept}: {r['decision']}")
+            kept = _("promoted to champion") if r["promoted"] else _("champion kept")
+            typer.echo("  " + _("retrain: trained v{version} (run {run_id}), {kept}: {decision}").format(
+                version=r["version"], run_id=r["run_id"], kept=kept, decision=r["decision"]
+            ))
         else:
-            typer.echo(f"  retrain: {r['status']}", err=r["status"].startswith("failed"))
+            typer.echo("  " + _("retrain: {status}").format(status=r["status"]), err=r["status"].startswith("failed"))
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output as cli_output
+from serving.i18n import _
+
 
 def recommend_cmd(
     input: Path = typer.Option(..., "--input", help="customers CSV or Parquet with a customer_id column"),
@@ -60,12 +63,14 @@ def recommend_cmd(
         raise typer.Exit(2) from None
     write_csv_atomic(recs, output)
     n = recs["customer_id"].nunique() if len(recs) else 0
-    typer.echo(
-        f"{len(recs):,} recommendations for {n:,} of {ids.nunique():,} customers → {output} "
-        f"({time.perf_counter() - t0:.1f}s)"
-    )
+    result = {"output": str(output), "recommendations": len(recs), "customers_with_recommendations": int(n),
+              "customers": int(ids.nunique()), "seconds": round(time.perf_counter() - t0, 2)}
+    cli_output.summary(result, lambda: _(
+        "{recommendations:,} recommendations for {customers_with_recommendations:,} of {customers:,} customers → "
+        "{output} ({seconds:.1f}s)"
+    ).format(**result))
 
 
 def register(app: typer.Typer) -> None:
     """Add the `recommend` command to the root app."""
-    app.command("recommend")(recommend_cmd)
+    app.command("recommend")(cli_output.command(recommend_cmd))

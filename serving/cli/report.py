@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 
 def report_cmd(
     data: Path = typer.Option(..., "--data", help="data dir with the contract tables (customers, orders required)"),
@@ -25,18 +28,24 @@ def report_cmd(
         try:
             t = pd.Timestamp(as_of)
         except ValueError:
-            raise ValueError(f"--as-of: not a date: {as_of!r}") from None
-        res = build_report(data, t, out, forecast_dir=forecast)
+            raise ValueError(_("--as-of: not a date: {value!r}").format(value=as_of)) from None
+        with output.progress() as progress:
+            res = build_report(data, t, out, forecast_dir=forecast, progress=progress)
     except (DataDirError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
     for n in res.notes:
-        typer.echo(f"note: {n}", err=True)
-    typer.echo(
-        f"report {res.html} and {len(res.csvs)} CSV file(s) in {out}" + (f"; run {res.run_id}" if res.run_id else "")
+        output.note(n)
+    result = {
+        "html": str(res.html), "csvs": {k: str(v) for k, v in res.csvs.items()}, "out": str(out), "run_id": res.run_id,
+        "notes": list(res.notes), "lang": output.session().lang,
+    }
+    output.summary(
+        result,
+        lambda: _("report {html} and {n} CSV file(s) in {out}").format(html=res.html, n=len(res.csvs), out=out)
+        + (_("; run {run_id}").format(run_id=res.run_id) if res.run_id else ""),
     )
 
 
 def register(app: typer.Typer) -> None:
     """Add the `report` command to the root app."""
-    app.command("report")(report_cmd)
+    app.command("report")(output.command(report_cmd))

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import translate
+
 
 def route_cmd(
     leads: str = typer.Option(
@@ -37,16 +40,27 @@ def route_cmd(
     a = res.assignments
     placed = a["owner_id"] != ""
     kept = int((a["rule"] == "existing_owner").sum())
-    typer.echo(
-        f"{len(a):,} leads: {kept:,} kept their owner, {int(placed.sum()) - kept:,} assigned, "
-        f"{int((~placed).sum()):,} unassigned → {out}"
-    )
-    for reason, k in a.loc[~placed, "reason"].value_counts().head(10).items():
-        typer.echo(f"  unassigned: {k:,} × {reason}")
-    typer.echo(res.summary.to_string(index=False))
-    typer.echo(f"per-rep summary → {summary}")
+    result = {
+        "output": str(out), "summary_file": str(summary), "leads": len(a), "kept_owner": kept,
+        "assigned": int(placed.sum()) - kept, "unassigned": int((~placed).sum()),
+        "unassigned_reasons": {str(r): int(k) for r, k in a.loc[~placed, "reason"].value_counts().items()},
+        "per_rep": res.summary.to_dict("records"),
+    }
+
+    def lines() -> list[str]:
+        out_lines = [translate(
+            "{leads:,} leads: {kept_owner:,} kept their owner, {assigned:,} assigned, {unassigned:,} unassigned → "
+            "{output}"
+        ).format(**result)]
+        for reason, k in list(result["unassigned_reasons"].items())[:10]:
+            out_lines.append("  " + translate("unassigned: {n:,} × {reason}").format(n=k, reason=reason))
+        out_lines.append(res.summary.to_string(index=False))
+        out_lines.append(translate("per-rep summary → {file}").format(file=summary))
+        return out_lines
+
+    output.summary(result, lines)
 
 
 def register(app: typer.Typer) -> None:
     """Add `route` to the root app."""
-    app.command("route")(route_cmd)
+    app.command("route")(output.command(route_cmd))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from serving.cli import output as cli_output
+from serving.i18n import _
+
 
 def score_cmd(
     model: str = typer.Option(
@@ -94,39 +97,47 @@ def score_cmd(
         if engine == "local":
             from serving.batch import score_batch
 
-            summary = score_batch(opts)
+            with cli_output.progress() as progress:
+                summary = score_batch(opts, progress)
         elif engine == "spark":
             from serving.batch.spark import score_batch_spark
 
             summary = score_batch_spark(opts, master=spark_master)
         else:
-            raise BatchError(f"--engine {engine!r}: use local or spark")
+            raise BatchError(_("--engine {engine!r}: use local or spark").format(engine=engine))
     except BatchError as e:
-        typer.echo(f"error: {' '.join(str(e).split())}", err=True)
-        raise typer.Exit(code=2) from None
+        cli_output.fail(e)
     files = [f for f in (summary.output, summary.rejects_file) if "://" not in f]
     record_export("export_scores", principal, files, fields=opts.keep, masked=bool(policy.mask & set(opts.keep)),
                   rows=summary.scored, output=summary.output)
-    _report(summary)
+    cli_output.summary(summary.model_dump(), lambda: _report(summary))
 
 
-def _report(s) -> None:
+def _report(s) -> list[str]:
     grades = ", ".join(f"{k} {v:,}" for k, v in s.grades.items())
     q = s.score_quantiles
-    dist = f"score p10 {q['p10']:.0f} / median {q['p50']:.0f} / p90 {q['p90']:.0f}" if q else "no scores"
-    typer.echo(
-        f"{s.model_name or s.model_uri} v{s.model_version or '?'} ({s.engine}): rows in {s.rows_in:,} = "
-        f"scored {s.scored:,} + rejected {s.rejected:,} + duplicates {s.duplicates:,}"
-        + (f" ({s.blank_rows:,} blank lines skipped)" if s.blank_rows else "")
+    dist = (
+        _("score p10 {p10:.0f} / median {p50:.0f} / p90 {p90:.0f}").format(**q) if q else _("no scores")
     )
-    typer.echo(f"  grades: {grades}; {dist}")
-    typer.echo(f"  {s.seconds:,.1f} s, {s.rows_per_second:,.0f} rows/s; wrote {s.output}")
+    lines = [
+        _("{model} v{version} ({engine}): rows in {rows_in:,} = scored {scored:,} + rejected {rejected:,} + "
+          "duplicates {duplicates:,}").format(
+            model=s.model_name or s.model_uri, version=s.model_version or "?", engine=s.engine, rows_in=s.rows_in,
+            scored=s.scored, rejected=s.rejected, duplicates=s.duplicates,
+        )
+        + (_(" ({n:,} blank lines skipped)").format(n=s.blank_rows) if s.blank_rows else ""),
+        "  " + _("grades: {grades}; {dist}").format(grades=grades, dist=dist),
+        "  " + _("{seconds:,.1f} s, {rate:,.0f} rows/s; wrote {out}").format(
+            seconds=s.seconds, rate=s.rows_per_second, out=s.output
+        ),
+    ]
     if s.rejected:
         top = ", ".join(f"{r} ({n:,})" for r, n in list(s.reject_reasons.items())[:3])
-        typer.echo(f"  rejects in {s.rejects_file}: {top}")
-    typer.echo(f"  summary in {s.summary_file}")
+        lines.append("  " + _("rejects in {file}: {top}").format(file=s.rejects_file, top=top))
+    lines.append("  " + _("summary in {file}").format(file=s.summary_file))
+    return lines
 
 
 def register(app: typer.Typer) -> None:
     """Add `crmscore score` to the root app."""
-    app.command("score")(score_cmd)
+    app.command("score")(cli_output.command(score_cmd))

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 segment_app = typer.Typer(
     name="segment",
     help="Customer segmentation: RFM segments, value tiers, behavioural clusters, P(alive) and expected value.",
@@ -14,6 +17,7 @@ segment_app = typer.Typer(
 
 
 @segment_app.command("fit")
+@output.command
 def fit_cmd(
     data: Path = typer.Option(..., "--data", help="data dir with the contract tables (<table>.parquet)"),
     as_of: str | None = typer.Option(
@@ -22,6 +26,8 @@ def fit_cmd(
     config: Path | None = typer.Option(None, "--config", help="segment YAML (configs/segment.yaml)"),
 ) -> None:
     """Fit the segmenter at a cutoff, log it to MLflow and register the `customer_segments` model."""
+    import dataclasses
+
     import pandas as pd
 
     from features.config import ConfigError
@@ -33,27 +39,35 @@ def fit_cmd(
             try:
                 as_of = str(pd.Timestamp(as_of))
             except ValueError:
-                raise ValueError(f"--as-of: not a date: {as_of!r}") from None
-        res = fit_segments(data, as_of, config)
+                raise ValueError(_("--as-of: not a date: {value!r}").format(value=as_of)) from None
+        with output.progress() as progress:
+            res = fit_segments(data, as_of, config, progress=progress)
     except (ConfigError, DataDirError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
     for w in res.warnings:
-        typer.echo(f"warning: {w}", err=True)
+        output.note(w, "warning")
+    output.summary(dataclasses.asdict(res), lambda: _lines(res))
+
+
+def _lines(res) -> list[str]:
     p = res.bgnbd_params
     hold = (
-        f"holdout MAE {res.holdout['mae']:.3f}/customer, total {res.holdout['total_pct_error']:+.1f}%"
+        _("holdout MAE {mae:.3f}/customer, total {pct:+.1f}%").format(
+            mae=res.holdout["mae"], pct=res.holdout["total_pct_error"]
+        )
         if res.holdout
-        else "holdout skipped"
+        else _("holdout skipped")
     )
     top = ", ".join(f"{k} {v:,}" for k, v in sorted(res.segment_sizes.items(), key=lambda kv: -kv[1])[:4])
-    typer.echo(
-        f"{res.n_customers:,} customers ({res.n_buyers:,} buyers) as of {res.as_of}: {top}, ...\n"
-        f"k={res.k} clusters (silhouette {res.silhouette:.3f}); BG/NBD r={p['r']:.3f} alpha={p['alpha']:.3f} "
-        f"a={p['a']:.3f} b={p['b']:.3f}; {hold}\n"
-        f"run {res.run_id}; customer_segments version {res.version}"
-        + (" (champion)" if res.champion_set else " (challenger)")
-    )
+    return [
+        _("{customers:,} customers ({buyers:,} buyers) as of {as_of}: {top}, ...").format(
+            customers=res.n_customers, buyers=res.n_buyers, as_of=res.as_of, top=top
+        ),
+        _("k={k} clusters (silhouette {silhouette:.3f}); BG/NBD r={r:.3f} alpha={alpha:.3f} a={a:.3f} b={b:.3f}; "
+          "{holdout}").format(k=res.k, silhouette=res.silhouette, holdout=hold, **p),
+        _("run {run_id}; customer_segments version {version}").format(run_id=res.run_id, version=res.version)
+        + " (" + (_("champion") if res.champion_set else _("challenger")) + ")",
+    ]
 
 
 def register(app: typer.Typer) -> None:

@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 
 def _parse_date(value: str | None, option: str) -> date | None:
     if value is None:
@@ -15,7 +18,8 @@ def _parse_date(value: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"{option}: {value!r} is not a date in YYYY-MM-DD form") from None
+        message = _("{option}: {value!r} is not a date in YYYY-MM-DD form")
+        raise ValueError(message.format(option=option, value=value)) from None
 
 
 def synth_cmd(
@@ -41,33 +45,43 @@ def synth_cmd(
 
     start = time.perf_counter()
     try:
-        result = generate_crm_data(
-            n_customers=customers,
-            days=days,
-            seed=seed,
-            as_of=_parse_date(as_of, "--as-of"),
-            horizon_days=horizon,
-            end=_parse_date(end, "--end"),
-        )
-        summary = write_crm_data(result, out, messy=messy)
+        with output.progress() as progress:
+            result = generate_crm_data(
+                n_customers=customers,
+                days=days,
+                seed=seed,
+                as_of=_parse_date(as_of, "--as-of"),
+                horizon_days=horizon,
+                end=_parse_date(end, "--end"),
+                progress=progress,
+            )
+            summary = write_crm_data(result, out, messy=messy, progress=progress)
     except (ValueError, OSError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from None
+        output.fail(e)
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    output.summary(summary, lambda: _lines(summary, out))
+
+
+def _lines(summary: dict, out: Path) -> list[str]:
     rows = ", ".join(f"{name} {n:,}" for name, n in summary["rows"].items())
-    typer.echo(f"wrote {summary['mode']} data to {out}: {rows} ({time.perf_counter() - start:.1f} s)")
-    auc_c, auc_ch = summary["oracle_auc_convert"], summary["oracle_auc_churn"]
-    typer.echo(
-        f"truth at as_of {summary['as_of']}, horizon {summary['horizon_days']} d: oracle AUC convert "
-        f"{_fmt(auc_c)}, churn {_fmt(auc_ch)}"
-    )
+    mode = _("messy") if summary["mode"] == "messy" else _("clean")
+    return [
+        _("wrote {mode} data to {out}: {rows} ({seconds:.1f} s)").format(
+            mode=mode, out=out, rows=rows, seconds=summary["seconds"]
+        ),
+        _("truth at as_of {as_of}, horizon {horizon} d: oracle AUC convert {convert}, churn {churn}").format(
+            as_of=summary["as_of"], horizon=summary["horizon_days"],
+            convert=_fmt(summary["oracle_auc_convert"]), churn=_fmt(summary["oracle_auc_churn"]),
+        ),
+    ]
 
 
 def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
+    return _("n/a") if x is None else f"{x:.3f}"
 
 
 def register(app: typer.Typer) -> None:
     """Add `crmscore synth` to the root app."""
     app.command("synth", help="Generate a demo CRM data dir with exact truth (clean Parquet or --messy).")(
-        synth_cmd
+        output.command(synth_cmd)
     )

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
 from serving.members.context import (  # noqa: F401 - also imported from here by audience and actions
     MISSING_HINT,
     PROFILE_COLUMNS,
@@ -30,6 +32,7 @@ tags_app = typer.Typer(
 
 
 @tags_app.command("apply")
+@output.command
 def apply_cmd(
     data: Path = typer.Option(..., "--data", help="data dir with the contract tables (<table>.parquet)"),
     as_of: str = typer.Option(..., "--as-of", help="cutoff T, e.g. 2025-06-30; nothing after T is used"),
@@ -73,34 +76,42 @@ def apply_cmd(
     from serving.cli.members import parse_as_of
 
     t0 = time.perf_counter()
+    progress = output.progress_bar()
     try:
         t = parse_as_of(as_of)
         cfg = load_tags_config(config)
         mcfg = load_members_config(members_config)
         needed = rule_fields(cfg)
+        progress("reading tables")
         tables = {k: drop_pii(v) for k, v in load_tables(data, required=("orders",), columns=input_columns()).items()}
+        progress("member levels")
         if members is not None:
             levels, msum = read_levels(members)
             if pd.Timestamp(msum["as_of"]) != t:
-                raise ValueError(f"--members {members} is as of {msum['as_of']}, not --as-of {t}")
+                raise ValueError(_("--members {dir} is as of {members_as_of}, not --as-of {t}").format(
+                    dir=members, members_as_of=msum["as_of"], t=t
+                ))
         else:
             levels = compute_levels(tables, t, mcfg).levels
         prev_long, prev_removed, prev_summary = (None, None, None)
         if previous is not None:
             prev_long, prev_removed, prev_summary = read_previous_tags(previous)
             if pd.Timestamp(prev_summary["as_of"]) >= t:
-                raise ValueError(f"--previous {previous} is as of {prev_summary['as_of']}, not before --as-of {t}")
+                raise ValueError(_("--previous {dir} is as of {prev_as_of}, not before --as-of {t}").format(
+                    dir=previous, prev_as_of=prev_summary["as_of"], t=t
+                ))
         added = read_manual_tags(manual, cfg) if manual is not None else None
         removed = read_tag_removals(remove, cfg) if remove is not None else None
         if prev_removed is not None:
             removed = prev_removed if removed is None else pd.concat([prev_removed, removed], ignore_index=True)
         score_frames = [read_scores(s) for s in scores]
+        progress("customer context")
         ctx, notes = build_context(tables, t, levels, needed, score_frames, segment_config)
         fields = context_fields(ctx, mcfg.order)
+        progress("applying tags")
         res = apply_tags(ctx, tables.get("orders"), t, cfg, fields, prev_long, added, removed, hint=MISSING_HINT)
     except (ConfigError, DataDirError, OutputDirError, LevelInputError, TagInputError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
     res.summary |= {
         "config": str(config) if config else "embedded defaults",
         "members": str(members) if members else "computed from the members config",
@@ -109,19 +120,23 @@ def apply_cmd(
         "context_columns": [c for c in ctx.columns if c != "customer_id"],
         "seconds": round(time.perf_counter() - t0, 2),
     }
+    progress("writing")
     write_table(res.long, out, "tags", csv=csv)
     write_table(res.counts, out, "tag_counts")
     write_table(ctx, out, "context", csv=False)
     if res.removals is not None:
         write_table(res.removals, out, "manual_removals", csv=False)
     write_summary(res.summary, out)
+    progress.close()
     top = res.counts.sort_values("customers", ascending=False).head(5)
-    typer.echo(
-        f"{res.summary['customers']:,} customers as of {t}: {res.summary['rows']:,} tags on "
-        f"{res.summary['customers_with_a_tag']:,} customers; top: "
-        + ", ".join(f"{r.tag} {r.customers:,}" for r in top.itertuples())
-        + f" → {out} in {res.summary['seconds']:.1f}s"
-    )
+    s = res.summary
+    output.summary(s, lambda: _(
+        "{customers:,} customers as of {as_of}: {rows:,} tags on {tagged:,} customers; top: {top} → {out} in "
+        "{seconds:.1f}s"
+    ).format(
+        customers=s["customers"], as_of=t, rows=s["rows"], tagged=s["customers_with_a_tag"],
+        top=", ".join(f"{r.tag} {r.customers:,}" for r in top.itertuples()), out=out, seconds=s["seconds"],
+    ))
 
 
 def register(app: typer.Typer) -> None:

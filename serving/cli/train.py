@@ -6,22 +6,38 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 train_app = typer.Typer(help="Train candidates, log them to MLflow, register the best as challenger, gate to champion.")
 
 
-def _report(result) -> None:
+def _report(result) -> list[str]:
     m = result.test_metrics
-    typer.echo(
-        f"{result.model_name} v{result.version} ({result.best_candidate}) run {result.run_id}\n"
-        f"  out-of-time: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  ECE {m['ece']:.4f}  "
-        f"top-20% capture {m['capture_top20']:.1%}  rows {int(m['n_rows']):,}\n"
-        f"  champion: {'promoted' if result.promoted else 'kept'} — {result.decision}"
-    )
+    lines = [
+        _("{model} v{version} ({candidate}) run {run_id}").format(
+            model=result.model_name, version=result.version, candidate=result.best_candidate, run_id=result.run_id
+        ),
+        "  " + _("out-of-time: ROC-AUC {auc:.4f}  PR-AUC {pr_auc:.4f}  ECE {ece:.4f}  top-20% capture "
+                 "{capture:.1%}  rows {rows:,}").format(
+            auc=m["roc_auc"], pr_auc=m["pr_auc"], ece=m["ece"], capture=m["capture_top20"], rows=int(m["n_rows"])
+        ),
+        "  " + _("champion: {what} — {decision}").format(
+            what=_("promoted") if result.promoted else _("kept"), decision=result.decision
+        ),
+    ]
     if "test_oracle_roc_auc" in m:
-        typer.echo(
-            f"  demo-data oracle ROC-AUC {m['test_oracle_roc_auc']:.4f}: "
-            f"model reaches {m['test_auc_share_of_oracle']:.1%} of it"
-        )
+        lines.append("  " + _("demo-data oracle ROC-AUC {oracle:.4f}: model reaches {share:.1%} of it").format(
+            oracle=m["test_oracle_roc_auc"], share=m["test_auc_share_of_oracle"]
+        ))
+    return lines
+
+
+def result_dict(result) -> dict:
+    """A training result as plain JSON-ready fields (``--json``)."""
+    import dataclasses
+
+    return dataclasses.asdict(result)
 
 
 def _train_task(task: str, data: Path, config: Path | None, as_of: str | None) -> None:
@@ -33,14 +49,15 @@ def _train_task(task: str, data: Path, config: Path | None, as_of: str | None) -
     try:
         cfg = load_config(config, TrainConfig)
         cfg = cfg.model_copy(update={"task": task, **({"as_of": as_of} if as_of else {})})
-        result = train_crm(data, cfg)
+        with output.progress() as progress:
+            result = train_crm(data, cfg, progress)
     except (ConfigError, DataDirError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    _report(result)
+        output.fail(e)
+    output.summary(result_dict(result), lambda: _report(result))
 
 
 @train_app.command("lead")
+@output.command
 def train_lead(
     data: Path = typer.Option(..., "--data", help="data dir with the contract tables"),
     config: Path | None = typer.Option(None, "--config", help="configs/lead.yaml"),
@@ -51,6 +68,7 @@ def train_lead(
 
 
 @train_app.command("churn")
+@output.command
 def train_churn(
     data: Path = typer.Option(..., "--data", help="data dir with the contract tables"),
     config: Path | None = typer.Option(None, "--config", help="configs/churn.yaml"),

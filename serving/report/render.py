@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from serving.i18n import _, get_language
+
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
@@ -89,9 +91,9 @@ class Painter:
         if self.cjk is None:
             log.warning("no CJK font found: chart labels in English only; Chinese data labels are shown escaped")
 
-    def label(self, zh: str, en: str) -> str:
-        """``"en 中文"`` when a CJK font is available, else ``en`` only (never boxes)."""
-        return f"{en} {zh}" if self.cjk else en
+    def label(self, en: str) -> str:
+        """``en`` in the report's language when a CJK font is available, else in English (never boxes)."""
+        return _(en) if self.cjk else en
 
     def text(self, value: str) -> str:
         """A data label: kept as is with a CJK font; non-ASCII text replaced by its escape without one."""
@@ -110,13 +112,13 @@ class Painter:
         """Monthly revenue bars with AOV as a line on a second axis."""
         with self.plt.rc_context(self.rc):
             fig, ax = self.plt.subplots(figsize=(9, 3.6))
-            ax.bar(df["month"], df["revenue"], color="#4c78a8", label=self.label("销售额", "revenue"))
-            ax.set_ylabel(self.label("销售额", "revenue"))
+            ax.bar(df["month"], df["revenue"], color="#4c78a8", label=self.label("revenue"))
+            ax.set_ylabel(self.label("revenue"))
             ax2 = ax.twinx()
-            ax2.plot(df["month"], df["aov"], color="#f58518", marker="o", label=self.label("客单价", "AOV"))
-            ax2.set_ylabel(self.label("客单价", "AOV"))
+            ax2.plot(df["month"], df["aov"], color="#f58518", marker="o", label=self.label("AOV"))
+            ax2.set_ylabel(self.label("AOV"))
             ax.tick_params(axis="x", rotation=60)
-            ax.set_title(self.label("月度销售", "Monthly sales"))
+            ax.set_title(self.label("Monthly sales"))
             return self._save(fig)
 
     def bars(self, labels, values, title: str, xlabel: str, pct: bool = False) -> Chart:
@@ -143,8 +145,8 @@ class Painter:
             ax.set_yticks(y, list(d["stage"]))
             for yy, n, c in zip(y, d["customers"], d["conversion_from_previous"], strict=True):
                 ax.text(n, yy, f" {n:,}" + ("" if pd.isna(c) else f"  ({c:.0%})"), va="center", fontsize=8)
-            ax.set_xlabel(self.label("客户数", "customers"))
-            ax.set_title(self.label("转化漏斗", "Funnel, all channels"))
+            ax.set_xlabel(self.label("customers"))
+            ax.set_title(self.label("Funnel, all channels"))
             return self._save(fig)
 
     def campaigns(self, df: pd.DataFrame, top: int = 15) -> Chart:
@@ -154,13 +156,13 @@ class Painter:
             fig, ax = self.plt.subplots(figsize=(9, max(2.6, 0.35 * len(d) + 1)))
             y = np.arange(len(d))[::-1]
             h = 0.27
-            ax.barh(y + h, d["open_rate"], h, label=self.label("打开率", "open"))
-            ax.barh(y, d["click_rate"], h, label=self.label("点击率", "click"))
-            ax.barh(y - h, d["coupon_claim_rate"], h, label=self.label("领券率", "coupon claim"))
+            ax.barh(y + h, d["open_rate"], h, label=self.label("open"))
+            ax.barh(y, d["click_rate"], h, label=self.label("click"))
+            ax.barh(y - h, d["coupon_claim_rate"], h, label=self.label("coupon claim"))
             ax.set_yticks(y, [self.text(str(v)) for v in d["campaign_id"]], fontsize=7)
             ax.xaxis.set_major_formatter(self.plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
             ax.legend(fontsize=8)
-            ax.set_title(self.label("营销活动", "Campaigns (largest by touches sent)"))
+            ax.set_title(self.label("Campaigns (largest by touches sent)"))
             return self._save(fig)
 
     def retention(self, df: pd.DataFrame) -> Chart:
@@ -172,8 +174,8 @@ class Painter:
             im = ax.imshow(np.ma.masked_invalid(m), aspect="auto", cmap="Blues", vmin=0, vmax=1)
             ax.set_xticks(range(len(cols)), [c.split("_")[1] for c in cols])
             ax.set_yticks(range(len(df)), list(df["cohort"]), fontsize=7)
-            ax.set_xlabel(self.label("首购后月数", "months after the first purchase"))
-            ax.set_title(self.label("月度留存", "Monthly cohort retention"))
+            ax.set_xlabel(self.label("months after the first purchase"))
+            ax.set_title(self.label("Monthly cohort retention"))
             fig.colorbar(im, ax=ax, format=self.plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
             return self._save(fig)
 
@@ -181,13 +183,13 @@ class Painter:
         """Weekly actuals and the forecast with its 80% and 95% bands."""
         with self.plt.rc_context(self.rc):
             fig, ax = self.plt.subplots(figsize=(9, 3.6))
-            ax.plot(history.index, history.to_numpy(), color="#333", label=self.label("实际", "actual"))
+            ax.plot(history.index, history.to_numpy(), color="#333", label=self.label("actual"))
             x = pd.to_datetime(fc["week_end"])
             ax.fill_between(x, fc["lo95"], fc["hi95"], color="#4c78a8", alpha=0.15, lw=0, label="95%")
             ax.fill_between(x, fc["lo80"], fc["hi80"], color="#4c78a8", alpha=0.3, lw=0, label="80%")
-            ax.plot(x, fc["forecast"], color="#4c78a8", lw=2, label=self.label("预测", f"forecast ({method})"))
+            ax.plot(x, fc["forecast"], color="#4c78a8", lw=2, label=self.label("forecast") + f" ({method})")
             ax.legend(fontsize=8, loc="upper left")
-            ax.set_title(self.label("周销售额预测", "Weekly revenue forecast"))
+            ax.set_title(self.label("Weekly revenue forecast"))
             fig.autofmt_xdate()
             return self._save(fig)
 
@@ -236,7 +238,7 @@ def table_html(df: pd.DataFrame, max_rows: int = 30) -> str:
     for rec in df.head(max_rows).itertuples(index=False):
         cells = "".join(f"<td>{html.escape(fmt_value(c, v))}</td>" for c, v in zip(df.columns, rec, strict=True))
         rows.append(f"<tr>{cells}</tr>")
-    more = f"<p>{len(df) - max_rows:,} more rows in the CSV.</p>" if len(df) > max_rows else ""
+    more = "<p>" + _("{n:,} more rows in the CSV.").format(n=len(df) - max_rows) + "</p>" if len(df) > max_rows else ""
     return (
         f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>{more}'
     )
@@ -268,14 +270,14 @@ def page_html(title: str, subtitle: str, sections: list[Section]) -> str:
                 + "</div>"
             )
         parts += [f'<img alt="{html.escape(s.title)}" src="data:image/png;base64,{c.png_b64}">' for c in s.charts]
-        parts.append(f'<p class="def"><b>Definitions 口径:</b> {html.escape(s.definition)}</p>')
+        parts.append(f'<p class="def"><b>{html.escape(_("Definitions"))}:</b> {html.escape(s.definition)}</p>')
         parts += [f'<p class="note">{html.escape(n)}</p>' for n in s.notes]
         for name, df in s.tables:
             parts.append(f"<h3>{html.escape(name)}</h3>{table_html(df)}")
         parts.append("</section>")
         body.append("".join(parts))
     return (
-        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html><html lang="{"zh-CN" if get_language() == "zh" else "en"}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p></header><nav>{nav}</nav>"

@@ -10,6 +10,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.export import neutralise_frame
+from features.progress import ProgressCallback, no_progress
+from serving.i18n import _, using_language
 from serving.report import tables as T
 from serving.report.render import Painter, Section, page_html
 
@@ -65,13 +67,14 @@ def _forecast_frames(
         fc = pd.read_csv(forecast_dir / "forecast.csv", parse_dates=["week_start", "week_end"])
         hist = pd.read_csv(forecast_dir / "history.csv", parse_dates=["week_end"]).set_index("week_end")["total"]
         sel = fc.loc[(fc["group"] == "total") & fc["selected"].astype(bool)]
-        return hist, sel, str(sel["method"].iloc[0]), f"read from {forecast_dir.name}/forecast.csv (selected method)"
+        where = _("read from {file} (selected method)").format(file=f"{forecast_dir.name}/forecast.csv")
+        return hist, sel, str(sel["method"].iloc[0]), where
     from training.forecast import ForecastConfig, forecast_at
 
     fcfg = ForecastConfig(horizon_weeks=cfg.forecast_weeks)
     res = forecast_at(tables["orders"], as_of, fcfg, methods=("top_down",))
     sel = res.table.loc[res.table["group"] == "total"]
-    return res.history["total"], sel, "top_down", "top-down SARIMAX made for this report, without a backtest"
+    return res.history["total"], sel, "top_down", _("top-down SARIMAX made for this report, without a backtest")
 
 
 def build_report(
@@ -82,12 +85,30 @@ def build_report(
     tables: dict[str, pd.DataFrame] | None = None,
     log_mlflow: bool = True,
     cfg: ReportConfig | None = None,
+    lang: str | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> ReportRun:
     """Compute the report as of ``as_of``, write ``report.html`` and one CSV per table to ``out_dir``, log them.
 
     ``forecast_dir`` is the ``--out`` folder of a ``crmscore forecast`` run (its selected method is shown);
     without it a top-down forecast is made here. Every file goes through :func:`features.io.atomic_path`.
+    The page's text is in ``lang`` (``zh`` or ``en``; default the current language, ``serving.i18n``); the CSV
+    files and their column names are the same in both. ``progress`` is told the stages.
     """
+    with using_language(lang):
+        return _build_report(data_dir, as_of, out_dir, forecast_dir, tables, log_mlflow, cfg, progress)
+
+
+def _build_report(
+    data_dir: str | Path | None,
+    as_of: str | pd.Timestamp,
+    out_dir: str | Path,
+    forecast_dir: str | Path | None,
+    tables: dict[str, pd.DataFrame] | None,
+    log_mlflow: bool,
+    cfg: ReportConfig | None,
+    progress: ProgressCallback,
+) -> ReportRun:
     from features.contract import drop_pii
     from features.io import atomic_path, load_tables, write_text_atomic
 
@@ -95,13 +116,15 @@ def build_report(
     t = pd.Timestamp(as_of)
     if tables is None:
         if data_dir is None:
-            raise ValueError("no data: pass a data dir")
+            raise ValueError(_("no data: pass a data dir"))
+        progress("reading tables")
         tables = load_tables(data_dir, required=("customers", "orders"))
     tables = {k: drop_pii(v) for k, v in tables.items()}
     notes: list[str] = []
     for name in ("interactions", "marketing_touches"):
         if name not in tables:
-            notes.append(f"table {name} absent: its sections are empty")
+            notes.append(_("table {name} absent: its sections are empty").format(name=name))
+    progress("computing tables")
     res = compute_tables(tables, t, cfg)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,6 +134,7 @@ def build_report(
             neutralise_frame(df).to_csv(tmp, index=False, encoding="utf-8-sig")
         csvs[name] = out / f"{name}.csv"
 
+    progress("drawing charts")
     p = Painter()
     sections: list[Section] = []
     s = res["sales_monthly"]
@@ -119,12 +143,13 @@ def build_report(
         []
         if last is None
         else [
-            (f"revenue {last['month']}", f"{last['revenue']:,.0f} ({_pct(last['revenue_change'])})"),
-            ("paid orders", f"{int(last['paid_orders']):,} ({_pct(last['paid_orders_change'])})"),
-            ("payment rate", _pct(last["payment_rate"])),
-            ("AOV 客单价", f"{last['aov']:,.2f} ({_pct(last['aov_change'])})"),
+            (_("revenue {month}").format(month=last["month"]),
+             f"{last['revenue']:,.0f} ({_pct(last['revenue_change'])})"),
+            (_("paid orders"), f"{int(last['paid_orders']):,} ({_pct(last['paid_orders_change'])})"),
+            (_("payment rate"), _pct(last["payment_rate"])),
+            (_("AOV"), f"{last['aov']:,.2f} ({_pct(last['aov_change'])})"),
             (
-                "new buyers' share of buyers / revenue",
+                _("new buyers' share of buyers / revenue"),
                 f"{_pct(last['new_share_buyers'])} / {_pct(last['new_share_revenue'])}",
             ),
         ]
@@ -132,10 +157,10 @@ def build_report(
     sections.append(
         Section(
             "sales",
-            "Sales 销售",
+            _("Sales"),
             [p.sales(s)] if len(s) else [],
-            [("by month", s)],
-            T.DEFINITIONS["sales_monthly"],
+            [(_("by month"), s)],
+            _(T.DEFINITIONS["sales_monthly"]),
             [],
             kpis,
         )
@@ -144,10 +169,10 @@ def build_report(
     sections.append(
         Section(
             "funnel",
-            "Funnel 转化漏斗",
+            _("Funnel"),
             [p.funnel(f)] if len(f) else [],
-            [("stages by source channel", f), ("days from first visit to first payment", res["time_to_payment"])],
-            T.DEFINITIONS["funnel"],
+            [(_("stages by source channel"), f), (_("days from first visit to first payment"), res["time_to_payment"])],
+            _(T.DEFINITIONS["funnel"]),
             [],
         )
     )
@@ -155,20 +180,20 @@ def build_report(
     sections.append(
         Section(
             "channels",
-            "Channels 渠道",
+            _("Channels"),
             [
                 p.bars(
                     c["source_channel"],
                     c["conversion_rate"],
-                    p.label("渠道转化率", "Conversion rate by source channel"),
-                    "conversion rate",
+                    p.label("Conversion rate by source channel"),
+                    p.label("conversion rate"),
                     pct=True,
                 )
             ]
             if len(c)
             else [],
-            [("per source channel", c)],
-            T.DEFINITIONS["channels"],
+            [(_("per source channel"), c)],
+            _(T.DEFINITIONS["channels"]),
             [],
         )
     )
@@ -176,30 +201,35 @@ def build_report(
     sections.append(
         Section(
             "campaigns",
-            "Campaigns 营销活动",
+            _("Campaigns"),
             [p.campaigns(cp, cfg.top_n)] if len(cp) else [],
-            [(f"per campaign (conversion within {cfg.campaign_window_days} days)", cp)],
-            T.DEFINITIONS["campaigns"].replace("N days", f"N = {cfg.campaign_window_days} days", 1),
-            ["Not a randomised test: the touched-vs-untouched difference is a comparison, not the campaign's effect."],
+            [(_("per campaign (conversion within {n} days)").format(n=cfg.campaign_window_days), cp)],
+            _(T.DEFINITIONS["campaigns"]) + " " + _("Here N = {n} days.").format(n=cfg.campaign_window_days),
+            [
+                _(
+                    "Not a randomised test: the touched-vs-untouched difference is a comparison, not the "
+                    "campaign's effect."
+                )
+            ],
         )
     )
     rp = res["regions_province"]
     sections.append(
         Section(
             "regions",
-            "Regions 地区",
+            _("Regions"),
             [
                 p.bars(
                     rp["province"].head(cfg.top_n),
                     rp["revenue"].head(cfg.top_n),
-                    p.label("省份销售额", "Revenue by province"),
-                    "revenue",
+                    p.label("Revenue by province"),
+                    p.label("revenue"),
                 )
             ]
             if len(rp)
             else [],
-            [("by province", rp), ("by province and city", res["regions_city"])],
-            T.DEFINITIONS["regions"],
+            [(_("by province"), rp), (_("by province and city"), res["regions_city"])],
+            _(T.DEFINITIONS["regions"]),
             [],
         )
     )
@@ -207,19 +237,20 @@ def build_report(
     sections.append(
         Section(
             "retention",
-            "Retention 留存",
+            _("Retention"),
             [p.retention(r)] if len(r) else [],
-            [("monthly cohorts", r)],
-            T.DEFINITIONS["retention"],
+            [(_("monthly cohorts"), r)],
+            _(T.DEFINITIONS["retention"]),
             [],
         )
     )
     sections.append(_members_section(tables, t, out, csvs, p))
     sections.append(_satisfaction_section(tables.get("feedback"), data_dir, t, out, csvs, p))
     fnotes: list[str] = []
+    progress("forecast")
     try:
         hist, fc, method, source = _forecast_frames(tables, t, cfg, Path(forecast_dir) if forecast_dir else None)
-        fnotes.append(f"Forecast {source}.")
+        fnotes.append(_("Forecast {source}.").format(source=source))
         fc_table = fc[["week", "week_start", "week_end", "forecast", "lo80", "hi80", "lo95", "hi95"]].copy()
         for col in ("week_start", "week_end"):
             fc_table[col] = pd.to_datetime(fc_table[col]).dt.strftime("%Y-%m-%d")
@@ -227,20 +258,23 @@ def build_report(
             neutralise_frame(fc_table).to_csv(tmp, index=False, encoding="utf-8-sig")
         csvs["forecast"] = out / "forecast.csv"
         charts = [p.forecast(hist.iloc[-cfg.history_weeks_shown :], fc, method)]
-        ftables = [("forecast of the total", fc_table)]
+        ftables = [(_("forecast of the total"), fc_table)]
     except (ValueError, FileNotFoundError, KeyError) as e:
-        fnotes.append(f"no forecast: {e}")
+        fnotes.append(_("no forecast: {reason}").format(reason=e))
+        notes.append(fnotes[-1])
         charts, ftables = [], []
-    sections.append(Section("forecast", "Forecast 销售预测", charts, ftables, T.DEFINITIONS["forecast"], fnotes))
-    notes += [n for n in fnotes if n.startswith("no forecast")]
+    sections.append(Section("forecast", _("Forecast"), charts, ftables, _(T.DEFINITIONS["forecast"]), fnotes))
     if p.cjk is None:
-        notes.append("no CJK font found: chart labels in English only")
+        notes.append(_("no CJK font found: chart labels in English only"))
     for sec in sections:
         sec.notes = list(sec.notes)
-    subtitle = f"as of {t} · generated by crmscore report · definitions under each chart" + (
+    subtitle = _("as of {t} · generated by crmscore report · definitions under each chart").format(t=t) + (
         f" · {'; '.join(notes)}" if notes else ""
     )
-    html_path = write_text_atomic(out / "report.html", page_html("CRM report · 客户经营报告", subtitle, sections))
+    progress("writing")
+    html_path = write_text_atomic(out / "report.html", page_html(_("CRM report"), subtitle, sections))
+    if log_mlflow:
+        progress("logging to MLflow")
     run_id = _log(cfg, t, out, html_path, csvs, p.cjk) if log_mlflow else None
     return ReportRun(html=html_path, csvs=csvs, run_id=run_id, notes=notes)
 
@@ -255,7 +289,8 @@ def _members_section(
     try:
         mt = member_tables(tables, t)
     except (ValueError, KeyError) as e:
-        return Section("members", "Members 会员", [], [], DEFINITION, [f"no member levels: {e}"])
+        why = _("no member levels: {reason}").format(reason=e)
+        return Section("members", _("Members"), [], [], _(DEFINITION), [why])
     for name, df in mt.items():
         with atomic_path(out / f"{name}.csv") as tmp:
             neutralise_frame(df).to_csv(tmp, index=False, encoding="utf-8-sig")
@@ -264,16 +299,16 @@ def _members_section(
     chart = p.bars(
         [p.text(f"{a} {b}") for a, b in zip(lv["level"], lv["level_zh"], strict=True)],
         lv["share_of_revenue"].fillna(0.0),
-        p.label("会员等级收入占比", "Share of revenue by member level"),
-        "share of revenue",
+        p.label("Share of revenue by member level"),
+        p.label("share of revenue"),
         pct=True,
     )
     return Section(
         "members",
-        "Members 会员",
+        _("Members"),
         [chart],
-        [("levels at T", lv), ("movements from one month before T", mt["members_movements"])],
-        DEFINITION,
+        [(_("levels at T"), lv), (_("movements from one month before T"), mt["members_movements"])],
+        _(DEFINITION),
         [],
     )
 
@@ -292,7 +327,9 @@ def _satisfaction_section(
 
     fb = feedback if feedback is not None else read_feedback(data_dir)
     if fb is None:
-        return Section("satisfaction", "Satisfaction 满意度", [], [], DEFINITION, ["no feedback table in the data"])
+        return Section(
+            "satisfaction", _("Satisfaction"), [], [], _(DEFINITION), [_("no feedback table in the data")]
+        )
     st = satisfaction_tables(fb, t)
     for name, df in st.items():
         with atomic_path(out / f"{name}.csv") as tmp:
@@ -300,21 +337,21 @@ def _satisfaction_section(
         csvs[name] = out / f"{name}.csv"
     m = st["satisfaction_monthly"]
     charts = (
-        [p.bars(m["month"], m["csat"], p.label("月度满意度", "CSAT (rating 4–5) by month"), "CSAT", pct=True)]
+        [p.bars(m["month"], m["csat"], p.label("CSAT (rating 4–5) by month"), "CSAT", pct=True)]
         if len(m)
         else []
     )
     return Section(
         "satisfaction",
-        "Satisfaction 满意度",
+        _("Satisfaction"),
         charts,
         [
-            ("CSAT by month", m),
-            ("complaints by category and channel", st["complaints_by"]),
-            ("time to resolve", st["complaint_resolution"]),
-            ("unresolved backlog at T", st["complaint_backlog"]),
+            (_("CSAT by month"), m),
+            (_("complaints by category and channel"), st["complaints_by"]),
+            (_("time to resolve"), st["complaint_resolution"]),
+            (_("unresolved backlog at T"), st["complaint_backlog"]),
         ],
-        DEFINITION,
+        _(DEFINITION),
         [],
     )
 

@@ -204,14 +204,34 @@ def _csp_source(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
 
 
+def page_messages_json(page: str, js: str) -> str:
+    """The page's messages in every language (``serving.i18n`` catalogue) and the default language, as JSON:
+    ``{"default": "zh" | "en" | "", "messages": {"zh": {english: chinese}}}``. The default is
+    ``$CRMSCORE_LANG`` when set, else empty (the browser's language decides); the page remembers a switch."""
+    import json
+    import os
+
+    from serving.i18n import LANGUAGES, normalize_language, translate
+    from serving.i18n.catalogue import page_message_ids
+
+    ids = page_message_ids(page, js)
+    default = normalize_language(os.environ.get("CRMSCORE_LANG")) or ""
+    messages = {lang: {m: translate(m, lang) for m in ids} for lang in LANGUAGES if lang != "en"}
+    return json.dumps({"default": default, "messages": messages}, ensure_ascii=False, sort_keys=True)
+
+
 def load_page() -> PageAssets:
     """Read ``profile.html``, ``profile.css`` and ``profile.js``, inline the last two into the HTML (at its
-    ``/*CSS*/`` and ``/*JS*/`` placeholders) and compute the Content-Security-Policy from their hashes."""
+    ``/*CSS*/`` and ``/*JS*/`` placeholders) with the page's message catalogue (at ``/*I18N*/``, a ``<meta>``
+    the script reads) and compute the Content-Security-Policy from their hashes."""
+    import html as _html
+
     page, css, js = (_static_text(n) for n in ("profile.html", "profile.css", "profile.js"))
-    for placeholder in ("/*CSS*/", "/*JS*/"):
+    for placeholder in ("/*CSS*/", "/*JS*/", "/*I18N*/"):
         if page.count(placeholder) != 1:
             raise ValueError(f"serving/ui/static/profile.html: expected the placeholder {placeholder} exactly once")
-    html = page.replace("/*CSS*/", css, 1).replace("/*JS*/", js, 1)
+    catalogue = _html.escape(page_messages_json(page, js), quote=True)
+    html = page.replace("/*I18N*/", catalogue, 1).replace("/*CSS*/", css, 1).replace("/*JS*/", js, 1)
     csp = (
         f"default-src 'none'; script-src {_csp_source(js)}; style-src {_csp_source(css)}; connect-src 'self'; "
         "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

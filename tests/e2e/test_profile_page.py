@@ -386,3 +386,30 @@ def test_analyst_sees_masked_pii_on_the_page(browser: Any, profile_server: Profi
     assert "masked for your role" in p.text("[data-testid=attributes]")
     ctx.close()
     assert p.errors == [], f"console errors: {p.errors}"
+
+
+# ------------------------------------------------------------------------------------------- language
+def test_language_switch_translates_the_page_and_is_remembered(
+    browser: Any, profile_server: ProfileServer, picks: dict
+) -> None:
+    from tests.unit.test_i18n import untranslated
+
+    ctx = browser.new_context(locale="en-US", **DESKTOP)
+    p = Page(ctx.new_page(), profile_server).open().sign_in()
+    p.page.wait_for_selector("#searchbox:not([hidden])")
+    p.open_profile(picks["buyer"])
+    assert p.text("[data-testid=lead] h2").startswith("Lead score")
+    assert untranslated(p.page.inner_text("body"), "en") == []
+    p.page.select_option("#lang", "zh")  # redraws the profile shown, in Chinese
+    p.page.wait_for_function("document.documentElement.lang === 'zh-CN'")
+    assert p.text("[data-testid=lead] h2").startswith("线索评分")
+    assert p.page.get_attribute("#q", "placeholder") == "客户编号或姓名"
+    assert untranslated(p.page.inner_text("body"), "zh") == []
+    p.page.reload()  # remembered (localStorage); the key is still in the tab
+    p.page.wait_for_selector("#searchbox:not([hidden])")
+    assert p.page.evaluate("document.documentElement.lang") == "zh-CN" and p.text("#searchform button") == "搜索"
+    p.open_profile(picks["lead"])
+    assert p.text("[data-testid=churn] h2").startswith("流失风险")
+    assert untranslated(p.page.inner_text("body"), "zh") == []
+    ctx.close()
+    assert p.errors == [], p.errors

@@ -19,7 +19,7 @@ def report_html(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from serving.report.run import build_report
 
     out = tmp_path_factory.mktemp("report")
-    return build_report(None, "2025-06-30", out, tables=make_tables(n=300, seed=5), log_mlflow=False).html
+    return build_report(None, "2025-06-30", out, tables=make_tables(n=300, seed=5), log_mlflow=False, lang="zh").html
 
 
 def test_report_opens_clean_in_chromium(browser: Any, report_html: Path, artifacts: Path) -> None:

@@ -82,7 +82,7 @@ def test_telco_churn_end_to_end(shared_data: Path, tracking_uri: str, tmp_path: 
     summary = batch.score_batch(
         batch.BatchOptions(
             model="telco_churn@champion", input=str(export), output=str(out), id_col="customerID", reasons=2,
-            records=False, progress=False,
+            records=False,
         )
     )  # fmt: skip
     scored = pd.read_csv(out)

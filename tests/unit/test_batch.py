@@ -4,7 +4,6 @@ numbers, ranking and dedupe, reason texts (the selection of ``training.explain``
 from __future__ import annotations
 
 import csv
-import io
 import os
 from pathlib import Path
 
@@ -18,7 +17,6 @@ from serving.batch import (
     ColumnPlan,
     FeatureMapping,
     LoadedScorer,
-    Progress,
     RawChunk,
     clean_chunk,
     format_reasons,
@@ -340,15 +338,6 @@ def test_stale_work_of_dead_runs_is_removed_but_live_runs_are_kept(tmp_path):
     removed = remove_stale_work(target)
     assert sorted(p.name for p in removed) == sorted([dead.name, part.name])
     assert live.exists() and other.exists() and not dead.exists() and not part.exists()
-
-
-def test_progress_is_silent_unless_enabled():
-    quiet, loud = io.StringIO(), io.StringIO()
-    Progress(100, enabled=False, stream=quiet).update(50, force=True)
-    p = Progress(100, enabled=True, stream=loud)
-    p.update(50, force=True)
-    assert quiet.getvalue() == ""
-    assert "50 rows" in loud.getvalue() and "rows/s" in loud.getvalue() and "ETA" in loud.getvalue()
 
 
 def test_feature_mapping_file_is_validated(tmp_path):

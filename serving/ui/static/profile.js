@@ -2,7 +2,35 @@
 'use strict';
 (() => {
   const KEY = 'crmscore.apiKey';
+  const LANG_KEY = 'crmscore.lang';
   const $ = (id) => document.getElementById(id);
+
+  // ------------------------------------------------------------------ language (serving/i18n catalogue)
+  const I18N = JSON.parse(document.querySelector('meta[name=crmscore-messages]').content);
+  function pickLang() {
+    const saved = localStorage.getItem(LANG_KEY);
+    if (saved === 'zh' || saved === 'en') return saved;
+    if (I18N.default === 'zh' || I18N.default === 'en') return I18N.default;
+    return (navigator.language || '').toLowerCase().startsWith('zh') ? 'zh' : 'en';
+  }
+  let lang = pickLang();
+  // t(message, {n: 3}): the message in the page's language, its {placeholders} filled
+  function t(msg, vars) {
+    const text = (I18N.messages[lang] || {})[msg] || msg;
+    return vars ? text.replace(/\{(\w+)\}/g, (m, k) => (k in vars ? String(vars[k]) : m)) : text;
+  }
+  function applyLang() {
+    document.documentElement.lang = lang === 'zh' ? 'zh-CN' : 'en';
+    for (const e of document.querySelectorAll('[data-i18n]')) e.textContent = t(e.dataset.i18n);
+    for (const e of document.querySelectorAll('[data-i18n-placeholder]')) {
+      e.setAttribute('placeholder', t(e.dataset.i18nPlaceholder));
+    }
+    for (const e of document.querySelectorAll('[data-i18n-aria-label]')) {
+      e.setAttribute('aria-label', t(e.dataset.i18nAriaLabel));
+    }
+    $('lang').value = lang;
+  }
+  const NUM_LOCALE = () => (lang === 'zh' ? 'zh-CN' : 'en-US');
   const SVG = 'http://www.w3.org/2000/svg';
   const FIRST_EVENTS = 12;
 
@@ -25,15 +53,22 @@
   const fmt = {
     pct: (p) => (p === null || p === undefined) ? '–' : (100 * p).toFixed(1) + '%',
     num: (x, d) => (x === null || x === undefined) ? '–' : Number(x).toFixed(d),
-    money: (x) => (x === null || x === undefined) ? '–' : '¥' + Number(x).toLocaleString('en-US',
+    money: (x) => (x === null || x === undefined) ? '–' : '¥' + Number(x).toLocaleString(NUM_LOCALE(),
       {minimumFractionDigits: 2, maximumFractionDigits: 2}),
     time: (s) => s ? s.replace('T', ' ').slice(0, 16) : '–',
     day: (s) => s ? s.slice(0, 10) : '–',
-    value: (v) => (v === null || v === undefined) ? 'missing' :
+    value: (v) => (v === null || v === undefined) ? t('missing') :
       (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(2)) : String(v)),
   };
 
   class AuthError extends Error {}
+  let status = null;  // the last /ui/api/status answer
+  let view = null;  // redraws what is shown (results or a profile) after a language switch
+  function showStatus() {
+    if (!status) return;
+    $('meta').textContent = t('{n} customers · as of {time} ({source})', {
+      n: status.customers.toLocaleString(NUM_LOCALE()), time: fmt.time(status.as_of), source: status.as_of_source});
+  }
 
   function key() { return sessionStorage.getItem(KEY); }
 
@@ -47,7 +82,7 @@
     const r = await fetch(path, opts);
     let data = {};
     try { data = await r.json(); } catch (e) { data = {}; }
-    if (r.status === 401) throw new AuthError(data.error || 'API key refused');
+    if (r.status === 401) throw new AuthError(data.error || t('API key refused'));
     if (!r.ok) throw new Error(data.error || ('HTTP ' + r.status));
     return data;
   }
@@ -59,6 +94,8 @@
     m.classList.toggle('error', !!isError);
   }
   function clearData() {
+    view = null;
+    status = null;
     $('profile').replaceChildren();
     $('profile').hidden = true;
     $('result-list').replaceChildren();
@@ -76,7 +113,7 @@
     $('key').focus();
   }
   function failed(e) {
-    if (e instanceof AuthError) askKey('The API key was refused: ' + e.message);
+    if (e instanceof AuthError) askKey(t('The API key was refused: {reason}', {reason: e.message}));
     else say(e.message || String(e), true);
   }
 
@@ -86,8 +123,8 @@
       $('keybox').hidden = true;
       $('searchbox').hidden = false;
       $('signout').hidden = false;
-      $('meta').textContent = s.customers.toLocaleString('en-US') + ' customers · as of ' +
-        fmt.time(s.as_of) + ' (' + s.as_of_source + ')';
+      status = s;
+      showStatus();
       $('meta').dataset.asOf = s.as_of;
       say('');
       $('q').focus();
@@ -101,11 +138,12 @@
       const r = await api('/ui/api/search', {q: q});
       if (r.total === 0) {
         $('profile').hidden = true;
-        say('No match: no customer has the id or a name containing “' + q + '”.');
+        say(t('No match: no customer has the id or a name containing “{q}”.', {q: q}));
         return;
       }
       if (r.total === 1) { await openProfile(r.matches[0].customer_id); return; }
-      showResults(q, r);
+      view = () => showResults(q, r);
+      view();
     } catch (e) { failed(e); }
   }
 
@@ -114,15 +152,15 @@
     const list = $('result-list');
     list.replaceChildren();
     const shown = r.matches.length;
-    $('results-title').textContent = r.total + ' customers match “' + q + '”' +
-      (r.truncated ? ' — showing the first ' + shown + '; type more of the name to narrow it down' : '');
+    $('results-title').textContent = t('{n} customers match “{q}”', {n: r.total, q: q}) +
+      (r.truncated ? t(' — showing the first {shown}; type more of the name to narrow it down', {shown: shown}) : '');
     for (const m of r.matches) {
       const b = el('button', {type: 'button', 'data-id': m.customer_id},
-        el('span', {class: 'rname', text: m.name || '(no name)'}),
+        el('span', {class: 'rname', text: m.name || t('(no name)')}),
         el('span', {class: 'rid', text: m.customer_id}),
         el('span', {class: 'rwhere', text: [m.province, m.city].filter(Boolean).join(' ') || ''}),
-        el('span', {class: 'rwhere', text: m.member_level ? 'member: ' + m.member_level : ''}),
-        el('span', {class: 'rwhere', text: 'since ' + fmt.day(m.created_at)}));
+        el('span', {class: 'rwhere', text: m.member_level ? t('member: {level}', {level: m.member_level}) : ''}),
+        el('span', {class: 'rwhere', text: t('since {day}', {day: fmt.day(m.created_at)})}));
       b.addEventListener('click', () => openProfile(m.customer_id));
       list.append(el('li', {}, b));
     }
@@ -131,24 +169,26 @@
 
   async function openProfile(id) {
     try {
-      say('Loading ' + id + ' …');
+      say(t('Loading {id} …', {id: id}));
       performance.mark('profile-start');
       const p = await api('/ui/api/profile', {customer_id: id});
       say('');
-      render(p);
+      view = () => render(p);
+      view();
       performance.measure('profile', 'profile-start');  // request + drawing (bench/bench_profile_page.py)
     } catch (e) { failed(e); }
   }
 
   // ------------------------------------------------------------------ rendering
   const ATTRS = [
-    ['customer_id', 'Customer id · 客户编号'], ['name', 'Name · 姓名', 1], ['phone', 'Phone · 电话', 1],
-    ['email', 'Email · 邮箱', 1], ['address', 'Address · 地址', 1], ['created_at', 'Created · 创建时间'],
-    ['source_channel', 'Source channel · 来源'], ['province', 'Province · 省份'], ['city', 'City · 城市'],
-    ['industry', 'Industry · 行业'], ['company_size', 'Company size · 公司规模'], ['job_title', 'Job title · 职位'],
-    ['gender', 'Gender · 性别'], ['age', 'Age · 年龄'], ['member_level', 'Member level · 会员等级'],
-    ['points_balance', 'Points · 积分'], ['marketing_consent', 'Marketing consent · 营销许可'],
-    ['owner_id', 'Owner · 负责人'], ['team_id', 'Team · 团队'],
+    ['customer_id', () => t('Customer id')], ['name', () => t('Name'), 1], ['phone', () => t('Phone'), 1],
+    ['email', () => t('Email'), 1], ['address', () => t('Address'), 1], ['created_at', () => t('Created')],
+    ['source_channel', () => t('Source channel')], ['province', () => t('Province')], ['city', () => t('City')],
+    ['industry', () => t('Industry')], ['company_size', () => t('Company size')],
+    ['job_title', () => t('Job title')], ['gender', () => t('Gender')], ['age', () => t('Age')],
+    ['member_level', () => t('Member level')], ['points_balance', () => t('Points')],
+    ['marketing_consent', () => t('Marketing consent')],
+    ['owner_id', () => t('Owner')], ['team_id', () => t('Team')],
   ];
 
   function card(title, sub, testid, span) {
@@ -159,15 +199,15 @@
   }
 
   function attrsCard(c, masked) {
-    const s = card('Attributes · 基本信息', masked ? 'personal data masked for your role · 已脱敏' : null, 'attributes');
+    const s = card(t('Attributes'), masked ? t('personal data masked for your role') : null, 'attributes');
     const dl = el('dl', {class: 'attrs'});
     for (const [k, label, pii] of ATTRS) {
       let v = c[k];
       if (k === 'created_at') v = fmt.time(v);
-      else if (typeof v === 'boolean') v = v ? 'yes' : 'no';
+      else if (typeof v === 'boolean') v = v ? t('yes') : t('no');
       else if (v === null || v === undefined || v === '') v = '–';
-      const dt = el('dt', {text: label});
-      if (pii) dt.append(el('span', {class: 'pii', text: 'PII', title: 'personal data: shown only here'}));
+      const dt = el('dt', {text: label()});
+      if (pii) dt.append(el('span', {class: 'pii', text: t('PII'), title: t('personal data: shown only here')}));
       dl.append(dt, el('dd', {'data-field': k, text: String(v)}));
     }
     s.append(dl);
@@ -197,13 +237,13 @@
              el('span', {class: 'rnum', text: (r.contribution > 0 ? '+' : '') + r.contribution.toFixed(3)}))));
       }
     }
-    if (!all.length) wrap.append(el('p', {class: 'note', text: 'No reasons: every feature is at its average.'}));
+    if (!all.length) wrap.append(el('p', {class: 'note', text: t('No reasons: every feature is at its average.')}));
     return wrap;
   }
 
   function modelLine(res) {
     return el('p', {class: 'muted', 'data-testid': 'model-version',
-      text: 'model ' + res.model + ' v' + res.model_version});
+      text: t('model {name} v{version}', {name: res.model, version: res.model_version})});
   }
 
   function fitIntentCard(res) {
@@ -229,8 +269,8 @@
 
   function scoreCard(kind, res, status) {
     const isLead = kind === 'lead';
-    const s = card(isLead ? 'Lead score · 线索评分' : 'Churn risk · 流失风险',
-      isLead ? 'probability of a first paid order in the horizon' : 'probability of no paid order in the horizon',
+    const s = card(isLead ? t('Lead score') : t('Churn risk'),
+      isLead ? t('probability of a first paid order in the horizon') : t('probability of no paid order in the horizon'),
       kind);
     if (res.error) { s.append(el('p', {class: 'err', text: res.error})); return s; }
     const applies = isLead ? status.is_lead : status.is_active;
@@ -238,53 +278,55 @@
       el('span', {class: 'big', 'data-testid': kind + '-score', 'data-value': String(res.score),
                   text: String(res.score)}),
       el('span', {class: 'grade ' + res.grade, 'data-testid': kind + '-grade', text: res.grade,
-                  title: 'grade A–D (cut points ' + (res.grade_thresholds || []).join('/') + ')'}),
+                  title: t('grade A–D (cut points {cuts})', {cuts: (res.grade_thresholds || []).join('/')})}),
       el('span', {'data-testid': kind + '-probability', 'data-value': String(res.probability),
                   text: 'p = ' + fmt.num(res.probability, 4)})));
     if (!applies) {
       s.append(el('p', {class: 'note warn', text: isLead
-        ? 'This model scores leads (no paid order yet); this customer has ' + status.paid_orders + ' paid order(s).'
-        : 'This model scores active customers (a paid order in the last ' + status.churn_lookback_days +
-          ' days); this customer has ' + (status.paid_orders ? 'none that recent.' : 'no paid order.')}));
+        ? t('This model scores leads (no paid order yet); this customer has {n} paid order(s).', {n: status.paid_orders})
+        : (status.paid_orders
+          ? t('This model scores active customers (a paid order in the last {days} days); this customer has none that recent.', {days: status.churn_lookback_days})
+          : t('This model scores active customers (a paid order in the last {days} days); this customer has no paid order.', {days: status.churn_lookback_days}))}));
     }
     if (res.unknown_categories && res.unknown_categories.length) {
-      s.append(el('p', {class: 'note', text: 'Values the model never saw: ' + res.unknown_categories.join(', ')}));
+      s.append(el('p', {class: 'note', text: t('Values the model never saw: {values}', {values: res.unknown_categories.join(', ')})}));
     }
     if (isLead && res.fit_grade) s.append(fitIntentCard(res));
-    s.append(reasonChart(res, isLead ? 'Raise the score' : 'Raise the risk',
-                         isLead ? 'Lower the score' : 'Lower the risk'));
+    s.append(reasonChart(res, isLead ? t('Raise the score') : t('Raise the risk'),
+                         isLead ? t('Lower the score') : t('Lower the risk')));
     s.append(modelLine(res));
     return s;
   }
 
   function segmentCard(g) {
-    const s = card('Segment & value · 分群与价值', null, 'segment');
+    const s = card(t('Segment & value'), null, 'segment');
     if (g.error) { s.append(el('p', {class: 'err', text: g.error})); return s; }
     const dl = el('dl', {class: 'kv'});
     const row = (label, testid, text, value) => dl.append(el('dt', {text: label}),
       el('dd', {'data-testid': testid, 'data-value': value === undefined || value === null ? null : String(value),
                 text: text}));
-    row('RFM segment', 'seg-rfm', g.rfm_segment);
+    row(t('RFM segment'), 'seg-rfm', g.rfm_segment);
     row('R / F / M', 'seg-rfm-scores', g.r_score + ' / ' + g.f_score + ' / ' + g.m_score);
     const tier = el('dd', {'data-testid': 'seg-tier', 'data-value': g.value_tier},
       g.value_tier + ' ', el('span', {class: 'chip', 'data-testid': 'seg-tier-zh', text: g.value_tier_zh || '–'}));
-    dl.append(el('dt', {text: 'Value tier · 价值等级'}), tier);
-    row('Cluster', 'seg-cluster', '#' + g.cluster + ' · ' + g.cluster_description, g.cluster);
+    dl.append(el('dt', {text: t('Value tier')}), tier);
+    row(t('Cluster'), 'seg-cluster', '#' + g.cluster + ' · ' + g.cluster_description, g.cluster);
     row('P(alive)', 'seg-palive', fmt.pct(g.p_alive), g.p_alive);
-    row('Expected purchases', 'seg-ep', fmt.num(g.expected_purchases, 2) + ' in ' + g.horizon_days + ' days',
+    row(t('Expected purchases'), 'seg-ep',
+        t('{value} in {days} days', {value: fmt.num(g.expected_purchases, 2), days: g.horizon_days}),
         g.expected_purchases);
-    row('Expected value', 'seg-ev', fmt.money(g.expected_value) + ' in ' + g.horizon_days + ' days',
+    row(t('Expected value'), 'seg-ev',
+        t('{value} in {days} days', {value: fmt.money(g.expected_value), days: g.horizon_days}),
         g.expected_value);
     s.append(dl, modelLine(g));
     return s;
   }
 
   function memberCard(g) {
-    const s = card('Member level & tags · 会员等级与标签', 'from the paid orders and events up to the as-of time',
-      'member');
+    const s = card(t('Member level & tags'), t('from the paid orders and events up to the as-of time'), 'member');
     const m = g && !g.error ? g.member : null;
     if (!m) {
-      s.append(el('p', {class: 'note', text: g && g.error ? 'No level: ' + g.error : 'No member data.'}));
+      s.append(el('p', {class: 'note', text: g && g.error ? t('No level: {reason}', {reason: g.error}) : t('No member data.')}));
       return s;
     }
     s.append(el('div', {class: 'headline'},
@@ -296,13 +338,13 @@
     bar.append(sv('rect', {x: 0, y: 0, width: 100, height: 8, rx: 3, class: 'track'}),
                sv('rect', {x: 0, y: 0, width: (100 * p).toFixed(1), height: 8, rx: 3, class: 'fill'}));
     s.append(el('div', {class: 'levelbar', 'data-testid': 'level-progress', 'data-value': String(p)}, bar,
-      el('span', {class: 'muted', text: m.next_level ? fmt.pct(p) + ' · ' + m.progress : 'top level'})));
+      el('span', {class: 'muted', text: m.next_level ? fmt.pct(p) + ' · ' + m.progress : t('top level')})));
     const chips = el('div', {class: 'tags', 'data-testid': 'member-tags'});
     for (const t of m.tags) {
       chips.append(el('span', {class: 'chip tag ' + t.kind, 'data-tag': t.tag, title: t.why, tabindex: 0,
                                text: t.tag + (t.en ? ' · ' + t.en : '')}));
     }
-    if (!m.tags.length) chips.append(el('span', {class: 'note', text: 'No tag applies.'}));
+    if (!m.tags.length) chips.append(el('span', {class: 'note', text: t('No tag applies.')}));
     s.append(chips);
     const skipped = Object.keys(m.tags_not_evaluated || {});
     if (skipped.length) {
@@ -313,21 +355,24 @@
   }
 
   function funnelCard(f, st) {
-    const s = card('Funnel · 转化漏斗', f.stage ? 'reached: ' + f.stage + ' (' + f.depth + ' of ' +
-      f.stages.length + ')' : 'no funnel step yet', 'funnel');
+    const s = card(t('Funnel'), f.stage
+      ? t('reached: {stage} ({depth} of {n})', {stage: f.stage, depth: f.depth, n: f.stages.length})
+      : t('no funnel step yet'), 'funnel');
     const ol = el('ol', {class: 'funnel'});
     f.stages.forEach((name, i) => ol.append(el('li', {
       class: (i < f.depth ? 'on' : '') + (i === f.depth - 1 ? ' here' : ''),
       'data-stage': name, text: name})));
-    s.append(ol, el('p', {class: 'note', text: st.paid_orders + ' paid order(s)' +
-      (st.last_paid_order ? ', the last on ' + fmt.day(st.last_paid_order) : '') + '.'}));
+    s.append(ol, el('p', {class: 'note', text: st.last_paid_order
+      ? t('{n} paid order(s), the last on {day}.', {n: st.paid_orders, day: fmt.day(st.last_paid_order)})
+      : t('{n} paid order(s).', {n: st.paid_orders})}));
     return s;
   }
 
   function timelineCard(p) {
     const shown = p.timeline.length;
-    const s = card('Recent history · 最近动态', shown < p.timeline_total
-      ? 'latest ' + shown + ' of ' + p.timeline_total : p.timeline_total + ' event(s)', 'timeline', true);
+    const s = card(t('Recent history'), shown < p.timeline_total
+      ? t('latest {shown} of {total}', {shown: shown, total: p.timeline_total})
+      : t('{n} event(s)', {n: p.timeline_total}), 'timeline', true);
     const ol = el('ol', {class: 'timeline'});
     p.timeline.forEach((t, i) => {
       ol.append(el('li', {'data-kind': t.kind, hidden: i >= FIRST_EVENTS},
@@ -335,11 +380,11 @@
         el('span', {class: 'kind ' + t.kind, text: t.kind}),
         el('span', {class: 'what'}, el('b', {text: t.title}), ' ', el('span', {text: t.detail}))));
     });
-    if (!shown) s.append(el('p', {class: 'note', text: 'No events at or before the as-of time.'}));
+    if (!shown) s.append(el('p', {class: 'note', text: t('No events at or before the as-of time.')}));
     s.append(ol);
     if (shown > FIRST_EVENTS) {
       const more = el('button', {type: 'button', class: 'more', 'data-testid': 'timeline-more',
-                                 text: 'Show all ' + shown});
+                                 text: t('Show all {n}', {n: shown})});
       more.addEventListener('click', () => {
         for (const li of ol.children) li.hidden = false;
         more.remove();
@@ -350,17 +395,17 @@
   }
 
   function modelsCard(models) {
-    const s = card('Models · 模型版本', 'the versions that produced the numbers above', 'models', true);
+    const s = card(t('Models'), t('the versions that produced the numbers above'), 'models', true);
     const tb = el('tbody');
     for (const [kind, m] of Object.entries(models)) {
       tb.append(el('tr', {'data-kind': kind}, el('td', {text: kind}), el('td', {text: m.name}),
-        el('td', {text: m.loaded ? 'v' + m.version : 'not loaded'}), el('td', {class: 'alias', text: '@' + m.alias}),
-        el('td', {class: 'trained', text: m.trained_at ? 'trained ' + m.trained_at : (m.error || '')})));
+        el('td', {text: m.loaded ? 'v' + m.version : t('not loaded')}), el('td', {class: 'alias', text: '@' + m.alias}),
+        el('td', {class: 'trained', text: m.trained_at ? t('trained {when}', {when: m.trained_at}) : (m.error || '')})));
     }
     s.append(el('table', {class: 'models'}, el('thead', {}, el('tr', {},
-      el('th', {text: 'Use'}), el('th', {text: 'Model'}), el('th', {text: 'Version'}),
-      el('th', {class: 'alias', text: 'Alias'}),
-      el('th', {class: 'trained', text: 'Trained'}))), tb));
+      el('th', {text: t('Use')}), el('th', {text: t('Model')}), el('th', {text: t('Version')}),
+      el('th', {class: 'alias', text: t('Alias')}),
+      el('th', {class: 'trained', text: t('Trained')}))), tb));
     return s;
   }
 
@@ -369,10 +414,10 @@
     const c = p.customer;
     const root = $('profile');
     const title = el('div', {class: 'title'},
-      el('h1', {'data-testid': 'name', text: c.name || '(no name)'}),
+      el('h1', {'data-testid': 'name', text: c.name || t('(no name)')}),
       el('span', {class: 'cid', 'data-testid': 'customer-id', text: c.customer_id}),
       el('span', {class: 'muted', 'data-testid': 'as-of', 'data-value': p.as_of,
-                  text: 'as of ' + fmt.time(p.as_of) + ' · ' + p.as_of_source}));
+                  text: t('as of {time} · {source}', {time: fmt.time(p.as_of), source: p.as_of_source})}));
     const grid = el('div', {class: 'grid'});
     const left = el('div', {class: 'col'}), right = el('div', {class: 'col'});
     left.append(attrsCard(c, p.pii_masked), segmentCard(p.segment), memberCard(p.segment), funnelCard(p.funnel, p.status));
@@ -398,5 +443,13 @@
     if (q) search(q);
   });
   $('signout').addEventListener('click', () => askKey(''));
+  $('lang').addEventListener('change', () => {
+    lang = $('lang').value === 'zh' ? 'zh' : 'en';
+    localStorage.setItem(LANG_KEY, lang);
+    applyLang();
+    showStatus();
+    if (view) view();
+  });
+  applyLang();
   if (key()) start(); else askKey('');
 })();

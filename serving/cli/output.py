@@ -1,0 +1,333 @@
+"""What every `crmscore` command shares on the way out: the exit codes, the progress bar, the summary (prose or
+``--json``), error lines, and the common options ``--json``, ``--quiet``, ``--verbose`` and ``--lang``.
+
+* Progress goes to stderr through rich, only when stderr is a terminal, ``$CI`` is unset and ``--quiet`` is not
+  given; pipes, files and CI logs get nothing. ``--verbose`` adds one line per finished stage with its time
+  (to stderr, terminal or not).
+* The summary goes to stdout: prose in the chosen language, or with ``--json`` one JSON object (English keys,
+  the fields of the command's summary file) and nothing else.
+* Messages are looked up in the ``serving.i18n`` catalogue; :class:`LocalizedGroup` translates the help of the
+  whole command tree before click parses the arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from typer.core import TyperGroup
+
+from serving.i18n import (
+    LanguageError,
+    _,
+    get_language,
+    normalize_language,
+    resolve_language,
+    translate,
+    using_language,
+)
+
+
+class ExitCode(IntEnum):
+    """Exit codes, the same for every command (README, "Exit codes")."""
+
+    OK = 0
+    #: an unexpected failure (a bug, or the environment: a crashed server, a lost database)
+    FAILURE = 1
+    #: bad input: a missing or invalid file, option, configuration or data (the message names it)
+    BAD_INPUT = 2
+    #: the command ran and found something to act on (monitor drift: drift or a performance drop)
+    ALERT = 3
+
+
+@dataclass
+class Session:
+    """The output choices of the running command."""
+
+    quiet: bool = False
+    verbose: bool = False
+    json: bool = False
+    lang: str = "en"
+    bar: CliProgress | None = None
+
+
+_session = Session()
+
+
+def session() -> Session:
+    """The current command's output choices."""
+    return _session
+
+
+# ------------------------------------------------------------------------------------------ messages
+def echo(message: str) -> None:
+    """One line of the prose summary on stdout (nothing with ``--json``)."""
+    if not _session.json:
+        typer.echo(message)
+
+
+def note(message: str, kind: str = "note") -> None:
+    """A note or warning on stderr (``kind`` is ``note`` or ``warning``; prefixed in the current language)."""
+    prefix = _("warning") if kind == "warning" else _("note")
+    typer.echo(f"{prefix}: {message}", err=True)
+
+
+def fail(message: object, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
+    """Print ``error: message`` (one line) on stderr and leave with ``code``."""
+    typer.echo(f"{_('error')}: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code=int(code))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path | date | datetime):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if hasattr(value, "isoformat"):  # pandas Timestamp
+        return value.isoformat()
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json(data: Mapping[str, Any]) -> str:
+    """``data`` as one line of strict JSON (paths and dates as strings, NaN and infinities as null)."""
+    return json.dumps(_finite(json.loads(json.dumps(data, default=_plain))), ensure_ascii=False, allow_nan=False)
+
+
+def summary(data: Mapping[str, Any], lines: Callable[[], str | list[str]] | str | list[str]) -> None:
+    """End a command: with ``--json`` print ``data`` as one JSON object, else the prose ``lines``."""
+    if _session.json:
+        typer.echo(to_json(data))
+        return
+    text = lines() if callable(lines) else lines
+    typer.echo(text if isinstance(text, str) else "\n".join(text))
+
+
+# ------------------------------------------------------------------------------------------ progress
+def progress_enabled() -> bool:
+    """Whether a progress bar is drawn: stderr is a terminal, not CI, not ``--quiet``."""
+    if _session.quiet or os.environ.get("CI"):
+        return False
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class CliProgress:
+    """A :class:`features.progress.ProgressCallback` drawing one rich progress bar per stage (stage, counts,
+    elapsed, ETA) on stderr; with ``--verbose`` it also prints each finished stage's time."""
+
+    def __init__(self, enabled: bool, verbose: bool) -> None:
+        self.enabled = enabled
+        self.verbose = verbose
+        self._bar: Any = None
+        self._task: Any = None
+        self._stage: str | None = None
+        self._t0 = 0.0
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn(_("ETA")),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            self._bar.start()
+
+    def __call__(self, stage: str, done: int = 0, total: int | None = None) -> None:
+        if stage != self._stage:
+            self._end_stage()
+            self._stage = stage
+            self._t0 = time.perf_counter()
+            if self._bar is not None:
+                self._task = self._bar.add_task(translate(stage), total=total, completed=done)
+            return
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
+    def _end_stage(self) -> None:
+        if self._stage is None:
+            return
+        seconds = time.perf_counter() - self._t0
+        if self._bar is not None and self._task is not None:
+            total = next(t.total for t in self._bar.tasks if t.id == self._task)
+            if total:
+                self._bar.update(self._task, completed=total)  # the stage is done
+            self._bar.refresh()  # every stage is drawn at least once, however short
+            self._bar.remove_task(self._task)
+            self._task = None
+        if self.verbose:
+            line = f"{translate(self._stage)}: {seconds:.2f} s"
+            if self._bar is not None:
+                self._bar.console.print(line, markup=False, highlight=False)
+            else:
+                typer.echo(line, err=True)
+        self._stage = None
+
+    def close(self) -> None:
+        """End the last stage and take the bar off the terminal."""
+        self._end_stage()
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def progress_bar() -> CliProgress:
+    """The progress callback of the running command; closed when the command ends (also on errors)."""
+    if _session.bar is None:
+        _session.bar = CliProgress(progress_enabled(), _session.verbose)
+    return _session.bar
+
+
+@contextmanager
+def progress() -> Iterator[CliProgress]:
+    """A progress callback for a block of a command; the bar is removed when the block ends (also on errors)."""
+    bar = progress_bar()
+    try:
+        yield bar
+    finally:
+        bar.close()
+        _session.bar = None
+
+
+# ------------------------------------------------------------------------------------ common options
+def _options(with_json: bool) -> list[inspect.Parameter]:
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [
+        inspect.Parameter(
+            "quiet", kw, annotation=bool,
+            default=typer.Option(False, "--quiet", "-q", help="no progress bar"),
+        ),
+        inspect.Parameter(
+            "verbose", kw, annotation=bool,
+            default=typer.Option(False, "--verbose", "-v", help="print each stage's time on stderr"),
+        ),
+        inspect.Parameter(
+            "lang", kw, annotation=str | None,
+            default=typer.Option(
+                None, "--lang", help="language of the messages: zh or en (default $CRMSCORE_LANG, else en)"
+            ),
+        ),
+    ]
+    if with_json:
+        params.insert(0, inspect.Parameter(
+            "as_json", kw, annotation=bool,
+            default=typer.Option(False, "--json", help="print the summary as one JSON object on stdout"),
+        ))
+    return params
+
+
+def command(func: Callable[..., Any] | None = None, *, json_summary: bool = True) -> Any:
+    """Give a typer command the common options (``--json`` when ``json_summary``, ``--quiet``, ``--verbose``,
+    ``--lang``) and set them up before it runs: ``app.command("x")(output.command(x_cmd))``."""
+
+    def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
+        sig = inspect.signature(f, eval_str=True)
+        extra = _options(json_summary)
+        names = [p.name for p in extra]
+
+        @functools.wraps(f)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            global _session
+            opts = {n: kwargs.pop(n) for n in names}
+            try:  # without --lang here: the language the root group chose (a root --lang, else $CRMSCORE_LANG)
+                lang = resolve_language(opts["lang"]) if opts["lang"] else get_language()
+            except LanguageError as e:
+                fail(f"--lang: {e}")
+            _session = Session(
+                quiet=opts["quiet"], verbose=opts["verbose"], json=opts.get("as_json", False), lang=lang
+            )
+            try:
+                with using_language(lang):
+                    return f(*args, **kwargs)
+            finally:
+                if _session.bar is not None:
+                    _session.bar.close()
+                _session = Session()
+
+        params = [*sig.parameters.values(), *extra]
+        run.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+
+    return wrap(func) if func is not None else wrap
+
+
+# ------------------------------------------------------------------------------------------ help text
+def _lang_in_args(args: list[str]) -> str | None:
+    for i, a in enumerate(args):
+        if a == "--lang" and i + 1 < len(args):
+            return args[i + 1]
+        if a.startswith("--lang="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def localize(cmd: Any, lang: str) -> None:
+    """Translate the help of ``cmd``, its options and its sub-commands into ``lang`` (in place)."""
+    code = normalize_language(lang) or "en"
+    originals = cmd.__dict__.setdefault("_crmscore_en", {"help": cmd.help, "short_help": cmd.short_help})
+    for key in ("help", "short_help"):
+        text = originals[key]
+        setattr(cmd, key, translate(text, code) if text else text)
+    for p in cmd.params:  # typer vendors its own click: options are recognised by their ``help``
+        orig = p.__dict__.setdefault("_crmscore_en", getattr(p, "help", None))
+        if orig:
+            p.help = translate(orig, code)
+    for sub in getattr(cmd, "commands", {}).values():
+        localize(sub, code)
+
+
+class LocalizedGroup(TyperGroup):
+    """The root group: reads ``--lang`` (anywhere in the arguments) or ``$CRMSCORE_LANG`` first, so help is
+    shown in that language."""
+
+    def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            lang = resolve_language(_lang_in_args(argv))
+        except LanguageError as e:
+            if _lang_in_args(argv) is None:  # a bad $CRMSCORE_LANG: said once, then English
+                typer.echo(f"{_('warning')}: CRMSCORE_LANG: {e}", err=True)
+            lang = "en"  # a bad --lang is refused by the command itself (exit 2)
+        localize(self, lang)
+        with using_language(lang):
+            return super().main(args, *a, **kw)

@@ -1,0 +1,114 @@
+"""Messages in the user's language: one gettext catalogue (``crmscore``) for the command line, the report and
+the profile page.
+
+Messages are written in English in the code and looked up with :func:`_`; the Chinese catalogue is
+``locale/zh/LC_MESSAGES/crmscore.po`` with its compiled ``.mo`` beside it (both shipped as package data;
+``python -m serving.i18n.catalogue update`` adds new messages to the ``.po`` and recompiles). Field names and
+JSON keys are never translated. The language is chosen per command (``--lang``), else ``$CRMSCORE_LANG``,
+else English.
+"""
+
+from __future__ import annotations
+
+import functools
+import gettext as _gettext
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Literal
+
+Lang = Literal["en", "zh"]
+#: languages with a catalogue (English is the messages themselves)
+LANGUAGES: tuple[Lang, ...] = ("en", "zh")
+DOMAIN = "crmscore"
+LOCALE_DIR = Path(__file__).parent / "locale"
+
+_current: ContextVar[Lang] = ContextVar("crmscore_lang", default="en")
+
+
+class LanguageError(ValueError):
+    """A language that has no catalogue."""
+
+
+def normalize_language(value: str | None) -> Lang | None:
+    """``zh``, ``zh_CN``, ``zh-Hans``, ``en_US.UTF-8`` … → ``zh`` / ``en``; ``None`` or empty → ``None``.
+
+    Raises :class:`LanguageError` for any other language.
+    """
+    if not value or not value.strip():
+        return None
+    code = value.strip().replace("-", "_").split(".")[0].split("_")[0].lower()
+    if code == "zh":
+        return "zh"
+    if code == "en":
+        return "en"
+    raise LanguageError(f"language {value!r}: use zh or en")
+
+
+def resolve_language(explicit: str | None = None) -> Lang:
+    """``explicit`` (``--lang``), else ``$CRMSCORE_LANG``, else English."""
+    return normalize_language(explicit) or normalize_language(os.environ.get("CRMSCORE_LANG")) or "en"
+
+
+def set_language(lang: str | None) -> Lang:
+    """Make ``lang`` (resolved as :func:`resolve_language`) the language of this thread/context; returns it."""
+    code = resolve_language(lang)
+    _current.set(code)
+    return code
+
+
+def get_language() -> Lang:
+    """The current language."""
+    return _current.get()
+
+
+@functools.cache
+def translations(lang: Lang) -> _gettext.NullTranslations:
+    """The compiled catalogue of ``lang`` (English: messages unchanged)."""
+    if lang == "en":
+        return _gettext.NullTranslations()
+    return _gettext.translation(DOMAIN, localedir=LOCALE_DIR, languages=[lang])
+
+
+def translate(message: str, lang: Lang | None = None) -> str:
+    """``message`` in ``lang`` (default: the current language); the message itself when it has no translation."""
+    return translations(lang or _current.get()).gettext(message)
+
+
+def _(message: str) -> str:
+    """``message`` in the current language (the name gettext tools look for)."""
+    return translations(_current.get()).gettext(message)
+
+
+def N_(message: str) -> str:
+    """Marks ``message`` for the catalogue without translating it now (module-level constants)."""
+    return message
+
+
+__all__ = [
+    "LANGUAGES",
+    "Lang",
+    "LanguageError",
+    "N_",
+    "_",
+    "get_language",
+    "normalize_language",
+    "resolve_language",
+    "set_language",
+    "translate",
+    "translations",
+    "using_language",
+]
+
+
+@contextmanager
+def using_language(lang: str | None) -> Iterator[Lang]:
+    """Within the block, the current language is ``lang`` (``None``: keep the current one)."""
+    code = normalize_language(lang) or _current.get()
+    token = _current.set(code)
+    try:
+        yield code
+    finally:
+        _current.reset(token)
