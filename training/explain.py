@@ -117,7 +117,10 @@ def contributions(est: Any, Z: np.ndarray, method: str = "exact", n_threads: int
         )
     if supports_reasons(est):
         n, f = Z.shape
-        out = np.empty((n, f + 1), dtype=np.result_type(Z, est.coef_))
+        # in the matrix's memory order: a column-major matrix (batch's, for linear models) is read and written
+        # column by column, as :meth:`ReasonFolder.fold` then reads it
+        fortran = Z.flags.f_contiguous and not Z.flags.c_contiguous
+        out = np.empty((n, f + 1), dtype=np.result_type(Z, est.coef_), order="F" if fortran else "C")
         np.multiply(Z, est.coef_[0], out=out[:, :f])
         out[:, f] = est.intercept_[0]
         return out
@@ -170,27 +173,32 @@ def select_reasons(folded: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray
 def _select_by_extremes(folded: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`select_reasons` for a few reasons of finite values: ``top`` rounds of ``argmax`` (first, i.e. lowest,
     index among equals) and of ``argmin`` over the reversed columns (highest index among equals), each round
-    masking the picked cells; the order is the full stable sort's. ``folded`` is restored before returning."""
+    masking the picked cells; the order is the full stable sort's. ``folded`` is restored before returning.
+
+    The smallest are picked from one contiguous reversed copy (``argmin`` of a reversed view copies the array
+    in every round)."""
     n, f = folded.shape
     rows = np.arange(n)
-    out = []
-    for pick_max in (True, False):
-        picked = np.empty((n, top), dtype=np.int64)
-        saved = np.empty((n, top), dtype=folded.dtype)
-        fill = -np.inf if pick_max else np.inf
-        done = 0
-        try:
-            for k in range(top):
-                j = folded.argmax(axis=1) if pick_max else f - 1 - folded[:, ::-1].argmin(axis=1)
-                picked[:, k] = j
-                saved[:, k] = folded[rows, j]
-                folded[rows, j] = fill
-                done += 1
-        finally:
-            for k in range(done - 1, -1, -1):
-                folded[rows, picked[:, k]] = saved[:, k]
-        out.append(picked)
-    return out[0], out[1]
+    pos = np.empty((n, top), dtype=np.int64)
+    saved = np.empty((n, top), dtype=folded.dtype)
+    done = 0
+    try:
+        for k in range(top):
+            j = folded.argmax(axis=1)
+            pos[:, k] = j
+            saved[:, k] = folded[rows, j]
+            folded[rows, j] = -np.inf
+            done += 1
+    finally:
+        for k in range(done - 1, -1, -1):
+            folded[rows, pos[:, k]] = saved[:, k]
+    reversed_ = np.ascontiguousarray(folded[:, ::-1])
+    neg = np.empty((n, top), dtype=np.int64)
+    for k in range(top):
+        j = reversed_.argmin(axis=1)
+        neg[:, k] = f - 1 - j
+        reversed_[rows, j] = np.inf
+    return pos, neg
 
 
 def jsonable(v: Any) -> Any:

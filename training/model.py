@@ -212,8 +212,8 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         return np.fromiter((_code_of(lookup, v) for v in values), dtype=np.int64, count=n)
 
     def _encode_numeric(self, A: np.ndarray, fitted: bool = True) -> np.ndarray:
-        """The numeric block (float64, the encoder's own copy, changed in place): non-finite → NaN, then for
-        ``onehot`` (when ``fitted``) missing → median, centred and scaled."""
+        """The numeric block (float64, the encoder's own copy or a view of the matrix being built, changed in
+        place): non-finite → NaN, then for ``onehot`` (when ``fitted``) missing → median, centred and scaled."""
         bad = ~np.isfinite(A)
         if fitted and self.encoding == "onehot":  # non-finite → NaN → the median: one step
             np.copyto(A, np.broadcast_to(np.asarray(self.medians_, dtype="float64"), A.shape), where=bad)
@@ -223,26 +223,38 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
             A[bad] = np.nan
         return A
 
-    def _assemble(self, num: np.ndarray, codes: Sequence[np.ndarray]) -> np.ndarray:
-        """Numeric block + categorical codes → the model matrix."""
+    def _assemble(self, num: Any, codes: Sequence[np.ndarray], order: str = "C") -> np.ndarray:
+        """Numeric block (not modified) + categorical codes → the model matrix, in ``order`` (``"F"``: column by
+        column, what a linear model's margin reads; the values do not depend on it).
+
+        The numeric block is copied into the matrix once and encoded there (:meth:`_encode_numeric`, element by
+        element: the same numbers as encoding a copy first); one-hot columns are set by one scatter."""
         n, k = num.shape
         onehot = self.encoding == "onehot"
         widths = [len(self.categories_[c]) if onehot else 1 for c in self.categorical_features_]
-        Z = np.empty((n, k + sum(widths)), dtype="float64")
+        width = k + sum(widths)
+        Z = np.empty((n, width), dtype="float64", order="F" if order == "F" else "C")
         Z[:, :k] = num
-        if onehot and k < Z.shape[1]:
-            Z[:, k:] = 0.0
-        for idx, w in zip(codes, widths, strict=True):
-            if onehot:
-                ok = idx >= 0
-                Z[np.flatnonzero(ok), k + idx[ok]] = 1.0
-            else:
+        self._encode_numeric(Z[:, :k])
+        if onehot:
+            if k < width:
+                Z[:, k:] = 0.0
+            # (row, column) of every 1 as flat positions of Z's memory: one scatter for all features
+            fortran = order == "F"
+            flat = Z.ravel(order="F" if fortran else "C")  # a view: Z is contiguous in that order
+            row_step, col_step = (1, n) if fortran else (width, 1)
+            for idx, w in zip(codes, widths, strict=True):
+                ok = np.flatnonzero(idx >= 0)
+                flat[ok * row_step + (k + idx[ok]) * col_step] = 1.0
+                k += w
+        else:
+            for idx in codes:
                 Z[:, k] = np.where(idx >= 0, idx, np.nan)
-            k += w
+                k += 1
         return Z
 
-    def _encode(self, num: np.ndarray, codes: list[np.ndarray], return_unknown: bool) -> Any:
-        Z = self._assemble(self._encode_numeric(num), codes)
+    def _encode(self, num: Any, codes: list[np.ndarray], return_unknown: bool, order: str = "C") -> Any:
+        Z = self._assemble(num, codes, order)
         if not return_unknown:
             return Z
         unknown = np.column_stack(codes) == UNKNOWN if codes else np.zeros((len(Z), 0), dtype=bool)
@@ -287,7 +299,9 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         codes = [self._category_codes(c, [r.get(c) for r in rows]) for c in self.categorical_features_]
         return self._encode(num, codes, return_unknown)
 
-    def transform_arrays(self, numeric: Any, categorical: Mapping[str, Any], return_unknown: bool = False) -> Any:
+    def transform_arrays(
+        self, numeric: Any, categorical: Mapping[str, Any], return_unknown: bool = False, order: str = "C"
+    ) -> Any:
         """Encode column arrays: the batch, Spark and HTTP-service adapter (no per-row Python for codes).
 
         Parameters
@@ -300,13 +314,18 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
             dictionary-encoded once, so the lookup runs on its distinct values only).
         return_unknown : bool, default=False
             Also return the unknown-category mask (rows × ``categorical_features_``).
+        order : {"C", "F"}, default="C"
+            Memory order of the matrix (``"F"``: columns contiguous, for a linear model's column-by-column
+            margin); the values are the same.
 
         Returns
         -------
         ndarray of shape (n_rows, len(feature_names_out_)), and the mask when ``return_unknown``
         """
         check_is_fitted(self, "feature_names_out_")
-        num = np.array(numeric, dtype="float64", order="F", ndmin=2)
+        num = np.asarray(numeric, dtype="float64")
+        if num.ndim < 2:
+            num = num.reshape(1, -1) if num.ndim == 1 else num.reshape(1, 1)
         if num.shape[1] != len(self.numeric_features_):
             if num.size == 0 and not self.numeric_features_:
                 num = num.reshape(len(num), 0)
@@ -322,7 +341,7 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
                 codes.append(table[rows])
             else:
                 codes.append(self._category_codes(c, given))
-        return self._encode(num, codes, return_unknown)
+        return self._encode(num, codes, return_unknown, order)
 
 
 #: Category code of a value not kept in fit.

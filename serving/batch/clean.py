@@ -24,6 +24,11 @@ class CleanChunk:
     blank: int = 0
     #: the categorical features' text as codes (rows aligned with ``features``), for :func:`feature_matrix`
     codes: dict[str, CategoryCodes] = field(default_factory=dict)
+    #: the numeric features as one float64 block (rows × ``ColumnPlan.numeric``, column-major; the memory the
+    #: numeric columns of ``features`` are views of), for :func:`feature_matrix`
+    numeric: np.ndarray | None = None
+    #: ``ids`` as an Arrow string array when the input's id texts needed no normalising (else None)
+    id_text: Any = None
 
 
 def _is_numeric_type(t: Any) -> bool:
@@ -62,6 +67,18 @@ def _text_codes_of(col: Any) -> tuple[np.ndarray, CategoryCodes | None]:
     return normalize_text(arr.to_pandas()).to_numpy(dtype=object, na_value=None), None
 
 
+def _ids_of(col: Any) -> tuple[np.ndarray, Any]:
+    """The id column as normalised text (:func:`_text_codes_of`) and, when the ids needed no normalising (checked
+    on the column itself by pyarrow: no hashing of ids that are mostly distinct), the same texts as an Arrow
+    array the output is built from."""
+    import pyarrow as pa
+
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_string(arr.type) and _normal_already(arr):
+        return arr.to_numpy(zero_copy_only=False), arr
+    return _text_codes_of(arr)[0], None
+
+
 #: characters str.strip() removes in the ASCII range (RE2's \s lacks \v and the separators \x1c-\x1f)
 _ASCII_EDGE_SPACE = r"^[\t\n\x0b\x0c\r\x1c-\x1f ]|[\t\n\x0b\x0c\r\x1c-\x1f ]$"
 
@@ -97,6 +114,21 @@ class CategoryCodes:
     def take(self, mask: np.ndarray) -> CategoryCodes:
         """The codes of the rows ``mask`` keeps."""
         return CategoryCodes(self.codes[mask], self.values)
+
+
+def _fill_floats(col: Any, out: np.ndarray) -> bool:
+    """Copy a float64 column (what the CSV reader parses plain-number columns as; nulls become NaN) chunk by
+    chunk straight into ``out`` (a column of the chunk's numeric block); False, nothing copied, for other types."""
+    import pyarrow as pa
+
+    if not pa.types.is_float64(col.type) or len(out) != len(col):
+        return False
+    at = 0
+    for part in col.chunks if isinstance(col, pa.ChunkedArray) else [col]:
+        m = len(part)
+        out[at : at + m] = part.to_numpy(zero_copy_only=False)
+        at += m
+    return True
 
 
 def _numbers_of(col: Any, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -162,7 +194,7 @@ def clean_chunk(raw: RawChunk, plan: ColumnPlan) -> CleanChunk:
     n = t.num_rows
     blank = _blank_mask(t, raw.text_numbers) if n else np.zeros(0, dtype=bool)
     problems: list[tuple[np.ndarray, str, np.ndarray | str, str | np.ndarray]] = []
-    ids = _text_codes_of(t.column(plan.id_col))[0] if n else np.empty(0, dtype=object)
+    ids, id_text = _ids_of(t.column(plan.id_col)) if n else (np.empty(0, dtype=object), None)
     no_id = pd.isna(ids).astype(bool) & ~blank
     if no_id.any():
         problems.append((np.flatnonzero(no_id), plan.id_col, "", f"{plan.id_col} is blank"))
@@ -170,17 +202,16 @@ def clean_chunk(raw: RawChunk, plan: ColumnPlan) -> CleanChunk:
     # one float matrix for all numeric features: the frame built from it is a single block (no consolidation copy)
     num = np.empty((n, len(plan.numeric)), dtype="float64", order="F")
     for j, c in enumerate(plan.numeric):
-        if n:
+        col = num[:, j]
+        if n and not _fill_floats(t.column(c), col):
             vals, bad, bad_text = _numbers_of(t.column(c), c)
-        else:
-            vals, bad, bad_text = np.zeros(0), np.zeros(0, dtype=bool), np.empty(0, dtype=object)
-        if bad.any():
-            problems.append((np.flatnonzero(bad), c, bad_text, f"{c} is not a number"))
-        inf = np.isinf(vals)
+            if bad.any():
+                problems.append((np.flatnonzero(bad), c, bad_text, f"{c} is not a number"))
+            col[:] = vals
+            del vals
+        inf = np.isinf(col)
         if inf.any():
-            problems.append((np.flatnonzero(inf), c, np.where(vals[inf] > 0, "inf", "-inf"), f"{c} is infinite"))
-        num[:, j] = vals
-        del vals
+            problems.append((np.flatnonzero(inf), c, np.where(col[inf] > 0, "inf", "-inf"), f"{c} is infinite"))
     codes: dict[str, CategoryCodes] = {}
     for c in plan.categorical:
         cols[c], cc = _text_codes_of(t.column(c)) if n else (np.empty(0, dtype=object), None)
@@ -198,15 +229,18 @@ def clean_chunk(raw: RawChunk, plan: ColumnPlan) -> CleanChunk:
         )
         rejects = pd.concat([rejects, extra], ignore_index=True) if len(rejects) else extra
     all_ok = bool(ok.all())
-    feats = pd.DataFrame(num if all_ok else num[ok], columns=plan.numeric, copy=False)
-    del num
+    if not all_ok:
+        num = np.asfortranarray(num[ok])
+    feats = pd.DataFrame(num, columns=plan.numeric, copy=False)
     for c in plan.categorical:
         feats[c] = cols[c] if all_ok else cols[c][ok]
     feats = feats[plan.features] if list(feats.columns) != plan.features else feats
     keep = t.select(plan.keep).filter(ok) if plan.keep else None
     if not all_ok:
         codes = {c: cc.take(ok) for c, cc in codes.items()}
-    return CleanChunk(feats, ids[ok], keep, raw.row_numbers[ok], rejects, int(blank.sum()), codes)
+    if id_text is not None and not all_ok:
+        id_text = id_text.filter(ok)
+    return CleanChunk(feats, ids[ok], keep, raw.row_numbers[ok], rejects, int(blank.sum()), codes, num, id_text)
 
 
 def _reject_frame(problems: list, row_numbers: np.ndarray, ids: np.ndarray) -> pd.DataFrame:

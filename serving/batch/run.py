@@ -46,7 +46,8 @@ READ_AHEAD_BYTES = 512 << 20
 def _result_table(clean: CleanChunk, scored: ScoredChunk, id_col: str, reasons: int) -> Any:
     import pyarrow as pa
 
-    cols: dict[str, Any] = {id_col: pa.array(clean.ids, type=pa.string())}
+    ids = clean.id_text if clean.id_text is not None else pa.array(clean.ids, type=pa.string())
+    cols: dict[str, Any] = {id_col: ids}
     if clean.keep is not None:
         for c in clean.keep.column_names:
             if c != id_col:
@@ -204,11 +205,11 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
             rejects.write(clean.rejects)
             if len(clean.features):
                 scored = score_frame(model.scorer, clean.features, options.reasons, threads, folder,
-                                     options.reason_method, clean.codes)
+                                     options.reason_method, clean.codes, clean.numeric)
                 table = _result_table(clean, scored, plan.id_col, options.reasons)
                 scored.reasons = {}
                 if records is None:
-                    clean.features = None  # not needed by the writer: free it now
+                    clean.features = clean.numeric = None  # not needed by the writer: free them now
                 writer.submit(functools.partial(spill_chunk, table, clean, scored))
                 del table, scored
             del clean

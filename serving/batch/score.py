@@ -20,7 +20,6 @@ import pandas as pd
 from serving.batch.clean import CategoryCodes
 from serving.batch.options import BatchError
 from training.explain import REASON_METHODS, select_reasons
-from training.model import FeaturePreprocessor
 from training.scores import readable_label
 
 __all__ = [
@@ -108,24 +107,38 @@ def reason_texts(
     folded: np.ndarray, pos: np.ndarray, neg: np.ndarray, top: int, names: Sequence[str], X: pd.DataFrame
 ) -> dict[str, Any]:
     """Reason text columns (Arrow, null for no reason) of selected folded contributions: ``label = value (±c)``."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    J, C = reason_cells(folded, pos, neg, top)
+    return _cell_texts(J, C, top, names, X)
 
+
+def reason_cells(folded: np.ndarray, pos: np.ndarray, neg: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reason cells of selected folded contributions: feature indexes ``J`` and contributions ``C``, both
+    (2 × ``top``, rows), the ``top`` positive reason columns first (a cell is a reason when its contribution has
+    the column's sign). Row by row, so the cells of a chunk can be filled block by block."""
     n = folded.shape[0]
-    cols = [(f"reason_{kind}_{k + 1}", sel, sign, k) for kind, sel, sign in (("pos", pos, 1.0), ("neg", neg, -1.0))
-            for k in range(top)]
-    if n == 0 or not cols:
-        return {c: pa.nulls(n, pa.string()) for c, *_ in cols}
+    J = np.zeros((2 * top, n), dtype=np.int64)
+    C = np.zeros((2 * top, n), dtype="float64")
     all_rows = np.arange(n)
-    # every cell: feature index, contribution and whether it is a reason at all (sign)
-    J = np.zeros((len(cols), n), dtype=np.int64)
-    C = np.zeros((len(cols), n), dtype="float64")
-    H = np.zeros((len(cols), n), dtype=bool)
-    for i, (_, sel, sign, k) in enumerate(cols):
+    for i, (sel, k) in enumerate([(pos, k) for k in range(top)] + [(neg, k) for k in range(top)]):
         if k < sel.shape[1]:
             J[i] = sel[:, k]
             C[i] = folded[all_rows, J[i]]
-            H[i] = C[i] * sign > 0
+    return J, C
+
+
+def _cell_texts(J: np.ndarray, C: np.ndarray, top: int, names: Sequence[str], X: pd.DataFrame) -> dict[str, Any]:
+    """:func:`reason_texts` of :func:`reason_cells`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = J.shape[1]
+    cols = [(f"reason_{kind}_{k + 1}", sign) for kind, sign in (("pos", 1.0), ("neg", -1.0)) for k in range(top)]
+    if n == 0 or not cols:
+        return {c: pa.nulls(n, pa.string()) for c, _ in cols}
+    # whether each cell is a reason at all (its contribution has the column's sign)
+    H = np.zeros((len(cols), n), dtype=bool)
+    for i, (_, sign) in enumerate(cols):
+        H[i] = C[i] * sign > 0
     # value texts: per feature, the distinct values of the rows where it is a reason, formatted once
     value_code = np.zeros(J.shape, dtype=np.int64)
     texts: list[str] = []
@@ -150,7 +163,7 @@ def reason_texts(
     label_dict = pa.array([readable_label(g) for g in names], type=pa.string())
     rc = rc.reshape(C.shape)
     out: dict[str, Any] = {}
-    for i, (col, *_) in enumerate(cols):
+    for i, (col, _) in enumerate(cols):
         miss = ~H[i]
         if miss.all():
             out[col] = pa.nulls(n, pa.string())
@@ -186,29 +199,59 @@ def _number_text(v: float) -> str:
     return s if s not in ("", "0", "-0") else f"{v:.2g}"
 
 
+#: rows encoded, scored and explained at a time within a chunk: a block's model matrix (~8k rows × ~200 columns,
+#: ~13 MB) and contributions stay in cache, and the allocator reuses their memory from block to block instead
+#: of mapping (and page-faulting) a chunk-sized matrix afresh for every chunk. Every number of a row depends on
+#: that row alone (the linear margin is summed column by column, XGBoost and TreeSHAP work row by row), so the
+#: block size changes no output bit.
+SCORE_BLOCK_ROWS = 8192
+
+
 def feature_matrix(
-    preprocessor: Any, X: pd.DataFrame, codes: dict[str, CategoryCodes] | None = None
+    preprocessor: Any, X: pd.DataFrame, codes: dict[str, CategoryCodes] | None = None,
+    numeric: np.ndarray | None = None, rows: slice | None = None, order: str = "C",
 ) -> np.ndarray:
-    """The model matrix of a cleaned chunk: the scorer's encoder fed column arrays (no per-row Python).
+    """The model matrix of a cleaned chunk (or of its ``rows``): the scorer's encoder fed column arrays (no
+    per-row Python).
 
     ``X`` holds the model's features (numeric ones as float columns, categorical ones as text or None);
     ``codes`` (:attr:`CleanChunk.codes` of the same rows) give a categorical column as codes into its distinct
-    values, so the encoder looks up the few distinct values only
-    (``FeaturePreprocessor.transform_arrays``). A frame the adapter does not expect (a numeric feature that
-    is not a float column, a missing column) and other preprocessors (a table model's ``TablePreprocessor``)
-    go through their ``transform``, which names missing columns.
+    values, so the encoder looks up the few distinct values only; ``numeric`` (:attr:`CleanChunk.numeric`) is
+    the numeric block the frame's numeric columns came from, read without going through the frame
+    (``FeaturePreprocessor.transform_arrays``; ``order`` is the matrix's memory order). A frame the adapter does
+    not expect (a numeric feature that is not a float column, a missing column) and other preprocessors (a
+    table model's ``TablePreprocessor``) go through their ``transform``, which names missing columns.
     """
+    arrays = _encoder_arrays(preprocessor, X, codes, numeric)
+    sl = rows if rows is not None else slice(None)
+    if arrays is None:
+        return preprocessor.transform(X if rows is None else X.iloc[sl])
+    num, categorical = arrays
+    return preprocessor.transform_arrays(
+        num[sl], {c: ((v[0][sl], v[1]) if isinstance(v, tuple) else v[sl]) for c, v in categorical.items()},
+        order=order,
+    )
+
+
+def _encoder_arrays(
+    preprocessor: Any, X: pd.DataFrame, codes: dict[str, CategoryCodes] | None, numeric: np.ndarray | None
+) -> tuple[np.ndarray, dict[str, Any]] | None:
+    """What ``FeaturePreprocessor.transform_arrays`` takes for the rows of ``X`` (see :func:`feature_matrix`), or
+    None when ``X`` must go through the preprocessor's ``transform``."""
+    from training.model import FeaturePreprocessor
+
     if type(preprocessor) is not FeaturePreprocessor:
-        return preprocessor.transform(X)
+        return None
     num_names = list(preprocessor.numeric_features_)
     if any(c not in X.columns for c in preprocessor.feature_names_in_) or not all(
         pd.api.types.is_float_dtype(X[c].dtype) for c in num_names
     ):
-        return preprocessor.transform(X)
+        return None
     k = len(num_names)
-    block = X.iloc[:, :k] if list(X.columns[:k]) == num_names else X[num_names]  # a view when in order
-    numeric = block.to_numpy(dtype="float64")
-    del block
+    if numeric is None or numeric.shape != (len(X), k) or numeric.dtype != np.float64:
+        block = X.iloc[:, :k] if list(X.columns[:k]) == num_names else X[num_names]  # a view when in order
+        numeric = block.to_numpy(dtype="float64")
+        del block
     categorical: dict[str, Any] = {}
     for c in preprocessor.categorical_features_:
         hint = (codes or {}).get(c)
@@ -216,25 +259,51 @@ def feature_matrix(
             categorical[c] = (hint.codes, hint.values)
         else:
             categorical[c] = X[c].to_numpy(dtype=object)
-    return preprocessor.transform_arrays(numeric, categorical)
+    return numeric, categorical
 
 
 def score_frame(
     scorer: Any, X: pd.DataFrame, reasons: int = 0, threads: int | None = None, folder: Any = None,
-    reason_method: str = "exact", codes: dict[str, CategoryCodes] | None = None,
+    reason_method: str = "exact", codes: dict[str, CategoryCodes] | None = None, numeric: np.ndarray | None = None,
 ) -> ScoredChunk:
     """Score a frame of the model's features with the scorer's own transform, model and calibration
-    (``codes``: :attr:`CleanChunk.codes` of the same rows, see :func:`feature_matrix`)."""
+    (``codes``, ``numeric``: :attr:`CleanChunk.codes` and :attr:`CleanChunk.numeric` of the same rows, see
+    :func:`feature_matrix`), :data:`SCORE_BLOCK_ROWS` rows at a time."""
     from training.scores import to_grade, to_score
 
+    n = len(X)
+    prep = scorer.preprocessor_
+    # a linear model's margin reads the matrix column by column, trees read it row by row
+    order = "F" if getattr(prep, "encoding", None) == "onehot" else "C"
+    arrays = _encoder_arrays(prep, X, codes, numeric)
+    step = SCORE_BLOCK_ROWS if arrays is not None else max(n, 1)
+    p = np.empty(n, dtype="float64")
+    # the reason cells (feature, contribution) of every row; a block's folded contributions live for that block
+    J = np.zeros((2 * reasons, n), dtype=np.int64) if reasons > 0 else None
+    C = np.zeros((2 * reasons, n), dtype="float64") if reasons > 0 else None
+    if reasons > 0 and folder is None:
+        folder = scorer.reason_folder()
     with _xgb_threads(threads):
-        Z = feature_matrix(scorer.preprocessor_, X, codes)
-        p = np.asarray(scorer.predict_proba_matrix(Z), dtype="float64")
-        why = reason_arrays(scorer, X, Z, reasons, folder, reason_method) if reasons > 0 and len(X) else {}
-    if reasons > 0 and not why:
-        import pyarrow as pa
-
-        why = {c: pa.nulls(len(X), pa.string()) for c in reason_columns(reasons)}
+        for r0 in range(0, n, step):
+            rows = slice(r0, min(n, r0 + step))
+            if arrays is None:
+                Z = prep.transform(X)
+            else:
+                num, categorical = arrays
+                Z = prep.transform_arrays(
+                    num[rows], {c: ((v[0][rows], v[1]) if isinstance(v, tuple) else v[rows])
+                                for c, v in categorical.items()}, order=order,
+                )
+            p[rows] = scorer.predict_proba_matrix(Z)
+            if J is not None and C is not None:
+                folded = folder.fold(contributions(scorer, Z, reason_method))
+                pos, neg = select_reasons(folded, reasons)
+                J[:, rows], C[:, rows] = reason_cells(folded, pos, neg, reasons)
+                del folded
+            del Z
+    why: dict[str, Any] = {}
+    if J is not None and C is not None:
+        why = _cell_texts(J, C, reasons, folder.names, X)
     s = to_score(p)
     return ScoredChunk(p, s, to_grade(s, scorer.grade_thresholds_), why)
 
