@@ -17,7 +17,7 @@ import numpy as np
 
 from features.io import atomic_path
 from features.progress import ProgressCallback, no_progress
-from serving.batch.clean import CleanChunk, clean_chunk
+from serving.batch.clean import CleanChunk, NumericBlocks, clean_chunk
 from serving.batch.model import id_column_for, load_scorer
 from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, FeatureMapping, load_feature_mapping
 from serving.batch.rank import _output_schema, _quantiles, _write_results, rank_rows
@@ -176,9 +176,11 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
         blank = 0
         if "pre_rejects" in info:
             rejects.write(info["pre_rejects"])
+        blocks = NumericBlocks()
+
         def cleaned() -> Iterator[tuple[int, int, CleanChunk]]:
             for raw in source.chunks(plan, options.chunk_size):
-                clean = clean_chunk(raw, plan)
+                clean = clean_chunk(raw, plan, blocks)
                 n_raw, n_bad = raw.table.num_rows, len(raw.bad_rows)
                 raw.table = None  # release the raw text before scoring
                 yield n_raw, n_bad, clean
@@ -208,8 +210,9 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
                                      options.reason_method, clean.codes, clean.numeric)
                 table = _result_table(clean, scored, plan.id_col, options.reasons)
                 scored.reasons = {}
-                if records is None:
-                    clean.features = clean.numeric = None  # not needed by the writer: free them now
+                if records is None:  # the features are not needed by the writer: reuse their memory
+                    blocks.give(clean.numeric)
+                    clean.features = clean.numeric = None
                 writer.submit(functools.partial(spill_chunk, table, clean, scored))
                 del table, scored
             del clean

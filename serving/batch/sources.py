@@ -335,11 +335,10 @@ def open_csv_input(path: Path) -> InputSource:
             yield empty, np.zeros(0, dtype=np.int64), why
 
     def start(chunk_size: int, budget_bytes: int) -> None:
-        # parse ahead while the model loads: about budget_bytes of data (a chunk costs its bytes plus 4 bytes
-        # of offsets per cell in Arrow)
-        per_chunk = int(chunk_size * (per_row + 5 * len(names)))
+        # parse ahead while the model loads: up to budget_bytes of Arrow data (the parsed tables' own size)
         started["size"] = chunk_size
-        started["it"] = ReadAhead(tables(chunk_size, True), ahead=max(1, min(16, budget_bytes // max(1, per_chunk))))
+        started["it"] = ReadAhead(tables(chunk_size, True), ahead=64, budget_bytes=budget_bytes,
+                                  size=lambda item: item[0].nbytes)
 
     def stop() -> None:
         it = started.pop("it", None)
@@ -363,6 +362,7 @@ def open_csv_input(path: Path) -> InputSource:
                 yield chunk
                 if it is not None:
                     it.ahead = 1  # scoring has started: from now on read one chunk ahead only
+                    it.budget_bytes = None
         finally:
             if it is not None:
                 it.close()

@@ -36,8 +36,16 @@ class ReadAhead(Iterator[_T]):
     have come; :meth:`close` stops the producer before its next item and closes its generator.
     """
 
-    def __init__(self, items: Iterator[_T], ahead: int, name: str = "crmscore-parse") -> None:
+    def __init__(
+        self, items: Iterator[_T], ahead: int, name: str = "crmscore-parse", budget_bytes: int | None = None,
+        size: Callable[[Any], int] | None = None,
+    ) -> None:
         self.ahead = max(1, ahead)
+        #: with ``size`` (an item's bytes): also stop reading ahead once the buffer holds this many bytes (at
+        #: least one item is always read ahead)
+        self.budget_bytes = budget_bytes
+        self._size = size
+        self._bytes = 0
         self._items = items
         self._buffer: list[tuple[BaseException | None, Any]] = []
         self._cond = threading.Condition()
@@ -50,7 +58,7 @@ class ReadAhead(Iterator[_T]):
         try:
             while True:
                 with self._cond:
-                    while len(self._buffer) >= self.ahead and not self._stopped:
+                    while self._full() and not self._stopped:
                         self._cond.wait(0.1)
                     if self._stopped:
                         return
@@ -69,9 +77,24 @@ class ReadAhead(Iterator[_T]):
                 with contextlib.suppress(Exception):
                     close()
 
+    def _full(self) -> bool:
+        if len(self._buffer) >= self.ahead:
+            return True
+        return bool(self._buffer) and self.budget_bytes is not None and self._bytes >= self.budget_bytes
+
+    def _nbytes(self, item: tuple[BaseException | None, Any]) -> int:
+        if self._size is None or item[0] is not None or item[1] is _END:
+            return 0
+        try:
+            return int(self._size(item[1]))
+        except Exception:  # noqa: BLE001 - a size is only a hint for the budget
+            return 0
+
     def _put(self, item: tuple[BaseException | None, Any]) -> None:
+        size = self._nbytes(item)
         with self._cond:
             self._buffer.append(item)
+            self._bytes += size
             self._cond.notify_all()
 
     def __next__(self) -> _T:
@@ -80,8 +103,10 @@ class ReadAhead(Iterator[_T]):
         with self._cond:
             while not self._buffer:
                 self._cond.wait(0.1)
-            err, x = self._buffer.pop(0)
+            item = self._buffer.pop(0)
+            self._bytes = max(0, self._bytes - self._nbytes(item)) if self._buffer else 0
             self._cond.notify_all()
+        err, x = item
         if err is not None:
             self._done = True
             raise err
