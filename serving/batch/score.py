@@ -141,7 +141,8 @@ def _cell_texts(J: np.ndarray, C: np.ndarray, top: int, names: Sequence[str], X:
         H[i] = C[i] * sign > 0
     # value texts: per feature, the distinct values of the rows where it is a reason, formatted once
     value_code = np.zeros(J.shape, dtype=np.int64)
-    texts: list[str] = []
+    texts: list[Any] = []  # Arrow string arrays
+    n_texts = 0
     cells = np.flatnonzero(H.ravel())
     cj = J.ravel()[cells]
     crow = cells % n
@@ -153,9 +154,10 @@ def _cell_texts(J: np.ndarray, C: np.ndarray, top: int, names: Sequence[str], X:
             continue
         name = names[int(cj[group[0]])]
         codes, uniques = _value_dictionary(X[name] if name in X.columns else None, crow[group])
-        flat_code[cells[group]] = codes + len(texts)
-        texts.extend(uniques)
-    value_dict = pa.array(texts, type=pa.string())
+        flat_code[cells[group]] = codes + n_texts
+        texts.append(uniques)
+        n_texts += len(uniques)
+    value_dict = pa.concat_arrays(texts) if texts else pa.array([], type=pa.string())
     # contribution texts: distinct rounded values formatted once
     # by bit pattern, so -0.0 (a tiny negative contribution) keeps its sign: "-0.00"
     rc, runiques = pd.factorize(np.round(C.ravel(), 2).view(np.int64))
@@ -169,27 +171,30 @@ def _cell_texts(J: np.ndarray, C: np.ndarray, top: int, names: Sequence[str], X:
             out[col] = pa.nulls(n, pa.string())
             continue
         lab = pc.take(label_dict, pa.array(J[i], mask=miss))
-        val = pc.take(value_dict, pa.array(value_code[i], mask=miss)) if len(texts) else lab
+        val = pc.take(value_dict, pa.array(value_code[i], mask=miss)) if n_texts else lab
         con = pc.take(contrib_dict, pa.array(rc[i], mask=miss))
         out[col] = pc.binary_join_element_wise(lab, " = ", val, " (", con, ")", "")
     return out
 
 
-def _value_dictionary(col: pd.Series | None, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Display texts of ``col``'s values in ``rows`` as (codes, distinct texts): numbers as
-    :func:`_format_numbers` shows them, text as it is, missing as ``missing``."""
+def _value_dictionary(col: pd.Series | None, rows: np.ndarray) -> tuple[np.ndarray, Any]:
+    """Display texts of ``col``'s values in ``rows`` as (codes, distinct texts as an Arrow string array): numbers
+    as :func:`_format_numbers` shows them (:func:`_number_texts`), text as it is, missing as ``missing``."""
+    import pyarrow as pa
+
+    missing = pa.array(["missing"], type=pa.string())
     if col is None:
-        return np.zeros(len(rows), dtype=np.int64), ["missing"]
+        return np.zeros(len(rows), dtype=np.int64), missing
     if pd.api.types.is_numeric_dtype(col.dtype):
         values = col.to_numpy(dtype="float64", na_value=np.nan)[rows]
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        texts = [_number_text(float(v)) for v in uniques]
+        texts = _number_texts(np.asarray(uniques, dtype="float64"))
     else:
         values = col.to_numpy(dtype=object)[rows]
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        texts = [str(v) for v in uniques]
+        texts = pa.array([str(v) for v in uniques], type=pa.string())
     codes = np.where(codes < 0, len(texts), codes)
-    return codes.astype(np.int64), [*texts, "missing"]
+    return codes.astype(np.int64), pa.concat_arrays([texts, missing])
 
 
 def _number_text(v: float) -> str:
@@ -197,6 +202,57 @@ def _number_text(v: float) -> str:
         return str(int(v))
     s = f"{v:.2f}".rstrip("0").rstrip(".")
     return s if s not in ("", "0", "-0") else f"{v:.2g}"
+
+
+def _number_texts(values: np.ndarray) -> Any:
+    """:func:`_number_text` of each of ``values`` (finite), as an Arrow string array, mostly without a Python
+    call per value: whole numbers are Arrow's integer texts, others ``m / 100`` with ``m`` the value rounded to
+    hundredths (``np.rint(100 v)``, which is what ``f"{v:.2f}"`` rounds to unless ``100 v`` lies within
+    rounding error of a half; those, large values and the ones that round to zero go through
+    :func:`_number_text`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    v = np.asarray(values, dtype="float64")
+    n = len(v)
+    out = np.empty(n, dtype=np.int64)  # position of each value's text in the concatenation below
+    parts: list[Any] = []
+    at = 0
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(v) & (v == np.trunc(v)) & (np.abs(v) < 1e15)
+        x100 = v * 100.0
+        m = np.rint(x100)
+        frac = np.abs(x100 - np.trunc(x100))
+        exact = (
+            ~whole & np.isfinite(v) & (np.abs(v) < 1e9) & (m != 0)
+            & (np.abs(frac - 0.5) > 1e-9 * np.maximum(1.0, np.abs(x100)))
+        )
+    slow = ~whole & ~exact
+    if whole.any():
+        idx = np.flatnonzero(whole)
+        parts.append(pc.cast(pa.array(v[idx].astype(np.int64)), pa.string()))
+        out[idx] = at + np.arange(len(idx))
+        at += len(idx)
+    if exact.any():
+        idx = np.flatnonzero(exact)
+        mm = m[idx].astype(np.int64)
+        am = np.abs(mm)
+        sign = pc.if_else(pa.array(mm < 0), "-", "")
+        units = pc.cast(pa.array(am // 100), pa.string())
+        cents = pc.utf8_lpad(pc.cast(pa.array(am % 100), pa.string()), 2, "0")
+        text = pc.binary_join_element_wise(sign, units, ".", cents, "")
+        parts.append(pc.utf8_rtrim(pc.utf8_rtrim(text, "0"), "."))
+        out[idx] = at + np.arange(len(idx))
+        at += len(idx)
+    if slow.any():
+        idx = np.flatnonzero(slow)
+        parts.append(pa.array([_number_text(float(x)) for x in v[idx]], type=pa.string()))
+        out[idx] = at + np.arange(len(idx))
+        at += len(idx)
+    if not parts:
+        return pa.array([], type=pa.string())
+    texts = pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
+    return pc.take(texts, pa.array(out)) if n else texts
 
 
 #: rows encoded, scored and explained at a time within a chunk: a block's model matrix (~8k rows × ~200 columns,
