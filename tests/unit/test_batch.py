@@ -290,6 +290,46 @@ def test_numbers_are_shown_readably():
     assert got.tolist() == ["1", "0", "193.58", "missing", "-2.5", "0.0001", "3650"]
 
 
+def test_number_texts_in_arrow_equal_the_python_formatting():
+    from serving.batch.score import _number_text, _number_texts
+
+    rng = np.random.default_rng(3)
+    values = np.concatenate([
+        rng.normal(size=20_000) * 10.0 ** rng.integers(-4, 10, 20_000),
+        rng.integers(-100_000, 100_000, 5_000) / 100.0,
+        rng.integers(-1_000, 1_000, 2_000) / 8.0,  # exact halves of hundredths: 0.125, 0.375, ...
+        [0.0, -0.0, 0.005, -0.005, 0.125, 2.675, 9.995, 99.995, -0.004, 1e-9, 1e15, 1e15 + 2, -1e16, 5e-324],
+    ])
+    assert _number_texts(values).to_pylist() == [_number_text(float(v)) for v in values]
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "linear"])
+def test_block_size_changes_no_probability_or_reason(model, kind, monkeypatch):
+    import serving.batch.score as score_mod
+
+    rng = np.random.default_rng(5)
+    n = 1_000
+    X = pd.DataFrame({"tenure_days": rng.uniform(0, 400, n).round(2), "age": rng.integers(18, 70, n) * 1.0,
+                      "added_to_cart": rng.integers(0, 2, n) * 1.0,
+                      "province": rng.choice(["广东省", "浙江省", None, "unseen"], n)})
+    scorer = model.scorer
+    if kind == "linear":  # one-hot, column-major model matrix
+        from sklearn.linear_model import LogisticRegression
+
+        from training.model import CRMScorer, FeaturePreprocessor
+
+        y = (rng.random(n) < 0.3).astype(int)
+        pre = FeaturePreprocessor(categorical=CAT, encoding="onehot", min_frequency=1)
+        scorer = CRMScorer(estimator=LogisticRegression(), preprocessor=pre).fit(X, y)
+    whole = score_frame(scorer, X, reasons=3, threads=1)
+    monkeypatch.setattr(score_mod, "SCORE_BLOCK_ROWS", 7)
+    blocks = score_frame(scorer, X, reasons=3, threads=1)
+    assert whole.probability.tobytes() == blocks.probability.tobytes()
+    np.testing.assert_array_equal(whole.probability, scorer.predict_proba(X)[:, 1])
+    for c in whole.reasons:
+        assert whole.reasons[c].equals(blocks.reasons[c]), c
+
+
 # ------------------------------------------------------------------------------------------------ ranking
 
 
