@@ -38,6 +38,7 @@ from training.cross_sell import (
     read_model,
 )
 from training.cross_sell_actions import ActionsConfig, assign_actions, compile_actions
+from training.cross_sell_online import OnlineRecommender
 
 log = logging.getLogger("crmscore.serving")
 
@@ -45,22 +46,30 @@ _ACTION_TEXT = ("lead_grade", "churn_grade", "value_tier")
 _ACTION_NUMBERS = ("recency_days", "frequency", "monetary")
 
 
+@dataclass
+class History:
+    """One customer's paid product lines as arrays: sku, time, basket (order id)."""
+
+    skus: np.ndarray
+    ts: np.ndarray
+    baskets: np.ndarray
+
+
 class CustomerLines:
-    """Paid product lines sorted by customer once; one customer's lines are a slice (``np.searchsorted``)."""
+    """Paid product lines sorted by customer once; one customer's lines are array slices (``np.searchsorted``)."""
 
     def __init__(self, lines: pd.DataFrame, customers: pd.Index) -> None:
-        lines = lines.sort_values(["customer_id", "ts"], kind="stable").reset_index(drop=True)
-        self.lines = lines
+        lines = lines.sort_values(["customer_id", "ts"], kind="stable")
         self.ids = lines["customer_id"].to_numpy(dtype=str)
+        self.skus = lines["sku"].to_numpy(dtype=object)
+        self.ts = lines["ts"].to_numpy(dtype="datetime64[ns]")
+        self.baskets = lines["basket"].astype(str).to_numpy(dtype=object)
         self.customers = customers  # every customer id of the data (a customer may have no line)
 
-    def of(self, customer_id: str) -> pd.DataFrame:
+    def of(self, customer_id: str) -> History:
         """The customer's lines (empty when it bought nothing)."""
-        lo, hi = (
-            int(np.searchsorted(self.ids, customer_id, "left")),
-            int(np.searchsorted(self.ids, customer_id, "right")),
-        )
-        return self.lines.iloc[lo:hi]
+        lo, hi = (int(np.searchsorted(self.ids, customer_id, side)) for side in ("left", "right"))
+        return History(self.skus[lo:hi], self.ts[lo:hi], self.baskets[lo:hi])
 
     def known(self, customer_id: str) -> bool:
         """Whether the data holds this customer (in customers, or with a line)."""
@@ -74,6 +83,7 @@ class CrossSellState:
     name: str
     alias: str
     model: ItemItemModel | None = None
+    online: OnlineRecommender | None = None
     version: str | None = None
     exclude_recent_days: int = 30
     error: str | None = None
@@ -90,6 +100,7 @@ class CrossSellState:
         st = cls(name=cfg.model_name, alias=settings.alias, exclude_recent_days=cfg.exclude_recent_days)
         try:
             st.model, st.version, st.exclude_recent_days = load_registered(st.name, settings)
+            st.online = OnlineRecommender(st.model)
         except Exception as e:  # noqa: BLE001 - the endpoint answers 503 with the reason; other endpoints serve
             st.error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
             log.warning("cross-sell model not loaded: %s", st.error)
@@ -154,29 +165,28 @@ def load_actions(path: str | None) -> tuple[ActionsConfig, dict[str, FieldSpec]]
 
 
 # ------------------------------------------------------------------------------------------------ recommend
-def _request_lines(req: RecommendRequest) -> pd.DataFrame:
+def _request_history(req: RecommendRequest) -> History:
     assert req.purchases is not None
     p = req.purchases
-    return pd.DataFrame(
-        {
-            "customer_id": req.customer_id,
-            "basket": [x.order_id or x.ts.isoformat() for x in p],
-            "ts": pd.to_datetime([x.ts for x in p]),
-            "sku": [x.sku for x in p],
-            "product_name": pd.array([None] * len(p), dtype="string"),
-        }
+    return History(
+        np.array([x.sku for x in p], dtype=object),
+        np.array([np.datetime64(x.ts, "ns") for x in p], dtype="datetime64[ns]"),
+        np.array([x.order_id or x.ts.isoformat() for x in p], dtype=object),
     )
 
 
 def recommend_for(st: CrossSellState, req: RecommendRequest) -> dict[str, Any]:
-    """The /recommend body of one customer, or a :class:`RequestError` (404 unknown id, 422, 503)."""
-    from serving.http.loader import ModelUnavailable
-    from training.cross_sell_job import recommend
+    """The /recommend body of one customer, or a :class:`RequestError` (404 unknown id, 422, 503).
 
-    if st.model is None:
+    Computed by :class:`training.cross_sell_online.OnlineRecommender`, which gives what the batch
+    ``crmscore recommend`` gives for the customer (same list and evidence).
+    """
+    from serving.http.loader import ModelUnavailable
+
+    if st.model is None or st.online is None:
         raise ModelUnavailable(f"model {st.name}@{st.alias} is not loaded: {st.error or 'not registered'}")
     if req.purchases is not None:
-        lines = _request_lines(req)
+        hist = _request_history(req)
     else:
         if st.lines is None:
             raise RequestError(
@@ -185,29 +195,21 @@ def recommend_for(st: CrossSellState, req: RecommendRequest) -> dict[str, Any]:
             )
         if not st.lines.known(req.customer_id):
             raise RequestError(404, "customer_id: no customer with this id in the service's data")
-        lines = st.lines.of(req.customer_id)
-    as_of = pd.Timestamp(req.as_of) if req.as_of is not None else None
-    if as_of is None:
-        as_of = pd.Timestamp(lines["ts"].max()) if len(lines) else st.model.as_of
+        hist = st.lines.of(req.customer_id)
+    if req.as_of is not None:
+        as_of = pd.Timestamp(req.as_of)
+    else:
+        as_of = pd.Timestamp(hist.ts.max()) if len(hist.ts) else st.model.as_of
     exclude = st.exclude_recent_days if req.exclude_days is None else req.exclude_days
-    recs = recommend(st.model, lines, pd.Index([req.customer_id]), as_of, req.k, exclude)
+    recs = st.online.recommend(hist.skus, hist.ts, hist.baskets, as_of, req.k, exclude)
     return {
         "customer_id": req.customer_id,
         "model": st.name,
         "model_version": st.version,
         "as_of": as_of.isoformat(),
-        "history_lines": int((lines["ts"] <= as_of).sum()),
+        "history_lines": int((hist.ts <= as_of.to_datetime64()).sum()),
         "excluded_days": exclude,
-        "recommendations": [
-            {
-                "rank": int(r.rank),
-                "sku": str(r.sku),
-                "product_name": str(r.product_name),
-                "score": float(r.score),
-                "evidence": str(r.evidence),
-            }
-            for r in recs.itertuples(index=False)
-        ],
+        "recommendations": recs,
     }
 
 

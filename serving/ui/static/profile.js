@@ -412,12 +412,17 @@
   }
   async function loadNextSteps(id) {
     $('next-steps').hidden = true;
-    try { nextStepsCard(await api('/ui/api/next_steps', {customer_id: id})); } catch (e) { failed(e); }
+    try {
+      const n = await api('/ui/api/next_steps', {customer_id: id});
+      if (n.customer_id === nextStepsFor) nextStepsCard(n);  // a later profile may have been opened meanwhile
+    } catch (e) { failed(e); }
   }
+  let nextStepsFor = null;
   new MutationObserver(() => {
-    const id = $('profile').dataset.customerId;
-    if (id && !$('profile').hidden) loadNextSteps(id);
-  }).observe($('profile'), {attributes: true, attributeFilter: ['data-customer-id']});
+    const prof = $('profile'), id = prof.dataset.customerId;
+    if (prof.hidden) { $('next-steps').hidden = true; nextStepsFor = null; return; }
+    if (id && id !== nextStepsFor) { nextStepsFor = id; loadNextSteps(id); }
+  }).observe($('profile'), {attributes: true, attributeFilter: ['data-customer-id', 'hidden']});
 
   // ------------------------------------------------------------------ wiring
   $('keyform').addEventListener('submit', (ev) => {
