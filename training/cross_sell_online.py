@@ -80,8 +80,8 @@ class OnlineRecommender:
         keep = (col >= 0) & (ts <= t)
         # one (basket, product) counts once, as in History.of
         seen: dict[tuple[str, int], int] = {}
-        for i in np.flatnonzero(keep):
-            seen.setdefault((str(baskets[i]), int(col[i])), int(i))
+        for i in np.flatnonzero(keep).tolist():
+            seen.setdefault((str(baskets[i]), int(col[i])), i)
         rows = np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
         c = col[rows]
         age = np.asarray((t - ts[rows]) / np.timedelta64(1, "D"), dtype=np.float64)
