@@ -10,9 +10,10 @@ then timed: loading and joining the lines (``load_lines``), the whole out-of-tim
 (``evaluate_split``: validation grid, refit at T, baselines, rules) and the rules alone (``association_rules``
 on the lines up to T). ``--quick`` uses the demo generator's order lines instead.
 
-**Serving** (goal: ``/recommend``, one customer per request, ≥ 1,000 req/s with p99 ≤ 20 ms): a demo data dir
-(``features.synth``, ``--customers``) with a lead model and a cross-sell model trained on it in a temporary
-registry; ``crmscore serve --data DIR`` on a free loopback port (pinned, one worker); `wrk` at ``-t2 -c16`` for
+**Serving** (goal: ``/recommend``, one customer per request, ≥ 1,000 req/s with p99 ≤ 20 ms): a lead model on a
+demo data dir (``features.synth``, ``--customers``) and a cross-sell model trained on Online Retail (``--quick``:
+on the demo data's order lines) in a temporary registry; ``crmscore serve --data DIR`` (the cross-sell data) on
+a free loopback port (pinned, one worker); `wrk` at ``-t2 -c16`` for
 ``--duration`` seconds: ``/recommend`` with a customer id drawn per request from 500 customers with purchases,
 then ``/score_leads`` with one lead (precomputed features, reasons) in the same run. Needs `wrk`.
 
@@ -118,32 +119,35 @@ def retail_dir(workdir: Path) -> Path:
     return out
 
 
-def demo_registry(workdir: Path, customers: int) -> tuple[str, Path]:
-    """Demo data (with order lines), a lead model and a cross-sell model in a SQLite registry."""
+def demo_registry(workdir: Path, customers: int, xs_data: Path | None = None) -> tuple[str, Path]:
+    """Demo data (with order lines) and a lead model in a SQLite registry, plus a cross-sell model trained on
+    ``xs_data`` (default: the demo data); returns the registry URI and the data dir the cross-sell model serves."""
     from bench_serving import make_registry
 
     from training.cross_sell import CrossSellConfig
     from training.cross_sell_job import train_cross_sell
 
     uri = make_registry(workdir, customers, 200, 6)
+    data = xs_data or workdir / "data"
     cwd = os.getcwd()
     os.chdir(workdir)
     try:
-        train_cross_sell(workdir / "data", CrossSellConfig())
+        train_cross_sell(data, CrossSellConfig())
     finally:
         os.chdir(cwd)
-    return uri, workdir / "data"
+    return uri, data
 
 
-def serving_figures(workdir: Path, customers: int, duration: int) -> dict[str, float]:
-    """wrk on /recommend (one customer per request) and /score_leads (one lead) against one server."""
+def serving_figures(workdir: Path, customers: int, duration: int, xs_data: Path | None = None) -> dict[str, float]:
+    """wrk on /recommend (one customer per request) and /score_leads (one lead) against one server; the
+    cross-sell model and the purchase histories come from ``xs_data`` (Online Retail) when given."""
     from bench_serving import API_KEY, LUA, free_port, make_payloads, run_wrk, start_target
 
     from training.cross_sell import load_lines
 
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk); or run with --skip-serving")
-    uri, data = demo_registry(workdir, customers)
+    uri, data = demo_registry(workdir, customers, xs_data)
     bodies = make_payloads(workdir, uri, n=10)
     ids = list(dict.fromkeys(load_lines(data)["customer_id"].astype(str)))[:500]
     lua_rec = workdir / "recommend.lua"
@@ -216,7 +220,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_serving:
             serve_dir = work / "serve"
             serve_dir.mkdir()
-            figures.update(serving_figures(serve_dir, customers, duration))
+            # full size: /recommend serves the Online Retail model and histories; --quick: the demo data's
+            xs_data = args.data
+            if xs_data is None and not args.quick:
+                xs_data = work / "online_retail" if (work / "online_retail").is_dir() else retail_dir(work)
+            params["serving_data"] = "demo" if xs_data is None else "online_retail"
+            figures.update(serving_figures(serve_dir, customers, duration, xs_data))
     print(json.dumps({k: round(v, 4) for k, v in figures.items()}, indent=1))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,6 +62,10 @@ class OnlineRecommender:
             lift=r["lift"].to_numpy(dtype=np.float64)[order],
         )
 
+    def codes(self, skus: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Model column of each sku, -1 when the model does not know it."""
+        return np.fromiter((self.code.get(str(x), -1) for x in skus), dtype=np.int64, count=len(skus))
+
     def recommend(
         self,
         skus: Sequence[str] | np.ndarray,
@@ -73,16 +77,28 @@ class OnlineRecommender:
     ) -> list[dict[str, object]]:
         """Top ``k`` of one customer from its purchase lines (``skus``, ``ts`` as datetime64, ``baskets``): dicts
         ``rank, sku, product_name, score, evidence``; lines after ``as_of`` and unknown skus are not read."""
+        basket_ids = np.unique(np.asarray(baskets, dtype=str), return_inverse=True)[1] if len(baskets) else []
+        return self.recommend_codes(
+            self.codes(skus), ts, np.asarray(basket_ids, dtype=np.int64), as_of, k, exclude_recent_days
+        )
+
+    def recommend_codes(
+        self,
+        col: np.ndarray,
+        ts: np.ndarray,
+        basket_ids: np.ndarray,
+        as_of: pd.Timestamp,
+        k: int = 10,
+        exclude_recent_days: int = 30,
+    ) -> list[dict[str, object]]:
+        """:meth:`recommend` with the lines already as model columns (:meth:`codes`) and integer basket ids."""
         m = self.model
         t = np.datetime64(pd.Timestamp(as_of).to_datetime64(), "ns")
         ts = np.asarray(ts, dtype="datetime64[ns]")
-        col = np.array([self.code.get(str(s), -1) for s in skus], dtype=np.int64)
-        keep = (col >= 0) & (ts <= t)
-        # one (basket, product) counts once, as in History.of
-        seen: dict[tuple[str, int], int] = {}
-        for i in np.flatnonzero(keep).tolist():
-            seen.setdefault((str(baskets[i]), int(col[i])), i)
-        rows = np.fromiter(seen.values(), dtype=np.int64, count=len(seen))
+        keep = np.flatnonzero((col >= 0) & (ts <= t))
+        # one (basket, product) counts once, the first line of it, as in History.of
+        _, first = np.unique(basket_ids[keep] * np.int64(self.n) + col[keep], return_index=True)
+        rows = keep[np.sort(first)]
         c = col[rows]
         age = np.asarray((t - ts[rows]) / np.timedelta64(1, "D"), dtype=np.float64)
         items, inv = np.unique(c, return_inverse=True)
@@ -97,7 +113,7 @@ class OnlineRecommender:
         part = np.argpartition(-score, kk - 1)[:kk]
         top = part[np.argsort(-score[part], kind="stable")]
         top = top[np.isfinite(score[top])]
-        pos = {int(x): j for j, x in enumerate(items)}
+        pos = {int(x): j for j, x in enumerate(items.tolist())}
         return [
             {
                 "rank": r + 1,
@@ -106,12 +122,23 @@ class OnlineRecommender:
                 "score": float(score[b]),
                 "evidence": self._evidence(int(b), pos, items, counts, last),
             }
-            for r, b in enumerate(top)
+            for r, b in enumerate(top.tolist())
         ]
+
+    def _neighbours(self, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """``u · S`` for the sparse vector ``u`` (``weights`` at ``items``), from the CSR arrays of ``S``."""
+        S = self.S
+        starts, ends = S.indptr[items], S.indptr[items + 1]
+        lens = ends - starts
+        total = int(lens.sum())
+        if total == 0:
+            return np.zeros(self.n)
+        offsets = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(total)
+        return np.bincount(S.indices[offsets], weights=S.data[offsets] * np.repeat(weights, lens), minlength=self.n)
 
     def _scores(self, items: np.ndarray, counts: np.ndarray, decayed: np.ndarray) -> np.ndarray:
         m = self.model
-        nb = np.asarray(self.S[items].T @ decayed).ravel() if len(items) else np.zeros(self.n)
+        nb = self._neighbours(items, decayed)
         top = nb.max() if len(nb) else 0.0
         nb = nb / top if top > 0 else np.zeros(self.n)
         if m.own == "repeat":

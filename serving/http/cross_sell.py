@@ -53,6 +53,8 @@ class History:
     skus: np.ndarray
     ts: np.ndarray
     baskets: np.ndarray
+    codes: np.ndarray | None = None  # model columns of the skus (-1 unknown), when prepared for the model
+    basket_ids: np.ndarray | None = None  # integer basket ids
 
 
 class CustomerLines:
@@ -64,12 +66,19 @@ class CustomerLines:
         self.skus = lines["sku"].to_numpy(dtype=object)
         self.ts = lines["ts"].to_numpy(dtype="datetime64[ns]")
         self.baskets = lines["basket"].astype(str).to_numpy(dtype=object)
+        self.basket_ids = pd.factorize(self.baskets)[0].astype(np.int64)
+        self.codes: np.ndarray | None = None
         self.customers = customers  # every customer id of the data (a customer may have no line)
 
     def of(self, customer_id: str) -> History:
         """The customer's lines (empty when it bought nothing)."""
         lo, hi = (int(np.searchsorted(self.ids, customer_id, side)) for side in ("left", "right"))
-        return History(self.skus[lo:hi], self.ts[lo:hi], self.baskets[lo:hi])
+        codes = None if self.codes is None else self.codes[lo:hi]
+        return History(self.skus[lo:hi], self.ts[lo:hi], self.baskets[lo:hi], codes, self.basket_ids[lo:hi])
+
+    def prepare(self, online: OnlineRecommender) -> None:
+        """Look every line's sku up in the model once (requests then slice the columns)."""
+        self.codes = online.codes(self.skus)
 
     def known(self, customer_id: str) -> bool:
         """Whether the data holds this customer (in customers, or with a line)."""
@@ -105,6 +114,8 @@ class CrossSellState:
             st.error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
             log.warning("cross-sell model not loaded: %s", st.error)
         st.lines, st.lines_error = _load_lines(settings.data_dir, cfg)
+        if st.lines is not None and st.online is not None:
+            st.lines.prepare(st.online)
         try:
             st.actions, st.action_fields = load_actions(os.environ.get("CRMSCORE_ACTIONS_CONFIG") or None)
         except Exception as e:  # noqa: BLE001 - a broken config answers 503 naming the rule
@@ -201,7 +212,10 @@ def recommend_for(st: CrossSellState, req: RecommendRequest) -> dict[str, Any]:
     else:
         as_of = pd.Timestamp(hist.ts.max()) if len(hist.ts) else st.model.as_of
     exclude = st.exclude_recent_days if req.exclude_days is None else req.exclude_days
-    recs = st.online.recommend(hist.skus, hist.ts, hist.baskets, as_of, req.k, exclude)
+    if hist.codes is not None and hist.basket_ids is not None:
+        recs = st.online.recommend_codes(hist.codes, hist.ts, hist.basket_ids, as_of, req.k, exclude)
+    else:
+        recs = st.online.recommend(hist.skus, hist.ts, hist.baskets, as_of, req.k, exclude)
     return {
         "customer_id": req.customer_id,
         "model": st.name,
