@@ -187,8 +187,10 @@ class Vocabulary:
         buyers = lines.drop_duplicates(["customer_id", "sku"])["sku"].value_counts()
         skus = buyers.index[buyers.to_numpy() >= min_buyers].to_numpy(dtype=object)
         named = lines.dropna(subset=["product_name"])
-        name = named.groupby("sku", sort=False)["product_name"].agg(lambda s: s.value_counts().index[0])
-        names = name.reindex(skus).astype(object).to_numpy()
+        # the most frequent name of each sku (the first seen on a tie), counted in one pass
+        pairs = named.groupby(["sku", "product_name"], sort=False).size().reset_index(name="n")
+        pairs = pairs.sort_values("n", ascending=False, kind="stable").drop_duplicates("sku")
+        names = pairs.set_index("sku")["product_name"].reindex(skus).astype(object).to_numpy()
         names = np.where(pd.isna(names), skus, names)
         return cls(skus=skus, names=names)
 
@@ -350,15 +352,16 @@ class ItemItemModel:
         own: str = "decayed",
         beta: float = 0.1,
         repeat_prior: float = 5.0,
+        similarity: sp.csr_matrix | None = None,
     ) -> ItemItemModel:
-        """Fit on the lines up to T."""
+        """Fit on the lines up to T (``similarity``: ``S`` already computed for this vocabulary and co-occurrence)."""
         train = train[train["ts"] <= t]
         vocab = vocab or Vocabulary.of(train, min_buyers)
         X = transactions(train, vocab, "basket" if cooccurrence == "basket" else "customer_id")
         per_customer = transactions(train, vocab, "customer_id")
         pop = np.asarray(per_customer.sum(axis=0)).ravel() / max(per_customer.shape[0], 1)
         rate = repeat_rates(train, vocab, repeat_prior)
-        S = cosine_neighbours(X, neighbours)
+        S = cosine_neighbours(X, neighbours) if similarity is None else similarity
         return cls(vocab, pop, S, alpha, half_life_days, cooccurrence, t, repeat_rate=rate, beta=beta, own=own)
 
     def scores(self, hist: History, rows: slice | np.ndarray) -> np.ndarray:
@@ -490,6 +493,7 @@ def evaluate_at(
     params: dict[str, object],
     baselines: bool = True,
     vocab: Vocabulary | None = None,
+    similarity: dict[str, sp.csr_matrix] | None = None,
 ) -> tuple[dict[str, dict[str, float]], ItemItemModel]:
     """Fit on ``train`` (lines up to T) with ``params`` (one of :func:`candidates`), predict for customers with
     history who buy in ``future``; the figures.
@@ -504,7 +508,10 @@ def evaluate_at(
         train, t, float(params["alpha"]), float(params["half_life_days"]), str(params["cooccurrence"]),  # type: ignore[arg-type]
         cfg.model.neighbours, cfg.min_item_buyers, vocab, own=str(params["own"]), beta=float(params["beta"]),  # type: ignore[arg-type]
         repeat_prior=cfg.model.repeat_prior,
+        similarity=None if similarity is None else similarity.get(str(params["cooccurrence"])),
     )
+    if similarity is not None:  # the same S serves every candidate with this vocabulary and co-occurrence
+        similarity[model.cooccurrence] = model.similarity
     who = pd.Index(pd.unique(future["customer_id"]))
     who = who[who.isin(pd.unique(train["customer_id"]))]
     hist = History.of(train, model.vocab, t, model.half_life_days, who)
@@ -535,8 +542,9 @@ def evaluate_split(lines: pd.DataFrame, cfg: CrossSellConfig) -> tuple[Evaluatio
         raise CrossSellDataError(f"not enough history for a validation window ending {t.date()} (horizon {h} d)")
     grid: list[tuple[float, dict[str, object]]] = []
     vocab_val = Vocabulary.of(tr_val, cfg.min_item_buyers)
+    shared: dict[str, sp.csr_matrix] = {}
     for cand in candidates(cfg):
-        m, _ = evaluate_at(tr_val, val, t_val, cfg, cand, baselines=False, vocab=vocab_val)
+        m, _ = evaluate_at(tr_val, val, t_val, cfg, cand, baselines=False, vocab=vocab_val, similarity=shared)
         grid.append((m["item_item"][f"recall_at_{cfg.k}_all"], cand))
     _, best = max(grid, key=lambda g: g[0])  # the first best on a tie (the config's order)
     train, test = split_at(lines, t, h)

@@ -8,9 +8,10 @@ accepted by either.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from serving.http.schemas import Timestamp
 
@@ -18,6 +19,16 @@ from serving.http.schemas import Timestamp
 CROSS_SELL_PATHS = ("/recommend", "/next_action", "/ui/api/next_steps")
 
 _Id = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+def _in_range(v: datetime | None) -> datetime | None:
+    """Times the model's clock (nanoseconds since 1970, 64 bits) can hold: years 1900 to 2200."""
+    if v is not None and not 1900 <= v.year <= 2200:
+        raise ValueError("must be a time between the years 1900 and 2200")
+    return v
+
+
+_Time = Annotated[Timestamp, AfterValidator(_in_range)]
 _Grade = Annotated[str, Field(pattern="^[A-D]$")]
 
 
@@ -30,7 +41,7 @@ class Purchase(_Strict):
     """One bought product line (a line of contract table ``order_items`` with its order's time)."""
 
     sku: _Id = Field(description="product id, as in the model's catalogue (order_items.sku)", examples=["M01"])
-    ts: Timestamp = Field(description="when the order was paid")
+    ts: _Time = Field(description="when the order was paid")
     order_id: str | None = Field(default=None, max_length=200, description="the order (basket); default: ts")
 
 
@@ -50,7 +61,7 @@ class RecommendRequest(_Strict):
         le=3650,
         description="leave out products bought in the last N days (default: the model's exclude_recent_days)",
     )
-    as_of: Timestamp | None = Field(
+    as_of: _Time | None = Field(
         default=None, description="recommend as of this time (only purchases up to it count); default: the last one"
     )
 

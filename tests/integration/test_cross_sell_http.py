@@ -50,7 +50,9 @@ def xs(crm_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iter
         mp.setenv("MLFLOW_REGISTRY_URI", reg.uri)
         mp.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
         mp.chdir(reg.root)
-        result = train_cross_sell(reg.data, CrossSellConfig.model_validate({"rules": RULES}))
+        # one grid point: the fixture serves a model, the grid is tested elsewhere
+        cfg = CrossSellConfig.model_validate({"rules": RULES, "model": {"own": ["repeat"], "beta": [0.3]}})
+        result = train_cross_sell(reg.data, cfg)
     assert result.promoted
     env = {"CRMSCORE_DATA_DIR": str(reg.data), "CRMSCORE_PIN_MODELS": "1"}
     with running_server(reg, root / "svc", env) as s:
@@ -118,6 +120,8 @@ def test_recommend_refuses_bad_input_naming_the_field(xs):
         ({"customer_id": "C00000001", "exclude_days": -1}, "exclude_days"),
         ({"customer_id": "C1", "purchases": [{"sku": "M01", "ts": "yesterday"}]}, "purchases[0].ts"),
         ({"customer_id": "C1", "purchases": [{"ts": "2025-06-01T10:00:00"}]}, "purchases[0].sku"),
+        ({"customer_id": "C1", "purchases": [{"sku": "M01", "ts": "9999-12-31T00:00:00"}]}, "purchases[0].ts"),
+        ({"customer_id": "C00000001", "as_of": "0001-01-01T00:00:00"}, "as_of"),
         ({"customer_id": "C1", "name": "张三"}, "name"),
     ):
         r = _post(s, "/recommend", body)
