@@ -77,10 +77,10 @@ class OnlineRecommender:
     ) -> list[dict[str, object]]:
         """Top ``k`` of one customer from its purchase lines (``skus``, ``ts`` as datetime64, ``baskets``): dicts
         ``rank, sku, product_name, score, evidence``; lines after ``as_of`` and unknown skus are not read."""
-        basket_ids = np.unique(np.asarray(baskets, dtype=str), return_inverse=True)[1] if len(baskets) else []
-        return self.recommend_codes(
-            self.codes(skus), ts, np.asarray(basket_ids, dtype=np.int64), as_of, k, exclude_recent_days
-        )
+        basket_ids = np.zeros(0, dtype=np.int64)
+        if len(baskets):
+            basket_ids = np.unique(np.asarray(baskets, dtype=str), return_inverse=True)[1].astype(np.int64)
+        return self.recommend_codes(self.codes(skus), ts, basket_ids, as_of, k, exclude_recent_days)
 
     def recommend_codes(
         self,
