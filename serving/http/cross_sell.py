@@ -150,9 +150,12 @@ def _load_lines(data_dir: str | None, cfg: CrossSellConfig) -> tuple[CustomerLin
         return None, "the service has no data dir (crmscore serve --data DIR)"
     try:
         lines = load_lines(data_dir, cfg.exclude_skus)
-        d = Path(data_dir)
-        ids = pd.read_parquet(d / "customers.parquet", columns=["customer_id"])["customer_id"].astype(str)
-        customers = pd.Index(pd.unique(np.concatenate([ids.to_numpy(dtype=str), lines["customer_id"].to_numpy(str)])))
+        ids = lines["customer_id"].to_numpy(dtype=str)
+        table = Path(data_dir) / "customers.parquet"
+        if table.is_file():  # customers without a paid line are known too (they get popular products)
+            known = pd.read_parquet(table, columns=["customer_id"])["customer_id"].astype(str)
+            ids = np.concatenate([known.to_numpy(dtype=str), ids])
+        customers = pd.Index(pd.unique(ids))
     except (CrossSellDataError, OSError, KeyError, ValueError) as e:
         return None, str(e)[:300]
     return CustomerLines(lines, customers), None

@@ -84,3 +84,20 @@ def test_unknown_products_and_later_lines_are_not_read() -> None:
     only_unknown = online.recommend(np.array(["ZZZ"], dtype=object), ts[:1], np.array(["o1"], dtype=object), T0, 3)
     assert all(g["evidence"].startswith("popular:") for g in only_unknown)
     assert [g["sku"] for g in only_unknown] == list(model.vocab.skus[np.argsort(-model.popularity, kind="stable")][:3])
+
+
+def test_service_histories_need_no_customers_table(tmp_path) -> None:
+    """A data dir with orders and order lines only (Online Retail's ingest) is enough for /recommend by id."""
+    from serving.http.cross_sell import _load_lines
+    from training.cross_sell import CrossSellConfig
+
+    orders = pd.DataFrame({"order_id": ["o1", "o2"], "customer_id": ["a", "b"], "ts": [T0, T0], "status": "paid"})
+    items = pd.DataFrame({"order_id": ["o1", "o2"], "line": [1, 1], "sku": ["X", "Y"], "quantity": [1.0, 1.0]})
+    orders.to_parquet(tmp_path / "orders.parquet")
+    items.to_parquet(tmp_path / "order_items.parquet")
+    lines, error = _load_lines(str(tmp_path), CrossSellConfig())
+    assert error is None and lines is not None
+    assert lines.known("a") and not lines.known("c") and list(lines.of("b").skus) == ["Y"]
+    pd.DataFrame({"customer_id": ["c"]}).to_parquet(tmp_path / "customers.parquet")  # a customer with no line
+    lines, _ = _load_lines(str(tmp_path), CrossSellConfig())
+    assert lines is not None and lines.known("c") and len(lines.of("c").skus) == 0
