@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from serving.access import views
 from serving.http.cross_sell import next_actions, recommend_for
 from serving.http.loader import ModelUnavailable
 from serving.http.postprocess import RequestError
@@ -77,12 +78,21 @@ def build_next_steps(service: Any, index: Any, customer_id: str) -> dict[str, An
 
 
 async def next_steps_response(service: Any, request: Any) -> Any:
-    """POST /ui/api/next_steps ``{"customer_id": "..."}``: the customer's next best action and recommendations."""
+    """POST /ui/api/next_steps ``{"customer_id": "..."}``: the customer's next best action and recommendations;
+    404 for a customer outside the caller's scope, as for an unknown one (the profile's own check)."""
+    principal = views.principal_of(request)
     cid = "?"
+
+    def run(index: Any, cid: str) -> dict[str, Any]:
+        views.apply_tombstones(service, index)
+        if views.visible_row(index, principal, cid) is None:
+            raise ProfileError(404, views.NOT_FOUND)
+        return build_next_steps(service, index, cid)
+
     try:
         index = service.profiles.require()
         cid = await _body_field(request, "customer_id", 200)
-        payload = await service._offload(build_next_steps, service, index, cid)
+        payload = await service._offload(run, index, cid)
     except ProfileError as e:
         return _error(e.status, e.message)
     except Exception as e:  # noqa: BLE001 - never a traceback (it could quote PII) to the log or the client
