@@ -425,6 +425,36 @@ BENCHMARKS: list[Benchmark] = [
         estimate_quick_s=70,
     ),
     Benchmark(
+        name="cross_sell",
+        title="cross-sell",
+        script="bench_cross_sell.py",
+        full=[],
+        quick=["--quick"],
+        shown=[
+            Shown("lines", "order lines", "{v:,.0f}"),
+            Shown("train_seconds", "rules + model s"),
+            Shown("rules_seconds", "rules s"),
+            Shown("recall_at_10_model", "recall@10 model", "{v:.4f}"),
+            Shown("recall_at_10_personal", "recall@10 personal", "{v:.4f}"),
+            Shown("recommend_rps", "/recommend req/s"),
+            Shown("recommend_p99_ms", "/recommend p99 ms"),
+            Shown("score_leads_rps", "/score_leads req/s"),
+            Shown("score_leads_p99_ms", "/score_leads p99 ms"),
+        ],
+        goals=[
+            Goal("Online Retail: rules and model ≤ 60 s", "train_seconds", "<=", 60, " s"),
+            Goal("/recommend ≥ 1,000 req/s (one customer per request)", "recommend_rps", ">=", 1000, " req/s"),
+            Goal("/recommend p99 ≤ 20 ms", "recommend_p99_ms", "<=", 20, " ms"),
+            Goal("recall@10 above personal top-frequency's", "recall_vs_personal", ">", 1.0, "×"),
+        ],
+        ratios=[
+            Ratio("recall_vs_personal", "model / personal top-frequency recall@10", "recall_at_10_model",
+                  "recall_at_10_personal"),
+        ],
+        estimate_full_s=420,  # ingest ~20 s, evaluation ~60 s, 20k demo customers + 2 models ~150 s, 3 wrk runs
+        estimate_quick_s=150,
+    ),
+    Benchmark(
         name="members",
         title="member levels + tags",
         script="bench_members.py",

@@ -7,8 +7,13 @@ sku, product name, quantity). :func:`load_lines` joins them into one row per pai
   scipy sparse matrices (``Xᵀ X`` over a binary transactions × items matrix). Transactions are baskets
   (orders) or customers (everything a customer bought before T; "34% of its buyers also buy …").
 * :class:`ItemItemModel`: TIFU-KNN-style next-basket scores: a customer's time-decayed purchase vector ``u``
-  (each basket weighted ``0.5 ** (age / half_life)``) blended with its neighbourhood ``u · S`` through the
-  cosine item-item co-occurrence ``S``: ``score = α · u/max(u) + (1 − α) · uS/max(uS)``.
+  (each basket weighted ``0.5 ** (age / half_life)``) and its neighbourhood ``u · S`` through the cosine
+  item-item co-occurrence ``S``. Two ways to score the customer's own products (``own``): ``decayed``,
+  ``score = α · u/max(u) + (1 − α) · uS/max(uS)``; or ``repeat``, the chance of buying a product again,
+  ``p = 1 − (1 − r)^n`` with ``r`` the product's repeat rate (share of its buyers who bought it in two or more
+  baskets, shrunk towards the overall rate) and ``n`` the customer's baskets holding it, so a product people
+  rebuy (paper cups) outranks a one-off (a clock) bought as often; products new to the customer then score
+  ``β · uS/max(uS)``: ``score = p/max(p) + β · [n = 0] · uS/max(uS)``.
 * Baselines: global popularity and personal top-frequency (filled with popularity).
 * :func:`evaluate_split`: train on lines up to T, predict what each customer buys in (T, T + horizon];
   recall@k and NDCG@k over all bought products, repeat products (bought before T) and new-to-customer
@@ -58,6 +63,16 @@ class ModelParams(BaseModel):
         default=["customer"], description="items co-occur in one basket, or with one customer"
     )
     neighbours: int = Field(default=100, ge=1, description="neighbours kept per item in S")
+    own: list[Literal["decayed", "repeat"]] = Field(
+        default=["decayed", "repeat"],
+        description="how the customer's own products score: time-decayed counts (blended with alpha), or the "
+        "chance of buying again, 1 − (1 − r)^n, with r the product's repeat rate and n the customer's baskets "
+        "holding it (neighbours then fill in with weight beta)",
+    )
+    beta: list[float] = Field(default=[0.1, 0.3], description="weight of the neighbours for own = repeat")
+    repeat_prior: float = Field(
+        default=5.0, ge=0, description="pseudo-buyers shrinking a product's repeat rate towards the overall rate"
+    )
 
     @field_validator("alpha")
     @classmethod
@@ -172,8 +187,10 @@ class Vocabulary:
         buyers = lines.drop_duplicates(["customer_id", "sku"])["sku"].value_counts()
         skus = buyers.index[buyers.to_numpy() >= min_buyers].to_numpy(dtype=object)
         named = lines.dropna(subset=["product_name"])
-        name = named.groupby("sku", sort=False)["product_name"].agg(lambda s: s.value_counts().index[0])
-        names = name.reindex(skus).astype(object).to_numpy()
+        # the most frequent name of each sku (the first seen on a tie), counted in one pass
+        pairs = named.groupby(["sku", "product_name"], sort=False).size().reset_index(name="n")
+        pairs = pairs.sort_values("n", ascending=False, kind="stable").drop_duplicates("sku")
+        names = pairs.set_index("sku")["product_name"].reindex(skus).astype(object).to_numpy()
         names = np.where(pd.isna(names), skus, names)
         return cls(skus=skus, names=names)
 
@@ -317,6 +334,9 @@ class ItemItemModel:
     as_of: pd.Timestamp
     rules: pd.DataFrame = field(default_factory=pd.DataFrame)
     rules_level: str = "customer"
+    repeat_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    beta: float = 0.1
+    own: str = "decayed"
 
     @classmethod
     def fit(
@@ -329,21 +349,45 @@ class ItemItemModel:
         neighbours: int,
         min_buyers: int = 1,
         vocab: Vocabulary | None = None,
+        own: str = "decayed",
+        beta: float = 0.1,
+        repeat_prior: float = 5.0,
+        similarity: sp.csr_matrix | None = None,
     ) -> ItemItemModel:
-        """Fit on the lines up to T."""
+        """Fit on the lines up to T (``similarity``: ``S`` already computed for this vocabulary and co-occurrence)."""
         train = train[train["ts"] <= t]
         vocab = vocab or Vocabulary.of(train, min_buyers)
         X = transactions(train, vocab, "basket" if cooccurrence == "basket" else "customer_id")
         per_customer = transactions(train, vocab, "customer_id")
         pop = np.asarray(per_customer.sum(axis=0)).ravel() / max(per_customer.shape[0], 1)
-        return cls(vocab, pop, cosine_neighbours(X, neighbours), alpha, half_life_days, cooccurrence, t)
+        rate = repeat_rates(train, vocab, repeat_prior)
+        S = cosine_neighbours(X, neighbours) if similarity is None else similarity
+        return cls(vocab, pop, S, alpha, half_life_days, cooccurrence, t, repeat_rate=rate, beta=beta, own=own)
 
     def scores(self, hist: History, rows: slice | np.ndarray) -> np.ndarray:
         """Dense scores of the history rows ``rows`` (customers × items), popularity as the last tie-break."""
         u = hist.decayed[rows]
-        own = _row_max_normalise(u)
         nb = _row_max_normalise(u @ self.similarity)
+        if self.own == "repeat":
+            n = hist.counts[rows].toarray()
+            again = np.where(n > 0, 1.0 - (1.0 - self.repeat_rate[None, :]) ** n, 0.0)
+            return _row_max_normalise(again) + self.beta * nb * (n == 0) + 1e-6 * self.popularity[None, :]
+        own = _row_max_normalise(u)
         return self.alpha * own + (1 - self.alpha) * nb + 1e-6 * self.popularity[None, :]
+
+
+def repeat_rates(lines: pd.DataFrame, vocab: Vocabulary, prior: float) -> np.ndarray:
+    """Per item: the share of its buyers who bought it in two or more baskets, shrunk towards the overall share
+    with ``prior`` pseudo-buyers: ``(repeaters + prior · overall) / (buyers + prior)``."""
+    past = lines.drop_duplicates(["customer_id", "basket", "sku"])
+    col = vocab.codes(past["sku"])
+    ok = col >= 0
+    per = pd.DataFrame({"c": past["customer_id"].to_numpy()[ok], "i": col[ok]}).value_counts()
+    item = per.index.get_level_values("i").to_numpy()
+    buyers = np.bincount(item, minlength=len(vocab.skus)).astype(np.float64)
+    repeaters = np.bincount(item, weights=(per.to_numpy() >= 2).astype(np.float64), minlength=len(vocab.skus))
+    overall = repeaters.sum() / buyers.sum() if buyers.sum() > 0 else 0.0
+    return (repeaters + prior * overall) / np.maximum(buyers + prior, 1e-12)
 
 
 def popularity_scores(popularity: np.ndarray, hist: History, rows: slice | np.ndarray) -> np.ndarray:
@@ -427,18 +471,32 @@ class Evaluation:
     split: dict[str, object]
 
 
+def candidates(cfg: CrossSellConfig) -> list[dict[str, object]]:
+    """The parameter combinations tried on the validation window: ``decayed`` with each alpha, ``repeat`` with
+    each beta, each with every half-life and co-occurrence."""
+    out: list[dict[str, object]] = []
+    m = cfg.model
+    for own in m.own:
+        for w in m.alpha if own == "decayed" else m.beta:
+            for hl in m.half_life_days:
+                for co in m.cooccurrence:
+                    weight = {"alpha": w, "beta": 0.0} if own == "decayed" else {"alpha": 0.0, "beta": w}
+                    out.append({"own": own, **weight, "half_life_days": hl, "cooccurrence": co})
+    return out
+
+
 def evaluate_at(
     train: pd.DataFrame,
     future: pd.DataFrame,
     t: pd.Timestamp,
     cfg: CrossSellConfig,
-    alpha: float,
-    half_life: float,
-    cooc: str,
+    params: dict[str, object],
     baselines: bool = True,
     vocab: Vocabulary | None = None,
+    similarity: dict[str, sp.csr_matrix] | None = None,
 ) -> tuple[dict[str, dict[str, float]], ItemItemModel]:
-    """Fit on ``train`` (lines up to T), predict for customers with history who buy in ``future``; the figures.
+    """Fit on ``train`` (lines up to T) with ``params`` (one of :func:`candidates`), predict for customers with
+    history who buy in ``future``; the figures.
 
     ``future`` must hold only lines after T; customers with no purchase before T are not scored (no history).
     """
@@ -446,10 +504,17 @@ def evaluate_at(
         raise ValueError("evaluation window holds lines at or before T")
     if len(train) and train["ts"].max() > t:
         raise ValueError("training lines after T would leak")
-    model = ItemItemModel.fit(train, t, alpha, half_life, cooc, cfg.model.neighbours, cfg.min_item_buyers, vocab)
+    model = ItemItemModel.fit(
+        train, t, float(params["alpha"]), float(params["half_life_days"]), str(params["cooccurrence"]),  # type: ignore[arg-type]
+        cfg.model.neighbours, cfg.min_item_buyers, vocab, own=str(params["own"]), beta=float(params["beta"]),  # type: ignore[arg-type]
+        repeat_prior=cfg.model.repeat_prior,
+        similarity=None if similarity is None else similarity.get(str(params["cooccurrence"])),
+    )
+    if similarity is not None:  # the same S serves every candidate with this vocabulary and co-occurrence
+        similarity[model.cooccurrence] = model.similarity
     who = pd.Index(pd.unique(future["customer_id"]))
     who = who[who.isin(pd.unique(train["customer_id"]))]
-    hist = History.of(train, model.vocab, t, half_life, who)
+    hist = History.of(train, model.vocab, t, model.half_life_days, who)
     k = cfg.k
     out = {"item_item": ranking_metrics(top_k(model.scores, hist, k), hist, future, model.vocab, k)}
     out["item_item_explore"] = ranking_metrics(
@@ -475,19 +540,17 @@ def evaluate_split(lines: pd.DataFrame, cfg: CrossSellConfig) -> tuple[Evaluatio
     tr_val, val = split_at(lines, t_val, h)
     if tr_val.empty or val.empty:
         raise CrossSellDataError(f"not enough history for a validation window ending {t.date()} (horizon {h} d)")
-    grid: list[tuple[float, float, float, Literal["basket", "customer"]]] = []
+    grid: list[tuple[float, dict[str, object]]] = []
     vocab_val = Vocabulary.of(tr_val, cfg.min_item_buyers)
-    for a in cfg.model.alpha:
-        for hl in cfg.model.half_life_days:
-            for co in cfg.model.cooccurrence:
-                m, _ = evaluate_at(tr_val, val, t_val, cfg, a, hl, co, baselines=False, vocab=vocab_val)
-                grid.append((m["item_item"][f"recall_at_{cfg.k}_all"], a, hl, co))
-    best = max(grid, key=lambda g: (g[0], -g[1]))
-    _, a, hl, co = best
+    shared: dict[str, sp.csr_matrix] = {}
+    for cand in candidates(cfg):
+        m, _ = evaluate_at(tr_val, val, t_val, cfg, cand, baselines=False, vocab=vocab_val, similarity=shared)
+        grid.append((m["item_item"][f"recall_at_{cfg.k}_all"], cand))
+    _, best = max(grid, key=lambda g: g[0])  # the first best on a tie (the config's order)
     train, test = split_at(lines, t, h)
     if test.empty:
         raise CrossSellDataError(f"no purchases in ({t.date()}, {t.date()} + {h} d]: choose an earlier as_of")
-    metrics, model = evaluate_at(train, test, t, cfg, a, hl, co)
+    metrics, model = evaluate_at(train, test, t, cfg, best)
     model.rules = association_rules(train, model.vocab, cfg.rules)
     model.rules_level = cfg.rules.level
     split = {
@@ -502,7 +565,76 @@ def evaluate_split(lines: pd.DataFrame, cfg: CrossSellConfig) -> tuple[Evaluatio
         "last_train_ts": str(train["ts"].max()),
         "first_test_ts": str(test["ts"].min()),
     }
-    params: dict[str, object] = {
-        "alpha": a, "half_life_days": hl, "cooccurrence": co, "validation_grid": [list(g) for g in grid]
-    }
+    params: dict[str, object] = {**best, "validation_grid": [{**c, "recall": r} for r, c in grid]}
     return Evaluation(metrics, params, split), model
+
+
+# --------------------------------------------------------------------------------------------------- storage
+
+#: artifact folder of a `train cross_sell` run holding the model as plain data (:func:`save_model`)
+MODEL_ARTIFACT = "cross_sell_model"
+#: file names of a saved model (a folder): arrays without pickled objects, parameters as JSON, rules as Parquet
+MODEL_FILES = ("arrays.npz", "params.json", "rules.parquet")
+
+
+def save_model(model: ItemItemModel, folder: str | Path) -> Path:
+    """Write ``model`` as plain data into ``folder``: NumPy arrays (no objects), JSON parameters, Parquet rules.
+
+    Read back with :func:`read_model`, which never unpickles anything (so a registry artifact cannot run code).
+    """
+    import json
+
+    d = Path(folder)
+    d.mkdir(parents=True, exist_ok=True)
+    S = model.similarity.tocsr()
+    np.savez(
+        d / "arrays.npz",
+        skus=model.vocab.skus.astype(str),
+        names=np.asarray([str(x) for x in model.vocab.names], dtype=str),
+        popularity=model.popularity.astype(np.float64),
+        repeat_rate=model.repeat_rate.astype(np.float64),
+        s_data=S.data.astype(np.float32),
+        s_indices=S.indices.astype(np.int64),
+        s_indptr=S.indptr.astype(np.int64),
+    )
+    params = {
+        "alpha": model.alpha,
+        "beta": model.beta,
+        "half_life_days": model.half_life_days,
+        "cooccurrence": model.cooccurrence,
+        "own": model.own,
+        "as_of": model.as_of.isoformat(),
+        "rules_level": model.rules_level,
+        "n_items": len(model.vocab.skus),
+    }
+    (d / "params.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
+    rules = model.rules if model.rules is not None and len(model.rules.columns) else pd.DataFrame()
+    rules.to_parquet(d / "rules.parquet", index=False)
+    return d
+
+
+def read_model(folder: str | Path) -> ItemItemModel:
+    """The model :func:`save_model` wrote (``allow_pickle=False``); a :class:`CrossSellDataError` names the file
+    that is missing or does not fit."""
+    import json
+
+    d = Path(folder)
+    missing = [f for f in MODEL_FILES if not (d / f).is_file()]
+    if missing:
+        raise CrossSellDataError(f"{d}: not a saved cross-sell model (missing {', '.join(missing)})")
+    try:
+        p = json.loads((d / "params.json").read_text(encoding="utf-8"))
+        with np.load(d / "arrays.npz", allow_pickle=False) as z:
+            a = {k: z[k] for k in z.files}
+        n = int(p["n_items"])
+        S = sp.csr_matrix((a["s_data"], a["s_indices"], a["s_indptr"]), shape=(n, n))
+        vocab = Vocabulary(skus=a["skus"].astype(object), names=a["names"].astype(object))
+        if len(vocab.skus) != n or len(a["popularity"]) != n or len(a["repeat_rate"]) != n:
+            raise ValueError(f"array lengths differ from n_items {n}")
+        return ItemItemModel(
+            vocab, a["popularity"], S, float(p["alpha"]), float(p["half_life_days"]), str(p["cooccurrence"]),
+            pd.Timestamp(p["as_of"]), pd.read_parquet(d / "rules.parquet"), str(p["rules_level"]),
+            repeat_rate=a["repeat_rate"], beta=float(p["beta"]), own=str(p["own"]),
+        )
+    except (KeyError, ValueError, OSError) as e:
+        raise CrossSellDataError(f"{d}: saved cross-sell model does not load: {type(e).__name__}: {e}") from None

@@ -20,12 +20,14 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel as _PythonModel
 
 from training.cross_sell import (
+    MODEL_ARTIFACT,
     CrossSellConfig,
     History,
     ItemItemModel,
     evaluate_split,
     load_lines,
     ranking_metrics,
+    save_model,
     split_at,
     top_k,
 )
@@ -149,7 +151,9 @@ def train_cross_sell(data_dir: str | Path, cfg: CrossSellConfig) -> CrossSellRes
                 "rules.min_support": cfg.rules.min_support,
                 "rules.min_confidence": cfg.rules.min_confidence,
                 "rules.min_lift": cfg.rules.min_lift,
+                "model.own": ev.params["own"],
                 "model.alpha": ev.params["alpha"],
+                "model.beta": ev.params["beta"],
                 "model.half_life_days": ev.params["half_life_days"],
                 "model.cooccurrence": ev.params["cooccurrence"],
                 "model.neighbours": cfg.model.neighbours,
@@ -163,6 +167,8 @@ def train_cross_sell(data_dir: str | Path, cfg: CrossSellConfig) -> CrossSellRes
         with tempfile.TemporaryDirectory() as tmp:
             model.rules.to_csv(Path(tmp) / "rules.csv", index=False)
             mlflow.log_artifact(str(Path(tmp) / "rules.csv"), artifact_path="rules")
+            # the model as plain data (arrays, JSON, Parquet): what the HTTP service loads, without unpickling
+            mlflow.log_artifacts(str(save_model(model, Path(tmp) / MODEL_ARTIFACT)), artifact_path=MODEL_ARTIFACT)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=CrossSellPyfunc(model, k, cfg.exclude_recent_days),
@@ -177,6 +183,7 @@ def train_cross_sell(data_dir: str | Path, cfg: CrossSellConfig) -> CrossSellRes
                 "crmscore.task": "cross_sell",
                 "crmscore.run_id": run.info.run_id,
                 "crmscore.as_of": ev.split["as_of"],
+                "crmscore.exclude_recent_days": str(cfg.exclude_recent_days),
                 **{f"crmscore.test_{a}": f"{b:.6f}" for a, b in ev.metrics["item_item"].items()},
             },
         )

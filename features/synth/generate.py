@@ -13,6 +13,7 @@ import pandas as pd
 
 from features.progress import ProgressCallback, no_progress
 from features.synth.bant import add_bant_answers
+from features.synth.baskets import build_order_items, planted_truth
 from features.synth.coupon import add_coupon_campaign
 from features.synth.feedback import FEEDBACK_FILE, write_feedback
 from features.synth.member_inputs import MANUAL_TAGS_FILE, write_manual_tags
@@ -43,6 +44,8 @@ class SynthResult:
     meta: dict[str, Any] = field(default_factory=dict)
     #: the randomised coupon campaign's arm and planted effect per customer (features/synth/coupon.py)
     coupon_truth: pd.DataFrame | None = None
+    #: optional order lines with planted associations (features.synth.baskets); written in clean mode
+    order_items: pd.DataFrame | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """The four contract tables by name."""
@@ -140,7 +143,10 @@ def generate_crm_data(
             "marketing_touches": len(touches),
         },
     }
-    return SynthResult(customers, interactions, orders, touches, truth, meta, coupon_truth=coupon.truth)
+    return SynthResult(
+        customers, interactions, orders, touches, truth, meta, coupon_truth=coupon.truth,
+        order_items=build_order_items(orders, seed),
+    )
 
 
 def realise_labels(
@@ -234,7 +240,7 @@ def write_crm_data(
         files.append("truth/coupon_uplift.parquet")
     # a folder holds one mode: drop this generator's files of the other mode from an earlier run
     stale = _MESSY_FILES if not messy else (
-        *(f"{name}.parquet" for name in result.tables()), MANUAL_TAGS_FILE, FEEDBACK_FILE
+        *(f"{name}.parquet" for name in result.tables()), MANUAL_TAGS_FILE, FEEDBACK_FILE, "order_items.parquet"
     )
     for name in stale:
         (out / name).unlink(missing_ok=True)
@@ -251,6 +257,11 @@ def write_crm_data(
         rows = {name: len(df) for name, df in result.tables().items()}
         files.append(write_manual_tags(result.customers, result.meta["as_of"], result.meta["seed"], out))
         files.append(write_feedback(result.interactions, result.orders, result.meta["seed"], out))
+        if result.order_items is not None:  # order lines and the associations planted in them
+            result.order_items.to_parquet(out / "order_items.parquet", index=False)
+            planted_truth().to_parquet(truth_dir / "associations.parquet", index=False)
+            files += ["order_items.parquet", "truth/associations.parquet"]
+            rows["order_items"] = len(result.order_items)
     (out / "README.md").write_text(_readme(result, messy), encoding="utf-8")
     files.append("README.md")
     return {

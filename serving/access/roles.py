@@ -18,12 +18,12 @@ ROLES: tuple[Role, ...] = ("admin", "manager", "sales", "analyst", "integration"
 
 #: Every action a principal can take: HTTP endpoints and CLI exports.
 ACTIONS: tuple[str, ...] = (
-    "score",  # POST /score_leads, /predict_churn
+    "score",  # POST /score_leads, /predict_churn, /recommend, /next_action
     "segment",  # POST /segment
     "model_info",  # GET /model_info
     "drift",  # GET /drift
     "forecast",  # GET /forecast
-    "ui",  # GET /ui/api/status, POST /ui/api/search, /ui/api/profile
+    "ui",  # GET /ui/api/status, POST /ui/api/search, /ui/api/profile, /ui/api/next_steps
     "export_scores",  # crmscore score (--keep pass-through columns)
     "export_audience",  # crmscore audience export
     "export_pii",  # PII columns in an export (audience --include-pii, score --keep name,phone...)
@@ -62,6 +62,9 @@ ENDPOINT_ACTIONS: Mapping[str, str] = {
     "/ui/api/status": "ui",
     "/ui/api/search": "ui",
     "/ui/api/profile": "ui",
+    "/recommend": "score",
+    "/next_action": "score",
+    "/ui/api/next_steps": "ui",
 }
 
 #: Roles that see PII values unmasked.

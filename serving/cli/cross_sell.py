@@ -30,8 +30,8 @@ def train_cross_sell_cmd(
     typer.echo(
         f"{cfg.model_name} v{r.version} run {r.run_id}: T {r.split['as_of']}, window {r.split['horizon_days']} d, "
         f"{r.split['items']:,} products, {r.n_rules:,} rules, {r.seconds:.1f}s\n"
-        f"  params: alpha {r.params['alpha']}, half-life {r.params['half_life_days']} d, "
-        f"co-occurrence {r.params['cooccurrence']}"
+        f"  params: own {r.params['own']}, alpha {r.params['alpha']}, beta {r.params['beta']}, "
+        f"half-life {r.params['half_life_days']} d, co-occurrence {r.params['cooccurrence']}"
     )
     typer.echo(f"  {'method':<24} recall@{k} all/repeat/new      NDCG@{k} all/repeat/new")
     for method, m in r.metrics.items():

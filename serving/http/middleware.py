@@ -39,6 +39,7 @@ from serving.access.keys import Authenticator
 from serving.access.roles import ENDPOINT_ACTIONS, Principal
 from serving.http.postprocess import format_validation_errors
 from serving.http.schemas import error_body
+from serving.http.schemas_actions import CROSS_SELL_PATHS
 from serving.settings import ServingSettings, load_settings
 from serving.ui.page import UI_API_PATHS
 
@@ -47,7 +48,8 @@ log = logging.getLogger("crmscore.serving")
 #: Endpoint → the kind of model it serves (for per-model metrics and admission).
 ENDPOINT_KIND = {"/score_leads": "lead", "/predict_churn": "churn", "/segment": "segments", "/coupon_uplift": "uplift"}
 #: Paths that need an API key (everything else, including health and metrics, is open).
-PROTECTED = frozenset({*ENDPOINT_KIND, "/route_lead", "/model_info", "/drift", "/forecast", *UI_API_PATHS})
+PROTECTED = frozenset({*ENDPOINT_KIND, "/route_lead", "/model_info", "/drift", "/forecast", *UI_API_PATHS,
+                       *CROSS_SELL_PATHS})
 
 
 @functools.cache

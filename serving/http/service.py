@@ -27,6 +27,7 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
 
+from serving.http.cross_sell import CrossSellState, next_actions, recommend_for
 from serving.http.forecast import ForecastUnavailable, LatestForecast
 from serving.http.loader import ModelSlots, ModelUnavailable
 from serving.http.middleware import PROTECTED, GuardMiddleware, service_metrics
@@ -52,6 +53,14 @@ from serving.http.schemas import (
     SegmentResponse,
     error_body,
 )
+from serving.http.schemas_actions import (
+    ActionCustomer,
+    NextActionRequest,
+    NextActionResponse,
+    Purchase,
+    RecommendRequest,
+    RecommendResponse,
+)
 from serving.http.schemas_uplift import (
     CouponUpliftRequest,
     CouponUpliftResponse,
@@ -64,6 +73,7 @@ from serving.http.uplift import score_uplift
 from serving.members.bant import add_fit_grades, load_service_bant
 from serving.members.online import MemberProgramme, request_cards
 from serving.settings import crmscore_home, load_settings
+from serving.ui.next_steps import next_steps_response
 from serving.ui.page import (
     load_profiles,
     page_response,
@@ -140,6 +150,7 @@ class CRMScoring:
         self.programme = MemberProgramme.load()  # member levels and tags added to /segment results
         self.bant = load_service_bant()  # the BANT fit grade added to /score_leads results
         self.forecast = LatestForecast(s.resolved_registry_uri())  # GET /forecast: the latest forecast run
+        self.cross_sell = CrossSellState.load(s)  # /recommend, /next_action: model, purchase histories, rules
 
     def _on_swap(self, slot: Any, new: Any) -> None:
         service_metrics().swaps.labels(model=slot.name).inc()
@@ -317,6 +328,39 @@ class CRMScoring:
             return _error(e.status, e.message, e.errors)
         return _json_response(body)
 
+    # --------------------------------------------------------------------------- cross-sell, next action
+    def _cross_sell_sync(self, func: Any, request: Any) -> Response:
+        """``func(self.cross_sell, request)`` as JSON; its refusals as the shared error body."""
+        try:
+            return _json_response(func(self.cross_sell, request))
+        except ModelUnavailable as e:
+            return _error(503, str(e))
+        except RequestError as e:
+            return _error(e.status, e.message, e.errors)
+
+    @bentoml.api(route="/recommend", input_spec=RecommendRequest, output_spec=RecommendResponse)
+    async def recommend(
+        self, customer_id: str, purchases: list[Purchase] | None = None, k: int = 10, exclude_days: int | None = None,
+        as_of: datetime | None = None,
+    ) -> Response:
+        """Top-k products for one customer (known to the service's data, or sent with its purchases), each with its
+        evidence in words, leaving out products bought in the last N days (a ``RecommendResponse`` body)."""
+        req = RecommendRequest.model_construct(
+            customer_id=customer_id, purchases=purchases, k=k, exclude_days=exclude_days, as_of=as_of
+        )
+        return await self._offload(self._cross_sell_sync, recommend_for, req)
+
+    @bentoml.api(route="/next_action", input_spec=NextActionRequest, output_spec=NextActionResponse)
+    async def next_action(self, customers: list[ActionCustomer]) -> Response:
+        """One action per customer with its reason: the first rule of configs/actions.yaml it meets (a
+        ``NextActionResponse`` body)."""
+        try:
+            check_batch_size(len(customers), self.settings.max_batch, "customers")
+        except RequestError as e:
+            return _error(e.status, e.message, e.errors)
+        req = NextActionRequest.model_construct(customers=customers)
+        return await self._offload(self._cross_sell_sync, next_actions, req)
+
     # ------------------------------------------------------------------------------------------ info
     def model_info_payload(self) -> dict[str, Any]:
         """What GET /model_info returns."""
@@ -393,6 +437,11 @@ class CRMScoring:
     async def ui_profile(self, request: Request) -> Response:
         """One customer's record, scores, segment and timeline (``{"customer_id": ...}``)."""
         return await profile_response(self, request)
+
+    @info_app.post("/ui/api/next_steps", include_in_schema=False)
+    async def ui_next_steps(self, request: Request) -> Response:
+        """One customer's next best action and top recommendations (``{"customer_id": ...}``)."""
+        return await next_steps_response(self, request)
 
 
 # add_asgi_middleware comes from the bentoml.Service wrapper the @bentoml.service decorator returns at run time

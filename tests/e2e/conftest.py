@@ -100,7 +100,7 @@ def browser(chromium_path: Path) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def profile_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A demo data dir (``features.synth``) and an MLflow store with lead, churn and segment champions."""
+    """A demo data dir (``features.synth``) and an MLflow store with lead, churn, segment and cross_sell champions."""
     from features.config import LabelConfig
     from features.synth import generate_crm_data, write_crm_data
     from training.config import TrainConfig, XGBSearch
@@ -123,6 +123,11 @@ def profile_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
             train_crm(data, TrainConfig(task=task, xgb_search=search, candidates=["xgboost"], labels=labels,
                                         xgb_threads=1))
         fit_segments(data)
+        # the page's next-steps section: recommendations from a cross_sell champion (demo order lines)
+        from training.cross_sell import CrossSellConfig
+        from training.cross_sell_job import train_cross_sell
+
+        train_cross_sell(data, CrossSellConfig())
     return data, uri
 
 

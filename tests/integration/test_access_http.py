@@ -91,6 +91,9 @@ def _bodies(ctx: Ctx, crm_registry: Registry) -> dict[str, dict[str, Any] | None
         "/ui/api/status": None,
         "/ui/api/search": {"q": str(cust["customer_id"])},
         "/ui/api/profile": {"customer_id": str(cust["customer_id"])},
+        "/recommend": {"customer_id": str(cust["customer_id"])},
+        "/next_action": {"customers": [{"customer_id": "c1", "lead_grade": "A"}]},
+        "/ui/api/next_steps": {"customer_id": str(cust["customer_id"])},
     }
 
 
@@ -107,6 +110,9 @@ ALLOWED = {
     "/ui/api/status": {"admin", "manager", "sales", "analyst"},
     "/ui/api/search": {"admin", "manager", "sales", "analyst"},
     "/ui/api/profile": {"admin", "manager", "sales", "analyst"},
+    "/recommend": set(ROLES),
+    "/next_action": set(ROLES),
+    "/ui/api/next_steps": {"admin", "manager", "sales", "analyst"},
 }
 
 

@@ -44,6 +44,11 @@ def test_out_of_time_figures_on_online_retail(retail_dir):
     assert m["popularity"]["recall_at_10_all"] == pytest.approx(0.0296, abs=5e-4)
     assert m["personal_top_frequency"]["recall_at_10_all"] == pytest.approx(0.1341, abs=5e-4)
     assert m["item_item"]["recall_at_10_all"] > 3 * m["popularity"]["recall_at_10_all"]
+    # the goal: the model beats the stronger baseline (personal top-frequency) on recall@10 over all products
+    assert ev.params["own"] == "repeat"
+    assert m["item_item"]["recall_at_10_all"] == pytest.approx(0.1384, abs=5e-4)
+    assert m["item_item"]["recall_at_10_all"] > m["personal_top_frequency"]["recall_at_10_all"]
     # with past products left out, new-to-customer recall is over twice popularity's
     assert m["item_item_explore"]["recall_at_10_new"] > 2 * m["popularity"]["recall_at_10_new"]
+    assert m["item_item_explore"]["recall_at_10_new"] > 1.2 * m["popularity_explore"]["recall_at_10_new"]
     assert len(model.rules) > 1000 and (model.rules["lift"] >= cfg.rules.min_lift).all()

@@ -50,6 +50,9 @@ ENDPOINTS = [
     ("GET", "/ui/api/status", None),
     ("POST", "/ui/api/search", {"q": "王"}),
     ("POST", "/ui/api/profile", {"customer_id": "k"}),
+    ("POST", "/recommend", {"customer_id": "k"}),
+    ("POST", "/next_action", {"customers": [{"customer_id": "k"}]}),
+    ("POST", "/ui/api/next_steps", {"customer_id": "k"}),
 ]
 BAD_AUTH = {
     "missing": None,

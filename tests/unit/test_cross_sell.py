@@ -87,21 +87,24 @@ def _timeline():
     return _lines(baskets, cust, days)
 
 
+DECAYED = {"own": "decayed", "alpha": 0.7, "beta": 0.0, "half_life_days": 180.0, "cooccurrence": "customer"}
+
+
 def test_evaluation_split_leaks_nothing_after_t():
     lines = _timeline()
     t = T0 + pd.Timedelta(days=60)
     train, test = split_at(lines, t, 90)
     assert train["ts"].max() <= t < test["ts"].min()
     cfg = CrossSellConfig(min_item_buyers=1, k=3)
-    metrics, model = evaluate_at(train, test, t, cfg, 0.7, 180.0, "customer")
+    metrics, model = evaluate_at(train, test, t, cfg, DECAYED)
     assert "X" not in set(model.vocab.skus)  # sold only after T: unknown to the model
     assert model.popularity.shape == (len(model.vocab.skus),)
     hist = History.of(lines, model.vocab, t, 180.0)  # all lines given: only those up to T are read
     assert hist.counts.sum() == train.drop_duplicates(["customer_id", "basket", "sku"]).shape[0]
     with pytest.raises(ValueError, match="leak"):
-        evaluate_at(lines, test, t, cfg, 0.7, 180.0, "customer")
+        evaluate_at(lines, test, t, cfg, DECAYED)
     with pytest.raises(ValueError, match="at or before T"):
-        evaluate_at(train, lines, t, cfg, 0.7, 180.0, "customer")
+        evaluate_at(train, lines, t, cfg, DECAYED)
     # X counts in the new-product denominators and can never be hit
     assert metrics["item_item"]["recall_at_3_new"] < 1.0
     ev, fitted = evaluate_split(lines, cfg.model_copy(update={"as_of": str(t.date()), "horizon_days": 50}))

@@ -429,6 +429,46 @@
     window.scrollTo(0, 0);
   }
 
+  // ------------------------------------------------------------------ next steps (action, recommendations)
+  // Loaded whenever a profile is drawn (render() sets #profile's data-customer-id).
+  function nextStepsCard(n) {
+    const s = $('next-steps');
+    const h = el('h2', {}, 'Next steps · 下一步行动');
+    h.append(' ', el('span', {class: 'sub', text: 'configs/actions.yaml and the cross_sell model'}));
+    const a = n.action || {};
+    const act = a.error ? el('p', {class: 'muted', 'data-testid': 'action-error', text: a.error}) :
+      el('p', {'data-testid': 'action', 'data-action-id': a.action_id},
+        el('strong', {text: a.action}), ' — ', el('span', {'data-testid': 'action-reason', text: a.reason}),
+        a.channel ? el('span', {class: 'muted', text: ' · ' + a.channel}) : null);
+    const r = n.recommendations || {};
+    let recs;
+    if (r.error) recs = el('p', {class: 'muted', 'data-testid': 'recs-error', text: r.error});
+    else {
+      recs = el('ol', {class: 'recs', 'data-testid': 'recs'});
+      for (const x of r.recommendations || []) {
+        recs.append(el('li', {'data-sku': x.sku}, el('strong', {text: x.product_name}),
+          el('span', {class: 'muted', text: ' (' + x.sku + ') '}), el('span', {class: 'evidence', text: x.evidence})));
+      }
+      if (!(r.recommendations || []).length) recs.append(el('li', {class: 'muted', text: 'no product to recommend'}));
+    }
+    s.replaceChildren(h, el('h3', {text: 'Action · 行动'}), act,
+      el('h3', {text: 'Recommended products · 推荐商品'}), recs);
+    s.hidden = false;
+  }
+  async function loadNextSteps(id) {
+    $('next-steps').hidden = true;
+    try {
+      const n = await api('/ui/api/next_steps', {customer_id: id});
+      if (n.customer_id === nextStepsFor) nextStepsCard(n);  // a later profile may have been opened meanwhile
+    } catch (e) { failed(e); }
+  }
+  let nextStepsFor = null;
+  new MutationObserver(() => {
+    const prof = $('profile'), id = prof.dataset.customerId;
+    if (prof.hidden) { $('next-steps').hidden = true; nextStepsFor = null; return; }
+    if (id && id !== nextStepsFor) { nextStepsFor = id; loadNextSteps(id); }
+  }).observe($('profile'), {attributes: true, attributeFilter: ['data-customer-id', 'hidden']});
+
   // ------------------------------------------------------------------ wiring
   $('keyform').addEventListener('submit', (ev) => {
     ev.preventDefault();

@@ -1,0 +1,270 @@
+"""What ``POST /recommend`` and ``POST /next_action`` do, as plain functions over a worker's :class:`CrossSellState`.
+
+* The cross-sell model is the registered ``cross_sell`` version at the served alias (``champion``): its version
+  and tags come from the registry (:func:`serving.http.loader.registry_version`, MlflowClient), its data from the
+  run's ``cross_sell_model`` artifact, read by :func:`training.cross_sell.read_model` (NumPy arrays, JSON and
+  Parquet: nothing is unpickled, so a registry artifact cannot run code in the service). It is loaded once per
+  worker at start-up; a retrained champion is served after a restart.
+* Purchase histories come from the service's data dir (``crmscore serve --data DIR`` with ``orders`` and
+  ``order_items``), indexed once per worker by customer, or from the request itself (``purchases``).
+* Recommendations are computed by :func:`training.cross_sell_job.recommend`, the function the batch command
+  `crmscore recommend` uses, so both give the same list with the same evidence.
+* Next best actions are the ordered rules of ``configs/actions.yaml`` (``$CRMSCORE_ACTIONS_CONFIG``, default the
+  embedded copy) compiled once per worker against the fields of :class:`schemas_actions.ActionCustomer`, and
+  applied by :func:`training.cross_sell_actions.assign_actions` (the `crmscore actions` function).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.rules import FieldSpec, RuleError
+from serving.http.postprocess import RequestError
+from serving.http.schemas_actions import ActionCustomer, NextActionRequest, RecommendRequest
+from serving.settings import ServingSettings
+from training.cross_sell import (
+    MODEL_ARTIFACT,
+    CrossSellConfig,
+    CrossSellDataError,
+    ItemItemModel,
+    load_lines,
+    read_model,
+)
+from training.cross_sell_actions import ActionsConfig, assign_actions, compile_actions
+from training.cross_sell_online import OnlineRecommender
+
+log = logging.getLogger("crmscore.serving")
+
+_ACTION_TEXT = ("lead_grade", "churn_grade", "value_tier")
+_ACTION_NUMBERS = ("recency_days", "frequency", "monetary")
+
+
+@dataclass
+class History:
+    """One customer's paid product lines as arrays: sku, time, basket (order id)."""
+
+    skus: np.ndarray
+    ts: np.ndarray
+    baskets: np.ndarray
+    codes: np.ndarray | None = None  # model columns of the skus (-1 unknown), when prepared for the model
+    basket_ids: np.ndarray | None = None  # integer basket ids
+
+
+class CustomerLines:
+    """Paid product lines sorted by customer once; one customer's lines are array slices (``np.searchsorted``)."""
+
+    def __init__(self, lines: pd.DataFrame, customers: pd.Index) -> None:
+        lines = lines.sort_values(["customer_id", "ts"], kind="stable")
+        self.ids = lines["customer_id"].to_numpy(dtype=str)
+        self.skus = lines["sku"].to_numpy(dtype=object)
+        self.ts = lines["ts"].to_numpy(dtype="datetime64[ns]")
+        self.baskets = lines["basket"].astype(str).to_numpy(dtype=object)
+        self.basket_ids = pd.factorize(self.baskets)[0].astype(np.int64)
+        self.codes: np.ndarray | None = None
+        self.customers = customers  # every customer id of the data (a customer may have no line)
+
+    def of(self, customer_id: str) -> History:
+        """The customer's lines (empty when it bought nothing)."""
+        lo, hi = (int(np.searchsorted(self.ids, customer_id, side)) for side in ("left", "right"))
+        codes = None if self.codes is None else self.codes[lo:hi]
+        return History(self.skus[lo:hi], self.ts[lo:hi], self.baskets[lo:hi], codes, self.basket_ids[lo:hi])
+
+    def prepare(self, online: OnlineRecommender) -> None:
+        """Look every line's sku up in the model once (requests then slice the columns)."""
+        self.codes = online.codes(self.skus)
+
+    def known(self, customer_id: str) -> bool:
+        """Whether the data holds this customer (in customers, or with a line)."""
+        return customer_id in self.customers
+
+
+@dataclass
+class CrossSellState:
+    """What one worker holds for the two endpoints; each part records why it is missing instead of failing."""
+
+    name: str
+    alias: str
+    model: ItemItemModel | None = None
+    online: OnlineRecommender | None = None
+    version: str | None = None
+    exclude_recent_days: int = 30
+    error: str | None = None
+    lines: CustomerLines | None = None
+    lines_error: str | None = None
+    actions: ActionsConfig | None = None
+    action_fields: dict[str, FieldSpec] = field(default_factory=dict)
+    actions_error: str | None = None
+
+    @classmethod
+    def load(cls, settings: ServingSettings) -> CrossSellState:
+        """Model, purchase histories and action rules for a worker (never raises: errors are kept per part)."""
+        cfg = CrossSellConfig()
+        st = cls(name=cfg.model_name, alias=settings.alias, exclude_recent_days=cfg.exclude_recent_days)
+        try:
+            st.model, st.version, st.exclude_recent_days = load_registered(st.name, settings)
+            st.online = OnlineRecommender(st.model)
+        except Exception as e:  # noqa: BLE001 - the endpoint answers 503 with the reason; other endpoints serve
+            st.error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
+            log.warning("cross-sell model not loaded: %s", st.error)
+        st.lines, st.lines_error = _load_lines(settings.data_dir, cfg)
+        if st.lines is not None and st.online is not None:
+            st.lines.prepare(st.online)
+        try:
+            st.actions, st.action_fields = load_actions(os.environ.get("CRMSCORE_ACTIONS_CONFIG") or None)
+        except Exception as e:  # noqa: BLE001 - a broken config answers 503 naming the rule
+            st.actions_error = str(e)[:500]
+            log.error("action rules not loaded: %s", st.actions_error)
+        return st
+
+
+def load_registered(name: str, settings: ServingSettings) -> tuple[ItemItemModel, str, int]:
+    """(model, version, exclude_recent_days) of ``name`` at the served alias, from its run's plain-data artifact."""
+    import mlflow
+
+    from serving.http.loader import _configure_registry, registry_version
+
+    _configure_registry(settings)
+    found = registry_version(name, settings.alias)
+    if found is None:
+        raise LookupError(
+            f"no version of {name} has the alias '{settings.alias}' (train it: crmscore train cross_sell)"
+        )
+    version, tags = found
+    run_id = tags.get("crmscore.run_id")
+    if not run_id:
+        raise LookupError(f"{name} v{version} has no crmscore.run_id tag (not registered by crmscore train cross_sell)")
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_ARTIFACT)
+    exclude = int(tags.get("crmscore.exclude_recent_days", CrossSellConfig().exclude_recent_days))
+    return read_model(local), version, exclude
+
+
+def _load_lines(data_dir: str | None, cfg: CrossSellConfig) -> tuple[CustomerLines | None, str | None]:
+    if not data_dir:
+        return None, "the service has no data dir (crmscore serve --data DIR)"
+    try:
+        lines = load_lines(data_dir, cfg.exclude_skus)
+        ids = lines["customer_id"].to_numpy(dtype=str)
+        table = Path(data_dir) / "customers.parquet"
+        if table.is_file():  # customers without a paid line are known too (they get popular products)
+            known = pd.read_parquet(table, columns=["customer_id"])["customer_id"].astype(str)
+            ids = np.concatenate([known.to_numpy(dtype=str), ids])
+        customers = pd.Index(pd.unique(ids))
+    except (CrossSellDataError, OSError, KeyError, ValueError) as e:
+        return None, str(e)[:300]
+    return CustomerLines(lines, customers), None
+
+
+def load_actions(path: str | None) -> tuple[ActionsConfig, dict[str, FieldSpec]]:
+    """The action rules compiled against the request fields (a :class:`RuleError` names a rule that reads a
+    field /next_action does not have)."""
+    from features.config import load_config
+    from features.members.config import load_members_config
+
+    cfg = load_config(path, ActionsConfig)
+    fields = {
+        **{f: FieldSpec("text") for f in _ACTION_TEXT},
+        **{f: FieldSpec("number") for f in _ACTION_NUMBERS},
+        "marketing_consent": FieldSpec("bool"),
+        "member_level": FieldSpec("ordered", tuple(load_members_config(None).order)),
+    }
+    compile_actions(cfg, fields, None, hint="fields of /next_action: " + ", ".join(sorted(fields)))
+    return cfg, fields
+
+
+# ------------------------------------------------------------------------------------------------ recommend
+def _request_history(req: RecommendRequest) -> History:
+    assert req.purchases is not None
+    p = req.purchases
+    return History(
+        np.array([x.sku for x in p], dtype=object),
+        np.array([np.datetime64(x.ts, "ns") for x in p], dtype="datetime64[ns]"),
+        np.array([x.order_id or x.ts.isoformat() for x in p], dtype=object),
+    )
+
+
+def recommend_for(st: CrossSellState, req: RecommendRequest) -> dict[str, Any]:
+    """The /recommend body of one customer, or a :class:`RequestError` (404 unknown id, 422, 503).
+
+    Computed by :class:`training.cross_sell_online.OnlineRecommender`, which gives what the batch
+    ``crmscore recommend`` gives for the customer (same list and evidence).
+    """
+    from serving.http.loader import ModelUnavailable
+
+    if st.model is None or st.online is None:
+        raise ModelUnavailable(f"model {st.name}@{st.alias} is not loaded: {st.error or 'not registered'}")
+    if req.purchases is not None:
+        hist = _request_history(req)
+    else:
+        if st.lines is None:
+            raise RequestError(
+                422,
+                f"purchases: required, the service has no purchase data to look customer_id up in ({st.lines_error})",
+            )
+        if not st.lines.known(req.customer_id):
+            raise RequestError(404, "customer_id: no customer with this id in the service's data")
+        hist = st.lines.of(req.customer_id)
+    if req.as_of is not None:
+        as_of = pd.Timestamp(req.as_of)
+    else:
+        as_of = pd.Timestamp(hist.ts.max()) if len(hist.ts) else st.model.as_of
+    exclude = st.exclude_recent_days if req.exclude_days is None else req.exclude_days
+    if hist.codes is not None and hist.basket_ids is not None:
+        recs = st.online.recommend_codes(hist.codes, hist.ts, hist.basket_ids, as_of, req.k, exclude)
+    else:
+        recs = st.online.recommend(hist.skus, hist.ts, hist.baskets, as_of, req.k, exclude)
+    return {
+        "customer_id": req.customer_id,
+        "model": st.name,
+        "model_version": st.version,
+        "as_of": as_of.isoformat(),
+        "history_lines": int((hist.ts <= as_of.to_datetime64()).sum()),
+        "excluded_days": exclude,
+        "recommendations": recs,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- next action
+def action_frame(customers: list[ActionCustomer]) -> pd.DataFrame:
+    """The rules' context: one row per customer, missing values as NA (so their comparisons are false)."""
+    return pd.DataFrame(
+        {
+            "customer_id": pd.array([c.customer_id for c in customers], dtype="string"),
+            **{f: pd.array([getattr(c, f) for c in customers], dtype="string") for f in _ACTION_TEXT},
+            "member_level": pd.array([c.member_level for c in customers], dtype="string"),
+            "marketing_consent": pd.array([c.marketing_consent for c in customers], dtype="boolean"),
+            **{
+                f: np.array([np.nan if getattr(c, f) is None else getattr(c, f) for c in customers], dtype=float)
+                for f in _ACTION_NUMBERS
+            },
+        }
+    )
+
+
+def next_actions(st: CrossSellState, req: NextActionRequest) -> dict[str, Any]:
+    """The /next_action body: the first matching rule per customer, in request order."""
+    from serving.http.loader import ModelUnavailable
+
+    if st.actions is None:
+        raise ModelUnavailable(f"action rules are not loaded: {st.actions_error}")
+    ctx = action_frame(req.customers)
+    tag_names = {t for c in req.customers for t in c.tags}
+    _, rule_tags = _rule_tags(st.actions)
+    tags = {name: np.array([name in c.tags for c in req.customers]) for name in tag_names | set(rule_tags)}
+    try:
+        out = assign_actions(ctx, st.actions, st.action_fields, tags)
+    except RuleError as e:
+        raise RequestError(422, f"customers: {e}") from None
+    return {"results": out.to_dict(orient="records")}
+
+
+def _rule_tags(cfg: ActionsConfig) -> tuple[list[str], list[str]]:
+    from training.cross_sell_actions import rule_fields
+
+    return rule_fields(cfg)
