@@ -82,8 +82,8 @@ def test_spark_features_equal_numpy_core(spark, crm_registry: Registry, as_of: s
 
 
 def _copy_with_events(src: Path, dest: Path, at: pd.Timestamp) -> None:
-    """``src``'s tables plus, for ten customers created before ``at``, an interaction, a paid order and an opened, clicked,
-    answered touch at ``at``."""
+    """``src``'s tables plus, for ten customers created before ``at``, an interaction, a paid order and an
+    opened, clicked, answered touch at ``at``."""
     from features.io import load_tables, write_parquet_atomic
 
     tables = load_tables(src)
@@ -99,6 +99,7 @@ def _copy_with_events(src: Path, dest: Path, at: pd.Timestamp) -> None:
     }
     for name, df in tables.items():
         if name in add:
+            df = df.astype({c: object for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)})
             extra = add[name].astype({c: df[c].dtype for c in add[name].columns if c in df.columns})
             df = pd.concat([df, extra], ignore_index=True)
         write_parquet_atomic(df, dest / f"{name}.parquet")
