@@ -277,7 +277,9 @@ def _tables_features(
     from features.engines.spark_tables import read_tables
 
     d = Path(options.input)
-    label = f"{d} (CRM tables as of {str(as_of.date()) if as_of == as_of.normalize() else str(as_of)})"
+    id_col = str(options.id_col)
+    cutoff = str(as_of.date()) if as_of == as_of.normalize() else str(as_of)
+    label = f"{d} (CRM tables as of {cutoff})"
     builder = getattr(model.scorer, "builder", None) or CRMFeatureBuilder().fit()
     sb = SparkFeatureBuilder(builder)
     extra = [k for k in keep if k not in sb.columns]
@@ -290,17 +292,16 @@ def _tables_features(
     tables = {**tables, "customers": customers}
     feats = sb.transform(tables, as_of, keep=[*extra, "__pos"])
     feats = feats.withColumn(_ROW, F.row_number().over(Window.orderBy("__pos")).cast("long")).drop("__pos")
-    if options.id_col != "customer_id":
-        feats = feats.withColumnRenamed("customer_id", options.id_col)
+    if id_col != "customer_id":
+        feats = feats.withColumnRenamed("customer_id", id_col)
     t = _ts_seconds(as_of)
     created = _time(customers, "created_at")
     numbered = customers.withColumn("__row", F.row_number().over(Window.orderBy("__pos")).cast("long"))
     late = numbered.filter(~F.coalesce(created <= F.lit(t), F.lit(False)))
     when = F.date_format(F.timestamp_micros(F.floor(created * F.lit(1e6)).cast("long")), "yyyy-MM-dd HH:mm:ss")
-    cutoff = label.split(" as of ", 1)[1].rstrip(")")
     pre = late.select(
         F.col("__row").alias(_ROW),
-        F.coalesce(F.col("customer_id").cast("string"), F.lit("")).alias(options.id_col),
+        F.coalesce(F.col("customer_id").cast("string"), F.lit("")).alias(id_col),
         F.lit("created_at").alias(_RCOL),
         F.coalesce(when, F.lit("NaT")).alias(_RVAL),
         F.lit(f"created after --as-of {cutoff}").alias(_REASON),
