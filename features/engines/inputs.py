@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from features.build import CATEGORICAL_FEATURES
 from features.io import DataDirError
 
 #: what each kind accepts as input (a text column may hold integer ids; a flag may be stored as 0/1)
@@ -20,6 +21,7 @@ ACCEPTS: dict[str, tuple[str, ...]] = {
     "datetime": ("datetime",),
     "number": ("integer", "float"),
     "bool": ("bool", "integer"),
+    "category": ("string", "integer", "float", "bool"),  # profile categories are read as their text
 }
 
 #: columns the feature builder reads, with their kind; ``True`` marks the ones every table must have
@@ -30,10 +32,7 @@ FEATURE_COLUMNS: dict[str, dict[str, tuple[str, bool]]] = {
         "age": ("number", False),
         "points_balance": ("number", False),
         "marketing_consent": ("bool", False),
-        **{
-            c: ("string", False)
-            for c in ("source_channel", "province", "industry", "company_size", "job_title", "gender", "member_level")
-        },
+        **{c: ("category", False) for c in CATEGORICAL_FEATURES},
     },
     "interactions": {
         "customer_id": ("string", True),

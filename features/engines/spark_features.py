@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.build import CATEGORICAL_FEATURES, CRMFeatureBuilder, _ts_seconds
+from features.build import CRMFeatureBuilder, _ts_seconds
 from features.config import FeatureConfig
 from features.contract import FUNNEL_STAGES, TOUCH_CHANNELS
 
@@ -49,6 +49,18 @@ def _secs(col: Any, dtype: Any) -> Any:
 
 def _time(df: Any, name: str) -> Any:
     return _secs(df[name], df.schema[name].dataType)
+
+
+def _category(df: Any, name: str) -> Any:
+    """A profile category as the NumPy core's text: ``str(value)`` (``True`` / ``False`` for flags), null if missing."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    if name not in df.columns:
+        return F.lit(None).cast("string")
+    if isinstance(df.schema[name].dataType, T.BooleanType):
+        return F.when(F.col(name), F.lit("True")).when(~F.col(name), F.lit("False"))
+    return F.col(name).cast("string")
 
 
 def _code(col: Any, vocab: Sequence[str]) -> Any:
@@ -121,8 +133,8 @@ class SparkFeatureBuilder:
         consent = F.col("marketing_consent").cast("boolean").cast("double") if "marketing_consent" in cust.columns \
             else F.lit(None).cast("double")
         cols.append(consent.alias("marketing_consent"))
-        for c in CATEGORICAL_FEATURES:
-            cols.append((F.col(c).cast("string") if c in cust.columns else F.lit(None).cast("string")).alias(c))
+        for c in b.categorical_features_:
+            cols.append(_category(cust, c).alias(c))
         extra = [k for k in keep if k not in self.columns]
         base = cust.select(*cols, *[F.col(k).alias(f"__keep__{k}") for k in extra])
 
