@@ -258,6 +258,24 @@ BENCHMARKS: list[Benchmark] = [
         estimate_quick_s=15,
     ),
     Benchmark(
+        name="spark_features",
+        title="features on Spark (local[2], 2 GB driver)",
+        script="bench_spark_features.py",
+        full=["--customers", "250000,500000,1000000"],
+        quick=["--customers", "20000"],
+        shown=[
+            Shown("job_s_1000k", "1M customers s"),
+            Shown("jvm_peak_rss_gb_1000k", "1M JVM peak GB", "{v:.2f}"),
+            Shown("scaling_vs_linear", "250k→1M time ÷ linear", "{v:.2f}"),
+        ],
+        goals=[
+            Goal("1M customers / 20M interactions on local[2] ≤ 5 min", "job_s_1000k", "<=", 300, " s"),
+            Goal("time grows no faster than linearly 250k → 1M", "scaling_vs_linear", "<=", 1.0),
+        ],
+        estimate_full_s=1500,  # generating the tables ~6 min + three Spark runs
+        estimate_quick_s=90,
+    ),
+    Benchmark(
         name="training",
         title="lead training job",
         script="bench_training.py",

@@ -47,6 +47,10 @@ class TrainConfig(BaseModel):
     selection_max_rows: int = Field(
         default=200_000, gt=0, description="candidates compete on a stratified sample this size; the best refits on all"
     )
+    refit_max_rows: int | None = Field(
+        default=None, gt=0, description="the winner refits on a stratified sample this size (None: on all rows); "
+        "docs/learning_curve.md shows where more rows stop helping"
+    )
     selection_auc_tolerance: float = Field(
         default=0.003, ge=0, description="candidates this close to the best validation AUC compete on log loss"
     )

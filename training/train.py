@@ -280,7 +280,11 @@ def fit_log_register(
         progress("refitting the best candidate")
         final = fitted[best].__class__(**fitted[best].get_params(deep=False))
         final.set_params(builder=builder)
-        final.fit(split.X_refit, split.y_refit)
+        X_fit, y_fit = split.X_refit, split.y_refit
+        if config.refit_max_rows is not None:
+            X_fit, y_fit = _cap_rows(X_fit, y_fit, config.refit_max_rows, config.seed)
+        mlflow.log_param("rows_refit", len(y_fit))
+        final.fit(X_fit, y_fit)
         p_test = final.predict_proba(split.X_test)[:, 1]
         test = evaluate(split.y_test, p_test)
         mlflow.log_param("best_candidate", best)

@@ -27,7 +27,6 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,15 +34,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.engines.spark_session import SparkUnavailable
+from features.engines.spark_session import check_spark as _check_spark
+from features.engines.spark_session import spark_session as _spark_session
 from features.export import neutralise_spark
-from features.io import atomic_path, write_text_atomic
+from features.io import DataDirError, atomic_path, write_text_atomic
 from serving.batch.clean import clean_chunk
 from serving.batch.model import id_column_for, load_scorer
-from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, load_feature_mapping
+from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, FeatureMapping, load_feature_mapping
 from serving.batch.rank import _quantiles
 from serving.batch.score import REASON_METHODS, feature_matrix, format_reasons, reason_columns
 from serving.batch.sinks import _work_name, remove_stale_work, resolve_output
-from serving.batch.sources import ColumnPlan, RawChunk, plan_columns
+from serving.batch.sources import ColumnPlan, InputSource, RawChunk, plan_columns
 
 _REASON = "__reject_reason"
 _RCOL = "__reject_column"
@@ -56,35 +58,16 @@ _P = "probability"
 def check_spark() -> None:
     """Raise :class:`BatchError` when pyspark or a Java runtime is missing."""
     try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        raise BatchError("the Spark engine needs pyspark: pip install 'crm-scoring[spark]'") from None
-    java_home = os.environ.get("JAVA_HOME")
-    if not (shutil.which("java") or (java_home and (Path(java_home) / "bin" / "java").exists())):
-        raise BatchError("the Spark engine needs a Java runtime (17 or later): java not found on PATH or JAVA_HOME")
+        _check_spark()
+    except SparkUnavailable as e:
+        raise BatchError(str(e)) from None
 
 
 def spark_session(master: str = "local[*]", app_name: str = "crmscore-score") -> Any:
-    """A Spark session for batch scoring; Python workers run this interpreter (the project's venv)."""
+    """A Spark session for batch scoring (``features.engines.spark_session``: reused when one is active)."""
     check_spark()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from pyspark.sql import SparkSession
-
-    spark = (
-        SparkSession.builder.master(master)
-        .appName(app_name)
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.sql.shuffle.partitions", "8")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.executorEnv.OMP_WAIT_POLICY", "PASSIVE")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
+    return _spark_session(master, app_name)
 
 
 def _keep_names(plan: ColumnPlan) -> dict[str, str]:
@@ -188,7 +171,10 @@ def _move_single_part(directory: Path, suffix: str, target: Path) -> None:
 
 
 def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchSummary:
-    """Score a CSV or Parquet lead list on Spark (see the module docstring); returns the summary."""
+    """Score a CSV or Parquet lead list, or the customers of a data dir as of ``--as-of``, on Spark.
+
+    See the module docstring; returns the summary.
+    """
     from serving.batch.sources import open_input
 
     t0 = time.perf_counter()
@@ -202,52 +188,134 @@ def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchS
         raise BatchError("the Spark engine writes CSV or Parquet; use --engine local for a SQL --output")
     assert target.path is not None  # resolve_output gives every file output a path
     src = Path(options.input)
-    if not src.is_file():
+    is_dir = src.is_dir()
+    if is_dir:
+        as_of = _tables_as_of(options)
+    elif not src.is_file():
         raise BatchError(
             f"file not found: {src}" if not src.exists() else f"{src}: the Spark engine reads one CSV or Parquet file"
         )
-    if src.suffix.lower() not in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
+    elif src.suffix.lower() not in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
         raise BatchError(f"{src}: the Spark engine reads CSV or Parquet; use --engine local for {src.suffix}")
     model = load_scorer(options.model)
-    source = open_input(str(src))  # encoding, delimiter, header and the empty-file checks of the local engine
-    mapping = load_feature_mapping(options.mapping)
     keep = [k for k in options.keep if k]
     if options.export_policy.mask & set(keep):
         raise BatchError(f"--keep {','.join(sorted(options.export_policy.mask & set(keep)))}: PII columns are "
                          "masked for this role, which the Spark engine does not do; use --engine local")
     id_col, id_origin = id_column_for(options.id_col, model)
     options = dataclasses.replace(options, id_col=id_col)
-    plan = plan_columns(source.header, model, id_col, keep, mapping, source.label, source.delimiter, id_origin)
-    for p in (target.path, target.rejects, target.summary):
-        remove_stale_work(p)
-    work = _work_name(target.path, "tmp")
-    work.mkdir(parents=True)
     from pyspark.sql import SparkSession
 
     owned = SparkSession.getActiveSession() is None
     spark = spark_session(master)
+    work: Path | None = None
     try:
-        return _run(spark, options, model, plan, source, target, work, t0)
+        if is_dir:
+            raw, source, info = _tables_features(spark, options, model, as_of, keep)
+            mapping = FeatureMapping()
+        else:
+            source = open_input(str(src))  # encoding, delimiter, header and the empty-file checks of the local engine
+            mapping = load_feature_mapping(options.mapping)
+            info = {}
+        plan = plan_columns(source.header, model, id_col, keep, mapping, source.label, source.delimiter, id_origin)
+        if not is_dir:
+            raw = _read_file(spark, src, source, plan)
+        for p in (target.path, target.rejects, target.summary):
+            remove_stale_work(p)
+        work = _work_name(target.path, "tmp")
+        work.mkdir(parents=True)
+        return _run(spark, options, model, plan, source, target, work, t0, raw, info)
     except BatchError:
         raise
+    except DataDirError as e:
+        raise BatchError(str(e)) from None
     except Exception as e:  # noqa: BLE001 - Py4J / Spark errors: one line, no Java stack
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise BatchError(f"Spark failed: {first[:300]}") from None
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
         if owned:
             with contextlib.suppress(Exception):
                 spark.stop()
 
 
-def _run(spark, options, model, plan: ColumnPlan, source, target, work: Path, t0: float) -> BatchSummary:
-    import mlflow
-    from pyspark import StorageLevel
+def _tables_as_of(options: BatchOptions) -> pd.Timestamp:
+    """``--as-of`` for a directory of CRM tables, checked as the local engine checks it."""
+    from features.readers import parse_dates
+
+    d = Path(options.input)
+    if not options.as_of:
+        raise BatchError(f"{d} is a directory: give --as-of DATE to build features from its CRM tables")
+    as_of = parse_dates(pd.Series([options.as_of])).iloc[0]
+    if pd.isna(as_of):
+        raise BatchError(f"--as-of {options.as_of!r} is not a date (use YYYY-MM-DD)")
+    if not (d / "customers.parquet").exists():
+        raise BatchError(
+            f"{d}: no customers.parquet: the Spark engine reads a data dir of contract tables; "
+            "turn raw exports into one with `crmscore ingest` first"
+        )
+    if options.mapping:
+        raise BatchError(f"{d} is a data dir of validated tables: --mapping is for raw exports only")
+    return pd.Timestamp(as_of)
+
+
+def _tables_features(
+    spark: Any, options: BatchOptions, model: Any, as_of: pd.Timestamp, keep: list[str]
+) -> tuple[Any, InputSource, dict[str, Any]]:
+    """Features of the data dir's customers as of ``as_of`` (Spark), numbered as the local engine numbers them.
+
+    Returns the feature rows (with ``_ROW``: position among the customers created by ``as_of``), an input
+    description and ``info``: the row count and the customers created after ``as_of`` as rejects
+    (``row``: position in the customers table).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from features.build import CRMFeatureBuilder, _ts_seconds
+    from features.engines.spark_features import SparkFeatureBuilder, _time
+    from features.engines.spark_tables import read_tables
+
+    d = Path(options.input)
+    id_col = str(options.id_col)
+    cutoff = str(as_of.date()) if as_of == as_of.normalize() else str(as_of)
+    label = f"{d} (CRM tables as of {cutoff})"
+    builder = getattr(model.scorer, "builder", None) or CRMFeatureBuilder().fit()
+    sb = SparkFeatureBuilder(builder)
+    extra = [k for k in keep if k not in sb.columns]
+    tables = read_tables(spark, d, extra={"customers": extra})
+    missing = [k for k in extra if k not in tables["customers"].columns]
+    if missing:
+        raise BatchError(f"{d}: --keep column(s) {', '.join(missing)} not in the customers table")
+    # the customers' file order: Spark's ids follow partitions and the positions within them
+    customers = tables["customers"].withColumn("__pos", F.monotonically_increasing_id())
+    tables = {**tables, "customers": customers}
+    feats = sb.transform(tables, as_of, keep=[*extra, "__pos"])
+    feats = feats.withColumn(_ROW, F.row_number().over(Window.orderBy("__pos")).cast("long")).drop("__pos")
+    if id_col != "customer_id":
+        feats = feats.withColumnRenamed("customer_id", id_col)
+    t = _ts_seconds(as_of)
+    created = _time(customers, "created_at")
+    numbered = customers.withColumn("__row", F.row_number().over(Window.orderBy("__pos")).cast("long"))
+    late = numbered.filter(~F.coalesce(created <= F.lit(t), F.lit(False)))
+    when = F.date_format(F.timestamp_micros(F.floor(created * F.lit(1e6)).cast("long")), "yyyy-MM-dd HH:mm:ss")
+    pre = late.select(
+        F.col("__row").alias(_ROW),
+        F.coalesce(F.col("customer_id").cast("string"), F.lit("")).alias(id_col),
+        F.lit("created_at").alias(_RCOL),
+        F.coalesce(when, F.lit("NaT")).alias(_RVAL),
+        F.lit(f"created after --as-of {cutoff}").alias(_REASON),
+    )
+    header = [c for c in feats.columns if c != _ROW]
+    return feats, InputSource(label, header, lambda plan, size: iter(())), {"pre_rejects": pre, "as_of": cutoff}
+
+
+def _read_file(spark: Any, src: Path, source: InputSource, plan: ColumnPlan) -> Any:
+    """The lead list as a Spark DataFrame of the planned source columns, numbered in file order (``_ROW``)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    src = Path(options.input)
     used = list(dict.fromkeys(plan.source.values()))
     if src.suffix.lower() in (".parquet", ".pq"):
         raw = spark.read.parquet(str(src)).select(*[F.col(f"`{c}`") for c in used])
@@ -269,12 +337,24 @@ def _run(spark, options, model, plan: ColumnPlan, source, target, work: Path, t0
     # row numbers in file order: the id Spark gives follows partitions and positions within them
     raw = raw.withColumn(_MONO, F.monotonically_increasing_id())
     first = 2 if src.suffix.lower() not in (".parquet", ".pq") else 1
-    raw = raw.withColumn(_ROW, F.row_number().over(Window.orderBy(_MONO)).cast("long") + (first - 1)).drop(_MONO)
+    return raw.withColumn(_ROW, F.row_number().over(Window.orderBy(_MONO)).cast("long") + (first - 1)).drop(_MONO)
+
+
+def _run(
+    spark, options, model, plan: ColumnPlan, source, target, work: Path, t0: float, raw: Any, info: dict[str, Any]
+) -> BatchSummary:
+    import mlflow
+    from pyspark import StorageLevel
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
     keep_names = _keep_names(plan)
     keep_out = list(keep_names.values())
-    cleaned = raw.mapInPandas(_cleaner(plan, dict(plan.source)), _spark_schema(plan)).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    cleaned = raw.mapInPandas(_cleaner(plan, dict(plan.source)), _spark_schema(plan))
+    if "pre_rejects" in info:  # customers created after --as-of (directory input)
+        cleaned = cleaned.unionByName(info["pre_rejects"], allowMissingColumns=True)
+    cleaned = cleaned.persist(StorageLevel.MEMORY_AND_DISK)
     marker = F.coalesce(F.col(_RCOL) == "__blank__", F.lit(False))
     counts = cleaned.agg(
         F.sum(F.when(marker, F.col(_RVAL).cast("long")).otherwise(0)).alias("blank"),
@@ -355,7 +435,7 @@ def _run(spark, options, model, plan: ColumnPlan, source, target, work: Path, t0
         output=target.label,
         rejects_file=str(target.rejects),
         summary_file=str(target.summary),
-        as_of=options.as_of,
+        as_of=info.get("as_of", options.as_of),
         rows_in=int(rows_in),
         scored=int(n_kept),
         rejected=int(n_rej),
@@ -375,6 +455,11 @@ def _run(spark, options, model, plan: ColumnPlan, source, target, work: Path, t0
         rows_per_second=round(rows_in / seconds, 1) if seconds > 0 else 0.0,
         records="off (the Spark engine does not record rows for drift monitoring)",
     )
+    if summary.rows_in != summary.scored + summary.rejected + summary.duplicates:
+        raise BatchError(
+            f"internal accounting error: rows in {summary.rows_in} != scored {summary.scored} + rejected "
+            f"{summary.rejected} + duplicates {summary.duplicates}; no output written"
+        )
     _move_single_part(rej_dir, ".csv", target.rejects)
     _move_single_part(out_dir, ".parquet" if target.kind == "parquet" else ".csv", target.path)
     write_text_atomic(target.summary, json.dumps(summary.model_dump(), ensure_ascii=False, indent=2))
