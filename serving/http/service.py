@@ -27,6 +27,7 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
 
+from serving.access import views
 from serving.http.cross_sell import CrossSellState, next_actions, recommend_for
 from serving.http.forecast import ForecastUnavailable, LatestForecast
 from serving.http.loader import ModelSlots, ModelUnavailable
@@ -73,6 +74,7 @@ from serving.http.uplift import score_uplift
 from serving.members.bant import add_fit_grades, load_service_bant
 from serving.members.online import MemberProgramme, request_cards
 from serving.settings import crmscore_home, load_settings
+from serving.ui.index import ProfileError
 from serving.ui.next_steps import next_steps_response
 from serving.ui.page import (
     load_profiles,
@@ -338,17 +340,34 @@ class CRMScoring:
         except RequestError as e:
             return _error(e.status, e.message, e.errors)
 
+    def _in_scope(self, principal: Any, customer_id: str) -> bool:
+        """Whether a scoped principal may look ``customer_id`` up: the profile index holds owner and team ids (no
+        index, no proof of scope: not visible)."""
+        try:
+            index = self.profiles.require()
+        except ProfileError:
+            return False
+        return views.visible_row(index, principal, customer_id) is not None
+
     @bentoml.api(route="/recommend", input_spec=RecommendRequest, output_spec=RecommendResponse)
     async def recommend(
         self, customer_id: str, purchases: list[Purchase] | None = None, k: int = 10, exclude_days: int | None = None,
-        as_of: datetime | None = None,
+        as_of: datetime | None = None, *, ctx: bentoml.Context,
     ) -> Response:
         """Top-k products for one customer (known to the service's data, or sent with its purchases), each with its
-        evidence in words, leaving out products bought in the last N days (a ``RecommendResponse`` body)."""
-        req = RecommendRequest.model_construct(
-            customer_id=customer_id, purchases=purchases, k=k, exclude_days=exclude_days, as_of=as_of
-        )
-        return await self._offload(self._cross_sell_sync, recommend_for, req)
+        evidence in words, leaving out products bought in the last N days (a ``RecommendResponse`` body).
+
+        A customer looked up by id outside a manager's or sales rep's scope answers 404, like an unknown one."""
+        principal = views.principal_of(ctx.request)
+        if purchases is None and principal.scoped and not await self._offload(self._in_scope, principal, customer_id):
+            resp = _error(404, "customer_id: no customer with this id in the service's data")
+        else:
+            req = RecommendRequest.model_construct(
+                customer_id=customer_id, purchases=purchases, k=k, exclude_days=exclude_days, as_of=as_of
+            )
+            resp = await self._offload(self._cross_sell_sync, recommend_for, req)
+        ctx.response.status_code = resp.status_code  # with a ctx parameter BentoML answers with ctx's status
+        return resp
 
     @bentoml.api(route="/next_action", input_spec=NextActionRequest, output_spec=NextActionResponse)
     async def next_action(self, customers: list[ActionCustomer]) -> Response:

@@ -91,7 +91,7 @@ def _bodies(ctx: Ctx, crm_registry: Registry) -> dict[str, dict[str, Any] | None
         "/ui/api/status": None,
         "/ui/api/search": {"q": str(cust["customer_id"])},
         "/ui/api/profile": {"customer_id": str(cust["customer_id"])},
-        "/recommend": {"customer_id": str(cust["customer_id"])},
+        "/recommend": {"customer_id": str(ctx.customer("r001", "east")["customer_id"])},
         "/next_action": {"customers": [{"customer_id": "c1", "lead_grade": "A"}]},
         "/ui/api/next_steps": {"customer_id": str(cust["customer_id"])},
     }
@@ -158,6 +158,13 @@ def test_out_of_scope_customer_is_404_like_an_unknown_one(ctx: Ctx) -> None:
             found = c.post("/ui/api/search", json={"q": cid}).json()
             assert found["total"] == 0 and found["matches"] == []
             assert c.post("/ui/api/profile", json={"customer_id": str(mine["customer_id"])}).status_code == 200
+            # the other by-id lookups answer the same: no existence leak through recommendations or next steps
+            for path in ("/recommend", "/ui/api/next_steps"):
+                unknown = c.post(path, json={"customer_id": "NO-SUCH-ID"})
+                hidden = c.post(path, json={"customer_id": cid})
+                assert hidden.status_code == unknown.status_code == 404, (role, path, hidden.text[:200])
+                assert hidden.json() == unknown.json(), (role, path)
+                assert c.post(path, json={"customer_id": str(mine["customer_id"])}).status_code != 404, (role, path)
     with ctx.client("manager") as c:
         assert c.post("/ui/api/profile", json={"customer_id": str(team_mate["customer_id"])}).status_code == 200
     with ctx.client("sales") as c:
