@@ -6,7 +6,8 @@ Order of decisions for each lead:
 2. leads matching ``skip`` (a rule in the allow-listed language of :mod:`features.rules`) are left unassigned;
 3. the first ``team_rules`` entry whose ``when`` matches restricts the lead to that team;
 4. territory first: reps working on the as-of day whose territories include the lead's city or province
-   (``*`` covers everything);
+   (``*`` covers everything). Places are compared without their administrative suffix on either side
+   (:func:`place_key`: ``上海市`` = ``上海``, ``广西壮族自治区`` = ``广西``, ``Zhejiang Province`` = ``zhejiang``);
 5. then skill: among them, reps with the lead's industry or product line as a skill; when none has it, any of the
    territory's reps (rule ``territory``, else ``territory+skill``);
 6. within those, weighted round-robin by free capacity: the rep with the largest share of today's capacity still
@@ -25,6 +26,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+#: a trailing administrative suffix, dropped before places are compared (at least two characters are kept, so a
+#: two-character name such as ``沙市`` stays whole); longer suffixes first
+_PLACE_SUFFIX = r"^(.{2,}?)\s*(?:特别行政区|维吾尔自治区|壮族自治区|回族自治区|自治区|省|市|province|city)$"
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 GRADE_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
 
@@ -107,6 +111,18 @@ def _norm(s: pd.Series) -> np.ndarray:
     return s.astype("string").str.strip().str.lower().fillna("").to_numpy(dtype=object)
 
 
+def place_keys(s: pd.Series) -> np.ndarray:
+    """Places as compared by the router: trimmed, lower-case, without a trailing 省 / 市 / 自治区 / 特别行政区
+    (or ``province`` / ``city``), so ``上海市`` on a lead matches ``上海`` in a rep's territories and back."""
+    text = s.astype("string").str.strip().str.lower()
+    return text.str.replace(_PLACE_SUFFIX, r"\1", regex=True).fillna("").to_numpy(dtype=object)
+
+
+def place_key(value: str) -> str:
+    """One place as compared by the router (see :func:`place_keys`)."""
+    return str(place_keys(pd.Series([value]))[0])
+
+
 def route_leads(
     leads: pd.DataFrame,
     config: RoutingConfig,
@@ -168,7 +184,7 @@ def route_leads(
         star = np.zeros(R, dtype=bool)
         for j, r in enumerate(reps):
             for v in getattr(r, attr):
-                v = v.strip().lower()
+                v = place_key(v) if attr == "territories" else v.strip().lower()
                 if v == "*":
                     star[j] = True
                 else:
@@ -177,7 +193,7 @@ def route_leads(
 
     terr_mask, terr_star = masks("territories")
     skill_mask, _ = masks("skills")
-    terr_vals = [_norm(leads[c]) for c in terr_cols]
+    terr_vals = [place_keys(leads[c]) for c in terr_cols]
     skill_vals = [_norm(leads[c]) for c in cfg.skill_fields if c in leads.columns]
 
     owner = (

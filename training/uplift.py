@@ -76,6 +76,35 @@ def qini_area(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndarr
     return float(np.sum((gain[1:] + gain[:-1]) / 2.0 * np.diff(x)))
 
 
+def uplift_curve(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The uplift curve: (x, u) with x = share of rows targeted and u = (Yₜ(k)/Nₜ(k) − Y꜀(k)/N꜀(k))·k/N, the
+    incremental outcomes per row when the top k rows by ``uplift_score`` get the offer (0 while either arm is
+    empty). Tied scores are taken together, as in :func:`qini_curve`."""
+    s = np.asarray(uplift_score, dtype=float)
+    t = np.asarray(treatment).astype(int)
+    y = np.asarray(outcome).astype(float)
+    n = len(s)
+    if n == 0:
+        raise UpliftError("no rows to evaluate")
+    order = np.argsort(-s, kind="stable")
+    s, t, y = s[order], t[order], y[order]
+    last = np.r_[s[1:] != s[:-1], True]
+    nt, nc = np.cumsum(t)[last], np.cumsum(1 - t)[last]
+    yt, yc = np.cumsum(y * t)[last], np.cumsum(y * (1 - t))[last]
+    k = np.flatnonzero(last) + 1
+    both = (nt > 0) & (nc > 0)
+    rate = np.where(both, yt / np.maximum(nt, 1) - yc / np.maximum(nc, 1), 0.0)
+    return np.r_[0.0, k / n], np.r_[0.0, rate * k / n]
+
+
+def uplift_area(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndarray) -> float:
+    """Area between the uplift curve and the random-targeting line from (0, 0) to (1, u(N)), by trapezoids
+    (0 = no better than random), like :func:`qini_area`."""
+    x, u = uplift_curve(uplift_score, treatment, outcome)
+    gain = u - x * u[-1]
+    return float(np.sum((gain[1:] + gain[:-1]) / 2.0 * np.diff(x)))
+
+
 def uplift_at(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndarray, share: float) -> float:
     """Treated minus control outcome rate among the top ``share`` of rows by score (NaN if a group is empty)."""
     s = np.asarray(uplift_score, dtype=float)
@@ -103,11 +132,16 @@ def evaluate_uplift(
     response_score: np.ndarray | None = None,
     shares: Sequence[float] = TOP_SHARES,
 ) -> dict[str, float]:
-    """Qini area and uplift at each targeted share, with random targeting and (given ``response_score``)
-    targeting by predicted response as baselines."""
-    out = {"qini_area": qini_area(uplift_score, treatment, outcome), "ate": average_effect(treatment, outcome)}
+    """Qini and uplift-curve areas and uplift at each targeted share, with random targeting and (given
+    ``response_score``) targeting by predicted response as baselines."""
+    out = {
+        "qini_area": qini_area(uplift_score, treatment, outcome),
+        "uplift_area": uplift_area(uplift_score, treatment, outcome),
+        "ate": average_effect(treatment, outcome),
+    }
     if response_score is not None:
         out["qini_area_by_response"] = qini_area(response_score, treatment, outcome)
+        out["uplift_area_by_response"] = uplift_area(response_score, treatment, outcome)
     for sh in shares:
         p = int(round(sh * 100))
         out[f"uplift_top{p}"] = uplift_at(uplift_score, treatment, outcome, sh)
@@ -558,7 +592,14 @@ def train_uplift_table(
             {"x": x[:: max(1, len(x) // 500)].tolist(), "q": q[:: max(1, len(q) // 500)].tolist()},
             "evaluation/qini_curve.json",
         )
-        _log_plot(x, q, xr, qr)
+        xu, uu = uplift_curve(u_te, t[te], y[te])
+        xur, uur = uplift_curve(r_te, t[te], y[te])
+        mlflow.log_dict(
+            {"x": xu[:: max(1, len(xu) // 500)].tolist(), "u": uu[:: max(1, len(uu) // 500)].tolist()},
+            "evaluation/uplift_curve.json",
+        )
+        _log_plot(x, q, xr, qr, name="qini_curve", ylabel="Qini: incremental outcomes / rows")
+        _log_plot(xu, uu, xur, uur, name="uplift_curve", ylabel="uplift × share targeted")
         info = mlflow.sklearn.log_model(
             final,
             name="model",
@@ -619,8 +660,11 @@ def _champion_qini(name: str, X: pd.DataFrame, t: np.ndarray, y: np.ndarray) -> 
         return None
 
 
-def _log_plot(x: np.ndarray, q: np.ndarray, xr: np.ndarray, qr: np.ndarray) -> None:
-    """Qini curves (uplift model, response model, random) as a PNG artifact."""
+def _log_plot(
+    x: np.ndarray, q: np.ndarray, xr: np.ndarray, qr: np.ndarray, name: str = "qini_curve", ylabel: str = ""
+) -> None:
+    """One kind of curve (Qini or uplift) for the uplift model, the response model and random targeting, as the
+    PNG artifact ``evaluation/<name>.png``."""
     import tempfile
     from pathlib import Path
 
@@ -635,10 +679,10 @@ def _log_plot(x: np.ndarray, q: np.ndarray, xr: np.ndarray, qr: np.ndarray) -> N
     ax.plot(xr, qr, label="by predicted response")
     ax.plot([0, 1], [0, q[-1]], "--", label="random")
     ax.set_xlabel("share targeted")
-    ax.set_ylabel("incremental outcomes / rows")
+    ax.set_ylabel(ylabel or "incremental outcomes / rows")
     ax.legend()
     with tempfile.TemporaryDirectory() as d:
-        p = Path(d) / "qini_curve.png"
+        p = Path(d) / f"{name}.png"
         fig.savefig(p, dpi=100, bbox_inches="tight")
         plt.close(fig)
         mlflow.log_artifact(str(p), artifact_path="evaluation")

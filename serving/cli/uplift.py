@@ -77,6 +77,8 @@ def _report(res, warnings: list[str]) -> None:
         )
         + f"  held-out Qini area {m['qini_area']:+.5f}{iv('qini_area')}  "
         f"by predicted response {m['qini_area_by_response']:+.5f}{iv('qini_area_by_response')}\n"
+        f"  held-out uplift-curve area {m['uplift_area']:+.5f}{iv('uplift_area')}  "
+        f"by predicted response {m['uplift_area_by_response']:+.5f}{iv('uplift_area_by_response')}\n"
         f"  average effect (random targeting) {m['ate']:+.4f}{iv('ate')}"
     )
     for p in (10, 20, 30):

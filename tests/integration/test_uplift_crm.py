@@ -243,19 +243,13 @@ def test_score_coupon_uplift_in_batch(uplift_registry: Registry, campaign, tmp_p
 
 
 
-def test_next_best_action_rules_read_the_uplift(uplift_registry: Registry, coupon_data: Path, tmp_path: Path) -> None:
-    """`crmscore score` with the uplift model, then `crmscore actions --scores coupon=FILE` with `uplift > x`."""
+@pytest.fixture(scope="module")
+def uplift_ranked(uplift_registry: Registry, coupon_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`crmscore features` at the demo's cut-off, then `crmscore score --model coupon_uplift@champion` on them."""
     from serving.cli.main import app
 
-    feats, ranked, actions = tmp_path / "features.parquet", tmp_path / "ranked.csv", tmp_path / "actions.csv"
-    cfg = tmp_path / "actions.yaml"
-    shipped = (ROOT / "configs" / "actions.yaml").read_text(encoding="utf-8")
-    cfg.write_text(
-        "rules:\n  - {name: coupon, action: coupon, channel: sms, reason: the coupon changes them most, "
-        'rule: "uplift > 0.1"}\n' + shipped[shipped.index("default:"):],
-        encoding="utf-8",
-    )
-    runner = CliRunner()
+    d = tmp_path_factory.mktemp("uplift_ranked")
+    feats, ranked = d / "features.parquet", d / "ranked.csv"
     with pytest.MonkeyPatch.context() as mp:
         keep_mlflow_globals(mp)
         mp.setenv("MLFLOW_TRACKING_URI", uplift_registry.uri)
@@ -263,15 +257,68 @@ def test_next_best_action_rules_read_the_uplift(uplift_registry: Registry, coupo
         for args in (
             ["features", "--data", str(coupon_data), "--as-of", "2025-05-31", "--out", str(feats)],
             ["score", "--model", "coupon_uplift@champion", "--input", str(feats), "--output", str(ranked)],
-            ["actions", "--data", str(coupon_data), "--as-of", "2025-05-31", "--scores", f"coupon={ranked}",
-             "--config", str(cfg), "--out", str(actions)],
-        ):  # fmt: skip
-            res = runner.invoke(app, args)
+        ):
+            res = CliRunner().invoke(app, args)
             assert res.exit_code == 0, (args[0], res.output)
-    scored = pd.read_csv(ranked).set_index("customer_id")["uplift"]
+    return ranked
+
+
+def test_next_best_action_rules_read_the_uplift(uplift_ranked: Path, coupon_data: Path, tmp_path: Path) -> None:
+    """`crmscore score` with the uplift model, then `crmscore actions --scores coupon=FILE` with `uplift > x`."""
+    from serving.cli.main import app
+
+    actions, cfg = tmp_path / "actions.csv", tmp_path / "actions.yaml"
+    shipped = (ROOT / "configs" / "actions.yaml").read_text(encoding="utf-8")
+    cfg.write_text(
+        "rules:\n  - {name: coupon, action: coupon, channel: sms, reason: the coupon changes them most, "
+        'rule: "uplift > 0.1"}\n' + shipped[shipped.index("default:"):],
+        encoding="utf-8",
+    )
+    args = ["actions", "--data", str(coupon_data), "--as-of", "2025-05-31", "--scores", f"coupon={uplift_ranked}",
+            "--config", str(cfg), "--out", str(actions)]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    scored = pd.read_csv(uplift_ranked).set_index("customer_id")["uplift"]
     chosen = pd.read_csv(actions).set_index("customer_id")["action_id"]
     assert (chosen == "coupon").any() and (chosen != "coupon").any()
     pd.testing.assert_series_equal(chosen.eq("coupon"), scored.reindex(chosen.index).gt(0.1), check_names=False)
+
+
+def test_tags_and_audiences_read_the_uplift(uplift_ranked: Path, coupon_data: Path, tmp_path: Path) -> None:
+    """`crmscore tags apply --scores coupon=FILE` with a tag rule on `uplift > x` (rank and decile prefixed), then
+    `crmscore audience export` on the tag and on `uplift` directly: the same customers as the scored file says."""
+    from serving.cli.main import app
+
+    tags_yaml, tags_out = tmp_path / "tags.yaml", tmp_path / "tags"
+    tags_yaml.write_text(
+        "tags:\n  - {name: 发券对象, en: Coupon target, kind: rule, rule: \"uplift > 0.1 and coupon_decile <= 5\"}\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CRMSCORE_KEY", raising=False)  # the local operator (admin) exports
+        mp.setenv("CRMSCORE_AUDIT_FILE", str(tmp_path / "audit.jsonl"))
+        res = runner.invoke(app, ["tags", "apply", "--data", str(coupon_data), "--as-of", "2025-05-31",
+                                  "--scores", f"coupon={uplift_ranked}", "--config", str(tags_yaml),
+                                  "--out", str(tags_out)])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        lists = {}
+        for key, where in (("tag", "tag:发券对象"), ("rule", "uplift > 0.1 and coupon_decile <= 5")):
+            lists[key] = tmp_path / f"{key}.csv"
+            res = runner.invoke(app, ["audience", "export", "--data", str(coupon_data), "--tags", str(tags_out),
+                                      "--where", where, "--purpose", "service", "--columns", "uplift",
+                                      "--out", str(lists[key]), "--no-mlflow"])  # fmt: skip
+            assert res.exit_code == 0, (where, res.output)
+    scored = pd.read_csv(uplift_ranked).set_index("customer_id")
+    want = set(scored.index[(scored["uplift"] > 0.1) & (scored["decile"] <= 5)].astype(str))
+    assert want and len(want) < len(scored)
+    tagged = pd.read_parquet(tags_out / "tags.parquet")
+    assert set(tagged.loc[tagged["tag"] == "发券对象", "customer_id"].astype(str)) == want
+    for key, path in lists.items():
+        got = pd.read_csv(path, dtype={"customer_id": str}).set_index("customer_id")
+        assert set(got.index) == want, key
+        assert (got["uplift"] > 0.1).all(), key
+
 
 # ------------------------------------------------------------------------------------ property-based
 @pytest.mark.parametrize("label", ["POST /coupon_uplift", "POST /route_lead"])

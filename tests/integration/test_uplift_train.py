@@ -36,6 +36,11 @@ def test_train_uplift_table_registers_and_gates(tracking_uri, tmp_path):
     runs = mlflow.search_runs(experiment_names=["crmscore-uplift"])
     assert set(runs["tags.mlflow.runName"]) >= {"t_learner", "class_transform", "train-coupon_uplift"}
     assert not any("example.com" in str(v) for v in runs.to_numpy().ravel())
+    # the Qini and uplift curves (plots and points) and both areas are in the parent run
+    parent = runs[runs["tags.mlflow.runName"] == "train-coupon_uplift"].iloc[0]
+    logged = {a.path for a in mlflow.MlflowClient().list_artifacts(parent["run_id"], "evaluation")}
+    assert {f"evaluation/{c}_curve.{x}" for c in ("qini", "uplift") for x in ("png", "json")} <= logged, logged
+    assert np.isfinite(parent["metrics.test_uplift_area"]) and "metrics.test_uplift_area_by_response" in runs
 
 
 @pytest.mark.parametrize(

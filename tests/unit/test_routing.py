@@ -150,3 +150,33 @@ def test_route_command_writes_assignments_and_summary(tmp_path):
     assert s.loc[0, "assigned"] <= 3
     bad = CliRunner().invoke(app, [*args[:-2], "--config", str(tmp_path / "missing.yaml")])
     assert bad.exit_code == 2 and "missing.yaml" in bad.output
+
+
+def test_places_match_with_or_without_the_administrative_suffix():
+    from training.routing import place_key
+
+    assert [place_key(v) for v in ("上海市", " 上海 ", "浙江省", "广西壮族自治区", "香港特别行政区", "沙市", "*")] == [
+        "上海", "上海", "浙江", "广西", "香港", "沙市", "*",
+    ]  # fmt: skip
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2", "L3", "L4"],
+            "grade": ["A", "B", "B", "C"],
+            "city": ["上海市", "南京市", "苏州市", "拉萨市"],
+            "province": ["上海市", "江苏省", "江苏省", "西藏自治区"],
+        }
+    )
+    a = route_leads(leads, _config(), MONDAY).assignments.set_index("lead_id")
+    assert a.loc["L1", "owner_id"] in {"e1", "e2"} and a.loc["L1", "rule"] == "territory"
+    assert a.loc["L2", "owner_id"] == "e1" and a.loc["L3", "owner_id"] == "e1"  # 江苏省 → e1's 江苏
+    assert a.loc["L4", "owner_id"] == "" and "西藏" in a.loc["L4", "reason"]
+    # the other way round: suffixed territories in the config, bare places on the lead
+    reps = [{"id": "s1", "team": "east", "territories": ["上海市", "江苏省"], "skills": [], "daily_capacity": 5}]
+    bare = leads.assign(city=["上海", "南京", "苏州", "拉萨"], province=["上海", "江苏", "江苏", "西藏"])
+    b = route_leads(bare, RoutingConfig(reps=reps), MONDAY).assignments.set_index("lead_id")
+    assert b.owner_id.tolist() == ["s1", "s1", "s1", ""]
+    # the shipped config's regional reps now share the demo's suffixed places with the catch-all rep r005
+    demo = pd.DataFrame({"lead_id": [f"D{i}" for i in range(6)], "city": "上海市", "province": "上海市"})
+    cfg = load_routing_config(str(ROOT / "configs" / "routing.yaml"))
+    owners = set(route_leads(demo, cfg, MONDAY).assignments.owner_id)
+    assert {"r001", "r002"} <= owners <= {"r001", "r002", "r005"}

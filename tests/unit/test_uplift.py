@@ -14,7 +14,9 @@ from training.uplift import (
     prepare_uplift_table,
     qini_area,
     qini_curve,
+    uplift_area,
     uplift_at,
+    uplift_curve,
 )
 
 
@@ -31,6 +33,18 @@ def test_qini_hand_computed():
     assert qini_area(-s, t, y) < 0
     # top half: treated rate 1/1, control rate 0/1 → uplift 1
     assert uplift_at(s, t, y, 0.5) == pytest.approx(1.0)
+
+
+def test_uplift_curve_hand_computed():
+    # same rows as above; u(k) = (Yt/Nt - Yc/Nc) * k/N, 0 while an arm is empty:
+    # k=1: no control → 0; k=2: (1/1 - 0/1) * 2/4 = 0.5; k=3: (1/2 - 0/1) * 3/4 = 0.375; k=4: (1/2 - 1/2) = 0
+    s, t, y = np.array([0.9, 0.7, 0.5, 0.3]), np.array([1, 0, 1, 0]), np.array([1, 0, 0, 1])
+    x, u = uplift_curve(s, t, y)
+    np.testing.assert_allclose(x, [0, 0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(u, [0, 0, 0.5, 0.375, 0.0])
+    # random line ends at 0; trapezoids: 0 + .25*.5/2 + .25*(.5+.375)/2 + .25*.375/2 = 0.21875
+    assert uplift_area(s, t, y) == pytest.approx(0.21875)
+    assert uplift_area(-s, t, y) < 0
 
 
 def test_qini_ties_are_taken_together():
