@@ -43,19 +43,13 @@ def report_cmd(
     for n in res.notes:
         output.note(n)
     result = {
-        "html": str(res.html),
-        "csvs": {k: str(v) for k, v in res.csvs.items()},
-        "out": str(out),
-        "run_id": res.run_id,
-        "notes": list(res.notes),
-        "lang": output.session().lang,
+        "html": str(res.html), "csvs": {k: str(v) for k, v in res.csvs.items()}, "out": str(out), "run_id": res.run_id,
+        "notes": list(res.notes), "lang": output.session().lang,
     }
     output.summary(
         result,
-        lambda: (
-            _("report {html} and {n} CSV file(s) in {out}").format(html=res.html, n=len(res.csvs), out=out)
-            + (_("; run {run_id}").format(run_id=res.run_id) if res.run_id else "")
-        ),
+        lambda: _("report {html} and {n} CSV file(s) in {out}").format(html=res.html, n=len(res.csvs), out=out)
+        + (_("; run {run_id}").format(run_id=res.run_id) if res.run_id else ""),
     )
 
 

@@ -169,10 +169,8 @@ def _build_report(
         []
         if last is None
         else [
-            (
-                _("revenue {month}").format(month=last["month"]),
-                f"{last['revenue']:,.0f} ({_pct(last['revenue_change'])})",
-            ),
+            (_("revenue {month}").format(month=last["month"]),
+             f"{last['revenue']:,.0f} ({_pct(last['revenue_change'])})"),
             (_("paid orders"), f"{int(last['paid_orders']):,} ({_pct(last['paid_orders_change'])})"),
             (_("payment rate"), _pct(last["payment_rate"])),
             (_("AOV"), f"{last['aov']:,.2f} ({_pct(last['aov_change'])})"),
@@ -356,14 +354,20 @@ def _satisfaction_section(
 
     fb = feedback if feedback is not None else read_feedback(data_dir)
     if fb is None:
-        return Section("satisfaction", _("Satisfaction"), [], [], _(DEFINITION), [_("no feedback table in the data")])
+        return Section(
+            "satisfaction", _("Satisfaction"), [], [], _(DEFINITION), [_("no feedback table in the data")]
+        )
     st = satisfaction_tables(fb, t)
     for name, df in st.items():
         with atomic_path(out / f"{name}.csv") as tmp:
             neutralise_frame(df).to_csv(tmp, index=False, encoding="utf-8-sig")
         csvs[name] = out / f"{name}.csv"
     m = st["satisfaction_monthly"]
-    charts = [p.bars(m["month"], m["csat"], p.label("CSAT (rating 4–5) by month"), "CSAT", pct=True)] if len(m) else []
+    charts = (
+        [p.bars(m["month"], m["csat"], p.label("CSAT (rating 4–5) by month"), "CSAT", pct=True)]
+        if len(m)
+        else []
+    )
     return Section(
         "satisfaction",
         _("Satisfaction"),
