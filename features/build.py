@@ -30,6 +30,7 @@ from features.contract import (
     coerce_types,
     empty_frame,
 )
+from features.feedback import FEEDBACK_FEATURES, FEEDBACK_INPUT_COLUMNS, feedback_features
 
 #: Profile columns kept as categories (never PII).
 CATEGORICAL_FEATURES = (
@@ -135,6 +136,7 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         ),
         max_days: float = 3650.0,
         bant_features: bool = True,
+        feedback_features: bool = False,
     ) -> None:
         self.engagement_windows_days = engagement_windows_days
         self.rfm_windows_days = rfm_windows_days
@@ -146,6 +148,7 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         self.recency_event_types = recency_event_types
         self.max_days = max_days
         self.bant_features = bant_features
+        self.feedback_features = feedback_features
 
     @classmethod
     def from_config(cls, config: FeatureConfig) -> CRMFeatureBuilder:
@@ -195,6 +198,8 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         num += [f"clicks_{c}_{mw}d" for c in TOUCH_CHANNELS]
         for w in self.service_windows_days:
             num += [f"complaints_{w}d", f"tickets_{w}d", f"refunds_{w}d"]
+        if getattr(self, "feedback_features", False):  # FeatureConfig.feedback_features (counts/ratings/days only)
+            num += list(FEEDBACK_FEATURES)
         # a builder pickled before BANT existed has no attribute: it keeps its fitted names anyway
         bant = getattr(self, "bant_features", True)
         return num, [c for c in CATEGORICAL_FEATURES if bant or c not in BANT_COLUMNS]
@@ -236,6 +241,10 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         # the numeric features go straight into one float64 block (no per-column dict, no concat, no cast)
         sink = _ColumnSink(self.numeric_features_, len(ids))
         self._compute(len(ids), cust, tabs, t, sink)
+        if getattr(self, "feedback_features", False):
+            fb = feedback_features(X.tables.get("feedback"), ids, X.as_of)
+            for c in FEEDBACK_FEATURES:
+                sink[c] = fb[c].to_numpy(dtype=np.float64)
         out = pd.DataFrame(sink.matrix.T, index=ids, columns=list(self.numeric_features_), copy=False)
         for c in self.categorical_features_:
             out[c] = pd.Series(cust["cat"][c], index=ids, dtype="object")
@@ -270,6 +279,13 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
             "marketing_touches": _touch_records(events.get("marketing_touches", ())),
         }
         cols = self._compute(1, cust, tabs, t)
+        if getattr(self, "feedback_features", False):
+            fb = feedback_features(
+                _feedback_records(events.get("feedback", ()), str(profile.get("customer_id"))),
+                pd.Index([str(profile.get("customer_id"))]),
+                as_of,
+            )
+            cols.update({c: fb[c].to_numpy(dtype=np.float64) for c in FEEDBACK_FEATURES})
         out: dict[str, Any] = {k: float(cols[k][0]) for k in self.numeric_features_}
         out.update({c: cust["cat"][c][0] for c in self.categorical_features_})
         return out
@@ -597,6 +613,14 @@ def _pair_codes(pos: np.ndarray, width: int, key: np.ndarray) -> np.ndarray:
     out *= width
     out += key
     return out
+
+
+def _feedback_records(rows: Sequence[Mapping[str, Any]], customer_id: str) -> pd.DataFrame | None:
+    """One customer's feedback records (online path) as a contract-typed frame; the free text is not kept."""
+    if not rows:
+        return None
+    frame = pd.DataFrame([{**r, "customer_id": customer_id} for r in rows])
+    return coerce_types(frame.reindex(columns=FEEDBACK_INPUT_COLUMNS), "feedback")
 
 
 def _take(tabs: dict, name: str) -> dict[str, np.ndarray]:

@@ -75,6 +75,10 @@ class FeatureConfig(_Strict):
     bant_features: bool = Field(
         default=True, description="use the BANT answers (budget_range, decision_maker, ...) as categorical features"
     )
+    feedback_features: bool = Field(
+        default=False,
+        description="add the point-in-time features of the optional feedback table (features.feedback; never its text)",
+    )
 
     @field_validator("engagement_windows_days", "rfm_windows_days", "service_windows_days")
     @classmethod

@@ -458,6 +458,7 @@ def split_by_cutoff(ds: pd.DataFrame) -> Split:
 def train_crm(data_dir: str | Path, config: TrainConfig, progress: ProgressCallback = no_progress) -> TrainResult:
     """`crmscore train lead|churn`: build the multi-cutoff set from a data dir, train, log, register, gate."""
     from features.build import CRMFeatureBuilder
+    from features.feedback import with_feedback
     from features.io import load_tables
     from features.labels import build_training_set, latest_labelable_cutoff
     from training.registry import configure_tracking
@@ -465,6 +466,8 @@ def train_crm(data_dir: str | Path, config: TrainConfig, progress: ProgressCallb
     configure_tracking()
     progress("reading tables")
     tables = load_tables(data_dir, required=("customers", "orders"))
+    if config.features.feedback_features:
+        tables = with_feedback(tables, data_dir)
     as_of = pd.Timestamp(config.as_of) if config.as_of else latest_labelable_cutoff(tables, config.labels.horizon_days)
     progress("building the training set")
     ds = build_training_set(tables, config.task, as_of, config.features, config.labels)

@@ -530,6 +530,10 @@ def _tables_input(
     customers = tables["customers"]
     builder = getattr(model.scorer, "builder", None)
     if builder is not None:
+        if getattr(builder, "feedback_features", False):
+            from features.feedback import with_feedback
+
+            tables = with_feedback(tables, data_dir)
         feats = builder.transform(CRMSnapshot(tables, pd.Timestamp(as_of)))
     else:
         feats = build_features(tables, pd.Timestamp(as_of))

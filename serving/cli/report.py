@@ -1,4 +1,5 @@
-"""`crmscore report`: the CRM analysis report (sales, funnel, channels, campaigns, regions, retention, forecast)."""
+"""`crmscore report`: the CRM analysis report (sales, funnel, channels, campaigns, regions, members, retention,
+satisfaction, scoring, forecast)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ def report_cmd(
     forecast: Path | None = typer.Option(
         None, "--forecast", help="--out folder of a `crmscore forecast` run to show (default: a top-down forecast)"
     ),
+    scores: list[str] = typer.Option(
+        [], "--scores", help="lead=FILE / churn=FILE: crmscore score output for the Scoring section (repeatable)"
+    ),
 ) -> None:
     """Write one self-contained HTML report plus one CSV per table, and log them to MLflow (crmscore-report)."""
     import pandas as pd
@@ -29,8 +33,11 @@ def report_cmd(
             t = pd.Timestamp(as_of)
         except ValueError:
             raise ValueError(_("--as-of: not a date: {value!r}").format(value=as_of)) from None
+        from serving.report.scoring import read_score_file
+
+        given = dict(read_score_file(s) for s in scores)
         with output.progress() as progress:
-            res = build_report(data, t, out, forecast_dir=forecast, progress=progress)
+            res = build_report(data, t, out, forecast_dir=forecast, progress=progress, scores=given)
     except (DataDirError, ValueError) as e:
         output.fail(e)
     for n in res.notes:

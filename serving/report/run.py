@@ -14,6 +14,7 @@ from features.progress import ProgressCallback, no_progress
 from serving.i18n import _, using_language
 from serving.report import tables as T
 from serving.report.render import Painter, Section, page_html
+from serving.report.scoring import scoring_section
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +46,39 @@ def _pct(v: float) -> str:
     return "–" if pd.isna(v) else f"{v:.1%}"
 
 
-def compute_tables(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, cfg: ReportConfig) -> dict[str, pd.DataFrame]:
-    """Every report table by CSV name (no PII: sums and ratios over customers)."""
-    return {
-        "sales_monthly": T.sales_monthly(tables, as_of),
-        "funnel": T.funnel(tables, as_of),
-        "time_to_payment": T.time_to_payment(tables, as_of),
-        "channels": T.channels(tables, as_of),
-        "campaigns": T.campaigns(tables, as_of, cfg.campaign_window_days),
-        "regions_province": T.regions(tables, as_of, "province"),
-        "regions_city": T.regions(tables, as_of, "city"),
-        "retention": T.retention(tables, as_of, cfg.retention_months),
+def compute_tables(
+    tables: dict[str, pd.DataFrame],
+    as_of: pd.Timestamp,
+    cfg: ReportConfig,
+    gaps: dict[str, list[str]] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Every report table by CSV name (no PII: sums and ratios over customers).
+
+    A table needing an optional column the data lacks (``serving.report.optional``) is left empty, and its
+    section's note goes into ``gaps`` (section key → notes).
+    """
+    from serving.report.optional import SECTION_OF, gap_note, missing_columns
+
+    makers = {
+        "sales_monthly": lambda: T.sales_monthly(tables, as_of),
+        "funnel": lambda: T.funnel(tables, as_of),
+        "time_to_payment": lambda: T.time_to_payment(tables, as_of),
+        "channels": lambda: T.channels(tables, as_of),
+        "campaigns": lambda: T.campaigns(tables, as_of, cfg.campaign_window_days),
+        "regions_province": lambda: T.regions(tables, as_of, "province"),
+        "regions_city": lambda: T.regions(tables, as_of, "city"),
+        "retention": lambda: T.retention(tables, as_of, cfg.retention_months),
     }
+    out: dict[str, pd.DataFrame] = {}
+    for name, make in makers.items():
+        missing = missing_columns(tables, name)
+        if missing:
+            out[name] = pd.DataFrame()
+            if gaps is not None:
+                gaps.setdefault(SECTION_OF[name], []).append(gap_note(name, missing))
+        else:
+            out[name] = make()
+    return out
 
 
 def _forecast_frames(
@@ -87,16 +109,18 @@ def build_report(
     cfg: ReportConfig | None = None,
     lang: str | None = None,
     progress: ProgressCallback = no_progress,
+    scores: dict[str, pd.DataFrame] | None = None,
 ) -> ReportRun:
     """Compute the report as of ``as_of``, write ``report.html`` and one CSV per table to ``out_dir``, log them.
 
     ``forecast_dir`` is the ``--out`` folder of a ``crmscore forecast`` run (its selected method is shown);
     without it a top-down forecast is made here. Every file goes through :func:`features.io.atomic_path`.
     The page's text is in ``lang`` (``zh`` or ``en``; default the current language, ``serving.i18n``); the CSV
-    files and their column names are the same in both. ``progress`` is told the stages.
+    files and their column names are the same in both. ``scores`` (``lead`` / ``churn``: ``crmscore score``
+    output) feed the Scoring section. ``progress`` is told the stages.
     """
     with using_language(lang):
-        return _build_report(data_dir, as_of, out_dir, forecast_dir, tables, log_mlflow, cfg, progress)
+        return _build_report(data_dir, as_of, out_dir, forecast_dir, tables, log_mlflow, cfg, progress, scores)
 
 
 def _build_report(
@@ -108,6 +132,7 @@ def _build_report(
     log_mlflow: bool,
     cfg: ReportConfig | None,
     progress: ProgressCallback,
+    scores: dict[str, pd.DataFrame] | None = None,
 ) -> ReportRun:
     from features.contract import drop_pii
     from features.io import atomic_path, load_tables, write_text_atomic
@@ -125,7 +150,8 @@ def _build_report(
         if name not in tables:
             notes.append(_("table {name} absent: its sections are empty").format(name=name))
     progress("computing tables")
-    res = compute_tables(tables, t, cfg)
+    gaps: dict[str, list[str]] = {}
+    res = compute_tables(tables, t, cfg, gaps)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csvs: dict[str, Path] = {}
@@ -246,6 +272,7 @@ def _build_report(
     )
     sections.append(_members_section(tables, t, out, csvs, p))
     sections.append(_satisfaction_section(tables.get("feedback"), data_dir, t, out, csvs, p))
+    sections.append(scoring_section(tables, t, scores or {}, out, csvs, p))
     fnotes: list[str] = []
     progress("forecast")
     try:
@@ -267,7 +294,7 @@ def _build_report(
     if p.cjk is None:
         notes.append(_("no CJK font found: chart labels in English only"))
     for sec in sections:
-        sec.notes = list(sec.notes)
+        sec.notes = list(sec.notes) + gaps.get(sec.key, [])
     subtitle = _("as of {t} · generated by crmscore report · definitions under each chart").format(t=t) + (
         f" · {'; '.join(notes)}" if notes else ""
     )

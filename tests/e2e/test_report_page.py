@@ -11,7 +11,18 @@ import pytest
 from tests.fixtures.crm import make_tables
 
 pytestmark = pytest.mark.slow
-SECTIONS = ("sales", "funnel", "channels", "campaigns", "regions", "retention", "members", "satisfaction", "forecast")
+SECTIONS = (
+    "sales",
+    "funnel",
+    "channels",
+    "campaigns",
+    "regions",
+    "retention",
+    "members",
+    "satisfaction",
+    "scoring",
+    "forecast",
+)
 
 
 @pytest.fixture(scope="module")
