@@ -255,6 +255,12 @@ def _options(with_json: bool) -> list[inspect.Parameter]:
     return params
 
 
+def _default(param: inspect.Parameter) -> Any:
+    """The plain default of one of the common options (a ``typer.Option``'s own default)."""
+    d = param.default
+    return getattr(d, "default", d)
+
+
 def command(func: Callable[..., Any] | None = None, *, json_summary: bool = True) -> Any:
     """Give a typer command the common options (``--json`` when ``json_summary``, ``--quiet``, ``--verbose``,
     ``--lang``) and set them up before it runs: ``app.command("x")(output.command(x_cmd))``."""
@@ -262,12 +268,12 @@ def command(func: Callable[..., Any] | None = None, *, json_summary: bool = True
     def wrap(f: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(f, eval_str=True)
         extra = _options(json_summary)
-        names = [p.name for p in extra]
 
         @functools.wraps(f)
         def run(*args: Any, **kwargs: Any) -> Any:
             global _session
-            opts = {n: kwargs.pop(n) for n in names}
+            # called as a plain function (e.g. by the demo), the common options take their defaults
+            opts = {p.name: kwargs.pop(p.name, _default(p)) for p in extra}
             try:  # without --lang here: the language the root group chose (a root --lang, else $CRMSCORE_LANG)
                 lang = resolve_language(opts["lang"]) if opts["lang"] else get_language()
             except LanguageError as e:

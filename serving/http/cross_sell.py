@@ -103,11 +103,16 @@ class CrossSellState:
     actions_error: str | None = None
 
     @classmethod
-    def load(cls, settings: ServingSettings) -> CrossSellState:
-        """Model, purchase histories and action rules for a worker (never raises: errors are kept per part)."""
+    def load(cls, settings: ServingSettings, in_bento: bool = False) -> CrossSellState:
+        """Model, purchase histories and action rules for a worker (never raises: errors are kept per part).
+
+        Inside a Bento the registry is not consulted (the Bento holds what it serves, and the cross-sell model is
+        not packed): /recommend answers 503 saying so."""
         cfg = CrossSellConfig()
         st = cls(name=cfg.model_name, alias=settings.alias, exclude_recent_days=cfg.exclude_recent_days)
         try:
+            if in_bento:
+                raise LookupError(f"{st.name} is not packed in this Bento (serve it from the registry)")
             st.model, st.version, st.exclude_recent_days = load_registered(st.name, settings)
             st.online = OnlineRecommender(st.model)
         except Exception as e:  # noqa: BLE001 - the endpoint answers 503 with the reason; other endpoints serve

@@ -152,7 +152,8 @@ class CRMScoring:
         self.programme = MemberProgramme.load()  # member levels and tags added to /segment results
         self.bant = load_service_bant()  # the BANT fit grade added to /score_leads results
         self.forecast = LatestForecast(s.resolved_registry_uri())  # GET /forecast: the latest forecast run
-        self.cross_sell = CrossSellState.load(s)  # /recommend, /next_action: model, purchase histories, rules
+        # /recommend, /next_action: model, purchase histories, rules
+        self.cross_sell = CrossSellState.load(s, in_bento=CRMScoring.bento is not None)  # type: ignore[attr-defined]
 
     def _on_swap(self, slot: Any, new: Any) -> None:
         service_metrics().swaps.labels(model=slot.name).inc()

@@ -162,7 +162,11 @@ def test_page_is_the_static_files_with_style_and_script_inlined() -> None:
     static = Path(ui_routes.__file__).parent / "static"
     page, css, js = ((static / n).read_text(encoding="utf-8") for n in ("profile.html", "profile.css", "profile.js"))
     html, _ = ui_routes.page_html()
-    assert html == page.replace("/*CSS*/", css, 1).replace("/*JS*/", js, 1)
+    import html as _html
+
+    catalogue = _html.escape(ui_routes.page_messages_json(page, js), quote=True)
+    assert html == page.replace("/*I18N*/", catalogue, 1).replace("/*CSS*/", css, 1).replace("/*JS*/", js, 1)
+    assert '"zh"' in _html.unescape(catalogue)  # the page's messages travel with it, translated
     assert 'id="searchform"' in html and "sessionStorage" in js
 
 
