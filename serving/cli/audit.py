@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from serving.cli import output
+
 audit_app = typer.Typer(
     name="audit", help="The audit trail: who viewed, searched, exported or erased which customer.",
     invoke_without_command=True,
@@ -23,17 +25,6 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _require_admin() -> None:
-    from serving.access.keys import principal_from_env
-
-    try:
-        who = principal_from_env()
-    except PermissionError as e:
-        raise _fail(str(e)) from None
-    if not who.may("audit"):
-        raise _fail(f"the role {who.role} may not read the audit trail (docs/access.md)")
-
-
 @audit_app.callback()
 def audit_cmd(
     ctx: typer.Context,
@@ -47,7 +38,7 @@ def audit_cmd(
         return
     from serving.access import audit
 
-    _require_admin()
+    output.require_permission("audit", "read the audit trail")
     try:
         rows = audit.query(audit.parse_since(since), who, customer, file)
     except audit.AuditError as err:
@@ -67,7 +58,7 @@ def verify_cmd(file: FileOpt = None) -> None:
     """Check the hash chain: exit 1 naming the first removed, edited or inserted line."""
     from serving.access import audit
 
-    _require_admin()
+    output.require_permission("audit", "read the audit trail")
     try:
         v = audit.verify(file)
     except audit.AuditError as e:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from serving.cli import output
+
 keys_app = typer.Typer(
     name="keys", help="API keys: who may call the service, with which role (configs/keys.yaml).", no_args_is_help=True
 )
@@ -28,17 +30,6 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def _require_admin() -> None:
-    from serving.access.keys import principal_from_env
-
-    try:
-        who = principal_from_env()
-    except PermissionError as e:
-        raise _fail(str(e)) from None
-    if not who.may("keys"):
-        raise _fail(f"the role {who.role} may not manage keys (docs/access.md)")
-
-
 @keys_app.command("add")
 def add_cmd(
     name: Annotated[str, typer.Option("--name", help="principal: the employee or system holding the key")],
@@ -56,7 +47,7 @@ def add_cmd(
     from serving.access.keys import KeysFileError, add_key
     from serving.access.roles import ROLES
 
-    _require_admin()
+    output.require_permission("keys", "manage keys")
     if role not in ROLES:
         raise _fail(f"--role {role!r}: use one of {', '.join(ROLES)}")
     when = None
@@ -95,7 +86,7 @@ def revoke_cmd(
     """Revoke keys (refused from the next request on; the entry stays, marked revoked)."""
     from serving.access.keys import KeysFileError, revoke_key
 
-    _require_admin()
+    output.require_permission("keys", "manage keys")
     path = _file(file)
     try:
         hit = revoke_key(path, who)
@@ -110,7 +101,7 @@ def list_cmd(file: FileOpt = None) -> None:
     """List the keys: id, principal, role, scope, state and dates (never a key or a hash)."""
     from serving.access.keys import KeysFileError, describe, read_keys_file
 
-    _require_admin()
+    output.require_permission("keys", "manage keys")
     path = _file(file)
     try:
         kf = read_keys_file(path)

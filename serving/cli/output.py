@@ -91,6 +91,19 @@ def fail(message: object, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
     raise typer.Exit(code=int(code))
 
 
+def require_permission(action: str, refused: str) -> None:
+    """Leave with exit code 2 unless the command's principal (``$CRMSCORE_KEY``, else the local operator) may take
+    ``action``; ``refused`` completes "the role R may not ..." (docs/access.md)."""
+    from serving.access.keys import principal_from_env
+
+    try:
+        who = principal_from_env()
+    except PermissionError as e:
+        fail(e)
+    if not who.may(action):
+        fail(f"the role {who.role} may not {refused} (docs/access.md)")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Path | date | datetime):
         return str(value)
