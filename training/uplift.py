@@ -44,11 +44,10 @@ class UpliftError(TableError):
 # ------------------------------------------------------------------------------------------------ metrics
 
 
-def qini_curve(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The Qini curve: (x, q) with x = share of rows targeted (0 … 1) and q = Q(k)/N, where Q(k) =
-    Yₜ(k) − Y꜀(k)·Nₜ(k)/N꜀(k) over the top k rows by ``uplift_score`` (0 while no control row is in).
-
-    Tied scores are taken together: the curve has one point per distinct score (and the origin)."""
+def _cumulative_arms(
+    uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndarray
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(n, k, Nₜ(k), N꜀(k), Yₜ(k), Y꜀(k)) over the top k rows by score, one point per group of tied scores."""
     s = np.asarray(uplift_score, dtype=float)
     t = np.asarray(treatment).astype(int)
     y = np.asarray(outcome).astype(float)
@@ -57,11 +56,18 @@ def qini_curve(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndar
         raise UpliftError("no rows to evaluate")
     order = np.argsort(-s, kind="stable")
     s, t, y = s[order], t[order], y[order]
-    nt, nc = np.cumsum(t), np.cumsum(1 - t)
-    yt, yc = np.cumsum(y * t), np.cumsum(y * (1 - t))
     last = np.r_[s[1:] != s[:-1], True]  # the last row of each group of tied scores
-    nt, nc, yt, yc = nt[last], nc[last], yt[last], yc[last]
-    k = np.flatnonzero(last) + 1
+    nt, nc = np.cumsum(t)[last], np.cumsum(1 - t)[last]
+    yt, yc = np.cumsum(y * t)[last], np.cumsum(y * (1 - t))[last]
+    return n, np.flatnonzero(last) + 1, nt, nc, yt, yc
+
+
+def qini_curve(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Qini curve: (x, q) with x = share of rows targeted (0 … 1) and q = Q(k)/N, where Q(k) =
+    Yₜ(k) − Y꜀(k)·Nₜ(k)/N꜀(k) over the top k rows by ``uplift_score`` (0 while no control row is in).
+
+    Tied scores are taken together: the curve has one point per distinct score (and the origin)."""
+    n, k, nt, nc, yt, yc = _cumulative_arms(uplift_score, treatment, outcome)
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(nc > 0, yt - yc * nt / np.maximum(nc, 1), yt)
     return np.r_[0.0, k / n], np.r_[0.0, q / n]
@@ -80,18 +86,7 @@ def uplift_curve(uplift_score: np.ndarray, treatment: np.ndarray, outcome: np.nd
     """The uplift curve: (x, u) with x = share of rows targeted and u = (Yₜ(k)/Nₜ(k) − Y꜀(k)/N꜀(k))·k/N, the
     incremental outcomes per row when the top k rows by ``uplift_score`` get the offer (0 while either arm is
     empty). Tied scores are taken together, as in :func:`qini_curve`."""
-    s = np.asarray(uplift_score, dtype=float)
-    t = np.asarray(treatment).astype(int)
-    y = np.asarray(outcome).astype(float)
-    n = len(s)
-    if n == 0:
-        raise UpliftError("no rows to evaluate")
-    order = np.argsort(-s, kind="stable")
-    s, t, y = s[order], t[order], y[order]
-    last = np.r_[s[1:] != s[:-1], True]
-    nt, nc = np.cumsum(t)[last], np.cumsum(1 - t)[last]
-    yt, yc = np.cumsum(y * t)[last], np.cumsum(y * (1 - t))[last]
-    k = np.flatnonzero(last) + 1
+    n, k, nt, nc, yt, yc = _cumulative_arms(uplift_score, treatment, outcome)
     both = (nt > 0) & (nc > 0)
     rate = np.where(both, yt / np.maximum(nt, 1) - yc / np.maximum(nc, 1), 0.0)
     return np.r_[0.0, k / n], np.r_[0.0, rate * k / n]
