@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
+
+from serving.http.openapi import Answer
 
 
-class TagHit(BaseModel):
+class TagHit(Answer):
     """One tag a customer carries, and why."""
 
     tag: str = Field(description="tag name (configs/tags.yaml), e.g. 高价值客户", examples=["高价值客户"])
@@ -16,7 +18,7 @@ class TagHit(BaseModel):
     why: str = Field(description="the rule and this customer's values, or the product window that applies")
 
 
-class MemberCard(BaseModel):
+class MemberCard(Answer):
     """Member level, progress to the next level and tags of one customer, from the events sent."""
 
     member_level: str = Field(description="level id (configs/members.yaml), e.g. gold", examples=["gold"])

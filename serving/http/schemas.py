@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from serving.http.member_schemas import MemberCard
+from serving.http.openapi import Answer
 
 _FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 #: One feature value: a finite number, true/false, a category string, or null (missing).
@@ -217,8 +218,10 @@ class ScoreRequest(_Strict):
             "example": {
                 "leads": [
                     {"profile": _PROFILE_EXAMPLE, "events": _EVENTS_EXAMPLE, "as_of": "2025-06-30T00:00:00"},
-                    {"customer_id": "L-10294",
-                     "features": {"tenure_days": 12.0, "n_visit_7d": 3, "province": "浙江省"}},
+                    {
+                        "customer_id": "L-10294",
+                        "features": {"tenure_days": 12.0, "n_visit_7d": 3, "province": "浙江省"},
+                    },
                 ],
                 "reasons": True,
             }
@@ -254,9 +257,16 @@ class Customer(_Strict):
             "example": {
                 "customer_id": "C-1",
                 "summary": {
-                    "recency_days": 12.0, "frequency": 4.0, "monetary": 520.0, "avg_repeat_value": 105.0,
-                    "tenure_days": 300.0, "interactions_90d": 25.0, "touches_90d": 6.0,
-                    "open_rate_90d": 0.5, "click_rate_90d": 0.17, "coupon_claims_90d": 1.0,
+                    "recency_days": 12.0,
+                    "frequency": 4.0,
+                    "monetary": 520.0,
+                    "avg_repeat_value": 105.0,
+                    "tenure_days": 300.0,
+                    "interactions_90d": 25.0,
+                    "touches_90d": 6.0,
+                    "open_rate_90d": 0.5,
+                    "click_rate_90d": 0.17,
+                    "coupon_claims_90d": 1.0,
                 },
             }
         },
@@ -296,7 +306,7 @@ class SegmentRequest(_Strict):
 
 
 # ---------------------------------------------------------------------------------------------- outputs
-class Reason(BaseModel):
+class Reason(Answer):
     """One feature's contribution to the lead's log-odds (exact TreeSHAP / linear term)."""
 
     feature: str = Field(examples=["n_add_to_cart_7d"])
@@ -305,14 +315,14 @@ class Reason(BaseModel):
     contribution: float = Field(description="change in log-odds this feature brings, relative to the average lead")
 
 
-class Reasons(BaseModel):
+class Reasons(Answer):
     """Top reasons pushing the probability up (positive) and down (negative)."""
 
     positive: list[Reason]
     negative: list[Reason]
 
 
-class LeadScore(BaseModel):
+class LeadScore(Answer):
     """The score of one lead."""
 
     customer_id: str
@@ -332,7 +342,7 @@ class LeadScore(BaseModel):
     fit_intent: str | None = Field(default=None, description="fit × intent cell, e.g. B×A (fit B, intent grade A)")
 
 
-class ScoreResponse(BaseModel):
+class ScoreResponse(Answer):
     """Scores of all leads of a request, in request order."""
 
     model: str
@@ -340,7 +350,7 @@ class ScoreResponse(BaseModel):
     results: list[LeadScore]
 
 
-class SegmentResult(BaseModel):
+class SegmentResult(Answer):
     """Segments, value tier, cluster and expected value of one customer."""
 
     model_config = ConfigDict(extra="allow")
@@ -365,7 +375,7 @@ class SegmentResult(BaseModel):
     )
 
 
-class SegmentResponse(BaseModel):
+class SegmentResponse(Answer):
     """Segments of all customers of a request, in request order."""
 
     model: str
@@ -373,7 +383,7 @@ class SegmentResponse(BaseModel):
     results: list[SegmentResult]
 
 
-class ModelStatus(BaseModel):
+class ModelStatus(Answer):
     """One served model."""
 
     name: str
@@ -389,7 +399,7 @@ class ModelStatus(BaseModel):
     error: str | None = Field(default=None, description="why the model is not loaded")
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(Answer):
     """What GET /model_info returns."""
 
     models: dict[str, ModelStatus]

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from serving.http.openapi import Answer
 from serving.http.schemas import Timestamp
 
 #: the cross-sell paths that need the API key (the guard's protected paths include them)
@@ -66,7 +67,7 @@ class RecommendRequest(_Strict):
     )
 
 
-class Recommendation(BaseModel):
+class Recommendation(Answer):
     """One recommended product and why."""
 
     rank: int = Field(description="1 = best")
@@ -78,7 +79,7 @@ class Recommendation(BaseModel):
     )
 
 
-class RecommendResponse(BaseModel):
+class RecommendResponse(Answer):
     """The top-k products of one customer."""
 
     customer_id: str
@@ -129,7 +130,7 @@ class NextActionRequest(_Strict):
         return self
 
 
-class Action(BaseModel):
+class Action(Answer):
     """The one action for a customer: the first rule of configs/actions.yaml it meets."""
 
     customer_id: str
@@ -141,7 +142,7 @@ class Action(BaseModel):
     rule: str = Field(description="the rule's condition as written in the config")
 
 
-class NextActionResponse(BaseModel):
+class NextActionResponse(Answer):
     """One action per customer, in request order."""
 
     results: list[Action]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.http.openapi import Answer
 from serving.http.schemas import FeatureValue
 
 _Id = Annotated[str, Field(min_length=1, max_length=200)]
@@ -35,7 +36,7 @@ class CouponUpliftRequest(_Strict):
     reasons: bool = Field(default=True, description="return the top reasons for and against per customer")
 
 
-class Reason(BaseModel):
+class Reason(Answer):
     """One feature's contribution to the customer's uplift (on the learner's scale; see docs/uplift.md)."""
 
     feature: str = Field(description="input feature")
@@ -44,14 +45,14 @@ class Reason(BaseModel):
     contribution: float = Field(description="> 0 raises the expected uplift, < 0 lowers it")
 
 
-class UpliftReasons(BaseModel):
+class UpliftReasons(Answer):
     """Strongest reasons for (positive) and against (negative) a high uplift."""
 
     positive: list[Reason] = Field(description="features raising the uplift, strongest first")
     negative: list[Reason] = Field(description="features lowering it, strongest first")
 
 
-class UpliftResult(BaseModel):
+class UpliftResult(Answer):
     """The expected uplift of one customer."""
 
     id: str = Field(description="customer id as sent")
@@ -63,7 +64,7 @@ class UpliftResult(BaseModel):
     reasons: UpliftReasons | None = Field(default=None, description="null when reasons were not asked for")
 
 
-class CouponUpliftResponse(BaseModel):
+class CouponUpliftResponse(Answer):
     """Expected uplift per customer, in the order sent."""
 
     model: str = Field(description="registered model name")
@@ -94,21 +95,23 @@ class RouteLeadRequest(_Strict):
 
     lead: RouteLead = Field(description="the lead")
     as_of: _Text | None = Field(
-        default=None, examples=["2025-06-02"], description="the day routed (picks the reps working that day); "
-        "default: today (UTC)"
+        default=None,
+        examples=["2025-06-02"],
+        description="the day routed (picks the reps working that day); default: today (UTC)",
     )
     assigned_today: dict[str, Annotated[int, Field(ge=0)]] = Field(
-        default_factory=dict, description="rep id → leads already assigned to the rep that day (counted against its "
-        "daily capacity); the service keeps no state between requests"
+        default_factory=dict,
+        description="rep id → leads already assigned to the rep that day (counted against its "
+        "daily capacity); the service keeps no state between requests",
     )
 
 
-class RouteLeadResponse(BaseModel):
+class RouteLeadResponse(Answer):
     """The owner chosen, or why there is none."""
 
     lead_id: str = Field(description="lead id as sent")
     owner_id: str | None = Field(description="the rep chosen; null when the lead stays unassigned")
-    team: str | None = Field(description="the rep's team")
+    team: str | None = Field(description="the rep's team; null without an owner or when the rep has no team")
     rule: str = Field(description="existing_owner, territory+skill, territory (prefixed by a team rule's name)")
     reason: str = Field(description="why the lead stays unassigned (empty when it has an owner)")
     grade: str = Field(description="the lead's grade as read")

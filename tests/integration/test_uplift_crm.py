@@ -197,6 +197,14 @@ def test_route_lead_over_http(uplift_server: Server) -> None:
     assert r.json()["owner_id"] == "r005"
     r = _route(uplift_server, {"lead": lead, "as_of": "2025-06-01"})
     assert r.json()["owner_id"] is None and "works on sun" in r.json()["reason"]
+    # an existing owner who is not a configured rep has no team: null, and the OpenAPI page says it may be
+    r = _route(uplift_server, {"lead": {**lead, "owner_id": "r777"}, "as_of": "2025-06-02"})
+    assert r.json()["team"] is None
+    doc = httpx.get(f"{uplift_server.url}/docs.json", timeout=30).json()
+    answer = doc["paths"]["/route_lead"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    props = answer["properties"] if "properties" in answer else doc["components"]["schemas"][
+        answer["$ref"].rsplit("/", 1)[-1]]["properties"]
+    assert props["team"].get("nullable") is True and props["owner_id"].get("nullable") is True
 
 
 @pytest.mark.parametrize(
