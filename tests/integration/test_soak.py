@@ -1,13 +1,13 @@
-"""One-minute soak of the real service: behaviour only (the timing criteria live in bench/soak.py).
+"""Half-minute soak of the real service: behaviour only (the timing criteria live in bench/soak.py).
 
 The session's pinned server (``limits_server``: the small trained registry; its small batch and body limits do
 not touch one-lead requests), so no server is started for it; the peak throughput of one-lead requests with
 reasons is measured for a few seconds (closed loop, 16 connections), then a constant open-loop rate of 80% of
-it is held for 60 s. The test asserts what must hold on any machine: every request was answered with a 200
-(none failed, none shed) and the server's memory did not grow by 10% or more over the minute (no leak over
-the ~thousands of requests). Latency (each window's p99 against the first's) is a benchmark figure, measured
-and judged by ``bench/soak.py``: on a shared 2-core machine a neighbour taking the cores for a second moves a
-window's p99, which says nothing about the service.
+it is held for 30 s (three 10 s windows; bench/soak.py holds it for ten minutes). The test asserts what must
+hold on any machine: every request was answered with a 200 (none failed, none shed) and the server's memory
+did not grow by 10% or more over the run (no leak over the ~thousands of requests). Latency (each window's p99
+against the first's) is a benchmark figure, measured and judged by ``bench/soak.py``: on a shared 2-core
+machine a neighbour taking the cores for a second moves a window's p99, which says nothing about the service.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from tests.integration.conftest import Registry, Server
 pytestmark = pytest.mark.slow
 
 
-def test_one_minute_soak_at_80_percent_of_peak(crm_registry: Registry, limits_server: Server) -> None:
+def test_half_minute_soak_at_80_percent_of_peak(crm_registry: Registry, limits_server: Server) -> None:
     body = lead_body(crm_registry.data)
     server = limits_server
     url = f"{server.url}/score_leads"
     peak = measure_peak(url, server.headers, body, seconds=5, connections=16)
     assert peak > 0, server.log_text()[-3000:]
     result = run_soak(
-        url, server.headers, body, rate=0.8 * peak, duration=60, window=20, server_pid=server.proc.pid, warmup=5
+        url, server.headers, body, rate=0.8 * peak, duration=30, window=10, server_pid=server.proc.pid, warmup=5
     )
     report = f"peak {peak:.1f} req/s\n{result.table()}"
     assert len(result.windows) == 3, report
-    assert result.requests == int(0.8 * peak * 60), report
+    assert result.requests == int(0.8 * peak * 30), report
     assert result.failed == 0, report
     assert result.rss_growth is not None and result.rss_growth < 0.10, report
