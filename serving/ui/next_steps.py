@@ -10,20 +10,15 @@ cross-sell model, no order lines) carries ``{"error": ...}`` and the other part 
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import pandas as pd
 
-from serving.access import views
 from serving.http.cross_sell import next_actions, recommend_for
 from serving.http.loader import ModelUnavailable
 from serving.http.postprocess import RequestError
 from serving.http.schemas_actions import ActionCustomer, NextActionRequest, RecommendRequest
-from serving.ui.index import ProfileError
-from serving.ui.routes import _body_field, _error, _json
-
-log = logging.getLogger("crmscore.serving")
+from serving.ui.routes import customer_response
 
 #: products shown on the page
 PAGE_RECOMMENDATIONS = 5
@@ -80,22 +75,6 @@ def build_next_steps(service: Any, index: Any, customer_id: str) -> dict[str, An
 async def next_steps_response(service: Any, request: Any) -> Any:
     """POST /ui/api/next_steps ``{"customer_id": "..."}``: the customer's next best action and recommendations;
     404 for a customer outside the caller's scope, as for an unknown one (the profile's own check)."""
-    principal = views.principal_of(request)
-    cid = "?"
-
-    def run(index: Any, cid: str) -> dict[str, Any]:
-        views.apply_tombstones(service, index)
-        if views.visible_row(index, principal, cid) is None:
-            raise ProfileError(404, views.NOT_FOUND)
-        return build_next_steps(service, index, cid)
-
-    try:
-        index = service.profiles.require()
-        cid = await _body_field(request, "customer_id", 200)
-        payload = await service._offload(run, index, cid)
-    except ProfileError as e:
-        return _error(e.status, e.message)
-    except Exception as e:  # noqa: BLE001 - never a traceback (it could quote PII) to the log or the client
-        log.error("next steps of customer %s failed: %s", cid, type(e).__name__)
-        return _error(500, f"next_steps: internal error ({type(e).__name__})")
-    return _json(payload)
+    return await customer_response(
+        service, request, "next_steps", lambda index, cid, _principal: build_next_steps(service, index, cid)
+    )

@@ -22,10 +22,12 @@ import base64
 import hashlib
 import importlib.resources
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from serving.access import views
+from serving.access.roles import Principal
 from serving.ui.index import _SEARCH_FIELDS, MAX_QUERY_CHARS, SEARCH_LIMIT, TIMELINE_LIMIT, ProfileError
 
 log = logging.getLogger("crmscore.serving")
@@ -131,12 +133,12 @@ async def search_response(service: Any, request: Any) -> Any:
     return _json(payload)
 
 
-async def profile_response(service: Any, request: Any) -> Any:
-    """POST /ui/api/profile ``{"customer_id": "..."}``: the customer's profile, scores, segment and timeline;
-    404 for a customer outside the caller's scope (as for an unknown one), PII masked for roles without PII
-    access, and one audit line per view."""
-    from serving.ui.page import build_profile  # serving.ui.page imports this module
-
+async def customer_response(
+    service: Any, request: Any, what: str, build: Callable[[Any, str, Principal], dict[str, Any]]
+) -> Any:
+    """A POST ``{"customer_id": "..."}`` of the page: ``build(index, customer_id, principal)`` in a worker thread
+    once the customer is known to be in the caller's scope (404 otherwise, as for an unknown customer); any
+    other failure is a 500 naming only the exception type (a traceback could quote PII)."""
     principal = views.principal_of(request)
     cid = "?"
 
@@ -144,11 +146,7 @@ async def profile_response(service: Any, request: Any) -> Any:
         views.apply_tombstones(service, index)
         if views.visible_row(index, principal, cid) is None:
             raise ProfileError(404, views.NOT_FOUND)
-        payload = build_profile(service, index, cid)
-        payload["customer"] = views.shown(payload["customer"], principal)
-        payload["pii_masked"] = not principal.sees_pii
-        views.record_view("view_profile", principal, [cid], list(payload["customer"]), getattr(service, "home", None))
-        return payload
+        return build(index, cid, principal)
 
     try:
         index = service.profiles.require()
@@ -157,9 +155,25 @@ async def profile_response(service: Any, request: Any) -> Any:
     except ProfileError as e:
         return _error(e.status, e.message)
     except Exception as e:  # noqa: BLE001 - never a traceback (it could quote PII) to the log or the client
-        log.error("profile of customer %s failed: %s", cid, type(e).__name__)
-        return _error(500, f"profile: internal error ({type(e).__name__})")
+        log.error("%s of customer %s failed: %s", what, cid, type(e).__name__)
+        return _error(500, f"{what}: internal error ({type(e).__name__})")
     return _json(payload)
+
+
+async def profile_response(service: Any, request: Any) -> Any:
+    """POST /ui/api/profile ``{"customer_id": "..."}``: the customer's profile, scores, segment and timeline;
+    404 for a customer outside the caller's scope (as for an unknown one), PII masked for roles without PII
+    access, and one audit line per view."""
+    from serving.ui.page import build_profile  # serving.ui.page imports this module
+
+    def build(index: Any, cid: str, principal: Principal) -> dict[str, Any]:
+        payload = build_profile(service, index, cid)
+        payload["customer"] = views.shown(payload["customer"], principal)
+        payload["pii_masked"] = not principal.sees_pii
+        views.record_view("view_profile", principal, [cid], list(payload["customer"]), getattr(service, "home", None))
+        return payload
+
+    return await customer_response(service, request, "profile", build)
 
 
 def page_response() -> Any:
