@@ -4,9 +4,9 @@
     .venv/bin/python bench/bench_uplift.py --rows 8000 --bootstrap 20   # a quick run
     .venv/bin/python bench/bench_uplift.py --json-out bench/results/uplift.json
 
-Two timings on women's e-mail vs no e-mail, outcome visit: ``fit_s``, the three learners (T-, class-transformation
-and X-learner) and the response baseline fitted on the 60% training part, no MLflow; ``job_s``, the whole job
-(`training.uplift.train_uplift_table`: split, the three learners as MLflow child runs, held-out figures, bootstrap
+Two timings on women's e-mail vs no e-mail, outcome visit: ``fit_s``, the four learners (T-, class-transformation,
+X- and S-learner) and the response baseline fitted on the 60% training part, no MLflow; ``job_s``, the whole job
+(`training.uplift.train_uplift_table`: split, the four learners as MLflow child runs, held-out figures, bootstrap
 intervals, plot, skops logging, registration and the gate) into a fresh SQLite store. Also CPU seconds, peak RSS
 and the held-out Qini area. Never part of the tests.
 """

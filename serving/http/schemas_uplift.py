@@ -69,7 +69,7 @@ class CouponUpliftResponse(Answer):
 
     model: str = Field(description="registered model name")
     model_version: str = Field(description="registered version that scored the request")
-    learner: str = Field(description="t_learner, class_transform or x_learner")
+    learner: str = Field(description="t_learner, class_transform, x_learner or s_learner")
     results: list[UpliftResult]
 
 

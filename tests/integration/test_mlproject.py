@@ -9,8 +9,9 @@ experiment), the candidates as its child runs, metrics and artifacts, the regist
 The runs are small (a thousand customers, two candidates) and start together when the module does
 (:class:`Runs`): two at a time, so both cores work while a subprocess imports or waits, each entry point with a
 SQLite store of its own (SQLite serialises writers; the two ``train_lead`` runs share theirs and run one after
-the other). ``synth`` runs first and its data dir feeds ``train_lead``, ``train_churn``, ``segment_fit`` and
-``forecast``. Each test waits for its own entry point's runs and checks them; a failed run fails its test.
+the other). ``synth`` runs first and its data dir feeds ``train_lead``, ``train_churn``, ``segment_fit``,
+``train_uplift`` (the demo's randomised coupon campaign) and ``forecast``. Each test waits for its own entry
+point's runs and checks them; a failed run fails its test.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 
 from tests.conftest import ROOT
+from training.uplift import LEARNERS
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +56,7 @@ EXPERIMENTS = {
     "segments": "mlp-segments",
     "xsell": "mlp-xsell",
     "uplift": "mlp-uplift",
+    "uplift_crm": "mlp-uplift-crm",
     "forecast": "mlp-forecast",
 }
 #: the demo data dir of ``synth``: customers, days of history, seed
@@ -200,6 +203,11 @@ def _jobs(tmp: Path, demo: Path, projects: dict[str, Project], synth: Callable[[
         params = {"table": str(table), "treatment": "arm", "outcome": "bought", "bootstrap": "0"}
         return {"run": projects["uplift"].run("train_uplift_table", params, "mlp-uplift")}
 
+    def uplift_crm_job() -> dict[str, str]:
+        data = synth()
+        params = {"data": str(data), "bootstrap": "0"}
+        return {"run": projects["uplift_crm"].run("train_uplift", params, "mlp-uplift-crm")}
+
     def forecast_job() -> dict[str, str]:
         data = synth()
         out = tmp / "forecast-out"
@@ -216,6 +224,7 @@ def _jobs(tmp: Path, demo: Path, projects: dict[str, Project], synth: Callable[[
         "xsell": xsell_job,
         "segments": segments_job,
         "uplift": uplift_job,
+        "uplift_crm": uplift_crm_job,
         "forecast": forecast_job,
     }
 
@@ -425,6 +434,27 @@ def test_train_uplift_table(runs: Runs) -> None:
     learners = {r.data.tags["mlflow.runName"] for r in project.children(run)}
     assert learners >= {"t_learner", "class_transform"}
     assert str(project.client.get_model_version_by_alias("coupon_uplift", "champion").version) == "1"
+
+
+def test_train_uplift_from_the_demo_campaign(runs: Runs) -> None:
+    run_id = runs.result("uplift_crm")["run"]
+    project = runs.projects["uplift_crm"]
+    run = project.client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["mlflow.project.entryPoint"] == "train_uplift"
+    assert [r.info.run_id for r in project.parents("mlp-uplift-crm")] == [run_id]  # the job logged into MLflow's run
+    params = run.data.params
+    assert params["task"] == "uplift" and params["campaign_id"] == "CMP-RCT-COUPON", params
+    assert params["window_days"] == "14" and params["model_name"] == "coupon_uplift"
+    children = project.children(run)
+    assert {r.data.tags["mlflow.runName"] for r in children} == set(LEARNERS)
+    assert all(c.info.status == "FINISHED" and "val_qini_area" in c.data.metrics for c in children)
+    assert params["best_learner"] in LEARNERS
+    assert "test_qini_area" in run.data.metrics and "test_uplift_top10" in run.data.metrics
+    arts = {a.path for a in project.client.list_artifacts(run_id, "evaluation")}
+    assert {"evaluation/qini_curve.png", "evaluation/uplift_curve.png"} <= arts
+    _check_version(project, "coupon_uplift", "1", run_id)
+    assert str(project.client.get_model_version_by_alias("coupon_uplift", "champion").version) == "1"
+    assert project.client.get_model_version("coupon_uplift", "1").tags["crmscore.task"] == "uplift"
 
 
 def test_forecast(runs: Runs) -> None:

@@ -65,7 +65,7 @@ def _planted(n: int = 4000, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"segment": seg, "spend": spend, "arm": np.where(t == 1, "coupon", "control"), "bought": y})
 
 
-@pytest.mark.parametrize("learner", ["t_learner", "class_transform", "x_learner"])
+@pytest.mark.parametrize("learner", ["t_learner", "class_transform", "x_learner", "s_learner"])
 def test_learners_recover_planted_effect_direction(learner):
     X, t, y, arms, _ = prepare_uplift_table(_planted(), "arm", "bought")
     assert arms == {"control": "control", "treated": ["coupon"]}
@@ -102,7 +102,7 @@ def test_bad_input_names_the_column():
         prepare_uplift_table(df, "arm", "bought", treated=["sms"])
 
 
-@pytest.mark.parametrize("learner", ["t_learner", "class_transform", "x_learner"])
+@pytest.mark.parametrize("learner", ["t_learner", "class_transform", "x_learner", "s_learner"])
 def test_skops_round_trip_with_the_trusted_types(learner):
     """The logged format: skops loads the model with exactly training.model.TRUSTED_TYPES and scores the same."""
     import skops.io as sio
@@ -129,8 +129,26 @@ def test_x_learner_reasons_add_up_to_the_uplift():
     assert all(r["negative"][0]["feature"] == "segment" for r, yg in zip(reasons, young, strict=True) if not yg)
 
 
+def test_s_learner_reasons_add_up_to_the_log_odds_difference():
+    from scipy.special import logit
+
+    X, t, y, _, _ = prepare_uplift_table(_planted(1500), "arm", "bought")
+    m = UpliftModel("s_learner").fit(X, t, y)
+    Z = m.transform_matrix(X.head(50))
+    c = m.contributions_matrix(Z)
+    assert c.shape == (50, Z.shape[1] + 1)
+    p0 = m.model_s_.predict_proba(np.c_[Z, np.zeros((50, 1)), np.zeros_like(Z)])[:, 1]
+    u = m.predict_matrix(Z)
+    np.testing.assert_allclose(c.sum(axis=1), logit(p0 + u) - logit(p0), atol=1e-8)
+    reasons = m.reason_folder().reasons(c, X.head(50).to_dict("records"), top=1)
+    young = X.head(50)["segment"].eq("young").to_numpy()
+    # one-hot segment columns fold back into the raw column: the strongest reason, in the planted direction
+    assert all(r["positive"][0]["feature"] == "segment" for r, yg in zip(reasons, young, strict=True) if yg)
+    assert all(r["negative"][0]["feature"] == "segment" for r, yg in zip(reasons, young, strict=True) if not yg)
+
+
 def test_unknown_learner_is_refused_at_fit():
     X, t, y, _, _ = prepare_uplift_table(_planted(200), "arm", "bought")
-    m = UpliftModel("s_learner")  # the sklearn contract: __init__ only stores it
-    with pytest.raises(ValueError, match="unknown uplift learner 's_learner'"):
+    m = UpliftModel("r_learner")  # the sklearn contract: __init__ only stores it
+    with pytest.raises(ValueError, match="unknown uplift learner 'r_learner'"):
         m.fit(X, t, y)
