@@ -25,9 +25,12 @@ over all origins and weeks, and coverage = share of actual weeks inside the 80% 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -76,7 +79,27 @@ class ForecastConfig(BaseModel):
     fourier_min_weeks: int = Field(default=104, ge=52, description="history needed for the yearly terms")
     max_groups: int = Field(default=12, ge=1, description="largest groups kept; the rest become 'other'")
     penalizer: float = Field(default=0.0, ge=0, description="BG/NBD and Gamma-Gamma L2 penalty")
+    horizon_scale: Literal["sqrt", "none"] = Field(
+        default="sqrt", description="conformal residuals divided by sqrt(weeks ahead), or pooled as they are"
+    )
     experiment: str = "crmscore-forecast"
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's and scipy's BLAS limited to one thread while the models are fitted.
+
+    SARIMAX's Kalman filter and the BG/NBD likelihood work on matrices of a few rows, one small BLAS call
+    after another; a second BLAS thread only spins between them. On the two shared cores that spinning took
+    as much CPU as the work and, under load, most of the wall time (bench/bench_forecast.py: Superstore
+    ``--by segment`` 10.9 CPU-s with the default threads, 1.35 with one). statsmodels is imported first so
+    that the limit reaches the BLAS scipy loads.
+    """
+    import statsmodels.tsa.statespace.sarimax  # noqa: F401  (loads scipy's BLAS before the limit is set)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -376,7 +399,19 @@ def forecast_at(
     ``max_groups`` largest by revenue are merged into ``other``.
     """
     as_of = pd.Timestamp(as_of)
-    paid = paid_orders(orders, as_of)
+    with one_blas_thread():
+        return _forecast_paid(paid_orders(orders, as_of), as_of, cfg, customer_groups, start, methods)
+
+
+def _forecast_paid(
+    paid: pd.DataFrame,
+    as_of: pd.Timestamp,
+    cfg: ForecastConfig,
+    customer_groups: pd.Series | None = None,
+    start: pd.Timestamp | None = None,
+    methods: tuple[str, ...] = METHODS,
+) -> ForecastResult:
+    """:func:`forecast_at` on paid orders that are already filtered to ``ts <= as_of``."""
     if customer_groups is not None:
         customer_groups = limit_groups(customer_groups, paid, cfg.max_groups)
         row_groups = paid["customer_id"].map(customer_groups).astype(object).where(lambda s: s.notna(), OTHER)
@@ -448,6 +483,24 @@ def backtest_origins(first: pd.Timestamp, as_of: pd.Timestamp, cfg: ForecastConf
     return sorted(out)
 
 
+def origin_rows(
+    paid: pd.DataFrame, origin: pd.Timestamp, actual: pd.Series, cfg: ForecastConfig, start: pd.Timestamp
+) -> tuple[pd.DataFrame, str, dict[str, str]]:
+    """Both forecasts of the total made at ``origin`` from the paid orders up to it, beside the ``actual`` weekly
+    revenue and the baseline: the rows of one backtest origin, which baseline, and the methods that failed."""
+    res = _forecast_paid(paid.loc[(paid["ts"] <= origin).to_numpy()], origin, cfg, start=start)
+    naive, kind = seasonal_naive(res.history[TOTAL].to_numpy(), cfg.horizon_weeks, cfg.season_weeks)
+    act = actual.reindex(future_weeks(origin, cfg.horizon_weeks)["week_end"]).to_numpy()
+    total = res.table.loc[(res.table["group"] == TOTAL).to_numpy()]
+    rows = total.assign(
+        origin=origin,
+        actual=np.tile(act, total["method"].nunique()),
+        baseline=np.tile(naive, total["method"].nunique()),
+        baseline_kind=kind,
+    )
+    return rows.reset_index(drop=True), kind, res.errors
+
+
 def backtest(
     orders: pd.DataFrame,
     as_of: pd.Timestamp | str,
@@ -464,6 +517,23 @@ def backtest(
     paid = paid_orders(orders, as_of)
     first = pd.Timestamp(paid["ts"].min() if start is None else start)
     actual = weekly_revenue(paid, as_of, start=first)[TOTAL]
+    with one_blas_thread():
+        return backtest_paid(paid, as_of, first, actual, cfg)
+
+
+def backtest_paid(
+    paid: pd.DataFrame,
+    as_of: pd.Timestamp,
+    first: pd.Timestamp,
+    actual: pd.Series,
+    cfg: ForecastConfig,
+    cache: dict[pd.Timestamp, tuple[pd.DataFrame, str, dict[str, str]]] | None = None,
+) -> BacktestResult:
+    """:func:`backtest` on paid orders, with the weekly ``actual`` revenue from ``first`` computed once.
+
+    ``cache`` (origin → :func:`origin_rows`) lets a caller that backtests several cutoffs reuse the forecast of an
+    origin they share instead of refitting it (:func:`training.forecast_calibrate.rolling_evaluation`).
+    """
     origins = backtest_origins(first, as_of, cfg)
     notes: list[str] = []
     if not origins:
@@ -471,21 +541,16 @@ def backtest(
             f"backtest: no origin leaves {cfg.min_history_weeks} weeks of history and {cfg.horizon_weeks} weeks "
             f"of actuals before {as_of}"
         )
+    cache = {} if cache is None else cache
     rows = []
     kinds = set()
     for o in origins:
-        res = forecast_at(paid.assign(status="paid"), o, cfg, start=first)
-        hist = res.history[TOTAL].to_numpy()
-        naive, kind = seasonal_naive(hist, cfg.horizon_weeks, cfg.season_weeks)
+        if o not in cache:
+            cache[o] = origin_rows(paid, o, actual, cfg, first)
+        r, kind, errors = cache[o]
         kinds.add(kind)
-        act = actual.reindex(future_weeks(o, cfg.horizon_weeks)["week_end"]).to_numpy()
-        for m, err in res.errors.items():
-            notes.append(f"origin {o.date()}: {m} failed: {err}")
-        for m in METHODS:
-            f = res.table.loc[(res.table["group"] == TOTAL) & (res.table["method"] == m)]
-            if f.empty:
-                continue
-            rows.append(f.assign(origin=o, actual=act, baseline=naive, baseline_kind=kind))
+        notes += [f"origin {o.date()}: {m} failed: {err}" for m, err in errors.items()]
+        rows.append(r)
     bt = pd.concat(rows, ignore_index=True)
     metrics: dict[str, float] = {}
     one = bt.loc[bt["method"] == bt["method"].iloc[0]]

@@ -189,7 +189,7 @@ def run_forecast(
     calibration = None
     if bt is not None:
         # the total's intervals from the out-of-time backtest errors (training.forecast_calibrate)
-        calibration = calibrated_backtest(bt.rows, cfg.levels)
+        calibration = calibrated_backtest(bt.rows, cfg.levels, cfg.horizon_scale)
         bt.metrics |= calibration.metrics
         notes += calibration.notes
         table = apply_calibration(table, calibration, cfg.levels, TOTAL)
@@ -235,8 +235,14 @@ def run_forecast(
         "interval_calibration": None
         if calibration is None
         else {
-            "method": "split conformal on log(actual / forecast) of the backtest weeks, per method; coverage "
-            "measured leave-one-origin-out (origins overlap in time)",
+            "method": "split conformal on log(actual / forecast) of the backtest weeks, per method, "
+            + (
+                "divided by sqrt(weeks ahead) (interval bounds f * exp(offset * sqrt(week)))"
+                if calibration.scale == "sqrt"
+                else "pooled over the weeks ahead (interval bounds f * exp(offset))"
+            )
+            + "; coverage measured leave-one-origin-out (origins overlap in time)",
+            "horizon_scale": calibration.scale,
             "log_offsets": calibration.offsets,
             "n_residuals": calibration.n_residuals,
         },
