@@ -3,11 +3,17 @@
     .venv/bin/python bench/bench_forecast.py                       # Online Retail and Superstore from ../shared/data
     .venv/bin/python bench/bench_forecast.py --data data/demo --as-of 2025-05-31   # a contract data dir as well
     .venv/bin/python bench/bench_forecast.py --json-out bench/results/forecast.json
+    .venv/bin/python bench/bench_forecast.py --no-eval     # timings and backtest figures only
 
 Per data set: wall and CPU time of one ``run_forecast`` (weekly history, both forecasts, the rolling backtest, the
 files; MLflow logging off so the store's start-up is not timed), peak RSS of the process, and the backtest figures
 (WAPE of each method and of the baseline, 80% / 95% coverage, which baseline). Goal: forecast ≤ 60 s. Never part of
 the tests.
+
+Then, untimed, the out-of-time check of the calibrated intervals on Online Retail and Superstore
+(:func:`training.forecast_calibrate.rolling_evaluation`: at each backtest origin, the interval ``crmscore forecast``
+would have printed there, from a backtest before it, scored on the weeks after it), for the horizon-matched
+residuals (``sqrt``, the default) and the earlier pooled ones (``none``): coverage and mean width per method.
 """
 
 from __future__ import annotations
@@ -55,11 +61,35 @@ def one(name: str, tables: dict, as_of: str, by: str | None = None) -> dict:
     return out
 
 
+def evaluate(name: str, orders, as_of: str) -> list[dict]:
+    """Rolling out-of-time coverage and width of the calibrated intervals, per horizon scale (not timed)."""
+    import pandas as pd
+
+    from training.forecast import ForecastConfig
+    from training.forecast_calibrate import rolling_evaluation
+
+    out = []
+    for scale in ("sqrt", "none"):
+        ev = rolling_evaluation(orders, pd.Timestamp(as_of), ForecastConfig(horizon_scale=scale))
+        row = {
+            "dataset": name,
+            "as_of": as_of,
+            "horizon_scale": scale,
+            "origins": [str(o.date()) for o in ev.origins],
+            **{k: round(float(v), 4) for k, v in ev.metrics.items()},
+            "notes": ev.notes,
+        }
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+        out.append(row)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, help="a contract data dir to time as well")
     ap.add_argument("--as-of", help="cutoff for --data")
     ap.add_argument("--json-out", type=Path, help="result file (default bench/results/forecast-<time>.json)")
+    ap.add_argument("--no-eval", action="store_true", help="skip the rolling evaluation of the intervals")
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -68,9 +98,11 @@ def main() -> None:
     from training.forecast_data import online_retail_orders, superstore_orders
 
     results = []
+    evaluations: list[dict] = []
     retail = SHARED / "online_retail" / "online_retail_2010-2011.parquet"
     if retail.is_file():
-        results.append(one("online_retail", {"orders": online_retail_orders(retail)}, "2011-12-10"))
+        retail_orders = online_retail_orders(retail)
+        results.append(one("online_retail", {"orders": retail_orders}, "2011-12-10"))
     else:
         print(f"skipped Online Retail: {retail} is absent")
     store = SHARED / "superstore" / "superstore.csv"
@@ -80,6 +112,11 @@ def main() -> None:
         results.append(one("superstore", {"orders": orders, "customers": customers}, "2022-12-31", by="segment"))
     else:
         print(f"skipped Superstore: {store} is absent")
+    if not args.no_eval:
+        if retail.is_file():
+            evaluations += evaluate("online_retail", retail_orders, "2011-12-10")
+        if store.is_file():
+            evaluations += evaluate("superstore", orders, "2022-12-31")
     if args.data:
         from features.io import load_tables
 
@@ -100,6 +137,7 @@ def main() -> None:
         "figures": figures | {"peak_rss_mb": round(peak_mb, 1)},
         "goal": "forecast (with its 4-origin backtest) <= 60 s",
         "runs": results,
+        "interval_evaluation": evaluations,
     }
     out = args.json_out or ROOT / "bench" / "results" / f"forecast-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

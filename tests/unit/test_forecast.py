@@ -16,6 +16,7 @@ from training.forecast import (
     wape,
     weekly_revenue,
 )
+from training.forecast_calibrate import apply_calibration, calibrated_backtest, rolling_evaluation
 from training.forecast_run import parse_horizon
 
 T = pd.Timestamp("2025-06-30")
@@ -190,3 +191,28 @@ def test_by_segment_uses_the_rfm_segment_at_t_and_new_buyers_get_their_own_group
     own = customer_groups({"orders": orders, "customers": pd.DataFrame({"customer_id": ["C000"], "segment": ["B2B"]})},
                           "segment", T)  # fmt: skip
     assert own.to_dict() == {"C000": "B2B"}
+
+
+def test_rolling_evaluation_scores_the_interval_the_cli_would_have_printed_at_each_origin(orders):
+    cfg = ForecastConfig(backtest_origins=2)
+    ev = rolling_evaluation(orders, T, cfg)
+    assert ev.origins == backtest_origins(orders["ts"].min(), T, cfg)
+    for e in ev.origins:
+        # what `crmscore forecast --as-of e` does: a backtest of cutoff e (orders <= e only), its residuals, the
+        # calibrated forecast at e
+        bt = backtest(orders, e, cfg)
+        assert max(bt.origins) <= e - pd.Timedelta(weeks=cfg.horizon_weeks)
+        made = apply_calibration(
+            forecast_at(orders, e, cfg).table, calibrated_backtest(bt.rows, cfg.levels), cfg.levels, "total"
+        )
+        for m in ("bottom_up", "top_down"):
+            want = made.loc[(made["group"] == "total") & (made["method"] == m)]
+            got = ev.rows.loc[(ev.rows["origin"] == e) & (ev.rows["method"] == m)]
+            assert len(got) == cfg.horizon_weeks and (want["interval"] == "conformal").all()
+            for col in ("forecast", "lo80", "hi80", "lo95", "hi95"):
+                np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-9)
+    for m in ("bottom_up", "top_down"):
+        d = ev.rows.loc[ev.rows["method"] == m]
+        assert ev.metrics[f"coverage80_{m}"] == pytest.approx(coverage(d["actual"], d["lo80"], d["hi80"]))
+        assert ev.metrics[f"width80_{m}"] == pytest.approx((d["hi80"] - d["lo80"]).mean())
+        assert ev.metrics[f"width95_{m}"] > ev.metrics[f"width80_{m}"] > 0
