@@ -1,4 +1,5 @@
-"""`crmscore segment fit`: RFM segments, value tiers, clusters and expected value, logged and registered."""
+"""`crmscore segment fit` (RFM segments, value tiers, clusters and expected value, logged and registered) and
+`crmscore segment apply` (the registered model applied to every customer of a data dir, locally or on Spark)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,63 @@ def _lines(res) -> list[str]:
         _("run {run_id}; customer_segments version {version}").format(run_id=res.run_id, version=res.version)
         + " (" + (_("champion") if res.champion_set else _("challenger")) + ")",
     ]
+
+
+@segment_app.command("apply")
+@output.command
+def apply_cmd(
+    data: Path = typer.Option(..., "--data", help="data dir with the contract tables (<table>.parquet); with "
+                              "--engine spark also a tables YAML (docs/spark.md)"),
+    as_of: str = typer.Option(..., "--as-of", help="cutoff T, e.g. 2025-06-30; nothing after T is used"),
+    out: Path = typer.Option(..., "--out", help="output .csv or .parquet: one row per customer"),
+    model: str = typer.Option("customer_segments@champion", "--model", help="NAME@alias, NAME/version, or a "
+                              "models:/ or runs:/ URI"),
+    engine: str = typer.Option("local", "--engine", help="local (pandas, one process) or spark"),
+    spark_master: str = typer.Option("local[*]", "--spark-master", help="Spark master URL for --engine spark"),
+    rejects: Path | None = typer.Option(None, "--rejects", help="rejects CSV (default <out>.rejects.csv)"),
+    neutralise: bool = typer.Option(
+        True, "--neutralise/--no-neutralise", help="prefix CSV cells starting with = + - @ with ' (spreadsheet "
+        "formula injection); turn off only for machine consumers"
+    ),
+) -> None:
+    """RFM scores and segment, value tier, cluster, P(alive) and expected value of every customer as of T, with
+    the registered customer_segments model; rejects and a summary beside the output."""
+    from features.config import ConfigError
+    from serving.access.keys import principal_from_env
+    from serving.batch import BatchError
+    from serving.batch.segment_apply import apply_segments
+
+    output.require_permission("export_scores", "export scores")
+    try:
+        with output.progress() as progress:
+            res = apply_segments(data, as_of, out, model=model, engine=engine, master=spark_master,
+                                 rejects=rejects, neutralise=neutralise, progress=progress)
+    except (BatchError, ConfigError) as e:
+        output.fail(e)
+    from serving.access.exports import record_export
+
+    record_export("export_scores", principal_from_env(), [res.output, res.rejects_file], rows=res.segmented,
+                  output=res.output)
+    output.summary(res.model_dump(), lambda: _apply_lines(res))
+
+
+def _apply_lines(res) -> list[str]:
+    top = ", ".join(f"{k} {v:,}" for k, v in sorted(res.rfm_segments.items(), key=lambda kv: -kv[1])[:4])
+    tiers = ", ".join(f"{k} {v:,}" for k, v in res.value_tiers.items())
+    lines = [
+        _("{model} v{version} ({engine}): rows in {rows_in:,} = segmented {segmented:,} + rejected {rejected:,} + "
+          "duplicates {duplicates:,}").format(
+            model=res.model_name or res.model_uri, version=res.model_version or "?", engine=res.engine,
+            rows_in=res.rows_in, segmented=res.segmented, rejected=res.rejected, duplicates=res.duplicates),
+        "  " + _("as of {as_of}: {buyers:,} buyers; {top}; value tiers: {tiers}").format(
+            as_of=res.as_of, buyers=res.buyers, top=top, tiers=tiers),
+        "  " + _("{seconds:,.1f} s; wrote {out}").format(seconds=res.seconds, out=res.output),
+    ]
+    if res.rejected:
+        reasons = ", ".join(f"{r} ({n:,})" for r, n in list(res.reject_reasons.items())[:3])
+        lines.append("  " + _("rejects in {file}: {top}").format(file=res.rejects_file, top=reasons))
+    lines.append("  " + _("summary in {file}").format(file=res.summary_file))
+    return lines
 
 
 def register(app: typer.Typer) -> None:
