@@ -29,7 +29,7 @@ import pandas as pd
 _DAY_NS = 86_400 * 1_000_000_000
 
 
-def _nanos(df: Any, name: str) -> Any:
+def epoch_nanos(df: Any, name: str) -> Any:
     """A time column as int64 epoch nanoseconds (null when missing)."""
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
@@ -91,7 +91,8 @@ def paid_orders_without_amount(orders: Any, as_of: pd.Timestamp | str) -> int:
 
     t = pd.Timestamp(as_of).value
     amount = F.col("amount").cast("double")
-    bad = (F.col("status") == F.lit("paid")) & (_nanos(orders, "ts") <= F.lit(t)) & (amount.isNull() | F.isnan(amount))
+    paid = (F.col("status") == F.lit("paid")) & (epoch_nanos(orders, "ts") <= F.lit(t))
+    bad = paid & (amount.isNull() | F.isnan(amount))
     return int(orders.filter(bad).count())
 
 
@@ -101,7 +102,7 @@ def _buyers(orders: Any, t: int) -> Any:
     from pyspark.sql import functions as F
 
     o = orders.withColumn("__pos", F.monotonically_increasing_id())  # file order, for pandas' summation order
-    o = o.withColumn("__ns", _nanos(o, "ts"))
+    o = o.withColumn("__ns", epoch_nanos(o, "ts"))
     o = o.filter((F.col("status") == F.lit("paid")) & (F.col("__ns") <= F.lit(t)) & F.col("customer_id").isNotNull())
     o = o.select(F.col("customer_id").cast("string").alias("customer_id"), F.col("__pos"),
                  _day("__ns").alias("__day"), F.col("amount").cast("double").alias("__amt"))
@@ -139,7 +140,7 @@ def summarise_customers_spark(tables: dict[str, Any], as_of: pd.Timestamp | str,
     t = pd.Timestamp(as_of).value
     start = (pd.Timestamp(as_of) - pd.Timedelta(days=w)).value
     cust = tables["customers"]
-    created = cust.filter(_nanos(cust, "created_at") <= F.lit(t)).select(
+    created = cust.filter(epoch_nanos(cust, "created_at") <= F.lit(t)).select(
         F.col("customer_id").cast("string").alias("customer_id"))
     buyers = _buyers(tables["orders"], t)
     ids = created.unionByName(buyers.select("customer_id")).filter(F.col("customer_id").isNotNull()).distinct()
@@ -148,17 +149,18 @@ def summarise_customers_spark(tables: dict[str, Any], as_of: pd.Timestamp | str,
     counts: dict[str, Any] = {}
     if "interactions" in tables:
         ev = tables["interactions"]
-        ev = ev.withColumn("__ns", _nanos(ev, "ts")).filter((F.col("__ns") > F.lit(start)) & (F.col("__ns") <= F.lit(t)))
+        ev = ev.withColumn("__ns", epoch_nanos(ev, "ts"))
+        ev = ev.filter((F.col("__ns") > F.lit(start)) & (F.col("__ns") <= F.lit(t)))
         counts["interactions"] = ev.groupBy(F.col("customer_id").cast("string").alias("customer_id")).agg(
             _count(F.lit(True)).alias("__inter"),
             _count(F.coalesce(F.col("event_type") == F.lit("coupon_claim"), F.lit(False))).alias("__coupon_ev"),
         )
     if "marketing_touches" in tables:
         tc = tables["marketing_touches"]
-        tc = tc.withColumn("__ns", _nanos(tc, "sent_at")).filter(
+        tc = tc.withColumn("__ns", epoch_nanos(tc, "sent_at")).filter(
             (F.col("__ns") > F.lit(start)) & (F.col("__ns") <= F.lit(t)))
-        opened = F.coalesce(_nanos(tc, "opened_at") <= F.lit(t), F.lit(False))
-        clicked = F.coalesce(_nanos(tc, "clicked_at") <= F.lit(t), F.lit(False))
+        opened = F.coalesce(epoch_nanos(tc, "opened_at") <= F.lit(t), F.lit(False))
+        clicked = F.coalesce(epoch_nanos(tc, "clicked_at") <= F.lit(t), F.lit(False))
         claimed = F.coalesce(F.col("coupon_claimed").cast("boolean"), F.lit(False))
         counts["touches"] = tc.groupBy(F.col("customer_id").cast("string").alias("customer_id")).agg(
             _count(F.lit(True)).alias("__sent"),

@@ -116,16 +116,16 @@ def _run(
     from pyspark.sql import functions as F
 
     from features.engines.spark_segments import (
-        _nanos,
+        epoch_nanos,
         paid_orders_without_amount,
         summarise_customers_spark,
         summary_columns,
     )
     from features.engines.spark_tables import read_tables
     from features.export import neutralise_spark
+    from serving.batch.segment_apply import ordered_sizes
     from serving.batch.spark import _move_single_part
     from training.segment_config import SEGMENT_ORDER
-    from serving.batch.segment_apply import ordered_sizes
 
     cutoff = cutoff_text(t)
     tables = read_tables(spark, data)
@@ -154,7 +154,7 @@ def _run(
     ).collect()[0]
     customer_rows, ids_in, dups = int(c["rows"]), int(c["ids"] or 0), int(c["dups"] or 0)
 
-    created = _nanos(rows, "created_at")
+    created = epoch_nanos(rows, "created_at")
     micros = F.expr("(__ns - pmod(__ns, 1000)) div 1000")
     when = F.date_format(F.timestamp_micros(micros), "yyyy-MM-dd HH:mm:ss")
     rows = rows.withColumn("__ns", created)
