@@ -13,8 +13,9 @@ quintiles, clusters, tiers) cannot flip at a boundary:
   ``features.engines.spark_session``), calendar days are ``floor(ns / 86400e9)`` in integer arithmetic;
 * counts and day differences are whole numbers; rates are the same one IEEE division;
 * spend is summed like pandas' ``groupby().sum()``: Kahan-compensated, per (customer, day) in file order, then per
-  customer in day order (an ``aggregate`` over the ordered values, a JVM expression: no Python UDF). A plain Spark
-  ``sum`` adds in partition order and differs from pandas in the last bits about half of the time.
+  customer in day order (an ``aggregate`` over the ordered values, a JVM expression: no Python UDF). A plain
+  ``sum`` gives other last bits (0.1 + 0.2 + 0.3 + 0.001 left to right is 0.6010000000000001, pandas says 0.601),
+  and its order depends on the partitions.
 
 Nothing is collected on the driver but one count (paid orders without an amount, refused as the local engine
 refuses them).
