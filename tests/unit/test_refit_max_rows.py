@@ -15,6 +15,22 @@ from training.train import Split
 
 
 @pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory):
+    """One throwaway SQLite tracking store and registry for the module (MLflow's globals restored after)."""
+    from tests.conftest import keep_mlflow_globals
+
+    root = tmp_path_factory.mktemp("refit")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        keep_mlflow_globals(mp)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", uri)
+        mp.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+        mp.chdir(root)
+        yield uri
+
+
+@pytest.fixture(scope="module")
 def split() -> tuple[Split, object]:
     """An out-of-time lead split of generated data and the fitted feature builder."""
     from features.build import CRMFeatureBuilder
@@ -40,8 +56,7 @@ def _train(split: Split, builder, refit_max_rows: int | None) -> dict[str, str]:
     return mlflow.MlflowClient().get_run(result.run_id).data.params
 
 
-def test_refit_uses_exactly_refit_max_rows_when_there_are_more(split, tracking_uri, monkeypatch):
-    monkeypatch.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+def test_refit_uses_exactly_refit_max_rows_when_there_are_more(split, store):
     s, builder = split
     n_refit = len(s.y_refit)
     assert n_refit > 100 and 0 < s.y_refit.mean() < 1
@@ -58,8 +73,7 @@ def test_refit_uses_exactly_refit_max_rows_when_there_are_more(split, tracking_u
     assert set(np.unique(y)) == {0, 1}
 
 
-def test_refit_uses_all_rows_when_there_are_fewer(split, tracking_uri, monkeypatch):
-    monkeypatch.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+def test_refit_uses_all_rows_when_there_are_fewer(split, store):
     s, builder = split
     n_refit = len(s.y_refit)
     assert int(_train(s, builder, n_refit)["rows_refit"]) == n_refit  # exactly as many: no sampling
