@@ -139,6 +139,44 @@ def test_apply_local_is_the_registered_model_on_the_summary(seg_registry, tmp_pa
         [out.name, f"{out.name}.rejects.csv", f"{out.name}.summary.json"])
 
 
+def test_apply_rows_equal_the_service_segment_path(seg_registry, tmp_path: Path):
+    """The rows of ``segment apply`` for some customers equal what ``/segment`` computes from their profile and
+    events (``serving.http.postprocess.segment_inputs``, then the registered pyfunc)."""
+    import mlflow
+
+    from serving.http.postprocess import segment_inputs
+    from serving.http.schemas import Customer
+    from training.segment import output_columns
+
+    data, tables, _ = seg_registry
+    out = tmp_path / "s.parquet"
+    assert _cli("segment", "apply", "--data", str(data), "--as-of", AS_OF, "--out", str(out)).exit_code == 0
+    ids = ["C0001", "C0005", "C0006", "C0042", "C0077"]  # C0005, C0006: several paid orders on one day
+
+    def rows(name: str, cid: str, cols: list[str]) -> list[dict]:
+        df = tables[name]
+        part = df.loc[df["customer_id"] == cid, cols]
+        return [{k: (None if pd.isna(v) else v.isoformat() if isinstance(v, pd.Timestamp) else v)
+                 for k, v in r.items()} for r in part.to_dict("records")]
+
+    customers = [Customer.model_validate({
+        "profile": {"customer_id": cid, "created_at": tables["customers"].set_index("customer_id")
+                    .loc[cid, "created_at"].isoformat()},
+        "events": {
+            "orders": rows("orders", cid, ["ts", "amount", "status"]),
+            "interactions": rows("interactions", cid, ["ts", "channel", "event_type"]),
+            "marketing_touches": rows("marketing_touches", cid, ["channel", "sent_at", "opened_at", "clicked_at",
+                                                                 "coupon_claimed"]),
+        },
+        "as_of": AS_OF,
+    }) for cid in ids]
+    inputs = segment_inputs(customers, pd.Timestamp(AS_OF), 90)
+    service = mlflow.pyfunc.load_model("models:/customer_segments@champion").predict(inputs)
+    got = pd.read_parquet(out).set_index("customer_id").loc[ids].reset_index()
+    pd.testing.assert_frame_equal(got[output_columns(90)], service.reset_index(drop=True), check_dtype=False,
+                                  check_exact=True)
+
+
 def test_apply_csv_neutralises_formulas_and_equals_the_parquet(seg_registry, tmp_path: Path):
     data, _, _ = seg_registry
     for name in ("a.csv", "a.parquet"):
