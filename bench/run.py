@@ -787,6 +787,18 @@ def _value(v: float | None, unit: str) -> str:
     return f"{_fmt_num(v)}{unit}"
 
 
+def _last_result_with(name: str, folder: Path = BENCH / "results") -> str | None:
+    """The newest dated result JSON of ``bench/run.py`` in ``folder`` that holds benchmark ``name``."""
+    for path in sorted(folder.glob("20*.json"), reverse=True):
+        try:
+            benchmarks = json.loads(path.read_text(encoding="utf-8")).get("benchmarks", {})
+        except (OSError, ValueError):
+            continue
+        if isinstance(benchmarks, dict) and benchmarks.get(name, {}).get("repeats"):
+            return os.path.relpath(path, ROOT)
+    return None
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     """The generated part of docs/benchmarks.md: provenance, a figures table and a goals table."""
     m = result["machine"]
@@ -825,6 +837,10 @@ def render_markdown(result: dict[str, Any]) -> str:
     for name, br in result["benchmarks"].items():
         for g in br["goals"]:
             lines.append(f"| {name} | {g['goal']} | {_value(g['value'], g['unit'])} | {g['status']} |")
+    missing = [b.name for b in BENCHMARKS if b.name not in result["benchmarks"]]
+    if missing:
+        earlier = [f"{n} (`{f}`)" if (f := _last_result_with(n)) else n for n in missing]
+        lines += ["", f"Not measured in this run: {', '.join(earlier)}; their last figures are in those files."]
     lines.append("")
     lines.append("Commands of this run (each repeat the same):")
     lines.append("")

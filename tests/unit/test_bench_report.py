@@ -120,3 +120,20 @@ def test_block_is_replaced_between_the_markers_only() -> None:
     assert new == f"# Benchmarks\n\nprose\n\n{BEGIN}\nnew table\n{END}\n\n## Model quality\n\n| a |\n"
     fresh = replace_block("# Benchmarks\n\nprose\n\n## Model quality\n\n| a |\n", "t")
     assert fresh.index(BEGIN) < fresh.index("## Model quality") and "prose" in fresh and "| a |" in fresh
+
+
+def test_benchmarks_left_out_of_a_run_point_to_their_last_results(tmp_path) -> None:
+    import json
+
+    from bench.run import _last_result_with
+
+    (tmp_path / "2026-11-01T1000.json").write_text(json.dumps({"benchmarks": {"synth": {"repeats": [{}]}}}))
+    (tmp_path / "2026-11-02T1000.json").write_text(json.dumps({"benchmarks": {"synth": {"repeats": []}}}))
+    (tmp_path / "2026-11-03T1000.json").write_text("not json")
+    assert _last_result_with("synth", tmp_path).endswith("2026-11-01T1000.json")
+    assert _last_result_with("training", tmp_path) is None
+    md = render_markdown(summarise(copy.deepcopy(RAW)))
+    left_out = next(line for line in md.splitlines() if line.startswith("Not measured in this run: "))
+    listed = left_out.removeprefix("Not measured in this run: ").split(";")[0]
+    names = [e.strip().split(" ")[0] for e in listed.split(",")]
+    assert {"synth", "training", "batch_worst"} <= set(names) and not {"batch", "soak"} & set(names)
