@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.progress import ProgressCallback, no_progress
 from training.forecast import (
     GROUP_BY,
     METHODS,
@@ -122,6 +123,10 @@ def _chart(history: pd.DataFrame, table: pd.DataFrame, selected: str, path: Path
     plt.close(fig)
 
 
+#: the stages :func:`run_forecast` reports to its progress callback (the backtest only with origins)
+FORECAST_STAGES = 5
+
+
 def run_forecast(
     data_dir: str | Path | None,
     as_of: str | pd.Timestamp,
@@ -132,12 +137,14 @@ def run_forecast(
     tables: dict[str, pd.DataFrame] | None = None,
     log_mlflow: bool = True,
     cfg: ForecastConfig | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> ForecastRun:
     """Forecast the ``horizon_weeks`` weeks after ``as_of`` both ways, backtest both, write and log the results.
 
     Reads ``orders`` (required) and ``customers`` (for ``--by source_channel|province``) from ``data_dir``, or
     takes ``tables`` directly. The method with the lower backtest WAPE is ``selected``; with no backtest
-    possible, top-down is selected and a note says why.
+    possible, top-down is selected and a note says why. ``progress`` is told each of the
+    :data:`FORECAST_STAGES` it reaches.
     """
     from features.contract import drop_pii
     from features.export import neutralise_frame
@@ -146,6 +153,7 @@ def run_forecast(
     cfg = (cfg or ForecastConfig()).model_copy(update={"horizon_weeks": horizon_weeks})
     if origins is not None:
         cfg = cfg.model_copy(update={"backtest_origins": origins})
+    progress("reading tables")
     if tables is None:
         if data_dir is None:
             raise ValueError("no data: pass a data dir")
@@ -164,10 +172,12 @@ def run_forecast(
             f"the last paid order on or before T is {last}, more than a week before T: the last weeks are empty"
         )
     groups = customer_groups(tables, by, t) if by else None
+    progress("forecasting")
     res: ForecastResult = forecast_at(orders, t, cfg, customer_groups=groups)
     notes += [f"{m} not made: {e}" for m, e in res.errors.items()]
     bt: BacktestResult | None = None
     if cfg.backtest_origins > 0:
+        progress("backtesting")
         try:
             bt = backtest(orders, t, cfg)
             notes += bt.notes
@@ -196,6 +206,7 @@ def run_forecast(
     table["week_start"] = pd.to_datetime(table["week_start"])
     table["week_end"] = pd.to_datetime(table["week_end"])
 
+    progress("writing files")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
@@ -259,6 +270,8 @@ def run_forecast(
     for n in notes:
         log.warning(n)
 
+    if log_mlflow:
+        progress("logging to MLflow")
     run_id = _log_run(cfg, t, by, selected, bt, res, files) if log_mlflow else None
     return ForecastRun(as_of=t, selected=selected, table=table, backtest=bt, files=files, run_id=run_id, notes=notes)
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from serving.cli import output
+from serving.i18n import _
 
 audit_app = typer.Typer(
     name="audit", help="The audit trail: who viewed, searched, exported or erased which customer.",
@@ -20,12 +21,8 @@ FileOpt = Annotated[
 ]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 @audit_app.callback()
+@output.command
 def audit_cmd(
     ctx: typer.Context,
     since: Annotated[str, typer.Option("--since", help="how far back: 7d, 24h, 30m or an ISO date")] = "7d",
@@ -42,18 +39,27 @@ def audit_cmd(
     try:
         rows = audit.query(audit.parse_since(since), who, customer, file)
     except audit.AuditError as err:
-        raise _fail(str(err)) from None
-    for e in rows:
-        ids = e.get("customers") or []
-        more = e.get("customers_total", len(ids)) - len(ids)
-        shown = ",".join(ids[:5]) + (f" (+{len(ids) - 5 + more} more)" if len(ids) > 5 or more else "")
-        typer.echo(f"{e['ts']}  {e.get('principal')} ({e.get('role')})  {e.get('action')}  "
-                   f"customers: {shown or '-'}  fields: {','.join(e.get('fields') or []) or '-'}"
-                   + ("  [masked]" if e.get("masked") else ""))
-    typer.echo(f"{len(rows):,} line(s)", err=True)
+        output.fail(err)
+    data = {"since": since, "who": who, "customer": customer, "count": len(rows), "lines": rows}
+    if rows or output.session().json:
+        output.summary(data, lambda: [_line(e) for e in rows])
+    if not output.session().json:
+        typer.echo(_("{n:,} line(s)").format(n=len(rows)), err=True)
+
+
+def _line(e: dict) -> str:
+    ids = e.get("customers") or []
+    more = e.get("customers_total", len(ids)) - len(ids)
+    shown = ",".join(ids[:5]) + (_(" (+{n} more)").format(n=len(ids) - 5 + more) if len(ids) > 5 or more else "")
+    return (f"{e['ts']}  {e.get('principal')} ({e.get('role')})  {e.get('action')}  "
+            + _("customers: {customers}  fields: {fields}").format(
+                customers=shown or "-", fields=",".join(e.get("fields") or []) or "-"
+            )
+            + ("  " + _("[masked]") if e.get("masked") else ""))
 
 
 @audit_app.command("verify")
+@output.command
 def verify_cmd(file: FileOpt = None) -> None:
     """Check the hash chain: exit 1 naming the first removed, edited or inserted line."""
     from serving.access import audit
@@ -62,11 +68,19 @@ def verify_cmd(file: FileOpt = None) -> None:
     try:
         v = audit.verify(file)
     except audit.AuditError as e:
-        raise _fail(str(e)) from None
+        output.fail(e)
+    data = {"path": v.path, "ok": v.ok, "lines": v.lines, "last_hash": v.last_hash, "broken_line": v.broken_line,
+            "reason": v.reason}
     if not v.ok:
-        typer.echo(f"audit trail {v.path} is BROKEN at line {v.broken_line}: {v.reason}", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"audit trail {v.path}: {v.lines:,} line(s), chain intact; last hash {v.last_hash}")
+        if output.session().json:
+            output.summary(data, "")
+        typer.echo(_("audit trail {path} is BROKEN at line {line}: {reason}").format(
+            path=v.path, line=v.broken_line, reason=v.reason
+        ), err=True)
+        raise typer.Exit(int(output.ExitCode.FAILURE))
+    output.summary(data, _("audit trail {path}: {lines:,} line(s), chain intact; last hash {hash}").format(
+        path=v.path, lines=v.lines, hash=v.last_hash
+    ))
 
 
 def register(app: typer.Typer) -> None:

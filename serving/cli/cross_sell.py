@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 
 def train_cross_sell_cmd(
     data: Path = typer.Option(..., "--data", help="data dir with orders and order_items (<table>.parquet)"),
@@ -24,25 +27,42 @@ def train_cross_sell_cmd(
             cfg = cfg.model_copy(update={"as_of": as_of})
         r = train_cross_sell(data, cfg)
     except (ConfigError, CrossSellDataError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
+    import dataclasses
+
+    output.summary({"model_name": cfg.model_name, "k": cfg.k, **dataclasses.asdict(r)}, lambda: _lines(cfg, r))
+
+
+def _lines(cfg, r) -> list[str]:
     k = cfg.k
-    typer.echo(
-        f"{cfg.model_name} v{r.version} run {r.run_id}: T {r.split['as_of']}, window {r.split['horizon_days']} d, "
-        f"{r.split['items']:,} products, {r.n_rules:,} rules, {r.seconds:.1f}s\n"
-        f"  params: own {r.params['own']}, alpha {r.params['alpha']}, beta {r.params['beta']}, "
-        f"half-life {r.params['half_life_days']} d, co-occurrence {r.params['cooccurrence']}"
-    )
-    typer.echo(f"  {'method':<24} recall@{k} all/repeat/new      NDCG@{k} all/repeat/new")
+    p = r.params
+    lines = [
+        _("{model} v{version} run {run_id}: T {as_of}, window {horizon} d, {items:,} products, {rules:,} rules, "
+          "{seconds:.1f}s").format(
+            model=cfg.model_name, version=r.version, run_id=r.run_id, as_of=r.split["as_of"],
+            horizon=r.split["horizon_days"], items=r.split["items"], rules=r.n_rules, seconds=r.seconds,
+        ),
+        "  " + _("params: own {own}, alpha {alpha}, beta {beta}, half-life {half_life} d, co-occurrence "
+                 "{cooccurrence}").format(
+            own=p["own"], alpha=p["alpha"], beta=p["beta"], half_life=p["half_life_days"],
+            cooccurrence=p["cooccurrence"],
+        ),
+        "  " + _("{method:<24} recall@{k} all/repeat/new      NDCG@{k} all/repeat/new").format(
+            method=_("method"), k=k
+        ),
+    ]
     for method, m in r.metrics.items():
-        typer.echo(
+        lines.append(
             f"  {method:<24} {m[f'recall_at_{k}_all']:.4f} {m[f'recall_at_{k}_repeat']:.4f} "
             f"{m[f'recall_at_{k}_new']:.4f}    {m[f'ndcg_at_{k}_all']:.4f} {m[f'ndcg_at_{k}_repeat']:.4f} "
             f"{m[f'ndcg_at_{k}_new']:.4f}"
         )
-    typer.echo(f"  champion: {'promoted' if r.promoted else 'kept'} — {r.decision}")
+    lines.append("  " + _("champion: {what} — {decision}").format(
+        what=_("promoted") if r.promoted else _("kept"), decision=r.decision
+    ))
+    return lines
 
 
 def register(train_app: typer.Typer) -> None:
     """Add `cross_sell` to the `train` command group."""
-    train_app.command("cross_sell")(train_cross_sell_cmd)
+    train_app.command("cross_sell")(output.command(train_cross_sell_cmd))

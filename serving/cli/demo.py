@@ -12,6 +12,8 @@ from typing import Literal
 
 import typer
 
+from serving.cli import output
+
 
 def run_demo(out: Path, customers: int, days: int, seed: int, echo=typer.echo) -> dict[str, object]:
     """Run every stage on generated data under ``out``; returns the headline figures."""
@@ -106,7 +108,17 @@ def demo_cmd(
     serve: bool = typer.Option(False, "--serve", help="start the scoring service at the end"),
 ) -> None:
     """Run the main job end to end on embedded defaults (demo data → train → register → score)."""
-    run_demo(out, customers, days, seed)
+
+    def say(message: str) -> None:  # the steps as they finish; on stderr with --json (stdout: one JSON object)
+        if not (output.session().json and output.session().quiet):
+            typer.echo(message, err=output.session().json)
+
+    try:
+        figures = run_demo(out, customers, days, seed, echo=say)
+    except (ValueError, OSError) as e:
+        output.fail(e)
+    if output.session().json:
+        output.summary({"out": out, **figures}, "")
     if serve:
         import os
         import shutil
@@ -118,4 +130,4 @@ def demo_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add `demo` to the root app."""
-    app.command("demo")(demo_cmd)
+    app.command("demo")(output.command(demo_cmd))

@@ -24,16 +24,17 @@ def forecast_cmd(
     import pandas as pd
 
     from features.io import DataDirError
-    from training.forecast_run import parse_horizon, run_forecast
+    from training.forecast_run import FORECAST_STAGES, parse_horizon, run_forecast
 
     try:
         try:
             t = pd.Timestamp(as_of)
         except ValueError:
             raise ValueError(_("--as-of: not a date: {value!r}").format(value=as_of)) from None
-        with output.progress() as progress:
-            progress("forecasting and backtesting")
-            res = run_forecast(data, t, out, horizon_weeks=parse_horizon(horizon), by=by, origins=origins)
+        with output.progress(steps=FORECAST_STAGES) as progress:
+            res = run_forecast(
+                data, t, out, horizon_weeks=parse_horizon(horizon), by=by, origins=origins, progress=progress
+            )
     except (DataDirError, ValueError) as e:
         output.fail(e)
     for n in res.notes:

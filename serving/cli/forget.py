@@ -7,6 +7,9 @@ from typing import Annotated
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 
 def forget_cmd(
     customer_id: Annotated[str, typer.Option("--customer-id", help="the customer to forget")],
@@ -23,27 +26,26 @@ def forget_cmd(
     from serving.access.erasure import ErasureError, forget
     from serving.access.keys import principal_from_env
 
-    try:
-        who = principal_from_env()
-    except PermissionError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    if not who.may("forget"):
-        typer.echo(f"error: the role {who.role} may not erase customers (docs/access.md)", err=True)
-        raise typer.Exit(2)
+    output.require_permission("forget", "erase customers")
+    who = principal_from_env()
     try:
         r = forget(customer_id, data, who, home=home, extra=also or ())
     except ErasureError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(f"forgot {customer_id}: {', '.join(r.fields) or 'no PII fields'} erased from {len(r.changed):,} of "
-               f"{r.scanned:,} file(s) scanned; tombstone #{(r.tombstone or {}).get('seq')} in the audit trail")
-    for f in r.changed:
-        typer.echo(f"  changed {f}")
+        output.fail(e)
     for f in r.skipped:
-        typer.echo(f"  not a text or Parquet file, left as it is: {f}", err=True)
+        output.note(_("not a text or Parquet file, left as it is: {file}").format(file=f))
+    result = {"customer_id": customer_id, "fields": list(r.fields), "scanned": r.scanned, "changed": list(r.changed),
+              "skipped": list(r.skipped), "tombstone": r.tombstone}
+    output.summary(result, lambda: [
+        _("forgot {customer}: {fields} erased from {changed:,} of {scanned:,} file(s) scanned; tombstone #{seq} in "
+          "the audit trail").format(
+            customer=customer_id, fields=", ".join(r.fields) or _("no PII fields"), changed=len(r.changed),
+            scanned=r.scanned, seq=(r.tombstone or {}).get("seq"),
+        ),
+        *("  " + _("changed {file}").format(file=f) for f in r.changed),
+    ])
 
 
 def register(app: typer.Typer) -> None:
     """Add `crmscore forget` to the root app."""
-    app.command("forget")(forget_cmd)
+    app.command("forget")(output.command(forget_cmd))

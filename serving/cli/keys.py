@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from serving.cli import output
+from serving.i18n import _
 
 keys_app = typer.Typer(
     name="keys", help="API keys: who may call the service, with which role (configs/keys.yaml).", no_args_is_help=True
@@ -25,12 +26,8 @@ def _file(path: Path | None) -> Path:
     return path or keys_file_path() or DEFAULT_KEYS_FILE
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
 @keys_app.command("add")
+@output.command
 def add_cmd(
     name: Annotated[str, typer.Option("--name", help="principal: the employee or system holding the key")],
     role: Annotated[str, typer.Option("--role", help="admin, manager, sales, analyst or integration")],
@@ -49,7 +46,7 @@ def add_cmd(
 
     output.require_permission("keys", "manage keys")
     if role not in ROLES:
-        raise _fail(f"--role {role!r}: use one of {', '.join(ROLES)}")
+        output.fail(_("--role {role!r}: use one of {roles}").format(role=role, roles=", ".join(ROLES)))
     when = None
     if expires:
         import re
@@ -62,41 +59,49 @@ def add_cmd(
             else:
                 when = datetime.fromisoformat(expires.replace("Z", "+00:00"))
         except ValueError:
-            raise _fail(f"--expires {expires!r}: use an ISO date such as 2027-01-31 or a duration such as 90d") \
-                from None
+            output.fail(_("--expires {value!r}: use an ISO date such as 2027-01-31 or a duration such as 90d").format(
+                value=expires
+            ))
     path = _file(file)
     try:
         key, entry = add_key(path, name, role, team, owner_id, when)  # type: ignore[arg-type]
     except KeysFileError as e:
-        raise _fail(str(e)) from None
-    typer.echo(key)
+        output.fail(e)
+    from serving.access.keys import describe
+
+    output.summary({"key": key, **describe(entry), "file": path}, key)
+    expiry = _(", expires {when}").format(when=entry.expires_at.isoformat()) if entry.expires_at else ""
     typer.echo(
-        f"added key {entry.id} for {entry.name} ({entry.role}) to {path}"
-        + (f", expires {entry.expires_at.isoformat()}" if entry.expires_at else "")
-        + "; the key above is shown only now",
+        _("added key {id} for {name} ({role}) to {file}{expiry}; the key above is shown only now").format(
+            id=entry.id, name=entry.name, role=entry.role, file=path, expiry=expiry
+        ),
         err=True,
     )
 
 
 @keys_app.command("revoke")
+@output.command
 def revoke_cmd(
     who: Annotated[str, typer.Argument(help="key id (8 hex digits) or principal name: all its active keys")],
     file: FileOpt = None,
 ) -> None:
     """Revoke keys (refused from the next request on; the entry stays, marked revoked)."""
-    from serving.access.keys import KeysFileError, revoke_key
+    from serving.access.keys import KeysFileError, describe, revoke_key
 
     output.require_permission("keys", "manage keys")
     path = _file(file)
     try:
         hit = revoke_key(path, who)
     except KeysFileError as e:
-        raise _fail(str(e)) from None
-    for k in hit:
-        typer.echo(f"revoked key {k.id} of {k.name} ({k.role})")
+        output.fail(e)
+    output.summary(
+        {"revoked": [describe(k) for k in hit], "file": path},
+        [_("revoked key {id} of {name} ({role})").format(id=k.id, name=k.name, role=k.role) for k in hit],
+    )
 
 
 @keys_app.command("list")
+@output.command
 def list_cmd(file: FileOpt = None) -> None:
     """List the keys: id, principal, role, scope, state and dates (never a key or a hash)."""
     from serving.access.keys import KeysFileError, describe, read_keys_file
@@ -106,15 +111,21 @@ def list_cmd(file: FileOpt = None) -> None:
     try:
         kf = read_keys_file(path)
     except KeysFileError as e:
-        raise _fail(str(e)) from None
-    if not kf.keys:
-        typer.echo(f"no keys in {path}")
-        return
-    for k in kf.keys:
-        d = describe(k)
+        output.fail(e)
+    keys = [describe(k) for k in kf.keys]
+    output.summary({"keys": keys, "file": path}, lambda: _list_lines(keys, path))
+
+
+def _list_lines(keys: list[dict], path: Path) -> list[str]:
+    if not keys:
+        return [_("no keys in {file}").format(file=path)]
+    lines = []
+    for d in keys:
         scope = d["team"] or d["owner_id"] or "-"
-        typer.echo(f"{d['id']}  {d['name']:<20} {d['role']:<12} {scope:<14} {d['state']:<8} "
-                   f"created {d['created_at'] or '-'}  expires {d['expires_at'] or '-'}")
+        lines.append(f"{d['id']}  {d['name']:<20} {d['role']:<12} {scope:<14} {d['state']:<8} " + _(
+            "created {created}  expires {expires}"
+        ).format(created=d["created_at"] or "-", expires=d["expires_at"] or "-"))
+    return lines
 
 
 def register(app: typer.Typer) -> None:

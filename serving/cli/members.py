@@ -53,7 +53,7 @@ def apply_cmd(
     from features.members.outputs import OutputDirError, read_previous_levels, write_summary, write_table
 
     t0 = time.perf_counter()
-    progress = output.progress_bar()
+    progress = output.progress_bar(steps=3)  # reading tables, computing levels, writing
     try:
         t = parse_as_of(as_of)
         cfg = load_members_config(config)

@@ -34,12 +34,11 @@ def drift_cmd(
 ) -> None:
     """Compare a model version's recorded rows in a window with its training reference; exit 3 on an alert."""
     from features.config import ConfigError
-    from serving.monitoring.drift import MonitorError, load_monitor_config, run_drift_monitor
+    from serving.monitoring.drift import MONITOR_STAGES, MonitorError, load_monitor_config, run_drift_monitor
 
     try:
         cfg = load_monitor_config(config)
-        with output.progress() as progress:
-            progress("computing drift")
+        with output.progress(steps=MONITOR_STAGES - (outcomes is None)) as progress:
             result = run_drift_monitor(
                 model,
                 version=version,
@@ -50,6 +49,7 @@ def drift_cmd(
                 out_dir=out,
                 webhook=webhook,
                 config=cfg,
+                progress=progress,
             )
     except (ConfigError, MonitorError) as e:
         output.fail(e, output.ExitCode.BAD_INPUT)

@@ -62,9 +62,13 @@ class Session:
     json: bool = False
     lang: str = "en"
     bar: CliProgress | None = None
+    #: prose goes to stderr: a command run inside another one's ``--json`` (the demo's steps)
+    to_stderr: bool = False
 
 
 _session = Session()
+#: the commands running now (more than one: a command called by another, e.g. the demo's steps)
+_depth: list[Callable[..., Any]] = []
 
 
 def session() -> Session:
@@ -76,7 +80,7 @@ def session() -> Session:
 def echo(message: str) -> None:
     """One line of the prose summary on stdout (nothing with ``--json``)."""
     if not _session.json:
-        typer.echo(message)
+        typer.echo(message, err=_session.to_stderr)
 
 
 def note(message: str, kind: str = "note") -> None:
@@ -135,7 +139,7 @@ def summary(data: Mapping[str, Any], lines: Callable[[], str | list[str]] | str 
         typer.echo(to_json(data))
         return
     text = lines() if callable(lines) else lines
-    typer.echo(text if isinstance(text, str) else "\n".join(text))
+    typer.echo(text if isinstance(text, str) else "\n".join(text), err=_session.to_stderr)
 
 
 # ------------------------------------------------------------------------------------------ progress
@@ -153,11 +157,15 @@ class CliProgress:
     """A :class:`features.progress.ProgressCallback` drawing one rich progress bar per stage (stage, counts,
     elapsed, ETA) on stderr; with ``--verbose`` it also prints each finished stage's time."""
 
-    def __init__(self, enabled: bool, verbose: bool) -> None:
+    def __init__(self, enabled: bool, verbose: bool, steps: int | None = None) -> None:
         self.enabled = enabled
         self.verbose = verbose
+        #: with ``steps``, stages without counts of their own advance one bar of ``steps`` steps (n of N, ETA)
+        self.steps = steps
         self._bar: Any = None
         self._task: Any = None
+        self._steps_task: Any = None
+        self._steps_done = 0
         self._stage: str | None = None
         self._t0 = 0.0
         if enabled:
@@ -190,16 +198,28 @@ class CliProgress:
             self._end_stage()
             self._stage = stage
             self._t0 = time.perf_counter()
-            if self._bar is not None:
-                self._task = self._bar.add_task(translate(stage), total=total, completed=done)
+            if self._bar is None:
+                return
+            if self.steps:  # one more step of the command's bar (stage, n of N steps, ETA)
+                if self._steps_task is None:
+                    self._steps_task = self._bar.add_task(translate(stage), total=self.steps, completed=0)
+                self._bar.update(self._steps_task, description=translate(stage), completed=self._steps_done)
+            # a stage with counts of its own gets its own bar under the steps
+            self._task = self._bar.add_task(translate(stage), total=total, completed=done) \
+                if total is not None or not self.steps else None
             return
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=done, total=total)
 
     def _end_stage(self) -> None:
         if self._stage is None:
             return
         seconds = time.perf_counter() - self._t0
+        if self.steps:
+            self._steps_done = min(self._steps_done + 1, self.steps)
+            if self._bar is not None and self._steps_task is not None:
+                self._bar.update(self._steps_task, completed=self._steps_done)
+                self._bar.refresh()
         if self._bar is not None and self._task is not None:
             total = next(t.total for t in self._bar.tasks if t.id == self._task)
             if total:
@@ -218,22 +238,28 @@ class CliProgress:
     def close(self) -> None:
         """End the last stage and take the bar off the terminal."""
         self._end_stage()
+        if self._bar is not None and self._steps_task is not None:
+            self._bar.remove_task(self._steps_task)
+            self._steps_task = None
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
 
 
-def progress_bar() -> CliProgress:
-    """The progress callback of the running command; closed when the command ends (also on errors)."""
+def progress_bar(steps: int | None = None) -> CliProgress:
+    """The progress callback of the running command; closed when the command ends (also on errors).
+
+    ``steps``: how many stages the command reports; stages without counts of their own then move one bar
+    (stage, n of N steps, ETA) instead of showing a bar each."""
     if _session.bar is None:
-        _session.bar = CliProgress(progress_enabled(), _session.verbose)
+        _session.bar = CliProgress(progress_enabled(), _session.verbose, steps)
     return _session.bar
 
 
 @contextmanager
-def progress() -> Iterator[CliProgress]:
+def progress(steps: int | None = None) -> Iterator[CliProgress]:
     """A progress callback for a block of a command; the bar is removed when the block ends (also on errors)."""
-    bar = progress_bar()
+    bar = progress_bar(steps)
     try:
         yield bar
     finally:
@@ -291,16 +317,25 @@ def command(func: Callable[..., Any] | None = None, *, json_summary: bool = True
                 lang = resolve_language(opts["lang"]) if opts["lang"] else get_language()
             except LanguageError as e:
                 fail(f"--lang: {e}")
+            outer = _session if _depth else None  # a command run by another one (the demo) keeps its choices
+            if outer is not None:
+                lang = get_language()
             _session = Session(
-                quiet=opts["quiet"], verbose=opts["verbose"], json=opts.get("as_json", False), lang=lang
+                quiet=opts["quiet"] or (outer is not None and outer.quiet),
+                verbose=opts["verbose"] or (outer is not None and outer.verbose),
+                json=opts.get("as_json", False),
+                lang=lang,
+                to_stderr=outer is not None and (outer.json or outer.to_stderr),
             )
+            _depth.append(f)
             try:
                 with using_language(lang):
                     return f(*args, **kwargs)
             finally:
+                _depth.pop()
                 if _session.bar is not None:
                     _session.bar.close()
-                _session = Session()
+                _session = outer or Session()
 
         params = [*sig.parameters.values(), *extra]
         run.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]

@@ -9,6 +9,9 @@ from typing import Literal
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 SERVICE = "serving.http.service:CRMScoring"
 bento_app = typer.Typer(help="Pack the served models and the project into a Bento that runs without the registry.")
 
@@ -145,6 +148,7 @@ def serve_cmd(
 
 
 @bento_app.command("build")
+@output.command
 def bento_build_cmd(
     bentofile: Path = typer.Option(Path("bentofile.yaml"), "--bentofile", help="build options"),
     config: Path | None = typer.Option(None, "--config", help="configs/serving.yaml (model names, alias)"),
@@ -158,22 +162,24 @@ def bento_build_cmd(
     from serving.settings import load_settings
 
     if not bentofile.is_file():
-        _fail(f"bentofile not found: {bentofile}")
+        output.fail(_("bentofile not found: {file}").format(file=bentofile))
     try:
         settings = load_settings(config)
     except ConfigError as e:
-        _fail(str(e))
+        output.fail(e)
     from bentoml.exceptions import BentoMLException
     from mlflow.exceptions import MlflowException
 
     try:
         tags = pack_models(settings)
     except (BentoMLException, MlflowException, OSError) as e:
-        _fail(f"packing the models failed: {e}")
+        output.fail(_("packing the models failed: {error}").format(error=e))
     if not any(t.split(":")[0] in (settings.models.lead, settings.models.churn) for t in tags):
-        _fail(f"neither {settings.models.lead} nor {settings.models.churn} has a '{settings.alias}' version to pack")
+        output.fail(_("neither {lead} nor {churn} has a '{alias}' version to pack").format(
+            lead=settings.models.lead, churn=settings.models.churn, alias=settings.alias
+        ))
     for t in tags:
-        typer.echo(f"packed {t}")
+        output.echo(_("packed {tag}").format(tag=t))
     import tempfile
 
     import bentoml
@@ -187,8 +193,11 @@ def bento_build_cmd(
             bento = bentoml.bentos.build_bentofile(str(spec), build_ctx=str(bentofile.resolve().parent),
                                                    version=version)
         except (BentoMLException, OSError, ValueError) as e:
-            _fail(f"bentoml build failed: {e}")
-    typer.echo(f"built Bento {bento.tag}: run it with `bentoml serve {bento.tag}` (no registry needed)")
+            output.fail(_("bentoml build failed: {error}").format(error=e))
+    output.summary(
+        {"bento": str(bento.tag), "models": tags, "path": getattr(bento, "path", None)},
+        _("built Bento {tag}: run it with `bentoml serve {tag}` (no registry needed)").format(tag=bento.tag),
+    )
 
 
 def _keys_file_has_keys() -> bool:

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 
 def _split_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
@@ -50,30 +53,47 @@ def train_table_cmd(
             warnings=warnings,
         )
     except (ConfigError, ValueError, KeyError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e  # KeyError's str() adds quotes
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e.args[0] if isinstance(e, KeyError) and e.args else e)  # KeyError's str() adds quotes
+    for w in out.report.warnings:
+        output.note(w, "warning")
+    output.summary(table_result_dict(out), lambda: _lines(out))
+
+
+def table_result_dict(out) -> dict:
+    """The table job's result as plain JSON-ready fields (``--json``): the training result and the table report."""
+    import dataclasses
+
+    return {**dataclasses.asdict(out.train), "report": dataclasses.asdict(out.report)}
+
+
+def _lines(out) -> list[str]:
     rep, res = out.report, out.train
     kinds = rep.column_kinds
     used = [c for c in kinds if c not in rep.dropped]
-    for w in rep.warnings:
-        typer.echo(f"warning: {w}", err=True)
-    typer.echo(
-        f"{len(kinds)} columns: {len(used)} used ("
-        + ", ".join(f"{k} {sum(v == k for v in kinds.values())}" for k in ("numeric", "bool", "date", "categorical"))
-        + ")"
-        + (f"; dropped {', '.join(f'{c} ({r})' for c, r in rep.dropped.items())}" if rep.dropped else "")
+    by_kind = ", ".join(
+        f"{k} {sum(v == k for v in kinds.values())}" for k in ("numeric", "bool", "date", "categorical")
     )
+    cols = _("{n} columns: {used} used ({kinds})").format(n=len(kinds), used=len(used), kinds=by_kind)
+    if rep.dropped:
+        cols += _("; dropped {what}").format(what=", ".join(f"{c} ({r})" for c, r in rep.dropped.items()))
     m = res.test_metrics
-    split = "out-of-time" if rep.split.get("method") == "out_of_time" else "stratified hold-out"
-    typer.echo(
-        f"{res.model_name} v{res.version} ({res.best_candidate}) run {res.run_id}\n"
-        f"  {split} test: ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  ECE {m['ece']:.4f}  "
-        f"top-20% capture {m['capture_top20']:.1%}  base rate {m['base_rate']:.1%}  rows {int(m['n_rows']):,}\n"
-        f"  champion: {'promoted' if res.promoted else 'kept'} — {res.decision}"
-    )
+    split = _("out-of-time") if rep.split.get("method") == "out_of_time" else _("stratified hold-out")
+    return [
+        cols,
+        _("{model} v{version} ({candidate}) run {run_id}").format(
+            model=res.model_name, version=res.version, candidate=res.best_candidate, run_id=res.run_id
+        ),
+        "  " + _("{split} test: ROC-AUC {auc:.4f}  PR-AUC {pr_auc:.4f}  ECE {ece:.4f}  top-20% capture {capture:.1%}  "
+                 "base rate {base:.1%}  rows {rows:,}").format(
+            split=split, auc=m["roc_auc"], pr_auc=m["pr_auc"], ece=m["ece"], capture=m["capture_top20"],
+            base=m["base_rate"], rows=int(m["n_rows"]),
+        ),
+        "  " + _("champion: {what} — {decision}").format(
+            what=_("promoted") if res.promoted else _("kept"), decision=res.decision
+        ),
+    ]
 
 
 def register(train_app: typer.Typer) -> None:
     """Add `table` to the `train` command group."""
-    train_app.command("table")(train_table_cmd)
+    train_app.command("table")(output.command(train_table_cmd))

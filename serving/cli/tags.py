@@ -76,7 +76,7 @@ def apply_cmd(
     from serving.cli.members import parse_as_of
 
     t0 = time.perf_counter()
-    progress = output.progress_bar()
+    progress = output.progress_bar(steps=5)  # the five stages below
     try:
         t = parse_as_of(as_of)
         cfg = load_tags_config(config)

@@ -8,6 +8,9 @@ from pathlib import Path
 
 import typer
 
+from serving.cli import output
+from serving.i18n import _
+
 
 def _split_list(value: str | None) -> list[str]:
     return [v.strip() for v in (value or "").split(",") if v.strip()]
@@ -53,41 +56,66 @@ def train_uplift_table_cmd(
             source=table.rsplit("/", 1)[-1],
         )
     except (ValueError, KeyError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e.args[0] if isinstance(e, KeyError) and e.args else e)  # KeyError's str() adds quotes
     _report(res, warnings)
 
 
-def _report(res, warnings: list[str]) -> None:
+def uplift_result_dict(res, **extra: object) -> dict:
+    """An uplift result as plain JSON-ready fields (``--json``), with ``extra`` fields first."""
+    import dataclasses
+
+    return {**extra, **dataclasses.asdict(res)}
+
+
+def _report(res, warnings: list[str], data: dict | None = None, head: list[str] | None = None) -> None:
     for w in warnings + res.warnings:
-        typer.echo(f"warning: {w}", err=True)
+        output.note(w, "warning")
+    output.summary(data if data is not None else uplift_result_dict(res), lambda: [*(head or []), *_lines(res)])
+
+
+def _lines(res) -> list[str]:
     m, ci = res.test_metrics, res.intervals
 
     def iv(key: str) -> str:
         return f" [{ci[key][0]:+.4f}, {ci[key][1]:+.4f}]" if key in ci else ""
 
-    typer.echo(
-        f"{res.model_name} v{res.version} ({res.best_learner}) run {res.run_id}\n"
-        f"  arms: control {res.treatment['control']!r} vs treated {', '.join(map(repr, res.treatment['treated']))}; "
-        f"rows {res.rows}\n"
-        + "".join(
-            f"  candidate {c}: validation Qini area {v['qini_area']:+.5f}  fit {v['fit_seconds']:.1f}s\n"
+    lines = [
+        _("{model} v{version} ({candidate}) run {run_id}").format(
+            model=res.model_name, version=res.version, candidate=res.best_learner, run_id=res.run_id
+        ),
+        "  " + _("arms: control {control} vs treated {treated}; rows {rows}").format(
+            control=repr(res.treatment["control"]), treated=", ".join(map(repr, res.treatment["treated"])),
+            rows=res.rows,
+        ),
+        *(
+            "  " + _("candidate {name}: validation Qini area {qini:+.5f}  fit {seconds:.1f}s").format(
+                name=c, qini=v["qini_area"], seconds=v["fit_seconds"]
+            )
             for c, v in res.candidates.items()
-        )
-        + f"  held-out Qini area {m['qini_area']:+.5f}{iv('qini_area')}  "
-        f"by predicted response {m['qini_area_by_response']:+.5f}{iv('qini_area_by_response')}\n"
-        f"  held-out uplift-curve area {m['uplift_area']:+.5f}{iv('uplift_area')}  "
-        f"by predicted response {m['uplift_area_by_response']:+.5f}{iv('uplift_area_by_response')}\n"
-        f"  average effect (random targeting) {m['ate']:+.4f}{iv('ate')}"
-    )
+        ),
+        "  " + _("held-out Qini area {qini:+.5f}{qini_ci}  by predicted response {by_response:+.5f}{by_response_ci}")
+        .format(qini=m["qini_area"], qini_ci=iv("qini_area"), by_response=m["qini_area_by_response"],
+                by_response_ci=iv("qini_area_by_response")),
+        "  " + _("held-out uplift-curve area {area:+.5f}{area_ci}  by predicted response {by_response:+.5f}"
+                 "{by_response_ci}").format(
+            area=m["uplift_area"], area_ci=iv("uplift_area"), by_response=m["uplift_area_by_response"],
+            by_response_ci=iv("uplift_area_by_response"),
+        ),
+        "  " + _("average effect (random targeting) {ate:+.4f}{ate_ci}").format(ate=m["ate"], ate_ci=iv("ate")),
+    ]
     for p in (10, 20, 30):
-        typer.echo(
-            f"  top {p}%: uplift {m[f'uplift_top{p}']:+.4f}{iv(f'uplift_top{p}')}  random {m[f'random_top{p}']:+.4f}  "
-            f"by response {m[f'by_response_top{p}']:+.4f}  (model − random{iv(f'top{p}_minus_random')}, "
-            f"model − by response{iv(f'top{p}_minus_by_response')})"
-        )
-    typer.echo(f"  champion: {'promoted' if res.promoted else 'kept'} — {res.decision}")
+        lines.append("  " + _(
+            "top {p}%: uplift {uplift:+.4f}{uplift_ci}  random {random:+.4f}  by response {by_response:+.4f}  "
+            "(model − random{random_ci}, model − by response{by_response_ci})"
+        ).format(
+            p=p, uplift=m[f"uplift_top{p}"], uplift_ci=iv(f"uplift_top{p}"), random=m[f"random_top{p}"],
+            by_response=m[f"by_response_top{p}"], random_ci=iv(f"top{p}_minus_random"),
+            by_response_ci=iv(f"top{p}_minus_by_response"),
+        ))
+    lines.append("  " + _("champion: {what} — {decision}").format(
+        what=_("promoted") if res.promoted else _("kept"), decision=res.decision
+    ))
+    return lines
 
 
 def train_uplift_cmd(
@@ -113,13 +141,12 @@ def train_uplift_cmd(
             data, campaign=campaign, window_days=window, name=name, seed=seed, margin=margin, n_boot=bootstrap
         )
     except (DataDirError, ValueError, KeyError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(
-        f"campaign {table.campaign}: sent {table.sent_at}, outcome = a paid order within {table.window_days} days"
+        output.fail(e.args[0] if isinstance(e, KeyError) and e.args else e)  # KeyError's str() adds quotes
+    head = _("campaign {campaign}: sent {sent_at}, outcome = a paid order within {days} days").format(
+        campaign=table.campaign, sent_at=table.sent_at, days=table.window_days
     )
-    _report(res, [])
+    sent = {"campaign": table.campaign, "sent_at": table.sent_at, "window_days": table.window_days}
+    _report(res, [], uplift_result_dict(res, **sent), [head])
 
 
 def score_uplift_cmd(
@@ -127,31 +154,45 @@ def score_uplift_cmd(
     query: str | None, unsupported: Mapping[str, object],
 ) -> None:
     """`crmscore score` with an uplift model (serving.batch.uplift): uplift, rank and decile per customer."""
+    import dataclasses
+
     from serving.batch.options import BatchError
     from serving.batch.uplift import score_uplift_batch
+    from serving.cli import output as cli_output  # ``output`` is the output file here
 
     given = [k for k, v in unsupported.items() if v]
     try:
         if given:
-            raise BatchError(f"{', '.join(given)}: not available with an uplift model (a flat customer list)")
+            raise BatchError(_("{options}: not available with an uplift model (a flat customer list)").format(
+                options=", ".join(given)
+            ))
         s = score_uplift_batch(model, input, output, id_col, reasons, sort, rejects, query)
     except BatchError as e:
-        typer.echo(f"error: {' '.join(str(e).split())}", err=True)
-        raise typer.Exit(code=2) from None
+        cli_output.fail(e)
+    cli_output.summary(dataclasses.asdict(s), lambda: _score_lines(s))
+
+
+def _score_lines(s) -> list[str]:
     q = s.uplift_quantiles
-    typer.echo(
-        f"{s.model_name or s.model_uri} v{s.model_version or '?'} (uplift, {s.learner}): rows in {s.rows_in:,} = "
-        f"scored {s.scored:,} + rejected {s.rejected:,} + duplicates {s.duplicates:,}"
-    )
+    lines = [_(
+        "{model} v{version} (uplift, {learner}): rows in {rows_in:,} = scored {scored:,} + rejected {rejected:,} + "
+        "duplicates {duplicates:,}"
+    ).format(
+        model=s.model_name or s.model_uri, version=s.model_version or "?", learner=s.learner, rows_in=s.rows_in,
+        scored=s.scored, rejected=s.rejected, duplicates=s.duplicates,
+    )]
     if q:
-        typer.echo(f"  uplift p10 {q['p10']:+.4f} / median {q['p50']:+.4f} / p90 {q['p90']:+.4f}")
-    typer.echo(f"  {s.seconds:,.1f} s; wrote {s.output}")
+        lines.append("  " + _("uplift p10 {p10:+.4f} / median {p50:+.4f} / p90 {p90:+.4f}").format(
+            p10=q["p10"], p50=q["p50"], p90=q["p90"]
+        ))
+    lines.append("  " + _("{seconds:,.1f} s; wrote {output}").format(seconds=s.seconds, output=s.output))
     if s.rejects_file:
         top = ", ".join(f"{r} ({n:,})" for r, n in list(s.reject_reasons.items())[:3])
-        typer.echo(f"  rejects in {s.rejects_file}: {top}")
+        lines.append("  " + _("rejects in {file}: {top}").format(file=s.rejects_file, top=top))
+    return lines
 
 
 def register(train_app: typer.Typer) -> None:
     """Add `uplift` and `uplift-table` to the `train` command group."""
-    train_app.command("uplift")(train_uplift_cmd)
-    train_app.command("uplift-table")(train_uplift_table_cmd)
+    train_app.command("uplift")(output.command(train_uplift_cmd))
+    train_app.command("uplift-table")(output.command(train_uplift_table_cmd))

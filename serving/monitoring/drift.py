@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from features.io import atomic_path
+from features.progress import ProgressCallback, no_progress
 from serving.monitoring.compare import (  # noqa: F401 - re-exported: the monitor's public names
     DriftComparison,
     compare,
@@ -121,6 +122,10 @@ def evaluate_alerts(summary: dict[str, Any], cfg: MonitorConfig) -> list[str]:
     return out
 
 
+#: the stages :func:`run_drift_monitor` reports to its progress callback (the late labels only with outcomes)
+MONITOR_STAGES = 5
+
+
 def run_drift_monitor(
     model_name: str,
     version: str | None = None,
@@ -133,6 +138,7 @@ def run_drift_monitor(
     config: MonitorConfig | None = None,
     home: str | Path | None = None,
     now: Any = None,
+    progress: ProgressCallback = no_progress,
 ) -> MonitorResult:
     """`crmscore monitor drift`: compare a version's recorded rows in a window with its training reference.
 
@@ -140,6 +146,7 @@ def run_drift_monitor(
     ``<home>/drift/<model>/latest.json``, adds the snapshot to the Evidently workspace, logs an MLflow
     run, POSTs the summary to ``webhook``, and retrains when configured. ``exit_code`` is 3 on an alert.
     Raises :class:`MonitorError` (exit 2) on bad input and :class:`EmptyWindowError` on an empty window.
+    ``progress`` is told each of the :data:`MONITOR_STAGES` it reaches.
     """
     from serving.settings import crmscore_home
     from training.registry import configure_tracking
@@ -150,6 +157,7 @@ def run_drift_monitor(
         raise MonitorError(f"--webhook {webhook!r}: must be an http:// or https:// URL")
     start, end = parse_window(since, date_from, date_to, now, cfg.default_window_days)
     outcome_rows = read_outcomes(outcomes) if outcomes is not None else None
+    progress("reading the recorded rows")
     configure_tracking()
     ref_model = resolve_model_version(model_name, version)
     reference = load_reference(ref_model.run_id, f"{model_name} v{ref_model.version}")
@@ -172,6 +180,7 @@ def run_drift_monitor(
             f"need at least {cfg.min_rows} (min_rows in the monitor config) for a drift test"
         )
     generated = pd.Timestamp.now(tz="UTC")
+    progress("comparing with the training reference")
     cmp = compare(
         current,
         reference,
@@ -216,6 +225,7 @@ def run_drift_monitor(
         "warnings": list(cmp.warnings),
     }
     if outcome_rows is not None:
+        progress("joining the late labels")
         labelled, counts = join_outcomes(
             current, outcome_rows, cfg.outcome_horizon_days, cfg.unmatched_outcome_as_negative
         )
@@ -239,6 +249,7 @@ def run_drift_monitor(
     summary["retention"] = prune_retention(home_path, model_name, cfg, generated)
     summary = jsonable(summary)
 
+    progress("writing the report")
     stamp = generated.strftime("%Y%m%dT%H%M%SZ")
     drift_root = home_path / "drift" / model_name
     out = Path(out_dir) if out_dir is not None else drift_root / "reports" / stamp
@@ -258,6 +269,7 @@ def run_drift_monitor(
     json_path = out / "drift_summary.json"
     run_id = None
     if cfg.log_to_mlflow:
+        progress("logging to MLflow")
         try:
             run_id = _log_mlflow(summary, html_path, json_path, cfg)
         except Exception as e:  # noqa: BLE001 - tracking down must not hide the drift verdict
