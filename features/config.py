@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.contract import CHANNELS, EVENT_TYPES
+from features.messages import M_
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -24,15 +25,15 @@ class ConfigError(ValueError):
 def read_yaml_mapping(path: Path, section: str | None = None) -> dict:
     """The top-level mapping of a YAML config file (or of its ``section``), with clear errors naming the file."""
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        raise ConfigError(M_("config file not found: {path}", path=path))
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(M_("{path}: not valid YAML: {e}", path=path, e=e)) from e
     if section is not None and isinstance(raw, dict):
         raw = raw.get(section, {}) or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(M_("{path}: expected a mapping at the top level", path=path))
     return raw
 
 
@@ -50,7 +51,7 @@ def load_config(path: str | Path | None, model: type[M], section: str | None = N
     except ValidationError as e:
         first = e.errors()[0]
         loc = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"{p}: field {loc!r}: {first['msg']}") from e
+        raise ConfigError(M_("{p}: field {loc!r}: {value}", p=p, loc=loc, value=first['msg'])) from e
 
 
 class _Strict(BaseModel):
@@ -84,7 +85,7 @@ class FeatureConfig(_Strict):
     @classmethod
     def _positive_sorted(cls, v: list[int]) -> list[int]:
         if not v or any(d <= 0 for d in v):
-            raise ValueError("windows must be a non-empty list of positive day counts")
+            raise ValueError(M_("windows must be a non-empty list of positive day counts"))
         return sorted(set(v))
 
 

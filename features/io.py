@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.contract import TABLES, coerce_types
+from features.messages import M_
 
 
 class DataDirError(FileNotFoundError):
@@ -32,7 +33,7 @@ def load_tables(
     """
     d = Path(data_dir)
     if not d.is_dir():
-        raise DataDirError(f"data dir not found: {d}")
+        raise DataDirError(M_("data dir not found: {d}", d=d))
     tables: dict[str, pd.DataFrame] = {}
     for name in TABLES:
         p = d / f"{name}.parquet"
@@ -42,7 +43,10 @@ def load_tables(
             tables[name] = coerce_types(_read_parquet(p, name, wanted, extra), name, keep_text=True)
     missing = [t for t in required if t not in tables]
     if missing:
-        raise DataDirError(f"{d}: missing table(s) {', '.join(missing)} (expected <table>.parquet)")
+        raise DataDirError(M_(
+            "{d}: missing table(s) {value} (expected <table>.parquet)",
+            d=d, value=', '.join(missing),
+        ))
     return tables
 
 

@@ -34,6 +34,8 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from features.messages import M_
+
 #: Online Retail's non-product stock codes (postage, manual, discount, fees): never recommended
 DEFAULT_EXCLUDE = ["POST", "DOT", "M", "m", "D", "C2", "CRUK", "S", "B", "PADS", "BANK CHARGES", "AMAZONFEE"]
 
@@ -78,7 +80,7 @@ class ModelParams(BaseModel):
     @classmethod
     def _unit(cls, v: list[float]) -> list[float]:
         if not v or any(not 0 <= a <= 1 for a in v):
-            raise ValueError("alpha values must be between 0 and 1")
+            raise ValueError(M_("alpha values must be between 0 and 1"))
         return v
 
 
@@ -116,18 +118,21 @@ def load_lines(data_dir: str | Path, exclude_skus: Sequence[str] = ()) -> pd.Dat
     """
     d = Path(data_dir)
     if not d.is_dir():
-        raise CrossSellDataError(f"data dir not found: {d}")
+        raise CrossSellDataError(M_("data dir not found: {d}", d=d))
     for t in ("orders", "order_items"):
         if not (d / f"{t}.parquet").is_file():
             raise CrossSellDataError(
-                f"{d}: missing table {t} ({t}.parquet); cross-sell needs orders and their lines (order_items): "
-                "ingest them with a mapping (e.g. configs/mapping.online_retail.yaml)"
+                M_(
+                    "{d}: missing table {t} ({t}.parquet); cross-sell needs orders and their lines (order_items): "
+                    "ingest them with a mapping (e.g. configs/mapping.online_retail.yaml)",
+                    d=d, t=t,
+                )
             )
     orders = pd.read_parquet(d / "orders.parquet", columns=["order_id", "customer_id", "ts", "status"])
     items = pd.read_parquet(d / "order_items.parquet")
     for c in ("order_id", "line", "sku"):
         if c not in items.columns:
-            raise CrossSellDataError(f"order_items: field {c!r} is missing")
+            raise CrossSellDataError(M_("order_items: field {c!r} is missing", c=c))
     oid = pd.Index(orders["order_id"].astype(str))
     item_oid = items["order_id"].astype(str)
     pos = oid.get_indexer(item_oid)
@@ -155,7 +160,7 @@ def load_lines(data_dir: str | Path, exclude_skus: Sequence[str] = ()) -> pd.Dat
         }
     )
     if out.empty:
-        raise CrossSellDataError(f"{d}: no paid order lines (order_items joined to paid orders)")
+        raise CrossSellDataError(M_("{d}: no paid order lines (order_items joined to paid orders)", d=d))
     return out
 
 
@@ -501,9 +506,9 @@ def evaluate_at(
     ``future`` must hold only lines after T; customers with no purchase before T are not scored (no history).
     """
     if len(future) and future["ts"].min() <= t:
-        raise ValueError("evaluation window holds lines at or before T")
+        raise ValueError(M_("evaluation window holds lines at or before T"))
     if len(train) and train["ts"].max() > t:
-        raise ValueError("training lines after T would leak")
+        raise ValueError(M_("training lines after T would leak"))
     model = ItemItemModel.fit(
         train, t, float(params["alpha"]), float(params["half_life_days"]), str(params["cooccurrence"]),  # type: ignore[arg-type]
         cfg.model.neighbours, cfg.min_item_buyers, vocab, own=str(params["own"]), beta=float(params["beta"]),  # type: ignore[arg-type]
@@ -539,7 +544,10 @@ def evaluate_split(lines: pd.DataFrame, cfg: CrossSellConfig) -> tuple[Evaluatio
     t_val = t - pd.Timedelta(days=h)
     tr_val, val = split_at(lines, t_val, h)
     if tr_val.empty or val.empty:
-        raise CrossSellDataError(f"not enough history for a validation window ending {t.date()} (horizon {h} d)")
+        raise CrossSellDataError(M_(
+            "not enough history for a validation window ending {value} (horizon {h} d)",
+            value=t.date(), h=h,
+        ))
     grid: list[tuple[float, dict[str, object]]] = []
     vocab_val = Vocabulary.of(tr_val, cfg.min_item_buyers)
     shared: dict[str, sp.csr_matrix] = {}
@@ -549,7 +557,10 @@ def evaluate_split(lines: pd.DataFrame, cfg: CrossSellConfig) -> tuple[Evaluatio
     _, best = max(grid, key=lambda g: g[0])  # the first best on a tie (the config's order)
     train, test = split_at(lines, t, h)
     if test.empty:
-        raise CrossSellDataError(f"no purchases in ({t.date()}, {t.date()} + {h} d]: choose an earlier as_of")
+        raise CrossSellDataError(M_(
+            "no purchases in ({value}, {value} + {h} d]: choose an earlier as_of",
+            value=t.date(), h=h,
+        ))
     metrics, model = evaluate_at(train, test, t, cfg, best)
     model.rules = association_rules(train, model.vocab, cfg.rules)
     model.rules_level = cfg.rules.level
@@ -621,7 +632,10 @@ def read_model(folder: str | Path) -> ItemItemModel:
     d = Path(folder)
     missing = [f for f in MODEL_FILES if not (d / f).is_file()]
     if missing:
-        raise CrossSellDataError(f"{d}: not a saved cross-sell model (missing {', '.join(missing)})")
+        raise CrossSellDataError(M_(
+            "{d}: not a saved cross-sell model (missing {value})",
+            d=d, value=', '.join(missing),
+        ))
     try:
         p = json.loads((d / "params.json").read_text(encoding="utf-8"))
         with np.load(d / "arrays.npz", allow_pickle=False) as z:
@@ -630,11 +644,14 @@ def read_model(folder: str | Path) -> ItemItemModel:
         S = sp.csr_matrix((a["s_data"], a["s_indices"], a["s_indptr"]), shape=(n, n))
         vocab = Vocabulary(skus=a["skus"].astype(object), names=a["names"].astype(object))
         if len(vocab.skus) != n or len(a["popularity"]) != n or len(a["repeat_rate"]) != n:
-            raise ValueError(f"array lengths differ from n_items {n}")
+            raise ValueError(M_("array lengths differ from n_items {n}", n=n))
         return ItemItemModel(
             vocab, a["popularity"], S, float(p["alpha"]), float(p["half_life_days"]), str(p["cooccurrence"]),
             pd.Timestamp(p["as_of"]), pd.read_parquet(d / "rules.parquet"), str(p["rules_level"]),
             repeat_rate=a["repeat_rate"], beta=float(p["beta"]), own=str(p["own"]),
         )
     except (KeyError, ValueError, OSError) as e:
-        raise CrossSellDataError(f"{d}: saved cross-sell model does not load: {type(e).__name__}: {e}") from None
+        raise CrossSellDataError(M_(
+            "{d}: saved cross-sell model does not load: {kind}: {e}",
+            d=d, kind=type(e).__name__, e=e,
+        )) from None

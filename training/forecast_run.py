@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from features.progress import ProgressCallback, no_progress
 from training.forecast import (
     GROUP_BY,
@@ -40,14 +41,14 @@ def parse_horizon(text: str) -> int:
     """Weeks from ``13w``, ``13`` (weeks) or ``91d`` (days, a multiple of 7)."""
     m = re.fullmatch(r"\s*(\d+)\s*([wd]?)\s*", str(text).lower())
     if not m:
-        raise ValueError(f"--horizon: expected e.g. 13w or 91d, got {text!r}")
+        raise ValueError(M_("--horizon: expected e.g. 13w or 91d, got {text!r}", text=text))
     n, unit = int(m.group(1)), m.group(2) or "w"
     if unit == "d":
         if n % 7:
-            raise ValueError(f"--horizon: {n} days is not a whole number of weeks")
+            raise ValueError(M_("--horizon: {n} days is not a whole number of weeks", n=n))
         n //= 7
     if not 1 <= n <= 104:
-        raise ValueError(f"--horizon: {n} weeks is outside 1..104")
+        raise ValueError(M_("--horizon: {n} weeks is outside 1..104", n=n))
     return n
 
 
@@ -56,7 +57,7 @@ def customer_groups(tables: dict[str, pd.DataFrame], by: str, as_of: pd.Timestam
     own ``segment`` column when the table has one (not a contract column; e.g. Superstore's), else the RFM segment
     at ``as_of`` (:class:`training.segment.RFMScorer` on the buyers' summary, orders ``<= as_of`` only)."""
     if by not in GROUP_BY:
-        raise ValueError(f"--by: expected one of {', '.join(GROUP_BY)}, got {by!r}")
+        raise ValueError(M_("--by: expected one of {value}, got {by!r}", value=', '.join(GROUP_BY), by=by))
     customers = tables.get("customers")
     if by == "segment" and (customers is None or "segment" not in customers.columns):
         from training.btyd import summarise_transactions
@@ -66,9 +67,9 @@ def customer_groups(tables: dict[str, pd.DataFrame], by: str, as_of: pd.Timestam
         seg = RFMScorer().fit(summary).transform(summary)["rfm_segment"]
         return pd.Series(seg.to_numpy(dtype=object), index=summary.index.astype(str), name="rfm_segment")
     if customers is None:
-        raise ValueError(f"--by {by}: the data dir has no customers table (customers.parquet)")
+        raise ValueError(M_("--by {by}: the data dir has no customers table (customers.parquet)", by=by))
     if by not in customers.columns:
-        raise ValueError(f"--by {by}: table customers has no column {by!r}")
+        raise ValueError(M_("--by {by}: table customers has no column {by!r}", by=by))
     s = customers.drop_duplicates("customer_id").set_index("customer_id")[by]
     s.index = s.index.astype(str)
     return s.astype(object).where(s.notna(), "unknown").astype(str).rename(by)
@@ -156,7 +157,7 @@ def run_forecast(
     progress("reading tables")
     if tables is None:
         if data_dir is None:
-            raise ValueError("no data: pass a data dir")
+            raise ValueError(M_("no data: pass a data dir"))
         tables = load_tables(
             data_dir,
             required=("orders",),

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from features.messages import M_
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 _HISTORY_TAG = "crmscore.champion_history"
@@ -126,7 +128,7 @@ def set_champion(name: str, version: str, reason: str) -> None:
     try:
         client.get_model_version(name, str(version))
     except Exception as e:  # noqa: BLE001 - MLflow raises several types here
-        raise RegistryError(f"model {name!r} has no version {version}") from e
+        raise RegistryError(M_("model {name!r} has no version {version}", name=name, version=version)) from e
     previous = get_alias_version(name, CHAMPION)
     if previous == str(version):
         return
@@ -143,7 +145,7 @@ def rollback(name: str) -> str:
     client = _client()
     history = _history(name)
     if not history:
-        raise RegistryError(f"model {name!r} has no previous champion to roll back to")
+        raise RegistryError(M_("model {name!r} has no previous champion to roll back to", name=name))
     target = history.pop()
     current = get_alias_version(name, CHAMPION)
     client.set_registered_model_tag(name, _HISTORY_TAG, json.dumps(history))

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from features.messages import M_
 from training.config import TrainConfig
 from training.train import Split, TrainResult
 
@@ -227,12 +228,12 @@ class TableFeaturizer(TransformerMixin, BaseEstimator):
         from features.readers import normalize_text, parse_amounts, parse_bools, parse_dates
 
         if not isinstance(X, pd.DataFrame):
-            raise TypeError("TableFeaturizer needs a pandas DataFrame with named columns")
+            raise TypeError(M_("TableFeaturizer needs a pandas DataFrame with named columns"))
         self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
         if self.column_kinds is not None:
             unknown = [c for c in self.column_kinds if c not in X.columns]
             if unknown:
-                raise KeyError(f"column(s) not in the table: {', '.join(unknown[:10])}")
+                raise KeyError(M_("column(s) not in the table: {value}", value=', '.join(unknown[:10])))
             kinds = {c: str(self.column_kinds.get(c, "excluded")) for c in X.columns}
         else:
             kinds = self._infer(X)
@@ -278,7 +279,10 @@ class TableFeaturizer(TransformerMixin, BaseEstimator):
                     self.categorical_features_.append(c)
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"feature name(s) {', '.join(dupes)} would repeat: rename the raw column(s)")
+            raise ValueError(M_(
+                "feature name(s) {value} would repeat: rename the raw column(s)",
+                value=', '.join(dupes),
+            ))
         self.feature_names_out_ = np.asarray(names, dtype=object)
         return self
 
@@ -297,7 +301,7 @@ class TableFeaturizer(TransformerMixin, BaseEstimator):
 
         missing = [c for c in self.input_columns_ if c not in X.columns]
         if missing:
-            raise KeyError(f"missing table column(s): {', '.join(missing[:10])}")
+            raise KeyError(M_("missing table column(s): {value}", value=', '.join(missing[:10])))
         out: dict[str, Any] = {}
         for c in self.input_columns_:
             k = self.column_kinds_[c]
@@ -389,21 +393,25 @@ def encode_target(series: pd.Series, positive: str | None = None, column: str = 
         pos = str(positive).strip().lower()
         if pos not in values:
             raise TableError(
-                f"target column {column!r}: --positive {positive!r} does not occur (values: {', '.join(values[:10])})"
+                M_(
+                    "target column {column!r}: --positive {positive!r} does not occur (values: {value})",
+                    column=column, positive=positive, value=', '.join(values[:10]),
+                )
             )
         y = (text == pos).astype("float64")
     else:
         if len(values) > 2 or not (set(values) <= _TRUE | _FALSE):
             raise TableError(
-                f"target column {column!r} is not a yes/no column (values: {', '.join(values[:10])}"
-                f"{', …' if len(values) > 10 else ''}); give --positive VALUE"
-            )
+                M_(
+                    "target column {column!r} is not a yes/no column (values: {value}{value2}); give --positive VALUE",
+                    column=column, value=', '.join(values[:10]), value2=', …' if len(values) > 10 else '',
+                )            )
         y = text.isin(_TRUE).astype("float64")
     y = y.to_numpy(dtype="float64")
     y[text.isna().to_numpy()] = np.nan
     ok = y[np.isfinite(y)]
     if len(ok) == 0 or ok.min() == ok.max():
-        raise TableError(f"target column {column!r} has a single class: nothing to learn")
+        raise TableError(M_("target column {column!r} has a single class: nothing to learn", column=column))
     return y
 
 
@@ -432,7 +440,10 @@ def split_table(
     if times is None:
         if np.bincount(y, minlength=2).min() < 5:
             raise TableError(
-                f"the target has {np.bincount(y, minlength=2).min()} row(s) of one class: too few to split"
+                M_(
+                    "the target has {value} row(s) of one class: too few to split",
+                    value=np.bincount(y, minlength=2).min(),
+                )
             )
         rest, te = train_test_split(pos, test_size=test_share, stratify=y, random_state=seed)
         tr, va = train_test_split(rest, test_size=val_share / (1 - test_share), stratify=y[rest], random_state=seed)
@@ -442,7 +453,7 @@ def split_table(
         known = ~np.isnat(t)
         ordered = np.sort(t[known])
         if len(ordered) < 10:
-            raise TableError("the time column has fewer than 10 readable dates: cannot split out-of-time")
+            raise TableError(M_("the time column has fewer than 10 readable dates: cannot split out-of-time"))
         t_test = ordered[int(np.floor(len(ordered) * (1 - test_share)))]
         t_val = ordered[int(np.floor(len(ordered) * (1 - test_share - val_share)))]
         te = pos[known & (t >= t_test)]
@@ -457,7 +468,7 @@ def split_table(
     tr, va, te = np.sort(tr), np.sort(va), np.sort(te)
     for name, idx in (("train", tr), ("validation", va), ("test", te)):
         if len(idx) == 0 or y[idx].min() == y[idx].max():
-            raise TableError(f"the {name} part has only one class (or no rows): not enough data to train")
+            raise TableError(M_("the {name} part has only one class (or no rows): not enough data to train", name=name))
     return Split(X.iloc[tr], y[tr], X.iloc[va], y[va], X.iloc[te], y[te], description=desc)
 
 
@@ -536,7 +547,10 @@ def read_table(
     frame = raw.frame
     if frame.columns.duplicated().any():
         dup = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise TableError(f"{raw.source}: repeated column name(s) {', '.join(map(str, dup))}")
+        raise TableError(M_(
+            "{source}: repeated column name(s) {value}",
+            source=raw.source, value=', '.join(map(str, dup)),
+        ))
     # blank lines kept by the CSV reader are not rows
     blank = frame.astype("string").apply(lambda s: s.str.strip().fillna("") == "").all(axis=1)
     return frame[~blank].reset_index(drop=True), warnings
@@ -614,7 +628,10 @@ def train_table(
     ):
         absent = [n for n in names if n is not None and n not in cols]
         if absent:
-            raise TableError(f"{opt}: column(s) {', '.join(absent)} not in the table (columns: {', '.join(cols[:30])})")
+            raise TableError(M_(
+                "{opt}: column(s) {value} not in the table (columns: {value2})",
+                opt=opt, value=', '.join(absent), value2=', '.join(cols[:30]),
+            ))
     y_all = encode_target(frame[target], positive, target)
     has_y = np.isfinite(y_all)
     if not has_y.all():
@@ -626,7 +643,10 @@ def train_table(
     if time_column is not None:
         times = parse_dates(frame[time_column])
         if times.notna().mean() < 0.95:
-            raise TableError(f"--time-col {time_column!r}: fewer than 95% of its values are readable dates")
+            raise TableError(M_(
+                "--time-col {time_column!r}: fewer than 95% of its values are readable dates",
+                time_column=time_column,
+            ))
     split = split_table(X, y, times, seed=config.seed)
 
     probe = TableFeaturizer(id_column=id_column, exclude=tuple(exclude)).fit(split.X_train)
@@ -647,7 +667,7 @@ def train_table(
         warn.append(f"column {c!r} ({kinds[c]}): {n} training value(s) not readable, treated as missing")
     used = {c: k for c, k in kinds.items() if k in FEATURE_KINDS}
     if not used:
-        raise TableError("no usable feature column left after dropping id, excluded, PII and id-like columns")
+        raise TableError(M_("no usable feature column left after dropping id, excluded, PII and id-like columns"))
     keep = list(used)
     split = Split(
         split.X_train[keep],

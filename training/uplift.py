@@ -35,6 +35,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from features.messages import M_
 from training.model import FeaturePreprocessor
 from training.tabular import FEATURE_KINDS, TableError, TableFeaturizer, TablePreprocessor
 
@@ -61,7 +62,7 @@ def _cumulative_arms(
     y = np.asarray(outcome).astype(float)
     n = len(s)
     if n == 0:
-        raise UpliftError("no rows to evaluate")
+        raise UpliftError(M_("no rows to evaluate"))
     order = np.argsort(-s, kind="stable")
     s, t, y = s[order], t[order], y[order]
     last = np.r_[s[1:] != s[:-1], True]  # the last row of each group of tied scores
@@ -203,41 +204,53 @@ def encode_treatment(
     values = sorted(text.dropna().unique().tolist())
     if len(values) < 2:
         raise UpliftError(
-            f"treatment column {column!r} has {len(values)} value(s) ({', '.join(values)}): "
-            "an uplift model needs treated and control rows"
+            M_(
+                "treatment column {column!r} has {value} value(s) ({value2}): an uplift model needs treated and "
+                "control rows",
+                column=column, value=len(values), value2=', '.join(values),
+            )
         )
     if control is None:
         found = [v for v in values if v in CONTROL_WORDS]
         if len(found) != 1:
             raise UpliftError(
-                f"treatment column {column!r}: cannot tell the control value among {', '.join(values[:10])}; "
-                "give --control VALUE"
+                M_(
+                    "treatment column {column!r}: cannot tell the control value among {value}; give --control VALUE",
+                    column=column, value=', '.join(values[:10]),
+                )
             )
         ctrl = found[0]
     else:
         ctrl = _norm(control)
         if ctrl not in values:
             raise UpliftError(
-                f"treatment column {column!r}: no control rows — --control {control!r} does not occur "
-                f"(values: {', '.join(values[:10])})"
-            )
+                M_(
+                    "treatment column {column!r}: no control rows — --control {control!r} does not occur (values: "
+                    "{value})",
+                    column=column, control=control, value=', '.join(values[:10]),
+                )            )
     if treated:
         tr = [_norm(v) for v in treated]
         absent = [v for v, n in zip(treated, tr, strict=True) if n not in values]
         if absent:
             raise UpliftError(
-                f"treatment column {column!r}: --treated {', '.join(map(repr, absent))} does not occur "
-                f"(values: {', '.join(values[:10])})"
+                M_(
+                    "treatment column {column!r}: --treated {value} does not occur (values: {value2})",
+                    column=column, value=', '.join(map(repr, absent)), value2=', '.join(values[:10]),
+                )
             )
         if ctrl in tr:
-            raise UpliftError(f"treatment column {column!r}: {ctrl!r} is both the control and a treated value")
+            raise UpliftError(M_(
+                "treatment column {column!r}: {ctrl!r} is both the control and a treated value",
+                column=column, ctrl=ctrl,
+            ))
     else:
         tr = [v for v in values if v != ctrl]
     t = np.full(len(series), -1, dtype=int)
     t[(text == ctrl).fillna(False).to_numpy()] = 0
     t[text.isin(tr).fillna(False).to_numpy()] = 1
     if (t == 1).sum() == 0:
-        raise UpliftError(f"treatment column {column!r}: no treated rows")
+        raise UpliftError(M_("treatment column {column!r}: no treated rows", column=column))
     return t, {"control": ctrl, "treated": tr}
 
 
@@ -335,7 +348,10 @@ class UpliftModel(BaseEstimator):
         """Fit on raw columns ``X`` with 0/1 ``treatment`` and 0/1 ``outcome`` (``featurizer`` overrides the
         parameter of the same name)."""
         if self.learner not in LEARNERS:
-            raise ValueError(f"unknown uplift learner {self.learner!r} (known: {', '.join(LEARNERS)})")
+            raise ValueError(M_(
+                "unknown uplift learner {learner!r} (known: {value})",
+                learner=self.learner, value=', '.join(LEARNERS),
+            ))
         t = np.asarray(treatment).astype(int)
         y = np.asarray(outcome).astype(int)
         feat = featurizer if featurizer is not None else self.featurizer
@@ -503,10 +519,13 @@ def prepare_uplift_table(
         absent = [n for n in names if n is not None and n not in cols]
         if absent:
             raise UpliftError(
-                f"{opt}: column(s) {', '.join(absent)} not in the table (columns: {', '.join(cols[:30])})"
+                M_(
+                    "{opt}: column(s) {value} not in the table (columns: {value2})",
+                    opt=opt, value=', '.join(absent), value2=', '.join(cols[:30]),
+                )
             )
     if treatment == outcome:
-        raise UpliftError(f"--treatment and --outcome are the same column {treatment!r}")
+        raise UpliftError(M_("--treatment and --outcome are the same column {treatment!r}", treatment=treatment))
     warn: list[str] = []
     t, arms = encode_treatment(frame[treatment], treatment, control, treated)
     try:
@@ -521,8 +540,10 @@ def prepare_uplift_table(
     t, y = t[keep], y[keep].astype(int)
     if (t == 0).sum() < 20 or (t == 1).sum() < 20:
         raise UpliftError(
-            f"treatment column {treatment!r}: {int((t == 1).sum())} treated and {int((t == 0).sum())} control rows; "
-            "need at least 20 of each"
+            M_(
+                "treatment column {treatment!r}: {value} treated and {value2} control rows; need at least 20 of each",
+                treatment=treatment, value=int((t == 1).sum()), value2=int((t == 0).sum()),
+            )
         )
     X = frame.loc[keep].drop(columns=[treatment, outcome]).reset_index(drop=True)
     return X, t, y, arms, warn
@@ -569,7 +590,7 @@ def train_uplift_table(
     if pii:
         warn.append(f"PII column(s) dropped, never features: {', '.join(pii)}")
     if not featurizer.input_columns_:
-        raise UpliftError("no usable feature column left after dropping id, excluded, PII and id-like columns")
+        raise UpliftError(M_("no usable feature column left after dropping id, excluded, PII and id-like columns"))
     dropped = {c: k for c, k in kinds.items() if k not in FEATURE_KINDS}
     Xtr, Xva, Xte = X.iloc[tr], X.iloc[va], X.iloc[te]
     response = fit_response_model(Xtr, y[tr], featurizer, seed)

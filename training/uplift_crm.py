@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from training.uplift import UpliftError, UpliftResult, train_uplift_table
 
 HOLDOUT_SUFFIX = "-HOLDOUT"
@@ -50,23 +51,28 @@ def campaign_table(
     from features.build import build_features
 
     if window_days < 1:
-        raise UpliftError(f"--window {window_days}: must be at least 1 day")
+        raise UpliftError(M_("--window {window_days}: must be at least 1 day", window_days=window_days))
     touches = tables.get("marketing_touches")
     if touches is None or touches.empty:
-        raise UpliftError("marketing_touches: the table is missing or empty; a randomised campaign is read from it")
+        raise UpliftError(M_("marketing_touches: the table is missing or empty; a randomised campaign is read from it"))
     known = randomised_campaigns(touches)
     if campaign is None:
         if not known:
             raise UpliftError(
-                "marketing_touches: no randomised campaign — no campaign_id has a control arm recorded as "
-                f"'<campaign_id>{HOLDOUT_SUFFIX}'"
-            )
+                M_(
+                    "marketing_touches: no randomised campaign — no campaign_id has a control arm recorded as "
+                    "'<campaign_id>{HOLDOUT_SUFFIX}'",
+                    HOLDOUT_SUFFIX=HOLDOUT_SUFFIX,
+                )            )
         campaign = known[0]
     elif campaign not in known:
         ids = touches["campaign_id"].astype(str)
         why = "does not occur" if not (ids == campaign).any() else f"has no control arm {campaign + HOLDOUT_SUFFIX!r}"
         raise UpliftError(
-            f"--campaign {campaign!r} {why} in marketing_touches (randomised campaigns: {', '.join(known) or 'none'})"
+            M_(
+                "--campaign {campaign!r} {why} in marketing_touches (randomised campaigns: {value})",
+                campaign=campaign, why=why, value=', '.join(known) or 'none',
+            )
         )
     warn: list[str] = []
     ids = touches["campaign_id"].astype(str)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from features.members.config import MembersConfig
+from features.messages import M_
 
 LEVEL_COLUMNS = [
     "customer_id",
@@ -70,18 +71,24 @@ def read_manual_changes(path: str | Path, cfg: MembersConfig) -> pd.DataFrame:
     """Read and check a manual level-changes CSV; errors name the file, the row (line) and the column."""
     p = Path(path)
     if not p.is_file():
-        raise LevelInputError(f"manual changes file not found: {p}")
+        raise LevelInputError(M_("manual changes file not found: {p}", p=p))
     df = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     missing = [c for c in MANUAL_COLUMNS if c not in df.columns]
     if missing:
-        raise LevelInputError(f"{p}: missing column(s) {', '.join(missing)} (need {', '.join(MANUAL_COLUMNS)})")
+        raise LevelInputError(M_(
+            "{p}: missing column(s) {value} (need {value2})",
+            p=p, value=', '.join(missing), value2=', '.join(MANUAL_COLUMNS),
+        ))
     df = df[list(MANUAL_COLUMNS)].apply(lambda s: s.str.strip())
     line = pd.Series(np.arange(len(df)) + 2, index=df.index)  # header is line 1
 
     def fail(mask: pd.Series, what: str) -> None:
         if mask.any():
             i = mask.to_numpy().nonzero()[0][0]
-            raise LevelInputError(f"{p}: line {int(line.iloc[i])}: {what} ({int(mask.sum())} row(s) in all)")
+            raise LevelInputError(M_(
+                "{p}: line {value}: {what} ({value2} row(s) in all)",
+                p=p, value=int(line.iloc[i]), what=what, value2=int(mask.sum()),
+            ))
 
     fail(df["customer_id"] == "", "empty customer_id")
     known = set(cfg.order)
@@ -153,12 +160,12 @@ def compute_levels(
     t = pd.Timestamp(as_of)
     orders = tables.get("orders")
     if orders is None:
-        raise ValueError("members: the data has no orders table")
+        raise ValueError(M_("members: the data has no orders table"))
     miss = [c for c in ("customer_id", "ts", "amount", "status") if c not in orders.columns]
     if miss:
-        raise ValueError(f"members: table orders: missing column(s) {', '.join(miss)}")
+        raise ValueError(M_("members: table orders: missing column(s) {value}", value=', '.join(miss)))
     if previous is not None and previous.as_of >= t:
-        raise ValueError(f"members: --previous is as of {previous.as_of}, not before --as-of {t}")
+        raise ValueError(M_("members: --previous is as of {as_of}, not before --as-of {t}", as_of=previous.as_of, t=t))
     levels = cfg.levels
     order = cfg.order
     n_levels = len(levels)
@@ -207,8 +214,11 @@ def compute_levels(
         bad = ~pl["member_level"].isin(order)
         if bad.any():
             raise LevelInputError(
-                f"--previous levels: level {pl.loc[bad, 'member_level'].iloc[0]!r} (customer row "
-                f"{int(bad.to_numpy().nonzero()[0][0]) + 1}) is not in the config ({', '.join(order)})"
+                M_(
+                    "--previous levels: level {level!r} (customer row {row}) is not in the config ({levels})",
+                    level=pl.loc[bad, "member_level"].iloc[0], row=int(bad.to_numpy().nonzero()[0][0]) + 1,
+                    levels=", ".join(order),
+                )
             )
         pos = ids.get_indexer(pl["customer_id"].astype("string"))
         rank[pos] = pd.Categorical(pl["member_level"], categories=list(order)).codes

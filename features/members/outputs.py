@@ -16,6 +16,7 @@ import pandas as pd
 from features.io import atomic_path, write_text_atomic
 from features.members.levels import HISTORY_COLUMNS, LEVEL_COLUMNS, PreviousLevels
 from features.members.tags import LONG_COLUMNS, MANUAL_REMOVE_COLUMNS
+from features.messages import M_
 
 
 class OutputDirError(FileNotFoundError):
@@ -75,18 +76,18 @@ def read_summary(d: Path) -> dict[str, Any]:
     """``summary.json`` of an output folder."""
     p = d / "summary.json"
     if not p.is_file():
-        raise OutputDirError(f"{d}: no summary.json (is it the output of an earlier run?)")
+        raise OutputDirError(M_("{d}: no summary.json (is it the output of an earlier run?)", d=d))
     return json.loads(p.read_text(encoding="utf-8"))
 
 
 def _read(d: Path, name: str, columns: list[str]) -> pd.DataFrame:
     p = d / f"{name}.parquet"
     if not p.is_file():
-        raise OutputDirError(f"{d}: no {name}.parquet (is it the output of an earlier run?)")
+        raise OutputDirError(M_("{d}: no {name}.parquet (is it the output of an earlier run?)", d=d, name=name))
     df = pd.read_parquet(p)
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise OutputDirError(f"{p}: missing column(s) {', '.join(missing)}")
+        raise OutputDirError(M_("{p}: missing column(s) {value}", p=p, value=', '.join(missing)))
     return df
 
 
@@ -94,7 +95,7 @@ def read_previous_levels(out_dir: str | Path) -> PreviousLevels:
     """The output of an earlier ``members apply`` (``--previous DIR``)."""
     d = Path(out_dir)
     if not d.is_dir():
-        raise OutputDirError(f"--previous: folder not found: {d}")
+        raise OutputDirError(M_("--previous: folder not found: {d}", d=d))
     summary = read_summary(d)
     return PreviousLevels(
         as_of=pd.Timestamp(summary["as_of"]),
@@ -107,7 +108,7 @@ def read_levels(out_dir: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Current levels and summary of a ``members apply`` output folder (``--members DIR``)."""
     d = Path(out_dir)
     if not d.is_dir():
-        raise OutputDirError(f"--members: folder not found: {d}")
+        raise OutputDirError(M_("--members: folder not found: {d}", d=d))
     return _read(d, "levels", LEVEL_COLUMNS), read_summary(d)
 
 
@@ -115,7 +116,7 @@ def read_previous_tags(out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame 
     """The long table, the manual removals so far and the summary of an earlier ``tags apply``."""
     d = Path(out_dir)
     if not d.is_dir():
-        raise OutputDirError(f"folder not found: {d}")
+        raise OutputDirError(M_("folder not found: {d}", d=d))
     summary = read_summary(d)
     long = _read(d, "tags", LONG_COLUMNS)
     rem = d / "manual_removals.parquet"

@@ -27,6 +27,7 @@ import pandas as pd
 
 from features.members.config import TagsConfig, TagSpec
 from features.members.levels import positions_in
+from features.messages import M_
 from features.rules import FieldSpec, Rule, RuleError, compile_rule, parse_rule
 
 LONG_COLUMNS = ["customer_id", "tag", "kind", "since", "source"]
@@ -82,19 +83,28 @@ def compile_tag_rules(cfg: TagsConfig, fields: Mapping[str, FieldSpec], hint: st
 def _read_csv(path: str | Path, columns: tuple[str, ...], date_col: str) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
-        raise TagInputError(f"file not found: {p}")
+        raise TagInputError(M_("file not found: {p}", p=p))
     df = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise TagInputError(f"{p}: missing column(s) {', '.join(missing)} (need {', '.join(columns)})")
+        raise TagInputError(M_(
+            "{p}: missing column(s) {value} (need {value2})",
+            p=p, value=', '.join(missing), value2=', '.join(columns),
+        ))
     df = df[list(columns)].apply(lambda s: s.str.strip())
     empty = (df["customer_id"] == "") | (df["tag"] == "")
     if empty.any():
-        raise TagInputError(f"{p}: line {int(empty.to_numpy().nonzero()[0][0]) + 2}: empty customer_id or tag")
+        raise TagInputError(M_(
+            "{p}: line {value}: empty customer_id or tag",
+            p=p, value=int(empty.to_numpy().nonzero()[0][0]) + 2,
+        ))
     at = pd.to_datetime(df[date_col], errors="coerce", format="mixed")
     if at.isna().any():
         i = int(at.isna().to_numpy().nonzero()[0][0])
-        raise TagInputError(f"{p}: line {i + 2}: {date_col} is not a date: {df[date_col].iloc[i]!r}")
+        raise TagInputError(M_(
+            "{p}: line {value}: {date_col} is not a date: {value2!r}",
+            p=p, value=i + 2, date_col=date_col, value2=df[date_col].iloc[i],
+        ))
     if getattr(at.dt, "tz", None) is not None:
         at = at.dt.tz_convert(None)
     df[date_col] = at.astype("datetime64[ns]")
@@ -122,8 +132,10 @@ def _check_manual_names(df: pd.DataFrame, cfg: TagsConfig, path: str | Path) -> 
     if bad.any():
         i = int(bad.to_numpy().nonzero()[0][0])
         raise TagInputError(
-            f"{path}: line {i + 2}: tag {df['tag'].iloc[i]!r} is not a manual tag of the config "
-            f"(manual tags: {', '.join(sorted(manual)) or 'none'})"
+            M_(
+                "{path}: line {value}: tag {value2!r} is not a manual tag of the config (manual tags: {value3})",
+                path=path, value=i + 2, value2=df['tag'].iloc[i], value3=', '.join(sorted(manual)) or 'none',
+            )
         )
 
 
@@ -136,7 +148,10 @@ def product_tag_masks(
     if not specs or orders is None or len(orders) == 0:
         return out
     if "category" not in orders.columns:
-        raise ValueError(f"product tag {specs[0].name!r}: field 'category' is missing from the orders table")
+        raise ValueError(M_(
+            "product tag {name!r}: field 'category' is missing from the orders table",
+            name=specs[0].name,
+        ))
     longest = max(t.window_days or 0 for t in specs)
     ts = orders["ts"]
     base = (orders["status"] == "paid").fillna(False).to_numpy(dtype=bool)
@@ -219,7 +234,7 @@ def apply_tags(
     rules = compile_tag_rules(cfg, fields, hint)
     ids = pd.Index(context["customer_id"].astype("string"), name="customer_id")
     if ids.has_duplicates:
-        raise ValueError(f"tags: customer_id {ids[ids.duplicated()][0]!r} appears twice in the context")
+        raise ValueError(M_("tags: customer_id {value!r} appears twice in the context", value=ids[ids.duplicated()][0]))
     n = len(ids)
     summary: dict[str, Any] = {"as_of": str(t), "customers": int(n)}
     masks: dict[str, np.ndarray] = product_tag_masks(orders, ids, t, cfg.by_kind("product"))

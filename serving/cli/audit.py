@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from serving.cli import output
-from serving.i18n import _
+from serving.i18n import N_, _
 
 audit_app = typer.Typer(
     name="audit", help="The audit trail: who viewed, searched, exported or erased which customer.",
@@ -35,7 +35,7 @@ def audit_cmd(
         return
     from serving.access import audit
 
-    output.require_permission("audit", "read the audit trail")
+    output.require_permission("audit", N_("read the audit trail"))
     try:
         rows = audit.query(audit.parse_since(since), who, customer, file)
     except audit.AuditError as err:
@@ -64,7 +64,7 @@ def verify_cmd(file: FileOpt = None) -> None:
     """Check the hash chain: exit 1 naming the first removed, edited or inserted line."""
     from serving.access import audit
 
-    output.require_permission("audit", "read the audit trail")
+    output.require_permission("audit", N_("read the audit trail"))
     try:
         v = audit.verify(file)
     except audit.AuditError as e:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from serving.cli import output
-from serving.i18n import _
+from serving.i18n import N_, _
 
 
 def forget_cmd(
@@ -26,7 +26,7 @@ def forget_cmd(
     from serving.access.erasure import ErasureError, forget
     from serving.access.keys import principal_from_env
 
-    output.require_permission("forget", "erase customers")
+    output.require_permission("forget", N_("erase customers"))
     who = principal_from_env()
     try:
         r = forget(customer_id, data, who, home=home, extra=also or ())

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from serving.cli import output
-from serving.i18n import _
+from serving.i18n import N_, _
 
 keys_app = typer.Typer(
     name="keys", help="API keys: who may call the service, with which role (configs/keys.yaml).", no_args_is_help=True
@@ -44,7 +44,7 @@ def add_cmd(
     from serving.access.keys import KeysFileError, add_key
     from serving.access.roles import ROLES
 
-    output.require_permission("keys", "manage keys")
+    output.require_permission("keys", N_("manage keys"))
     if role not in ROLES:
         output.fail(_("--role {role!r}: use one of {roles}").format(role=role, roles=", ".join(ROLES)))
     when = None
@@ -88,7 +88,7 @@ def revoke_cmd(
     """Revoke keys (refused from the next request on; the entry stays, marked revoked)."""
     from serving.access.keys import KeysFileError, describe, revoke_key
 
-    output.require_permission("keys", "manage keys")
+    output.require_permission("keys", N_("manage keys"))
     path = _file(file)
     try:
         hit = revoke_key(path, who)
@@ -106,7 +106,7 @@ def list_cmd(file: FileOpt = None) -> None:
     """List the keys: id, principal, role, scope, state and dates (never a key or a hash)."""
     from serving.access.keys import KeysFileError, describe, read_keys_file
 
-    output.require_permission("keys", "manage keys")
+    output.require_permission("keys", N_("manage keys"))
     path = _file(file)
     try:
         kf = read_keys_file(path)

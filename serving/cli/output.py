@@ -89,9 +89,21 @@ def note(message: str, kind: str = "note") -> None:
     typer.echo(f"{prefix}: {message}", err=True)
 
 
+def localized(message: object) -> str:
+    """``message`` (text, or an exception) in the current language: a :class:`features.messages.Message` from
+    ``features``/``training`` (or an exception raised with one) is looked up in the catalogue."""
+    from features.messages import Message, message_of
+
+    if isinstance(message, BaseException):
+        message = message_of(message) or message
+    if isinstance(message, Message):
+        return message.localized(translate)
+    return str(message)
+
+
 def fail(message: object, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
-    """Print ``error: message`` (one line) on stderr and leave with ``code``."""
-    typer.echo(f"{_('error')}: {' '.join(str(message).split())}", err=True)
+    """Print ``error: message`` (one line, in the current language) on stderr and leave with ``code``."""
+    typer.echo(f"{_('error')}: {' '.join(localized(message).split())}", err=True)
     raise typer.Exit(code=int(code))
 
 
@@ -105,7 +117,7 @@ def require_permission(action: str, refused: str) -> None:
     except PermissionError as e:
         fail(e)
     if not who.may(action):
-        fail(f"the role {who.role} may not {refused} (docs/access.md)")
+        fail(_("the role {role} may not {action} (docs/access.md)").format(role=who.role, action=translate(refused)))
 
 
 def _plain(value: Any) -> Any:

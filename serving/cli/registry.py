@@ -40,6 +40,8 @@ def _list_lines(models: list[dict]) -> list[str]:
 @output.command
 def promote_cmd(name: str, version: str, reason: str = typer.Option("manual promotion", "--reason")) -> None:
     """Point `champion` at VERSION of NAME (by hand, bypassing the gate)."""
+    from mlflow.exceptions import MlflowException
+
     from training.registry import CHAMPION, RegistryError, configure_tracking, set_champion
 
     configure_tracking()
@@ -47,6 +49,8 @@ def promote_cmd(name: str, version: str, reason: str = typer.Option("manual prom
         set_champion(name, version, reason)
     except RegistryError as e:
         output.fail(e)
+    except MlflowException as e:
+        _unknown(e, name)
     data = {"name": name, "alias": CHAMPION, "version": str(version), "reason": reason}
     output.summary(data, _("{name}: champion → v{version}").format(name=name, version=version))
 
@@ -55,6 +59,8 @@ def promote_cmd(name: str, version: str, reason: str = typer.Option("manual prom
 @output.command
 def rollback_cmd(name: str) -> None:
     """Move `champion` of NAME back to the previous champion."""
+    from mlflow.exceptions import MlflowException
+
     from training.registry import CHAMPION, RegistryError, configure_tracking, rollback
 
     configure_tracking()
@@ -62,8 +68,17 @@ def rollback_cmd(name: str) -> None:
         v = rollback(name)
     except RegistryError as e:
         output.fail(e)
+    except MlflowException as e:
+        _unknown(e, name)
     data = {"name": name, "alias": CHAMPION, "version": str(v), "rolled_back": True}
     output.summary(data, _("{name}: champion → v{version} (rolled back)").format(name=name, version=v))
+
+
+def _unknown(e: Exception, name: str) -> None:
+    """A model the registry does not know is bad input (exit 2); any other registry failure stays exit 1."""
+    if getattr(e, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+        output.fail(_("no registered model named {name!r} (see `crmscore registry list`)").format(name=name))
+    raise e
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,8 @@
 Messages come from four places:
 
 * the command line's help: every command's and option's help text (read from the click command tree);
-* Python code: string literals passed to ``_()``, ``N_()``, ``translate()``, a progress callback
+* Python code: string literals passed to ``_()``, ``N_()``, ``M_()`` (``features.messages``),
+  ``translate()``, a progress callback
   (``progress("stage")``) or a chart label (``label("…")``) in ``features/``, ``training/`` and ``serving/``,
   plus the report's definitions (``serving.report.tables.DEFINITIONS``);
 * the profile page: ``t('…')`` in ``serving/ui/static/profile.js`` and ``data-i18n*="…"`` attributes in
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: the packages whose Python code is searched for messages
 PACKAGES = ("features", "training", "serving")
 #: call names whose first string argument is a message
-MESSAGE_CALLS = {"_", "N_", "translate", "progress", "label"}
+MESSAGE_CALLS = {"_", "N_", "M_", "translate", "progress", "label"}
 STATIC = Path(__file__).resolve().parents[1] / "ui" / "static"
 _JS_MESSAGE = re.compile(r"\bt\(\s*'((?:[^'\\]|\\.)*)'")
 _HTML_MESSAGE = re.compile(r'\bdata-i18n(?:-[a-z-]+)?="([^"]*)"')

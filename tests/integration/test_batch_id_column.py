@@ -48,8 +48,11 @@ def table_model(tracking_uri: str, tmp_path: Path) -> str:
     cfg = tmp_path / "table.yaml"
     cfg.write_text(CONFIG)
     r = CliRunner().invoke(_cli(), ["train", "table", "--table", str(src), "--target", "Churn", "--id", "customerID",
-                                    "--name", "tiny_churn", "--config", str(cfg)])
+                                    "--name", "tiny_churn", "--config", str(cfg), "--json"])
     assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)  # --json: one object, the training result and the table report
+    assert (got["model_name"], got["version"], got["promoted"]) == ("tiny_churn", "1", True)
+    assert got["report"]["column_kinds"]["customerID"] == "id" and got["report"]["rows_used"] == 800
     return "tiny_churn@champion"
 
 

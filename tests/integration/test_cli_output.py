@@ -174,3 +174,51 @@ def test_summaries_in_both_languages(data_dir: Path, tmp_path: Path) -> None:
         assert outputs["en"] != outputs["zh"]
     r = CliRunner(env={"CRMSCORE_LANG": "zh"}).invoke(app, cases[0])
     assert "位客户" in r.stdout  # $CRMSCORE_LANG without --lang
+
+
+# ------------------------------------------------------------------------- --json of the other commands
+def test_json_of_registry_commands(crm_registry, tmp_path: Path, isolated_mlflow) -> None:
+    from tests.integration.conftest import copy_registry
+
+    reg = copy_registry(crm_registry, tmp_path / "reg")  # promote and rollback change the aliases
+    isolated_mlflow.setenv("MLFLOW_TRACKING_URI", reg.uri)
+    isolated_mlflow.setenv("MLFLOW_REGISTRY_URI", reg.uri)
+    models = {m["name"]: m for m in _json(["registry", "list"])["models"]}
+    lead = crm_registry.versions["lead_scoring"]
+    assert models["lead_scoring"]["aliases"]["champion"] == lead and models["churn_risk"]["versions"]
+    got = _json(["registry", "promote", "lead_scoring", lead, "--reason", "test"])
+    assert got == {"name": "lead_scoring", "alias": "champion", "version": lead, "reason": "test"}
+    r = CliRunner().invoke(app, ["registry", "promote", "lead_scoring", "99", "--json"])
+    assert r.exit_code == 2 and r.stdout == "", r.output
+
+
+def test_json_of_forget(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    import pandas as pd
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir / "clean", data)
+    monkeypatch.delenv("CRMSCORE_KEY", raising=False)
+    monkeypatch.setenv("CRMSCORE_AUDIT_FILE", str(tmp_path / "audit.jsonl"))
+    cid = str(pd.read_parquet(data / "customers.parquet")["customer_id"].iloc[0])
+    got = _json(["forget", "--customer-id", cid, "--data", str(data), "--home", str(tmp_path / "home")])
+    assert got["customer_id"] == cid and got["fields"] and got["scanned"] >= 1
+    assert str(data / "customers.parquet") in got["changed"] and got["tombstone"]["seq"] >= 1
+
+
+def test_step_progress_of_forecast_on_a_terminal_and_silent_in_a_pipe(
+    data_dir: Path, tmp_path: Path, tracking_uri: str
+) -> None:
+    args = ["forecast", "--data", str(data_dir / "clean"), "--as-of", AS_OF, "--horizon", "4w", "--origins", "1"]
+    code, out, tty = _run_on_pty([*args, "--out", str(tmp_path / "a")], _env())  # the tracking_uri store
+    assert code == 0, tty
+    assert "backtesting" in tty and "/5" in tty and "ETA" in tty and "━" in tty  # stage, n of N steps, ETA
+    assert "━" not in out
+    r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert "━" not in r.stderr and "backtesting" not in r.stderr  # a pipe: no bar
+    r = CliRunner().invoke(app, ["members", "apply", "--data", str(data_dir / "clean"), "--as-of", AS_OF, "--out",
+                                 str(tmp_path / "m"), "-v"])
+    assert r.exit_code == 0, r.output
+    assert [line.split(":")[0] for line in r.stderr.splitlines()] == ["reading tables", "computing levels", "writing"]

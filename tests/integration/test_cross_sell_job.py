@@ -3,6 +3,7 @@ both ways, and `crmscore recommend` / `crmscore actions` from the command line."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +89,10 @@ def test_train_registers_gates_both_ways_and_recommends(tracking_uri, tmp_path: 
     assert str(client.get_model_version_by_alias("cross_sell", "challenger").version) == "2"
     # the same data, no margin: the challenger is as good, so it is promoted
     cfg.write_text("horizon_days: 40\nmin_item_buyers: 1\n")
-    run = CliRunner().invoke(app, ["train", "cross_sell", "--data", str(data), "--config", str(cfg)])
-    assert "promoted — recall_at_10_all gain +0.0000 ≥ margin" in run.output
+    run = CliRunner().invoke(app, ["train", "cross_sell", "--data", str(data), "--config", str(cfg), "--json"])
+    got = json.loads(run.stdout)  # --json: one object
+    assert got["promoted"] and got["decision"].startswith("recall_at_10_all gain +0.0000 ≥ margin"), run.output
+    assert got["version"] == "3" and "item_item" in got["metrics"] and got["n_rules"] >= 0
     assert str(client.get_model_version_by_alias("cross_sell", "champion").version) == "3"
 
     ids = tmp_path / "customers.csv"

@@ -7,6 +7,7 @@ copies registered as a new version (the session registry's own artifacts are nev
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -119,7 +120,7 @@ def test_packed_bento_serves_with_the_same_unreachable_registry(crm_registry: Re
     }
     crmscore = str(Path(sys.executable).parent / "crmscore")
     build = subprocess.run(
-        [crmscore, "bento", "build", "--bentofile", str(ROOT / "bentofile.yaml")],
+        [crmscore, "bento", "build", "--bentofile", str(ROOT / "bentofile.yaml"), "--json"],
         env=env,
         cwd=str(workdir),
         capture_output=True,
@@ -127,8 +128,8 @@ def test_packed_bento_serves_with_the_same_unreachable_registry(crm_registry: Re
         timeout=300,
     )
     assert build.returncode == 0, (build.stdout + build.stderr)[-3000:]
-    tag = re.search(r"built Bento (\S+):", build.stdout)
-    assert tag, build.stdout
+    built = json.loads(build.stdout)  # --json: one object
+    assert built["bento"].startswith("crmscore:") and any(m.startswith("lead_scoring:") for m in built["models"])
     bad = closed_port_registry()
     reg = Registry(crm_registry.root, crm_registry.data, bad, {})
     argv = [
@@ -136,7 +137,7 @@ def test_packed_bento_serves_with_the_same_unreachable_registry(crm_registry: Re
         "-m",
         "bentoml",
         "serve",
-        tag.group(1),  # "built Bento crmscore:<version>: run it ..."
+        built["bento"],  # crmscore:<version>
         "--port",
         "{port}",
         "--host",

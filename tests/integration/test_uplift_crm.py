@@ -91,10 +91,18 @@ def uplift_registry(crm_registry: Registry, coupon_data: Path, tmp_path_factory:
         mp.setenv("MLFLOW_TRACKING_URI", reg.uri)
         mp.setenv("MLFLOW_REGISTRY_URI", reg.uri)
         mp.chdir(reg.root)
-        res = CliRunner().invoke(app, ["train", "uplift", "--data", str(coupon_data), "--bootstrap", "0"])
+        res = CliRunner().invoke(app, ["train", "uplift", "--data", str(coupon_data), "--bootstrap", "0", "--json"])
         assert res.exit_code == 0, res.output
-        assert "campaign CMP-RCT-COUPON" in res.output and "coupon_uplift v1" in res.output, res.output
-        assert "promoted — no champion yet" in res.output and "PII" not in res.output, res.output
+        got = json.loads(res.stdout)  # --json: one object, the campaign and the uplift result
+        assert (got["campaign"], got["model_name"], got["version"]) == ("CMP-RCT-COUPON", "coupon_uplift", "1")
+        assert got["promoted"] and got["decision"] == "no champion yet" and "PII" not in res.stdout, res.output
+        import dataclasses
+
+        from serving.cli.uplift import _lines
+        from training.uplift import UpliftResult
+
+        prose = _lines(UpliftResult(**{f.name: got[f.name] for f in dataclasses.fields(UpliftResult)}))
+        assert "coupon_uplift v1" in prose[0] and prose[-1].endswith("promoted — no champion yet"), prose
         import mlflow
 
         runs = mlflow.search_runs(experiment_names=["crmscore-uplift"])

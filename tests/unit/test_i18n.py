@@ -129,3 +129,36 @@ def test_the_page_carries_its_messages_in_both_languages() -> None:
     zh = data["messages"]["zh"]
     assert set(zh) == set(page_messages())
     assert all(zh[m] and zh[m] != m for m in zh), [m for m in zh if not zh[m] or zh[m] == m]
+
+
+def test_errors_raised_in_features_and_training_reach_the_cli_translated(tmp_path: Path) -> None:
+    from serving.cli.main import app
+
+    nope = str(tmp_path / "nope")
+    cases = [
+        (["members", "apply", "--data", nope, "--as-of", "2025-06-30", "--out", str(tmp_path / "m")],
+         "data dir not found", "找不到数据目录"),  # features/io.py
+        (["forecast", "--data", nope, "--as-of", "2025-06-30", "--horizon", "5x"],
+         "--horizon: expected e.g. 13w or 91d", "--horizon：应为 13w 或 91d"),  # training/forecast_run.py
+    ]
+    for args, en, zh in cases:
+        for lang, text in (("en", en), ("zh", zh)):
+            r = CliRunner(env={"CRMSCORE_LANG": ""}).invoke(app, [*args, "--lang", lang])
+            assert r.exit_code == 2 and r.stdout == "", r.output
+            assert text in r.stderr and r.stderr.count("\n") == 1, (lang, r.stderr)
+
+
+def test_a_message_is_english_text_that_keeps_its_template() -> None:
+    import pickle
+
+    from features.messages import M_
+    from serving.cli.output import localized
+    from serving.i18n import using_language
+
+    m = M_("--horizon: {n} weeks is outside 1..104", n=200)
+    assert isinstance(m, str) and m == "--horizon: 200 weeks is outside 1..104" and str(ValueError(m)) == m
+    again = pickle.loads(pickle.dumps(m))  # worker processes send errors back pickled
+    assert (again, again.template, again.fields) == (m, m.template, {"n": 200})
+    with using_language("zh"):
+        assert localized(ValueError(m)) == "--horizon：200 周超出 1..104 的范围"
+        assert localized(ValueError(f"wrapped: {m}")) == "wrapped: --horizon: 200 weeks is outside 1..104"
