@@ -45,7 +45,7 @@ def load_tables(
     if missing:
         raise DataDirError(M_(
             "{d}: missing table(s) {value} (expected <table>.parquet)",
-            d=d, value=', '.join(missing),
+            d=d, value=", ".join(missing),
         ))
     return tables
 

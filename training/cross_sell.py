@@ -634,7 +634,7 @@ def read_model(folder: str | Path) -> ItemItemModel:
     if missing:
         raise CrossSellDataError(M_(
             "{d}: not a saved cross-sell model (missing {value})",
-            d=d, value=', '.join(missing),
+            d=d, value=", ".join(missing),
         ))
     try:
         p = json.loads((d / "params.json").read_text(encoding="utf-8"))

@@ -57,7 +57,7 @@ def customer_groups(tables: dict[str, pd.DataFrame], by: str, as_of: pd.Timestam
     own ``segment`` column when the table has one (not a contract column; e.g. Superstore's), else the RFM segment
     at ``as_of`` (:class:`training.segment.RFMScorer` on the buyers' summary, orders ``<= as_of`` only)."""
     if by not in GROUP_BY:
-        raise ValueError(M_("--by: expected one of {value}, got {by!r}", value=', '.join(GROUP_BY), by=by))
+        raise ValueError(M_("--by: expected one of {value}, got {by!r}", value=", ".join(GROUP_BY), by=by))
     customers = tables.get("customers")
     if by == "segment" and (customers is None or "segment" not in customers.columns):
         from training.btyd import summarise_transactions

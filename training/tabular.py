@@ -233,7 +233,7 @@ class TableFeaturizer(TransformerMixin, BaseEstimator):
         if self.column_kinds is not None:
             unknown = [c for c in self.column_kinds if c not in X.columns]
             if unknown:
-                raise KeyError(M_("column(s) not in the table: {value}", value=', '.join(unknown[:10])))
+                raise KeyError(M_("column(s) not in the table: {value}", value=", ".join(unknown[:10])))
             kinds = {c: str(self.column_kinds.get(c, "excluded")) for c in X.columns}
         else:
             kinds = self._infer(X)
@@ -281,7 +281,7 @@ class TableFeaturizer(TransformerMixin, BaseEstimator):
         if dupes:
             raise ValueError(M_(
                 "feature name(s) {value} would repeat: rename the raw column(s)",
-                value=', '.join(dupes),
+                value=", ".join(dupes),
             ))
         self.feature_names_out_ = np.asarray(names, dtype=object)
         return self
@@ -301,7 +301,7 @@ class TableFeaturizer(TransformerMixin, BaseEstimator):
 
         missing = [c for c in self.input_columns_ if c not in X.columns]
         if missing:
-            raise KeyError(M_("missing table column(s): {value}", value=', '.join(missing[:10])))
+            raise KeyError(M_("missing table column(s): {value}", value=", ".join(missing[:10])))
         out: dict[str, Any] = {}
         for c in self.input_columns_:
             k = self.column_kinds_[c]
@@ -395,7 +395,7 @@ def encode_target(series: pd.Series, positive: str | None = None, column: str = 
             raise TableError(
                 M_(
                     "target column {column!r}: --positive {positive!r} does not occur (values: {value})",
-                    column=column, positive=positive, value=', '.join(values[:10]),
+                    column=column, positive=positive, value=", ".join(values[:10]),
                 )
             )
         y = (text == pos).astype("float64")
@@ -404,8 +404,9 @@ def encode_target(series: pd.Series, positive: str | None = None, column: str = 
             raise TableError(
                 M_(
                     "target column {column!r} is not a yes/no column (values: {value}{value2}); give --positive VALUE",
-                    column=column, value=', '.join(values[:10]), value2=', …' if len(values) > 10 else '',
-                )            )
+                    column=column, value=", ".join(values[:10]), value2=", …" if len(values) > 10 else "",
+                )
+            )
         y = text.isin(_TRUE).astype("float64")
     y = y.to_numpy(dtype="float64")
     y[text.isna().to_numpy()] = np.nan
@@ -549,7 +550,7 @@ def read_table(
         dup = sorted(set(frame.columns[frame.columns.duplicated()]))
         raise TableError(M_(
             "{source}: repeated column name(s) {value}",
-            source=raw.source, value=', '.join(map(str, dup)),
+            source=raw.source, value=", ".join(map(str, dup)),
         ))
     # blank lines kept by the CSV reader are not rows
     blank = frame.astype("string").apply(lambda s: s.str.strip().fillna("") == "").all(axis=1)
@@ -630,7 +631,7 @@ def train_table(
         if absent:
             raise TableError(M_(
                 "{opt}: column(s) {value} not in the table (columns: {value2})",
-                opt=opt, value=', '.join(absent), value2=', '.join(cols[:30]),
+                opt=opt, value=", ".join(absent), value2=", ".join(cols[:30]),
             ))
     y_all = encode_target(frame[target], positive, target)
     has_y = np.isfinite(y_all)

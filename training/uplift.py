@@ -207,7 +207,7 @@ def encode_treatment(
             M_(
                 "treatment column {column!r} has {value} value(s) ({value2}): an uplift model needs treated and "
                 "control rows",
-                column=column, value=len(values), value2=', '.join(values),
+                column=column, value=len(values), value2=", ".join(values),
             )
         )
     if control is None:
@@ -216,7 +216,7 @@ def encode_treatment(
             raise UpliftError(
                 M_(
                     "treatment column {column!r}: cannot tell the control value among {value}; give --control VALUE",
-                    column=column, value=', '.join(values[:10]),
+                    column=column, value=", ".join(values[:10]),
                 )
             )
         ctrl = found[0]
@@ -227,8 +227,9 @@ def encode_treatment(
                 M_(
                     "treatment column {column!r}: no control rows — --control {control!r} does not occur (values: "
                     "{value})",
-                    column=column, control=control, value=', '.join(values[:10]),
-                )            )
+                    column=column, control=control, value=", ".join(values[:10]),
+                )
+            )
     if treated:
         tr = [_norm(v) for v in treated]
         absent = [v for v, n in zip(treated, tr, strict=True) if n not in values]
@@ -236,7 +237,7 @@ def encode_treatment(
             raise UpliftError(
                 M_(
                     "treatment column {column!r}: --treated {value} does not occur (values: {value2})",
-                    column=column, value=', '.join(map(repr, absent)), value2=', '.join(values[:10]),
+                    column=column, value=", ".join(map(repr, absent)), value2=", ".join(values[:10]),
                 )
             )
         if ctrl in tr:
@@ -350,7 +351,7 @@ class UpliftModel(BaseEstimator):
         if self.learner not in LEARNERS:
             raise ValueError(M_(
                 "unknown uplift learner {learner!r} (known: {value})",
-                learner=self.learner, value=', '.join(LEARNERS),
+                learner=self.learner, value=", ".join(LEARNERS),
             ))
         t = np.asarray(treatment).astype(int)
         y = np.asarray(outcome).astype(int)
@@ -521,7 +522,7 @@ def prepare_uplift_table(
             raise UpliftError(
                 M_(
                     "{opt}: column(s) {value} not in the table (columns: {value2})",
-                    opt=opt, value=', '.join(absent), value2=', '.join(cols[:30]),
+                    opt=opt, value=", ".join(absent), value2=", ".join(cols[:30]),
                 )
             )
     if treatment == outcome:

@@ -63,7 +63,8 @@ def campaign_table(
                     "marketing_touches: no randomised campaign — no campaign_id has a control arm recorded as "
                     "'<campaign_id>{HOLDOUT_SUFFIX}'",
                     HOLDOUT_SUFFIX=HOLDOUT_SUFFIX,
-                )            )
+                )
+            )
         campaign = known[0]
     elif campaign not in known:
         ids = touches["campaign_id"].astype(str)
@@ -71,7 +72,7 @@ def campaign_table(
         raise UpliftError(
             M_(
                 "--campaign {campaign!r} {why} in marketing_touches (randomised campaigns: {value})",
-                campaign=campaign, why=why, value=', '.join(known) or 'none',
+                campaign=campaign, why=why, value=", ".join(known) or "none",
             )
         )
     warn: list[str] = []

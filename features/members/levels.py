@@ -77,7 +77,7 @@ def read_manual_changes(path: str | Path, cfg: MembersConfig) -> pd.DataFrame:
     if missing:
         raise LevelInputError(M_(
             "{p}: missing column(s) {value} (need {value2})",
-            p=p, value=', '.join(missing), value2=', '.join(MANUAL_COLUMNS),
+            p=p, value=", ".join(missing), value2=", ".join(MANUAL_COLUMNS),
         ))
     df = df[list(MANUAL_COLUMNS)].apply(lambda s: s.str.strip())
     line = pd.Series(np.arange(len(df)) + 2, index=df.index)  # header is line 1
@@ -163,7 +163,7 @@ def compute_levels(
         raise ValueError(M_("members: the data has no orders table"))
     miss = [c for c in ("customer_id", "ts", "amount", "status") if c not in orders.columns]
     if miss:
-        raise ValueError(M_("members: table orders: missing column(s) {value}", value=', '.join(miss)))
+        raise ValueError(M_("members: table orders: missing column(s) {value}", value=", ".join(miss)))
     if previous is not None and previous.as_of >= t:
         raise ValueError(M_("members: --previous is as of {as_of}, not before --as-of {t}", as_of=previous.as_of, t=t))
     levels = cfg.levels

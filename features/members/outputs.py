@@ -87,7 +87,7 @@ def _read(d: Path, name: str, columns: list[str]) -> pd.DataFrame:
     df = pd.read_parquet(p)
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise OutputDirError(M_("{p}: missing column(s) {value}", p=p, value=', '.join(missing)))
+        raise OutputDirError(M_("{p}: missing column(s) {value}", p=p, value=", ".join(missing)))
     return df
 
 

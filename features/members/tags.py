@@ -89,7 +89,7 @@ def _read_csv(path: str | Path, columns: tuple[str, ...], date_col: str) -> pd.D
     if missing:
         raise TagInputError(M_(
             "{p}: missing column(s) {value} (need {value2})",
-            p=p, value=', '.join(missing), value2=', '.join(columns),
+            p=p, value=", ".join(missing), value2=", ".join(columns),
         ))
     df = df[list(columns)].apply(lambda s: s.str.strip())
     empty = (df["customer_id"] == "") | (df["tag"] == "")
@@ -134,7 +134,7 @@ def _check_manual_names(df: pd.DataFrame, cfg: TagsConfig, path: str | Path) -> 
         raise TagInputError(
             M_(
                 "{path}: line {value}: tag {value2!r} is not a manual tag of the config (manual tags: {value3})",
-                path=path, value=i + 2, value2=df['tag'].iloc[i], value3=', '.join(sorted(manual)) or 'none',
+                path=path, value=i + 2, value2=df['tag'].iloc[i], value3=", ".join(sorted(manual)) or "none",
             )
         )
 

@@ -153,9 +153,12 @@ def test_no_drift_exit_0_with_report_mlflow_workspace_and_webhook(env: Path, tmp
     assert sink.flush() == 1500
 
     out = tmp_path / "out"
-    res = invoke("--since", "1d", "--out", str(out), "--webhook", url)
+    res = invoke("--since", "1d", "--out", str(out), "--webhook", url, "--verbose")
     assert res.exit_code == 0, res.output
     assert "0/5 drifted" in res.output and "status: ok" in res.output
+    stages = [line.split(":")[0] for line in res.stderr.splitlines() if line.endswith(" s")]  # --verbose timings
+    assert stages == ["reading the recorded rows", "comparing with the training reference", "writing the report",
+                      "logging to MLflow"], res.stderr
     # this registered "model" is only a reference sample: no contributions, so the share rule alone, said once
     assert "warning: top-feature rule not applied, share rule only" in res.output
     assert "retention: no records older than 90 days; no reports older than 365 days" in res.output
