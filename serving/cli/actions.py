@@ -72,8 +72,7 @@ def actions_cmd(
             raise ValueError(f"the action rules name tag:{tag_names[0]}: give --tags DIR (a `tags apply` folder)")
         actions = assign_actions(ctx, cfg, context_fields(ctx, mcfg.order), tag_arrays, hint=MISSING_HINT)
     except (ConfigError, DataDirError, OutputDirError, LevelInputError, TagInputError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
     counts = action_counts(actions, cfg)
     counts_path = out.with_name(f"{out.stem}_counts.csv")
     write_csv_atomic(actions, out)

@@ -97,8 +97,7 @@ def export_cmd(
         if include_pii and not principal.may("export_pii"):
             raise PermissionError(f"--include-pii: the role {principal.role} may not export PII (docs/access.md)")
     except PermissionError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
 
     from features.contract import PII_COLUMNS
     from features.io import DataDirError, load_tables, write_text_atomic
@@ -143,8 +142,7 @@ def export_cmd(
             hint=MISSING_HINT,
         )
     except (DataDirError, OutputDirError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
     sel = res.selected[["customer_id", *[c for c in extra if c in ctx.columns]]]
     if principal.scoped:  # only the customers of the manager's team / the rep's own
         none = pd.Series([None] * len(customers), dtype="string")

@@ -13,6 +13,7 @@ from typing import Literal
 import typer
 
 from serving.cli import output
+from serving.i18n import _
 
 
 def run_demo(out: Path, customers: int, days: int, seed: int, echo=typer.echo) -> dict[str, object]:
@@ -31,43 +32,53 @@ def run_demo(out: Path, customers: int, days: int, seed: int, echo=typer.echo) -
     from training.train import train_crm
 
     uri = configure_tracking()
-    echo(f"MLflow tracking and registry: {uri}")
+    echo(_("MLflow tracking and registry: {uri}").format(uri=uri))
     t0 = time.perf_counter()
     data, exports, ingested = out / "data", out / "exports", out / "ingested"
 
     result = generate_crm_data(customers, days, seed)
     info = write_crm_data(result, data)
-    echo(
-        f"[1/6] demo data: {customers:,} customers → {data} (oracle AUC convert "
-        f"{info['oracle_auc_convert']:.3f}, churn {info['oracle_auc_churn']:.3f})"
-    )
+    echo("[1/6] " + _("demo data: {customers:,} customers → {data} (oracle AUC convert {convert:.3f}, churn "
+                      "{churn:.3f})").format(
+        customers=customers, data=data, convert=info["oracle_auc_convert"], churn=info["oracle_auc_churn"]
+    ))
     messy = generate_crm_data(min(customers, 3000), days, seed + 1)
     write_crm_data(messy, exports, messy=True)
     summary = ingest(str(exports), ingested)
     counts = ", ".join(
-        f"{t}: {s.read:,} read = {s.accepted:,} accepted + {s.rejected:,} rejected + {s.duplicates:,} duplicates"
+        _("{table}: {read:,} read = {accepted:,} accepted + {rejected:,} rejected + {duplicates:,} duplicates").format(
+            table=t, read=s.read, accepted=s.accepted, rejected=s.rejected, duplicates=s.duplicates
+        )
         for t, s in summary.tables.items()
     )
-    echo(f"[2/6] ingested a messy export (GB18030, BOM, xlsx, mixed dates) → {ingested}: {counts}")
+    echo("[2/6] " + _("ingested a messy export (GB18030, BOM, xlsx, mixed dates) → {out}: {counts}").format(
+        out=ingested, counts=counts
+    ))
 
     figures: dict[str, object] = {}
     steps: tuple[tuple[int, Literal["lead", "churn"]], ...] = ((3, "lead"), (4, "churn"))
     for step, task in steps:
         r = train_crm(data, TrainConfig(task=task))
         m = r.test_metrics
-        share = f", {m['test_auc_share_of_oracle']:.1%} of the oracle" if "test_auc_share_of_oracle" in m else ""
-        echo(
-            f"[{step}/6] {r.model_name} v{r.version} ({r.best_candidate}): out-of-time ROC-AUC "
-            f"{m['roc_auc']:.3f}{share}, ECE {m['ece']:.3f}, top-20% capture {m['capture_top20']:.1%}; "
-            f"champion {'moved' if r.promoted else 'kept'} ({r.decision})"
-        )
+        share = _(", {share:.1%} of the oracle").format(share=m["test_auc_share_of_oracle"]) \
+            if "test_auc_share_of_oracle" in m else ""
+        echo(f"[{step}/6] " + _(
+            "{model} v{version} ({candidate}): out-of-time ROC-AUC {auc:.3f}{share}, ECE {ece:.3f}, top-20% capture "
+            "{capture:.1%}; champion {what} ({decision})"
+        ).format(
+            model=r.model_name, version=r.version, candidate=r.best_candidate, auc=m["roc_auc"], share=share,
+            ece=m["ece"], capture=m["capture_top20"], what=_("moved") if r.promoted else _("kept"), decision=r.decision,
+        ))
         figures[r.model_name] = {"version": r.version, "roc_auc": m["roc_auc"], "promoted": r.promoted}
 
     seg = fit_segments(data)
-    echo(
-        f"[5/6] customer_segments v{seg.version}: {seg.n_customers:,} customers, k={seg.k} clusters "
-        f"(silhouette {seg.silhouette:.3f}), segments {dict(list(seg.segment_sizes.items())[:4])} …"
-    )
+    echo("[5/6] " + _(
+        "customer_segments v{version}: {customers:,} customers, k={k} clusters (silhouette {silhouette:.3f}), "
+        "segments {sizes} …"
+    ).format(
+        version=seg.version, customers=seg.n_customers, k=seg.k, silhouette=seg.silhouette,
+        sizes=dict(list(seg.segment_sizes.items())[:4]),
+    ))
 
     # the sales team's lead list: today's open leads (no paid order yet) with their features, as a CSV export
     as_of = pd.Timestamp(result.meta["as_of"])
@@ -85,17 +96,16 @@ def run_demo(out: Path, customers: int, days: int, seed: int, echo=typer.echo) -
             sort=True,
         )
     )
-    echo(
-        f"[6/6] scored a lead list of {batch.rows_in:,} open leads as of {as_of.date()} → {scored} "
-        f"(grades {batch.grades}; {batch.rows_per_second:,.0f} rows/s)"
-    )
+    echo("[6/6] " + _(
+        "scored a lead list of {leads:,} open leads as of {as_of} → {out} (grades {grades}; {speed:,.0f} rows/s)"
+    ).format(leads=batch.rows_in, as_of=as_of.date(), out=scored, grades=batch.grades, speed=batch.rows_per_second))
     from serving.cli.demo_members import run_members_demo
 
     figures["members"] = run_members_demo(data, as_of, out, echo)
-    echo(
-        f"done in {time.perf_counter() - t0:.0f}s. Serve the champions with: crmscore serve  "
-        f"(then POST /score_leads with an API key; see docs/serving.md)"
-    )
+    echo(_(
+        "done in {seconds:.0f}s. Serve the champions with: crmscore serve  (then POST /score_leads with an API key; "
+        "see docs/serving.md)"
+    ).format(seconds=time.perf_counter() - t0))
     figures.update({"seconds": time.perf_counter() - t0, "scored": batch.scored})
     return figures
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 
+from serving.i18n import _
+
 #: the demo's audience: high-value customers at churn risk, silver or above
 DEMO_AUDIENCE = "tag:高价值流失风险 and member_level>=silver"
 
@@ -24,7 +26,9 @@ def run_members_demo(data: Path, as_of: Any, out: Path, echo: Callable[..., Any]
     t = str(as_of)
     members, tags, audience = out / "members", out / "tags", out / "audience_high_value_churn_risk.csv"
     manual = data / MANUAL_TAGS_FILE
-    echo(f"[members] member levels, tags (manual tags from {manual.name}) and one audience as of {t}:")
+    echo("[members] " + _("member levels, tags (manual tags from {file}) and one audience as of {as_of}:").format(
+        file=manual.name, as_of=t
+    ))
     members_apply(data=data, as_of=t, out=members, previous=None, manual=None, config=None)
     tags_apply(data=data, as_of=t, out=tags, members=members, scores=[], previous=None,
                manual=manual if manual.is_file() else None, remove=None, csv=False, config=None,

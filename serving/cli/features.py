@@ -31,8 +31,7 @@ def features_cmd(
         _features_spark(data, as_of, out, horizon, config, spark_master)
         return
     if engine != "local":
-        typer.echo(f"error: --engine {engine!r}: use local or spark", err=True)
-        raise typer.Exit(2)
+        output.fail(_("--engine {engine!r}: use local or spark").format(engine=engine))
 
     import pandas as pd
 
@@ -91,8 +90,7 @@ def _features_spark(data: Path, as_of: str, out: Path, horizon: int | None, conf
         feats = build_features_spark(spark, data, cutoff, cfg)
         rows = write_partitioned(feats, out, spark.sparkContext.defaultParallelism)
     except (ConfigError, DataDirError, ValueError, SparkUnavailable) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
     typer.echo(
         f"{rows:,} customers × {len(feats.columns) - 1} columns as of {cutoff.date()} → {out}/ (Spark, "
         f"{spark.sparkContext.master}) in {time.perf_counter() - t0:.1f}s"

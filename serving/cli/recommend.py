@@ -59,8 +59,7 @@ def recommend_cmd(
         lines = load_lines(data)
         recs = recommend(m, lines, pd.Index(ids.drop_duplicates()), t, k, exclude_days)
     except (CrossSellDataError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        cli_output.fail(e)
     write_csv_atomic(recs, output)
     n = recs["customer_id"].nunique() if len(recs) else 0
     result = {"output": str(output), "recommendations": len(recs), "customers_with_recommendations": int(n),

@@ -31,8 +31,7 @@ def route_cmd(
         frame, _ = read_table(leads)
         res = route_leads(frame, cfg, as_of)
     except (ConfigError, ValueError, KeyError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from None
+        output.fail(e)
     summary = summary or out.with_name(out.stem + ".summary.csv")
     for path, df in ((out, res.assignments), (summary, res.summary)):
         with atomic_path(path) as tmp:

@@ -66,11 +66,11 @@ def score_cmd(
     try:
         principal = principal_from_env()
     except PermissionError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=2) from None
+        cli_output.fail(e)
     if not principal.may("export_scores"):
-        typer.echo(f"error: the role {principal.role} may not export scores (docs/access.md)", err=True)
-        raise typer.Exit(code=2)
+        cli_output.fail(_("the role {role} may not {action} (docs/access.md)").format(
+            role=principal.role, action=_("export scores")
+        ))
     policy = policy_for(principal, neutralise)
 
     opts = BatchOptions(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NoReturn
 
 import typer
 
@@ -16,9 +16,8 @@ SERVICE = "serving.http.service:CRMScoring"
 bento_app = typer.Typer(help="Pack the served models and the project into a Bento that runs without the registry.")
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code=2)
+def _fail(message: object) -> NoReturn:
+    output.fail(message)
 
 
 def _deep_merge(base: dict, top: dict) -> dict:
@@ -69,12 +68,18 @@ def _train_missing(data: Path) -> None:
     for task, name in champions:
         if get_alias_version(name, CHAMPION) is not None:
             continue
-        typer.echo(f"no {name}@{CHAMPION} in the registry: training it on {data} ...")
+        typer.echo(_("no {model} in the registry: training it on {data} ...").format(
+            model=f"{name}@{CHAMPION}", data=data
+        ))
         try:
             r = train_crm(data, TrainConfig(task=task))
         except (DataDirError, ValueError) as e:
-            _fail(f"training {name} on {data} failed: {e}")
-        typer.echo(f"  {r.model_name} v{r.version} ({r.best_candidate}), test ROC-AUC {r.test_metrics['roc_auc']:.3f}")
+            _fail(_("training {name} on {data} failed: {error}").format(
+                name=name, data=data, error=output.localized(e)
+            ))
+        typer.echo("  " + _("{model} v{version} ({candidate}), test ROC-AUC {auc:.3f}").format(
+            model=r.model_name, version=r.version, candidate=r.best_candidate, auc=r.test_metrics["roc_auc"]
+        ))
 
 
 def serve_cmd(
@@ -104,20 +109,22 @@ def serve_cmd(
         settings = load_settings(config)
         keys = load_api_keys()
     except (ConfigError, FileNotFoundError) as e:
-        _fail(str(e))
+        _fail(e)
     if as_of is not None:
         import pandas as pd
 
         if data is None and not settings.data_dir:
-            _fail("--as-of needs --data (the data dir the profile page shows)")
+            _fail(_("--as-of needs --data (the data dir the profile page shows)"))
         try:
             pd.Timestamp(as_of)
         except (ValueError, TypeError):
-            _fail(f"--as-of: not a date or time: {as_of!r} (e.g. 2025-06-30 or 2025-06-30T18:00:00)")
+            _fail(_("--as-of: not a date or time: {value!r} (e.g. 2025-06-30 or 2025-06-30T18:00:00)").format(
+                value=as_of
+            ))
     uri = configure_tracking(settings.registry_uri)
     if data is not None:
         if not data.is_dir():
-            _fail(f"data dir not found: {data}")
+            _fail(_("data dir not found: {path}").format(path=data))
         _train_missing(data)
     env = server_env(
         config,
@@ -135,12 +142,15 @@ def serve_cmd(
         key = secrets.token_urlsafe(24)
         env["CRMSCORE_API_KEYS"] = key
         typer.echo(
-            f"no CRMSCORE_API_KEYS set: generated a key for this run (Authorization: Bearer {key})", err=True
+            _("no CRMSCORE_API_KEYS set: generated a key for this run (Authorization: Bearer {key})").format(key=key),
+            err=True,
         )
     shown = redact_uri(uri)  # never print a database password
-    typer.echo(f"serving {SERVICE} on http://{host}:{port} (registry {shown}, workers {workers or settings.workers})")
+    typer.echo(_("serving {service} on {url} (registry {registry}, workers {workers})").format(
+        service=SERVICE, url=f"http://{host}:{port}", registry=shown, workers=workers or settings.workers
+    ))
     if data is not None or settings.data_dir:
-        typer.echo(f"customer profile page: http://{host}:{port}/ui")
+        typer.echo(_("customer profile page: {url}").format(url=f"http://{host}:{port}/ui"))
     argv = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--port", str(port), "--host", host]
     sys.stdout.flush()
     sys.stderr.flush()
