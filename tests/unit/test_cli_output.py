@@ -142,3 +142,23 @@ def test_progress_is_silent_in_a_pipe_and_with_quiet(monkeypatch: pytest.MonkeyP
     assert output.progress_enabled() is True
     monkeypatch.setenv("CI", "true")
     assert output.progress_enabled() is False
+
+
+def test_new_summaries_in_both_languages(local_admin: Path) -> None:
+    from tests.unit.test_i18n import untranslated
+
+    keys = str(local_admin / "keys.yaml")
+    for who in ("rita", "rosa"):
+        CliRunner().invoke(app, ["keys", "add", "--name", who, "--role", "analyst", "--file", keys, "-q"])
+    cases = ((["keys", "list", "--file", keys], ["keys", "list", "--file", keys], "创建"),
+             (["keys", "revoke", "rita", "--file", keys], ["keys", "revoke", "rosa", "--file", keys], "已吊销"))
+    for en_args, zh_args, zh in cases:
+        seen = {}
+        for lang, args in (("en", en_args), ("zh", zh_args)):
+            r = CliRunner().invoke(app, [*args, "--lang", lang])
+            assert r.exit_code == 0, r.output
+            assert untranslated(r.stdout, lang) == [], (args, lang, r.stdout)
+            seen[lang] = r.stdout
+        assert zh in seen["zh"] and zh not in seen["en"], seen
+    r = CliRunner().invoke(app, ["keys", "add", "--name", "x", "--role", "boss", "--file", keys, "--lang", "zh"])
+    assert r.exit_code == 2 and r.stderr.startswith("错误: --role 'boss'：请使用"), r.stderr
