@@ -39,6 +39,7 @@ from features.ingest_mapping import (
     expression_columns,
     load_mapping,
 )
+from features.messages import M_
 from features.progress import ProgressCallback, no_progress
 from features.readers import (
     EXCEL_SUFFIXES,
@@ -265,7 +266,7 @@ def validate_table(
         np.arange(2, len(work) + 2) if row_numbers is None else np.asarray(row_numbers), index=work.index
     )
     if len(rows) != len(work):
-        raise ValueError(f"row_numbers has {len(rows)} entries for {len(work)} rows")
+        raise ValueError(M_("row_numbers has {value} entries for {value2} rows", value=len(rows), value2=len(work)))
     converted, problems, _ = _validate(work, spec, day_first)
     bad = np.zeros(len(work), dtype=bool)
     bad[problems["pos"].to_numpy()] = True
@@ -325,13 +326,19 @@ def _resolve_dir(directory: Path, mapping: IngestMapping, wanted: list[str]) -> 
         if tm is not None and tm.source is not None:
             path = Path(tm.source) if Path(tm.source).is_absolute() else directory / tm.source
             if not path.is_file():
-                raise IngestError(f"file not found: {path} (the mapping's source for {table})")
+                raise IngestError(M_(
+                    "file not found: {path} (the mapping's source for {table})",
+                    path=path, table=table,
+                ))
         else:
             candidates = files.get(table, [])
             if len(candidates) > 1:
                 raise IngestError(
-                    f"{directory}: several files for {table}: {', '.join(p.name for p in candidates)}; keep one "
-                    f"or name it in the mapping (tables.{table}.source)"
+                    M_(
+                        "{directory}: several files for {table}: {value}; keep one or name it in the mapping "
+                        "(tables.{table}.source)",
+                        directory=directory, table=table, value=", ".join(p.name for p in candidates),
+                    )
                 )
             if not candidates:
                 absent.append(table)
@@ -350,8 +357,11 @@ def _resolve_file(path: Path, mapping: IngestMapping, tables: list[str] | None) 
         core = [t for t in tables if t not in OPTIONAL_TABLES]
         if len(tables) > 1 and not (len(tables) == 2 and len(core) == 1):
             raise IngestError(
-                f"{path} is one file, so it holds one table (and optionally its order lines, order_items); "
-                f"got {', '.join(tables)}"
+                M_(
+                    "{path} is one file, so it holds one table (and optionally its order lines, order_items); got "
+                    "{value}",
+                    path=path, value=", ".join(tables),
+                )
             )
         table = core[0] if core else tables[0]
         extra = [t for t in tables if t != table]
@@ -374,8 +384,11 @@ def _resolve_file(path: Path, mapping: IngestMapping, tables: list[str] | None) 
             extra = [t for t in extra if t != table]
         else:
             raise IngestError(
-                f"cannot tell which table {path.name} holds: name the file after a table "
-                f"({', '.join(ALL_TABLES)}), pass --table, or give it as tables.<table>.source in the mapping"
+                M_(
+                    "cannot tell which table {name} holds: name the file after a table ({value}), pass --table, or "
+                    "give it as tables.<table>.source in the mapping",
+                    name=path.name, value=", ".join(ALL_TABLES),
+                )
             )
     tm = mapping.tables.get(table)
     raw = _read_file_table(path, table, tm)
@@ -394,7 +407,10 @@ def _resolve_sql(url: str, mapping: IngestMapping, wanted: list[str], explicit: 
         present = any(n.lower() == name.lower() for n in names)
         if not present and (explicit or (tm is not None and tm.table is not None)):
             raise IngestError(
-                f"table {name!r} not found in {mask_url(url)} (tables: {', '.join(names) or 'none'})"
+                M_(
+                    "table {name!r} not found in {value} (tables: {value2})",
+                    name=name, value=mask_url(url), value2=", ".join(names) or "none",
+                )
             )
         if not present:
             absent.append(table)
@@ -431,13 +447,19 @@ def _process(job: _Job, day_first: bool) -> _Result:
     spec = get_table(job.table)
     frame = raw.frame.reset_index(drop=True)
     if frame.shape[1] == 0:
-        raise IngestError(f"{raw.source}: the file is empty")
+        raise IngestError(M_("{source}: the file is empty", source=raw.source))
     if len(frame) == 0:
-        raise IngestError(f"{raw.source}: no usable rows for {job.table}: the file has a header but no data rows")
+        raise IngestError(M_(
+            "{source}: no usable rows for {table}: the file has a header but no data rows",
+            source=raw.source, table=job.table,
+        ))
     blank = _blank_rows(frame)
     rows = frame[~blank]
     if len(rows) == 0:
-        raise IngestError(f"{raw.source}: no usable rows for {job.table}: every row is blank")
+        raise IngestError(M_(
+            "{source}: no usable rows for {table}: every row is blank",
+            source=raw.source, table=job.table,
+        ))
     tm_day_first = job.mapping.day_first if job.mapping is not None else None
     dfirst = day_first if tm_day_first is None else tm_day_first
     mapped = apply_mapping(rows, job.table, job.mapping, raw.source, dfirst)
@@ -511,7 +533,7 @@ def ingest(
     """
     for t in tables or []:
         if t not in ALL_TABLES:
-            raise IngestError(f"unknown table {t!r}; the contract has {', '.join(ALL_TABLES)}")
+            raise IngestError(M_("unknown table {t!r}; the contract has {value}", t=t, value=", ".join(ALL_TABLES)))
     mp = load_mapping(mapping)
     dfirst = day_first or mp.day_first
     # optional tables (order_items) are ingested when present and never listed as absent unless mapped
@@ -527,13 +549,15 @@ def ingest(
         path = Path(source)
         label = str(path)
         if not path.exists():
-            raise IngestError(f"file not found: {path}")
+            raise IngestError(M_("file not found: {path}", path=path))
         if path.is_dir():
             jobs, absent, ignored_files = _resolve_dir(path, mp, wanted)
             if tables and absent:
                 raise IngestError(
-                    f"file not found: no {', '.join(absent)} file in {path} "
-                    f"(looked for {absent[0]}{{{','.join(FILE_SUFFIXES)}}})"
+                    M_(
+                        "file not found: no {value} file in {path} (looked for {value2}{{{value3}}})",
+                        value=", ".join(absent), path=path, value2=absent[0], value3=','.join(FILE_SUFFIXES),
+                    )
                 )
         else:
             jobs = _resolve_file(path, mp, tables)
@@ -541,7 +565,10 @@ def ingest(
             absent = [t for t in wanted if t not in found and t not in OPTIONAL_TABLES] if not tables else []
     absent = [t for t in absent if t not in quiet]
     if not jobs:
-        raise IngestError(f"no contract tables found in {label} (expected {', '.join(TABLES)})")
+        raise IngestError(M_(
+            "no contract tables found in {label} (expected {value})",
+            label=label, value=", ".join(TABLES),
+        ))
 
     results: dict[str, _Result] = {}
     for i, job in enumerate(jobs):
@@ -590,7 +617,10 @@ def ingest(
         t = unusable[0]
         s = results[t].summary
         raise IngestError(
-            f"{t}: no usable rows: all {s.read} rows were rejected (reasons in {s.rejects_file}); "
-            "no tables were written"
+            M_(
+                "{t}: no usable rows: all {read} rows were rejected (reasons in {rejects_file}); no tables were "
+                "written",
+                t=t, read=s.read, rejects_file=s.rejects_file,
+            )
         )
     return summary

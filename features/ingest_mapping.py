@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from features.config import ConfigError, load_config
 from features.contract import ALL_TABLES, get_table
+from features.messages import M_
 from features.readers import DateOrder, IngestError, _parse_amount_text, normalize_text, parse_dates_inferred
 
 #: source column names (normalised) taken as "last updated" when deciding which duplicate is the latest
@@ -67,32 +68,41 @@ _OPS = ("column", "const", "multiply", "abs", "concat", "line_number", "map_pref
 
 def _check_operand(x: Any, where: str) -> None:
     if isinstance(x, bool) or not isinstance(x, (str, int, float, dict)):
-        raise ValueError(f"{where}: an operand is a column name, a number or an expression, not {x!r}")
+        raise ValueError(M_(
+            "{where}: an operand is a column name, a number or an expression, not {x!r}",
+            where=where, x=x,
+        ))
     if isinstance(x, dict):
         _check_expression(x, where)
 
 
 def _check_scalar(x: Any, where: str) -> None:
     if x is not None and not isinstance(x, (str, int, float, bool)):
-        raise ValueError(f"{where}: expected a single value, got {x!r}")
+        raise ValueError(M_("{where}: expected a single value, got {x!r}", where=where, x=x))
 
 
 def _check_expression(expr: Any, where: str) -> None:
     """Raise ValueError naming ``where`` unless ``expr`` is one allow-listed operation with valid arguments."""
     if not isinstance(expr, dict) or len(expr) != 1:
-        raise ValueError(f"{where}: an expression is a mapping with exactly one operation ({', '.join(_OPS)})")
+        raise ValueError(M_(
+            "{where}: an expression is a mapping with exactly one operation ({value})",
+            where=where, value=", ".join(_OPS),
+        ))
     (op, arg), = expr.items()
     at = f"{where}.{op}"
     if op not in _OPS:
-        raise ValueError(f"{where}: unknown operation {op!r}; allowed: {', '.join(_OPS)}")
+        raise ValueError(M_(
+            "{where}: unknown operation {op!r}; allowed: {value}",
+            where=where, op=op, value=", ".join(_OPS),
+        ))
     if op in ("column", "line_number"):
         if not isinstance(arg, str) or not arg:
-            raise ValueError(f"{at}: expected a source column name")
+            raise ValueError(M_("{at}: expected a source column name", at=at))
     elif op == "const":
         _check_scalar(arg, at)
     elif op == "multiply":
         if not isinstance(arg, list) or len(arg) < 2:
-            raise ValueError(f"{at}: expected a list of two or more operands")
+            raise ValueError(M_("{at}: expected a list of two or more operands", at=at))
         for x in arg:
             _check_operand(x, at)
     elif op == "abs":
@@ -100,24 +110,27 @@ def _check_expression(expr: Any, where: str) -> None:
     elif op == "concat":
         parts = arg.get("parts") if isinstance(arg, dict) else arg
         if isinstance(arg, dict) and (set(arg) - {"parts", "sep"} or not isinstance(arg.get("sep", ""), str)):
-            raise ValueError(f"{at}: expected keys parts (a list) and sep (text)")
+            raise ValueError(M_("{at}: expected keys parts (a list) and sep (text)", at=at))
         if not isinstance(parts, list) or not parts:
-            raise ValueError(f"{at}: expected a non-empty list of operands")
+            raise ValueError(M_("{at}: expected a non-empty list of operands", at=at))
         for x in parts:
             _check_operand(x, at)
     elif op in ("map_prefix", "map_values"):
         keys = {"column", "prefix", "then", "else"} if op == "map_prefix" else {"column", "values", "else"}
         need = keys - {"else"}
         if not isinstance(arg, dict) or not need <= set(arg) or set(arg) - keys:
-            raise ValueError(f"{at}: expected keys {', '.join(sorted(need))} (and optionally else)")
+            raise ValueError(M_(
+                "{at}: expected keys {value} (and optionally else)",
+                at=at, value=", ".join(sorted(need)),
+            ))
         _check_operand(arg["column"], f"{at}.column")
         for k in ("then", "else"):
             _check_scalar(arg.get(k), f"{at}.{k}")
         if op == "map_prefix" and (not isinstance(arg["prefix"], str) or not arg["prefix"]):
-            raise ValueError(f"{at}.prefix: expected non-empty text")
+            raise ValueError(M_("{at}.prefix: expected non-empty text", at=at))
         if op == "map_values":
             if not isinstance(arg["values"], dict) or not arg["values"]:
-                raise ValueError(f"{at}.values: expected a mapping of source value → value")
+                raise ValueError(M_("{at}.values: expected a mapping of source value → value", at=at))
             for v in arg["values"].values():
                 _check_scalar(v, f"{at}.values")
 
@@ -166,7 +179,7 @@ class TableMapping(BaseModel):
     @model_validator(mode="after")
     def _one_origin_per_field(self) -> TableMapping:
         if self.table is not None and self.query is not None:
-            raise ValueError("give either table or query, not both")
+            raise ValueError(M_("give either table or query, not both"))
         seen: dict[str, str] = {}
         for origin, fields in (
             ("columns", list(self.columns.values())),
@@ -175,7 +188,10 @@ class TableMapping(BaseModel):
         ):
             for f in fields:
                 if f in seen:
-                    raise ValueError(f"field {f!r} is given twice (in {seen[f]} and {origin})")
+                    raise ValueError(M_(
+                        "field {f!r} is given twice (in {value} and {origin})",
+                        f=f, value=seen[f], origin=origin,
+                    ))
                 seen[f] = origin
         return self
 
@@ -201,11 +217,17 @@ class IngestMapping(BaseModel):
     def _known_tables_and_fields(cls, v: dict[str, TableMapping]) -> dict[str, TableMapping]:
         for name, tm in v.items():
             if name not in ALL_TABLES:
-                raise ValueError(f"unknown table {name!r}; the contract has {', '.join(ALL_TABLES)}")
+                raise ValueError(M_(
+                    "unknown table {name!r}; the contract has {value}",
+                    name=name, value=", ".join(ALL_TABLES),
+                ))
             known = set(get_table(name).column_names)
             for f in tm.fields:
                 if f not in known:
-                    raise ValueError(f"{name}: {f!r} is not a field of {name} (fields: {', '.join(sorted(known))})")
+                    raise ValueError(M_(
+                        "{name}: {f!r} is not a field of {name} (fields: {value})",
+                        name=name, f=f, value=", ".join(sorted(known)),
+                    ))
         return v
 
 
@@ -266,8 +288,10 @@ class _Evaluator:
         col = _find_column(list(self.frame.columns), name)
         if col is None:
             raise IngestError(
-                f"{self.table}: the mapping's derive names column {name!r}, which is not in {self.source} "
-                f"(columns: {_columns_hint(list(self.frame.columns))})"
+                M_(
+                    "{table}: the mapping's derive names column {name!r}, which is not in {source} (columns: {value})",
+                    table=self.table, name=name, source=self.source, value=_columns_hint(list(self.frame.columns)),
+                )
             )
         return self.frame[col]
 
@@ -331,7 +355,7 @@ class _Evaluator:
             rest = text.astype(object) if "else" not in arg else pd.Series(arg["else"], index=idx, dtype=object)
             out = rest.astype(object).where(~found, mapped.astype(object))
             return out.where(text.notna(), None)
-        raise IngestError(f"unknown operation {op!r}")  # unreachable: the mapping was validated
+        raise IngestError(M_("unknown operation {op!r}", op=op))  # unreachable: the mapping was validated
 
 
 @dataclass
@@ -363,8 +387,11 @@ def apply_mapping(raw: pd.DataFrame, table: str, mapping: TableMapping | None, s
         col = _find_column(cols, src)
         if col is None:
             raise IngestError(
-                f"{table}: the mapping names column {src!r} (for {fld}), which is not in {source} "
-                f"(columns: {_columns_hint(cols)})"
+                M_(
+                    "{table}: the mapping names column {src!r} (for {fld}), which is not in {source} (columns: "
+                    "{value})",
+                    table=table, src=src, fld=fld, source=source, value=_columns_hint(cols),
+                )
             )
         data[fld] = raw[col]
         used.add(col)
@@ -383,8 +410,11 @@ def apply_mapping(raw: pd.DataFrame, table: str, mapping: TableMapping | None, s
     missing = [f for f in spec.required if f not in data]
     if missing:
         raise IngestError(
-            f"{table}: required field(s) {', '.join(missing)} not found in {source} "
-            f"(columns: {_columns_hint(cols)}); map them in the mapping file under tables.{table}.columns"
+            M_(
+                "{table}: required field(s) {value} not found in {source} (columns: {value2}); map them in the "
+                "mapping file under tables.{table}.columns",
+                table=table, value=", ".join(missing), source=source, value2=_columns_hint(cols),
+            )
         )
     updated = None
     upd_order = None
@@ -392,7 +422,10 @@ def apply_mapping(raw: pd.DataFrame, table: str, mapping: TableMapping | None, s
     if tm.updated_at is not None:
         upd_col = _find_column(cols, tm.updated_at)
         if upd_col is None:
-            raise IngestError(f"{table}: updated_at column {tm.updated_at!r} is not in {source}")
+            raise IngestError(M_(
+                "{table}: updated_at column {updated_at!r} is not in {source}",
+                table=table, updated_at=tm.updated_at, source=source,
+            ))
     else:
         upd_col = next((c for c in cols if c not in used and _norm_header(c) in UPDATED_AT_NAMES), None)
     if upd_col is not None:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from features.build import CRMFeatureBuilder, CRMSnapshot, _codes, _secs
 from features.config import FeatureConfig, LabelConfig
+from features.messages import M_
 
 TASKS = ("lead", "churn")
 
@@ -69,7 +70,7 @@ def latest_labelable_cutoff(tables: Mapping[str, pd.DataFrame], horizon_days: in
         if df is not None and len(df):
             ends.append(pd.to_datetime(df[col]).max())
     if not ends:
-        raise ValueError("no events in the data: cannot place a cutoff")
+        raise ValueError(M_("no events in the data: cannot place a cutoff"))
     return (max(ends) - pd.Timedelta(days=horizon_days)).normalize()
 
 
@@ -86,7 +87,7 @@ def build_training_set(
     the index is ``customer_id``.
     """
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        raise ValueError(M_("unknown task {task!r}; expected one of {TASKS}", task=task, TASKS=TASKS))
     labels = labels or LabelConfig()
     builder = CRMFeatureBuilder.from_config(features or FeatureConfig()).fit()
     parts = []
@@ -102,5 +103,8 @@ def build_training_set(
         feats["label"] = lab.loc[keep, "converted" if task == "lead" else "churned"].to_numpy()
         parts.append(feats)
     if not parts:
-        raise ValueError(f"no {task} examples at any cutoff ending {pd.Timestamp(as_of).date()}")
+        raise ValueError(M_(
+            "no {task} examples at any cutoff ending {value}",
+            task=task, value=pd.Timestamp(as_of).date(),
+        ))
     return pd.concat(parts)

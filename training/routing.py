@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from features.messages import M_
+
 #: a trailing administrative suffix, dropped before places are compared (at least two characters are kept, so a
 #: two-character name such as ``沙市`` stays whole); longer suffixes first
 _PLACE_SUFFIX = r"^(.{2,}?)\s*(?:特别行政区|维吾尔自治区|壮族自治区|回族自治区|自治区|省|市|province|city)$"
@@ -55,7 +57,7 @@ class Rep(BaseModel):
         out = [d.strip().lower()[:3] for d in v]
         bad = [d for d, o in zip(v, out, strict=True) if o not in DAYS]
         if bad:
-            raise ValueError(f"unknown working day(s) {bad} (use {', '.join(DAYS)})")
+            raise ValueError(M_("unknown working day(s) {bad} (use {value})", bad=bad, value=", ".join(DAYS)))
         return out
 
 
@@ -89,12 +91,15 @@ class RoutingConfig(BaseModel):
         ids = [r.id for r in self.reps]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
-            raise ValueError(f"reps: repeated id(s) {', '.join(dup)}")
+            raise ValueError(M_("reps: repeated id(s) {value}", value=", ".join(dup)))
         teams = {r.team for r in self.reps}
         for tr in self.team_rules:
             if tr.team not in teams:
                 raise ValueError(
-                    f"team_rules.{tr.name}: team {tr.team!r} has no reps (teams: {', '.join(sorted(teams))})"
+                    M_(
+                        "team_rules.{name}: team {team!r} has no reps (teams: {value})",
+                        name=tr.name, team=tr.team, value=", ".join(sorted(teams)),
+                    )
                 )
         return self
 
@@ -142,18 +147,27 @@ def route_leads(
     cfg = config
     if cfg.id_field not in leads.columns:
         raise RoutingError(
-            f"lead table: id column {cfg.id_field!r} is missing (columns: {', '.join(map(str, leads.columns[:30]))})"
+            M_(
+                "lead table: id column {id_field!r} is missing (columns: {value})",
+                id_field=cfg.id_field, value=", ".join(map(str, leads.columns[:30])),
+            )
         )
     terr_cols = [c for c in cfg.territory_fields if c in leads.columns]
     if not terr_cols:
-        raise RoutingError(f"lead table: none of the territory columns {cfg.territory_fields} is present")
+        raise RoutingError(M_(
+            "lead table: none of the territory columns {territory_fields} is present",
+            territory_fields=cfg.territory_fields,
+        ))
     if leads[cfg.id_field].duplicated().any():
         dup = leads.loc[leads[cfg.id_field].duplicated(), cfg.id_field].iloc[0]
-        raise RoutingError(f"lead table: lead id {dup!r} repeats in column {cfg.id_field!r}")
+        raise RoutingError(M_(
+            "lead table: lead id {dup!r} repeats in column {id_field!r}",
+            dup=dup, id_field=cfg.id_field,
+        ))
     try:
         day = DAYS[pd.Timestamp(as_of).dayofweek]
     except (ValueError, TypeError) as e:
-        raise RoutingError(f"--as-of {as_of!r} is not a date") from e
+        raise RoutingError(M_("--as-of {as_of!r} is not a date", as_of=as_of)) from e
     n, reps = len(leads), cfg.reps
     R = len(reps)
     rep_ids = np.array([r.id for r in reps], dtype=object)
@@ -166,16 +180,16 @@ def route_leads(
     if assigned:
         unknown = sorted(set(map(str, assigned)) - set(rep_ids.tolist()))
         if unknown:
-            raise RoutingError(f"assigned: unknown rep id(s) {', '.join(unknown[:10])}")
+            raise RoutingError(M_("assigned: unknown rep id(s) {value}", value=", ".join(unknown[:10])))
         bad = {k: v for k, v in assigned.items() if int(v) < 0}
         if bad:
-            raise RoutingError(f"assigned: negative count(s) {bad}")
+            raise RoutingError(M_("assigned: negative count(s) {bad}", bad=bad))
         prior = np.array([int(assigned.get(r, 0)) for r in rep_ids.tolist()], dtype=np.int64)
     hist = None
     if a_history is not None:
         unknown = sorted(set(map(str, a_history)) - set(rep_ids.tolist()))
         if unknown:
-            raise RoutingError(f"a_history: unknown rep id(s) {', '.join(unknown[:10])}")
+            raise RoutingError(M_("a_history: unknown rep id(s) {value}", value=", ".join(unknown[:10])))
         hist = np.array([int(a_history.get(r, 0)) for r in rep_ids.tolist()], dtype=np.int64)
 
     # territory and skill memberships as value → boolean rep mask

@@ -37,6 +37,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from features.contract import empty_frame
+from features.messages import M_
 from training.btyd import BGNBDModel, GammaGammaModel, summarise_transactions
 from training.segment_config import (
     DEFAULT_GRID,
@@ -178,7 +179,7 @@ def summarise_customers(
     ):
         missing = [c for c in cols if c not in df.columns]
         if missing:
-            raise ValueError(f"table {name}: missing column(s) {', '.join(missing)}")
+            raise ValueError(M_("table {name}: missing column(s) {value}", name=name, value=", ".join(missing)))
 
     paid = orders.loc[(orders["status"] == "paid").fillna(False).to_numpy(dtype=bool) & (orders["ts"] <= t)]
     buyers = summarise_transactions(paid, t)
@@ -242,7 +243,7 @@ def resolve_as_of(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp | str | N
     orders = _table(tables, "orders")
     paid = orders.loc[(orders["status"] == "paid").fillna(False).to_numpy(dtype=bool), "ts"]
     if paid.dropna().empty:
-        raise ValueError("orders: no paid order, so there is no default cutoff; pass --as-of")
+        raise ValueError(M_("orders: no paid order, so there is no default cutoff; pass --as-of"))
     return pd.Timestamp(paid.max())
 
 
@@ -254,20 +255,26 @@ def validate_summary(X: pd.DataFrame, window_days: int) -> pd.DataFrame:
     cols = input_columns(window_days)
     missing = [c for c in cols if c not in X.columns]
     if missing:
-        raise ValueError(f"segment input: missing column(s) {', '.join(missing)} (schema: see INPUT_DOC)")
+        raise ValueError(M_(
+            "segment input: missing column(s) {value} (schema: see INPUT_DOC)",
+            value=", ".join(missing),
+        ))
     out = X[cols].copy()
     out["customer_id"] = out["customer_id"].astype("string")
     for c in cols[1:]:
         try:
             out[c] = pd.to_numeric(out[c], errors="raise").astype("float64")
         except (ValueError, TypeError) as e:
-            raise ValueError(f"segment input: column {c} is not numeric ({e})") from None
+            raise ValueError(M_("segment input: column {c} is not numeric ({e})", c=c, e=e)) from None
 
     def fail(mask: np.ndarray, what: str) -> None:
         if mask.any():
             i = int(np.flatnonzero(mask)[0])
             raise ValueError(
-                f"segment input: {int(mask.sum())} row(s) {what}; first: customer_id={out['customer_id'].iloc[i]}"
+                M_(
+                    "segment input: {value} row(s) {what}; first: customer_id={value2}",
+                    value=int(mask.sum()), what=what, value2=out['customer_id'].iloc[i],
+                )
             )
 
     rec, ten = out["recency_days"].to_numpy(), out["tenure_days"].to_numpy()
@@ -309,7 +316,10 @@ class RFMScorer(TransformerMixin, BaseEstimator):
         """Learn the cut points of recency_days, frequency and monetary on customers with a purchase."""
         buyers = X.loc[X["recency_days"].notna()]
         if len(buyers) < 5:
-            raise ValueError(f"RFM: need at least 5 customers with a paid order to learn quintiles, got {len(buyers)}")
+            raise ValueError(M_(
+                "RFM: need at least 5 customers with a paid order to learn quintiles, got {value}",
+                value=len(buyers),
+            ))
         self.cuts_ = {
             c: [float(v) for v in np.quantile(buyers[c].to_numpy(dtype="float64"), self.QUANTILES)]
             for c in ("recency_days", "frequency", "monetary")
@@ -489,7 +499,7 @@ class BehaviourClusterer(TransformerMixin, BaseEstimator):
         raw = self._raw(X)
         n = len(raw)
         if n < self.k_min + 1:
-            raise ValueError(f"clustering: need more than k_min={self.k_min} customers, got {n}")
+            raise ValueError(M_("clustering: need more than k_min={k_min} customers, got {n}", k_min=self.k_min, n=n))
         fill = []
         for j in range(raw.shape[1]):
             col = raw[:, j]
@@ -519,7 +529,7 @@ class BehaviourClusterer(TransformerMixin, BaseEstimator):
                 if len(np.unique(labels)) > 1:
                     scores[k] = float(silhouette_score(sample, labels))
             if not scores:
-                raise ValueError("clustering: the features do not separate into clusters (customers too alike)")
+                raise ValueError(M_("clustering: the features do not separate into clusters (customers too alike)"))
             best = max(scores, key=lambda k: (scores[k], -k))
             km = KMeans(n_clusters=best, n_init=int(self.n_init), random_state=self.random_state).fit(Z)
         sizes = np.bincount(km.labels_, minlength=best)
@@ -692,7 +702,10 @@ class CustomerSegmenter(TransformerMixin, BaseEstimator):
     def from_dict(cls, d: dict[str, Any]) -> CustomerSegmenter:
         """Rebuild a fitted segmenter from :meth:`to_dict` output."""
         if d.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"segmenter state: format_version {d.get('format_version')!r}, expected {FORMAT_VERSION}")
+            raise ValueError(M_(
+                "segmenter state: format_version {value!r}, expected {FORMAT_VERSION}",
+                value=d.get('format_version'), FORMAT_VERSION=FORMAT_VERSION,
+            ))
         seg = cls(SegmentConfig.model_validate(d["config"]))
         seg._build()
         seg.as_of_ = d["as_of"]

@@ -3,12 +3,14 @@
 ``SegmentConfig`` and its parts: the R × FM grid of named RFM segments (``RFMConfig``), the ordered value-tier
 rules (``ValueTierConfig``, ``TierRule``), k-means settings (``ClusterConfig``) and the BG/NBD / Gamma-Gamma
 settings (``BTYDConfig``). Unknown keys are errors; every default equals ``configs/segment.yaml``. The
-estimators that use it are in :mod:`training.segment`. Imports only pydantic.
+estimators that use it are in :mod:`training.segment`. Imports only pydantic (and the message marker).
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from features.messages import M_
 
 NO_PURCHASE = "No purchase"
 #: Display order of the standard segments (custom names from a config follow, alphabetically).
@@ -52,7 +54,7 @@ class RFMConfig(_Strict):
     @classmethod
     def _full_grid(cls, v: dict[int, list[str]]) -> dict[int, list[str]]:
         if sorted(v) != [1, 2, 3, 4, 5] or any(len(row) != 5 for row in v.values()):
-            raise ValueError("grid needs rows for R scores 1..5, each with 5 segment names (FM score 1..5)")
+            raise ValueError(M_("grid needs rows for R scores 1..5, each with 5 segment names (FM score 1..5)"))
         return v
 
 
@@ -86,7 +88,7 @@ class ValueTierConfig(_Strict):
     def _known_tiers(self) -> ValueTierConfig:
         unknown = sorted({r.tier for r in self.rules} - set(self.labels) | ({self.default} - set(self.labels)))
         if unknown:
-            raise ValueError(f"tier(s) {unknown} have no entry in labels")
+            raise ValueError(M_("tier(s) {unknown} have no entry in labels", unknown=unknown))
         return self
 
 
@@ -106,7 +108,7 @@ class ClusterConfig(_Strict):
     @model_validator(mode="after")
     def _range(self) -> ClusterConfig:
         if self.k_max < self.k_min:
-            raise ValueError(f"k_max ({self.k_max}) must be >= k_min ({self.k_min})")
+            raise ValueError(M_("k_max ({k_max}) must be >= k_min ({k_min})", k_max=self.k_max, k_min=self.k_min))
         return self
 
 

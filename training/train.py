@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from features.progress import ProgressCallback, no_progress
 from training.config import TrainConfig
 from training.metrics import calibration_table, evaluate, gain_curve, rate_per_band
@@ -275,7 +276,9 @@ def fit_log_register(
                 fitted[cname] = cand
         eligible = {k: v for k, v in results.items() if not config.require_reasons or fitted[k].supports_reasons}
         if not eligible:
-            raise ValueError("no candidate gives per-row reasons: add xgboost or logreg, or set require_reasons: false")
+            raise ValueError(M_(
+                "no candidate gives per-row reasons: add xgboost or logreg, or set require_reasons: false",
+            ))
         best = select_best(eligible, config.selection_auc_tolerance)
         progress("refitting the best candidate")
         final = fitted[best].__class__(**fitted[best].get_params(deep=False))
@@ -432,14 +435,14 @@ def split_by_cutoff(ds: pd.DataFrame) -> Split:
     """Out-of-time split of a multi-cutoff set: latest cutoff = test, the one before = validation."""
     cuts = sorted(ds["cutoff"].unique())
     if len(cuts) < 3:
-        raise ValueError(f"need at least 3 cutoffs for train/validation/test, got {len(cuts)}")
+        raise ValueError(M_("need at least 3 cutoffs for train/validation/test, got {value}", value=len(cuts)))
     feats = ds.drop(columns=["cutoff", "label"])
     y = ds["label"].to_numpy().astype(int)
     c = ds["cutoff"].to_numpy()
     tr, va, te = c < cuts[-2], c == cuts[-2], c == cuts[-1]
     for nm, m in (("train", tr), ("validation", va), ("test", te)):
         if y[m].min(initial=1) == y[m].max(initial=0):
-            raise ValueError(f"the {nm} cutoff(s) have only one class: not enough data to train")
+            raise ValueError(M_("the {nm} cutoff(s) have only one class: not enough data to train", nm=nm))
     return Split(
         feats[tr],
         y[tr],

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from features.rules import FieldSpec, compile_rule, quote_value
 
 PURPOSES = ("marketing", "service")
@@ -31,7 +32,7 @@ def audience_rule(
         if vals:
             parts.append(f"{col} in [{', '.join(quote_value(v) for v in vals)}]")
     if not parts:
-        raise ValueError("audience: give --where or at least one of --lead-grade, --churn-grade, --segment")
+        raise ValueError(M_("audience: give --where or at least one of --lead-grade, --churn-grade, --segment"))
     return " and ".join(parts)
 
 
@@ -61,7 +62,7 @@ def select_audience(
     consent (false / unknown), exported.
     """
     if purpose not in PURPOSES:
-        raise ValueError(f"--purpose: {purpose!r} is not one of {', '.join(PURPOSES)}")
+        raise ValueError(M_("--purpose: {purpose!r} is not one of {value}", purpose=purpose, value=", ".join(PURPOSES)))
     ids = pd.Index(context["customer_id"].astype("string"))
     tag_names = set(long_tags["tag"].astype(str).unique()) | set(known_tags)
     rule = compile_rule(rule_text, fields, tag_names, name=f"audience {name!r}", hint=hint)
@@ -76,8 +77,10 @@ def select_audience(
     if purpose == "marketing":
         if consent is None:
             raise ValueError(
-                "audience: the customers table has no marketing_consent column, so consent cannot be checked "
-                "(a non-marketing export can use --purpose service)"
+                M_(
+                    "audience: the customers table has no marketing_consent column, so consent cannot be checked (a "
+                    "non-marketing export can use --purpose service)",
+                )
             )
         c = consent.astype("boolean")
         c.index = c.index.astype("string")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features.config import ConfigError, read_yaml_mapping
 from features.contract import BANT_COLUMNS
+from features.messages import M_
 from features.rules import FieldSpec, RuleError, compile_rule, fields_of_frame, parse_rule
 
 GRADES = ("A", "B", "C", "D")
@@ -56,11 +57,14 @@ class BantConfig(_Strict):
         names = [p.name for p in self.points]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"points: name(s) {', '.join(dup)} used twice")
+            raise ValueError(M_("points: name(s) {value} used twice", value=", ".join(dup)))
         if set(self.grades) != {"A", "B", "C"}:
-            raise ValueError(f"grades: give exactly A, B and C (D is below C), got {', '.join(self.grades) or 'none'}")
+            raise ValueError(M_(
+                "grades: give exactly A, B and C (D is below C), got {value}",
+                value=", ".join(self.grades) or "none",
+            ))
         if not self.grades["A"] > self.grades["B"] > self.grades["C"]:
-            raise ValueError("grades: minimums must decrease from A to B to C")
+            raise ValueError(M_("grades: minimums must decrease from A to B to C"))
         return self
 
 
@@ -94,7 +98,10 @@ def load_bant_config(path: str | Path | None = None) -> BantConfig:
             items = raw.get("points") or []
             item = items[loc[1]] if loc[1] < len(items) and isinstance(items[loc[1]], dict) else {}
             where = f"rule {item.get('name', '#' + str(loc[1] + 1))!r}: field {'.'.join(map(str, loc[2:])) or '-'}"
-        raise ConfigError(f"{p}: {where}: {first['msg'].removeprefix('Value error, ')}") from e
+        raise ConfigError(M_(
+            "{p}: {where}: {value}",
+            p=p, where=where, value=first['msg'].removeprefix('Value error, '),
+        )) from e
 
 
 def bant_frame(customers: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.config import ConfigError, read_yaml_mapping
+from features.messages import M_
 from features.rules import RuleError, parse_rule
 
 MAX_LEVELS = 4
@@ -44,11 +45,20 @@ class LevelSpec(_Strict):
     def _bases(cls, v: dict[str, float]) -> dict[str, float]:
         for basis, threshold in v.items():
             if basis not in BASES:
-                raise ValueError(f"field 'reach.{basis}': unknown basis (use {' or '.join(BASES)})")
+                raise ValueError(M_(
+                    "field 'reach.{basis}': unknown basis (use {value})",
+                    basis=basis, value=' or '.join(BASES),
+                ))
             if not threshold > 0:
-                raise ValueError(f"field 'reach.{basis}': threshold must be above 0, got {threshold}")
+                raise ValueError(M_(
+                    "field 'reach.{basis}': threshold must be above 0, got {threshold}",
+                    basis=basis, threshold=threshold,
+                ))
             if basis == "orders" and float(threshold) != int(threshold):
-                raise ValueError(f"field 'reach.orders': an order count must be whole, got {threshold}")
+                raise ValueError(M_(
+                    "field 'reach.orders': an order count must be whole, got {threshold}",
+                    threshold=threshold,
+                ))
         return v
 
 
@@ -74,22 +84,31 @@ class MembersConfig(_Strict):
     def _ladder(self) -> MembersConfig:
         lv = self.levels
         if not 2 <= len(lv) <= MAX_LEVELS:
-            raise ValueError(f"levels: between 2 and {MAX_LEVELS} levels (the first is the entry level), got {len(lv)}")
+            raise ValueError(M_(
+                "levels: between 2 and {MAX_LEVELS} levels (the first is the entry level), got {value}",
+                MAX_LEVELS=MAX_LEVELS, value=len(lv),
+            ))
         ids = [x.id for x in lv]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
-            raise ValueError(f"levels: id(s) {', '.join(dup)} used twice")
+            raise ValueError(M_("levels: id(s) {value} used twice", value=", ".join(dup)))
         if lv[0].reach:
-            raise ValueError(f"level {lv[0].id!r}: field 'reach': the first level is held by everyone, no threshold")
+            raise ValueError(M_(
+                "level {id!r}: field 'reach': the first level is held by everyone, no threshold",
+                id=lv[0].id,
+            ))
         last: dict[str, tuple[str, float]] = {}
         for x in lv[1:]:
             if not x.reach:
-                raise ValueError(f"level {x.id!r}: field 'reach': needs a spend and/or orders threshold")
+                raise ValueError(M_("level {id!r}: field 'reach': needs a spend and/or orders threshold", id=x.id))
             for basis, v in x.reach.items():
                 if basis in last and v <= last[basis][1]:
                     prev_id, prev_v = last[basis]
                     raise ValueError(
-                        f"level {x.id!r}: field 'reach.{basis}': {v:g} must be above level {prev_id!r}'s {prev_v:g}"
+                        M_(
+                            "level {id!r}: field 'reach.{basis}': {v:g} must be above level {prev_id!r}'s {prev_v:g}",
+                            id=x.id, basis=basis, v=v, prev_id=prev_id, prev_v=prev_v,
+                        )
                     )
                 last[basis] = (x.id, v)
         return self
@@ -115,7 +134,7 @@ class TagSpec(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         if re.search(r"[\s,\[\]()'\"]", v):
-            raise ValueError("a tag name may not contain spaces, commas, brackets or quotes")
+            raise ValueError(M_("a tag name may not contain spaces, commas, brackets or quotes"))
         return v
 
     @model_validator(mode="after")
@@ -124,19 +143,22 @@ class TagSpec(_Strict):
         for f in ("rule", "categories", "window_days"):
             given = getattr(self, f) is not None
             if f in want and not given:
-                raise ValueError(f"field {f!r}: a {self.kind} tag needs it")
+                raise ValueError(M_("field {f!r}: a {kind} tag needs it", f=f, kind=self.kind))
             if f not in want and given:
-                raise ValueError(f"field {f!r}: not used by a {self.kind} tag")
+                raise ValueError(M_("field {f!r}: not used by a {kind} tag", f=f, kind=self.kind))
         if self.categories is not None:
             if not 1 <= len(self.categories) <= MAX_PRODUCT_CATEGORIES:
                 raise ValueError(
-                    f"field 'categories': 1 to {MAX_PRODUCT_CATEGORIES} categories, got {len(self.categories)}"
+                    M_(
+                        "field 'categories': 1 to {MAX_PRODUCT_CATEGORIES} categories, got {value}",
+                        MAX_PRODUCT_CATEGORIES=MAX_PRODUCT_CATEGORIES, value=len(self.categories),
+                    )
                 )
         if self.rule is not None:
             try:
                 parse_rule(self.rule, f"tag {self.name!r}")
             except RuleError as e:
-                raise ValueError(f"field 'rule': {e}") from None
+                raise ValueError(M_("field 'rule': {e}", e=e)) from None
         return self
 
 
@@ -152,11 +174,11 @@ class TagsConfig(_Strict):
     @model_validator(mode="after")
     def _limits(self) -> TagsConfig:
         if len(self.tags) > MAX_TAGS:
-            raise ValueError(f"tags: at most {MAX_TAGS} tags, got {len(self.tags)}")
+            raise ValueError(M_("tags: at most {MAX_TAGS} tags, got {value}", MAX_TAGS=MAX_TAGS, value=len(self.tags)))
         names = [t.name for t in self.tags]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"tags: name(s) {', '.join(dup)} used twice")
+            raise ValueError(M_("tags: name(s) {value} used twice", value=", ".join(dup)))
         return self
 
     def by_kind(self, kind: str) -> list[TagSpec]:
@@ -209,7 +231,7 @@ def _load(path: str | Path | None, model: type[M], list_key: str, id_key: str, w
     try:
         return model.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{p}: {_located(e, raw, list_key, id_key, what)}") from e
+        raise ConfigError(M_("{p}: {value}", p=p, value=_located(e, raw, list_key, id_key, what))) from e
 
 
 def load_members_config(path: str | Path | None = None) -> MembersConfig:
