@@ -27,6 +27,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
+
 #: file suffixes a table may be read from
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
@@ -149,7 +151,7 @@ def detect_encoding(path: str | Path) -> str:
     """
     p = Path(path)
     if not p.is_file():
-        raise IngestError(f"file not found: {p}")
+        raise IngestError(M_("file not found: {p}", p=p))
     with p.open("rb") as fh:
         head = fh.read(4)
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and _decodes(p, "utf-16"):
@@ -167,7 +169,7 @@ def detect_encoding(path: str | Path) -> str:
             sample = fh.read(_CHUNK).decode(best.encoding, errors="ignore")
         if "\x00" not in sample:
             return best.encoding
-    raise IngestError(f"{p}: unreadable encoding: the file is not UTF-8, GB18030 or any encoding detected")
+    raise IngestError(M_("{p}: unreadable encoding: the file is not UTF-8, GB18030 or any encoding detected", p=p))
 
 
 def sniff_delimiter(sample: str) -> str:
@@ -210,7 +212,7 @@ def read_csv_file(path: str | Path, encoding: str | None = None, delimiter: str 
     enc = encoding or detect_encoding(p)
     sample = _read_text_sample(p, enc)
     if not sample.strip():
-        raise IngestError(f"{p}: the file is empty")
+        raise IngestError(M_("{p}: the file is empty", p=p))
     delim = delimiter or sniff_delimiter(sample)
     try:
         frame = pd.read_csv(
@@ -224,7 +226,7 @@ def read_csv_file(path: str | Path, encoding: str | None = None, delimiter: str 
         )
         bad: dict[int, str] = {}
     except pd.errors.EmptyDataError:
-        raise IngestError(f"{p}: the file is empty") from None
+        raise IngestError(M_("{p}: the file is empty", p=p)) from None
     except pd.errors.ParserError:
         frame, bad = _read_csv_ragged(p, enc, delim)
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -249,10 +251,13 @@ def _read_csv_ragged(path: Path, encoding: str, delim: str) -> tuple[pd.DataFram
         except pd.errors.ParserError as e:
             seen = re.search(r"saw (\d+)", str(e))
             if seen is None or int(seen.group(1)) <= width:
-                raise IngestError(f"{path}: not a readable delimited file ({str(e).splitlines()[0]})") from None
+                raise IngestError(M_(
+                    "{path}: not a readable delimited file ({value})",
+                    path=path, value=str(e).splitlines()[0],
+                )) from None
             width = int(seen.group(1))
     else:
-        raise IngestError(f"{path}: rows have too many different field counts to read")
+        raise IngestError(M_("{path}: rows have too many different field counts to read", path=path))
     extra = frame.iloc[:, n:].fillna("").to_numpy(dtype=object) != ""
     bad_pos = np.flatnonzero(extra.any(axis=1))
     # fields up to the last non-empty one
@@ -273,15 +278,18 @@ def read_excel_file(path: str | Path, sheet: str | int | None = None) -> RawTabl
     """Read one sheet (default: the first) of an .xlsx workbook; cells keep their Excel types."""
     p = Path(path)
     if not p.is_file():
-        raise IngestError(f"file not found: {p}")
+        raise IngestError(M_("file not found: {p}", p=p))
     try:
         frame = pd.read_excel(p, sheet_name=0 if sheet is None else sheet, dtype=object, engine="openpyxl")
     except ValueError as e:  # unknown sheet name or index
-        raise IngestError(f"{p}: {str(e).splitlines()[0]}") from None
+        raise IngestError(M_("{p}: {value}", p=p, value=str(e).splitlines()[0])) from None
     except Exception as e:  # noqa: BLE001 - openpyxl raises many types for corrupt files
-        raise IngestError(f"{p}: not a readable .xlsx workbook ({type(e).__name__})") from None
+        raise IngestError(M_(
+            "{p}: not a readable .xlsx workbook ({kind})",
+            p=p, kind=type(e).__name__,
+        )) from None
     if frame.shape[1] == 0:
-        raise IngestError(f"{p}: the file is empty")
+        raise IngestError(M_("{p}: the file is empty", p=p))
     frame.columns = [str(c).strip() for c in frame.columns]
     label = str(p) if sheet is None else f"{p} [sheet {sheet}]"
     return RawTable(frame=frame, source=label, encoding=None, first_row_number=2)
@@ -291,11 +299,11 @@ def read_parquet_file(path: str | Path) -> RawTable:
     """Read a Parquet file; its columns keep their stored types."""
     p = Path(path)
     if not p.is_file():
-        raise IngestError(f"file not found: {p}")
+        raise IngestError(M_("file not found: {p}", p=p))
     try:
         frame = pd.read_parquet(p)
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types for corrupt files
-        raise IngestError(f"{p}: not a readable Parquet file ({type(e).__name__})") from None
+        raise IngestError(M_("{p}: not a readable Parquet file ({kind})", p=p, kind=type(e).__name__)) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return RawTable(frame=frame.reset_index(drop=True), source=str(p), encoding=None, first_row_number=1)
 
@@ -307,11 +315,11 @@ def _check_sqlite_file(url: str) -> None:
     try:
         u = make_url(url)
     except Exception as e:  # noqa: BLE001
-        raise IngestError(f"not a valid SQLAlchemy URL: {mask_url(url)} ({e})") from None
+        raise IngestError(M_("not a valid SQLAlchemy URL: {value} ({e})", value=mask_url(url), e=e)) from None
     if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
         db = u.database.removeprefix("file:").split("?")[0]
         if not Path(db).is_file():
-            raise IngestError(f"file not found: {db} (from {mask_url(url)})")
+            raise IngestError(M_("file not found: {db} (from {value})", db=db, value=mask_url(url)))
 
 
 def _sql_error(url: str, e: Exception) -> IngestError:
@@ -328,7 +336,7 @@ def list_sql_tables(url: str) -> list[str]:
     try:
         engine = create_engine(url)
     except Exception as e:  # noqa: BLE001 - unknown dialect, missing driver
-        raise IngestError(f"{mask_url(url)}: cannot open ({e})") from None
+        raise IngestError(M_("{value}: cannot open ({e})", value=mask_url(url), e=e)) from None
     try:
         with engine.connect() as conn:
             insp = inspect(conn)
@@ -345,12 +353,12 @@ def read_sql_source(url: str, table: str | None = None, query: str | None = None
     from sqlalchemy.exc import SQLAlchemyError
 
     if (table is None) == (query is None):
-        raise IngestError("give exactly one of a table name or a query to read from a SQL source")
+        raise IngestError(M_("give exactly one of a table name or a query to read from a SQL source"))
     _check_sqlite_file(url)
     try:
         engine = create_engine(url)
     except Exception as e:  # noqa: BLE001
-        raise IngestError(f"{mask_url(url)}: cannot open ({e})") from None
+        raise IngestError(M_("{value}: cannot open ({e})", value=mask_url(url), e=e)) from None
     try:
         with engine.connect() as conn:
             if query is not None:
@@ -364,7 +372,10 @@ def read_sql_source(url: str, table: str | None = None, query: str | None = None
                 )
                 if match is None:
                     raise IngestError(
-                        f"table {table!r} not found in {mask_url(url)} (tables: {', '.join(names) or 'none'})"
+                        M_(
+                            "table {table!r} not found in {value} (tables: {value2})",
+                            table=table, value=mask_url(url), value2=", ".join(names) or "none",
+                        )
                     )
                 frame = pd.read_sql_query(text(f"SELECT * FROM {conn.dialect.identifier_preparer.quote(match)}"),
                                           conn)
@@ -394,9 +405,9 @@ def read_table_source(
         return read_sql_source(str(source), table=table, query=query)
     p = Path(source)
     if not p.exists():
-        raise IngestError(f"file not found: {p}")
+        raise IngestError(M_("file not found: {p}", p=p))
     if p.is_dir():
-        raise IngestError(f"{p} is a directory; give one file")
+        raise IngestError(M_("{p} is a directory; give one file", p=p))
     suffix = p.suffix.lower()
     if suffix in CSV_SUFFIXES:
         return read_csv_file(p, encoding=encoding)
@@ -405,8 +416,11 @@ def read_table_source(
     if suffix in PARQUET_SUFFIXES:
         return read_parquet_file(p)
     if suffix == ".xls":
-        raise IngestError(f"{p}: old .xls workbooks are not supported; save it as .xlsx or CSV")
-    raise IngestError(f"{p}: unsupported file type {suffix or '(none)'}; use {', '.join(FILE_SUFFIXES)}")
+        raise IngestError(M_("{p}: old .xls workbooks are not supported; save it as .xlsx or CSV", p=p))
+    raise IngestError(M_(
+        "{p}: unsupported file type {value}; use {value2}",
+        p=p, value=suffix or '(none)', value2=", ".join(FILE_SUFFIXES),
+    ))
 
 
 # ----------------------------------------------------------------------------------------- parsers

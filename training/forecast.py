@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.messages import M_
 from training.btyd import BGNBDModel, GammaGammaModel, summarise_transactions
 
 log = logging.getLogger(__name__)
@@ -110,13 +111,16 @@ def paid_orders(orders: pd.DataFrame, as_of: pd.Timestamp | None = None) -> pd.D
     """``customer_id``, ``ts``, ``amount`` of the paid orders (with ``ts <= as_of`` when given)."""
     missing = [c for c in ("customer_id", "ts", "amount", "status") if c not in orders.columns]
     if missing:
-        raise ValueError(f"table orders: missing column(s) {', '.join(missing)}")
+        raise ValueError(M_("table orders: missing column(s) {value}", value=", ".join(missing)))
     keep = (orders["status"] == "paid").fillna(False).to_numpy(dtype=bool) & orders["ts"].notna().to_numpy()
     if as_of is not None:
         keep &= (orders["ts"] <= as_of).fillna(False).to_numpy(dtype=bool)
     out = orders.loc[keep, ["customer_id", "ts", "amount"]]
     if out["amount"].isna().any():
-        raise ValueError(f"table orders: {int(out['amount'].isna().sum())} paid order(s) have no amount")
+        raise ValueError(M_(
+            "table orders: {value} paid order(s) have no amount",
+            value=int(out['amount'].isna().sum()),
+        ))
     return out
 
 
@@ -141,10 +145,10 @@ def weekly_revenue(
     p = paid.loc[(paid["ts"] <= as_of).to_numpy()]
     first = pd.Timestamp(p["ts"].min() if start is None else start)
     if pd.isna(first) or first > as_of:
-        raise ValueError(f"orders: no paid order on or before {as_of}")
+        raise ValueError(M_("orders: no paid order on or before {as_of}", as_of=as_of))
     n_weeks = int((as_of - first) // WEEK)
     if n_weeks < 1:
-        raise ValueError(f"orders: less than one full week of paid orders before {as_of}")
+        raise ValueError(M_("orders: less than one full week of paid orders before {as_of}", as_of=as_of))
     k = week_index(p["ts"], as_of)
     keep = k <= n_weeks
     g = np.full(len(p), TOTAL, dtype=object) if groups is None else groups.loc[p.index].to_numpy(dtype=object)
@@ -204,7 +208,7 @@ def top_down(y: pd.Series, horizon: int, cfg: ForecastConfig) -> tuple[pd.DataFr
         model = SARIMAX(values, exog=None if exog is None else exog[:n], order=order, trend="n")
         res = model.fit(disp=False, maxiter=200)
     if not np.isfinite(res.llf):
-        raise ValueError("top-down: SARIMAX could not be fitted to the weekly revenue")
+        raise ValueError(M_("top-down: SARIMAX could not be fitted to the weekly revenue"))
     fc = res.get_forecast(horizon, exog=None if exog is None else exog[n:])
     mean = np.asarray(fc.predicted_mean, dtype="float64")
     out = {"forecast": np.square(np.clip(mean, 0.0, None))}
@@ -278,7 +282,10 @@ def bottom_up(
     paid = paid.loc[(paid["ts"] <= as_of).to_numpy()]
     summary = summarise_transactions(paid, as_of)
     if len(summary) < 2:
-        raise ValueError(f"bottom-up: need at least two buyers before {as_of}, got {len(summary)}")
+        raise ValueError(M_(
+            "bottom-up: need at least two buyers before {as_of}, got {value}",
+            as_of=as_of, value=len(summary),
+        ))
     notes: list[str] = []
     bg = BGNBDModel(time_unit_days=7.0, penalizer=cfg.penalizer).fit(summary)
     gg = GammaGammaModel(penalizer=cfg.penalizer).fit(summary)
@@ -421,8 +428,11 @@ def _forecast_paid(
         history = weekly_revenue(paid, as_of, start=start)
     if len(history) < cfg.min_history_weeks:
         raise ValueError(
-            f"orders: {len(history)} full week(s) of paid orders before {as_of}; a forecast needs at least "
-            f"{cfg.min_history_weeks}"
+            M_(
+                "orders: {value} full week(s) of paid orders before {as_of}; a forecast needs at least "
+                "{min_history_weeks}",
+                value=len(history), as_of=as_of, min_history_weeks=cfg.min_history_weeks,
+            )
         )
     H = cfg.horizon_weeks
     weeks = future_weeks(as_of, H)
@@ -538,8 +548,11 @@ def backtest_paid(
     notes: list[str] = []
     if not origins:
         raise ValueError(
-            f"backtest: no origin leaves {cfg.min_history_weeks} weeks of history and {cfg.horizon_weeks} weeks "
-            f"of actuals before {as_of}"
+            M_(
+                "backtest: no origin leaves {min_history_weeks} weeks of history and {horizon_weeks} weeks of actuals "
+                "before {as_of}",
+                min_history_weeks=cfg.min_history_weeks, horizon_weeks=cfg.horizon_weeks, as_of=as_of,
+            )
         )
     cache = {} if cache is None else cache
     rows = []

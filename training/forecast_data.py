@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from features.messages import M_
+
 
 def online_retail_orders(path: str | Path) -> pd.DataFrame:
     """UCI Online Retail invoice lines as orders, as ``configs/mapping.online_retail.yaml`` ingests them.
@@ -20,7 +22,7 @@ def online_retail_orders(path: str | Path) -> pd.DataFrame:
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"Online Retail file not found: {p}")
+        raise FileNotFoundError(M_("Online Retail file not found: {p}", p=p))
     raw = pd.read_parquet(p, columns=["InvoiceNo", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"])
     raw = raw.loc[raw["CustomerID"].notna()]
     inv = raw["InvoiceNo"].astype(str)
@@ -44,12 +46,12 @@ def superstore_orders(path: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"Superstore file not found: {p}")
+        raise FileNotFoundError(M_("Superstore file not found: {p}", p=p))
     cols = ["Order ID", "Order Date", "Customer ID", "Segment", "City", "State/Province", "Sales"]
     raw = pd.read_csv(p, encoding="utf-8-sig", usecols=cols)
     ts = pd.to_datetime(raw["Order Date"], format="%d/%m/%y")
     if ts.isna().any():
-        raise ValueError(f"{p}: {int(ts.isna().sum())} Order Date value(s) are not DD/MM/YY")
+        raise ValueError(M_("{p}: {value} Order Date value(s) are not DD/MM/YY", p=p, value=int(ts.isna().sum())))
     orders = pd.DataFrame(
         {
             "order_id": raw["Order ID"].astype(str) + "-" + (raw.groupby("Order ID").cumcount() + 1).astype(str),
