@@ -32,7 +32,7 @@ def train_uplift_table_cmd(
     margin: float = typer.Option(0.0005, "--margin", help="held-out Qini gain needed to replace the champion"),
     bootstrap: int = typer.Option(200, "--bootstrap", help="bootstrap resamples for the intervals (0: none)"),
 ) -> None:
-    """Fit T-, class-transformation and X-learners, compare them in MLflow, register the best, gate on Qini."""
+    """Fit T-, class-transformation, X- and S-learners, compare them in MLflow, register the best, gate on Qini."""
     from training.registry import configure_tracking
     from training.tabular import read_table
     from training.uplift import train_uplift_table
