@@ -1,0 +1,149 @@
+"""The member levels + tags path gives the same outputs as before its speed work (issue 17's benchmark).
+
+Two as-of runs (month by month, with ``--previous``) over data made by ``bench/bench_members.py``'s generator
+(2,000 customers, 5 interactions each) with its 100-tag config, manual level changes, manual tags and a
+removal file: levels, level history, the tag context, the long tag table and the per-tag counts are reduced to
+a canonical text (dtypes, then rows, floats to 9 significant digits) and compared with digests recorded from
+the code before the refactor (commit 32a1431). Levels and tag counts are also compared in clear, so a failure
+shows what moved. The same comparison was run at 200,000 customers (see docs/members.md, Speed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.contract import drop_pii
+from features.io import load_tables
+from features.members.config import MembersConfig, TagsConfig, load_members_config
+from features.members.levels import compute_levels, read_manual_changes
+from features.members.outputs import read_levels, read_previous_levels, read_previous_tags, write_summary, write_table
+from features.members.tags import apply_tags, read_manual_tags, read_tag_removals, rule_fields
+from serving.members.context import MISSING_HINT, build_context, context_fields, input_columns
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+import bench_members  # noqa: E402 - the benchmark's own generator and 100-tag config
+
+LEVEL_INPUT = {"customers": ("customer_id", "created_at"), "orders": ("customer_id", "ts", "amount", "status")}
+
+
+def canonical(df: pd.DataFrame) -> str:
+    """Dtypes and rows as text; floats to 9 significant digits, missing values as one marker."""
+    parts = [",".join(f"{c}:{t}" for c, t in df.dtypes.astype(str).items())]
+    cols = []
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_float_dtype(s.dtype):
+            cols.append([("NA" if np.isnan(v) else f"{v:.9g}") for v in s.to_numpy(dtype="float64", na_value=np.nan)])
+        else:
+            cols.append(["NA" if pd.isna(v) else str(v) for v in s.astype(object)])
+    parts += ["\x1f".join(row) for row in zip(*cols, strict=True)]
+    return "\n".join(parts)
+
+
+def digest(df: pd.DataFrame) -> str:
+    return hashlib.sha256(canonical(df).encode("utf-8")).hexdigest()[:16]
+
+
+def run_path(data: Path, out: Path, as_of: str, mcfg: MembersConfig, tcfg: TagsConfig, previous: str | None) -> dict:
+    """What ``members apply`` then ``tags apply --members`` do, through the same functions and files."""
+    t = pd.Timestamp(as_of)
+    tables = load_tables(data, required=("orders",), columns=LEVEL_INPUT)
+    prev = read_previous_levels(out / previous / "members") if previous else None
+    changes = read_manual_changes(data / "level_changes.csv", mcfg)
+    res = compute_levels(tables, t, mcfg, prev, changes)
+    write_table(res.levels, out / as_of / "members", "levels")
+    write_table(res.history, out / as_of / "members", "history")
+    write_summary(res.summary, out / as_of / "members")
+
+    tables = {k: drop_pii(v) for k, v in load_tables(data, required=("orders",), columns=input_columns()).items()}
+    levels, _ = read_levels(out / as_of / "members")
+    prev_long, prev_removed, _ = read_previous_tags(out / previous / "tags") if previous else (None, None, None)
+    removed = read_tag_removals(data / "tag_removals.csv", tcfg)
+    if prev_removed is not None:
+        removed = pd.concat([prev_removed, removed], ignore_index=True)
+    ctx, _ = build_context(tables, t, levels, rule_fields(tcfg))
+    fields = context_fields(ctx, mcfg.order)
+    tags = apply_tags(
+        ctx, tables.get("orders"), t, tcfg, fields, prev_long, read_manual_tags(data / "manual_tags.csv", tcfg),
+        removed, hint=MISSING_HINT,
+    )
+    write_table(tags.long, out / as_of / "tags", "tags", csv=False)
+    write_table(tags.counts, out / as_of / "tags", "tag_counts")
+    if tags.removals is not None:
+        write_table(tags.removals, out / as_of / "tags", "manual_removals", csv=False)
+    write_summary(tags.summary, out / as_of / "tags")
+    return {"levels": res.levels, "history": res.history, "context": ctx, "long": tags.long, "counts": tags.counts,
+            "level_summary": res.summary, "tag_summary": tags.summary}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    root = tmp_path_factory.mktemp("members-equal")
+    data = root / "data"
+    bench_members.generate(2000, data, interactions=5, seed=7)
+    ids = [f"C{i:08d}" for i in (3, 17, 256, 1024, 1999)]
+    pd.DataFrame(
+        {
+            "customer_id": ids,
+            "level": ["platinum", "none", "gold", "silver", "gold"],
+            "changed_by": "ops",
+            "changed_at": ["2025-02-01", "2025-03-15", "2025-05-20", "2025-06-10", "2025-07-30"],
+            "reason": "test",
+        }
+    ).to_csv(data / "level_changes.csv", index=False)
+    manual = pd.read_csv(data / "manual_tags.csv", dtype=str)
+    manual.iloc[:5].rename(columns={"added_by": "removed_by", "added_at": "removed_at"}).assign(
+        removed_at="2025-06-15"
+    ).to_csv(data / "tag_removals.csv", index=False)
+    mcfg = load_members_config(ROOT / "configs" / "members.yaml")
+    tcfg = TagsConfig.model_validate(bench_members.tags_config())
+    out = root / "out"
+    first = run_path(data, out, "2025-03-31", mcfg, tcfg, None)
+    second = run_path(data, out, "2025-06-30", mcfg, tcfg, "2025-03-31")
+    return {"2025-03-31": first, "2025-06-30": second}
+
+
+#: digests of the outputs of the code before the speed work (commit 32a1431)
+EXPECTED = {
+    "2025-03-31/levels": "74e184da972296b1",
+    "2025-03-31/history": "ae88537f04355d8b",
+    "2025-03-31/context": "c9997c609f2f868f",
+    "2025-03-31/long": "0e0c51fc7502c170",
+    "2025-03-31/counts": "26231ae14337581e",
+    "2025-06-30/levels": "24e38124745c706d",
+    "2025-06-30/history": "23d9f962fe4e49db",
+    "2025-06-30/context": "a737225e6ce1f287",
+    "2025-06-30/long": "e63c850121cfe616",
+    "2025-06-30/counts": "6458eb745d006346",
+}
+#: the same runs in clear: level counts, manual changes applied, tag rows, tagged customers, history rows
+EXPECTED_COUNTS = {
+    "2025-03-31": ({"none": 1628, "silver": 246, "gold": 25, "platinum": 5}, 2, 15566, 1132, 277),
+    "2025-06-30": ({"none": 1660, "silver": 302, "gold": 33, "platinum": 5}, 2, 17466, 1500, 417),
+}
+
+
+@pytest.mark.parametrize("as_of", ["2025-03-31", "2025-06-30"])
+def test_counts_equal_the_recorded_ones(runs: dict, as_of: str) -> None:
+    r = runs[as_of]
+    got = (
+        r["level_summary"]["levels"],
+        r["level_summary"]["manual_applied"],
+        r["tag_summary"]["rows"],
+        r["tag_summary"]["customers_with_a_tag"],
+        len(r["history"]),
+    )
+    assert got == EXPECTED_COUNTS[as_of]
+
+
+@pytest.mark.parametrize("as_of", ["2025-03-31", "2025-06-30"])
+@pytest.mark.parametrize("name", ["levels", "history", "context", "long", "counts"])
+def test_outputs_equal_the_recorded_ones(runs: dict, as_of: str, name: str) -> None:
+    assert digest(runs[as_of][name]) == EXPECTED[f"{as_of}/{name}"]
