@@ -474,7 +474,10 @@ def _eval(node: Node, df: pd.DataFrame, tags: Mapping[str, np.ndarray], rule: Ru
     spec = rule.fields[node.field]
     col = df[node.field]
     if isinstance(node, Flag):
-        return _bool_array(col)
+        key = ("flag", node.field)
+        if key not in cache:
+            cache[key] = _bool_array(col)
+        return cache[key].copy()
     if spec.kind == "ordered":
         key: tuple[object, ...] = ("rank", node.field, spec.order)
         if key not in cache:
@@ -497,17 +500,26 @@ def _eval(node: Node, df: pd.DataFrame, tags: Mapping[str, np.ndarray], rule: Ru
         with np.errstate(invalid="ignore"):
             return known & _cmp(x, node.op, _number(node.value))
     if spec.kind == "bool":
-        b = col.astype("boolean")
-        known = b.notna().to_numpy()
-        x = b.fillna(False).to_numpy(dtype=bool)
+        key = ("bool", node.field)
+        if key not in cache:
+            b = col.astype("boolean")
+            cache[key] = (b.notna().to_numpy(), b.fillna(False).to_numpy(dtype=bool))
+        known, x = cache[key]
         wanted = [_boolean(v) for v in ((node.value,) if isinstance(node, Compare) else node.values)]
         hit = known & (np.isin(x, wanted))
         negate = (isinstance(node, Compare) and node.op == "!=") or (isinstance(node, InList) and node.negate)
         return known & ~hit if negate else hit
-    # text
-    known = col.notna().to_numpy()
+    # text: the column is factorised once (codes, distinct values) for all rules; a test looks at the few
+    # distinct values, then picks rows by code
+    key = ("text", node.field)
+    if key not in cache:
+        cache[key] = pd.factorize(col)
+    codes, uniques = cache[key]
+    known = codes >= 0
     values = [v.text for v in ((node.value,) if isinstance(node, Compare) else node.values)]
-    hit = col.isin(values).to_numpy(dtype=bool) & known
+    lookup = np.zeros(len(uniques) + 1, dtype=bool)  # the last slot is for code -1 (missing)
+    lookup[:-1] = pd.Index(uniques).isin(values)
+    hit = lookup[codes]
     negate = (isinstance(node, Compare) and node.op == "!=") or (isinstance(node, InList) and node.negate)
     return known & ~hit if negate else hit
 

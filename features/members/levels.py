@@ -106,7 +106,19 @@ def read_manual_changes(path: str | Path, cfg: MembersConfig) -> pd.DataFrame:
 
 
 def positions_in(ids: pd.Index, keys: pd.Series) -> np.ndarray:
-    """Position of each key in ``ids`` (-1 if absent), fast for dictionary-encoded keys."""
+    """Position of each key in ``ids`` (-1 if absent), fast for dictionary-encoded keys.
+
+    Keys in the same order as the start of ``ids`` (a customers table and the levels made from it) are
+    recognised by one elementwise comparison instead of hashing every id.
+    """
+    if (
+        not isinstance(keys.dtype, pd.CategoricalDtype)
+        and 0 < len(keys) <= len(ids)
+        and bool(
+            (ids[: len(keys)].to_numpy(dtype=object, na_value=None) == keys.to_numpy(dtype=object, na_value=None)).all()
+        )
+    ):
+        return np.arange(len(keys))
     if isinstance(keys.dtype, pd.CategoricalDtype):
         cat_pos = ids.get_indexer(keys.cat.categories.astype("string"))
         codes = keys.cat.codes.to_numpy()
@@ -114,10 +126,14 @@ def positions_in(ids: pd.Index, keys: pd.Series) -> np.ndarray:
     return ids.get_indexer(keys.astype("string"))
 
 
-def _population(customers: pd.DataFrame | None, paid_ids: pd.Series, t: pd.Timestamp, extra: list) -> pd.Index:
+def _population(
+    customers: pd.DataFrame | None, paid_ids: pd.Series, t: pd.Timestamp, extra: list
+) -> tuple[pd.Index, np.ndarray | None]:
     """Customers created on or before ``t`` (table order), then buyers up to ``t`` and ``extra`` ids not among them.
 
-    One hash pass per source and no sort: a million Python strings are hashed a few times, never sorted.
+    One hash pass per source and no sort: a million Python strings are hashed a few times, never sorted. When
+    ``paid_ids`` is dictionary-encoded, also the position in the result of each of its categories that is a
+    buyer (-1 for the others), so the orders are placed by their codes without hashing the ids again.
     """
     if customers is not None and len(customers):
         created = customers["created_at"] if "created_at" in customers.columns else None
@@ -127,17 +143,25 @@ def _population(customers: pd.DataFrame | None, paid_ids: pd.Series, t: pd.Times
             ids = ids.drop_duplicates()
     else:
         ids = pd.Index([], dtype="string", name="customer_id")
+    cat_pos = None
     if isinstance(paid_ids.dtype, pd.CategoricalDtype):
-        used = np.unique(paid_ids.cat.codes.to_numpy())
-        buyers = pd.Index(paid_ids.cat.categories[used[used >= 0]].astype("string"))
+        codes = paid_ids.cat.codes.to_numpy()
+        cats = paid_ids.cat.categories.astype("string")
+        used = np.bincount(codes[codes >= 0], minlength=len(cats)) > 0
+        cat_pos = np.where(used, ids.get_indexer(cats), -1)
+        new = used & (cat_pos < 0)
+        if new.any():
+            cat_pos[new] = len(ids) + np.arange(int(new.sum()))
+            ids = ids.append(pd.Index(cats[new]))
+        more_ids = []
     else:
-        buyers = pd.Index(pd.unique(paid_ids.astype("string").dropna()), dtype="string")
-    for more in (buyers, *(pd.Index(pd.unique(pd.Series(x, dtype="string").dropna()), dtype="string") for x in extra)):
-        new = more[ids.get_indexer(more) < 0]
-        if len(new):
-            ids = ids.append(new)
+        more_ids = [pd.Index(pd.unique(paid_ids.astype("string").dropna()), dtype="string")]
+    for more in (*more_ids, *(pd.Index(pd.unique(pd.Series(x, dtype="string").dropna()), dtype="string") for x in extra)):
+        new_ids = more[ids.get_indexer(more) < 0]
+        if len(new_ids):
+            ids = ids.append(new_ids)
     ids.name = "customer_id"
-    return ids
+    return ids, cat_pos
 
 
 def window_start(cfg: MembersConfig, t: pd.Timestamp) -> pd.Timestamp | None:
@@ -194,7 +218,7 @@ def compute_levels(
     extra = []
     if previous is not None:
         extra.append(previous.levels["customer_id"])
-    ids = _population(tables.get("customers"), buyers, t, extra)
+    ids, buyer_pos = _population(tables.get("customers"), buyers, t, extra)
     if manual_now is not None and len(manual_now):
         # a manually changed customer is a member even with no customer row or order up to T (counted)
         new = ~manual_now["customer_id"].isin(ids)
@@ -245,7 +269,11 @@ def compute_levels(
     summary["manual_applied"] = int(manual_hit.sum())
 
     # paid orders that count: in the window and after the customer's last manual change
-    opos = positions_in(ids, paid["customer_id"])
+    if buyer_pos is not None:  # every paid order in the window is a buyer's, placed by _population
+        codes = paid["customer_id"].cat.codes.to_numpy()
+        opos = np.where(codes >= 0, buyer_pos[np.maximum(codes, 0)], -1)
+    else:
+        opos = positions_in(ids, paid["customer_id"])
     ots = paid["ts"].to_numpy(dtype="datetime64[ns]")
     keep = opos >= 0
     a = anchor[np.maximum(opos, 0)]
@@ -388,10 +416,17 @@ def _progress(cfg: MembersConfig, rank: np.ndarray, spend: np.ndarray, count: np
             no = np.maximum(int(r["orders"]) - count[sel], 0).astype(np.int64)
             need_orders[sel] = no
             prog[sel] = np.maximum(prog[sel], np.minimum(count[sel] / r["orders"], 1.0))
-        # one text per distinct (amount, orders) pair, however many customers share it
-        pairs, inv = np.unique(np.column_stack([ns, no.astype("float64")]), axis=0, return_inverse=True)
-        texts = np.array([_progress_text(cfg.currency, a, int(o), levels[k].zh) for a, o in pairs], dtype=object)
-        text[sel] = texts[inv.reshape(-1)]
+        # one text per distinct (amount, orders) pair, however many customers share it: both parts are
+        # factorised (hashing, no sort) and the pair is one integer code
+        a_code, a_vals = pd.factorize(ns)
+        o_code, o_vals = pd.factorize(no)
+        pair, pairs = pd.factorize(a_code.astype(np.int64) * len(o_vals) + o_code)
+        texts = np.array(
+            [_progress_text(cfg.currency, a_vals[p // len(o_vals)], int(o_vals[p % len(o_vals)]), levels[k].zh)
+             for p in pairs],
+            dtype=object,
+        )
+        text[sel] = texts[pair]
     return pd.DataFrame(
         {
             "next_level": pd.array(np.where(has_next, np.array(cfg.order, dtype=object)[nxt], None), dtype="string"),

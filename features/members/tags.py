@@ -331,7 +331,10 @@ def _long_table(
         src[len(pos) - len(manual) :] = [src_code[b] for b in manual_sources]
     return pd.DataFrame(
         {
-            "customer_id": pd.Categorical.from_codes(pos, categories=pd.Index(ids, dtype="string")),
+            # ids itself (string, checked unique by apply_tags): its cached uniqueness is not hashed again
+            "customer_id": pd.Categorical.from_codes(
+                pos, categories=ids if ids.dtype == "string" else pd.Index(ids, dtype="string")
+            ),
             "tag": pd.Categorical.from_codes(tag, categories=names),
             "kind": pd.Categorical.from_codes(kind_code[tag], categories=kind_names),
             "since": since,
