@@ -138,7 +138,7 @@ def build_context(
         summ["frequency"] = summ["frequency"].fillna(0.0)
         summ["monetary"] = summ["monetary"].fillna(0.0)
         summ["avg_repeat_value"] = summ["avg_repeat_value"].fillna(0.0)
-        X = summ.reset_index()
+        X = summ  # the models read columns by name and rows by position: no copy with a customer_id column
         for c in summ.columns:
             ctx[c] = summ[c].to_numpy()
         notes["rfm"] = "not needed"
@@ -192,7 +192,9 @@ def build_context(
         for c in add:
             ctx[c] = feats[c].reindex(ids).to_numpy()
         notes["features"] = add
-    return ctx.reset_index(drop=True), notes
+    if not ctx.index.equals(pd.RangeIndex(len(ctx))):
+        ctx = ctx.reset_index(drop=True)
+    return ctx, notes
 
 
 def input_columns() -> dict[str, tuple[str, ...]]:
