@@ -159,10 +159,14 @@ def product_tag_masks(
     sub = orders.loc[base, ["customer_id", "ts", "category"]]
     pos = positions_in(ids, sub["customer_id"])
     sub_ts = sub["ts"].to_numpy(dtype="datetime64[ns]")
-    cat = sub["category"]
+    # categories factorised once; each tag then looks its few categories up in a table indexed by code
+    codes, uniques = pd.factorize(sub["category"])
+    known = pos >= 0
     for t in specs:
         in_window = sub_ts > np.datetime64(as_of - pd.Timedelta(days=int(t.window_days or 0)), "ns")
-        hit = in_window & cat.isin(t.categories or []).to_numpy(dtype=bool) & (pos >= 0)
+        lookup = np.zeros(len(uniques) + 1, dtype=bool)  # the last slot is for code -1 (no category)
+        lookup[:-1] = pd.Index(uniques).isin(t.categories or [])
+        hit = in_window & lookup[codes] & known
         out[t.name][pos[hit]] = True
     return out
 
