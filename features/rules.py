@@ -473,13 +473,14 @@ def _eval(node: Node, df: pd.DataFrame, tags: Mapping[str, np.ndarray], rule: Ru
         return arr
     spec = rule.fields[node.field]
     col = df[node.field]
+    key: tuple[object, ...]
     if isinstance(node, Flag):
         key = ("flag", node.field)
         if key not in cache:
             cache[key] = _bool_array(col)
         return cache[key].copy()
     if spec.kind == "ordered":
-        key: tuple[object, ...] = ("rank", node.field, spec.order)
+        key = ("rank", node.field, spec.order)
         if key not in cache:
             cache[key] = pd.Categorical(col, categories=list(spec.order)).codes.astype(np.int16)
         codes = cache[key]

@@ -153,10 +153,11 @@ def _population(
         if new.any():
             cat_pos[new] = len(ids) + np.arange(int(new.sum()))
             ids = ids.append(pd.Index(cats[new]))
-        more_ids = []
+        more_ids: list[pd.Index] = []
     else:
         more_ids = [pd.Index(pd.unique(paid_ids.astype("string").dropna()), dtype="string")]
-    for more in (*more_ids, *(pd.Index(pd.unique(pd.Series(x, dtype="string").dropna()), dtype="string") for x in extra)):
+    more_ids += [pd.Index(pd.unique(pd.Series(x, dtype="string").dropna()), dtype="string") for x in extra]
+    for more in more_ids:
         new_ids = more[ids.get_indexer(more) < 0]
         if len(new_ids):
             ids = ids.append(new_ids)
