@@ -84,19 +84,7 @@ def build_context(
     import pandas as pd
 
     notes: dict[str, Any] = {}
-    ctx = levels[
-        [
-            "customer_id",
-            "member_level",
-            "member_level_zh",
-            "level_rank",
-            "window_spend",
-            "window_orders",
-            "next_level",
-            "level_progress",
-            "progress",
-        ]
-    ].copy()
+    ctx = levels[["customer_id", *LEVEL_CONTEXT_COLUMNS]].copy()
     ctx["customer_id"] = ctx["customer_id"].astype("string")
     ids = pd.Index(ctx["customer_id"])
     need = set(needed)
@@ -197,13 +185,50 @@ def build_context(
     return ctx, notes
 
 
-def input_columns() -> dict[str, tuple[str, ...]]:
-    """Columns tags read from each table: what the feature builder and the RFM summary read, plus category."""
+#: event tables the context reads only for engagement columns or point-in-time features
+EVENT_TABLES = ("interactions", "marketing_touches")
+#: level columns the context copies from the levels frame
+LEVEL_CONTEXT_COLUMNS = (
+    "member_level",
+    "member_level_zh",
+    "level_rank",
+    "window_spend",
+    "window_orders",
+    "next_level",
+    "level_progress",
+    "progress",
+)
+
+
+def input_columns(needed: Sequence[str] | None = None) -> dict[str, tuple[str, ...]]:
+    """Columns tags read from each table: what the feature builder and the RFM summary read, plus category.
+
+    With ``needed`` (the rule fields, :func:`features.members.tags.rule_fields`), the event tables map to no
+    column at all when every needed field comes from the levels, the profile, BANT, the purchase summary,
+    RFM or the value tier: ``load_tables`` then reads only their row count instead of, say, 20 million
+    interactions. Any other field (engagement, a feature, a ``--scores`` column) keeps them.
+    """
     from features.build import FEATURE_INPUT_COLUMNS
 
     cols = {k: tuple(v) for k, v in FEATURE_INPUT_COLUMNS.items()}
     cols["customers"] = tuple(dict.fromkeys([*cols["customers"], *PROFILE_COLUMNS]))
     cols["orders"] = (*cols["orders"], "category")
+    if needed is not None:
+        from training.segment import SegmentConfig
+        from training.segment import input_columns as summary_columns
+
+        without_events = {
+            *LEVEL_CONTEXT_COLUMNS,
+            *PROFILE_COLUMNS,
+            "crm_member_level",
+            "fit_score",
+            "fit_grade",
+            *summary_columns(SegmentConfig().window_days)[1:6],
+            *RFM_COLUMNS,
+            *TIER_COLUMNS,
+        }
+        if set(needed) <= without_events:
+            cols |= {t: () for t in EVENT_TABLES}
     return cols
 
 

@@ -107,7 +107,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = root / "out"
     first = run_path(data, out, "2025-03-31", mcfg, tcfg, None)
     second = run_path(data, out, "2025-06-30", mcfg, tcfg, "2025-03-31")
-    return {"2025-03-31": first, "2025-06-30": second}
+    return {"2025-03-31": first, "2025-06-30": second, "data": {"dir": data, "tags": tcfg, "members": mcfg}}
 
 
 #: digests of the outputs of the code before the speed work (commit 32a1431)
@@ -147,3 +147,17 @@ def test_counts_equal_the_recorded_ones(runs: dict, as_of: str) -> None:
 @pytest.mark.parametrize("name", ["levels", "history", "context", "long", "counts"])
 def test_outputs_equal_the_recorded_ones(runs: dict, as_of: str, name: str) -> None:
     assert digest(runs[as_of][name]) == EXPECTED[f"{as_of}/{name}"]
+
+
+def test_event_tables_are_not_read_when_no_rule_needs_them(runs: dict) -> None:
+    d = runs["data"]
+    needed = rule_fields(d["tags"])
+    cols = input_columns(needed)
+    assert cols["interactions"] == () and cols["marketing_touches"] == ()
+    assert input_columns([*needed, "interactions_90d"])["interactions"] == input_columns()["interactions"]
+    assert input_columns([*needed, "lead_grade"])["interactions"] != ()  # a --scores column: kept, to be safe
+    lean = load_tables(d["dir"], required=("orders",), columns=cols)
+    assert lean["interactions"].shape == (10_000, 0)  # the row count only
+    t = pd.Timestamp("2025-06-30")
+    ctx, _ = build_context(lean, t, runs["2025-06-30"]["levels"], needed)
+    assert digest(ctx) == EXPECTED["2025-06-30/context"]
