@@ -16,7 +16,13 @@ members_app = typer.Typer(
 )
 
 #: the columns members apply reads (no PII)
-LEVEL_INPUT_COLUMNS = {"customers": ("customer_id", "created_at"), "orders": ("customer_id", "ts", "amount", "status")}
+#: what levels read: the event tables map to no column (load_tables then reads only their row count)
+LEVEL_INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id", "created_at"),
+    "orders": ("customer_id", "ts", "amount", "status"),
+    "interactions": (),
+    "marketing_touches": (),
+}
 
 
 def parse_as_of(as_of: str):

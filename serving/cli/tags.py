@@ -83,7 +83,7 @@ def apply_cmd(
         mcfg = load_members_config(members_config)
         needed = rule_fields(cfg)
         progress("reading tables")
-        tables = {k: drop_pii(v) for k, v in load_tables(data, required=("orders",), columns=input_columns()).items()}
+        tables = {k: drop_pii(v) for k, v in load_tables(data, required=("orders",), columns=input_columns(needed)).items()}
         progress("member levels")
         if members is not None:
             levels, msum = read_levels(members)
