@@ -25,6 +25,13 @@ def _chunks(message: str) -> list[str]:
     return [c.strip(" .,;:()–—·") for c in _PLACEHOLDER.split(message)]
 
 
+def _prose(chunk: str) -> bool:
+    """Two or more English words in ``chunk`` besides identifiers (``customer_segments v`` is a model name and a
+    version prefix, shown as is in both languages)."""
+    words = [w for w in chunk.split() if "_" not in w and re.fullmatch(r"[A-Za-z][A-Za-z'-]+[.,:;!?]?", w)]
+    return len(words) >= 2
+
+
 def _normal(text: str) -> str:
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", html.unescape(text)).split())
 
@@ -46,7 +53,7 @@ def untranslated(text: str, lang: str) -> list[str]:
         if zh == msgid:
             continue
         if lang == "zh":
-            parts = [c for c in _chunks(msgid) if len(c) >= 12 and " " in c and not _CJK.search(c)]
+            parts = [c for c in _chunks(msgid) if len(c) >= 12 and _prose(c) and not _CJK.search(c)]
         else:
             parts = [c for c in _chunks(zh) if len(_CJK.findall(c)) >= 4 and c not in english]
         found += [f"{msgid!r}: {p!r}" for p in parts if " ".join(p.split()) in flat]
