@@ -33,6 +33,7 @@ from typer.core import TyperGroup
 from serving.i18n import (
     LanguageError,
     _,
+    framework_language,
     get_language,
     normalize_language,
     resolve_language,
@@ -395,5 +396,5 @@ class LocalizedGroup(TyperGroup):
                 typer.echo(f"{_('warning')}: CRMSCORE_LANG: {e}", err=True)
             lang = "en"  # a bad --lang is refused by the command itself (exit 2)
         localize(self, lang)
-        with using_language(lang):
+        with using_language(lang), framework_language(lang):  # click's and typer's own texts too
             return super().main(args, *a, **kw)

@@ -6,6 +6,11 @@ Messages are written in English in the code and looked up with :func:`_`; the Ch
 ``python -m serving.i18n.catalogue update`` adds new messages to the ``.po`` and recompiles). Field names and
 JSON keys are never translated. The language is chosen per command (``--lang``), else ``$CRMSCORE_LANG``,
 else English.
+
+Typer marks its own texts (panel titles, "[default: …]", "Try … for help.") with gettext in the default domain,
+as click does; :func:`framework_language` binds this catalogue as that domain while a command runs in Chinese,
+and ``catalogue.FRAMEWORK_MESSAGES`` lists the ones translated here. Typer's vendored click has no gettext, so
+its usage line, the --help option's help and its parse errors stay English.
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ __all__ = [
     "translate",
     "translations",
     "using_language",
+    "framework_language",
 ]
 
 
@@ -112,3 +118,32 @@ def using_language(lang: str | None) -> Iterator[Lang]:
         yield code
     finally:
         _current.reset(token)
+
+
+@contextmanager
+def framework_language(lang: str | None) -> Iterator[Lang]:
+    """Within the block, click's and typer's own messages are in ``lang``.
+
+    They call :func:`gettext.gettext` (the default domain); for Chinese this binds the ``crmscore`` catalogue
+    with :func:`gettext.bindtextdomain`/:func:`gettext.textdomain` and sets ``$LANGUAGE``, the variable gettext
+    reads to choose the catalogue's language. Domain and variable are put back on exit. Typer builds its panel
+    titles when ``typer.rich_utils`` is first imported, so they follow the language of the first help or error a
+    process shows (one per run of ``crmscore``).
+    """
+    code = normalize_language(lang) or _current.get()
+    if code == "en":
+        yield code
+        return
+    domain = _gettext.textdomain()
+    language = os.environ.get("LANGUAGE")
+    _gettext.bindtextdomain(DOMAIN, str(LOCALE_DIR))
+    _gettext.textdomain(DOMAIN)
+    os.environ["LANGUAGE"] = code
+    try:
+        yield code
+    finally:
+        _gettext.textdomain(domain)
+        if language is None:
+            os.environ.pop("LANGUAGE", None)
+        else:
+            os.environ["LANGUAGE"] = language

@@ -8,7 +8,9 @@ Messages come from four places:
   (``progress("stage")``) or a chart label (``label("…")``) in ``features/``, ``training/`` and ``serving/``,
   plus the report's definitions (``serving.report.tables.DEFINITIONS``);
 * the profile page: ``t('…')`` in ``serving/ui/static/profile.js`` and ``data-i18n*="…"`` attributes in
-  ``profile.html``.
+  ``profile.html``;
+* typer's own texts (panel titles, defaults, "Try … for help."): the fixed list :data:`FRAMEWORK_MESSAGES`,
+  shown translated through :func:`serving.i18n.framework_language`.
 
 ``python -m serving.i18n.catalogue update`` adds new messages to ``locale/zh/LC_MESSAGES/crmscore.po`` (with an
 empty translation) and compiles the ``.mo`` with GNU ``msgfmt``; ``python -m serving.i18n.catalogue missing``
@@ -34,6 +36,33 @@ MESSAGE_CALLS = {"_", "N_", "M_", "translate", "progress", "label"}
 STATIC = Path(__file__).resolve().parents[1] / "ui" / "static"
 _JS_MESSAGE = re.compile(r"\bt\(\s*'((?:[^'\\]|\\.)*)'")
 _HTML_MESSAGE = re.compile(r'\bdata-i18n(?:-[a-z-]+)?="([^"]*)"')
+
+
+#: typer's own messages translated here: the ones typer 0.29 passes to gettext (``typer/core.py``,
+#: ``typer/rich_utils.py``), verbatim. Typer's vendored click (``typer._click``) has no gettext: its usage line
+#: ("Usage:"), the --help option's help and its parse errors ("No such option", "Missing option", "Invalid
+#: value for") are plain English strings there and stay English.
+FRAMEWORK_MESSAGES: tuple[str, ...] = (
+    # help
+    "Options",
+    "Commands",
+    "Arguments",
+    "[default: {}]",
+    "[env var: {}]",
+    "[required]",
+    "(deprecated) ",
+    "default: {default}",
+    "env var: {var}",
+    "required",
+    "(dynamic)",
+    # errors
+    "Error",
+    "Try [blue]'{command_path} {help_option}'[/] for help.",
+    "Missing command.",
+    "No such command {name!r}.",
+    "Aborted!",
+    "Aborted.",
+)
 
 
 def po_path(lang: str = "zh") -> Path:
@@ -113,10 +142,15 @@ def page_messages() -> dict[str, str]:
     )
 
 
+def framework_messages() -> dict[str, str]:
+    """:data:`FRAMEWORK_MESSAGES` → ``click/typer`` (where they are used)."""
+    return dict.fromkeys(FRAMEWORK_MESSAGES, "click/typer")
+
+
 def all_messages() -> dict[str, str]:
     """Every user-facing message → one place it is used."""
     out = help_messages()
-    for part in (code_messages(), page_messages()):
+    for part in (code_messages(), page_messages(), framework_messages()):
         for k, v in part.items():
             out.setdefault(k, v)
     return out
