@@ -96,19 +96,78 @@ def _command_paths() -> list[tuple[list[str], str]]:
     return out
 
 
+#: renders every command's help, and a bad option's error, in one fresh process: typer builds its panel titles
+#: ("Options", "Error") in the language of the first help a process shows, as `crmscore` does once per run
+_RENDER = """
+import json, sys
+from typer.testing import CliRunner
+from serving.cli.main import app
+lang, paths = sys.argv[1], json.loads(sys.argv[2])
+runner = CliRunner(env={"TERMINAL_WIDTH": "250", "CRMSCORE_LANG": ""})
+out = []
+for path in [*paths, ["score", "--no-such-option"], ["no-such-command"]]:
+    r = runner.invoke(app, ["--lang", lang, *path] + ([] if "no-such" in " ".join(path) else ["--help"]))
+    out.append([path, r.exit_code, r.output])
+print(json.dumps(out))
+"""
+
+
+def _render_help(lang: str, paths: list[list[str]]) -> list[tuple[list[str], int, str]]:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
+    r = subprocess.run(
+        [sys.executable, "-c", _RENDER, lang, json.dumps(paths)],
+        capture_output=True, text=True, encoding="utf-8", env={**env, "CRMSCORE_LANG": ""}, check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    return [(p, code, text) for p, code, text in json.loads(r.stdout)]
+
+
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_help_of_every_command_in_both_languages(lang: str) -> None:
-    from serving.cli.main import app
+    from serving.i18n.catalogue import FRAMEWORK_MESSAGES
 
-    runner = CliRunner(env={"TERMINAL_WIDTH": "250", "CRMSCORE_LANG": ""})
     paths = _command_paths()
     assert len(paths) > 20
-    for path, help_text in paths:
-        r = runner.invoke(app, ["--lang", lang, *path, "--help"])
-        assert r.exit_code == 0, (path, r.output)
-        assert untranslated(r.output, lang) == [], (path, r.output)
+    rendered = _render_help(lang, [p for p, _help in paths])
+    titles = {"Options": "选项", "Commands": "命令", "Error": "错误"}
+    want, other = (titles.keys(), titles.values()) if lang == "en" else (titles.values(), titles.keys())
+    for (path, help_text), (_path, code, output) in zip(paths, rendered, strict=False):
+        assert code == 0, (path, output)
+        assert untranslated(output, lang) == [], (path, output)
         first = _normal(translate(help_text, lang)).split("。")[0].split(". ")[0][:20]
-        assert first in _normal(r.output), (path, first, r.output)
+        assert first in _normal(output), (path, first, output)
+        # typer's own texts (FRAMEWORK_MESSAGES) follow the language: the panel titles, "[default: …]"
+        shown = {t for t in (*want, *other) if f"─ {t} ─" in output}
+        assert shown and shown <= set(want), (path, output)
+        if lang == "zh":
+            assert "[default:" not in output and all(m in FRAMEWORK_MESSAGES for m in titles), (path, output)
+    (_p, code, bad_option), (_q, code2, bad_command) = rendered[-2:]
+    assert code == code2 == 2
+    if lang == "zh":
+        assert "─ 错误 ─" in bad_option and "运行 'crmscore score --help' 查看帮助。" in bad_option, bad_option
+        assert "没有命令 'no-such-command'。" in bad_command and "─ Error ─" not in bad_command, bad_command
+    else:
+        assert "─ Error ─" in bad_option and "Try 'crmscore score --help' for help." in bad_option, bad_option
+        assert "No such command 'no-such-command'." in bad_command, bad_command
+
+
+def test_framework_messages_are_bound_only_while_a_chinese_command_runs() -> None:
+    import gettext
+    import os
+
+    from serving.i18n import framework_language
+
+    before = (gettext.textdomain(), os.environ.get("LANGUAGE"))
+    with framework_language("zh"):
+        assert gettext.gettext("Options") == "选项" and gettext.gettext("[required]") == "[必填]"
+    with framework_language("en"):
+        assert gettext.gettext("Options") == "Options"
+    assert (gettext.textdomain(), os.environ.get("LANGUAGE")) == before
+    assert gettext.gettext("Options") == "Options"
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
