@@ -30,9 +30,15 @@ class Message(str):
     def localized(self, translate: Callable[[str], str]) -> str:
         """The message with its template passed through ``translate`` (English when that fails)."""
         try:
-            return translate(self.template).format(**self.fields)
+            return translate(self.template).format(**{k: _localized(v, translate) for k, v in self.fields.items()})
         except (KeyError, IndexError, ValueError):
             return str(self)
+
+
+def _localized(value: Any, translate: Callable[[str], str]) -> Any:
+    """A field that is itself a message (or an error raised with one, e.g. a wrapped reader error), localized."""
+    inner = message_of(value) if isinstance(value, BaseException) else value
+    return inner.localized(translate) if isinstance(inner, Message) else value
 
 
 def _rebuild(template: str, fields: dict[str, Any]) -> Message:

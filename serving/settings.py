@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from features.messages import M_
+
 #: Environment variable → settings field it overrides.
 ENV_OVERRIDES = {
     "CRMSCORE_PIN_MODELS": "pin_models",
@@ -179,7 +181,10 @@ def load_settings(path: str | Path | None = None) -> ServingSettings:
         overrides = ServingEnv().overrides()
     except ValidationError as e:
         first = e.errors()[0]
-        raise ConfigError(f"environment variable CRMSCORE_{str(first['loc'][0]).upper()}: {first['msg']}") from None
+        raise ConfigError(M_(
+            "environment variable CRMSCORE_{setting}: {msg}",
+            setting=str(first['loc'][0]).upper(), msg=first['msg'],
+        )) from None
     if not overrides:
         return base
     try:
@@ -188,7 +193,7 @@ def load_settings(path: str | Path | None = None) -> ServingSettings:
         first = e.errors()[0]
         field = str(first["loc"][0])
         var = next(v for v, f in ENV_OVERRIDES.items() if f == field)
-        raise ConfigError(f"environment variable {var}: {first['msg']}") from None
+        raise ConfigError(M_("environment variable {var}: {msg}", var=var, msg=first['msg'])) from None
 
 
 def load_api_keys() -> frozenset[str]:
@@ -199,7 +204,7 @@ def load_api_keys() -> frozenset[str]:
     if f:
         p = Path(f)
         if not p.is_file():
-            raise FileNotFoundError(f"CRMSCORE_API_KEYS_FILE: file not found: {p}")
+            raise FileNotFoundError(M_("CRMSCORE_API_KEYS_FILE: file not found: {path}", path=p))
         for line in p.read_text(encoding="utf-8").splitlines():
             line = line.split("#", 1)[0].strip()
             keys.add(line)

@@ -36,6 +36,8 @@ from scipy.special import betaln, gammaln, hyp2f1
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from features.messages import M_
+
 #: Columns of the per-customer transaction summary produced by :func:`summarise_transactions`.
 SUMMARY_COLUMNS = ("frequency", "recency_days", "tenure_days", "monetary", "avg_repeat_value")
 
@@ -58,10 +60,13 @@ def summarise_transactions(
     as_of = pd.Timestamp(as_of)
     missing = [c for c in (customer_col, time_col, amount_col) if c not in transactions.columns]
     if missing:
-        raise ValueError(f"transactions: missing column(s) {', '.join(missing)}")
+        raise ValueError(M_("transactions: missing column(s) {missing}", missing=', '.join(missing)))
     tx = transactions.loc[transactions[time_col] <= as_of, [customer_col, time_col, amount_col]]
     if tx[amount_col].isna().any():
-        raise ValueError(f"transactions: {int(tx[amount_col].isna().sum())} row(s) have no {amount_col}")
+        raise ValueError(M_(
+            "transactions: {n_rows} row(s) have no {amount_col}",
+            n_rows=int(tx[amount_col].isna().sum()), amount_col=amount_col,
+        ))
     day = tx[time_col].dt.floor("D")
     daily = (
         pd.DataFrame(
@@ -114,7 +119,7 @@ def _as_model_inputs(X: pd.DataFrame, unit: float) -> tuple[np.ndarray, np.ndarr
     """(x, t_x, T) in model time units from the day-based summary, with checks that name the problem."""
     missing = [c for c in ("frequency", "recency_days", "tenure_days") if c not in X.columns]
     if missing:
-        raise ValueError(f"BG/NBD input: missing column(s) {', '.join(missing)}")
+        raise ValueError(M_("BG/NBD input: missing column(s) {missing}", missing=', '.join(missing)))
     x = X["frequency"].to_numpy(dtype="float64")
     rec = X["recency_days"].to_numpy(dtype="float64")
     ten = X["tenure_days"].to_numpy(dtype="float64")
@@ -123,9 +128,12 @@ def _as_model_inputs(X: pd.DataFrame, unit: float) -> tuple[np.ndarray, np.ndarr
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(
-            f"BG/NBD input: {int(bad.sum())} row(s) invalid (need frequency >= 0, 0 <= recency_days <= "
-            f"tenure_days, and recency_days < tenure_days when frequency > 0); first at position {i}: "
-            f"frequency={x[i]}, recency_days={rec[i]}, tenure_days={ten[i]}"
+            M_(
+                "BG/NBD input: {n_rows} row(s) invalid (need frequency >= 0, 0 <= recency_days <= tenure_days, and "
+                "recency_days < tenure_days when frequency > 0); first at position {index}: frequency={frequency}, "
+                "recency_days={recency_days}, tenure_days={tenure_days}",
+                n_rows=int(bad.sum()), index=i, frequency=x[i], recency_days=rec[i], tenure_days=ten[i],
+            )
         )
     return x, (ten - rec) / unit, ten / unit
 
@@ -214,7 +222,7 @@ class BGNBDModel(BaseEstimator, TransformerMixin):
         """Estimate ``r, alpha, a, b`` from the buyers' summary."""
         x, t_x, T = _as_model_inputs(X, float(self.time_unit_days))
         if len(x) < 2 or not (x > 0).any():
-            raise ValueError("BG/NBD: need at least two buyers and at least one repeat purchase to fit")
+            raise ValueError(M_("BG/NBD: need at least two buyers and at least one repeat purchase to fit"))
         (ux, ut, uT), w = _unique_weights(x, t_x, T)
         n = w.sum()
         pen = float(self.penalizer)
@@ -341,15 +349,18 @@ class GammaGammaModel(BaseEstimator, TransformerMixin):
     def _inputs(X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         missing = [c for c in ("frequency", "avg_repeat_value") if c not in X.columns]
         if missing:
-            raise ValueError(f"Gamma-Gamma input: missing column(s) {', '.join(missing)}")
+            raise ValueError(M_("Gamma-Gamma input: missing column(s) {missing}", missing=', '.join(missing)))
         x = X["frequency"].to_numpy(dtype="float64")
         m = X["avg_repeat_value"].to_numpy(dtype="float64")
         bad = np.isnan(x) | np.isnan(m) | (x < 0) | (m < 0)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"Gamma-Gamma input: {int(bad.sum())} row(s) with missing or negative frequency or "
-                f"avg_repeat_value; first at position {i}: frequency={x[i]}, avg_repeat_value={m[i]}"
+                M_(
+                    "Gamma-Gamma input: {n_rows} row(s) with missing or negative frequency or avg_repeat_value; first "
+                    "at position {index}: frequency={frequency}, avg_repeat_value={avg_value}",
+                    n_rows=int(bad.sum()), index=i, frequency=x[i], avg_value=m[i],
+                )
             )
         return x, m
 
@@ -358,7 +369,7 @@ class GammaGammaModel(BaseEstimator, TransformerMixin):
         x, m = self._inputs(X)
         keep = (x > 0) & (m > 0)
         if keep.sum() < 2:
-            raise ValueError("Gamma-Gamma: need at least two customers with repeat purchases of value > 0")
+            raise ValueError(M_("Gamma-Gamma: need at least two customers with repeat purchases of value > 0"))
         (ux, um), w = _unique_weights(x[keep], m[keep])
         n = w.sum()
         pen = float(self.penalizer)
@@ -386,7 +397,7 @@ class GammaGammaModel(BaseEstimator, TransformerMixin):
         x, m = self._inputs(X)
         p, q, v = self.params_["p"], self.params_["q"], self.params_["v"]
         if q <= 1:
-            raise ValueError(f"Gamma-Gamma: q={q:.3f} <= 1, the mean spend is infinite; check the spend data")
+            raise ValueError(M_("Gamma-Gamma: q={q:.3f} <= 1, the mean spend is infinite; check the spend data", q=q))
         return p * (v + x * m) / (p * x + q - 1)
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from features.config import FeatureConfig, LabelConfig
+from features.messages import M_
 
 CANDIDATES = ("logreg", "tree", "forest", "xgboost")
 
@@ -65,7 +66,10 @@ class TrainConfig(BaseModel):
     def _known(cls, v: list[str]) -> list[str]:
         bad = [c for c in v if c not in CANDIDATES]
         if bad or not v:
-            raise ValueError(f"unknown candidate(s) {bad}; choose from {list(CANDIDATES)}")
+            raise ValueError(M_(
+                "unknown candidate(s) {unknown}; choose from {candidates}",
+                unknown=bad, candidates=list(CANDIDATES),
+            ))
         return v
 
     def registered_name(self) -> str:

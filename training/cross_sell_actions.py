@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from features.messages import M_
 from features.rules import FieldSpec, Rule, RuleError, compile_rule, parse_rule
 
 
@@ -94,11 +95,11 @@ class ActionsConfig(BaseModel):
     @classmethod
     def _unique(cls, v: list[ActionRule]) -> list[ActionRule]:
         if not v:
-            raise ValueError("rules: at least one rule is needed")
+            raise ValueError(M_("rules: at least one rule is needed"))
         seen: set[str] = set()
         for r in v:
             if r.name in seen:
-                raise ValueError(f"rules: name {r.name!r} appears twice")
+                raise ValueError(M_("rules: name {name!r} appears twice", name=r.name))
             seen.add(r.name)
         return v
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from features.messages import M_
 from training.scores import readable_label
 
 __all__ = [
@@ -102,7 +103,10 @@ def contributions(est: Any, Z: np.ndarray, method: str = "exact", n_threads: int
         float32 for XGBoost (as XGBoost's own), float64 for linear models.
     """
     if method not in REASON_METHODS:
-        raise ValueError(f"reasons method {method!r}: use {' or '.join(REASON_METHODS)}")
+        raise ValueError(M_(
+            "reasons method {method!r}: use {methods}",
+            method=method, methods=' or '.join(REASON_METHODS),
+        ))
     if hasattr(est, "get_booster"):
         import xgboost as xgb
 

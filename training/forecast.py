@@ -456,7 +456,9 @@ def _forecast_paid(
                 td_fit = fit
             parts.append(weeks.assign(group=g, method="top_down", **f.to_dict("list")))
     if not parts:
-        raise ValueError("no forecast could be made: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+        raise ValueError(M_(
+            "no forecast could be made: {reasons}", reasons="; ".join(f"{k}: {v}" for k, v in errors.items())
+        ))
     table = pd.concat(parts, ignore_index=True)[list(FORECAST_COLUMNS)]
     return ForecastResult(table=table, history=history, bottom_up_fit=bu_fit, top_down_fit=td_fit, errors=errors)
 

@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from training.forecast import (
     TOTAL,
     ForecastConfig,
@@ -57,7 +58,7 @@ def horizon_factor(week: np.ndarray | pd.Series, scale: HorizonScale = "sqrt") -
         return np.sqrt(np.clip(h, 1.0, None))
     if scale == "none":
         return np.ones_like(h)
-    raise ValueError(f"horizon_scale: expected 'sqrt' or 'none', got {scale!r}")
+    raise ValueError(M_("horizon_scale: expected 'sqrt' or 'none', got {scale!r}", scale=scale))
 
 
 def log_residuals(rows: pd.DataFrame, scale: HorizonScale = "none") -> np.ndarray:
@@ -188,7 +189,7 @@ def rolling_evaluation(
     actual = weekly_revenue(paid, as_of, start=first)[TOTAL]
     evals = backtest_origins(first, as_of, cfg)
     if not evals:
-        raise ValueError(f"rolling evaluation: no backtest origin before {as_of}")
+        raise ValueError(M_("rolling evaluation: no backtest origin before {as_of}", as_of=as_of))
     cache: dict[pd.Timestamp, tuple[pd.DataFrame, str, dict[str, str]]] = {}
     parts: list[pd.DataFrame] = []
     notes: list[str] = []
@@ -214,7 +215,7 @@ def rolling_evaluation(
                 parts.append(part)
             used.append(e)
     if not parts:
-        raise ValueError("rolling evaluation: no origin had a calibrated interval; " + "; ".join(notes))
+        raise ValueError(M_("rolling evaluation: no origin had a calibrated interval; {notes}", notes="; ".join(notes)))
     rows = pd.concat(parts, ignore_index=True)
     metrics: dict[str, float] = {"n_origins": float(len(used))}
     for m, d in rows.groupby("method", sort=True):

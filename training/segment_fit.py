@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import drop_pii
+from features.messages import M_
 from features.progress import ProgressCallback, no_progress
 from training.btyd import BGNBDModel, count_purchase_days, evaluate_holdout, summarise_transactions
 from training.segment import CustomerSegmenter, input_columns, resolve_as_of, summarise_customers
@@ -151,7 +152,7 @@ def paid_orders(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Paid orders on or before ``as_of``; a clear error when there is none."""
     paid = orders.loc[(orders["status"] == "paid").fillna(False).to_numpy(dtype=bool) & (orders["ts"] <= as_of)]
     if paid.empty:
-        raise ValueError(f"orders: no paid order on or before {as_of}")
+        raise ValueError(M_("orders: no paid order on or before {as_of}", as_of=as_of))
     return paid
 
 

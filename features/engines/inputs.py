@@ -14,6 +14,7 @@ from typing import Any
 
 from features.build import CATEGORICAL_FEATURES
 from features.io import DataDirError
+from features.messages import M_
 
 #: what each kind accepts as input (a text column may hold integer ids; a flag may be stored as 0/1)
 ACCEPTS: dict[str, tuple[str, ...]] = {
@@ -63,13 +64,19 @@ def check_columns(table: str, kinds: Mapping[str, str], source: str) -> None:
     spec = FEATURE_COLUMNS[table]
     missing = [c for c, (_, required) in spec.items() if required and c not in kinds]
     if missing:
-        raise DataDirError(f"{source}: table {table} lacks column(s) {', '.join(missing)}")
+        raise DataDirError(M_(
+            "{source}: table {table} lacks column(s) {missing}",
+            source=source, table=table, missing=', '.join(missing),
+        ))
     for col, (want, _) in spec.items():
         found = kinds.get(col)
         if found is not None and found not in ACCEPTS[want]:
             raise DataDirError(
-                f"{source}: column {table}.{col} is {found}, expected {want} "
-                "(type raw exports with `crmscore ingest` first)"
+                M_(
+                    "{source}: column {table}.{column} is {found}, expected {want} (type raw exports with `crmscore "
+                    "ingest` first)",
+                    source=source, table=table, column=col, found=found, want=want,
+                )
             )
 
 
@@ -112,7 +119,7 @@ def table_files(data_dir: str | Path) -> dict[str, Path]:
     """The contract tables present in a data dir (``<table>.parquet``, a file or a directory of parts)."""
     d = Path(data_dir)
     if not d.is_dir():
-        raise DataDirError(f"data dir not found: {d}")
+        raise DataDirError(M_("data dir not found: {data_dir}", data_dir=d))
     found = {t: d / f"{t}.parquet" for t in FEATURE_COLUMNS}
     return {t: p for t, p in found.items() if p.exists()}
 
@@ -127,7 +134,10 @@ def check_data_dir(data_dir: str | Path) -> dict[str, Path]:
 
     files = table_files(data_dir)
     if "customers" not in files:
-        raise DataDirError(f"{Path(data_dir)}: missing table(s) customers (expected <table>.parquet)")
+        raise DataDirError(M_(
+            "{data_dir}: missing table(s) customers (expected <table>.parquet)",
+            data_dir=Path(data_dir),
+        ))
     for table, path in files.items():
         schema = ds.dataset(path, format="parquet").schema
         check_columns(table, {f.name: arrow_kind(f.type) for f in schema}, str(path))

@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from features.messages import M_
+
 
 class SparkUnavailable(RuntimeError):
     """pyspark or a Java runtime is missing."""
@@ -24,11 +26,11 @@ def check_spark() -> None:
     try:
         import pyspark  # noqa: F401
     except ImportError:
-        raise SparkUnavailable("the Spark engine needs pyspark: pip install 'crm-scoring[spark]'") from None
+        raise SparkUnavailable(M_("the Spark engine needs pyspark: pip install 'crm-scoring[spark]'")) from None
     java_home = os.environ.get("JAVA_HOME")
     if not (shutil.which("java") or (java_home and (Path(java_home) / "bin" / "java").exists())):
         raise SparkUnavailable(
-            "the Spark engine needs a Java runtime (17 or later): java not found on PATH or JAVA_HOME"
+            M_("the Spark engine needs a Java runtime (17 or later): java not found on PATH or JAVA_HOME")
         )
 
 

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from features.config import ConfigError, load_config
 from features.engines.inputs import FEATURE_COLUMNS, arrow_kind, check_columns, check_data_dir, spark_kind
 from features.io import DataDirError
+from features.messages import M_
 
 
 class TableSource(BaseModel):
@@ -51,7 +52,10 @@ class SparkTablesConfig(BaseModel):
     def _known(self) -> SparkTablesConfig:
         unknown = [t for t in self.tables if t not in FEATURE_COLUMNS]
         if unknown:
-            raise ValueError(f"unknown table(s) {', '.join(unknown)}; use {', '.join(FEATURE_COLUMNS)}")
+            raise ValueError(M_(
+                "unknown table(s) {unknown}; use {tables}",
+                unknown=', '.join(unknown), tables=', '.join(FEATURE_COLUMNS),
+            ))
         return self
 
 
@@ -61,7 +65,7 @@ def table_sources(data: str | Path) -> dict[str, TableSource]:
     if p.suffix.lower() in (".yaml", ".yml"):
         cfg = load_config(p, SparkTablesConfig)
         if "customers" not in cfg.tables:
-            raise ConfigError(f"{p}: field 'tables': the customers table is required")
+            raise ConfigError(M_("{path}: field 'tables': the customers table is required", path=p))
         return dict(cfg.tables)
     return {t: TableSource(path=str(f)) for t, f in check_data_dir(p).items()}
 
@@ -85,14 +89,17 @@ def read_tables(spark: Any, data: str | Path, extra: dict[str, list[str]] | None
     for name, src in table_sources(data).items():
         if src.table is not None:
             if not spark.catalog.tableExists(src.table):
-                raise DataDirError(f"catalog table {src.table} (for {name}) not found")
+                raise DataDirError(M_("catalog table {table} (for {name}) not found", table=src.table, name=name))
             df = spark.table(src.table)
             check_columns(name, {f.name: spark_kind(f.dataType) for f in df.schema.fields}, src.table)
         else:
             assert src.path is not None
             schema = _arrow_schema(src.path)
             if schema is None:
-                raise DataDirError(f"{src.path}: cannot read the Parquet schema of table {name}")
+                raise DataDirError(M_(
+                    "{path}: cannot read the Parquet schema of table {name}",
+                    path=src.path, name=name,
+                ))
             check_columns(name, {f.name: arrow_kind(f.type) for f in schema}, src.path)
             df = spark.read.parquet(src.path)
         wanted = [c for c in dict.fromkeys([*FEATURE_COLUMNS[name], *(extra or {}).get(name, [])]) if c in df.columns]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from features.progress import ProgressCallback, no_progress
 from features.synth.bant import add_bant_answers
 from features.synth.baskets import build_order_items, planted_truth
@@ -86,11 +87,19 @@ def generate_crm_data(
     if as_of is None:
         as_of = end - timedelta(days=horizon_days)
     if as_of <= start:
-        raise ValueError(f"as_of {as_of} must be after the data start {start} (end {end}, days {days})")
+        raise ValueError(M_(
+            "as_of {as_of} must be after the data start {start} (end {end}, days {days})",
+            as_of=as_of, start=start, end=end, days=days,
+        ))
     if as_of + timedelta(days=horizon_days) > end + timedelta(days=1):
         raise ValueError(
-            f"as_of {as_of} + horizon {horizon_days} days runs past the data end {end}; "
-            f"use as_of <= {end + timedelta(days=1) - timedelta(days=horizon_days)}"
+            M_(
+                "as_of {as_of} + horizon {horizon_days} days runs past the data end {end}; use as_of <= {latest_as_of}",
+                as_of=as_of,
+                horizon_days=horizon_days,
+                end=end,
+                latest_as_of=end + timedelta(days=1) - timedelta(days=horizon_days),
+            )
         )
     tl = _Timeline(start, days)
     t_sec = (as_of - start).days * DAY

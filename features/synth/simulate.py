@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import FUNNEL_STAGES, SOURCE_CHANNELS, TOUCH_CHANNELS
+from features.messages import M_
 from features.synth.params import (
     _AR_PHI,
     _AR_SD,
@@ -76,11 +77,14 @@ from features.synth.params import (
 
 def _check_args(n_customers: int, days: int, horizon_days: int) -> None:
     if n_customers < 1:
-        raise ValueError(f"n_customers must be >= 1, got {n_customers}")
+        raise ValueError(M_("n_customers must be >= 1, got {n_customers}", n_customers=n_customers))
     if horizon_days < 7:
-        raise ValueError(f"horizon_days must be >= 7, got {horizon_days}")
+        raise ValueError(M_("horizon_days must be >= 7, got {horizon_days}", horizon_days=horizon_days))
     if days < horizon_days + 30:
-        raise ValueError(f"days must be >= horizon_days + 30 = {horizon_days + 30}, got {days}")
+        raise ValueError(M_(
+            "days must be >= horizon_days + 30 = {min_days}, got {days}",
+            min_days=horizon_days + 30, days=days,
+        ))
 
 
 def _choice(rng: np.random.Generator, n: int, probs) -> np.ndarray:

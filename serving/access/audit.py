@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from features.messages import M_
 from serving.access.roles import Principal
 
 GENESIS = "0" * 64
@@ -105,7 +106,10 @@ def append(
                     before = json.loads(last)
                     seq, prev = int(before["seq"]) + 1, str(before["hash"])
                 except (ValueError, KeyError, TypeError):
-                    raise AuditError(f"{p}: the last line is not an audit entry; run `crmscore audit verify`") from None
+                    raise AuditError(M_(
+                        "{path}: the last line is not an audit entry; run `crmscore audit verify`",
+                        path=p,
+                    )) from None
             entry = {"seq": seq, **entry, "prev": prev}
             entry["hash"] = line_hash(entry)
             fh.seek(0, os.SEEK_END)
@@ -129,7 +133,7 @@ def read_entries(path: Path | None = None) -> Iterator[tuple[int, dict[str, Any]
             try:
                 yield n, json.loads(line)
             except ValueError:
-                raise AuditError(f"{p}: line {n}: not valid JSON") from None
+                raise AuditError(M_("{path}: line {line}: not valid JSON", path=p, line=n)) from None
 
 
 @dataclass
@@ -152,7 +156,7 @@ def verify(path: Path | None = None) -> Verification:
     """Check every line's hash and its link to the line before; stops at the first break."""
     p = path or audit_path()
     if not p.is_file():
-        raise AuditError(f"audit file not found: {p}")
+        raise AuditError(M_("audit file not found: {path}", path=p))
     prev, seq, count = GENESIS, 0, 0
     try:
         for n, e in read_entries(p):
@@ -183,7 +187,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     try:
         t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise AuditError(f"--since {text!r}: use 7d, 24h, 30m or an ISO date such as 2026-01-31") from None
+        raise AuditError(M_(
+            "--since {text!r}: use 7d, 24h, 30m or an ISO date such as 2026-01-31",
+            text=text,
+        )) from None
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 

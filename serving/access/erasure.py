@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from features.messages import M_
 from serving.access import audit
 from serving.access.roles import Principal
 
@@ -58,7 +59,7 @@ def pii_values(data_dir: Path, customer_id: str) -> dict[str, list[str]]:
 
     p = data_dir / "customers.parquet"
     if not p.is_file():
-        raise ErasureError(f"--data {data_dir}: no customers.parquet")
+        raise ErasureError(M_("--data {data_dir}: no customers.parquet", data_dir=data_dir))
     out: dict[str, list[str]] = {}
     for name, spec in ALL_TABLES.items():
         f = data_dir / f"{name}.parquet"
@@ -71,7 +72,10 @@ def pii_values(data_dir: Path, customer_id: str) -> dict[str, list[str]]:
         t = pq.read_table(f, columns=["customer_id", *cols])
         rows = t.filter(pc.equal(t.column("customer_id").cast("string"), customer_id))
         if name == "customers" and rows.num_rows == 0:
-            raise ErasureError(f"--customer-id {customer_id}: no customer with this id in {p}")
+            raise ErasureError(M_(
+                "--customer-id {customer_id}: no customer with this id in {path}",
+                customer_id=customer_id, path=p,
+            ))
         for c in cols:
             vals = sorted({v for v in rows.column(c).to_pylist() if isinstance(v, str) and len(v.strip()) >= 3})
             if vals:
@@ -174,7 +178,7 @@ def forget(
 
     d = Path(data_dir)
     if not d.is_dir():
-        raise ErasureError(f"--data {d}: not a directory")
+        raise ErasureError(M_("--data {data_dir}: not a directory", data_dir=d))
     values = pii_values(d, customer_id)
     report = ErasureReport(customer_id, sorted(values))
     home_dir = Path(home) if home is not None else crmscore_home()
@@ -197,7 +201,10 @@ def forget(
                 report.skipped.append(str(f))
                 continue
         except OSError as e:
-            raise ErasureError(f"{f}: cannot rewrite it: {e.strerror or type(e).__name__}") from None
+            raise ErasureError(M_(
+                "{file}: cannot rewrite it: {reason}",
+                file=f, reason=e.strerror or type(e).__name__,
+            )) from None
         if changed:
             report.changed.append(str(f))
     report.tombstone = audit.append(

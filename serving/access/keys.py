@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from features.messages import M_, message_of
 from serving.access.roles import Principal, Role
 
 log = logging.getLogger("crmscore.access")
@@ -114,17 +115,17 @@ def read_keys_file(path: str | Path) -> KeysFile:
     try:
         raw = read_yaml_mapping(p)
     except ConfigError as e:
-        raise KeysFileError(str(e)) from None
+        raise KeysFileError(message_of(e) or str(e)) from None
     try:
         kf = KeysFile.model_validate(raw)
     except ValidationError as e:
         first = e.errors(include_input=False)[0]
         where = ".".join(str(x) for x in first["loc"])
-        raise KeysFileError(f"{p}: {where}: {first['msg']}") from None
+        raise KeysFileError(M_("{path}: {where}: {msg}", path=p, where=where, msg=first['msg'])) from None
     seen: set[str] = set()
     for i, k in enumerate(kf.keys):
         if k.id in seen:
-            raise KeysFileError(f"{p}: keys.{i}.id: the id {k.id} appears twice")
+            raise KeysFileError(M_("{path}: keys.{index}.id: the id {id} appears twice", path=p, index=i, id=k.id))
         seen.add(k.id)
     return kf
 
@@ -151,9 +152,9 @@ def add_key(
     p = Path(path)
     kf = read_keys_file(p)
     if role == "manager" and not team:
-        raise KeysFileError("--team: a manager needs a team (they see the customers of their team)")
+        raise KeysFileError(M_("--team: a manager needs a team (they see the customers of their team)"))
     if role == "sales" and not owner_id:
-        raise KeysFileError("--owner-id: a sales rep needs an owner id (they see the customers they own)")
+        raise KeysFileError(M_("--owner-id: a sales rep needs an owner id (they see the customers they own)"))
     taken = {k.id for k in kf.keys}
     key, kid = new_key()
     while kid in taken:
@@ -176,7 +177,7 @@ def revoke_key(path: str | Path, who: str) -> list[KeyEntry]:
     now = datetime.now(UTC).replace(microsecond=0)
     hit = [k for k in kf.keys if who in (k.id, k.name) and k.state(now) == "active"]
     if not hit:
-        raise KeysFileError(f"{p}: no active key with the id or name {who!r}")
+        raise KeysFileError(M_("{path}: no active key with the id or name {who!r}", path=p, who=who))
     for k in hit:
         k.revoked_at = now
     write_keys_file(p, kf)
@@ -292,7 +293,7 @@ def principal_from_env(env_var: str = "CRMSCORE_KEY") -> Principal:
         return Principal(f"local:{user}", "admin", source="local")
     found = Authenticator.from_env().authenticate(token.strip().encode())
     if isinstance(found, str):
-        raise PermissionError(f"{env_var}: {found}")
+        raise PermissionError(M_("{env_var}: {found}", env_var=env_var, found=found))
     return found
 
 

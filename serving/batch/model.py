@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from features.messages import M_
 from serving.batch.options import BatchError
 
 
@@ -43,7 +44,7 @@ def resolve_model_uri(spec: str) -> str:
     URIs (``models:/…``, ``runs:/…``, ``file://…``) and local model directories pass through."""
     s = spec.strip()
     if not s:
-        raise BatchError("--model is empty; give NAME@alias, NAME/version or a models:/ or runs:/ URI")
+        raise BatchError(M_("--model is empty; give NAME@alias, NAME/version or a models:/ or runs:/ URI"))
     if s.startswith(("models:/", "runs:/")) or "://" in s or (Path(s) / "MLmodel").is_file():
         return s
     if "@" in s:
@@ -53,7 +54,10 @@ def resolve_model_uri(spec: str) -> str:
         name, version = s.rsplit("/", 1)
         if version.isdigit():
             return f"models:/{name}/{version}"
-        raise BatchError(f"--model {s!r}: the part after '/' must be a version number (or use NAME@alias)")
+        raise BatchError(M_(
+            "--model {value!r}: the part after '/' must be a version number (or use NAME@alias)",
+            value=s,
+        ))
     return f"models:/{s}@champion"
 
 
@@ -102,9 +106,15 @@ def load_scorer(spec: str) -> LoadedScorer:
         scorer = load_scorer_artifact(pinned)
     except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model
         which = f" ({name} version {version})" if name and version else ""
-        raise BatchError(f"cannot load model {uri}{which}: {_first_line(e)}") from None
+        raise BatchError(M_(
+            "cannot load model {uri}{which}: {reason}",
+            uri=uri, which=which, reason=_first_line(e),
+        )) from None
     if not (hasattr(scorer, "preprocessor_") and hasattr(scorer, "predict_proba_matrix")):
-        raise BatchError(f"model {uri} is a {type(scorer).__name__}, not a crmscore scoring model (CRMScorer)")
+        raise BatchError(M_(
+            "model {uri} is a {type_name}, not a crmscore scoring model (CRMScorer)",
+            uri=uri, type_name=type(scorer).__name__,
+        ))
     loaded = LoadedScorer(uri=uri, scorer=scorer, name=name, version=version)
     loaded.id_column = trained_id_column(loaded)
     return loaded

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.messages import M_
 from serving.access.exports import ExportPolicy
 
 #: output columns added to the caller's id and pass-through columns, in order
@@ -100,4 +101,7 @@ def load_feature_mapping(path: str | Path | None) -> FeatureMapping:
     try:
         return load_config(path, FeatureMapping)
     except ConfigError as e:
-        raise BatchError(f"{' '.join(str(e).split())} (a mapping for flat rows has one key, columns)") from None
+        raise BatchError(M_(
+            "{error} (a mapping for flat rows has one key, columns)",
+            error=' '.join(str(e).split()),
+        )) from None

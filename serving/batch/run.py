@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from features.io import atomic_path
+from features.messages import M_
 from features.progress import ProgressCallback, no_progress
 from serving.batch.clean import CleanChunk, NumericBlocks, clean_chunk
 from serving.batch.model import id_column_for, load_scorer
@@ -96,15 +97,18 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
 
     t0 = time.perf_counter()
     if options.reasons < 0 or options.reasons > 20:
-        raise BatchError("--reasons must be between 0 and 20")
+        raise BatchError(M_("--reasons must be between 0 and 20"))
     if options.chunk_size < 1:
-        raise BatchError("--chunk-size must be at least 1")
+        raise BatchError(M_("--chunk-size must be at least 1"))
     if options.reason_method not in REASON_METHODS:
-        raise BatchError(f"--reasons-method {options.reason_method!r}: use {' or '.join(REASON_METHODS)}")
+        raise BatchError(M_(
+            "--reasons-method {reason_method!r}: use {methods}",
+            reason_method=options.reason_method, methods=' or '.join(REASON_METHODS),
+        ))
     target = resolve_output(options.output, options.output_table, options.rejects)
     is_dir = not _is_url(options.input) and Path(options.input).is_dir()
     if not is_dir and not _is_url(options.input) and not Path(options.input).exists():
-        raise BatchError(f"file not found: {options.input}")
+        raise BatchError(M_("file not found: {path}", path=options.input))
     # the model loads (imports, registry, skops: seconds, mostly holding the GIL) while the input is opened and
     # a CSV is parsed ahead (pyarrow, without the GIL); a model error still wins over an input error
     progress("loading the model")
@@ -140,7 +144,10 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
         if source is not None and source.stop is not None:
             source.stop()
         raise BatchError(
-            f"cannot write the output {work_base}: directory {work_base.parent} is not writable ({e.strerror or e})"
+            M_(
+                "cannot write the output {path}: directory {parent} is not writable ({reason})",
+                path=work_base, parent=work_base.parent, reason=e.strerror or e,
+            )
         ) from None
     sink: Any = None
     rejects: Any = None
@@ -169,7 +176,10 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
             from training.explain import ReasonFolder
 
             if not model.scorer.supports_reasons:
-                raise BatchError(f"model {model.uri} has no exact per-row contributions: run without --reasons")
+                raise BatchError(M_(
+                    "model {uri} has no exact per-row contributions: run without --reasons",
+                    uri=model.uri,
+                ))
             n_cols = len(model.scorer.preprocessor_.get_feature_names_out())
             folder = ReasonFolder(model.scorer.reason_groups(), n_cols)
         rows_in = 0
@@ -221,7 +231,7 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
         if is_dir:
             rows_in = info["rows_in"]
         if rows_in == 0 and not spill.files:
-            raise BatchError(f"{source.label}: no data rows to score")
+            raise BatchError(M_("{source}: no data rows to score", source=source.label))
         scored_total = int(sum(len(p) for p in spill.probs))
         schema = _output_schema(spill, plan, options.reasons)
         if scored_total:
@@ -299,7 +309,7 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
             raise write_failure("output", target.path or target.label, e) from None
         if isinstance(e, OSError) and not isinstance(e, BatchError):
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
-            raise BatchError(f"cannot read or write {where}{e.strerror or e}") from None
+            raise BatchError(M_("cannot read or write {where}{reason}", where=where, reason=e.strerror or e)) from None
         raise
     finally:
         if source is not None and source.stop is not None:

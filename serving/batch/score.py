@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from serving.batch.clean import CategoryCodes
 from serving.batch.options import BatchError
 from training.explain import REASON_METHODS, select_reasons
@@ -67,7 +68,10 @@ def contributions(scorer: Any, Z: np.ndarray, method: str = "exact") -> np.ndarr
     the margin, costs about one prediction, but may order features differently; linear models are exact either way.
     """
     if method not in REASON_METHODS:
-        raise BatchError(f"reasons method {method!r}: use {' or '.join(REASON_METHODS)}")
+        raise BatchError(M_(
+            "reasons method {method!r}: use {methods}",
+            method=method, methods=' or '.join(REASON_METHODS),
+        ))
     return scorer.contributions_matrix(Z, method=method)
 
 

@@ -34,6 +34,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from features.io import DataDirError, atomic_path, write_text_atomic
+from features.messages import M_, message_of
 from features.progress import ProgressCallback, no_progress
 from serving.batch.options import BatchError
 
@@ -129,13 +130,21 @@ def load_segments(spec: str) -> LoadedSegments:
     try:
         pyfunc = load_segments_artifact(pinned)
     except UntrustedModel as e:
-        raise BatchError(f"model {uri}{which} is not a customer_segments model from `crmscore segment fit`: "
-                         f"{_first_line(e)}") from None
+        raise BatchError(M_(
+            "model {uri}{which} is not a customer_segments model from `crmscore segment fit`: {reason}",
+            uri=uri, which=which, reason=_first_line(e),
+        )) from None
     except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model
-        raise BatchError(f"cannot load model {uri}{which}: {_first_line(e)}") from None
+        raise BatchError(M_(
+            "cannot load model {uri}{which}: {reason}",
+            uri=uri, which=which, reason=_first_line(e),
+        )) from None
     segmenter = getattr(pyfunc.unwrap_python_model(), "segmenter", None)
     if segmenter is None:
-        raise BatchError(f"model {uri}{which} is not a customer_segments model (no fitted segmenter)")
+        raise BatchError(M_(
+            "model {uri}{which} is not a customer_segments model (no fitted segmenter)",
+            uri=uri, which=which,
+        ))
     return LoadedSegments(uri, name, version, pyfunc, segmenter)
 
 
@@ -158,7 +167,7 @@ def resolve_target(out: str | Path, rejects: str | Path | None = None) -> Segmen
     suffix = p.suffix.lower()
     kind = "parquet" if suffix in (".parquet", ".pq") else "csv" if suffix in (".csv", ".txt") else None
     if kind is None:
-        raise BatchError(f"--out {p}: use a .csv or .parquet file")
+        raise BatchError(M_("--out {path}: use a .csv or .parquet file", path=p))
     target = SegmentTarget(p, kind, Path(rejects) if rejects else p.with_name(p.name + ".rejects.csv"),
                            p.with_name(p.name + ".summary.json"))
     _check_writable(target.path, "output")
@@ -172,10 +181,10 @@ def parse_as_of(value: str | None) -> pd.Timestamp:
     from features.readers import parse_dates
 
     if not value:
-        raise BatchError("--as-of is required: the cutoff T, e.g. 2025-06-30")
+        raise BatchError(M_("--as-of is required: the cutoff T, e.g. 2025-06-30"))
     t = parse_dates(pd.Series([value])).iloc[0]
     if pd.isna(t):
-        raise BatchError(f"--as-of {value!r} is not a date (use YYYY-MM-DD)")
+        raise BatchError(M_("--as-of {value!r} is not a date (use YYYY-MM-DD)", value=value))
     return pd.Timestamp(t)
 
 
@@ -187,7 +196,7 @@ def cutoff_text(t: pd.Timestamp) -> str:
 def check_orders(present: Mapping[str, Any] | set[str], where: str | Path) -> None:
     """Both engines need the orders table (the segments are built from paid orders)."""
     if "orders" not in present:
-        raise DataDirError(f"{where}: missing table(s) orders (expected <table>.parquet)")
+        raise DataDirError(M_("{where}: missing table(s) orders (expected <table>.parquet)", where=where))
 
 
 def check_inputs(data: str | Path) -> None:
@@ -271,13 +280,13 @@ def apply_segments(
     written beside the output. Raises :class:`BatchError` (one line) for bad input, model or output."""
     t0 = time.perf_counter()
     if engine not in ENGINES:
-        raise BatchError(f"--engine {engine!r}: use local or spark")
+        raise BatchError(M_("--engine {engine!r}: use local or spark", engine=engine))
     t = parse_as_of(as_of)
     target = resolve_target(out, rejects)
     is_yaml = Path(str(data)).suffix.lower() in (".yaml", ".yml")
     try:
         if engine == "local" and is_yaml:
-            raise BatchError(f"--data {data}: a tables YAML is read by the Spark engine; give a data dir")
+            raise BatchError(M_("--data {data}: a tables YAML is read by the Spark engine; give a data dir", data=data))
         if not is_yaml:
             check_inputs(data)
         progress("loading the model")
@@ -288,7 +297,7 @@ def apply_segments(
             return apply_segments_spark(data, t, target, seg, master, neutralise, t0)
         return _apply_local(Path(data), t, target, seg, neutralise, t0, progress)
     except DataDirError as e:
-        raise BatchError(str(e)) from None
+        raise BatchError(message_of(e) or str(e)) from None
 
 
 def _apply_local(
@@ -306,7 +315,7 @@ def _apply_local(
         progress("segmenting")
         scored = seg.pyfunc.predict(summary)
     except ValueError as e:
-        raise BatchError(f"{data}: {e}") from None
+        raise BatchError(M_("{data}: {error}", data=data, error=e)) from None
     cutoff = cutoff_text(t)
     rejects, dups, order_only = account_customers(tables["customers"], pd.Index(summary["customer_id"]), cutoff)
     result = SegmentApplySummary(

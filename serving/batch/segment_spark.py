@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from features.io import DataDirError, write_text_atomic
+from features.messages import M_, message_of
 from serving.batch.options import BatchError
 from serving.batch.segment_apply import (
     LoadedSegments,
@@ -86,7 +87,7 @@ def apply_segments_spark(
     try:
         check_spark()
     except SparkUnavailable as e:
-        raise BatchError(str(e)) from None
+        raise BatchError(message_of(e) or str(e)) from None
     owned = SparkSession.getActiveSession() is None
     spark = spark_session(master, "crmscore-segments")
     work = target.path.with_name(f".{target.path.name}.segments-work")
@@ -97,7 +98,7 @@ def apply_segments_spark(
     except (BatchError, DataDirError):
         raise
     except ValueError as e:
-        raise BatchError(f"{data}: {e}") from None
+        raise BatchError(M_("{data}: {error}", data=data, error=e)) from None
     except Exception as e:  # noqa: BLE001 - Py4J / Spark errors: one line, no Java stack
         raise BatchError(_spark_error(e)) from None
     finally:
@@ -132,7 +133,7 @@ def _run(
     check_orders(tables, data)
     bad = paid_orders_without_amount(tables["orders"], t)
     if bad:
-        raise ValueError(f"transactions: {bad} row(s) have no amount")  # the local summary's words
+        raise ValueError(M_("transactions: {n_rows} row(s) have no amount", n_rows=bad))  # the local summary's words
     w, n = seg.window_days, seg.horizon_days
     summary = summarise_customers_spark(tables, t, w)
     scored = summary.mapInPandas(_predictor(seg.segmenter.to_dict(), summary_columns(w)), _output_schema(n))

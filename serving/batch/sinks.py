@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from serving.access.exports import ExportPolicy
 from serving.batch.options import REJECT_COLUMNS, BatchError
 
@@ -60,13 +61,19 @@ def remove_stale_work(target: Path) -> list[Path]:
 def _check_writable(path: Path, what: str) -> None:
     parent = path.parent
     if path.is_dir():
-        raise BatchError(f"cannot write the {what} {path}: it is a directory")
+        raise BatchError(M_("cannot write the {what} {path}: it is a directory", what=what, path=path))
     if not parent.is_dir():
-        raise BatchError(f"cannot write the {what} {path}: directory {parent} does not exist")
+        raise BatchError(M_(
+            "cannot write the {what} {path}: directory {parent} does not exist",
+            what=what, path=path, parent=parent,
+        ))
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise BatchError(f"cannot write the {what} {path}: directory {parent} is not writable")
+        raise BatchError(M_(
+            "cannot write the {what} {path}: directory {parent} is not writable",
+            what=what, path=path, parent=parent,
+        ))
     if path.exists() and not os.access(path, os.W_OK):
-        raise BatchError(f"cannot write the {what} {path}: the file is read-only")
+        raise BatchError(M_("cannot write the {what} {path}: the file is read-only", what=what, path=path))
 
 
 def no_space(e: BaseException) -> bool:
@@ -219,7 +226,10 @@ class _SqlSink:
             df.to_sql(self.tmp, self.engine, if_exists="append" if self._created else "replace", index=False,
                       chunksize=50_000)
         except SQLAlchemyError as e:
-            raise BatchError(f"{self._label()}: cannot write: {_sql_first_line(e)}") from None
+            raise BatchError(M_(
+                "{source}: cannot write: {reason}",
+                source=self._label(), reason=_sql_first_line(e),
+            )) from None
         self._created = True
 
     def _label(self) -> str:
@@ -239,7 +249,10 @@ class _SqlSink:
                 conn.execute(text(f"DROP TABLE IF EXISTS {q(self.table)}"))
                 conn.execute(text(f"ALTER TABLE {q(self.tmp)} RENAME TO {q(self.table)}"))
         except SQLAlchemyError as e:
-            raise BatchError(f"{self._label()}: cannot replace the table: {_sql_first_line(e)}") from None
+            raise BatchError(M_(
+                "{source}: cannot replace the table: {reason}",
+                source=self._label(), reason=_sql_first_line(e),
+            )) from None
         self.engine.dispose()
 
     def abort(self) -> None:
@@ -286,10 +299,13 @@ def resolve_output(output: str, output_table: str | None, rejects: str | None) -
         try:
             u = make_url(output)
         except Exception as e:  # noqa: BLE001
-            raise BatchError(f"--output is not a valid SQLAlchemy URL: {mask_url(output)} ({e})") from None
+            raise BatchError(M_(
+                "--output is not a valid SQLAlchemy URL: {url} ({error})",
+                url=mask_url(output), error=e,
+            )) from None
         table = output_table or "scores"
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table):
-            raise BatchError(f"--output-table {table!r}: use letters, digits and underscores")
+            raise BatchError(M_("--output-table {table!r}: use letters, digits and underscores", table=table))
         if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
             db = Path(u.database)
             _check_writable(db, "output database")
@@ -301,12 +317,15 @@ def resolve_output(output: str, output_table: str | None, rejects: str | None) -
                               base.with_name(base.name + ".summary.json"), base.parent)
     else:
         if output_table:
-            raise BatchError("--output-table is for a SQL --output (e.g. sqlite:///scores.db)")
+            raise BatchError(M_("--output-table is for a SQL --output (e.g. sqlite:///scores.db)"))
         p = Path(output)
         suffix = p.suffix.lower()
         kind = "parquet" if suffix in (".parquet", ".pq") else "csv" if suffix in (".csv", ".txt", ".tsv") else None
         if kind is None:
-            raise BatchError(f"--output {p}: use a .csv or .parquet file, or a SQL URL with --output-table")
+            raise BatchError(M_(
+                "--output {path}: use a .csv or .parquet file, or a SQL URL with --output-table",
+                path=p,
+            ))
         _check_writable(p, "output")
         target = OutputTarget(str(p), kind, p, None, None,
                               Path(rejects) if rejects else p.with_name(p.name + ".rejects.csv"),

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_, message_of
 from serving.batch.model import LoadedScorer
 from serving.batch.options import REJECT_COLUMNS, BatchError, BatchOptions, FeatureMapping
 from serving.batch.threads import ReadAhead
@@ -68,7 +69,7 @@ def plan_columns(
     header = [str(h) for h in header]
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
-        raise BatchError(f"{source}: duplicate column name(s) {', '.join(dupes[:10])}")
+        raise BatchError(M_("{source}: duplicate column name(s) {dupes}", source=source, dupes=', '.join(dupes[:10])))
     by_norm: dict[str, str] = {}
     for h in header:
         by_norm.setdefault(_norm_header(h), h)
@@ -76,7 +77,10 @@ def plan_columns(
     for s, target in mapping.columns.items():
         col = s if s in header else by_norm.get(_norm_header(s))
         if col is None:
-            raise BatchError(f"{source}: the mapping names column {s!r} (for {target}), which is not in the input")
+            raise BatchError(M_(
+                "{source}: the mapping names column {value!r} (for {target}), which is not in the input",
+                source=source, value=s, target=target,
+            ))
         src[target] = col
     wanted = list(dict.fromkeys([id_col, *model.features, *keep]))
     used = set(src.values())
@@ -101,7 +105,10 @@ def plan_columns(
         if id_col in missing and not hint:
             raise BatchError(_missing_id(source, id_col, id_origin, header, [m for m in missing if m != id_col]))
         kinds = "the id column and model feature(s)" if id_col in missing else "column(s)"
-        raise BatchError(f"{source}: missing required {kinds}: {shown}{hint}")
+        raise BatchError(M_(
+            "{source}: missing required {kinds}: {shown}{hint}",
+            source=source, kinds=kinds, shown=shown, hint=hint,
+        ))
     return ColumnPlan(
         id_col=id_col,
         keep=list(keep),
@@ -240,18 +247,18 @@ def open_csv_input(path: Path) -> InputSource:
     try:
         enc = detect_encoding(path)
     except IngestError as e:
-        raise BatchError(str(e)) from None
+        raise BatchError(message_of(e) or str(e)) from None
     with path.open("r", encoding=enc, newline="") as fh:
         sample = fh.read(1 << 16)
     if not sample.strip():
-        raise BatchError(f"{path}: the file is empty")
+        raise BatchError(M_("{path}: the file is empty", path=path))
     delim = sniff_delimiter(sample)
     header = next(csv.reader(sample.splitlines()[:1], delimiter=delim), [])
     header = [h.strip() for h in header]
     lines = sample.splitlines()
     data_lines = [ln for ln in lines[1:] if ln.strip()]
     if not data_lines and len(sample) < (1 << 16):
-        raise BatchError(f"{path}: the file has a header but no data rows")
+        raise BatchError(M_("{path}: the file has a header but no data rows", path=path))
     size = path.stat().st_size
     per_row = max(1.0, len(sample.encode(enc, errors="replace")) / max(1, len(lines)))
     estimated = int(size / per_row)
@@ -327,7 +334,10 @@ def open_csv_input(path: Path) -> InputSource:
                 if typed:  # a cell that is not a plain number: read the rest as text (the slow, exact path)
                     typed = False
                     continue
-                raise BatchError(f"{path}: cannot read the file: {str(e).splitlines()[0]}") from None
+                raise BatchError(M_(
+                    "{path}: cannot read the file: {reason}",
+                    path=path, reason=str(e).splitlines()[0],
+                )) from None
         rest = [(r, a, e) for r, a, e in bad if r not in reported]
         if rest:
             empty = pa.table({c: pa.array([], type=pa.string()) for c in names})
@@ -379,10 +389,13 @@ def open_parquet_input(path: Path) -> InputSource:
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises many types for corrupt files
-        raise BatchError(f"{path}: not a readable Parquet file ({type(e).__name__})") from None
+        raise BatchError(M_(
+            "{path}: not a readable Parquet file ({error_type})",
+            path=path, error_type=type(e).__name__,
+        )) from None
     header = [str(c).strip() for c in pf.schema_arrow.names]
     if pf.metadata.num_rows == 0:
-        raise BatchError(f"{path}: the file has no rows")
+        raise BatchError(M_("{path}: the file has no rows", path=path))
 
     def chunks(plan: ColumnPlan, chunk_size: int) -> Iterator[RawChunk]:
         inverse = {s: t for t, s in plan.source.items()}
@@ -405,10 +418,10 @@ def open_excel_input(path: Path) -> InputSource:
     try:
         raw = read_excel_file(path)
     except IngestError as e:
-        raise BatchError(str(e)) from None
+        raise BatchError(message_of(e) or str(e)) from None
     frame = raw.frame
     if len(frame) == 0:
-        raise BatchError(f"{path}: the file has a header but no data rows")
+        raise BatchError(M_("{path}: the file has a header but no data rows", path=path))
 
     def chunks(plan: ColumnPlan, chunk_size: int) -> Iterator[RawChunk]:
         for start in range(0, len(frame), chunk_size):
@@ -428,18 +441,18 @@ def open_sql_input(url: str, query: str | None) -> InputSource:
 
     label = mask_url(url)
     if not query:
-        raise BatchError(f"{label}: give the rows to score with --query 'SELECT … FROM …'")
+        raise BatchError(M_("{label}: give the rows to score with --query 'SELECT … FROM …'", label=label))
     try:
         list_sql_tables(url)  # a missing SQLite file is an error, not a new empty database
     except IngestError as e:
-        raise BatchError(str(e)) from None
+        raise BatchError(message_of(e) or str(e)) from None
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
             head = pd.read_sql_query(text(f"SELECT * FROM ({query}) AS q LIMIT 0"), conn)
     except SQLAlchemyError as e:
         first = str(getattr(e, "orig", None) or e).splitlines()[0]
-        raise BatchError(f"{label}: the query failed: {first}") from None
+        raise BatchError(M_("{label}: the query failed: {reason}", label=label, reason=first)) from None
     header = [str(c).strip() for c in head.columns]
 
     def chunks(plan: ColumnPlan, chunk_size: int) -> Iterator[RawChunk]:
@@ -453,7 +466,7 @@ def open_sql_input(url: str, query: str | None) -> InputSource:
                     start += len(part)
         except SQLAlchemyError as e:
             first = str(getattr(e, "orig", None) or e).splitlines()[0]
-            raise BatchError(f"{label}: the query failed: {first}") from None
+            raise BatchError(M_("{label}: the query failed: {reason}", label=label, reason=first)) from None
         finally:
             engine.dispose()
 
@@ -467,10 +480,10 @@ def open_input(source: str, query: str | None = None) -> InputSource:
     if is_sql_url(source):
         return open_sql_input(source, query)
     if query:
-        raise BatchError("--query needs a SQL --input (a SQLAlchemy URL such as sqlite:///crm.db)")
+        raise BatchError(M_("--query needs a SQL --input (a SQLAlchemy URL such as sqlite:///crm.db)"))
     p = Path(source)
     if not p.exists():
-        raise BatchError(f"file not found: {p}")
+        raise BatchError(M_("file not found: {path}", path=p))
     suffix = p.suffix.lower()
     if suffix in CSV_SUFFIXES:
         return open_csv_input(p)
@@ -478,7 +491,10 @@ def open_input(source: str, query: str | None = None) -> InputSource:
         return open_parquet_input(p)
     if suffix in EXCEL_SUFFIXES:
         return open_excel_input(p)
-    raise BatchError(f"{p}: unsupported input type {suffix or '(none)'}; use CSV, Parquet, .xlsx or a SQL URL")
+    raise BatchError(M_(
+        "{path}: unsupported input type {suffix}; use CSV, Parquet, .xlsx or a SQL URL",
+        path=p, suffix=suffix or '(none)',
+    ))
 
 
 def _tables_input(
@@ -491,16 +507,22 @@ def _tables_input(
 
     d = Path(options.input)
     if not options.as_of:
-        raise BatchError(f"{d} is a directory: give --as-of DATE to build features from its CRM tables")
+        raise BatchError(M_(
+            "{data_dir} is a directory: give --as-of DATE to build features from its CRM tables",
+            data_dir=d,
+        ))
     as_of = parse_dates(pd.Series([options.as_of])).iloc[0]
     if pd.isna(as_of):
-        raise BatchError(f"--as-of {options.as_of!r} is not a date (use YYYY-MM-DD)")
+        raise BatchError(M_("--as-of {as_of!r} is not a date (use YYYY-MM-DD)", as_of=options.as_of))
     info: dict[str, Any] = {"as_of": str(as_of.date()) if as_of == as_of.normalize() else str(as_of)}
     pre_rejects = pd.DataFrame({c: pd.Series(dtype=object) for c in REJECT_COLUMNS})
     ingest_dups = 0
     if (d / "customers.parquet").is_file():
         if options.mapping:
-            raise BatchError(f"{d} is a data dir of validated tables: --mapping is for raw exports only")
+            raise BatchError(M_(
+                "{data_dir} is a data dir of validated tables: --mapping is for raw exports only",
+                data_dir=d,
+            ))
         data_dir = d
         rows_in = None
     else:
@@ -513,7 +535,7 @@ def _tables_input(
             raise BatchError(" ".join(str(e).split())) from None
         cs = summary.tables.get("customers")
         if cs is None:
-            raise BatchError(f"{d}: no customers table found (customers.csv, .xlsx or .parquet)")
+            raise BatchError(M_("{data_dir}: no customers table found (customers.csv, .xlsx or .parquet)", data_dir=d))
         rows_in = cs.read
         ingest_dups = cs.duplicates
         rej = pd.read_csv(data_dir / "rejects" / "customers.csv", dtype=str, keep_default_na=False,
@@ -526,7 +548,7 @@ def _tables_input(
     try:
         tables = load_tables(data_dir, required=("customers",))
     except DataDirError as e:
-        raise BatchError(str(e)) from None
+        raise BatchError(message_of(e) or str(e)) from None
     customers = tables["customers"]
     builder = getattr(model.scorer, "builder", None)
     if builder is not None:
@@ -553,7 +575,10 @@ def _tables_input(
         extra = [k for k in options.keep if k not in frame.columns]
         missing = [k for k in extra if k not in customers.columns]
         if missing:
-            raise BatchError(f"{d}: --keep column(s) {', '.join(missing)} not in the customers table")
+            raise BatchError(M_(
+                "{data_dir}: --keep column(s) {missing} not in the customers table",
+                data_dir=d, missing=', '.join(missing),
+            ))
         prof = customers.drop_duplicates("customer_id", keep="last").set_index("customer_id")[extra]
         for k in extra:
             frame[k] = prof[k].reindex(frame["customer_id"]).to_numpy()

@@ -39,6 +39,7 @@ from features.engines.spark_session import check_spark as _check_spark
 from features.engines.spark_session import spark_session as _spark_session
 from features.export import neutralise_spark
 from features.io import DataDirError, atomic_path, write_text_atomic
+from features.messages import M_, message_of
 from serving.batch.clean import clean_chunk
 from serving.batch.model import id_column_for, load_scorer
 from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, FeatureMapping, load_feature_mapping
@@ -60,7 +61,7 @@ def check_spark() -> None:
     try:
         _check_spark()
     except SparkUnavailable as e:
-        raise BatchError(str(e)) from None
+        raise BatchError(message_of(e) or str(e)) from None
 
 
 def spark_session(master: str = "local[*]", app_name: str = "crmscore-score") -> Any:
@@ -180,12 +181,15 @@ def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchS
     t0 = time.perf_counter()
     check_spark()
     if options.reasons < 0 or options.reasons > 20:
-        raise BatchError("--reasons must be between 0 and 20")
+        raise BatchError(M_("--reasons must be between 0 and 20"))
     if options.reason_method not in REASON_METHODS:
-        raise BatchError(f"--reasons-method {options.reason_method!r}: use {' or '.join(REASON_METHODS)}")
+        raise BatchError(M_(
+            "--reasons-method {reason_method!r}: use {methods}",
+            reason_method=options.reason_method, methods=' or '.join(REASON_METHODS),
+        ))
     target = resolve_output(options.output, options.output_table, options.rejects)
     if target.kind == "sql":
-        raise BatchError("the Spark engine writes CSV or Parquet; use --engine local for a SQL --output")
+        raise BatchError(M_("the Spark engine writes CSV or Parquet; use --engine local for a SQL --output"))
     assert target.path is not None  # resolve_output gives every file output a path
     src = Path(options.input)
     is_dir = src.is_dir()
@@ -193,15 +197,22 @@ def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchS
         as_of = _tables_as_of(options)
     elif not src.is_file():
         raise BatchError(
-            f"file not found: {src}" if not src.exists() else f"{src}: the Spark engine reads one CSV or Parquet file"
+            M_("file not found: {path}", path=src) if not src.exists()
+            else M_("{path}: the Spark engine reads one CSV or Parquet file", path=src)
         )
     elif src.suffix.lower() not in (".csv", ".tsv", ".txt", ".parquet", ".pq"):
-        raise BatchError(f"{src}: the Spark engine reads CSV or Parquet; use --engine local for {src.suffix}")
+        raise BatchError(M_(
+            "{source}: the Spark engine reads CSV or Parquet; use --engine local for {suffix}",
+            source=src, suffix=src.suffix,
+        ))
     model = load_scorer(options.model)
     keep = [k for k in options.keep if k]
     if options.export_policy.mask & set(keep):
-        raise BatchError(f"--keep {','.join(sorted(options.export_policy.mask & set(keep)))}: PII columns are "
-                         "masked for this role, which the Spark engine does not do; use --engine local")
+        raise BatchError(M_(
+            "--keep {pii_columns}: PII columns are masked for this role, which the Spark engine does not do; use "
+            "--engine local",
+            pii_columns=','.join(sorted(options.export_policy.mask & set(keep))),
+        ))
     id_col, id_origin = id_column_for(options.id_col, model)
     options = dataclasses.replace(options, id_col=id_col)
     from pyspark.sql import SparkSession
@@ -228,10 +239,10 @@ def score_batch_spark(options: BatchOptions, master: str = "local[*]") -> BatchS
     except BatchError:
         raise
     except DataDirError as e:
-        raise BatchError(str(e)) from None
+        raise BatchError(message_of(e) or str(e)) from None
     except Exception as e:  # noqa: BLE001 - Py4J / Spark errors: one line, no Java stack
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BatchError(f"Spark failed: {first[:300]}") from None
+        raise BatchError(M_("Spark failed: {reason}", reason=first[:300])) from None
     finally:
         if work is not None:
             shutil.rmtree(work, ignore_errors=True)
@@ -246,17 +257,26 @@ def _tables_as_of(options: BatchOptions) -> pd.Timestamp:
 
     d = Path(options.input)
     if not options.as_of:
-        raise BatchError(f"{d} is a directory: give --as-of DATE to build features from its CRM tables")
+        raise BatchError(M_(
+            "{data_dir} is a directory: give --as-of DATE to build features from its CRM tables",
+            data_dir=d,
+        ))
     as_of = parse_dates(pd.Series([options.as_of])).iloc[0]
     if pd.isna(as_of):
-        raise BatchError(f"--as-of {options.as_of!r} is not a date (use YYYY-MM-DD)")
+        raise BatchError(M_("--as-of {as_of!r} is not a date (use YYYY-MM-DD)", as_of=options.as_of))
     if not (d / "customers.parquet").exists():
         raise BatchError(
-            f"{d}: no customers.parquet: the Spark engine reads a data dir of contract tables; "
-            "turn raw exports into one with `crmscore ingest` first"
+            M_(
+                "{data_dir}: no customers.parquet: the Spark engine reads a data dir of contract tables; turn raw "
+                "exports into one with `crmscore ingest` first",
+                data_dir=d,
+            )
         )
     if options.mapping:
-        raise BatchError(f"{d} is a data dir of validated tables: --mapping is for raw exports only")
+        raise BatchError(M_(
+            "{data_dir} is a data dir of validated tables: --mapping is for raw exports only",
+            data_dir=d,
+        ))
     return pd.Timestamp(as_of)
 
 
@@ -286,7 +306,10 @@ def _tables_features(
     tables = read_tables(spark, d, extra={"customers": extra})
     missing = [k for k in extra if k not in tables["customers"].columns]
     if missing:
-        raise BatchError(f"{d}: --keep column(s) {', '.join(missing)} not in the customers table")
+        raise BatchError(M_(
+            "{data_dir}: --keep column(s) {missing} not in the customers table",
+            data_dir=d, missing=', '.join(missing),
+        ))
     # the customers' file order: Spark's ids follow partitions and the positions within them
     customers = tables["customers"].withColumn("__pos", F.monotonically_increasing_id())
     tables = {**tables, "customers": customers}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from serving.batch.model import DEFAULT_ID_COLUMN, _registry_version, resolve_model_uri
 from serving.batch.options import BatchError
 
@@ -77,9 +78,12 @@ def load_uplift(spec: str) -> tuple[Any, str, str | None, str | None]:
         model = load_scorer_artifact(pinned)
     except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise BatchError(f"cannot load model {uri}: {first}") from None
+        raise BatchError(M_("cannot load model {uri}: {reason}", uri=uri, reason=first)) from None
     if not hasattr(model, "predict_matrix"):
-        raise BatchError(f"model {uri} is a {type(model).__name__}, not an uplift model")
+        raise BatchError(M_(
+            "model {uri} is a {type_name}, not an uplift model",
+            uri=uri, type_name=type(model).__name__,
+        ))
     return model, uri, name, version
 
 
@@ -110,17 +114,23 @@ def score_uplift_batch(
     try:
         frame, _ = read_table(source, query=query)
     except (ValueError, OSError) as e:
-        raise BatchError(f"--input {source}: {e}") from None
+        raise BatchError(M_("--input {source}: {error}", source=source, error=e)) from None
     cols = [str(c) for c in frame.columns]
     frame.columns = cols
     if idc not in cols:
         shown = ", ".join(cols[:20])
-        raise BatchError(f"--input {source}: id column {idc!r} is missing (columns: {shown}); give --id-col")
+        raise BatchError(M_(
+            "--input {source}: id column {id_col!r} is missing (columns: {shown}); give --id-col",
+            source=source, id_col=idc, shown=shown,
+        ))
     needed = [str(c) for c in pre.feature_names_in_]
     missing = [c for c in needed if c not in cols]
     if missing:
-        raise BatchError(f"--input {source}: feature column(s) {', '.join(missing[:10])} missing ({len(missing)} of "
-                         f"{len(needed)}); the list needs the columns the model was trained on")
+        raise BatchError(M_(
+            "--input {source}: feature column(s) {missing} missing ({n_missing} of {n_needed}); the list needs the "
+            "columns the model was trained on",
+            source=source, missing=', '.join(missing[:10]), n_missing=len(missing), n_needed=len(needed),
+        ))
     n_in = len(frame)
     ids = frame[idc].astype("string").str.strip()
     why = pd.Series("", index=frame.index, dtype=object)

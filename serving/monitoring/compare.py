@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from serving.monitoring.config import PREDICTION_COLUMN, MonitorConfig, MonitorError
 from serving.monitoring.importance import drift_distance
 from serving.monitoring.sources import as_utc
@@ -154,7 +155,7 @@ def compare(
 
     cfg = config or MonitorConfig()
     if PREDICTION_COLUMN not in current.columns:
-        raise MonitorError(f"the recorded rows have no {PREDICTION_COLUMN!r} column")
+        raise MonitorError(M_("the recorded rows have no {column!r} column", column=PREDICTION_COLUMN))
     features = [str(c) for c in reference.columns if c != PREDICTION_COLUMN and c not in PII_COLUMNS]
     categorical = [c for c in features if _is_categorical(reference[c])]
     absent = [c for c in features if c not in current.columns]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features.messages import M_
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 EXIT_ALERT = 3
@@ -82,7 +84,7 @@ class MonitorConfig(BaseModel):
     @model_validator(mode="after")
     def _retrain_needs_data(self) -> MonitorConfig:
         if self.retrain_on_alert and not self.retrain_data_dir:
-            raise ValueError("retrain_on_alert needs retrain_data_dir (the data dir the training job reads)")
+            raise ValueError(M_("retrain_on_alert needs retrain_data_dir (the data dir the training job reads)"))
         return self
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from features.io import atomic_path
+from features.messages import M_
 from features.progress import ProgressCallback, no_progress
 from serving.monitoring.compare import (  # noqa: F401 - re-exported: the monitor's public names
     DriftComparison,
@@ -154,7 +155,7 @@ def run_drift_monitor(
     cfg = config or MonitorConfig()
     home_path = Path(home) if home is not None else crmscore_home()
     if webhook and not re.match(r"https?://", webhook):
-        raise MonitorError(f"--webhook {webhook!r}: must be an http:// or https:// URL")
+        raise MonitorError(M_("--webhook {webhook!r}: must be an http:// or https:// URL", webhook=webhook))
     start, end = parse_window(since, date_from, date_to, now, cfg.default_window_days)
     outcome_rows = read_outcomes(outcomes) if outcomes is not None else None
     progress("reading the recorded rows")
@@ -176,8 +177,15 @@ def run_drift_monitor(
         )
     if len(current) < cfg.min_rows:
         raise EmptyWindowError(
-            f"only {len(current)} recorded row(s) for {model_name} v{ref_model.version} in {window}; "
-            f"need at least {cfg.min_rows} (min_rows in the monitor config) for a drift test"
+            M_(
+                "only {n_current} recorded row(s) for {model_name} v{version} in {window}; need at least {min_rows} "
+                "(min_rows in the monitor config) for a drift test",
+                n_current=len(current),
+                model_name=model_name,
+                version=ref_model.version,
+                window=window,
+                min_rows=cfg.min_rows,
+            )
         )
     generated = pd.Timestamp.now(tz="UTC")
     progress("comparing with the training reference")
@@ -297,7 +305,10 @@ def _writing(where: Path) -> Iterator[None]:
         yield
     except OSError as e:
         reason = e.strerror or str(e)
-        raise MonitorError(f"cannot write the monitor's output to {where}: {reason}") from None
+        raise MonitorError(M_(
+            "cannot write the monitor's output to {where}: {reason}",
+            where=where, reason=reason,
+        )) from None
 
 
 def _log_mlflow(summary: dict[str, Any], html_path: Path, json_path: Path, cfg: MonitorConfig) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from serving.monitoring.compare import as_numeric
 from serving.monitoring.config import OUTCOME_COLUMNS, PREDICTION_COLUMN, MonitorError
 
@@ -30,29 +31,41 @@ def read_outcomes(path: str | Path) -> pd.DataFrame:
     """
     p = Path(path)
     if not p.is_file():
-        raise MonitorError(f"outcomes file not found: {p}")
+        raise MonitorError(M_("outcomes file not found: {path}", path=p))
     try:
         if p.suffix.lower() in (".parquet", ".pq"):
             df = pd.read_parquet(p)
         elif p.suffix.lower() in (".csv", ".txt"):
             df = pd.read_csv(p, dtype={"customer_id": "string"}, encoding="utf-8-sig")
         else:
-            raise MonitorError(f"{p}: outcomes must be .csv or .parquet")
+            raise MonitorError(M_("{path}: outcomes must be .csv or .parquet", path=p))
     except MonitorError:
         raise
     except Exception as e:  # noqa: BLE001 - pandas/pyarrow raise many types for unreadable files
-        raise MonitorError(f"{p}: cannot read outcomes ({type(e).__name__}: {str(e)[:200]})") from None
+        raise MonitorError(M_(
+            "{path}: cannot read outcomes ({error_type}: {error})",
+            path=p, error_type=type(e).__name__, error=str(e)[:200],
+        )) from None
     missing = [c for c in OUTCOME_COLUMNS if c not in df.columns]
     if missing:
-        raise MonitorError(f"{p}: missing column(s) {', '.join(missing)} (need {', '.join(OUTCOME_COLUMNS)})")
+        raise MonitorError(M_(
+            "{path}: missing column(s) {missing} (need {required})",
+            path=p, missing=', '.join(missing), required=', '.join(OUTCOME_COLUMNS),
+        ))
     out = pd.DataFrame({"customer_id": df["customer_id"].astype("string")})
     bad_id = out["customer_id"].isna() | (out["customer_id"].str.strip() == "")
     if bad_id.any():
-        raise MonitorError(f"{p}: row {int(np.flatnonzero(bad_id.to_numpy())[0]) + 1}: empty customer_id")
+        raise MonitorError(M_(
+            "{path}: row {row}: empty customer_id",
+            path=p, row=int(np.flatnonzero(bad_id.to_numpy())[0]) + 1,
+        ))
     ts = _to_utc_times(df["outcome_ts"])
     if ts.isna().any():
         i = int(np.flatnonzero(ts.isna().to_numpy())[0])
-        raise MonitorError(f"{p}: row {i + 1}: outcome_ts {df['outcome_ts'].iloc[i]!r} is not a date/time")
+        raise MonitorError(M_(
+            "{path}: row {row}: outcome_ts {value!r} is not a date/time",
+            path=p, row=i + 1, value=df['outcome_ts'].iloc[i],
+        ))
     out["outcome_ts"] = ts
     lab = df["label"]
     if pd.api.types.is_bool_dtype(lab):
@@ -61,7 +74,10 @@ def read_outcomes(path: str | Path) -> pd.DataFrame:
     bad = ~labels.isin([0, 1])
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise MonitorError(f"{p}: row {i + 1}: label {df['label'].iloc[i]!r} is not 0 or 1")
+        raise MonitorError(M_(
+            "{path}: row {row}: label {value!r} is not 0 or 1",
+            path=p, row=i + 1, value=df['label'].iloc[i],
+        ))
     out["label"] = labels.astype("int64")
     return out
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from features.io import atomic_path
+from features.messages import M_
 from serving.monitoring.config import PREDICTION_COLUMN, TASK_OF_MODEL, MonitorConfig
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -100,7 +101,7 @@ def retrain(model_name: str, cfg: MonitorConfig) -> dict[str, Any]:
             tc = tc.model_copy(update={"task": task})
         tc = tc.model_copy(update={"model_name": model_name})
         if cfg.retrain_data_dir is None:
-            raise ValueError("retrain_data_dir is not set (the data dir the training job reads)")
+            raise ValueError(M_("retrain_data_dir is not set (the data dir the training job reads)"))
         res = train_crm(cfg.retrain_data_dir, tc)
     except Exception as e:  # noqa: BLE001 - a failed retrain is reported; the alert stands
         return {"status": f"failed: {type(e).__name__}: {str(e)[:300]}"}

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from features.messages import M_
 from serving.monitoring.config import PREDICTION_COLUMN, REFERENCE_ARTIFACT, MonitorError
 
 # ------------------------------------------------------------------------------------------------ window
@@ -30,7 +31,10 @@ def _parse_time(value: str, option: str, end: bool = False) -> pd.Timestamp:
     try:
         ts = as_utc(value)
     except (ValueError, TypeError):
-        raise MonitorError(f"{option} {value!r}: not a date or time (use YYYY-MM-DD or an ISO timestamp)") from None
+        raise MonitorError(M_(
+            "{option} {value!r}: not a date or time (use YYYY-MM-DD or an ISO timestamp)",
+            option=option, value=value,
+        )) from None
     # a bare date as the end of the window means "through that day"
     return ts + pd.Timedelta(days=1) if end and _DATE_ONLY.fullmatch(value.strip()) else ts
 
@@ -46,7 +50,7 @@ def parse_window(
     ``date_from``/``date_to`` (a bare ``--to`` date includes that whole day); default the last ``default_days``."""
     now_ts = as_utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
     if since and (date_from or date_to):
-        raise MonitorError("use either --since or --from/--to, not both")
+        raise MonitorError(M_("use either --since or --from/--to, not both"))
     if date_from or date_to:
         end = _parse_time(date_to, "--to", end=True) if date_to else now_ts
         start = _parse_time(date_from, "--from") if date_from else end - pd.Timedelta(days=default_days)
@@ -54,10 +58,16 @@ def parse_window(
         text = (since or f"{default_days}d").strip().lower()
         m = _SINCE.fullmatch(text)
         if not m or float(m.group(1)) <= 0:
-            raise MonitorError(f"--since {since!r}: use a positive number and a unit m, h, d or w (e.g. 7d, 24h)")
+            raise MonitorError(M_(
+                "--since {since!r}: use a positive number and a unit m, h, d or w (e.g. 7d, 24h)",
+                since=since,
+            ))
         start, end = now_ts - pd.Timedelta(float(m.group(1)), unit=_UNIT[m.group(2)]), now_ts
     if start >= end:
-        raise MonitorError(f"empty time range: --from {start.isoformat()} is not before --to {end.isoformat()}")
+        raise MonitorError(M_(
+            "empty time range: --from {start} is not before --to {end}",
+            start=start.isoformat(), end=end.isoformat(),
+        ))
     return start, end
 
 
@@ -92,16 +102,22 @@ def resolve_model_version(name: str, version: str | None = None) -> ModelRef:
     if version is None:
         version = get_alias_version(name, CHAMPION)
         if version is None:
-            raise MonitorError(f"model {name!r} has no champion in the registry: pass --version")
+            raise MonitorError(M_("model {name!r} has no champion in the registry: pass --version", name=name))
     version = str(version).lstrip("v")
     try:
         mv = MlflowClient().get_model_version(name, version)
     except MlflowException:
-        raise MonitorError(f"model {name!r} has no version {version} in the registry") from None
+        raise MonitorError(M_(
+            "model {name!r} has no version {version} in the registry",
+            name=name, version=version,
+        )) from None
     tags = dict(mv.tags or {})
     run_id = tags.get("crmscore.run_id") or mv.run_id
     if not run_id:
-        raise MonitorError(f"{name} v{version} has no run id (tag crmscore.run_id): cannot find its reference sample")
+        raise MonitorError(M_(
+            "{name} v{version} has no run id (tag crmscore.run_id): cannot find its reference sample",
+            name=name, version=version,
+        ))
     return ModelRef(name, version, run_id, tags)
 
 
@@ -117,8 +133,11 @@ def load_reference(run_id: str, model: str = "") -> pd.DataFrame:
             path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp)
         except (MlflowException, OSError) as e:
             raise MonitorError(
-                f"{model or 'model'}: run {run_id} has no {REFERENCE_ARTIFACT} ({type(e).__name__}); "
-                "it was trained by a version of crm-scoring that did not log one: retrain it"
+                M_(
+                    "{model}: run {run_id} has no {artifact} ({error_type}); it was trained by a version of "
+                    "crm-scoring that did not log one: retrain it",
+                    model=model or "model", run_id=run_id, artifact=REFERENCE_ARTIFACT, error_type=type(e).__name__,
+                )
             ) from None
         finally:
             if bar is None:
@@ -127,9 +146,12 @@ def load_reference(run_id: str, model: str = "") -> pd.DataFrame:
                 os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = bar
         ref = pd.read_parquet(path)
     if PREDICTION_COLUMN not in ref.columns:
-        raise MonitorError(f"{REFERENCE_ARTIFACT} of run {run_id} has no {PREDICTION_COLUMN!r} column")
+        raise MonitorError(M_(
+            "{artifact} of run {run_id} has no {column!r} column",
+            artifact=REFERENCE_ARTIFACT, run_id=run_id, column=PREDICTION_COLUMN,
+        ))
     if len(ref) == 0:
-        raise MonitorError(f"{REFERENCE_ARTIFACT} of run {run_id} is empty")
+        raise MonitorError(M_("{artifact} of run {run_id} is empty", artifact=REFERENCE_ARTIFACT, run_id=run_id))
     return ref
 
 
@@ -178,13 +200,22 @@ def read_window_records(
     try:
         schema = pa.unify_schemas([pq.read_schema(f) for f in files], promote_options="permissive")
     except (pa.ArrowInvalid, OSError) as e:
-        raise MonitorError(f"records of {model_name} under {root} cannot be read together: {e}") from None
+        raise MonitorError(M_(
+            "records of {model_name} under {root} cannot be read together: {error}",
+            model_name=model_name, root=root, error=e,
+        )) from None
     missing_base = [c for c in _RECORD_BASE if c not in schema.names]
     if missing_base:
-        raise MonitorError(f"records under {root} have no column(s) {', '.join(missing_base)}")
+        raise MonitorError(M_(
+            "records under {root} have no column(s) {missing_base}",
+            root=root, missing_base=', '.join(missing_base),
+        ))
     ts_type = schema.field("ts").type
     if not pa.types.is_timestamp(ts_type):
-        raise MonitorError(f"records under {root}: column ts is {ts_type}, not a timestamp")
+        raise MonitorError(M_(
+            "records under {root}: column ts is {ts_type}, not a timestamp",
+            root=root, ts_type=ts_type,
+        ))
     bound = (lambda t: t.to_pydatetime()) if ts_type.tz else (lambda t: t.tz_convert(None).to_pydatetime())
     cond = (pc.field("ts") >= pa.scalar(bound(lo), type=ts_type)) & (
         pc.field("ts") < pa.scalar(bound(hi), type=ts_type)

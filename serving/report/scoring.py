@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from serving.i18n import _
 
 DEFINITION = (
@@ -36,13 +37,19 @@ def _ranked(scores: pd.DataFrame) -> pd.DataFrame:
     """``customer_id`` (string) and ``probability``, highest first, ties by customer id; duplicate ids rejected."""
     for c in ("customer_id", "probability"):
         if c not in scores.columns:
-            raise ValueError(f"scores: no {c} column (columns: {', '.join(map(str, scores.columns[:20]))})")
+            raise ValueError(M_(
+                "scores: no {column} column (columns: {columns})",
+                column=c, columns=', '.join(map(str, scores.columns[:20])),
+            ))
     s = pd.DataFrame(
         {"customer_id": scores["customer_id"].astype(str), "probability": pd.to_numeric(scores["probability"])}
     )
     dup = s["customer_id"].duplicated()
     if dup.any():
-        raise ValueError(f"scores: customer_id {s.loc[dup, 'customer_id'].iloc[0]!r} appears more than once")
+        raise ValueError(M_(
+            "scores: customer_id {value!r} appears more than once",
+            value=s.loc[dup, 'customer_id'].iloc[0],
+        ))
     s = s.loc[s["probability"].notna().to_numpy()]
     return s.sort_values(["probability", "customer_id"], ascending=[False, True], kind="stable").reset_index(drop=True)
 
@@ -119,13 +126,16 @@ def read_score_file(spec: str) -> tuple[str, pd.DataFrame]:
 
     kind, sep, path = spec.partition("=")
     if not sep or kind not in ("lead", "churn"):
-        raise ValueError(f"--scores {spec!r}: expected lead=FILE or churn=FILE")
+        raise ValueError(M_("--scores {spec!r}: expected lead=FILE or churn=FILE", spec=spec))
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"--scores {kind}: file not found: {p}")
+        raise ValueError(M_("--scores {kind}: file not found: {path}", kind=kind, path=p))
     df = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else pd.read_csv(p, encoding="utf-8-sig")
     if "customer_id" not in df.columns or "probability" not in df.columns:
-        raise ValueError(f"--scores {kind} {p}: needs customer_id and probability columns (crmscore score output)")
+        raise ValueError(M_(
+            "--scores {kind} {path}: needs customer_id and probability columns (crmscore score output)",
+            kind=kind, path=p,
+        ))
     return kind, df
 
 
