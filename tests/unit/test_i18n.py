@@ -206,6 +206,8 @@ def test_errors_raised_in_features_and_training_reach_the_cli_translated(tmp_pat
          "data dir not found", "找不到数据目录"),  # features/io.py
         (["forecast", "--data", nope, "--as-of", "2025-06-30", "--horizon", "5x"],
          "--horizon: expected e.g. 13w or 91d", "--horizon：应为 13w 或 91d"),  # training/forecast_run.py
+        (["score", "--input", str(tmp_path / "nope.csv"), "--output", str(tmp_path / "out.csv")],
+         f"file not found: {tmp_path / 'nope.csv'}", f"找不到文件：{tmp_path / 'nope.csv'}"),  # serving/batch/run.py
     ]
     for args, en, zh in cases:
         for lang, text in (("en", en), ("zh", zh)):
@@ -228,3 +230,15 @@ def test_a_message_is_english_text_that_keeps_its_template() -> None:
     with using_language("zh"):
         assert localized(ValueError(m)) == "--horizon：200 周超出 1..104 的范围"
         assert localized(ValueError(f"wrapped: {m}")) == "wrapped: --horizon: 200 weeks is outside 1..104"
+
+
+def test_a_wrapped_error_keeps_its_message_in_both_languages() -> None:
+    from features.messages import M_
+    from serving.cli.output import localized
+    from serving.i18n import using_language
+
+    inner = ValueError(M_("transactions: missing column(s) {missing}", missing="amount"))
+    outer = RuntimeError(M_("{data}: {error}", data="crm/", error=inner))
+    assert str(outer) == "crm/: transactions: missing column(s) amount"
+    with using_language("zh"):
+        assert localized(outer) == "crm/：transactions：缺少列 amount"
