@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from features.messages import M_
 from serving.http.postprocess import FeatureInput
 from serving.settings import ServingSettings, redact_uri
 from training.explain import ReasonFolder
@@ -198,7 +199,10 @@ def prepare_scorer(kind: str, name: str, version: str, source: str, scorer: Any,
 def prepare_uplift(kind: str, name: str, version: str, source: str, model: Any, tags: dict[str, str]) -> LoadedModel:
     """Wrap a loaded ``training.uplift.UpliftModel`` (POST /coupon_uplift): its reason folder, once."""
     if not hasattr(model, "predict_matrix"):
-        raise ModelLoadError(f"{name} v{version}: a {type(model).__name__}, not an uplift model (UpliftModel)")
+        raise ModelLoadError(M_(
+            "{name} v{version}: a {type_name}, not an uplift model (UpliftModel)",
+            name=name, version=version, type_name=type(model).__name__,
+        ))
     return LoadedModel(kind, name, str(version), source, model, dict(tags), folder=model.reason_folder())
 
 
@@ -234,7 +238,10 @@ def check_registry(uri: str | None = None, timeout: float = 5.0) -> None:
             pass
     except Exception as e:  # noqa: BLE001 - drivers raise many types
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise RegistryUnavailable(f"model registry {redact_uri(uri)} is unreachable: {first}") from None
+        raise RegistryUnavailable(M_(
+            "model registry {uri} is unreachable: {reason}",
+            uri=redact_uri(uri), reason=first,
+        )) from None
     finally:
         engine.dispose()
 
@@ -256,7 +263,10 @@ def registry_version(name: str, alias: str) -> tuple[str, dict[str, str]] | None
     except Exception as e:  # noqa: BLE001 - SQLAlchemy / OS errors: the store itself is broken
         first = (str(e).strip().splitlines() or [""])[0][:300]
         uri = redact_uri(mlflow.get_registry_uri())
-        raise RegistryUnavailable(f"model registry {uri} is unreachable: {type(e).__name__}: {first}") from None
+        raise RegistryUnavailable(M_(
+            "model registry {uri} is unreachable: {error_type}: {reason}",
+            uri=uri, error_type=type(e).__name__, reason=first,
+        )) from None
     return str(mv.version), dict(mv.tags or {})
 
 
@@ -276,15 +286,24 @@ def check_trusted(model_dir: str | Path) -> dict[str, Any]:
     try:
         flavor = (yaml.safe_load(mlmodel.read_text(encoding="utf-8")) or {}).get("flavors", {}).get("sklearn")
     except (OSError, yaml.YAMLError) as e:
-        raise ModelLoadError(f"cannot read {mlmodel.name}: {type(e).__name__}: {e}") from None
+        raise ModelLoadError(M_(
+            "cannot read {file}: {error_type}: {error}",
+            file=mlmodel.name, error_type=type(e).__name__, error=e,
+        )) from None
     if not isinstance(flavor, dict):
-        raise UntrustedModel("not a scikit-learn model (no sklearn flavor in MLmodel)")
+        raise UntrustedModel(M_("not a scikit-learn model (no sklearn flavor in MLmodel)"))
     fmt = flavor.get("serialization_format")
     if fmt != "skops":
-        raise UntrustedModel(f"serialization format {fmt!r} is refused; only skops models are loaded")
+        raise UntrustedModel(M_(
+            "serialization format {serialization!r} is refused; only skops models are loaded",
+            serialization=fmt,
+        ))
     extra = sorted(set(flavor.get("skops_trusted_types") or []) - set(TRUSTED_TYPES))
     if extra:
-        raise UntrustedModel(f"untrusted type(s) {', '.join(extra)} (trusted: training.model.TRUSTED_TYPES)")
+        raise UntrustedModel(M_(
+            "untrusted type(s) {types} (trusted: training.model.TRUSTED_TYPES)",
+            types=', '.join(extra),
+        ))
     return flavor
 
 
@@ -322,12 +341,12 @@ def check_segments_code(local: str | Path) -> None:
     meta = yaml.safe_load((local / "MLmodel").read_text(encoding="utf-8")) or {}
     pyfunc = (meta.get("flavors") or {}).get("python_function") or {}
     if pyfunc.get("loader_module") != "mlflow.pyfunc.loaders.code_model" or pyfunc.get("python_model"):
-        raise UntrustedModel("not a models-from-code pyfunc (a pickled python_model is refused)")
+        raise UntrustedModel(M_("not a models-from-code pyfunc (a pickled python_model is refused)"))
     code = local / Path(str(pyfunc.get("model_code_path") or "")).name
     if not code.is_file():
-        raise UntrustedModel(f"model code file {code.name or '?'} is missing from the artifact")
+        raise UntrustedModel(M_("model code file {file} is missing from the artifact", file=code.name or '?'))
     if code.read_text(encoding="utf-8") != _MODEL_CODE:
-        raise UntrustedModel(f"model code {code.name} differs from this release's; refusing to run it")
+        raise UntrustedModel(M_("model code {name} differs from this release's; refusing to run it", name=code.name))
 
 
 def load_segments_artifact(uri: str) -> Any:
@@ -434,7 +453,10 @@ class ModelSlot:
         m = self.current
         if m is None:
             why = self.error or "not registered"
-            raise ModelUnavailable(f"model {self.name}@{self.alias} is not loaded: {why}")
+            raise ModelUnavailable(M_(
+                "model {name}@{alias} is not loaded: {why}",
+                name=self.name, alias=self.alias, why=why,
+            ))
         return m
 
     def swap(self, model: LoadedModel) -> None:
