@@ -295,7 +295,7 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
             try:
                 tmp.write_text(json.dumps(summary.model_dump(), ensure_ascii=False, indent=2), encoding="utf-8")
             except OSError as e:
-                raise write_failure("summary file", target.summary, e) from None
+                raise write_failure(M_("summary file"), target.summary, e) from None
             rejects.commit()
             sink.commit(schema)
         return summary
@@ -306,7 +306,7 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
             if part is not None:
                 part.abort()
         if isinstance(e, OSError) and no_space(e):  # e.g. the rank buckets of --sort in the work directory
-            raise write_failure("output", target.path or target.label, e) from None
+            raise write_failure(M_("output"), target.path or target.label, e) from None
         if isinstance(e, OSError) and not isinstance(e, BatchError):
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             raise BatchError(M_("cannot read or write {where}{reason}", where=where, reason=e.strerror or e)) from None

@@ -170,9 +170,9 @@ def resolve_target(out: str | Path, rejects: str | Path | None = None) -> Segmen
         raise BatchError(M_("--out {path}: use a .csv or .parquet file", path=p))
     target = SegmentTarget(p, kind, Path(rejects) if rejects else p.with_name(p.name + ".rejects.csv"),
                            p.with_name(p.name + ".summary.json"))
-    _check_writable(target.path, "output")
-    _check_writable(target.rejects, "rejects file")
-    _check_writable(target.summary, "summary file")
+    _check_writable(target.path, M_("output"))
+    _check_writable(target.rejects, M_("rejects file"))
+    _check_writable(target.summary, M_("summary file"))
     return target
 
 

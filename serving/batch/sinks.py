@@ -84,11 +84,14 @@ def no_space(e: BaseException) -> bool:
 def write_failure(what: str, path: Path | str, e: BaseException) -> BatchError:
     """A failed write as one line naming the file; a full disk says so (and that nothing was left behind)."""
     if no_space(e):
-        where = f" ({Path(path).parent} is full)" if isinstance(path, Path) else ""
-        return BatchError(f"cannot write the {what} {path}: no space left on device{where}; no output file was "
-                          "written and the temporary files were removed: free some space or write elsewhere")
+        full = M_(" ({folder} is full)", folder=Path(path).parent) if isinstance(path, Path) else ""
+        return BatchError(M_(
+            "cannot write the {what} {path}: no space left on device{full}; no output file was written and the "
+            "temporary files were removed: free some space or write elsewhere",
+            what=what, path=path, full=full,
+        ))
     detail = getattr(e, "strerror", None) or (str(e).strip().splitlines() or [type(e).__name__])[0]
-    return BatchError(f"cannot write the {what} {path}: {detail}")
+    return BatchError(M_("cannot write the {what} {path}: {reason}", what=what, path=path, reason=detail))
 
 
 class _AtomicFile:
@@ -100,7 +103,7 @@ class _AtomicFile:
     and close it in :meth:`_close`. Write errors become :func:`write_failure` errors naming ``path``.
     """
 
-    what = "file"
+    what = M_("file")
 
     def __init__(self, path: Path) -> None:
         from features.io import atomic_path
@@ -143,7 +146,7 @@ class _AtomicFile:
 class _FileSink(_AtomicFile):
     """Streams Arrow tables into a temporary CSV or Parquet file, moved into place by :meth:`commit`."""
 
-    what = "output"
+    what = M_("output")
     #: formula neutralisation (CSV) and PII masking (serving.access.exports); set by the run
     policy = ExportPolicy()
 
@@ -308,7 +311,7 @@ def resolve_output(output: str, output_table: str | None, rejects: str | None) -
             raise BatchError(M_("--output-table {table!r}: use letters, digits and underscores", table=table))
         if u.get_backend_name() == "sqlite" and u.database and u.database != ":memory:":
             db = Path(u.database)
-            _check_writable(db, "output database")
+            _check_writable(db, M_("output database"))
             base = db.with_name(f"{db.name}.{table}")
         else:
             base = Path.cwd() / table
@@ -326,19 +329,19 @@ def resolve_output(output: str, output_table: str | None, rejects: str | None) -
                 "--output {path}: use a .csv or .parquet file, or a SQL URL with --output-table",
                 path=p,
             ))
-        _check_writable(p, "output")
+        _check_writable(p, M_("output"))
         target = OutputTarget(str(p), kind, p, None, None,
                               Path(rejects) if rejects else p.with_name(p.name + ".rejects.csv"),
                               p.with_name(p.name + ".summary.json"), p.parent)
-    _check_writable(target.rejects, "rejects file")
-    _check_writable(target.summary, "summary file")
+    _check_writable(target.rejects, M_("rejects file"))
+    _check_writable(target.summary, M_("summary file"))
     return target
 
 
 class _RejectsSink(_AtomicFile):
     """Rejected rows appended to a temporary CSV (UTF-8 with BOM, as ingestion's rejects), then moved into place."""
 
-    what = "rejects file"
+    what = M_("rejects file")
     #: formula neutralisation and PII masking (serving.access.exports); set by the run
     policy = ExportPolicy()
 
@@ -420,7 +423,7 @@ class _Spill:
             feather.write_feather(table, f, compression="uncompressed")  # read back once: no encoding work
         except OSError as e:
             f.unlink(missing_ok=True)
-            raise write_failure("output", self.output or f, e) from None
+            raise write_failure(M_("output"), self.output or f, e) from None
         self.files.append(f)
         self.ids.extend(ids.chunks)  # pa.chunked_array(self.ids) takes arrays, not chunked arrays
         self.probs.append(probability)

@@ -169,12 +169,12 @@ def run_drift_monitor(
     window = f"{start.isoformat()} → {end.isoformat()}"
     if len(current) == 0:
         others = ", ".join(f"v{k}: {v:,}" for k, v in by_version.items())
-        raise EmptyWindowError(
-            f"no recorded rows for {model_name} v{ref_model.version} in {window} "
-            f"(records folder {home_path / 'records' / model_name}"
-            + (f"; other versions in the window: {others}" if others else "")
-            + "): rows are recorded by `crmscore serve` and `crmscore score`; widen --since or pick --version"
-        )
+        raise EmptyWindowError(M_(
+            "no recorded rows for {model_name} v{version} in {window} (records folder {folder}{other_versions}): "
+            "rows are recorded by `crmscore serve` and `crmscore score`; widen --since or pick --version",
+            model_name=model_name, version=ref_model.version, window=window, folder=home_path / "records" / model_name,
+            other_versions=M_("; other versions in the window: {versions}", versions=others) if others else "",
+        ))
     if len(current) < cfg.min_rows:
         raise EmptyWindowError(
             M_(
