@@ -152,7 +152,7 @@ def id_column_for(requested: str | None, model: LoadedScorer) -> tuple[str, str]
     """The run's id column and where its name came from: ``--id-col`` when given, else the column the model
     was trained with (:attr:`LoadedScorer.id_column`), else ``customer_id``."""
     if requested:
-        return requested, "the column --id-col names"
+        return requested, M_("the column --id-col names")
     if model.id_column:
-        return model.id_column, f"the id column {model.name or model.uri} was trained with"
-    return DEFAULT_ID_COLUMN, "the default id column"
+        return model.id_column, M_("the id column {model} was trained with", model=model.name or model.uri)
+    return DEFAULT_ID_COLUMN, M_("the default id column")

@@ -95,16 +95,17 @@ def plan_columns(
             src[t] = col
             used.add(col)
     if missing:
-        shown = ", ".join(missing[:12]) + (f", … ({len(missing)} in all)" if len(missing) > 12 else "")
+        shown = ", ".join(missing[:12]) + (_in_all(len(missing)) if len(missing) > 12 else "")
         hint = ""
         if len(header) == 1:
-            hint = (
-                f"; the header was read as one column {header[0][:60]!r}"
-                f" (delimiter {delimiter!r}): is the file delimited by , ; tab or |?"
+            hint = M_(
+                "; the header was read as one column {header!r} (delimiter {delimiter!r}): is the file delimited by "
+                ", ; tab or |?",
+                header=header[0][:60], delimiter=delimiter,
             )
         if id_col in missing and not hint:
             raise BatchError(_missing_id(source, id_col, id_origin, header, [m for m in missing if m != id_col]))
-        kinds = "the id column and model feature(s)" if id_col in missing else "column(s)"
+        kinds = M_("the id column and model feature(s)") if id_col in missing else M_("column(s)")
         raise BatchError(M_(
             "{source}: missing required {kinds}: {shown}{hint}",
             source=source, kinds=kinds, shown=shown, hint=hint,
@@ -121,15 +122,21 @@ def plan_columns(
 
 def _missing_id(source: str, id_col: str, origin: str | None, header: list[str], others: list[str]) -> str:
     """The error for an input without its id column, as a sentence that says how to fix it."""
-    why = f" ({origin})" if origin else ""
     looks = [h for h in header if re.search(r"(^|_)(id|no|key|code)$|编号$", _norm_header(h))]
-    example = f"--id-col {looks[0]}" if looks else "--id-col NAME"
-    msg = (f"{source} has no id column {id_col!r}{why}: name the column that holds the ids with --id-col "
-           f"(for example {example}).")
+    also = ""
     if others:
-        shown = ", ".join(others[:12]) + (f", … ({len(others)} in all)" if len(others) > 12 else "")
-        msg += f" The model's feature(s) {shown} are missing too."
-    return msg
+        shown = ", ".join(others[:12]) + (_in_all(len(others)) if len(others) > 12 else "")
+        also = M_(" The model's feature(s) {features} are missing too.", features=shown)
+    return M_(
+        "{source} has no id column {id_col!r}{origin}: name the column that holds the ids with --id-col "
+        "(for example --id-col {example}).{also}",
+        source=source, id_col=id_col, origin=M_(" ({origin})", origin=origin) if origin else "",
+        example=looks[0] if looks else "NAME", also=also,
+    )
+
+
+def _in_all(n: int) -> str:
+    return M_(", … ({n_columns} in all)", n_columns=n)
 
 # ------------------------------------------------------------------------------------------------- input
 
