@@ -83,7 +83,8 @@ def apply_cmd(
         mcfg = load_members_config(members_config)
         needed = rule_fields(cfg)
         progress("reading tables")
-        tables = {k: drop_pii(v) for k, v in load_tables(data, required=("orders",), columns=input_columns(needed)).items()}
+        read = load_tables(data, required=("orders",), columns=input_columns(needed))
+        tables = {k: drop_pii(v) for k, v in read.items()}
         progress("member levels")
         if members is not None:
             levels, msum = read_levels(members)
