@@ -56,7 +56,7 @@ class Goal:
 
     text: str
     key: str
-    op: str  # "<=", "<", ">=", "=="
+    op: str  # "<=", "<", ">=", ">", "=="
     threshold: float
     unit: str = ""
     sized: bool = True  # only meaningful at the default sizes (not assessed in --quick runs)
@@ -69,6 +69,7 @@ class Goal:
             "<=": value <= self.threshold,
             "<": value < self.threshold,
             ">=": value >= self.threshold,
+            ">": value > self.threshold,
             "==": value == self.threshold,
         }[self.op]
 

@@ -137,3 +137,11 @@ def test_benchmarks_left_out_of_a_run_point_to_their_last_results(tmp_path) -> N
     listed = left_out.removeprefix("Not measured in this run: ").split(";")[0]
     names = [e.strip().split(" ")[0] for e in listed.split(",")]
     assert {"synth", "training", "batch_worst"} <= set(names) and not {"batch", "soak"} & set(names)
+
+
+def test_every_goal_of_every_benchmark_can_be_judged() -> None:
+    from bench.run import BENCHMARKS
+
+    for b in BENCHMARKS:
+        for g in b.goals:
+            assert g.check(g.threshold) in (True, False), (b.name, g.op)  # an unknown operator raises KeyError
