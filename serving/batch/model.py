@@ -81,6 +81,22 @@ def _first_line(e: BaseException) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
+def pin_model(spec: str) -> tuple[str, str | None, str | None, str]:
+    """``--model`` as (URI, registered name, version, URI to load): an alias is resolved to its version once, and
+    that version is what gets loaded (an alias may move meanwhile). Name and version are None for a run or a path,
+    or when the registry cannot be read (the load that follows then words the error)."""
+    from training.registry import configure_tracking
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = resolve_model_uri(spec)
+    configure_tracking()
+    try:
+        name, version = _registry_version(uri)
+    except Exception:  # noqa: BLE001 - the registry itself may be what failed: MLflow's load words the error
+        name, version = None, None
+    pinned = f"models:/{name}/{version}" if uri.startswith("models:/") and name and version else uri
+    return uri, name, version, pinned
+
 def load_scorer(spec: str) -> LoadedScorer:
     """Load the ``CRMScorer`` a ``--model`` value names from the MLflow registry (or a run / local path).
 
@@ -91,17 +107,8 @@ def load_scorer(spec: str) -> LoadedScorer:
     is not a crmscore scoring model.
     """
     from serving.http.loader import load_scorer_artifact
-    from training.registry import configure_tracking
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = resolve_model_uri(spec)
-    configure_tracking()
-    try:
-        name, version = _registry_version(uri)
-    except Exception:  # noqa: BLE001 - the registry itself may be what failed: MLflow's load words the error
-        name, version = None, None
-    # a version the alias pointed at a moment ago is loaded as that version (an alias may move meanwhile)
-    pinned = f"models:/{name}/{version}" if uri.startswith("models:/") and name and version else uri
+    uri, name, version, pinned = pin_model(spec)
     try:
         scorer = load_scorer_artifact(pinned)
     except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model

@@ -112,20 +112,10 @@ def load_segments(spec: str) -> LoadedSegments:
     (``serving.http.loader.load_segments_artifact``: only this release's models-from-code file runs).
     Raises :class:`BatchError` (one line) when it does not exist or is not a segments model.
     """
-    import os
-
-    from serving.batch.model import _first_line, _registry_version, resolve_model_uri
+    from serving.batch.model import _first_line, pin_model
     from serving.http.loader import UntrustedModel, load_segments_artifact
-    from training.registry import configure_tracking
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    uri = resolve_model_uri(spec)
-    configure_tracking()
-    try:
-        name, version = _registry_version(uri)
-    except Exception:  # noqa: BLE001 - the registry itself may be what failed: MLflow's load words the error
-        name, version = None, None
-    pinned = f"models:/{name}/{version}" if uri.startswith("models:/") and name and version else uri
+    uri, name, version, pinned = pin_model(spec)
     which = f" ({name} version {version})" if name and version else ""
     try:
         pyfunc = load_segments_artifact(pinned)
