@@ -17,6 +17,20 @@ SHARED_DATA = Path(os.environ.get("CRMSCORE_SHARED_DATA", ROOT.parent / "shared"
 
 
 @pytest.fixture(scope="session")
+def _session_audit_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("audit") / "audit.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def _private_audit_trail(_session_audit_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI exports run in a test append to a throwaway audit trail, never to ``./.crmscore`` of the checkout (a
+    test that reads the trail sets ``CRMSCORE_AUDIT_FILE`` itself; servers started by module or session fixtures
+    are started before this runs and keep their own ``<home>/audit``)."""
+    if not os.environ.get("CRMSCORE_AUDIT_FILE"):
+        monkeypatch.setenv("CRMSCORE_AUDIT_FILE", str(_session_audit_file))
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The ../shared/data folder of real public CRM data; skips the test when it is absent."""
     if not SHARED_DATA.is_dir():

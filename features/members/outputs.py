@@ -47,8 +47,11 @@ def write_csv_atomic(df: pd.DataFrame | Any, path: str | Path, neutralise: bool 
     return Path(path)
 
 
-def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, csv: bool = True) -> list[Path]:
-    """``<name>.parquet`` (and ``<name>.csv``) in ``out_dir``.
+def write_table(
+    df: pd.DataFrame, out_dir: str | Path, name: str, csv: bool = True, neutralise: bool = True
+) -> list[Path]:
+    """``<name>.parquet`` (and ``<name>.csv``, formula cells neutralised unless ``neutralise`` is off) in
+    ``out_dir``.
 
     The frame becomes an Arrow table once (with pandas metadata, so reading the Parquet back gives the same
     dtypes) and both files are written from it: converting a million Python strings per column is the
@@ -66,7 +69,7 @@ def write_table(df: pd.DataFrame, out_dir: str | Path, name: str, csv: bool = Tr
         pq.write_table(table, tmp, row_group_size=max(table.num_rows, 1))
     paths = [d / f"{name}.parquet"]
     if csv:
-        paths.append(write_csv_atomic(table, d / f"{name}.csv"))
+        paths.append(write_csv_atomic(table, d / f"{name}.csv", neutralise=neutralise))
     return paths
 
 

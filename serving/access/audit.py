@@ -81,44 +81,69 @@ def append(
 
     ``customers`` are ids (never names); ``fields`` the field names shown; ``detail`` small non-PII facts
     (counts, an output path, a reason)."""
+    return append_parts(action, principal, [list(customers)], fields, masked, path, **detail)[-1]
+
+
+def append_parts(
+    action: str,
+    principal: Principal,
+    parts: Sequence[Sequence[str]],
+    fields: Sequence[str] = (),
+    masked: bool = False,
+    path: Path | None = None,
+    **detail: Any,
+) -> list[dict[str, Any]]:
+    """Append one line per part of ``customers`` ids (each at most :data:`MAX_IDS_PER_LINE`) under one lock and
+    one fsync: a large export's ids, chained like single lines. Returns the lines written."""
     p = path or audit_path()
     p.parent.mkdir(parents=True, exist_ok=True)
-    ids = [str(c) for c in customers]
-    entry: dict[str, Any] = {
-        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-        **principal.audit_fields(),
-        "action": action,
-        "customers": ids[:MAX_IDS_PER_LINE],
-        "customers_total": len(ids),
-        "fields": list(fields),
-        "masked": masked,
-    }
-    if detail:
-        entry["detail"] = detail
+    ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    bodies: list[dict[str, Any]] = []
+    for k, part in enumerate(parts or [[]]):
+        ids = [str(c) for c in part]
+        entry: dict[str, Any] = {
+            "ts": ts,
+            **principal.audit_fields(),
+            "action": action,
+            "customers": ids[:MAX_IDS_PER_LINE],
+            "customers_total": len(ids),
+            "fields": list(fields),
+            "masked": masked,
+        }
+        more = {**detail, "part": k + 1, "parts": len(parts)} if len(parts) > 1 else detail
+        if more:
+            entry["detail"] = more
+        bodies.append(entry)
+    out: list[dict[str, Any]] = []
     with open(p, "a+b") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             last = _last_line(fh)
             if last is None:
-                seq, prev = 1, GENESIS
+                seq, prev = 0, GENESIS
             else:
                 try:
                     before = json.loads(last)
-                    seq, prev = int(before["seq"]) + 1, str(before["hash"])
+                    seq, prev = int(before["seq"]), str(before["hash"])
                 except (ValueError, KeyError, TypeError):
                     raise AuditError(M_(
                         "{path}: the last line is not an audit entry; run `crmscore audit verify`",
                         path=p,
                     )) from None
-            entry = {"seq": seq, **entry, "prev": prev}
-            entry["hash"] = line_hash(entry)
+            lines = []
+            for body in bodies:
+                seq += 1
+                entry = {"seq": seq, **body, "prev": prev}
+                entry["hash"] = prev = line_hash(entry)
+                out.append(entry)
+                lines.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
             fh.seek(0, os.SEEK_END)
-            fh.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+            fh.write(b"".join(lines))
             fh.flush()
             os.fsync(fh.fileno())
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    return entry
+    return out
 
 
 def read_entries(path: Path | None = None) -> Iterator[tuple[int, dict[str, Any]]]:

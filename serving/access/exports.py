@@ -57,10 +57,45 @@ def policy_for(principal: Principal, neutralise: bool = True) -> ExportPolicy:
     return ExportPolicy(neutralise, frozenset() if principal.may("export_pii") else frozenset(PII_COLUMNS))
 
 
+def ids_of_file(path: str | Path, id_col: str | None = None) -> list[str]:
+    """The ids of an exported CSV or Parquet file (``id_col``, else ``customer_id``, ``lead_id`` or the first
+    column), for the audit line; empty for anything else (a SQL table, a Spark output folder)."""
+    import csv
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if not p.is_file():
+        return []
+    suffix = p.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        names = pq.read_schema(p).names
+    elif suffix == ".csv":
+        with open(p, encoding="utf-8-sig") as fh:
+            names = next(csv.reader(fh), [])
+    else:
+        return []
+    col = next((c for c in (id_col, "customer_id", "lead_id") if c and c in names), names[0] if names else None)
+    if col is None:
+        return []
+    if suffix == ".csv":
+        opts = pacsv.ConvertOptions(include_columns=[col], column_types={col: "string"})
+        t = pacsv.read_csv(p, convert_options=opts)
+    else:
+        t = pq.read_table(p, columns=[col])
+    return [str(v) for v in t.column(0).cast("string").to_pylist() if v is not None]
+
+
 def record_export(
     action: str, principal: Principal, files: Sequence[str | Path], customers: Sequence[str] = (),
     fields: Sequence[str] = (), masked: bool = False, **detail: Any,
 ) -> dict[str, Any]:
-    """The audit line of an export: the files written (``crmscore forget`` scrubs them), ids and columns."""
-    return audit.append(action, principal, customers, fields, masked=masked,
-                        files=[str(Path(f).resolve()) for f in files], **detail)
+    """The audit line(s) of an export: the files written (``crmscore forget`` scrubs them), the customer ids
+    (:data:`~serving.access.audit.MAX_IDS_PER_LINE` per line, ``part`` numbering the lines) and the columns.
+    Returns the last line."""
+    ids = [str(c) for c in customers]
+    step = audit.MAX_IDS_PER_LINE
+    parts = [ids[k:k + step] for k in range(0, len(ids), step)] or [[]]
+    return audit.append_parts(action, principal, parts, fields, masked=masked,
+                              files=[str(Path(f).resolve()) for f in files], **detail)[-1]

@@ -24,7 +24,9 @@ ACTIONS: tuple[str, ...] = (
     "drift",  # GET /drift
     "forecast",  # GET /forecast
     "ui",  # GET /ui/api/status, POST /ui/api/search, /ui/api/profile, /ui/api/next_steps
-    "export_scores",  # crmscore score (--keep pass-through columns)
+    "export_scores",  # crmscore score (lead, churn, uplift), segment apply, route: the caller's list scored
+    "export_lists",  # crmscore actions, recommend, tags apply, members apply: lists over every customer
+    "export_reports",  # crmscore report, forecast: aggregate tables (no customer rows)
     "export_audience",  # crmscore audience export
     "export_pii",  # PII columns in an export (audience --include-pii, score --keep name,phone...)
     "audit",  # crmscore audit, crmscore audit verify
@@ -41,6 +43,8 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "forecast": frozenset({"admin", "manager", "sales", "analyst"}),
     "ui": frozenset({"admin", "manager", "sales", "analyst"}),
     "export_scores": frozenset(ROLES),
+    "export_lists": frozenset({"admin", "analyst"}),
+    "export_reports": frozenset({"admin", "manager", "sales", "analyst"}),
     "export_audience": frozenset({"admin", "manager", "sales", "analyst"}),
     "export_pii": frozenset({"admin", "manager", "sales"}),
     "audit": frozenset({"admin"}),
@@ -65,6 +69,21 @@ ENDPOINT_ACTIONS: Mapping[str, str] = {
     "/recommend": "score",
     "/next_action": "score",
     "/ui/api/next_steps": "ui",
+}
+
+#: Every CLI command that writes a file for people → its action (docs/access.md). A command writing such a file
+#: must be here: a unit test compares this with the CLI's commands (the rest are listed there with the reason).
+CLI_EXPORTS: Mapping[str, str] = {
+    "score": "export_scores",
+    "segment apply": "export_scores",
+    "route": "export_scores",
+    "actions": "export_lists",
+    "recommend": "export_lists",
+    "tags apply": "export_lists",
+    "members apply": "export_lists",
+    "report": "export_reports",
+    "forecast": "export_reports",
+    "audience export": "export_audience",
 }
 
 #: Roles that see PII values unmasked.
@@ -140,6 +159,16 @@ def scope_mask(principal: Principal, owner_ids: Any, team_ids: Any) -> Any:
             return np.zeros(n, dtype=bool)
         return (owner_ids.astype("string") == principal.owner_id).fillna(False).to_numpy(dtype=bool)
     return np.ones(n, dtype=bool)
+
+
+def cli_markdown() -> str:
+    """The CLI exports and their actions as a Markdown table, as docs/access.md shows it."""
+    head = "| command | action | " + " | ".join(ROLES) + " |\n|---|---|" + "---|" * len(ROLES) + "\n"
+    rows = "".join(
+        f"| `crmscore {c}` | {a} | " + " | ".join("yes" if r in PERMISSIONS[a] else "no" for r in ROLES) + " |\n"
+        for c, a in CLI_EXPORTS.items()
+    )
+    return head + rows
 
 
 def matrix_markdown() -> str:

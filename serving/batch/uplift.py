@@ -100,8 +100,10 @@ def score_uplift_batch(
     sort: bool = False,
     rejects: str | None = None,
     query: str | None = None,
+    neutralise: bool = True,
 ) -> UpliftBatchSummary:
-    """Score a customer list with an uplift model and write it (see the module docstring)."""
+    """Score a customer list with an uplift model and write it (see the module docstring); CSV text cells that
+    would start a spreadsheet formula get a ``'`` prefix unless ``neutralise`` is off."""
     from features.export import neutralise_frame
     from features.io import atomic_path
     from features.readers import parse_amounts
@@ -172,12 +174,12 @@ def score_uplift_batch(
         if out_path.suffix.lower() == ".parquet":
             out.to_parquet(tmp, index=False)
         else:
-            neutralise_frame(out).to_csv(tmp, index=False, encoding="utf-8")  # spreadsheet formulas
+            (neutralise_frame(out) if neutralise else out).to_csv(tmp, index=False, encoding="utf-8")
     rejects_file = None
     if len(rej):
         rejects_file = rejects or str(out_path.with_name(out_path.stem + ".rejects.csv"))
         with atomic_path(rejects_file) as tmp:
-            neutralise_frame(rej).to_csv(tmp, index=False, encoding="utf-8")
+            (neutralise_frame(rej) if neutralise else rej).to_csv(tmp, index=False, encoding="utf-8")
     q = {f"p{p}": float(np.quantile(u, p / 100)) for p in (10, 50, 90)} if len(u) else {}
     return UpliftBatchSummary(
         model_uri=uri, model_name=name, model_version=version, learner=str(model.learner), rows_in=n_in,

@@ -22,8 +22,15 @@ def actions_cmd(
     config: Path | None = typer.Option(None, "--config", help="actions YAML (configs/actions.yaml)"),
     members_config: Path | None = typer.Option(None, "--members-config", help="members YAML (configs/members.yaml)"),
     segment_config: Path | None = typer.Option(None, "--segment-config", help="segment YAML (RFM grid, value tiers)"),
+    neutralise: bool = typer.Option(
+        True, "--neutralise/--no-neutralise", help="prefix CSV cells starting with = + - @ with ' (spreadsheet "
+        "formula injection); turn off only for machine consumers"
+    ),
 ) -> None:
-    """One action per customer with its reason (first matching rule wins), and the customers per action."""
+    """One action per customer with its reason (first matching rule wins), and the customers per action.
+
+    Runs as the principal of ``$CRMSCORE_KEY`` (else the local operator): a list over every customer, so the
+    role needs ``export_lists``; the export is written to the audit trail (docs/access.md)."""
     import time
 
     import numpy as np
@@ -36,10 +43,12 @@ def actions_cmd(
     from features.members.levels import LevelInputError, compute_levels
     from features.members.outputs import OutputDirError, read_levels, read_previous_tags, write_csv_atomic
     from features.members.tags import TagInputError
+    from serving.access.exports import record_export
     from serving.cli.members import parse_as_of
     from serving.cli.tags import MISSING_HINT, build_context, context_fields, input_columns, read_scores
     from training.cross_sell_actions import ActionsConfig, action_counts, assign_actions, rule_fields
 
+    principal = output.require_permission("export_lists")
     t0 = time.perf_counter()
     try:
         t = parse_as_of(as_of)
@@ -75,8 +84,10 @@ def actions_cmd(
         output.fail(e)
     counts = action_counts(actions, cfg)
     counts_path = out.with_name(f"{out.stem}_counts.csv")
-    write_csv_atomic(actions, out)
-    write_csv_atomic(counts, counts_path)
+    write_csv_atomic(actions, out, neutralise=neutralise)
+    write_csv_atomic(counts, counts_path, neutralise=neutralise)
+    record_export("export_lists", principal, [out, counts_path], customers=actions["customer_id"].astype(str).tolist(),
+                  fields=[str(c) for c in actions.columns], command="actions", rows=len(actions))
     result = {
         "output": str(out), "counts_file": str(counts_path), "customers": len(actions), "as_of": str(t.date()),
         "seconds": round(time.perf_counter() - t0, 2), "counts": counts.to_dict("records"),

@@ -168,9 +168,9 @@ def export_cmd(
         summary["exported"] = len(sel)
     write_text_atomic(out.with_suffix(".summary.json"), json.dumps(summary, ensure_ascii=False, indent=1))
     ids = sel["customer_id"].astype(str).tolist()
-    for start in range(0, max(len(ids), 1), 1000):  # one audit line per 1,000 ids: "who exported this customer"
-        record_export("export_audience", principal, [out, out.with_suffix(".summary.json")], ids[start:start + 1000],
-                      ["customer_id", *extra], audience=aud_name, part=start // 1000 + 1, rows=len(ids))
+    # every exported id (1,000 per audit line): "who exported this customer"
+    record_export("export_audience", principal, [out, out.with_suffix(".summary.json")], ids, ["customer_id", *extra],
+                  audience=aud_name, rows=len(ids))
     output.summary(summary, lambda: _(
         "{name}: {matched:,} matched, {no_consent:,} without consent and {unknown:,} with unknown consent left out "
         "({purpose}), {exported:,} exported → {out}"

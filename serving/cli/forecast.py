@@ -24,8 +24,10 @@ def forecast_cmd(
     import pandas as pd
 
     from features.io import DataDirError
+    from serving.access.exports import record_export
     from training.forecast_run import FORECAST_STAGES, parse_horizon, run_forecast
 
+    principal = output.require_permission("export_reports")
     try:
         try:
             t = pd.Timestamp(as_of)
@@ -37,6 +39,7 @@ def forecast_cmd(
             )
     except (DataDirError, ValueError) as e:
         output.fail(e)
+    record_export("export_reports", principal, list(res.files.values()), command="forecast")
     for n in res.notes:
         output.note(n)
     output.summary(json.loads(res.files["summary.json"].read_text(encoding="utf-8")), lambda: _lines(res, out))

@@ -48,8 +48,15 @@ def apply_cmd(
         None, "--manual", help="manual changes CSV: customer_id, level, changed_by, changed_at, reason"
     ),
     config: Path | None = typer.Option(None, "--config", help="members YAML (configs/members.yaml)"),
+    neutralise: bool = typer.Option(
+        True, "--neutralise/--no-neutralise", help="prefix CSV cells starting with = + - @ with ' (spreadsheet "
+        "formula injection); turn off only for machine consumers"
+    ),
 ) -> None:
-    """Compute every customer's member level as of T and write levels, history and counts."""
+    """Compute every customer's member level as of T and write levels, history and counts.
+
+    Runs as the principal of ``$CRMSCORE_KEY`` (else the local operator): a list over every customer, so the
+    role needs ``export_lists``; the export is written to the audit trail (docs/access.md)."""
     import time
 
     from features.config import ConfigError
@@ -57,7 +64,9 @@ def apply_cmd(
     from features.members.config import load_members_config
     from features.members.levels import LevelInputError, compute_levels, read_manual_changes
     from features.members.outputs import OutputDirError, read_previous_levels, write_summary, write_table
+    from serving.access.exports import record_export
 
+    principal = output.require_permission("export_lists")
     t0 = time.perf_counter()
     progress = output.progress_bar(steps=3)  # reading tables, computing levels, writing
     try:
@@ -74,9 +83,10 @@ def apply_cmd(
     res.summary["config"] = str(config) if config else "embedded defaults"
     res.summary["seconds"] = round(time.perf_counter() - t0, 2)
     progress("writing")
-    write_table(res.levels, out, "levels")
-    write_table(res.history, out, "history")
-    write_summary(res.summary, out)
+    files = [*write_table(res.levels, out, "levels", neutralise=neutralise),
+             *write_table(res.history, out, "history", neutralise=neutralise), write_summary(res.summary, out)]
+    record_export("export_lists", principal, files, res.levels["customer_id"].astype(str).tolist(),
+                  [str(c) for c in res.levels.columns], command="members apply", rows=len(res.levels))
     progress.close()
     s = res.summary
     names = {x.id: x.zh if output.session().lang == "zh" else x.id for x in cfg.levels}

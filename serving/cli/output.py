@@ -25,12 +25,13 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
 from serving.i18n import (
+    N_,
     LanguageError,
     _,
     framework_language,
@@ -40,6 +41,9 @@ from serving.i18n import (
     translate,
     using_language,
 )
+
+if TYPE_CHECKING:
+    from serving.access.roles import Principal
 
 
 class ExitCode(IntEnum):
@@ -108,9 +112,18 @@ def fail(message: object, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
     raise typer.Exit(code=int(code))
 
 
-def require_permission(action: str, refused: str) -> None:
-    """Leave with exit code 2 unless the command's principal (``$CRMSCORE_KEY``, else the local operator) may take
-    ``action``; ``refused`` completes "the role R may not ..." (docs/access.md)."""
+#: What "the role R may not ..." says of the export actions (serving.access.roles).
+EXPORT_VERBS = {
+    "export_scores": N_("export scores"),
+    "export_lists": N_("export customer lists"),
+    "export_reports": N_("export reports"),
+}
+
+
+def require_permission(action: str, refused: str | None = None) -> Principal:
+    """The command's principal (``$CRMSCORE_KEY``, else the local operator); leave with exit code 2 unless it may
+    take ``action``. ``refused`` (default: :data:`EXPORT_VERBS`) completes "the role R may not ..."
+    (docs/access.md)."""
     from serving.access.keys import principal_from_env
 
     try:
@@ -118,7 +131,9 @@ def require_permission(action: str, refused: str) -> None:
     except PermissionError as e:
         fail(e)
     if not who.may(action):
-        fail(_("the role {role} may not {action} (docs/access.md)").format(role=who.role, action=translate(refused)))
+        verb = translate(refused or EXPORT_VERBS.get(action, action))
+        fail(_("the role {role} may not {action} (docs/access.md)").format(role=who.role, action=verb))
+    return who
 
 
 def _plain(value: Any) -> Any:

@@ -18,18 +18,27 @@ def recommend_cmd(
     k: int = typer.Option(10, "--k", min=1, max=100, help="products per customer"),
     exclude_days: int = typer.Option(30, "--exclude-days", min=0, help="leave out what was bought in the last N days"),
     as_of: str | None = typer.Option(None, "--as-of", help="read purchases up to T (default: the last one)"),
+    neutralise: bool = typer.Option(
+        True, "--neutralise/--no-neutralise", help="prefix CSV cells starting with = + - @ with ' (spreadsheet "
+        "formula injection); turn off only for machine consumers"
+    ),
 ) -> None:
-    """Top-k products per customer, each with the evidence behind it, leaving out recent purchases."""
+    """Top-k products per customer, each with the evidence behind it, leaving out recent purchases.
+
+    Runs as the principal of ``$CRMSCORE_KEY`` (else the local operator): the role needs ``export_lists``; the
+    export is written to the audit trail (docs/access.md)."""
     import time
 
     import pandas as pd
 
     from features.contract import PII_COLUMNS
     from features.members.outputs import write_csv_atomic
+    from serving.access.exports import record_export
     from training.cross_sell import CrossSellDataError, load_lines
     from training.cross_sell_job import load_model, recommend
     from training.registry import configure_tracking
 
+    principal = cli_output.require_permission("export_lists")
     t0 = time.perf_counter()
     try:
         if not input.is_file():
@@ -60,7 +69,9 @@ def recommend_cmd(
         recs = recommend(m, lines, pd.Index(ids.drop_duplicates()), t, k, exclude_days)
     except (CrossSellDataError, ValueError) as e:
         cli_output.fail(e)
-    write_csv_atomic(recs, output)
+    write_csv_atomic(recs, output, neutralise=neutralise)
+    record_export("export_lists", principal, [output], ids.drop_duplicates().astype(str).tolist(),
+                  fields=[str(c) for c in recs.columns], command="recommend", rows=len(recs))
     n = recs["customer_id"].nunique() if len(recs) else 0
     result = {"output": str(output), "recommendations": len(recs), "customers_with_recommendations": int(n),
               "customers": int(ids.nunique()), "seconds": round(time.perf_counter() - t0, 2)}

@@ -26,8 +26,10 @@ def report_cmd(
     import pandas as pd
 
     from features.io import DataDirError
+    from serving.access.exports import record_export
     from serving.report.run import build_report
 
+    principal = output.require_permission("export_reports")
     try:
         try:
             t = pd.Timestamp(as_of)
@@ -40,6 +42,7 @@ def report_cmd(
             res = build_report(data, t, out, forecast_dir=forecast, progress=progress, scores=given)
     except (DataDirError, ValueError) as e:
         output.fail(e)
+    record_export("export_reports", principal, [res.html, *res.csvs.values()], command="report")
     for n in res.notes:
         output.note(n)
     result = {

@@ -18,14 +18,23 @@ def route_cmd(
     out: Path = typer.Option(..., "--out", help="assignments CSV: lead_id, owner_id, rule, reason, grade"),
     config: Path = typer.Option(Path("configs/routing.yaml"), "--config", help="reps and rules"),
     summary: Path | None = typer.Option(None, "--summary", help="per-rep summary CSV (default: <out>.summary.csv)"),
+    neutralise: bool = typer.Option(
+        True, "--neutralise/--no-neutralise", help="prefix CSV cells starting with = + - @ with ' (spreadsheet "
+        "formula injection); turn off only for machine consumers"
+    ),
 ) -> None:
-    """Assign each lead an owner; unassigned leads get the reason; prints a summary per rep."""
+    """Assign each lead an owner; unassigned leads get the reason; prints a summary per rep.
+
+    Runs as the principal of ``$CRMSCORE_KEY`` (else the local operator; role needs ``export_scores``); the
+    export is written to the audit trail (docs/access.md)."""
     from features.config import ConfigError
     from features.export import neutralise_frame
     from features.io import atomic_path
+    from serving.access.exports import record_export
     from training.routing import load_routing_config, route_leads
     from training.tabular import read_table
 
+    principal = output.require_permission("export_scores")
     try:
         cfg = load_routing_config(str(config))
         frame, _ = read_table(leads)
@@ -35,7 +44,10 @@ def route_cmd(
     summary = summary or out.with_name(out.stem + ".summary.csv")
     for path, df in ((out, res.assignments), (summary, res.summary)):
         with atomic_path(path) as tmp:
-            neutralise_frame(df).to_csv(tmp, index=False, encoding="utf-8")
+            (neutralise_frame(df) if neutralise else df).to_csv(tmp, index=False, encoding="utf-8")
+    record_export("export_scores", principal, [out, summary], res.assignments["lead_id"].astype(str).tolist(),
+                  fields=[str(c) for c in res.assignments.columns],
+                  command="route", rows=len(res.assignments))
     a = res.assignments
     placed = a["owner_id"] != ""
     kept = int((a["rule"] == "existing_owner").sum())

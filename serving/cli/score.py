@@ -52,25 +52,18 @@ def score_cmd(
 
     Runs as the principal of ``$CRMSCORE_KEY`` (else the local operator, admin): PII pass-through columns are
     masked for roles without PII access, and the export is written to the audit trail (docs/access.md)."""
-    from serving.access.exports import policy_for, record_export
-    from serving.access.keys import principal_from_env
+    from serving.access.exports import ids_of_file, policy_for, record_export
     from serving.batch import BatchError, BatchOptions
     from serving.batch.uplift import is_uplift_model
 
+    principal = cli_output.require_permission("export_scores")
     if is_uplift_model(model):
         from serving.cli.uplift import score_uplift_cmd
 
         extra = {"--mapping": mapping, "--as-of": as_of, "--engine spark": engine != "local", "--keep": keep}
-        return score_uplift_cmd(model, input, output, id_col, reasons, sort, rejects, query, extra)
+        return score_uplift_cmd(model, input, output, id_col, reasons, sort, rejects, query, extra,
+                                principal=principal, neutralise=neutralise)
 
-    try:
-        principal = principal_from_env()
-    except PermissionError as e:
-        cli_output.fail(e)
-    if not principal.may("export_scores"):
-        cli_output.fail(_("the role {role} may not {action} (docs/access.md)").format(
-            role=principal.role, action=_("export scores")
-        ))
     policy = policy_for(principal, neutralise)
 
     opts = BatchOptions(
@@ -108,7 +101,8 @@ def score_cmd(
     except BatchError as e:
         cli_output.fail(e)
     files = [f for f in (summary.output, summary.rejects_file) if "://" not in f]
-    record_export("export_scores", principal, files, fields=opts.keep, masked=bool(policy.mask & set(opts.keep)),
+    record_export("export_scores", principal, files, ids_of_file(summary.output, id_col), fields=opts.keep,
+                  masked=bool(policy.mask & set(opts.keep)),
                   rows=summary.scored, output=summary.output)
     cli_output.summary(summary.model_dump(), lambda: _report(summary))
 

@@ -91,21 +91,20 @@ def apply_cmd(
     """RFM scores and segment, value tier, cluster, P(alive) and expected value of every customer as of T, with
     the registered customer_segments model; rejects and a summary beside the output."""
     from features.config import ConfigError
-    from serving.access.keys import principal_from_env
     from serving.batch import BatchError
     from serving.batch.segment_apply import apply_segments
 
-    output.require_permission("export_scores", "export scores")
+    principal = output.require_permission("export_scores")
     try:
         with output.progress() as progress:
             res = apply_segments(data, as_of, out, model=model, engine=engine, master=spark_master,
                                  rejects=rejects, neutralise=neutralise, progress=progress)
     except (BatchError, ConfigError) as e:
         output.fail(e)
-    from serving.access.exports import record_export
+    from serving.access.exports import ids_of_file, record_export
 
-    record_export("export_scores", principal_from_env(), [res.output, res.rejects_file], rows=res.segmented,
-                  output=res.output)
+    record_export("export_scores", principal, [res.output, res.rejects_file], ids_of_file(res.output),
+                  rows=res.segmented, output=res.output)
     output.summary(res.model_dump(), lambda: _apply_lines(res))
 
 

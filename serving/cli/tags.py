@@ -54,8 +54,15 @@ def apply_cmd(
     config: Path | None = typer.Option(None, "--config", help="tags YAML (configs/tags.yaml)"),
     members_config: Path | None = typer.Option(None, "--members-config", help="members YAML (configs/members.yaml)"),
     segment_config: Path | None = typer.Option(None, "--segment-config", help="segment YAML (RFM grid, value tiers)"),
+    neutralise: bool = typer.Option(
+        True, "--neutralise/--no-neutralise", help="prefix CSV cells starting with = + - @ with ' (spreadsheet "
+        "formula injection); turn off only for machine consumers"
+    ),
 ) -> None:
-    """Tag every customer as of T and write the long table (customer_id, tag, kind, since, source) and counts."""
+    """Tag every customer as of T and write the long table (customer_id, tag, kind, since, source) and counts.
+
+    Runs as the principal of ``$CRMSCORE_KEY`` (else the local operator): a list over every customer, so the
+    role needs ``export_lists``; the export is written to the audit trail (docs/access.md)."""
     import time
 
     import pandas as pd
@@ -73,8 +80,10 @@ def apply_cmd(
         write_table,
     )
     from features.members.tags import TagInputError, apply_tags, read_manual_tags, read_tag_removals, rule_fields
+    from serving.access.exports import record_export
     from serving.cli.members import parse_as_of
 
+    principal = output.require_permission("export_lists")
     t0 = time.perf_counter()
     progress = output.progress_bar(steps=5)  # the five stages below
     try:
@@ -122,12 +131,14 @@ def apply_cmd(
         "seconds": round(time.perf_counter() - t0, 2),
     }
     progress("writing")
-    write_table(res.long, out, "tags", csv=csv)
-    write_table(res.counts, out, "tag_counts")
-    write_table(ctx, out, "context", csv=False)
+    files = [*write_table(res.long, out, "tags", csv=csv, neutralise=neutralise),
+             *write_table(res.counts, out, "tag_counts", neutralise=neutralise),
+             *write_table(ctx, out, "context", csv=False)]
     if res.removals is not None:
-        write_table(res.removals, out, "manual_removals", csv=False)
-    write_summary(res.summary, out)
+        files += write_table(res.removals, out, "manual_removals", csv=False)
+    files.append(write_summary(res.summary, out))
+    record_export("export_lists", principal, files, ctx["customer_id"].astype(str).tolist(),
+                  [str(c) for c in ctx.columns], command="tags apply", rows=len(ctx))
     progress.close()
     top = res.counts.sort_values("customers", ascending=False).head(5)
     s = res.summary

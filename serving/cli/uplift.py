@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from serving.cli import output
 from serving.i18n import _
+
+if TYPE_CHECKING:
+    from serving.access.roles import Principal
 
 
 def _split_list(value: str | None) -> list[str]:
@@ -151,11 +155,14 @@ def train_uplift_cmd(
 
 def score_uplift_cmd(
     model: str, input: str, output: str, id_col: str | None, reasons: int, sort: bool, rejects: str | None,
-    query: str | None, unsupported: Mapping[str, object],
+    query: str | None, unsupported: Mapping[str, object], principal: Principal | None = None, neutralise: bool = True,
 ) -> None:
-    """`crmscore score` with an uplift model (serving.batch.uplift): uplift, rank and decile per customer."""
+    """`crmscore score` with an uplift model (serving.batch.uplift): uplift, rank and decile per customer; the
+    export is written to the audit trail as ``principal``'s (docs/access.md)."""
     import dataclasses
 
+    from serving.access.exports import ids_of_file, record_export
+    from serving.access.keys import principal_from_env
     from serving.batch.options import BatchError
     from serving.batch.uplift import score_uplift_batch
     from serving.cli import output as cli_output  # ``output`` is the output file here
@@ -166,9 +173,12 @@ def score_uplift_cmd(
             raise BatchError(_("{options}: not available with an uplift model (a flat customer list)").format(
                 options=", ".join(given)
             ))
-        s = score_uplift_batch(model, input, output, id_col, reasons, sort, rejects, query)
+        s = score_uplift_batch(model, input, output, id_col, reasons, sort, rejects, query, neutralise=neutralise)
     except BatchError as e:
         cli_output.fail(e)
+    files = [f for f in (s.output, s.rejects_file) if f and "://" not in f]
+    record_export("export_scores", principal or principal_from_env(), files, ids_of_file(s.output, id_col),
+                  rows=s.scored, output=s.output, model=s.model_name)
     cli_output.summary(dataclasses.asdict(s), lambda: _score_lines(s))
 
 

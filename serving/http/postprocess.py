@@ -40,26 +40,35 @@ class RequestError(ValueError):
 
 
 # ------------------------------------------------------------------------------------------ validation
+#: An unknown field name echoed in a 422 as it was sent only when it looks like a field name (it could be PII).
+_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
+
+
+def safe_name(name: str) -> str:
+    """``name`` when it looks like a field name, else ``<name of N characters>`` (a key sent by the client may be
+    a phone number or a customer's name; it never comes back in an error or a log)."""
+    return name if _SAFE_NAME.match(name) else f"<name of {len(name)} characters>"
+
+
 def field_path(loc: Sequence[Any]) -> str:
-    """A pydantic error location as a readable path: ``("leads", 0, "features", "age")`` → ``leads[0].features.age``."""
+    """A pydantic error location as a readable path: ``("leads", 0, "features", "age")`` → ``leads[0].features.age``.
+
+    Keys that are not plain field names (a client's dict key: possibly PII) read ``<name of N characters>``."""
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            name = safe_name(str(part))
+            out += f".{name}" if out else name
     return out or "body"
-
-
-#: An unknown field name echoed in a 422 as it was sent only when it looks like a field name (it could be PII).
-_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}$")
 
 
 def safe_names(names: Sequence[str], limit: int = 5) -> str:
     """The first ``limit`` unknown names for an error message: a name that is not a plain identifier (at most 64
     characters of letters, digits, ``_`` and ``.``) is replaced by ``<name of N characters>``, so a phone
     number or a customer name sent as a key never comes back in the error or a log."""
-    return ", ".join(n if _SAFE_NAME.match(n) else f"<name of {len(n)} characters>" for n in names[:limit])
+    return ", ".join(safe_name(str(n)) for n in names[:limit])
 
 
 def format_validation_errors(errors: Sequence[Mapping[str, Any]], limit: int = 20) -> tuple[int, str, list[dict]]:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from serving.http.loader import F32_MAX, LoadedModel
-from serving.http.postprocess import RequestError
+from serving.http.postprocess import RequestError, safe_names
 from training.explain import ReasonFolder
 
 
@@ -24,7 +24,7 @@ def uplift_frame(model: Any, rows: Sequence[Mapping[str, Any]], field: str = "cu
         extra = row.keys() - known
         if extra:
             raise RequestError(
-                422, f"{field}[{i}].features: unknown feature(s) {', '.join(sorted(extra)[:5])}; the model's "
+                422, f"{field}[{i}].features: unknown feature(s) {safe_names(sorted(map(str, extra)))}; the model's "
                 "features are listed by GET /model_info",
             )
         for c in numeric:

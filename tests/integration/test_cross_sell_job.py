@@ -156,6 +156,11 @@ def test_actions_cli_counts_and_consent(tmp_path: Path):
     assert acts.loc["c0", "action_id"] == "service_only"  # c0 has no consent (and an A-grade lead)
     assert acts.loc["c4", "action_id"] == "sales_call_24h"  # A-grade lead with consent
     assert acts.loc["c1", "action_id"] == "batch_coupon"
+    from serving.access import audit  # the export's audit line (the tests' private trail): files and every id
+
+    line = audit.query(path=audit.audit_path())[-1]
+    assert (line["action"], line["detail"]["command"]) == ("export_lists", "actions")
+    assert str(out.resolve()) in line["detail"]["files"] and line["customers_total"] == line["detail"]["rows"] > 0
     counts = pd.read_csv(tmp_path / "actions_counts.csv", encoding="utf-8-sig")
     assert counts["customers"].sum() == 120 and counts.iloc[0]["action_id"] == "service_only"
     assert counts.set_index("action_id").loc["service_only", "customers"] == 24

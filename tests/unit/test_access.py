@@ -242,3 +242,91 @@ def test_unknown_field_names_in_a_422_never_echo_pii() -> None:
     assert safe_names(["agee", "recency_days"]) == "agee, recency_days"
     got = safe_names(["13812342206", "王小明", "a" * 200, "ok"])
     assert got == "<name of 11 characters>, <name of 3 characters>, <name of 200 characters>, ok"
+
+
+# ---------------------------------------------------------------------------------- matrix: every path, every export
+#: CLI commands that write no file for people (docs/access.md says why); every other command is in CLI_EXPORTS.
+NOT_EXPORTS = {
+    "audit verify", "bento build", "demo", "features", "forget", "ingest", "keys add", "keys list", "keys revoke",
+    "monitor drift", "registry list", "registry promote", "registry rollback", "segment fit", "serve", "synth",
+    "train churn", "train cross_sell", "train lead", "train table", "train uplift", "train uplift-table",
+}
+
+
+def _cli_commands() -> set[str]:
+    import typer.main
+
+    from serving.cli.main import app
+
+    def walk(c, prefix: str = ""):  # noqa: ANN001, ANN202
+        if hasattr(c, "list_commands"):
+            for n in c.list_commands(None):
+                yield from walk(c.get_command(None, n), f"{prefix} {n}".strip())
+        else:
+            yield prefix
+
+    return set(walk(typer.main.get_command(app)))
+
+
+def test_every_cli_export_and_every_protected_path_is_in_the_documented_matrix() -> None:
+    from serving.access.roles import CLI_EXPORTS, cli_markdown
+    from serving.http.middleware import PROTECTED
+
+    commands = _cli_commands()
+    assert set(CLI_EXPORTS) | NOT_EXPORTS == commands, commands ^ (set(CLI_EXPORTS) | NOT_EXPORTS)
+    assert not set(CLI_EXPORTS) & NOT_EXPORTS
+    assert all(a in ACTIONS for a in CLI_EXPORTS.values())
+    doc = (ROOT / "docs" / "access.md").read_text(encoding="utf-8")
+    assert cli_markdown() in doc, "docs/access.md must show CLI_EXPORTS of serving/access/roles.py"
+    endpoints = doc[doc.index("Endpoints → actions:"):doc.index("A key whose role lacks")]
+    for path in PROTECTED:
+        assert f" {path}`" in endpoints, f"docs/access.md: {path} is missing from the endpoint table"
+
+
+# ------------------------------------------------------------------------------------ 422 echo of client names
+def test_names_in_a_422_path_never_echo_pii() -> None:
+    from serving.http.postprocess import field_path, format_validation_errors
+
+    assert field_path(("leads", 0, "features", "age")) == "leads[0].features.age"
+    assert field_path(("leads", 0, "13812342206")) == "leads[0].<name of 11 characters>"
+    status, msg, errors = format_validation_errors([
+        {"type": "extra_forbidden", "loc": ("leads", 0, "王小明"), "msg": "Extra inputs are not permitted"},
+        {"type": "finite_number", "loc": ("leads", 1, "features", "m@example.com", "float"), "msg": "x"},
+    ])
+    text = msg + repr(errors)
+    assert status == 422 and "王小明" not in text and "m@example.com" not in text
+    assert "leads[0].<name of 3 characters>: unknown field" in msg
+
+
+def test_uplift_422_cuts_unknown_feature_names() -> None:
+    from types import SimpleNamespace
+
+    from serving.http.postprocess import RequestError
+    from serving.http.uplift import uplift_frame
+
+    model = SimpleNamespace(preprocessor_=SimpleNamespace(feature_names_in_=["age"], numeric_features_=["age"]))
+    with pytest.raises(RequestError) as e:
+        uplift_frame(model, [{"age": 1, "13812342206": 1, "x" * 300: 2}])
+    assert "13812342206" not in e.value.message and "x" * 65 not in e.value.message
+    assert "<name of 11 characters>" in e.value.message
+
+
+# ------------------------------------------------------------------------------------------ large export lines
+def test_a_large_export_is_audited_1000_ids_per_line_in_one_chain(tmp_path: Path) -> None:
+    from serving.access.exports import record_export
+
+    p = tmp_path / "audit.jsonl"
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("CRMSCORE_AUDIT_FILE", str(p))
+    try:
+        audit.append("view_profile", Principal("a", "analyst"), ["C1"], ["name"], path=p)
+        ids = [f"C{i}" for i in range(2500)]
+        last = record_export("export_lists", Principal("a", "analyst"), [tmp_path / "x.csv"], ids, ["customer_id"],
+                             command="actions")
+    finally:
+        monkey.undo()
+    lines = [e for _, e in audit.read_entries(p)]
+    assert [len(e["customers"]) for e in lines] == [1, 1000, 1000, 500] and last == lines[-1]
+    assert [e["detail"]["part"] for e in lines[1:]] == [1, 2, 3] and lines[1]["detail"]["parts"] == 3
+    assert audit.verify(p).ok and [e["seq"] for e in lines] == [1, 2, 3, 4]
+    assert [e["seq"] for e in audit.query(customer="C2499", path=p)] == [4]

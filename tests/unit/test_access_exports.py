@@ -108,3 +108,69 @@ def test_ingestion_maps_owner_and_team_and_neutralises_its_rejects(tmp_path: Pat
                                                                           ["C2", "r002", "east"]]
     rejects = (out / "rejects" / "customers.csv").read_text(encoding="utf-8-sig")
     assert "'=HYPERLINK" in rejects and ",=HYPERLINK" not in rejects
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, key: str | None, args: list) -> tuple[int, str]:
+    if key:
+        monkeypatch.setenv("CRMSCORE_KEY", key)
+    else:
+        monkeypatch.delenv("CRMSCORE_KEY", raising=False)
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    return r.exit_code, r.output
+
+
+def test_every_other_cli_export_checks_the_role_neutralises_and_is_audited(
+    audience_dir: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """route, members apply, tags apply, actions, report, forecast: refused to roles without the action, formula
+    cells neutralised (raw with --no-neutralise), one audit line with the files and the ids written."""
+    from tests.members_data import demo_tables, write_data_dir
+
+    tmp = audience_dir["tmp"]
+    integration = add_key(tmp / "keys.yaml", "ivy", "integration")[0]
+    trail = tmp / "audit.jsonl"
+    # route: the caller's lead list, with formula payloads in the ids and a PII pass-through column
+    leads = pd.DataFrame({"lead_id": [PAYLOAD, "@SUM(A1:A2)", "L3"], "city": ["上海"] * 3, "grade": ["A", "B", "C"],
+                          "contact_phone": ["13800000009"] * 3})
+    src = tmp / "leads.csv"
+    leads.to_csv(src, index=False)
+    cfg = tmp / "routing.yaml"
+    cfg.write_text("reps:\n  - {id: e1, team: east, territories: [上海], skills: [retail], daily_capacity: 3}\n",
+                   encoding="utf-8")
+    route = ["route", "--leads", src, "--as-of", "2025-06-02", "--config", cfg, "--out"]
+    code, out = _run(monkeypatch, audience_dir["sales"], [*route, tmp / "r.csv"])
+    assert code == 0, out
+    got = pd.read_csv(tmp / "r.csv", dtype=str, keep_default_na=False)
+    assert got["lead_id"].tolist() == ["'" + PAYLOAD, "'@SUM(A1:A2)", "L3"]
+    assert "13800000009" not in (tmp / "r.csv").read_text(encoding="utf-8")
+    code, out = _run(monkeypatch, audience_dir["sales"], [*route, tmp / "raw.csv", "--no-neutralise"])
+    assert code == 0 and pd.read_csv(tmp / "raw.csv", dtype=str)["lead_id"].iloc[0] == PAYLOAD
+    line = audit.query(who="sam", path=trail)[0]
+    assert line["action"] == "export_scores" and line["customers"] == leads["lead_id"].tolist()
+    assert line["detail"]["command"] == "route" and str(tmp / "r.csv") in line["detail"]["files"]
+
+    # lists over every customer: admin and analyst only
+    data = write_data_dir(demo_tables(), tmp / "crm")
+    members = ["members", "apply", "--data", data, "--as-of", "2025-06-30", "--out"]
+    tags = ["tags", "apply", "--data", data, "--as-of", "2025-06-30", "--csv", "--out"]
+    actions = ["actions", "--data", data, "--as-of", "2025-06-30", "--out"]
+    for role in ("sales", "manager"):
+        for cmd in (members, tags, actions):
+            code, out = _run(monkeypatch, audience_dir[role], [*cmd, tmp / f"no_{role}"])
+            assert code == 2 and f"the role {role} may not export customer lists" in out, (cmd[0], out)
+    for cmd in (["report", "--data", data, "--as-of", "2025-06-30", "--out", tmp / "rep"],
+                ["forecast", "--data", data, "--as-of", "2025-06-30", "--out", tmp / "fc"]):
+        code, out = _run(monkeypatch, integration, cmd)
+        assert code == 2 and "the role integration may not export reports" in out, out
+    before = len(audit.query(path=trail))
+    for cmd, dest in ((members, tmp / "m"), (tags, tmp / "t")):  # actions: tests/integration/test_cross_sell_job.py
+        code, out = _run(monkeypatch, audience_dir["analyst"], [*cmd, dest])
+        assert code == 0, (cmd[0], out)
+    lines = audit.query(who="ana", path=trail)[-2:]
+    assert len(audit.query(path=trail)) == before + 2 and audit.verify(trail).ok
+    assert [(e["action"], e["detail"]["command"]) for e in lines] == [
+        ("export_lists", "members apply"), ("export_lists", "tags apply")]
+    n = len(demo_tables()["customers"])
+    assert all(e["customers_total"] == n for e in lines), [e["customers_total"] for e in lines]
+    assert str(tmp / "m" / "levels.csv") in lines[0]["detail"]["files"]
+    assert str(tmp / "t" / "tags.csv") in lines[1]["detail"]["files"]
