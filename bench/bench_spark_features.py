@@ -1,10 +1,12 @@
 """Benchmark: the Spark feature engine (``crmscore features --engine spark``) at 250k / 500k / 1M customers.
 
     .venv/bin/python bench/bench_spark_features.py [--customers 250000,500000,1000000] [--master local[2]]
-        [--driver-memory 2g] [--data-root DIR] [--json-out PATH]
+        [--driver-memory 2g] [--data-root DIR] [--prepare-only] [--json-out PATH]
 
 Per size: random contract tables from ``bench_features.generate`` (20 interactions, 2 orders, 5 touches per
-customer; cached under ``--data-root``), then a fresh process that starts Spark on ``--master`` with the driver
+customer; generated once into ``--data-root``/c<customers>, outside any timing, and reused by later runs;
+``--prepare-only`` generates them and stops, so a later timed run on a quiet machine only runs Spark), then a
+fresh process that starts Spark on ``--master`` with the driver
 heap capped at ``--driver-memory``, builds every feature as of 2025-05-31 and writes them as partitioned
 Parquet (the job ``crmscore features --engine spark`` runs). Recorded: wall seconds of the job (session start
 excluded), the JVM's CPU seconds and its peak RSS (``VmHWM``, heap + off-heap), and the Python driver's peak
@@ -22,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,12 +72,27 @@ def run_one(data: Path, master: str, driver_memory: str) -> dict[str, float]:
     }
 
 
+def _cached_tables(n: int, root: Path, generate: Callable[[int, Path], object]) -> Path:
+    """The contract tables of ``n`` customers under ``root``: generated on first use, reused afterwards."""
+    data = root / f"c{n}"
+    done = data / ".complete"  # written after the last table: a dir without it is an interrupted generation
+    if done.is_file():
+        print(f"{n:>9,} customers: reusing the tables in {data}", file=sys.stderr)
+        return data
+    t0 = time.perf_counter()
+    generate(n, data)
+    done.touch()
+    print(f"{n:>9,} customers: tables generated in {data} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    return data
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--customers", default="250000,500000,1000000", help="comma-separated sizes")
     ap.add_argument("--master", default="local[2]")
     ap.add_argument("--driver-memory", default="2g")
     ap.add_argument("--data-root", type=Path, default=Path(tempfile.gettempdir()) / "crmscore_bench_spark")
+    ap.add_argument("--prepare-only", action="store_true", help="generate (or check) the cached tables, run nothing")
     ap.add_argument("--json-out", type=Path)
     ap.add_argument("--run", type=Path, help=argparse.SUPPRESS)  # child: one measured run on this data dir
     args = ap.parse_args()
@@ -85,10 +103,10 @@ def main() -> None:
 
     figures: dict[str, float] = {}
     sizes = [int(s) for s in args.customers.split(",") if s.strip()]
-    for n in sizes:
-        data = args.data_root / f"c{n}"
-        if not (data / "marketing_touches.parquet").is_file():
-            generate(n, data)
+    datas = {n: _cached_tables(n, args.data_root, generate) for n in sizes}
+    if args.prepare_only:
+        return
+    for n, data in datas.items():
         env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
         done = subprocess.run(
             [sys.executable, __file__, "--run", str(data), "--master", args.master, "--driver-memory",
@@ -107,7 +125,8 @@ def main() -> None:
             (figures[f"job_s_{hi // 1000}k"] / figures[f"job_s_{lo // 1000}k"]) / (hi / lo), 3
         )
     out = {"benchmark": "spark_features", "params": {"customers": sizes, "master": args.master,
-                                                     "driver_memory": args.driver_memory, "as_of": AS_OF},
+                                                     "driver_memory": args.driver_memory, "as_of": AS_OF,
+                                                     "data_root": str(args.data_root)},
            "figures": figures}
     if args.json_out:
         args.json_out.write_text(json.dumps(out, indent=2))

@@ -46,11 +46,11 @@ class TrainConfig(BaseModel):
     calibration_fraction: float = Field(default=0.2, gt=0, lt=0.5)
     grade_shares: list[float] = Field(default=[0.1, 0.2, 0.3], description="top shares graded A, B, C")
     selection_max_rows: int = Field(
-        default=200_000, gt=0, description="candidates compete on a stratified sample this size; the best refits on all"
+        default=200_000, gt=0, description="candidates compete on a stratified sample this size"
     )
     refit_max_rows: int | None = Field(
-        default=None, gt=0, description="the winner refits on a stratified sample this size (None: on all rows); "
-        "docs/learning_curve.md shows where more rows stop helping"
+        default=300_000, gt=0, description="the winner refits on a stratified sample this size (None: on all rows); "
+        "300k is where the lead model's learning curve is flat (docs/learning_curve.md)"
     )
     selection_auc_tolerance: float = Field(
         default=0.003, ge=0, description="candidates this close to the best validation AUC compete on log loss"

@@ -397,7 +397,7 @@ def fit_log_register(
 
 
 def _cap_rows(X: pd.DataFrame, y: np.ndarray, cap: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
-    """A stratified sample of at most ``cap`` rows for candidate selection (the winner refits on all rows)."""
+    """A stratified sample of at most ``cap`` rows (candidate selection; the winner's refit when capped)."""
     if len(y) <= cap:
         return X, y
     from sklearn.model_selection import train_test_split
