@@ -20,7 +20,7 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,8 @@ from features.io import atomic_path
 
 log = logging.getLogger("crmscore.records")
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 BASE_COLUMNS = ["ts", "model_name", "model_version", "source", "customer_id", "probability", "score", "grade"]
 _counter_lock = threading.Lock()
 _dropped_counter: Any = None
@@ -76,12 +78,12 @@ class FeatureBlock:
 class _Group:
     """The queued rows of one (model, day, feature shape) as lists of NumPy arrays, one list per column.
 
-    A scored request only appends arrays to these lists: NumPy arrays (object arrays too) and the strings,
-    numbers and ``datetime64`` values in the lists are not tracked by Python's cyclic garbage collector, so the
-    queue adds no object that a collection has to scan, however many requests wait for the next flush. (Per-request
-    dataclasses, lists and dicts did: every collection of the young generations that found them queued moved them
-    to the oldest one, and at ~1,000 one-lead requests/s that triggered a full collection of the whole worker,
-    ~0.2 s, about every second; docs/serving.md, "Where the time goes".)
+    A scored request only appends arrays to these lists: NumPy arrays (object arrays too) and the strings and
+    integers in the lists are not tracked by Python's cyclic garbage collector, so the queue adds no object that a
+    collection has to scan, however many requests wait for the next flush. (Per-request dataclasses, lists and
+    dicts did: every collection of the young generations that found them queued moved them to the oldest one, in
+    proportion to the request rate, and those moves are what triggers full collections of the whole worker,
+    ~0.25 s each; docs/serving.md, "Where the time goes".)
     """
 
     __slots__ = ("model_name", "day", "numeric_names", "categorical_names", "sizes", "ts", "versions", "sources",
@@ -94,7 +96,7 @@ class _Group:
         self.numeric_names = numeric_names  # None: the rows were recorded without features
         self.categorical_names = categorical_names
         self.sizes: list[int] = []
-        self.ts: list[np.datetime64] = []
+        self.ts: list[int] = []  # microseconds since the Unix epoch, one per request
         self.versions: list[str] = []
         self.sources: list[str] = []
         self.ids: list[np.ndarray] = []
@@ -110,10 +112,18 @@ class _Group:
         return sum(self.sizes)
 
 
-def _object_array(values: Sequence[Any]) -> np.ndarray:
-    """A 1-D object array of ``values`` (never a 2-D one, whatever the values are)."""
-    out = np.empty(len(values), dtype=object)
-    out[:] = list(values)
+def _object_array(values: Sequence[Any], shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """An object array of ``values`` with ``shape`` (default: 1-D), whatever the values are (a value that is itself
+    a sequence stays one object)."""
+    shape = (len(values),) if shape is None else shape
+    out = np.array(values, dtype=object)
+    if out.shape != shape:  # values that numpy took for another dimension: place them one by one
+        out = np.empty(shape, dtype=object)
+        for index in np.ndindex(*shape):
+            item: Any = values
+            for i in index:
+                item = item[i]
+            out[index] = item
     return out
 
 
@@ -181,9 +191,7 @@ class RecordSink:
                 cat_names = tuple(features.categorical)
                 shape = (tuple(features.numeric_names), cat_names)
                 numeric = np.asarray(features.numeric, dtype="float64")
-                categorical = np.empty((n, len(cat_names)), dtype=object)
-                for j, c in enumerate(cat_names):
-                    categorical[:, j] = _object_array(features.categorical[c])
+                categorical = _object_array([features.categorical[c] for c in cat_names], (len(cat_names), n)).T
             ids = _object_array(customer_ids)
             prob = np.asarray(probability, dtype="float64")
             sc = np.asarray(score)
@@ -198,7 +206,7 @@ class RecordSink:
                     if group is None:
                         group = self._groups[key] = _Group(model_name, key[1], shape[0], shape[1])
                     group.sizes.append(n)
-                    group.ts.append(np.datetime64(now.replace(tzinfo=None), "us"))
+                    group.ts.append((now - _EPOCH) // _MICROSECOND)
                     group.versions.append(str(model_version))
                     group.sources.append(source or self.source)
                     group.ids.append(ids)
@@ -290,7 +298,7 @@ class RecordSink:
         ids = np.concatenate(group.ids)
         grades = np.concatenate(group.grade)
         cols: dict[str, pa.Array] = {
-            "ts": pa.array(np.repeat(np.array(group.ts, dtype="datetime64[us]"), sizes),
+            "ts": pa.array(np.repeat(np.array(group.ts, dtype="int64").astype("datetime64[us]"), sizes),
                            type=pa.timestamp("us", tz="UTC")),
             "model_name": pa.array(np.full(n, group.model_name, dtype=object), type=pa.string()),
             "model_version": pa.array(np.repeat(np.array(group.versions, dtype=object), sizes), type=pa.string()),

@@ -302,6 +302,16 @@ def test_queued_records_add_no_object_the_garbage_collector_scans(tmp_path: Path
     assert df["province"].tolist() == ["广东省"] * 500 and df["age"].tolist() == [1.0] * 500
 
 
+def test_queued_values_keep_their_shape() -> None:
+    """A value numpy would take for another dimension (a list) stays one value of the object array."""
+    from serving.http.records import _object_array
+
+    assert _object_array(["a", None]).tolist() == ["a", None]
+    nested = _object_array([["a", "b"], ["c", "d"]])
+    assert nested.shape == (2,) and nested[0] == ["a", "b"]
+    assert _object_array([["x", "y"], ["z", None]], (2, 2)).T.tolist() == [["x", "z"], ["y", None]]
+
+
 def test_record_sink_counts_losses_and_never_raises(tmp_path: Path) -> None:
     full = RecordSink(tmp_path / "a", max_queue=2, flush_seconds=60)
     assert full.record("m", "1", ["a", "b"], [0.1, 0.2], [10, 20], ["D", "D"])
