@@ -18,10 +18,9 @@ import errno
 import logging
 import threading
 import uuid
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,8 @@ from features.io import atomic_path
 
 log = logging.getLogger("crmscore.records")
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 BASE_COLUMNS = ["ts", "model_name", "model_version", "source", "customer_id", "probability", "score", "grade"]
 _counter_lock = threading.Lock()
 _dropped_counter: Any = None
@@ -74,22 +75,56 @@ class FeatureBlock:
         )
 
 
-@dataclass
-class _Batch:
-    ts: datetime
-    model_name: str
-    model_version: str
-    source: str
-    customer_ids: list[str]
-    probability: np.ndarray
-    score: np.ndarray
-    grade: list[str]
-    features: FeatureBlock | None
+class _Group:
+    """The queued rows of one (model, day, feature shape) as lists of NumPy arrays, one list per column.
 
-    def key(self) -> tuple:
-        f = self.features
-        shape = () if f is None else (tuple(f.numeric_names), tuple(f.categorical))
-        return (self.model_name, self.ts.date().isoformat(), shape)
+    A scored request only appends arrays to these lists: NumPy arrays (object arrays too) and the strings and
+    integers in the lists are not tracked by Python's cyclic garbage collector, so the queue adds no object that a
+    collection has to scan, however many requests wait for the next flush. (Per-request dataclasses, lists and
+    dicts did: every collection of the young generations that found them queued moved them to the oldest one, in
+    proportion to the request rate, and those moves are what triggers full collections of the whole worker,
+    ~0.25 s each; docs/serving.md, "Where the time goes".)
+    """
+
+    __slots__ = ("model_name", "day", "numeric_names", "categorical_names", "sizes", "ts", "versions", "sources",
+                 "ids", "probability", "score", "grade", "numeric", "categorical")
+
+    def __init__(self, model_name: str, day: str, numeric_names: tuple[str, ...] | None,
+                 categorical_names: tuple[str, ...]) -> None:
+        self.model_name = model_name
+        self.day = day
+        self.numeric_names = numeric_names  # None: the rows were recorded without features
+        self.categorical_names = categorical_names
+        self.sizes: list[int] = []
+        self.ts: list[int] = []  # microseconds since the Unix epoch, one per request
+        self.versions: list[str] = []
+        self.sources: list[str] = []
+        self.ids: list[np.ndarray] = []
+        self.probability: list[np.ndarray] = []
+        self.score: list[np.ndarray] = []
+        self.grade: list[np.ndarray] = []
+        self.numeric: list[np.ndarray] = []
+        self.categorical: list[np.ndarray] = []  # (rows × categorical features) object arrays
+
+    @property
+    def rows(self) -> int:
+        """Rows queued in this group."""
+        return sum(self.sizes)
+
+
+def _object_array(values: Sequence[Any], shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """An object array of ``values`` with ``shape`` (default: 1-D), whatever the values are (a value that is itself
+    a sequence stays one object)."""
+    shape = (len(values),) if shape is None else shape
+    out = np.array(values, dtype=object)
+    if out.shape != shape:  # values that numpy took for another dimension: place them one by one
+        out = np.empty(shape, dtype=object)
+        for index in np.ndindex(*shape):
+            item: Any = values
+            for i in index:
+                item = item[i]
+            out[index] = item
+    return out
 
 
 class RecordSink:
@@ -113,7 +148,7 @@ class RecordSink:
         self.files = 0
         self.dropped_by_reason: dict[str, int] = {}
         self.last_error: str | None = None
-        self._queue: deque[_Batch] = deque()
+        self._groups: dict[tuple, _Group] = {}  # queued rows by (model, day, feature shape), in arrival order
         self._pending = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -140,22 +175,48 @@ class RecordSink:
         features: FeatureBlock | pd.DataFrame | None = None,
         source: str | None = None,
     ) -> bool:
-        """Queue one scored batch; False (and counted as dropped) when the queue is full. Never raises."""
+        """Queue one scored batch; False (and counted as dropped) when the queue is full. Never raises.
+
+        The batch is kept as NumPy arrays appended to its group's columns (:class:`_Group`): nothing queued is
+        an object the cyclic garbage collector scans."""
         try:
             n = len(customer_ids)
             if isinstance(features, pd.DataFrame):
                 features = FeatureBlock.from_frame(features)
-            batch = _Batch(
-                datetime.now(UTC), model_name, str(model_version), source or self.source, list(customer_ids),
-                np.asarray(probability, dtype="float64"), np.asarray(score), list(grade), features,
-            )
+            now = datetime.now(UTC)
+            if features is None:
+                shape: tuple = (None, ())
+                numeric = categorical = None
+            else:
+                cat_names = tuple(features.categorical)
+                shape = (tuple(features.numeric_names), cat_names)
+                numeric = np.asarray(features.numeric, dtype="float64")
+                categorical = _object_array([features.categorical[c] for c in cat_names], (len(cat_names), n)).T
+            ids = _object_array(customer_ids)
+            prob = np.asarray(probability, dtype="float64")
+            sc = np.asarray(score)
+            grades = _object_array(grade)
+            key = (model_name, now.date().isoformat(), *shape)
             with self._lock:
                 if self._pending + n > self.max_queue:
                     full = True
                 else:
                     full = False
+                    group = self._groups.get(key)
+                    if group is None:
+                        group = self._groups[key] = _Group(model_name, key[1], shape[0], shape[1])
+                    group.sizes.append(n)
+                    group.ts.append((now - _EPOCH) // _MICROSECOND)
+                    group.versions.append(str(model_version))
+                    group.sources.append(source or self.source)
+                    group.ids.append(ids)
+                    group.probability.append(prob)
+                    group.score.append(sc)
+                    group.grade.append(grades)
+                    if numeric is not None and categorical is not None:
+                        group.numeric.append(numeric)
+                        group.categorical.append(categorical)
                     self._pending += n
-                    self._queue.append(batch)
                     if self._pending * 4 >= self.max_queue:
                         self._wake.set()  # flush early: bulk traffic would fill the queue before the timer
             if full:
@@ -197,25 +258,21 @@ class RecordSink:
         """Write everything queued; returns the rows written. Failures are counted, never raised."""
         with self._flush_lock:
             with self._lock:
-                batches = list(self._queue)
-                self._queue.clear()
+                groups = self._groups
+                self._groups = {}
                 self._pending = 0
-            if not batches:
-                return 0
-            groups: dict[tuple, list[_Batch]] = {}
-            for b in batches:
-                groups.setdefault(b.key(), []).append(b)
             written = 0
-            for (model, day, _), group in groups.items():
-                n = sum(len(b.customer_ids) for b in group)
+            for group in groups.values():
+                n = group.rows
                 try:
-                    self._write(model, day, group)
+                    self._write(group)
                     written += n
                     self.files += 1
                 except Exception as e:  # noqa: BLE001 - disk full, permissions...: count and go on
                     reason = _reason(e)
                     self.last_error = f"{type(e).__name__}: {str(e)[:200]}"
-                    self._count_dropped(model, n, f"write failed ({self.last_error})", f"write failed: {reason}")
+                    self._count_dropped(group.model_name, n, f"write failed ({self.last_error})",
+                                        f"write failed: {reason}")
             self.written += written
             return written
 
@@ -232,39 +289,37 @@ class RecordSink:
         return (f"records so far: {s['written_rows']:,} row(s) written in {s['files']:,} file(s), "
                 f"{s['dropped_rows']:,} dropped ({why})")
 
-    def _write(self, model: str, day: str, group: list[_Batch]) -> Path:
+    def _write(self, group: _Group) -> Path:
         """One Parquet part file of a (model, day) group, built with pyarrow directly (no pandas on this path)."""
         import pyarrow as pa
 
-        sizes = np.array([len(b.customer_ids) for b in group])
-        ts = np.repeat(np.array([np.datetime64(b.ts.replace(tzinfo=None), "us") for b in group]), sizes)
+        sizes = np.array(group.sizes)
+        n = int(sizes.sum())
+        ids = np.concatenate(group.ids)
+        grades = np.concatenate(group.grade)
         cols: dict[str, pa.Array] = {
-            "ts": pa.array(ts, type=pa.timestamp("us", tz="UTC")),
-            "model_name": pa.array(np.full(len(ts), model, dtype=object), type=pa.string()),
-            "model_version": pa.array(np.repeat(np.array([b.model_version for b in group], dtype=object), sizes),
-                                      type=pa.string()),
-            "source": pa.array(np.repeat(np.array([b.source for b in group], dtype=object), sizes), type=pa.string()),
-            "customer_id": pa.array([str(c) for b in group for c in b.customer_ids], type=pa.string()),
-            "probability": pa.array(np.concatenate([b.probability for b in group]), type=pa.float64()),
-            "score": pa.array(np.concatenate([b.score for b in group]).astype("int64"), type=pa.int64()),
-            "grade": pa.array([str(g) for b in group for g in b.grade], type=pa.string()),
+            "ts": pa.array(np.repeat(np.array(group.ts, dtype="int64").astype("datetime64[us]"), sizes),
+                           type=pa.timestamp("us", tz="UTC")),
+            "model_name": pa.array(np.full(n, group.model_name, dtype=object), type=pa.string()),
+            "model_version": pa.array(np.repeat(np.array(group.versions, dtype=object), sizes), type=pa.string()),
+            "source": pa.array(np.repeat(np.array(group.sources, dtype=object), sizes), type=pa.string()),
+            "customer_id": pa.array([str(c) for c in ids], type=pa.string()),
+            "probability": pa.array(np.concatenate(group.probability), type=pa.float64()),
+            "score": pa.array(np.concatenate(group.score).astype("int64"), type=pa.int64()),
+            "grade": pa.array([str(g) for g in grades], type=pa.string()),
         }
-        f0 = group[0].features
-        if f0 is not None:
-            blocks: list[FeatureBlock] = []
-            for b in group:
-                assert b.features is not None  # key() groups by feature shape, so all or none have features
-                blocks.append(b.features)
-            num = np.vstack([fb.numeric for fb in blocks])
-            for j, c in enumerate(f0.numeric_names):
+        if group.numeric_names is not None:
+            num = np.vstack(group.numeric)
+            for j, c in enumerate(group.numeric_names):
                 if c not in PII_COLUMNS and c not in cols:
                     cols[c] = pa.array(num[:, j], type=pa.float64())
-            for c in f0.categorical:
+            cat = np.concatenate(group.categorical) if group.categorical_names else None
+            for j, c in enumerate(group.categorical_names):
                 if c not in PII_COLUMNS and c not in cols:
-                    values = [None if v is None else str(v) for fb in blocks for v in fb.categorical[c]]
-                    cols[c] = pa.array(values, type=pa.string())
+                    assert cat is not None
+                    cols[c] = pa.array([None if v is None else str(v) for v in cat[:, j]], type=pa.string())
         table = pa.Table.from_pydict(cols)
-        path = self.root / model / f"date={day}" / f"part-{uuid.uuid4().hex}.parquet"
+        path = self.root / group.model_name / f"date={group.day}" / f"part-{uuid.uuid4().hex}.parquet"
         return _write_atomic(table, path)
 
     def close(self, timeout: float = 10.0) -> None:
