@@ -57,34 +57,73 @@ def policy_for(principal: Principal, neutralise: bool = True) -> ExportPolicy:
     return ExportPolicy(neutralise, frozenset() if principal.may("export_pii") else frozenset(PII_COLUMNS))
 
 
-def ids_of_file(path: str | Path, id_col: str | None = None) -> list[str]:
-    """The ids of an exported CSV or Parquet file (``id_col``, else ``customer_id``, ``lead_id`` or the first
-    column), for the audit line; empty for anything else (a SQL table, a Spark output folder)."""
-    import csv
+def _id_column(names: Sequence[str], id_col: str | None) -> str | None:
+    return next((c for c in (id_col, "customer_id", "lead_id") if c and c in names), names[0] if names else None)
 
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
+
+def ids_of_file(path: str | Path, id_col: str | None = None) -> list[str]:
+    """The ids of an exported CSV or Parquet file, or of a Spark output folder of such part files (``id_col``,
+    else ``customer_id``, ``lead_id`` or the first column), for the audit line; empty for anything else."""
+    import pyarrow.dataset as ds
 
     p = Path(path)
-    if not p.is_file():
-        return []
-    suffix = p.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        names = pq.read_schema(p).names
-    elif suffix == ".csv":
-        with open(p, encoding="utf-8-sig") as fh:
-            names = next(csv.reader(fh), [])
+    if p.is_dir():
+        parts = [f for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith((".", "_"))]
+        kinds = {f.suffix.lower() for f in parts}
+        if not parts or len(kinds) != 1 or not kinds <= {".parquet", ".csv"}:
+            return []
+        files: list[Path] = parts
+        suffix = kinds.pop()
+    elif p.is_file() and p.suffix.lower() in (".parquet", ".pq", ".csv"):
+        files, suffix = [p], p.suffix.lower()
     else:
-        return []
-    col = next((c for c in (id_col, "customer_id", "lead_id") if c and c in names), names[0] if names else None)
-    if col is None:
         return []
     if suffix == ".csv":
-        opts = pacsv.ConvertOptions(include_columns=[col], column_types={col: "string"})
-        t = pacsv.read_csv(p, convert_options=opts)
+        import pyarrow.csv as pacsv
+
+        with open(files[0], encoding="utf-8-sig") as fh:
+            import csv
+
+            names = next(csv.reader(fh), [])
+        col = _id_column(names, id_col)
+        if col is None:
+            return []
+        fmt = ds.CsvFileFormat(convert_options=pacsv.ConvertOptions(column_types={col: "string"}))
+        dataset = ds.dataset([str(f) for f in files], format=fmt)
     else:
-        t = pq.read_table(p, columns=[col])
+        dataset = ds.dataset([str(f) for f in files], format="parquet")
+        col = _id_column(dataset.schema.names, id_col)
+        if col is None:
+            return []
+    t = dataset.to_table(columns=[col])
     return [str(v) for v in t.column(0).cast("string").to_pylist() if v is not None]
+
+
+def ids_of_sql(url: str, table: str, id_col: str | None = None) -> list[str]:
+    """The ids of an export written to a SQL table (read back through the same URL), for the audit line."""
+    from sqlalchemy import create_engine, inspect, text
+
+    engine = create_engine(url)
+    try:
+        names = [c["name"] for c in inspect(engine).get_columns(table)]
+        col = _id_column(names, id_col)
+        if col is None:
+            return []
+        with engine.connect() as conn:
+            quoted = col.replace('"', '""')
+            rows = conn.execute(text(f'SELECT "{quoted}" FROM "{table}"'))
+            return [str(r[0]) for r in rows if r[0] is not None]
+    finally:
+        engine.dispose()
+
+
+def ids_of_output(output: str, output_table: str | None = None, id_col: str | None = None) -> list[str]:
+    """The ids of a batch output, whatever it is: a file, a Spark output folder or a SQL table."""
+    from features.readers import is_sql_url
+
+    if is_sql_url(output):
+        return ids_of_sql(output, output_table or "scores", id_col)
+    return ids_of_file(output, id_col)
 
 
 def record_export(

@@ -52,7 +52,7 @@ def score_cmd(
 
     Runs as the principal of ``$CRMSCORE_KEY`` (else the local operator, admin): PII pass-through columns are
     masked for roles without PII access, and the export is written to the audit trail (docs/access.md)."""
-    from serving.access.exports import ids_of_file, policy_for, record_export
+    from serving.access.exports import ids_of_output, policy_for, record_export
     from serving.batch import BatchError, BatchOptions
     from serving.batch.uplift import is_uplift_model
 
@@ -101,7 +101,8 @@ def score_cmd(
     except BatchError as e:
         cli_output.fail(e)
     files = [f for f in (summary.output, summary.rejects_file) if "://" not in f]
-    record_export("export_scores", principal, files, ids_of_file(summary.output, id_col), fields=opts.keep,
+    ids = ids_of_output(opts.output, opts.output_table, id_col)
+    record_export("export_scores", principal, files, ids, fields=opts.keep,
                   masked=bool(policy.mask & set(opts.keep)),
                   rows=summary.scored, output=summary.output)
     cli_output.summary(summary.model_dump(), lambda: _report(summary))

@@ -161,7 +161,7 @@ def score_uplift_cmd(
     export is written to the audit trail as ``principal``'s (docs/access.md)."""
     import dataclasses
 
-    from serving.access.exports import ids_of_file, record_export
+    from serving.access.exports import ids_of_output, record_export
     from serving.access.keys import principal_from_env
     from serving.batch.options import BatchError
     from serving.batch.uplift import score_uplift_batch
@@ -177,7 +177,7 @@ def score_uplift_cmd(
     except BatchError as e:
         cli_output.fail(e)
     files = [f for f in (s.output, s.rejects_file) if f and "://" not in f]
-    record_export("export_scores", principal or principal_from_env(), files, ids_of_file(s.output, id_col),
+    record_export("export_scores", principal or principal_from_env(), files, ids_of_output(output, None, id_col),
                   rows=s.scored, output=s.output, model=s.model_name)
     cli_output.summary(dataclasses.asdict(s), lambda: _score_lines(s))
 

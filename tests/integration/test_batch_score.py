@@ -209,7 +209,7 @@ def test_rejects_duplicates_and_row_numbers(reg, scorer, feats, tmp_path):
     assert s["rows_in"] == s["scored"] + s["rejected"] + s["duplicates"]
 
 
-def test_sorted_parquet_and_sql_outputs_agree(reg, scorer, feats, tmp_path):
+def test_sorted_parquet_and_sql_outputs_agree(reg, scorer, feats, tmp_path, monkeypatch):
     import sqlalchemy as sa
 
     src = tmp_path / "leads.parquet"
@@ -241,6 +241,16 @@ def test_sorted_parquet_and_sql_outputs_agree(reg, scorer, feats, tmp_path):
     assert len(sql) == len(feats)
     np.testing.assert_allclose(sql["probability"].to_numpy(), pq["probability"].to_numpy(), rtol=0, atol=1e-12)
     assert (tmp_path / "crm.db.scores.summary.json").is_file()
+    # the audit line of an export to a SQL table names every id written there, read back from the table
+    from serving.access import audit
+
+    trail = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("CRMSCORE_AUDIT_FILE", str(trail))
+    r = run_score("--input", str(src), "--output", f"sqlite:///{db}", "--output-table", "scores2", "--no-records")
+    assert r.exit_code == 0, r.output
+    entries = [e for _, e in audit.read_entries(trail)]
+    assert sorted(c for e in entries for c in e["customers"]) == sorted(feats["customer_id"].astype(str))
+    assert entries[-1]["action"] == "export_scores" and audit.verify(trail).ok
 
 
 def test_mapping_semicolons_and_gb18030(reg, scorer, feats, tmp_path):

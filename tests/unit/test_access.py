@@ -330,3 +330,30 @@ def test_a_large_export_is_audited_1000_ids_per_line_in_one_chain(tmp_path: Path
     assert [e["detail"]["part"] for e in lines[1:]] == [1, 2, 3] and lines[1]["detail"]["parts"] == 3
     assert audit.verify(p).ok and [e["seq"] for e in lines] == [1, 2, 3, 4]
     assert [e["seq"] for e in audit.query(customer="C2499", path=p)] == [4]
+
+
+def test_export_ids_are_read_back_from_files_spark_folders_and_sql_tables(tmp_path: Path) -> None:
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from serving.access.exports import ids_of_output
+
+    df = pd.DataFrame({"score": [10, 20, 30], "lead_id": ["=L1", "L2", "L3"]})
+    df.to_csv(tmp_path / "one.csv", index=False)
+    assert ids_of_output(str(tmp_path / "one.csv")) == ["=L1", "L2", "L3"]
+    parts = tmp_path / "spark_out"  # a Spark output folder: part files beside _SUCCESS and .crc files
+    parts.mkdir()
+    df.iloc[:2].to_parquet(parts / "part-00000.parquet", index=False)
+    df.iloc[2:].to_parquet(parts / "part-00001.parquet", index=False)
+    (parts / "_SUCCESS").write_text("")
+    (parts / ".part-00000.parquet.crc").write_text("")
+    assert sorted(ids_of_output(str(parts))) == ["=L1", "L2", "L3"]
+    csv_parts = tmp_path / "spark_csv"
+    csv_parts.mkdir()
+    df.iloc[:1].to_csv(csv_parts / "part-00000.csv", index=False)
+    df.iloc[1:].to_csv(csv_parts / "part-00001.csv", index=False)
+    assert sorted(ids_of_output(str(csv_parts), id_col="lead_id")) == ["=L1", "L2", "L3"]
+    db = tmp_path / "crm.db"
+    df.rename(columns={"lead_id": "customer_id"}).to_sql("scores", sa.create_engine(f"sqlite:///{db}"), index=False)
+    assert ids_of_output(f"sqlite:///{db}", "scores") == ["=L1", "L2", "L3"]
+    assert ids_of_output(str(tmp_path / "missing.csv")) == []
