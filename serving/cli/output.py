@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
+from serving.cli.framework import LocalizedContext, UsageError, localize_help_option, localized_usage_error
 from serving.i18n import (
     LanguageError,
     _,
@@ -375,6 +376,8 @@ def localize(cmd: Any, lang: str) -> None:
     for key in ("help", "short_help"):
         text = originals[key]
         setattr(cmd, key, translate(text, code) if text else text)
+    cmd.context_class = LocalizedContext  # the usage line's "Usage:" (serving.cli.framework)
+    localize_help_option(cmd, code)
     for p in cmd.params:  # typer vendors its own click: options are recognised by their ``help``
         orig = p.__dict__.setdefault("_crmscore_en", getattr(p, "help", None))
         if orig:
@@ -385,7 +388,24 @@ def localize(cmd: Any, lang: str) -> None:
 
 class LocalizedGroup(TyperGroup):
     """The root group: reads ``--lang`` (anywhere in the arguments) or ``$CRMSCORE_LANG`` first, so help is
-    shown in that language."""
+    shown in that language; click's usage errors of the whole tree (the root's options here, a sub-command's
+    while it is resolved and parsed in :meth:`invoke`) are raised again in that language."""
+
+    context_class = LocalizedContext
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """As click's, with a usage error in the current language."""
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as e:
+            raise localized_usage_error(e) from e
+
+    def invoke(self, ctx: Any) -> Any:
+        """As click's, with a usage error of a sub-command in the current language."""
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            raise localized_usage_error(e) from e
 
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)

@@ -55,8 +55,13 @@ def score_cmd(
     from serving.access.exports import policy_for, record_export
     from serving.access.keys import principal_from_env
     from serving.batch import BatchError, BatchOptions
+    from serving.batch.run import check_input
     from serving.batch.uplift import is_uplift_model
 
+    try:  # a wrong path is refused before the registry is opened (is_uplift_model looks the model up)
+        check_input(input)
+    except BatchError as e:
+        cli_output.fail(e)
     if is_uplift_model(model):
         from serving.cli.uplift import score_uplift_cmd
 

@@ -9,8 +9,9 @@ else English.
 
 Typer marks its own texts (panel titles, "[default: …]", "Try … for help.") with gettext in the default domain,
 as click does; :func:`framework_language` binds this catalogue as that domain while a command runs in Chinese,
-and ``catalogue.FRAMEWORK_MESSAGES`` lists the ones translated here. Typer's vendored click has no gettext, so
-its usage line, the --help option's help and its parse errors stay English.
+and ``catalogue.FRAMEWORK_MESSAGES`` lists the ones translated here. Typer's vendored click has no gettext: its
+usage line, the --help option's help and its parse errors are translated through click's public hooks by
+``serving.cli.framework``.
 """
 
 from __future__ import annotations

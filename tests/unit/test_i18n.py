@@ -102,28 +102,48 @@ _RENDER = """
 import json, sys
 from typer.testing import CliRunner
 from serving.cli.main import app
-lang, paths = sys.argv[1], json.loads(sys.argv[2])
+lang, runs = sys.argv[1], json.loads(sys.argv[2])
 runner = CliRunner(env={"TERMINAL_WIDTH": "250", "CRMSCORE_LANG": ""})
 out = []
-for path in [*paths, ["score", "--no-such-option"], ["no-such-command"]]:
-    r = runner.invoke(app, ["--lang", lang, *path] + ([] if "no-such" in " ".join(path) else ["--help"]))
-    out.append([path, r.exit_code, r.output])
+for args in runs:
+    r = runner.invoke(app, ["--lang", lang, *args])
+    out.append([args, r.exit_code, r.output])
 print(json.dumps(out))
 """
 
+#: click's parse errors, one of each kind (typer's vendored click: usage line, hint, message all translated)
+PARSE_ERRORS: tuple[tuple[list[str], str, str], ...] = (
+    (["score", "--no-such-option"], "No such option: --no-such-option", "没有选项：--no-such-option"),
+    (["score"], "Missing option '--input'.", "缺少选项 '--input'。"),
+    (["score", "--input"], "Option '--input' requires an argument.", "选项 '--input' 需要一个值。"),
+    (["demo", "--customers", "x"], "Invalid value for '--customers': Input should be a valid integer",
+     "'--customers' 的值无效：应为整数"),
+    (["demo", "--customers", "5"], "Invalid value for '--customers': Input should be greater than or equal to 500",
+     "'--customers' 的值无效：应大于或等于 500"),
+    (["recommend", "--k", "500"], "Input should be less than or equal to 100", "应小于或等于 100"),
+    (["synth", "--out", "x", "extra"], "Got unexpected extra argument(s) (extra)", "多余的参数（extra）"),
+    (["scor"], "No such command 'scor'. Did you mean 'score'?", "没有命令 'scor'。是否要输入 'score'？"),
+    (["--verbose"], "No such option: --verbose", "没有选项：--verbose"),
+)
 
-def _render_help(lang: str, paths: list[list[str]]) -> list[tuple[list[str], int, str]]:
+
+def _render(lang: str, runs: list[list[str]]) -> list[tuple[list[str], int, str]]:
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
     r = subprocess.run(
-        [sys.executable, "-c", _RENDER, lang, json.dumps(paths)],
+        [sys.executable, "-c", _RENDER, lang, json.dumps(runs)],
         capture_output=True, text=True, encoding="utf-8", env={**env, "CRMSCORE_LANG": ""}, check=True,
         cwd=Path(__file__).resolve().parents[2],
     )
     return [(p, code, text) for p, code, text in json.loads(r.stdout)]
+
+
+def _render_help(lang: str, paths: list[list[str]]) -> list[tuple[list[str], int, str]]:
+    """Every command's help, then a bad option of ``score`` and an unknown command."""
+    return _render(lang, [*([*p, "--help"] for p in paths), ["score", "--no-such-option"], ["no-such-command"]])
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -138,6 +158,7 @@ def test_help_of_every_command_in_both_languages(lang: str) -> None:
     for (path, help_text), (_path, code, output) in zip(paths, rendered, strict=False):
         assert code == 0, (path, output)
         assert untranslated(output, lang) == [], (path, output)
+        assert ("用法：crmscore" if lang == "zh" else "Usage: crmscore") in _normal(output), (path, output)
         first = _normal(translate(help_text, lang)).split("。")[0].split(". ")[0][:20]
         assert first in _normal(output), (path, first, output)
         # typer's own texts (FRAMEWORK_MESSAGES) follow the language: the panel titles, "[default: …]"
@@ -153,6 +174,27 @@ def test_help_of_every_command_in_both_languages(lang: str) -> None:
     else:
         assert "─ Error ─" in bad_option and "Try 'crmscore score --help' for help." in bad_option, bad_option
         assert "No such command 'no-such-command'." in bad_command, bad_command
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_parse_errors_of_every_command_in_both_languages(lang: str) -> None:
+    """An unknown option on every command and group, and each kind of click parse error, in ``lang``: the usage
+    line, the hint and the message; nothing of the catalogue left in the other language."""
+    paths = [p for p, _help in _command_paths()]
+    runs = [[*p, "--no-such-option"] for p in paths] + [args for args, _en, _zh in PARSE_ERRORS]
+    rendered = _render(lang, runs)
+    usage, other_usage = ("用法：", "Usage:") if lang == "zh" else ("Usage:", "用法：")
+    for args, code, output in rendered:
+        assert code == 2, (args, output)
+        assert untranslated(output, lang) == [], (args, output)
+        assert other_usage not in output, (args, output)
+        if args != ["score", "--input"]:  # click raises a missing option value without its context: no usage line
+            assert f"{usage}crmscore" in output.replace(" ", ""), (args, output)
+    for (args, en, zh), (_args, _code, output) in zip(PARSE_ERRORS, rendered[len(paths):], strict=True):
+        assert (zh if lang == "zh" else en) in _normal(output), (args, output)
+    for path, (_args, _code, output) in zip(paths, rendered, strict=False):
+        name = "没有选项：--no-such-option" if lang == "zh" else "No such option: --no-such-option"
+        assert name in _normal(output), (path, output)
 
 
 def test_framework_messages_are_bound_only_while_a_chinese_command_runs() -> None:
@@ -197,7 +239,10 @@ def test_the_page_carries_its_messages_in_both_languages() -> None:
     assert all(zh[m] and zh[m] != m for m in zh), [m for m in zh if not zh[m] or zh[m] == m]
 
 
-def test_errors_raised_in_features_and_training_reach_the_cli_translated(tmp_path: Path) -> None:
+def test_errors_raised_in_features_and_training_reach_the_cli_translated(tmp_path: Path, tracking_uri: str) -> None:
+    """A bad input is refused with one line on stderr, before any store is opened: with a fresh (empty) MLflow
+    store, a command that opened the registry first would add MLflow's "Creating initial MLflow database
+    tables" log lines (``crmscore score`` did, through its uplift-model check)."""
     from serving.cli.main import app
 
     nope = str(tmp_path / "nope")
