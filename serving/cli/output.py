@@ -36,6 +36,7 @@ from serving.i18n import (
     _,
     framework_language,
     get_language,
+    localized,
     normalize_language,
     resolve_language,
     translate,
@@ -89,18 +90,6 @@ def note(message: str, kind: str = "note") -> None:
     """A note or warning on stderr (``kind`` is ``note`` or ``warning``; prefixed in the current language)."""
     prefix = _("warning") if kind == "warning" else _("note")
     typer.echo(f"{prefix}: {message}", err=True)
-
-
-def localized(message: object) -> str:
-    """``message`` (text, or an exception) in the current language: a :class:`features.messages.Message` from
-    ``features``/``training`` (or an exception raised with one) is looked up in the catalogue."""
-    from features.messages import Message, message_of
-
-    if isinstance(message, BaseException):
-        message = message_of(message) or message
-    if isinstance(message, Message):
-        return message.localized(translate)
-    return str(message)
 
 
 def fail(message: object, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:

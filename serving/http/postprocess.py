@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from features.messages import M_
 from serving.http.records import FeatureBlock
+from serving.i18n import localized
 from training.explain import jsonable as clean_value
 from training.scores import to_grade, to_score
 
@@ -36,7 +38,20 @@ class RequestError(ValueError):
         super().__init__(message)
         self.status = status
         self.message = message
+        self._derived = not errors
         self.errors = errors or [{"field": message.split(":", 1)[0], "reason": message.split(":", 1)[-1].strip()}]
+
+    def localized(self) -> tuple[str, list[dict[str, str]]]:
+        """(message, errors) in the current language: the message through the catalogue (when raised with
+        ``M_``); an ``errors`` item made from the message gets its reason from the translated message too (the
+        field name stays as it is)."""
+        text = localized(self.message)
+        if not self._derived:
+            return text, self.errors
+        field = self.errors[0]["field"]
+        if text == self.message:
+            return text, self.errors
+        return text, [{"field": field, "reason": re.sub(rf"^{re.escape(field)}\s*[:：]\s*", "", text)}]
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -101,9 +116,10 @@ def format_validation_errors(errors: Sequence[Mapping[str, Any]], limit: int = 2
 def check_batch_size(n: int, limit: int, what: str = "leads") -> None:
     """Refuse empty and oversized batches with a message naming the field."""
     if n == 0:
-        raise RequestError(422, f"{what}: empty list; send at least one")
+        raise RequestError(422, M_("{what}: empty list; send at least one", what=what))
     if n > limit:
-        raise RequestError(413, f"{what}: {n:,} items exceed the limit of {limit:,} per request")
+        raise RequestError(413, M_("{what}: {n:,} items exceed the limit of {limit:,} per request", what=what, n=n,
+                                   limit=limit))
 
 
 # -------------------------------------------------------------------------------------- feature matrix

@@ -95,6 +95,8 @@ def N_(message: str) -> str:
 
 __all__ = [
     "LANGUAGES",
+    "localized",
+    "request_language",
     "Lang",
     "LanguageError",
     "N_",
@@ -148,3 +150,48 @@ def framework_language(lang: str | None) -> Iterator[Lang]:
             os.environ.pop("LANGUAGE", None)
         else:
             os.environ["LANGUAGE"] = language
+
+
+def localized(message: object) -> str:
+    """``message`` (text, or an exception) in the current language: a :class:`features.messages.Message` (or an
+    exception raised with one) is looked up in the catalogue; other text is shown as it is."""
+    from features.messages import Message, message_of
+
+    if isinstance(message, BaseException):
+        message = message_of(message) or message
+    if isinstance(message, Message):
+        return message.localized(translate)
+    return str(message)
+
+
+def request_language(accept_language: str | None, query: str | None = None) -> Lang:
+    """The language of an HTTP request's messages: ``?lang=`` when it names a language, else the first
+    language of ``Accept-Language`` (by its ``q`` weights) that has a catalogue, else English."""
+    try:
+        chosen = normalize_language(query)
+    except LanguageError:
+        chosen = None
+    if chosen is not None:
+        return chosen
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate((accept_language or "").split(",")):
+        tag, _sep, params = part.strip().partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            key, _eq, value = p.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranked.append((-q, i, tag.strip()))
+    for neg_q, _i, tag in sorted(ranked):
+        if neg_q >= 0 or tag == "*":
+            continue
+        try:
+            code = normalize_language(tag)
+        except LanguageError:
+            continue
+        if code is not None:
+            return code
+    return "en"

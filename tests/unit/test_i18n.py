@@ -287,3 +287,51 @@ def test_a_wrapped_error_keeps_its_message_in_both_languages() -> None:
     assert str(outer) == "crm/: transactions: missing column(s) amount"
     with using_language("zh"):
         assert localized(outer) == "crm/：transactions：缺少列 amount"
+
+
+def test_the_language_of_an_http_request() -> None:
+    from serving.i18n import request_language
+
+    assert request_language(None) == request_language("") == request_language("*") == "en"
+    assert request_language("zh-CN,zh;q=0.9,en;q=0.8") == "zh"
+    assert request_language("en-US,en;q=0.9,zh;q=0.5") == "en"
+    assert request_language("fr-FR, zh-Hans;q=0.8") == "zh"  # the first language with a catalogue
+    assert request_language("en;q=0.4, zh;q=0.6") == "zh"  # by weight, not order
+    assert request_language("zh;q=0, en") == "en"  # q=0: not acceptable
+    assert request_language("zh-CN", "en") == "en" and request_language(None, "zh") == "zh"  # ?lang= first
+    assert request_language("zh-CN", "klingon") == "zh"  # an unknown ?lang= is ignored
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_page_api_refusals_in_both_languages(lang: str) -> None:
+    """The profile page's API refuses a bad body with a message in the request's language; the error body's keys
+    and the field names stay English."""
+    import anyio
+    from starlette.requests import Request
+
+    from serving.i18n import using_language
+    from serving.ui.index import ProfileError
+    from serving.ui.routes import _body_field, _error
+
+    async def refusal(body: bytes) -> tuple[int, dict]:
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+        with using_language(lang):
+            try:
+                await _body_field(request, "customer_id", 8)
+            except ProfileError as e:
+                response = _error(e.status, e.message)
+                return response.status_code, json.loads(response.body)
+        raise AssertionError(f"{body!r} was accepted")
+
+    bodies = {b"{": "body", b"[]": "body", b'{"x": 1}': "x", b'{"customer_id": 5}': "customer_id",
+              b'{"customer_id": " "}': "customer_id", b'{"customer_id": "123456789"}': "customer_id"}
+    for body, field in bodies.items():
+        status, err = anyio.run(refusal, body)
+        assert status in (400, 422) and set(err) == {"error", "errors"}, err
+        assert [e["field"] for e in err["errors"]] == [field], err
+        text = err["error"] + " " + err["errors"][0]["reason"]
+        assert untranslated(text, lang) == [], err
+        assert bool(_CJK.search(text)) == (lang == "zh"), err
