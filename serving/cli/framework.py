@@ -31,24 +31,10 @@ from typer._click.exceptions import (
 )
 from typer._click.formatting import HelpFormatter
 
-from serving.i18n import N_, Lang, _, translate
+from serving.i18n import N_, Lang, _, pydantic_message, translate
 
 #: the --help option's help text (click's ``help_option`` decorator)
 HELP_OPTION_HELP = N_("Show this message and exit.")
-
-#: pydantic error type → the English message typer shows for it (``{ctx}`` fields filled in)
-PYDANTIC_MESSAGES: dict[str, str] = {
-    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
-    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
-    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
-    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
-    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
-    "greater_than": N_("Input should be greater than {gt}"),
-    "less_than_equal": N_("Input should be less than or equal to {le}"),
-    "less_than": N_("Input should be less than {lt}"),
-    "literal_error": N_("Input should be {expected}"),
-    "enum": N_("Input should be {expected}"),
-}
 
 _MISSING = {
     "option": N_("Missing option {hint}."),
@@ -93,20 +79,13 @@ def localize_help_option(cmd: Any, lang: Lang) -> None:
 
 
 def _pydantic_reason(error: BaseException) -> str | None:
-    """The first pydantic error behind a bad value, in the current language (None: not one we translate)."""
+    """The first pydantic error behind a bad value, in the current language (None: not a pydantic error)."""
     errors = getattr(error, "errors", None)
     if not callable(errors):
         return None
     try:
-        first = errors()[0]
+        return pydantic_message(errors()[0])
     except (IndexError, TypeError):
-        return None
-    template = PYDANTIC_MESSAGES.get(first.get("type", ""))
-    if template is None:
-        return None
-    try:
-        return _(template).format(**{k: str(v) for k, v in (first.get("ctx") or {}).items()})
-    except (KeyError, IndexError):
         return None
 
 
@@ -177,7 +156,6 @@ __all__ = [
     "LocalizedContext",
     "LocalizedFormatter",
     "LocalizedUsageError",
-    "PYDANTIC_MESSAGES",
     "UsageError",
     "localize_help_option",
     "localized_usage_error",

@@ -20,7 +20,7 @@ import numpy as np
 
 from features.messages import M_
 from serving.http.records import FeatureBlock
-from serving.i18n import localized
+from serving.i18n import _, localized, pydantic_message, translate
 from training.explain import jsonable as clean_value
 from training.scores import to_grade, to_score
 
@@ -87,30 +87,55 @@ def format_validation_errors(errors: Sequence[Mapping[str, Any]], limit: int = 2
     if any(e.get("type") == "json_invalid" for e in errors):
         msg = next(e for e in errors if e.get("type") == "json_invalid")["msg"]
         reason = msg.replace("Invalid JSON: ", "")
-        return 400, f"body: not valid JSON ({reason})", [{"field": "body", "reason": f"not valid JSON: {reason}"}]
+        return 400, _("body: not valid JSON ({reason})").format(reason=reason), [
+            {"field": "body", "reason": _("not valid JSON: {reason}").format(reason=reason)}
+        ]
     folded: dict[str, str] = {}
     for e in errors:
         loc = list(e.get("loc", ()))
         if loc and loc[-1] in _UNION_TAGS:
             path = field_path(loc[:-1])
             if e.get("type") == "finite_number":
-                folded[path] = "must be a finite number (NaN and infinity are not accepted)"
+                folded[path] = _("must be a finite number (NaN and infinity are not accepted)")
             else:
-                folded.setdefault(path, "must be a finite number, true/false, a string or null")
+                folded.setdefault(path, _("must be a finite number, true/false, a string or null"))
             continue
         path = field_path(loc)
         msg = str(e.get("msg", "invalid value"))
         if e.get("type") == "extra_forbidden":
-            msg = "unknown field (not part of the request schema)"
+            msg = _("unknown field (not part of the request schema)")
         elif e.get("type") == "missing":
-            msg = "required field is missing"
+            msg = _("required field is missing")
         elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
+            msg = validator_message(msg[len("Value error, ") :])
+        else:
+            msg = pydantic_message(dict(e))
         folded.setdefault(path, msg)
     items = [{"field": k, "reason": v} for k, v in folded.items()]
-    first = items[0] if items else {"field": "body", "reason": "invalid request"}
-    more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
-    return 422, f"{first['field']}: {first['reason']}{more}", items[:limit]
+    first = items[0] if items else {"field": "body", "reason": _("invalid request")}
+    more = _(" (and {n} more)").format(n=len(items) - 1) if len(items) > 1 else ""
+    return 422, _("{field}: {reason}").format(field=first["field"], reason=first["reason"]) + more, items[:limit]
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts)), re.S)
+
+
+def validator_message(text: str) -> str:
+    """A request validator's message (``serving.http.schemas``: pydantic returns it as text) in the current
+    language: a constant message is looked up as it is, one with fields by its template
+    (``schemas.VALIDATOR_TEMPLATES``)."""
+    from serving.http.schemas import VALIDATOR_TEMPLATES
+
+    found = translate(text)
+    if found != text:
+        return found
+    for template in VALIDATOR_TEMPLATES:
+        m = _template_pattern(template).fullmatch(text)
+        if m:
+            return _(template).format(**m.groupdict())
+    return text
 
 
 def check_batch_size(n: int, limit: int, what: str = "leads") -> None:

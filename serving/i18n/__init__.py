@@ -95,6 +95,8 @@ def N_(message: str) -> str:
 
 __all__ = [
     "LANGUAGES",
+    "PYDANTIC_MESSAGES",
+    "pydantic_message",
     "localized",
     "request_language",
     "Lang",
@@ -195,3 +197,47 @@ def request_language(accept_language: str | None, query: str | None = None) -> L
         if code is not None:
             return code
     return "en"
+
+
+#: pydantic error type → a message for it (``{ctx}`` fields filled in), shown instead of pydantic's own English
+#: text in another language than English (typer's option values, the HTTP service's request fields)
+PYDANTIC_MESSAGES: dict[str, str] = {
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "int_type": N_("Input should be a valid integer"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "float_type": N_("Input should be a valid number"),
+    "finite_number": N_("Input should be a finite number"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "string_type": N_("Input should be a valid string"),
+    "list_type": N_("Input should be a valid list"),
+    "dict_type": N_("Input should be a valid dictionary"),
+    "model_type": N_("Input should be a valid dictionary or instance of {class_name}"),
+    "datetime_type": N_("Input should be a valid datetime"),
+    "datetime_parsing": N_("Input should be a valid datetime ({error})"),
+    "datetime_from_date_parsing": N_("Input should be a valid datetime or date ({error})"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "literal_error": N_("Input should be {expected}"),
+    "enum": N_("Input should be {expected}"),
+    "too_short": N_("should have at least {min_length} item(s), not {actual_length}"),
+    "too_long": N_("should have at most {max_length} item(s), not {actual_length}"),
+    "string_too_short": N_("should have at least {min_length} character(s)"),
+    "string_too_long": N_("should have at most {max_length} character(s)"),
+}
+
+
+def pydantic_message(error: dict) -> str:
+    """One pydantic error (an item of ``ValidationError.errors()``) as text in the current language: pydantic's
+    own message in English (or for an error type without a translation), else :data:`PYDANTIC_MESSAGES`."""
+    english = str(error.get("msg", ""))
+    template = PYDANTIC_MESSAGES.get(str(error.get("type", "")))
+    if _current.get() == "en" or template is None:
+        return english
+    try:
+        return _(template).format(**{k: str(v) for k, v in (error.get("ctx") or {}).items()})
+    except (KeyError, IndexError, ValueError):
+        return english

@@ -404,7 +404,7 @@ print("RESULT", json.dumps({{"slots": out, "watcher": inst.watcher is not None}}
 # ----------------------------------------------------------------------------------------- languages
 def test_error_messages_follow_the_request_language(server: Server, client: httpx.Client) -> None:
     """The human text of a refusal follows ``Accept-Language`` (or ``?lang=``), one error per endpoint group:
-    the guard (401, 415), scoring (413), segments (503), cross-sell (503), the forecast (404) and the profile
+    the guard (401, 415), scoring (413, 422), segments (503), cross-sell (503), the forecast (404) and the profile
     page's API (422, 404). JSON keys, field names and status codes are the same as in English."""
     from serving.i18n.catalogue import all_messages
     from tests.unit.test_i18n import untranslated
@@ -419,6 +419,10 @@ def test_error_messages_follow_the_request_language(server: Server, client: http
         ("POST", "/score_leads", {"leads": [{"customer_id": f"c{i}", "features": {}} for i in range(MAX_BATCH + 1)]},
          {}, 413, f"leads: {MAX_BATCH + 1} items exceed the limit of {MAX_BATCH} per request",
          f"leads：{MAX_BATCH + 1} 项超出每个请求 {MAX_BATCH} 项的上限"),
+        ("POST", "/score_leads", {"leads": []}, {}, 422, "leads: List should have at least 1 item after validation",
+         "leads：至少应有 1 项，实际为 0 项"),  # pydantic's errors, rewritten by the middleware
+        ("POST", "/predict_churn", {}, {}, 422, "body: give either 'leads' or 'table', not both or neither",
+         "body：请给出 'leads' 或 'table' 之一"),  # a request validator's message
         ("POST", "/segment", {"customers": [{"customer_id": "c1", "summary": summary}]}, {}, 503,
          "fit and register customer_segments with `crmscore segment fit`",
          "请用 `crmscore segment fit` 拟合并注册 customer_segments"),

@@ -335,3 +335,34 @@ def test_the_page_api_refusals_in_both_languages(lang: str) -> None:
         text = err["error"] + " " + err["errors"][0]["reason"]
         assert untranslated(text, lang) == [], err
         assert bool(_CJK.search(text)) == (lang == "zh"), err
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_request_validation_errors_in_both_languages(lang: str) -> None:
+    """The HTTP service's 422 for a body that fails the request schema (pydantic's errors, as the middleware
+    rewrites them): the message and each reason in ``lang``, the field names as in English."""
+    from pydantic import ValidationError
+
+    from serving.http.postprocess import format_validation_errors
+    from serving.http.schemas import ScoreRequest
+    from serving.i18n import using_language
+
+    bodies = [
+        {}, {"leads": []}, {"leads": "x"}, {"leads": [{"features": {}}]},
+        {"leads": [{"customer_id": "c", "features": {"a": float("nan")}}]},
+        {"leads": [{"customer_id": "c", "features": {}, "nope": 1}]},
+        {"table": {"customer_ids": ["a"], "columns": ["x"], "rows": []}},
+        {"table": {"customer_ids": ["a"], "columns": ["x", "y"], "rows": [[1]]}},
+    ]
+    for body in bodies:
+        with pytest.raises(ValidationError) as info:
+            ScoreRequest.model_validate(body)
+        errors = info.value.errors(include_input=False)
+        with using_language("en"):
+            _status, _message, english = format_validation_errors(errors)
+        with using_language(lang):
+            status, message, items = format_validation_errors(errors)
+        assert status == 422 and [e["field"] for e in items] == [e["field"] for e in english], (body, items)
+        text = message + " " + " ".join(e["reason"] for e in items)
+        assert untranslated(text, lang) == [], (body, text)
+        assert bool(_CJK.search(text)) == (lang == "zh"), (body, text)
