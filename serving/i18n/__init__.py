@@ -230,14 +230,43 @@ PYDANTIC_MESSAGES: dict[str, str] = {
 }
 
 
+#: pydantic's English messages with fields, to read the fields back when an error comes without its ``ctx``
+#: (BentoML answers with ``errors(include_context=False)``)
+_PYDANTIC_FIELDS: dict[str, str] = {
+    "model_type": r"Input should be a valid dictionary or instance of (?P<class_name>.+)",
+    "datetime_parsing": r"Input should be a valid datetime, (?P<error>.+)",
+    "datetime_from_date_parsing": r"Input should be a valid datetime or date, (?P<error>.+)",
+    "greater_than_equal": r"Input should be greater than or equal to (?P<ge>.+)",
+    "greater_than": r"Input should be greater than (?P<gt>.+)",
+    "less_than_equal": r"Input should be less than or equal to (?P<le>.+)",
+    "less_than": r"Input should be less than (?P<lt>.+)",
+    "literal_error": r"Input should be (?P<expected>.+)",
+    "enum": r"Input should be (?P<expected>.+)",
+    "too_short": r"\w+ should have at least (?P<min_length>\d+) items? after validation, not (?P<actual_length>\d+)",
+    "too_long": r"\w+ should have at most (?P<max_length>\d+) items? after validation, not (?P<actual_length>\d+)",
+    "string_too_short": r"String should have at least (?P<min_length>\d+) characters?",
+    "string_too_long": r"String should have at most (?P<max_length>\d+) characters?",
+}
+
+
 def pydantic_message(error: dict) -> str:
     """One pydantic error (an item of ``ValidationError.errors()``) as text in the current language: pydantic's
-    own message in English (or for an error type without a translation), else :data:`PYDANTIC_MESSAGES`."""
+    own message in English (or for an error type without a translation), else :data:`PYDANTIC_MESSAGES` with
+    the error's ``ctx`` fields (read back from the English message when the error has no ``ctx``)."""
+    import re
+
     english = str(error.get("msg", ""))
-    template = PYDANTIC_MESSAGES.get(str(error.get("type", "")))
+    kind = str(error.get("type", ""))
+    template = PYDANTIC_MESSAGES.get(kind)
     if _current.get() == "en" or template is None:
         return english
+    fields = {k: str(v) for k, v in (error.get("ctx") or {}).items()}
+    if not fields and kind in _PYDANTIC_FIELDS:
+        m = re.fullmatch(_PYDANTIC_FIELDS[kind], english, re.S)
+        if m is None:
+            return english
+        fields = m.groupdict()
     try:
-        return _(template).format(**{k: str(v) for k, v in (error.get("ctx") or {}).items()})
+        return _(template).format(**fields)
     except (KeyError, IndexError, ValueError):
         return english
