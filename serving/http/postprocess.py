@@ -178,8 +178,8 @@ class FeatureInput:
                 names = safe_names(sorted(map(str, extra)))
                 raise RequestError(
                     422,
-                    f"{field}[{i}].features: unknown feature(s) {names}; the model's features are listed by "
-                    "GET /model_info",
+                    M_("{path}: unknown feature(s) {names}; the model's features are listed by GET /model_info",
+                       path=f"{field}[{i}].features", names=names),
                 )
 
     def _numeric_values(self, row: Mapping[str, Any]) -> tuple | list:
@@ -201,7 +201,8 @@ class FeatureInput:
                 for j, v in enumerate(vals):
                     if isinstance(v, str):
                         raise RequestError(
-                            422, f"{field}[{i}].features.{names[j]}: must be a number, true/false or null"
+                            422, M_("{path}: must be a number, true/false or null",
+                                    path=f"{field}[{i}].features.{names[j]}"),
                         )
         return np.array(lists, dtype="float64")
 
@@ -222,7 +223,8 @@ class FeatureInput:
         extra = [c for c in columns if c not in self._known]
         if extra:
             raise RequestError(
-                422, f"{field}.columns: unknown feature(s) {safe_names(extra)}; GET /model_info lists them"
+                422, M_("{path}: unknown feature(s) {names}; GET /model_info lists them", path=f"{field}.columns",
+                        names=safe_names(extra))
             )
         n = len(rows)
         if n >= _FAST_TABLE_ROWS:
@@ -240,12 +242,14 @@ class FeatureInput:
             kinds = set(map(type, itertools.chain.from_iterable(src)))
             if kinds - {float, int, bool, type(None)}:
                 i, j = _first(src, lambda v: not (v is None or isinstance(v, (float, int, bool))))
-                raise RequestError(422, f"{field}.rows[{i}].{names[j]}: must be a number, true/false or null")
+                raise RequestError(422, M_("{path}: must be a number, true/false or null",
+                                           path=f"{field}.rows[{i}].{names[j]}"))
             num = np.array(src, dtype="float64").T  # None → NaN, true/false → 1/0
             if np.isinf(num).any():  # NaN and infinity are refused by schemas.FeatureTable already
                 i, j = np.argwhere(np.isinf(num))[0]
                 raise RequestError(
-                    422, f"{field}.rows[{i}].{names[j]}: must be a finite number (NaN and infinity are not accepted)"
+                    422, M_("{path}: must be a finite number (NaN and infinity are not accepted)",
+                            path=f"{field}.rows[{i}].{names[j]}")
                 )
             raw[:, [o for o, _ in pairs]] = num
         cat_values: dict[str, Sequence[Any]] = {}
@@ -259,7 +263,8 @@ class FeatureInput:
                     if not (v is None or isinstance(v, (str, int, float))) or (
                         isinstance(v, float) and not math.isfinite(v)
                     ):
-                        raise RequestError(422, f"{field}.rows[{i}].{c}: must be a string, a number or null")
+                        raise RequestError(422, M_("{path}: must be a string, a number or null",
+                                                   path=f"{field}.rows[{i}].{c}"))
             cat_values[c] = values
         return self._assemble(raw, cat_values)
 
@@ -507,7 +512,8 @@ def online_feature_rows(
             rows = frame_to_rows(frame.reindex(pd.Index(ids, dtype=frame.index.dtype)))
         except (ValueError, TypeError, KeyError, OverflowError) as e:
             where = f"leads[{idx[members[0]]}]" if len(members) == 1 else "leads"
-            raise RequestError(422, f"{where}: cannot compute features from the profile and events ({e})") from None
+            raise RequestError(422, M_("{path}: cannot compute features from the profile and events ({error})",
+                                       path=where, error=e)) from None
         for i, row in zip(members, rows, strict=True):
             out[i] = row
     return out  # type: ignore[return-value]
@@ -529,8 +535,8 @@ def segment_inputs(customers: Sequence[Any], now: Any, window_days: int) -> Any:
             if extra:
                 raise RequestError(
                     422,
-                    f"customers[{i}].summary: unknown field(s) {safe_names(sorted(extra))}; "
-                    f"expected {', '.join(sorted(known))}",
+                    M_("{path}: unknown field(s) {names}; expected {known}", path=f"customers[{i}].summary",
+                       names=safe_names(sorted(extra)), known=", ".join(sorted(known))),
                 )
             records[i] = {"customer_id": c.id, **c.summary}
     online = [c for c in customers if c.profile is not None]
@@ -550,7 +556,9 @@ def segment_inputs(customers: Sequence[Any], now: Any, window_days: int) -> Any:
                 by_id = {str(r["customer_id"]): r for r in summary.to_dict("records")}
                 recs = [by_id[cid] for cid in ids]
         except (ValueError, TypeError, KeyError, OverflowError) as e:
-            raise RequestError(422, f"customers: cannot summarise the profile and events ({e})") from None
+            raise RequestError(
+                422, M_("customers: cannot summarise the profile and events ({error})", error=e)
+            ) from None
         for k, rec in zip(members, recs, strict=True):
             records[positions[k]] = {**rec, "customer_id": online[k].id}
     frame = pd.DataFrame.from_records(records).reindex(columns=cols)
