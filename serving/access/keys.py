@@ -244,7 +244,7 @@ class KeyStore:
             return None
         state = entry.state(now or datetime.now(UTC))
         if state != "active":
-            return f"API key {state}"
+            return M_("API key revoked") if state == "revoked" else M_("API key expired")
         return entry.principal()
 
 
@@ -276,7 +276,7 @@ class Authenticator:
             ok |= hmac.compare_digest(token, key)
         if ok:
             return Principal("shared-key", SHARED_KEY_ROLE, source="CRMSCORE_API_KEYS")
-        return found or "invalid API key"
+        return found or M_("invalid API key")
 
 
 def principal_from_env(env_var: str = "CRMSCORE_KEY") -> Principal:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from features.messages import M_
 from serving.access import audit
 from serving.access.masking import mask_record
 from serving.access.roles import Principal, scope_mask
@@ -22,7 +23,7 @@ log = logging.getLogger("crmscore.access")
 #: The principal of a request that did not pass the API-key guard (in-process calls, tests of the page code).
 IN_PROCESS = Principal("in-process", "admin", source="in-process")
 #: The one answer for an unknown and an out-of-scope customer (no existence leak).
-NOT_FOUND = "customer_id: no customer with this id in the data"
+NOT_FOUND = M_("customer_id: no customer with this id in the data")
 
 
 def principal_of(request: Any) -> Principal:

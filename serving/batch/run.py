@@ -106,9 +106,8 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
             reason_method=options.reason_method, methods=' or '.join(REASON_METHODS),
         ))
     target = resolve_output(options.output, options.output_table, options.rejects)
+    check_input(options.input)
     is_dir = not _is_url(options.input) and Path(options.input).is_dir()
-    if not is_dir and not _is_url(options.input) and not Path(options.input).exists():
-        raise BatchError(M_("file not found: {path}", path=options.input))
     # the model loads (imports, registry, skops: seconds, mostly holding the GIL) while the input is opened and
     # a CSV is parsed ahead (pyarrow, without the GIL); a model error still wins over an input error
     progress("loading the model")
@@ -318,6 +317,15 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
         if records is not None:
             with contextlib.suppress(Exception):
                 records.close(timeout=1.0)
+
+
+def check_input(path: str) -> None:
+    """Raise :class:`BatchError` when ``path`` (a file or folder; a database URL is not checked) does not exist.
+
+    ``crmscore score`` calls it before anything else, so a wrong path is refused before the registry is opened
+    (which creates an empty MLflow store, and logs that, on a first run)."""
+    if not _is_url(path) and not Path(path).exists():
+        raise BatchError(M_("file not found: {path}", path=path))
 
 
 def _is_url(s: str) -> bool:

@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
+from serving.cli.framework import LocalizedContext, UsageError, localize_help_option, localized_usage_error
 from serving.i18n import (
     N_,
     LanguageError,
     _,
     framework_language,
     get_language,
+    localized,
     normalize_language,
     resolve_language,
     translate,
@@ -92,18 +94,6 @@ def note(message: str, kind: str = "note") -> None:
     """A note or warning on stderr (``kind`` is ``note`` or ``warning``; prefixed in the current language)."""
     prefix = _("warning") if kind == "warning" else _("note")
     typer.echo(f"{prefix}: {message}", err=True)
-
-
-def localized(message: object) -> str:
-    """``message`` (text, or an exception) in the current language: a :class:`features.messages.Message` from
-    ``features``/``training`` (or an exception raised with one) is looked up in the catalogue."""
-    from features.messages import Message, message_of
-
-    if isinstance(message, BaseException):
-        message = message_of(message) or message
-    if isinstance(message, Message):
-        return message.localized(translate)
-    return str(message)
 
 
 def fail(message: object, code: ExitCode = ExitCode.BAD_INPUT) -> NoReturn:
@@ -390,6 +380,8 @@ def localize(cmd: Any, lang: str) -> None:
     for key in ("help", "short_help"):
         text = originals[key]
         setattr(cmd, key, translate(text, code) if text else text)
+    cmd.context_class = LocalizedContext  # the usage line's "Usage:" (serving.cli.framework)
+    localize_help_option(cmd, code)
     for p in cmd.params:  # typer vendors its own click: options are recognised by their ``help``
         orig = p.__dict__.setdefault("_crmscore_en", getattr(p, "help", None))
         if orig:
@@ -400,7 +392,24 @@ def localize(cmd: Any, lang: str) -> None:
 
 class LocalizedGroup(TyperGroup):
     """The root group: reads ``--lang`` (anywhere in the arguments) or ``$CRMSCORE_LANG`` first, so help is
-    shown in that language."""
+    shown in that language; click's usage errors of the whole tree (the root's options here, a sub-command's
+    while it is resolved and parsed in :meth:`invoke`) are raised again in that language."""
+
+    context_class = LocalizedContext
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """As click's, with a usage error in the current language."""
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as e:
+            raise localized_usage_error(e) from e
+
+    def invoke(self, ctx: Any) -> Any:
+        """As click's, with a usage error of a sub-command in the current language."""
+        try:
+            return super().invoke(ctx)
+        except UsageError as e:
+            raise localized_usage_error(e) from e
 
     def main(self, args: Any = None, *a: Any, **kw: Any) -> Any:  # type: ignore[override]
         argv = list(sys.argv[1:] if args is None else args)

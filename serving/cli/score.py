@@ -54,9 +54,14 @@ def score_cmd(
     masked for roles without PII access, and the export is written to the audit trail (docs/access.md)."""
     from serving.access.exports import ids_of_output, policy_for, record_export
     from serving.batch import BatchError, BatchOptions
+    from serving.batch.run import check_input
     from serving.batch.uplift import is_uplift_model
 
     principal = cli_output.require_permission("export_scores")
+    try:  # a wrong path is refused before the registry is opened (is_uplift_model looks the model up)
+        check_input(input)
+    except BatchError as e:
+        cli_output.fail(e)
     if is_uplift_model(model):
         from serving.cli.uplift import score_uplift_cmd
 

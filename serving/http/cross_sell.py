@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from features.rules import FieldSpec, RuleError
 from serving.http.postprocess import RequestError
 from serving.http.schemas_actions import ActionCustomer, NextActionRequest, RecommendRequest
@@ -203,17 +204,19 @@ def recommend_for(st: CrossSellState, req: RecommendRequest) -> dict[str, Any]:
     from serving.http.loader import ModelUnavailable
 
     if st.model is None or st.online is None:
-        raise ModelUnavailable(f"model {st.name}@{st.alias} is not loaded: {st.error or 'not registered'}")
+        raise ModelUnavailable(M_("model {name}@{alias} is not loaded: {error}", name=st.name, alias=st.alias,
+                                  error=st.error or M_("not registered")))
     if req.purchases is not None:
         hist = _request_history(req)
     else:
         if st.lines is None:
             raise RequestError(
                 422,
-                f"purchases: required, the service has no purchase data to look customer_id up in ({st.lines_error})",
+                M_("purchases: required, the service has no purchase data to look customer_id up in ({error})",
+                   error=st.lines_error),
             )
         if not st.lines.known(req.customer_id):
-            raise RequestError(404, "customer_id: no customer with this id in the service's data")
+            raise RequestError(404, M_("customer_id: no customer with this id in the service's data"))
         hist = st.lines.of(req.customer_id)
     if req.as_of is not None:
         as_of = pd.Timestamp(req.as_of)
@@ -257,7 +260,7 @@ def next_actions(st: CrossSellState, req: NextActionRequest) -> dict[str, Any]:
     from serving.http.loader import ModelUnavailable
 
     if st.actions is None:
-        raise ModelUnavailable(f"action rules are not loaded: {st.actions_error}")
+        raise ModelUnavailable(M_("action rules are not loaded: {error}", error=st.actions_error))
     ctx = action_frame(req.customers)
     tag_names = {t for c in req.customers for t in c.tags}
     _, rule_tags = _rule_tags(st.actions)
@@ -265,7 +268,7 @@ def next_actions(st: CrossSellState, req: NextActionRequest) -> dict[str, Any]:
     try:
         out = assign_actions(ctx, st.actions, st.action_fields, tags)
     except RuleError as e:
-        raise RequestError(422, f"customers: {e}") from None
+        raise RequestError(422, M_("customers: {error}", error=e)) from None
     return {"results": out.to_dict(orient="records")}
 
 

@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from features.messages import M_
+
 #: artifacts of a forecast run (training.forecast_run.run_forecast logs them under forecast/)
 TABLE_ARTIFACT = "forecast/forecast.csv"
 SUMMARY_ARTIFACT = "forecast/summary.json"
@@ -48,7 +50,7 @@ class LatestForecast:
         exp = client.get_experiment_by_name(self.experiment)
         if exp is None:
             raise ForecastUnavailable(
-                f"no forecast yet: experiment {self.experiment!r} does not exist; run `crmscore forecast`"
+                M_("no forecast yet: experiment {name!r} does not exist; run `crmscore forecast`", name=self.experiment)
             )
         runs = client.search_runs(
             [exp.experiment_id],
@@ -57,7 +59,9 @@ class LatestForecast:
             max_results=1,
         )
         if not runs:
-            raise ForecastUnavailable(f"no finished run in experiment {self.experiment!r}; run `crmscore forecast`")
+            raise ForecastUnavailable(
+                M_("no finished run in experiment {name!r}; run `crmscore forecast`", name=self.experiment)
+            )
         return client, runs[0]
 
     def payload(self) -> dict[str, Any]:
@@ -75,7 +79,8 @@ class LatestForecast:
                 summary_path = Path(client.download_artifacts(run_id, SUMMARY_ARTIFACT, tmp))
             except Exception as e:  # noqa: BLE001 - any store error becomes a clear 503
                 raise ForecastUnavailable(
-                    f"forecast run {run_id}: its artifacts cannot be read ({type(e).__name__})"
+                    M_("forecast run {run_id}: its artifacts cannot be read ({error})", run_id=run_id,
+                       error=type(e).__name__)
                 ) from None
             table = pd.read_csv(table_path, encoding="utf-8")
             summary = json.loads(summary_path.read_text(encoding="utf-8"))

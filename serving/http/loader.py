@@ -141,7 +141,8 @@ class LoadedModel:
             pass
         path = row_path.format(i=i, name=name)
         raise RequestError(
-            422, f"{path}: must be a number between -3.4e38 and 3.4e38 (the model computes in 32-bit floats)"
+            422, M_("{path}: must be a number between -3.4e38 and 3.4e38 (the model computes in 32-bit floats)",
+                    path=path)
         )
 
     def _feature_inputs(self) -> FeatureInput:

@@ -40,6 +40,7 @@ from serving.access.roles import ENDPOINT_ACTIONS, Principal
 from serving.http.postprocess import format_validation_errors
 from serving.http.schemas import error_body
 from serving.http.schemas_actions import CROSS_SELL_PATHS
+from serving.i18n import _, localized, request_language, using_language
 from serving.settings import ServingSettings, load_settings
 from serving.ui.page import UI_API_PATHS
 
@@ -253,16 +254,16 @@ class GuardMiddleware:
         """(None, key, principal) when a valid key is given, else (the reason for the 401, b"", None)."""
         auth = next((v for k, v in headers if k == b"authorization"), None)
         if not self.auth.configured():
-            return ("no API keys are configured on the server (set CRMSCORE_KEYS_FILE, CRMSCORE_API_KEYS or "
-                    "CRMSCORE_API_KEYS_FILE)"), b"", None
+            return _("no API keys are configured on the server (set CRMSCORE_KEYS_FILE, CRMSCORE_API_KEYS or "
+                     "CRMSCORE_API_KEYS_FILE)"), b"", None
         if auth is None:
-            return "missing Authorization header; send 'Authorization: Bearer <key>'", b"", None
-        scheme, _, token = auth.partition(b" ")
+            return _("missing Authorization header; send 'Authorization: Bearer <key>'"), b"", None
+        scheme, _sep, token = auth.partition(b" ")
         if scheme.lower() != b"bearer" or not token:
-            return "Authorization header must be 'Bearer <key>'", b"", None
+            return _("Authorization header must be 'Bearer <key>'"), b"", None
         token = token.strip()
         found = self.auth.authenticate(token)  # constant time in the secret (serving.access.keys)
-        return (found, b"", None) if isinstance(found, str) else (None, token, found)
+        return (localized(found), b"", None) if isinstance(found, str) else (None, token, found)
 
     async def _send_error(self, send: Any, status: int, message: str, extra: list | None = None) -> None:
         body = to_json(error_body(message))
@@ -277,6 +278,10 @@ class GuardMiddleware:
         if scope["type"] != "http" or path not in PROTECTED:
             await self.app(scope, receive, send)
             return
+        with using_language(scope_language(scope)):  # the messages of this request (its handlers see it too)
+            await self._guarded(path, scope, receive, send)
+
+    async def _guarded(self, path: str, scope: dict, receive: Any, send: Any) -> None:
         t0 = time.perf_counter()
         state: dict[str, Any] = {"status": 500}
         headers = scope.get("headers") or []
@@ -285,26 +290,28 @@ class GuardMiddleware:
             why, key, principal = self._authorised(headers)
             if why is not None or principal is None:
                 state["status"] = 401
-                await self._send_error(send, 401, why or "invalid API key",
+                await self._send_error(send, 401, why or _("invalid API key"),
                                        [(b"www-authenticate", b'Bearer realm="crmscore"')])
                 return
             action = ENDPOINT_ACTIONS.get(path)
             if action is None or not principal.may(action):  # a path without an action: refused (fail closed)
                 state["status"] = 403
-                await self._send_error(send, 403, f"the role {principal.role} may not call {path} (docs/access.md)")
+                await self._send_error(send, 403, _("the role {role} may not call {path} (docs/access.md)").format(
+                    role=principal.role, path=path))
                 return
             scope["crmscore.principal"] = principal  # read by the profile page's routes (scope, masking, audit)
             if scope.get("method") == "POST":
                 ctype = next((v for k, v in headers if k == b"content-type"), b"application/json")
                 if ctype.split(b";")[0].strip().lower() not in (b"application/json", b""):
                     state["status"] = 415
-                    await self._send_error(send, 415, "body: Content-Type must be application/json")
+                    await self._send_error(send, 415, _("body: Content-Type must be application/json"))
                     return
                 length = next((v for k, v in headers if k == b"content-length"), None)
                 if length is not None and length.isdigit() and int(length) > self.max_body:
                     state["status"] = 413
                     mb = self.max_body / 1024 / 1024
-                    await self._send_error(send, 413, f"body: {int(length):,} bytes exceed the limit of {mb:g} MB")
+                    await self._send_error(send, 413, _("body: {n:,} bytes exceed the limit of {mb:g} MB").format(
+                        n=int(length), mb=mb))
                     return
                 receive = self._limited(receive, state)
             if path in ENDPOINT_KIND:
@@ -327,7 +334,7 @@ class GuardMiddleware:
                 self._count_shed(path, "rate limit")
                 retry = str(max(1, math.ceil(wait))).encode()
                 await _drain(receive)
-                await self._send_error(send, 429, "rate limit of this API key exceeded; retry later",
+                await self._send_error(send, 429, _("rate limit of this API key exceeded; retry later"),
                                        [(b"retry-after", retry)])
                 return True
         refused = None
@@ -341,8 +348,8 @@ class GuardMiddleware:
                 return False
         state["status"] = 503
         self._count_shed(path, "loop lag" if refused.startswith("event loop") else refused)
-        message = (f"service overloaded ({refused}: {self.admission.active} requests in progress, "
-                   f"{self.admission.queued} waiting in this worker); retry later")
+        message = _("service overloaded ({reason}: {active} requests in progress, {queued} waiting in this worker); "
+                    "retry later").format(reason=refused, active=self.admission.active, queued=self.admission.queued)
         await _drain(receive)
         await self._send_error(send, 503, message, [(b"retry-after", self.retry_after)])
         return True
@@ -390,7 +397,7 @@ class GuardMiddleware:
                 return
             if state.get("too_large"):
                 mb = self.max_body / 1024 / 1024
-                status, body = 413, to_json(error_body(f"body: larger than the limit of {mb:g} MB"))
+                status, body = 413, to_json(error_body(_("body: larger than the limit of {mb:g} MB").format(mb=mb)))
             else:
                 status, body = rewrite_400(b"".join(chunks))
             state["status"] = status
@@ -412,6 +419,16 @@ class GuardMiddleware:
                 m.errors.labels(model=model, endpoint=path, status=str(status)).inc()
         except Exception:  # noqa: BLE001 - metrics never break a request
             log.debug("metrics update failed", exc_info=True)
+
+
+def scope_language(scope: dict) -> str:
+    """The language of a request's messages: ``?lang=zh|en``, else ``Accept-Language``, else English (JSON keys,
+    field names and machine codes stay English)."""
+    from urllib.parse import parse_qs
+
+    query = parse_qs((scope.get("query_string") or b"").decode("latin-1")).get("lang", [None])[0]
+    header = next((v for k, v in scope.get("headers") or [] if k == b"accept-language"), b"")
+    return request_language(header.decode("latin-1"), query)
 
 
 async def _drain(receive: Any) -> None:

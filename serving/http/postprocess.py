@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from features.messages import M_
 from serving.http.records import FeatureBlock
+from serving.i18n import _, localized, pydantic_message, translate
 from training.explain import jsonable as clean_value
 from training.scores import to_grade, to_score
 
@@ -36,7 +38,20 @@ class RequestError(ValueError):
         super().__init__(message)
         self.status = status
         self.message = message
+        self._derived = not errors
         self.errors = errors or [{"field": message.split(":", 1)[0], "reason": message.split(":", 1)[-1].strip()}]
+
+    def localized(self) -> tuple[str, list[dict[str, str]]]:
+        """(message, errors) in the current language: the message through the catalogue (when raised with
+        ``M_``); an ``errors`` item made from the message gets its reason from the translated message too (the
+        field name stays as it is)."""
+        text = localized(self.message)
+        if not self._derived:
+            return text, self.errors
+        field = self.errors[0]["field"]
+        if text == self.message:
+            return text, self.errors
+        return text, [{"field": field, "reason": re.sub(rf"^{re.escape(field)}\s*[:：]\s*", "", text)}]
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -81,38 +96,64 @@ def format_validation_errors(errors: Sequence[Mapping[str, Any]], limit: int = 2
     if any(e.get("type") == "json_invalid" for e in errors):
         msg = next(e for e in errors if e.get("type") == "json_invalid")["msg"]
         reason = msg.replace("Invalid JSON: ", "")
-        return 400, f"body: not valid JSON ({reason})", [{"field": "body", "reason": f"not valid JSON: {reason}"}]
+        return 400, _("body: not valid JSON ({reason})").format(reason=reason), [
+            {"field": "body", "reason": _("not valid JSON: {reason}").format(reason=reason)}
+        ]
     folded: dict[str, str] = {}
     for e in errors:
         loc = list(e.get("loc", ()))
         if loc and loc[-1] in _UNION_TAGS:
             path = field_path(loc[:-1])
             if e.get("type") == "finite_number":
-                folded[path] = "must be a finite number (NaN and infinity are not accepted)"
+                folded[path] = _("must be a finite number (NaN and infinity are not accepted)")
             else:
-                folded.setdefault(path, "must be a finite number, true/false, a string or null")
+                folded.setdefault(path, _("must be a finite number, true/false, a string or null"))
             continue
         path = field_path(loc)
         msg = str(e.get("msg", "invalid value"))
         if e.get("type") == "extra_forbidden":
-            msg = "unknown field (not part of the request schema)"
+            msg = _("unknown field (not part of the request schema)")
         elif e.get("type") == "missing":
-            msg = "required field is missing"
+            msg = _("required field is missing")
         elif msg.startswith("Value error, "):
-            msg = msg[len("Value error, ") :]
+            msg = validator_message(msg[len("Value error, ") :])
+        else:
+            msg = pydantic_message(dict(e))
         folded.setdefault(path, msg)
     items = [{"field": k, "reason": v} for k, v in folded.items()]
-    first = items[0] if items else {"field": "body", "reason": "invalid request"}
-    more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""
-    return 422, f"{first['field']}: {first['reason']}{more}", items[:limit]
+    first = items[0] if items else {"field": "body", "reason": _("invalid request")}
+    more = _(" (and {n} more)").format(n=len(items) - 1) if len(items) > 1 else ""
+    return 422, _("{field}: {reason}").format(field=first["field"], reason=first["reason"]) + more, items[:limit]
+
+
+def _template_pattern(template: str) -> re.Pattern[str]:
+    parts = re.split(r"\{(\w+)\}", template)
+    return re.compile("".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts)), re.S)
+
+
+def validator_message(text: str) -> str:
+    """A request validator's message (``serving.http.schemas``: pydantic returns it as text) in the current
+    language: a constant message is looked up as it is, one with fields by its template
+    (``schemas.VALIDATOR_TEMPLATES``)."""
+    from serving.http.schemas import VALIDATOR_TEMPLATES
+
+    found = translate(text)
+    if found != text:
+        return found
+    for template in VALIDATOR_TEMPLATES:
+        m = _template_pattern(template).fullmatch(text)
+        if m:
+            return _(template).format(**m.groupdict())
+    return text
 
 
 def check_batch_size(n: int, limit: int, what: str = "leads") -> None:
     """Refuse empty and oversized batches with a message naming the field."""
     if n == 0:
-        raise RequestError(422, f"{what}: empty list; send at least one")
+        raise RequestError(422, M_("{what}: empty list; send at least one", what=what))
     if n > limit:
-        raise RequestError(413, f"{what}: {n:,} items exceed the limit of {limit:,} per request")
+        raise RequestError(413, M_("{what}: {n:,} items exceed the limit of {limit:,} per request", what=what, n=n,
+                                   limit=limit))
 
 
 # -------------------------------------------------------------------------------------- feature matrix
@@ -146,8 +187,8 @@ class FeatureInput:
                 names = safe_names(sorted(map(str, extra)))
                 raise RequestError(
                     422,
-                    f"{field}[{i}].features: unknown feature(s) {names}; the model's features are listed by "
-                    "GET /model_info",
+                    M_("{path}: unknown feature(s) {names}; the model's features are listed by GET /model_info",
+                       path=f"{field}[{i}].features", names=names),
                 )
 
     def _numeric_values(self, row: Mapping[str, Any]) -> tuple | list:
@@ -169,7 +210,8 @@ class FeatureInput:
                 for j, v in enumerate(vals):
                     if isinstance(v, str):
                         raise RequestError(
-                            422, f"{field}[{i}].features.{names[j]}: must be a number, true/false or null"
+                            422, M_("{path}: must be a number, true/false or null",
+                                    path=f"{field}[{i}].features.{names[j]}"),
                         )
         return np.array(lists, dtype="float64")
 
@@ -190,7 +232,8 @@ class FeatureInput:
         extra = [c for c in columns if c not in self._known]
         if extra:
             raise RequestError(
-                422, f"{field}.columns: unknown feature(s) {safe_names(extra)}; GET /model_info lists them"
+                422, M_("{path}: unknown feature(s) {names}; GET /model_info lists them", path=f"{field}.columns",
+                        names=safe_names(extra))
             )
         n = len(rows)
         if n >= _FAST_TABLE_ROWS:
@@ -208,12 +251,14 @@ class FeatureInput:
             kinds = set(map(type, itertools.chain.from_iterable(src)))
             if kinds - {float, int, bool, type(None)}:
                 i, j = _first(src, lambda v: not (v is None or isinstance(v, (float, int, bool))))
-                raise RequestError(422, f"{field}.rows[{i}].{names[j]}: must be a number, true/false or null")
+                raise RequestError(422, M_("{path}: must be a number, true/false or null",
+                                           path=f"{field}.rows[{i}].{names[j]}"))
             num = np.array(src, dtype="float64").T  # None → NaN, true/false → 1/0
             if np.isinf(num).any():  # NaN and infinity are refused by schemas.FeatureTable already
                 i, j = np.argwhere(np.isinf(num))[0]
                 raise RequestError(
-                    422, f"{field}.rows[{i}].{names[j]}: must be a finite number (NaN and infinity are not accepted)"
+                    422, M_("{path}: must be a finite number (NaN and infinity are not accepted)",
+                            path=f"{field}.rows[{i}].{names[j]}")
                 )
             raw[:, [o for o, _ in pairs]] = num
         cat_values: dict[str, Sequence[Any]] = {}
@@ -227,7 +272,8 @@ class FeatureInput:
                     if not (v is None or isinstance(v, (str, int, float))) or (
                         isinstance(v, float) and not math.isfinite(v)
                     ):
-                        raise RequestError(422, f"{field}.rows[{i}].{c}: must be a string, a number or null")
+                        raise RequestError(422, M_("{path}: must be a string, a number or null",
+                                                   path=f"{field}.rows[{i}].{c}"))
             cat_values[c] = values
         return self._assemble(raw, cat_values)
 
@@ -475,7 +521,8 @@ def online_feature_rows(
             rows = frame_to_rows(frame.reindex(pd.Index(ids, dtype=frame.index.dtype)))
         except (ValueError, TypeError, KeyError, OverflowError) as e:
             where = f"leads[{idx[members[0]]}]" if len(members) == 1 else "leads"
-            raise RequestError(422, f"{where}: cannot compute features from the profile and events ({e})") from None
+            raise RequestError(422, M_("{path}: cannot compute features from the profile and events ({error})",
+                                       path=where, error=e)) from None
         for i, row in zip(members, rows, strict=True):
             out[i] = row
     return out  # type: ignore[return-value]
@@ -497,8 +544,8 @@ def segment_inputs(customers: Sequence[Any], now: Any, window_days: int) -> Any:
             if extra:
                 raise RequestError(
                     422,
-                    f"customers[{i}].summary: unknown field(s) {safe_names(sorted(extra))}; "
-                    f"expected {', '.join(sorted(known))}",
+                    M_("{path}: unknown field(s) {names}; expected {known}", path=f"customers[{i}].summary",
+                       names=safe_names(sorted(extra)), known=", ".join(sorted(known))),
                 )
             records[i] = {"customer_id": c.id, **c.summary}
     online = [c for c in customers if c.profile is not None]
@@ -518,7 +565,9 @@ def segment_inputs(customers: Sequence[Any], now: Any, window_days: int) -> Any:
                 by_id = {str(r["customer_id"]): r for r in summary.to_dict("records")}
                 recs = [by_id[cid] for cid in ids]
         except (ValueError, TypeError, KeyError, OverflowError) as e:
-            raise RequestError(422, f"customers: cannot summarise the profile and events ({e})") from None
+            raise RequestError(
+                422, M_("customers: cannot summarise the profile and events ({error})", error=e)
+            ) from None
         for k, rec in zip(members, recs, strict=True):
             records[positions[k]] = {**rec, "customer_id": online[k].id}
     frame = pd.DataFrame.from_records(records).reindex(columns=cols)

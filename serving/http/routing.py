@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from features.messages import M_
 from serving.http.postprocess import RequestError
 from training.routing import RoutingConfig, RoutingError, load_routing_config, route_leads
 
@@ -39,7 +40,7 @@ def route_one(
     row = {k: v for k, v in lead.items() if k != "fields"}
     for k, v in (lead.get("fields") or {}).items():
         if k in row:
-            raise RequestError(422, f"lead.fields.{k}: already a field of the lead; send it once")
+            raise RequestError(422, M_("{path}: already a field of the lead; send it once", path=f"lead.fields.{k}"))
         row[k] = v
     row[config.id_field] = row.pop("lead_id")
     day = as_of or datetime.now(UTC).date().isoformat()

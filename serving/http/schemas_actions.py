@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from serving.http.openapi import Answer
 from serving.http.schemas import Timestamp
+from serving.i18n import N_
 
 #: the cross-sell paths that need the API key (the guard's protected paths include them)
 CROSS_SELL_PATHS = ("/recommend", "/next_action", "/ui/api/next_steps")
@@ -25,7 +26,7 @@ _Id = Annotated[str, Field(min_length=1, max_length=200)]
 def _in_range(v: datetime | None) -> datetime | None:
     """Times the model's clock (nanoseconds since 1970, 64 bits) can hold: years 1900 to 2200."""
     if v is not None and not 1900 <= v.year <= 2200:
-        raise ValueError("must be a time between the years 1900 and 2200")
+        raise ValueError(N_("must be a time between the years 1900 and 2200"))
     return v
 
 
@@ -125,7 +126,7 @@ class NextActionRequest(_Strict):
         seen: set[str] = set()
         for i, c in enumerate(self.customers):
             if c.customer_id in seen:
-                raise ValueError(f"customers[{i}].customer_id: appears twice in the request")
+                raise ValueError(N_("customers[{i}].customer_id: appears twice in the request").format(i=i))
             seen.add(c.customer_id)
         return self
 

@@ -27,6 +27,7 @@ from pydantic_core import to_json
 from starlette.requests import Request
 from starlette.responses import Response
 
+from features.messages import M_
 from serving.access import views
 from serving.http.cross_sell import CrossSellState, next_actions, recommend_for
 from serving.http.forecast import ForecastUnavailable, LatestForecast
@@ -71,6 +72,7 @@ from serving.http.schemas_uplift import (
     UpliftCustomer,
 )
 from serving.http.uplift import score_uplift
+from serving.i18n import localized
 from serving.members.bant import add_fit_grades, load_service_bant
 from serving.members.online import MemberProgramme, request_cards
 from serving.settings import crmscore_home, load_settings
@@ -93,8 +95,16 @@ def _json_response(payload: Any, status: int = 200) -> Response:
     return Response(to_json(payload), status_code=status, media_type="application/json")
 
 
-def _error(status: int, message: str, errors: list[dict] | None = None) -> Response:
-    return _json_response(error_body(message, errors), status)
+def _error(status: int, message: object, errors: list[dict] | None = None) -> Response:
+    """The shared error body; ``message`` in the request's language (``serving.i18n``, set by the middleware)
+    when it was raised with ``M_``."""
+    return _json_response(error_body(localized(message), errors), status)
+
+
+def _refuse(e: RequestError) -> Response:
+    """A refused request's error body in the request's language."""
+    message, errors = e.localized()
+    return _json_response(error_body(message, errors), e.status)
 
 
 # --------------------------------------------------------------------------------------- GET endpoints
@@ -204,9 +214,9 @@ class CRMScoring:
                 ids = [lead.id for lead in leads]
                 scored = model.score(self._feature_rows(leads, model, now), top=top, reasons=reasons)
         except ModelUnavailable as e:
-            return _error(503, str(e))
+            return _error(503, e)
         except RequestError as e:
-            return _error(e.status, e.message, e.errors)
+            return _refuse(e)
         thresholds = model.grade_thresholds
         if thresholds is None:
             raise RuntimeError(f"model {model.name} version {model.version} has no grade thresholds (not a scorer?)")
@@ -235,7 +245,7 @@ class CRMScoring:
         try:
             check_batch_size(n, self.settings.max_batch, "table.rows" if table is not None else "leads")
         except RequestError as e:
-            return _error(e.status, e.message, e.errors)
+            return _refuse(e)
         now = _now_naive_utc()
         inline = n <= self.settings.inline_max_leads and (leads is None or all(x.profile is None for x in leads))
         if inline:
@@ -265,16 +275,16 @@ class CRMScoring:
         try:
             model = self.slots["segments"].require()
         except ModelUnavailable as e:
-            hint = f"fit and register {self.settings.models.segments} with `crmscore segment fit`"
-            return _error(503, f"{e}; {hint}")
+            return _error(503, M_("{error}; fit and register {name} with `crmscore segment fit`",
+                                  error=e, name=self.settings.models.segments))
         window, horizon = _segment_params(model.model)
         try:
             inputs = segment_inputs(customers, now, window)
             out = model.model.predict(inputs)
         except RequestError as e:
-            return _error(e.status, e.message, e.errors)
+            return _refuse(e)
         except ValueError as e:  # the segmenter's own input checks (they name the column and a customer id)
-            return _error(422, f"customers: {e}", [{"field": "customers", "reason": str(e)}])
+            return _error(422, M_("customers: {error}", error=e), [{"field": "customers", "reason": localized(e)}])
         ids = [c.id for c in customers]
         results = build_segment_results(out, ids, horizon, model.name, model.version)
         for result, card in zip(results, request_cards(self.programme, customers, now, inputs, out), strict=True):
@@ -292,7 +302,7 @@ class CRMScoring:
         try:
             check_batch_size(len(customers), self.settings.max_batch, "customers")
         except RequestError as e:
-            return _error(e.status, e.message, e.errors)
+            return _refuse(e)
         return await self._offload(self._segment_sync, customers, _now_naive_utc())
 
     # ------------------------------------------------------------------------------ uplift and routing
@@ -302,9 +312,9 @@ class CRMScoring:
             ids, rows = [c.id for c in customers], [c.features for c in customers]
             body = score_uplift(model, ids, rows, self.settings.top_reasons, reasons)
         except ModelUnavailable as e:
-            return _error(503, f"{e}; train and register it with `crmscore train uplift`")
+            return _error(503, M_("{error}; train and register it with `crmscore train uplift`", error=e))
         except RequestError as e:
-            return _error(e.status, e.message, e.errors)
+            return _refuse(e)
         return _json_response(body)
 
     @bentoml.api(route="/coupon_uplift", input_spec=CouponUpliftRequest, output_spec=CouponUpliftResponse)
@@ -314,7 +324,7 @@ class CRMScoring:
         try:
             check_batch_size(len(customers), self.settings.max_batch, "customers")
         except RequestError as e:
-            return _error(e.status, e.message, e.errors)
+            return _refuse(e)
         return await self._offload(self._uplift_sync, customers, reasons)
 
     @bentoml.api(route="/route_lead", input_spec=RouteLeadRequest, output_spec=RouteLeadResponse)
@@ -324,11 +334,11 @@ class CRMScoring:
         """One owner for one new lead by configs/routing.yaml (territory, skill, free capacity), or why there is
         none (a ``RouteLeadResponse`` body)."""
         if self.routing is None:
-            return _error(503, self.routing_error or "no routing config")
+            return _error(503, self.routing_error or M_("no routing config"))
         try:
             body = route_one(self.routing, lead.model_dump(), as_of, assigned_today or {})
         except RequestError as e:
-            return _error(e.status, e.message, e.errors)
+            return _refuse(e)
         return _json_response(body)
 
     # --------------------------------------------------------------------------- cross-sell, next action
@@ -337,9 +347,9 @@ class CRMScoring:
         try:
             return _json_response(func(self.cross_sell, request))
         except ModelUnavailable as e:
-            return _error(503, str(e))
+            return _error(503, e)
         except RequestError as e:
-            return _error(e.status, e.message, e.errors)
+            return _refuse(e)
 
     def _in_scope(self, principal: Any, customer_id: str) -> bool:
         """Whether a scoped principal may look ``customer_id`` up: the profile index holds owner and team ids (no
@@ -361,7 +371,7 @@ class CRMScoring:
         A customer looked up by id outside a manager's or sales rep's scope answers 404, like an unknown one."""
         principal = views.principal_of(ctx.request)
         if purchases is None and principal.scoped and not await self._offload(self._in_scope, principal, customer_id):
-            resp = _error(404, "customer_id: no customer with this id in the service's data")
+            resp = _error(404, M_("customer_id: no customer with this id in the service's data"))
         else:
             req = RecommendRequest.model_construct(
                 customer_id=customer_id, purchases=purchases, k=k, exclude_days=exclude_days, as_of=as_of
@@ -377,7 +387,7 @@ class CRMScoring:
         try:
             check_batch_size(len(customers), self.settings.max_batch, "customers")
         except RequestError as e:
-            return _error(e.status, e.message, e.errors)
+            return _refuse(e)
         req = NextActionRequest.model_construct(customers=customers)
         return await self._offload(self._cross_sell_sync, next_actions, req)
 
@@ -435,7 +445,7 @@ class CRMScoring:
         try:
             return _json_response(self.forecast.payload())
         except ForecastUnavailable as e:
-            return _error(404, str(e))
+            return _error(404, e)
 
     # ------------------------------------------------------------------------------ profile page (/ui)
     @info_app.get("/ui", include_in_schema=False)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
 from serving.http.loader import F32_MAX, LoadedModel
 from serving.http.postprocess import RequestError, safe_names
 from training.explain import ReasonFolder
@@ -24,13 +25,14 @@ def uplift_frame(model: Any, rows: Sequence[Mapping[str, Any]], field: str = "cu
         extra = row.keys() - known
         if extra:
             raise RequestError(
-                422, f"{field}[{i}].features: unknown feature(s) {safe_names(sorted(map(str, extra)))}; the model's "
-                "features are listed by GET /model_info",
+                422, M_("{path}: unknown feature(s) {names}; the model's features are listed by GET /model_info",
+                        path=f"{field}[{i}].features", names=safe_names(sorted(map(str, extra)))),
             )
         for c in numeric:
             v = row.get(c)
             if isinstance(v, str):
-                raise RequestError(422, f"{field}[{i}].features.{c}: must be a number, true/false or null")
+                raise RequestError(422, M_("{path}: must be a number, true/false or null",
+                                           path=f"{field}[{i}].features.{c}"))
     frame = pd.DataFrame.from_records([{c: row.get(c) for c in names} for row in rows], columns=names)
     for c in numeric:
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
@@ -47,8 +49,8 @@ def score_uplift(
         big = np.abs(Z) > F32_MAX
     if big.any():
         i = int(np.argwhere(big)[0][0])
-        msg = "a number beyond ±3.4e38 (the model computes in 32-bit floats)"
-        raise RequestError(422, f"customers[{i}].features: {msg}")
+        raise RequestError(422, M_("{path}: a number beyond ±3.4e38 (the model computes in 32-bit floats)",
+                                   path=f"customers[{i}].features"))
     u = np.asarray(model.predict_matrix(Z), dtype="float64")
     order = np.argsort(-u, kind="stable")
     rank = np.empty(len(u), dtype=int)

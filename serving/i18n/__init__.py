@@ -9,8 +9,9 @@ else English.
 
 Typer marks its own texts (panel titles, "[default: …]", "Try … for help.") with gettext in the default domain,
 as click does; :func:`framework_language` binds this catalogue as that domain while a command runs in Chinese,
-and ``catalogue.FRAMEWORK_MESSAGES`` lists the ones translated here. Typer's vendored click has no gettext, so
-its usage line, the --help option's help and its parse errors stay English.
+and ``catalogue.FRAMEWORK_MESSAGES`` lists the ones translated here. Typer's vendored click has no gettext: its
+usage line, the --help option's help and its parse errors are translated through click's public hooks by
+``serving.cli.framework``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ def N_(message: str) -> str:
 
 __all__ = [
     "LANGUAGES",
+    "PYDANTIC_MESSAGES",
+    "pydantic_message",
+    "localized",
+    "request_language",
     "Lang",
     "LanguageError",
     "N_",
@@ -147,3 +152,121 @@ def framework_language(lang: str | None) -> Iterator[Lang]:
             os.environ.pop("LANGUAGE", None)
         else:
             os.environ["LANGUAGE"] = language
+
+
+def localized(message: object) -> str:
+    """``message`` (text, or an exception) in the current language: a :class:`features.messages.Message` (or an
+    exception raised with one) is looked up in the catalogue; other text is shown as it is."""
+    from features.messages import Message, message_of
+
+    if isinstance(message, BaseException):
+        message = message_of(message) or message
+    if isinstance(message, Message):
+        return message.localized(translate)
+    return str(message)
+
+
+def request_language(accept_language: str | None, query: str | None = None) -> Lang:
+    """The language of an HTTP request's messages: ``?lang=`` when it names a language, else the first
+    language of ``Accept-Language`` (by its ``q`` weights) that has a catalogue, else English."""
+    try:
+        chosen = normalize_language(query)
+    except LanguageError:
+        chosen = None
+    if chosen is not None:
+        return chosen
+    ranked: list[tuple[float, int, str]] = []
+    for i, part in enumerate((accept_language or "").split(",")):
+        tag, _sep, params = part.strip().partition(";")
+        q = 1.0
+        for p in params.split(";"):
+            key, _eq, value = p.strip().partition("=")
+            if key == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        ranked.append((-q, i, tag.strip()))
+    for neg_q, _i, tag in sorted(ranked):
+        if neg_q >= 0 or tag == "*":
+            continue
+        try:
+            code = normalize_language(tag)
+        except LanguageError:
+            continue
+        if code is not None:
+            return code
+    return "en"
+
+
+#: pydantic error type → a message for it (``{ctx}`` fields filled in), shown instead of pydantic's own English
+#: text in another language than English (typer's option values, the HTTP service's request fields)
+PYDANTIC_MESSAGES: dict[str, str] = {
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "int_type": N_("Input should be a valid integer"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "float_type": N_("Input should be a valid number"),
+    "finite_number": N_("Input should be a finite number"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "string_type": N_("Input should be a valid string"),
+    "list_type": N_("Input should be a valid list"),
+    "dict_type": N_("Input should be a valid dictionary"),
+    "model_type": N_("Input should be a valid dictionary or instance of {class_name}"),
+    "datetime_type": N_("Input should be a valid datetime"),
+    "datetime_parsing": N_("Input should be a valid datetime ({error})"),
+    "datetime_from_date_parsing": N_("Input should be a valid datetime or date ({error})"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "greater_than": N_("Input should be greater than {gt}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "literal_error": N_("Input should be {expected}"),
+    "enum": N_("Input should be {expected}"),
+    "too_short": N_("should have at least {min_length} item(s), not {actual_length}"),
+    "too_long": N_("should have at most {max_length} item(s), not {actual_length}"),
+    "string_too_short": N_("should have at least {min_length} character(s)"),
+    "string_too_long": N_("should have at most {max_length} character(s)"),
+}
+
+
+#: pydantic's English messages with fields, to read the fields back when an error comes without its ``ctx``
+#: (BentoML answers with ``errors(include_context=False)``)
+_PYDANTIC_FIELDS: dict[str, str] = {
+    "model_type": r"Input should be a valid dictionary or instance of (?P<class_name>.+)",
+    "datetime_parsing": r"Input should be a valid datetime, (?P<error>.+)",
+    "datetime_from_date_parsing": r"Input should be a valid datetime or date, (?P<error>.+)",
+    "greater_than_equal": r"Input should be greater than or equal to (?P<ge>.+)",
+    "greater_than": r"Input should be greater than (?P<gt>.+)",
+    "less_than_equal": r"Input should be less than or equal to (?P<le>.+)",
+    "less_than": r"Input should be less than (?P<lt>.+)",
+    "literal_error": r"Input should be (?P<expected>.+)",
+    "enum": r"Input should be (?P<expected>.+)",
+    "too_short": r"\w+ should have at least (?P<min_length>\d+) items? after validation, not (?P<actual_length>\d+)",
+    "too_long": r"\w+ should have at most (?P<max_length>\d+) items? after validation, not (?P<actual_length>\d+)",
+    "string_too_short": r"String should have at least (?P<min_length>\d+) characters?",
+    "string_too_long": r"String should have at most (?P<max_length>\d+) characters?",
+}
+
+
+def pydantic_message(error: dict) -> str:
+    """One pydantic error (an item of ``ValidationError.errors()``) as text in the current language: pydantic's
+    own message in English (or for an error type without a translation), else :data:`PYDANTIC_MESSAGES` with
+    the error's ``ctx`` fields (read back from the English message when the error has no ``ctx``)."""
+    import re
+
+    english = str(error.get("msg", ""))
+    kind = str(error.get("type", ""))
+    template = PYDANTIC_MESSAGES.get(kind)
+    if _current.get() == "en" or template is None:
+        return english
+    fields = {k: str(v) for k, v in (error.get("ctx") or {}).items()}
+    if not fields and kind in _PYDANTIC_FIELDS:
+        m = re.fullmatch(_PYDANTIC_FIELDS[kind], english, re.S)
+        if m is None:
+            return english
+        fields = m.groupdict()
+    try:
+        return _(template).format(**fields)
+    except (KeyError, IndexError, ValueError):
+        return english

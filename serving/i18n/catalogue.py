@@ -41,7 +41,7 @@ _HTML_MESSAGE = re.compile(r'\bdata-i18n(?:-[a-z-]+)?="([^"]*)"')
 #: typer's own messages translated here: the ones typer 0.29 passes to gettext (``typer/core.py``,
 #: ``typer/rich_utils.py``), verbatim. Typer's vendored click (``typer._click``) has no gettext: its usage line
 #: ("Usage:"), the --help option's help and its parse errors ("No such option", "Missing option", "Invalid
-#: value for") are plain English strings there and stay English.
+#: value for") are translated by ``serving.cli.framework`` (messages marked with ``N_`` there).
 FRAMEWORK_MESSAGES: tuple[str, ...] = (
     # help
     "Options",

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from features.messages import M_
+
 log = logging.getLogger("crmscore.serving")
 
 #: Most search results listed.
@@ -303,7 +305,7 @@ class ProfileStore:
     def require(self) -> ProfileIndex:
         """The index, or a 503 naming the reason."""
         if self.index is None:
-            raise ProfileError(503, self.error or "no data dir loaded")
+            raise ProfileError(503, self.error or M_("no data dir loaded"))
         return self.index
 
 
@@ -312,14 +314,15 @@ def load_profiles(settings: Any) -> ProfileStore:
     answered with 503 by the page's API)."""
     data_dir = getattr(settings, "data_dir", None)
     if not data_dir:
-        return ProfileStore(
-            error="the profile page has no data: start the service with `crmscore serve --data DIR` "
+        return ProfileStore(error=M_(
+            "the profile page has no data: start the service with `crmscore serve --data DIR` "
             "(or set CRMSCORE_DATA_DIR)"
-        )
+        ))
     try:
         index = ProfileIndex.load(data_dir, getattr(settings, "as_of", None))
     except (OSError, ValueError, KeyError) as e:
-        msg = f"loading the data dir {data_dir} for the profile page failed: {type(e).__name__}: {str(e)[:300]}"
+        msg = M_("loading the data dir {data_dir} for the profile page failed: {kind}: {error}", data_dir=data_dir,
+                 kind=type(e).__name__, error=str(e)[:300])
         log.error("%s", msg)
         return ProfileStore(error=msg)
     log.info("profile page: %d customers from %s indexed in %.1f s, as of %s (%s)", len(index), data_dir,

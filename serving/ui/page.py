@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from serving.access import views
 from serving.ui.index import (  # noqa: F401 - UI_API_PATHS, load_profiles: imported from here by serving.http
     TIMELINE_LIMIT,
     UI_API_PATHS,
@@ -173,7 +174,7 @@ def build_profile(service: Any, index: ProfileIndex, customer_id: str) -> dict[s
     t0 = time.perf_counter()
     row = index.row_of(customer_id)
     if row is None:
-        raise ProfileError(404, "customer_id: no customer with this id in the data")
+        raise ProfileError(404, views.NOT_FOUND)
     record = index.customer_record(row)
     events = index.events_of(row)
     as_of = index.as_of_iso

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from features.messages import M_
 from serving.access import views
 from serving.access.roles import Principal
 from serving.ui.index import _SEARCH_FIELDS, MAX_QUERY_CHARS, SEARCH_LIMIT, TIMELINE_LIMIT, ProfileError
@@ -44,11 +45,18 @@ def _json(payload: Any, status: int = 200) -> Any:
     )
 
 
-def _error(status: int, message: str) -> Any:
-    from serving.http.schemas import error_body
+def _error(status: int, message: object) -> Any:
+    """The shared error body, its message in the request's language (``M_`` messages; field names stay)."""
+    import re
 
-    field_name, _, reason = message.partition(":")
-    return _json(error_body(message, [{"field": field_name, "reason": reason.strip() or message}]), status)
+    from serving.http.schemas import error_body
+    from serving.i18n import localized
+
+    english, text = str(message), localized(message)
+    field_name, _sep, reason = english.partition(":")
+    if text != english:  # the reason of the translated message (after the field and a colon of either width)
+        reason = re.sub(rf"^{re.escape(field_name)}\s*[:：]\s*", "", text)
+    return _json(error_body(text, [{"field": field_name, "reason": reason.strip() or text}]), status)
 
 
 async def _body_field(request: Any, name: str, max_chars: int) -> str:
@@ -59,19 +67,19 @@ async def _body_field(request: Any, name: str, max_chars: int) -> str:
     try:
         data = json.loads(raw or b"null")
     except ValueError:
-        raise ProfileError(400, "body: not valid JSON") from None
+        raise ProfileError(400, M_("body: not valid JSON")) from None
     if not isinstance(data, dict):
-        raise ProfileError(422, f"body: expected a JSON object with '{name}'")
+        raise ProfileError(422, M_("body: expected a JSON object with '{name}'", name=name))
     extra = sorted(set(data) - {name})
     if extra:
-        raise ProfileError(422, f"{extra[0]}: unknown field (expected only '{name}')")
+        raise ProfileError(422, M_("{field}: unknown field (expected only '{name}')", field=extra[0], name=name))
     value = data.get(name)
     if not isinstance(value, str):
-        raise ProfileError(422, f"{name}: required, a string")
+        raise ProfileError(422, M_("{name}: required, a string", name=name))
     if not value.strip():
-        raise ProfileError(422, f"{name}: empty; type a customer id or a part of a name")
+        raise ProfileError(422, M_("{name}: empty; type a customer id or a part of a name", name=name))
     if len(value) > max_chars:
-        raise ProfileError(422, f"{name}: longer than {max_chars} characters")
+        raise ProfileError(422, M_("{name}: longer than {max_chars} characters", name=name, max_chars=max_chars))
     return value
 
 
@@ -129,7 +137,7 @@ async def search_response(service: Any, request: Any) -> Any:
         payload = await anyio.to_thread.run_sync(run)
     except Exception as e:  # noqa: BLE001 - never a traceback (it could quote PII) to the log or the client
         log.error("search failed: %s", type(e).__name__)
-        return _error(500, f"search: internal error ({type(e).__name__})")
+        return _error(500, M_("search: internal error ({error})", error=type(e).__name__))
     return _json(payload)
 
 
@@ -156,7 +164,7 @@ async def customer_response(
         return _error(e.status, e.message)
     except Exception as e:  # noqa: BLE001 - never a traceback (it could quote PII) to the log or the client
         log.error("%s of customer %s failed: %s", what, cid, type(e).__name__)
-        return _error(500, f"{what}: internal error ({type(e).__name__})")
+        return _error(500, M_("{what}: internal error ({error})", what=what, error=type(e).__name__))
     return _json(payload)
 
 

@@ -399,3 +399,55 @@ print("RESULT", json.dumps({{"slots": out, "watcher": inst.watcher is not None}}
     assert got["slots"]["churn"] == ["bento", crm_registry.versions["churn_risk"]]
     assert got["slots"]["segments"] is None and not got["watcher"]
     assert not list(tmp_path.rglob("mlflow.db"))  # no stray registry was created
+
+
+# ----------------------------------------------------------------------------------------- languages
+def test_error_messages_follow_the_request_language(server: Server, client: httpx.Client) -> None:
+    """The human text of a refusal follows ``Accept-Language`` (or ``?lang=``), one error per endpoint group:
+    the guard (401, 415), scoring (413, 422), segments (503), cross-sell (503), the forecast (404) and the profile
+    page's API (422, 404). JSON keys, field names and status codes are the same as in English."""
+    from serving.i18n.catalogue import all_messages
+    from tests.unit.test_i18n import untranslated
+
+    assert all_messages()  # the catalogue the check below reads
+    summary = {"recency_days": 3.0, "frequency": 1.0, "monetary": 10.0}
+    cases: list[tuple[str, str, Any, dict[str, str], int, str, str]] = [
+        ("POST", "/score_leads", None, {"Authorization": ""}, 401, "missing Authorization header",
+         "缺少 Authorization 请求头"),
+        ("POST", "/score_leads", b"leads=1", {"Content-Type": "text/plain"}, 415,
+         "body: Content-Type must be application/json", "body：Content-Type 必须是 application/json"),
+        ("POST", "/score_leads", {"leads": [{"customer_id": f"c{i}", "features": {}} for i in range(MAX_BATCH + 1)]},
+         {}, 413, f"leads: {MAX_BATCH + 1} items exceed the limit of {MAX_BATCH} per request",
+         f"leads：{MAX_BATCH + 1} 项超出每个请求 {MAX_BATCH} 项的上限"),
+        ("POST", "/score_leads", {"leads": []}, {}, 422, "leads: List should have at least 1 item after validation",
+         "leads：至少应有 1 项，实际为 0 项"),  # pydantic's errors, rewritten by the middleware
+        ("POST", "/predict_churn", {}, {}, 422, "body: give either 'leads' or 'table', not both or neither",
+         "body：请给出 'leads' 或 'table' 之一"),  # a request validator's message
+        ("POST", "/segment", {"customers": [{"customer_id": "c1", "summary": summary}]}, {}, 503,
+         "fit and register customer_segments with `crmscore segment fit`",
+         "请用 `crmscore segment fit` 拟合并注册 customer_segments"),
+        ("POST", "/recommend", {"customer_id": "c1"}, {}, 503, "is not loaded", "未加载"),
+        ("GET", "/forecast", None, {}, 404, "no forecast yet", "尚无预测"),
+        ("POST", "/ui/api/profile", {"customer_id": "c1"}, {}, 503, "the profile page has no data",
+         "客户画像页没有数据"),  # this server has no --data; the page API's 4xx texts: tests/unit/test_i18n.py
+    ]
+    for method, path, body, headers, status, en, zh in cases:
+        answers = {}
+        for lang, extra, params in (("en", {}, {}), ("zh", {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}, {}),
+                                    ("zh", {}, {"lang": "zh"})):
+            hdrs = httpx.Headers(client.headers)
+            for k, v in {**extra, **headers}.items():
+                if v:
+                    hdrs[k] = v
+                elif k in hdrs:  # "Authorization": "" sends no key
+                    del hdrs[k]
+            kw: dict[str, Any] = {"content": body} if isinstance(body, bytes) else {"json": body} if body else {}
+            r = httpx.request(method, f"{server.url}{path}", headers=hdrs, params=params, timeout=60, **kw)
+            assert r.status_code == status, (path, lang, r.text)
+            err = r.json()
+            assert set(err) == {"error", "errors"}, err
+            assert (zh if lang == "zh" else en) in err["error"], (path, lang, err)
+            assert untranslated(err["error"] + " " + " ".join(e["reason"] for e in err["errors"]), lang) == [], err
+            answers.setdefault(lang, []).append(err)
+        en_fields = [e["field"] for e in answers["en"][0]["errors"]]
+        assert all([e["field"] for e in a["errors"]] == en_fields for a in answers["zh"]), answers  # fields stay

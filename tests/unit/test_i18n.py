@@ -102,28 +102,48 @@ _RENDER = """
 import json, sys
 from typer.testing import CliRunner
 from serving.cli.main import app
-lang, paths = sys.argv[1], json.loads(sys.argv[2])
+lang, runs = sys.argv[1], json.loads(sys.argv[2])
 runner = CliRunner(env={"TERMINAL_WIDTH": "250", "CRMSCORE_LANG": ""})
 out = []
-for path in [*paths, ["score", "--no-such-option"], ["no-such-command"]]:
-    r = runner.invoke(app, ["--lang", lang, *path] + ([] if "no-such" in " ".join(path) else ["--help"]))
-    out.append([path, r.exit_code, r.output])
+for args in runs:
+    r = runner.invoke(app, ["--lang", lang, *args])
+    out.append([args, r.exit_code, r.output])
 print(json.dumps(out))
 """
 
+#: click's parse errors, one of each kind (typer's vendored click: usage line, hint, message all translated)
+PARSE_ERRORS: tuple[tuple[list[str], str, str], ...] = (
+    (["score", "--no-such-option"], "No such option: --no-such-option", "没有选项：--no-such-option"),
+    (["score"], "Missing option '--input'.", "缺少选项 '--input'。"),
+    (["score", "--input"], "Option '--input' requires an argument.", "选项 '--input' 需要一个值。"),
+    (["demo", "--customers", "x"], "Invalid value for '--customers': Input should be a valid integer",
+     "'--customers' 的值无效：应为整数"),
+    (["demo", "--customers", "5"], "Invalid value for '--customers': Input should be greater than or equal to 500",
+     "'--customers' 的值无效：应大于或等于 500"),
+    (["recommend", "--k", "500"], "Input should be less than or equal to 100", "应小于或等于 100"),
+    (["synth", "--out", "x", "extra"], "Got unexpected extra argument(s) (extra)", "多余的参数（extra）"),
+    (["scor"], "No such command 'scor'. Did you mean 'score'?", "没有命令 'scor'。是否要输入 'score'？"),
+    (["--verbose"], "No such option: --verbose", "没有选项：--verbose"),
+)
 
-def _render_help(lang: str, paths: list[list[str]]) -> list[tuple[list[str], int, str]]:
+
+def _render(lang: str, runs: list[list[str]]) -> list[tuple[list[str], int, str]]:
     import os
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k not in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")}
     r = subprocess.run(
-        [sys.executable, "-c", _RENDER, lang, json.dumps(paths)],
+        [sys.executable, "-c", _RENDER, lang, json.dumps(runs)],
         capture_output=True, text=True, encoding="utf-8", env={**env, "CRMSCORE_LANG": ""}, check=True,
         cwd=Path(__file__).resolve().parents[2],
     )
     return [(p, code, text) for p, code, text in json.loads(r.stdout)]
+
+
+def _render_help(lang: str, paths: list[list[str]]) -> list[tuple[list[str], int, str]]:
+    """Every command's help, then a bad option of ``score`` and an unknown command."""
+    return _render(lang, [*([*p, "--help"] for p in paths), ["score", "--no-such-option"], ["no-such-command"]])
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])
@@ -138,6 +158,7 @@ def test_help_of_every_command_in_both_languages(lang: str) -> None:
     for (path, help_text), (_path, code, output) in zip(paths, rendered, strict=False):
         assert code == 0, (path, output)
         assert untranslated(output, lang) == [], (path, output)
+        assert ("用法：crmscore" if lang == "zh" else "Usage: crmscore") in _normal(output), (path, output)
         first = _normal(translate(help_text, lang)).split("。")[0].split(". ")[0][:20]
         assert first in _normal(output), (path, first, output)
         # typer's own texts (FRAMEWORK_MESSAGES) follow the language: the panel titles, "[default: …]"
@@ -153,6 +174,27 @@ def test_help_of_every_command_in_both_languages(lang: str) -> None:
     else:
         assert "─ Error ─" in bad_option and "Try 'crmscore score --help' for help." in bad_option, bad_option
         assert "No such command 'no-such-command'." in bad_command, bad_command
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_parse_errors_of_every_command_in_both_languages(lang: str) -> None:
+    """An unknown option on every command and group, and each kind of click parse error, in ``lang``: the usage
+    line, the hint and the message; nothing of the catalogue left in the other language."""
+    paths = [p for p, _help in _command_paths()]
+    runs = [[*p, "--no-such-option"] for p in paths] + [args for args, _en, _zh in PARSE_ERRORS]
+    rendered = _render(lang, runs)
+    usage, other_usage = ("用法：", "Usage:") if lang == "zh" else ("Usage:", "用法：")
+    for args, code, output in rendered:
+        assert code == 2, (args, output)
+        assert untranslated(output, lang) == [], (args, output)
+        assert other_usage not in output, (args, output)
+        if args != ["score", "--input"]:  # click raises a missing option value without its context: no usage line
+            assert f"{usage}crmscore" in output.replace(" ", ""), (args, output)
+    for (args, en, zh), (_args, _code, output) in zip(PARSE_ERRORS, rendered[len(paths):], strict=True):
+        assert (zh if lang == "zh" else en) in _normal(output), (args, output)
+    for path, (_args, _code, output) in zip(paths, rendered, strict=False):
+        name = "没有选项：--no-such-option" if lang == "zh" else "No such option: --no-such-option"
+        assert name in _normal(output), (path, output)
 
 
 def test_framework_messages_are_bound_only_while_a_chinese_command_runs() -> None:
@@ -197,7 +239,10 @@ def test_the_page_carries_its_messages_in_both_languages() -> None:
     assert all(zh[m] and zh[m] != m for m in zh), [m for m in zh if not zh[m] or zh[m] == m]
 
 
-def test_errors_raised_in_features_and_training_reach_the_cli_translated(tmp_path: Path) -> None:
+def test_errors_raised_in_features_and_training_reach_the_cli_translated(tmp_path: Path, tracking_uri: str) -> None:
+    """A bad input is refused with one line on stderr, before any store is opened: with a fresh (empty) MLflow
+    store, a command that opened the registry first would add MLflow's "Creating initial MLflow database
+    tables" log lines (``crmscore score`` did, through its uplift-model check)."""
     from serving.cli.main import app
 
     nope = str(tmp_path / "nope")
@@ -242,3 +287,83 @@ def test_a_wrapped_error_keeps_its_message_in_both_languages() -> None:
     assert str(outer) == "crm/: transactions: missing column(s) amount"
     with using_language("zh"):
         assert localized(outer) == "crm/：transactions：缺少列 amount"
+
+
+def test_the_language_of_an_http_request() -> None:
+    from serving.i18n import request_language
+
+    assert request_language(None) == request_language("") == request_language("*") == "en"
+    assert request_language("zh-CN,zh;q=0.9,en;q=0.8") == "zh"
+    assert request_language("en-US,en;q=0.9,zh;q=0.5") == "en"
+    assert request_language("fr-FR, zh-Hans;q=0.8") == "zh"  # the first language with a catalogue
+    assert request_language("en;q=0.4, zh;q=0.6") == "zh"  # by weight, not order
+    assert request_language("zh;q=0, en") == "en"  # q=0: not acceptable
+    assert request_language("zh-CN", "en") == "en" and request_language(None, "zh") == "zh"  # ?lang= first
+    assert request_language("zh-CN", "klingon") == "zh"  # an unknown ?lang= is ignored
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_page_api_refusals_in_both_languages(lang: str) -> None:
+    """The profile page's API refuses a bad body with a message in the request's language; the error body's keys
+    and the field names stay English."""
+    import anyio
+    from starlette.requests import Request
+
+    from serving.i18n import using_language
+    from serving.ui.index import ProfileError
+    from serving.ui.routes import _body_field, _error
+
+    async def refusal(body: bytes) -> tuple[int, dict]:
+        async def receive() -> dict:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        request = Request({"type": "http", "method": "POST", "headers": []}, receive)
+        with using_language(lang):
+            try:
+                await _body_field(request, "customer_id", 8)
+            except ProfileError as e:
+                response = _error(e.status, e.message)
+                return response.status_code, json.loads(response.body)
+        raise AssertionError(f"{body!r} was accepted")
+
+    bodies = {b"{": "body", b"[]": "body", b'{"x": 1}': "x", b'{"customer_id": 5}': "customer_id",
+              b'{"customer_id": " "}': "customer_id", b'{"customer_id": "123456789"}': "customer_id"}
+    for body, field in bodies.items():
+        status, err = anyio.run(refusal, body)
+        assert status in (400, 422) and set(err) == {"error", "errors"}, err
+        assert [e["field"] for e in err["errors"]] == [field], err
+        text = err["error"] + " " + err["errors"][0]["reason"]
+        assert untranslated(text, lang) == [], err
+        assert bool(_CJK.search(text)) == (lang == "zh"), err
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_request_validation_errors_in_both_languages(lang: str) -> None:
+    """The HTTP service's 422 for a body that fails the request schema (pydantic's errors, as the middleware
+    rewrites them): the message and each reason in ``lang``, the field names as in English."""
+    from pydantic import ValidationError
+
+    from serving.http.postprocess import format_validation_errors
+    from serving.http.schemas import ScoreRequest
+    from serving.i18n import using_language
+
+    bodies = [
+        {}, {"leads": []}, {"leads": "x"}, {"leads": [{"features": {}}]},
+        {"leads": [{"customer_id": "c", "features": {"a": float("nan")}}]},
+        {"leads": [{"customer_id": "c", "features": {}, "nope": 1}]},
+        {"table": {"customer_ids": ["a"], "columns": ["x"], "rows": []}},
+        {"table": {"customer_ids": ["a"], "columns": ["x", "y"], "rows": [[1]]}},
+    ]
+    for body in bodies:
+        with pytest.raises(ValidationError) as info:
+            ScoreRequest.model_validate(body)
+        # as BentoML hands them to the middleware: without ctx (the middleware reads the fields from the text)
+        errors = info.value.errors(include_input=False, include_context=False)
+        with using_language("en"):
+            _status, _message, english = format_validation_errors(errors)
+        with using_language(lang):
+            status, message, items = format_validation_errors(errors)
+        assert status == 422 and [e["field"] for e in items] == [e["field"] for e in english], (body, items)
+        text = message + " " + " ".join(e["reason"] for e in items)
+        assert untranslated(text, lang) == [], (body, text)
+        assert bool(_CJK.search(text)) == (lang == "zh"), (body, text)

@@ -74,7 +74,8 @@
 
   async function api(path, body) {
     const opts = {method: body ? 'POST' : 'GET', cache: 'no-store',
-      headers: {'Authorization': 'Bearer ' + (key() || '')}};
+      // the server's error messages come back in the page's language (field names and JSON keys stay English)
+      headers: {'Authorization': 'Bearer ' + (key() || ''), 'Accept-Language': lang}};
     if (body) {
       opts.headers['Content-Type'] = 'application/json';
       opts.body = JSON.stringify(body);
