@@ -42,6 +42,26 @@ class ReportRun:
     notes: list[str]
 
 
+#: the columns the report's sections read (Members levels included); order, touch and event-channel columns and the
+#: profile's other columns are never read, which matters for an event table of tens of millions of rows
+INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id", "created_at", "source_channel", "province", "city"),
+    "orders": ("customer_id", "ts", "amount", "status"),
+    "interactions": ("customer_id", "ts", "event_type"),
+    "marketing_touches": ("customer_id", "campaign_id", "sent_at", "opened_at", "clicked_at", "coupon_claimed"),
+}
+
+
+def input_columns(value_tiers: bool = False) -> dict[str, tuple[str, ...]]:
+    """Columns to read per table: :data:`INPUT_COLUMNS`, plus what the value tiers of the churn watch list read."""
+    if not value_tiers:
+        return dict(INPUT_COLUMNS)
+    from serving.members.context import input_columns as tag_columns
+
+    more = tag_columns(["value_tier"])
+    return {k: tuple(dict.fromkeys([*INPUT_COLUMNS.get(k, ()), *more.get(k, ())])) for k in {*INPUT_COLUMNS, *more}}
+
+
 def _pct(v: float) -> str:
     return "–" if pd.isna(v) else f"{v:.1%}"
 
@@ -143,7 +163,8 @@ def _build_report(
         if data_dir is None:
             raise ValueError(_("no data: pass a data dir"))
         progress("reading tables")
-        tables = load_tables(data_dir, required=("customers", "orders"))
+        cols = input_columns(value_tiers="churn" in (scores or {}))
+        tables = load_tables(data_dir, required=("customers", "orders"), columns=cols)
     tables = {k: drop_pii(v) for k, v in tables.items()}
     notes: list[str] = []
     for name in ("interactions", "marketing_touches"):

@@ -70,6 +70,53 @@ def _paid(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     return orders.loc[_mask(orders["status"] == "paid") & _mask(orders["ts"] <= as_of)]
 
 
+def _keys(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """(codes, ids): each row's position in ``ids``, the distinct values as text (as ``astype(str)`` writes them).
+
+    Sections group and join on these integers instead of on tens of millions of Python strings; a
+    categorical column (how ``features.io`` reads the event tables' ids) costs only its categories.
+    """
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        cats = pd.Index(s.cat.categories.astype(str), dtype=object)
+        codes = s.cat.codes.to_numpy().astype(np.int64)
+        if (codes < 0).any():
+            cats = cats.append(pd.Index(["nan"], dtype=object))
+            codes = np.where(codes < 0, len(cats) - 1, codes)
+        if cats.is_unique:
+            return codes, cats
+    codes, uniques = pd.factorize(s.astype(str))
+    return codes.astype(np.int64), pd.Index(uniques, dtype=object)
+
+
+def _positions(codes: np.ndarray, ids: pd.Index, index: pd.Index) -> np.ndarray:
+    """Rows' positions in ``index`` (unique ids as text) from their ``_keys`` codes; -1 for an id not in it."""
+    return index.get_indexer(ids)[codes] if len(codes) else np.zeros(0, dtype=np.int64)
+
+
+def _months(ts: pd.Series) -> np.ndarray:
+    """Calendar month of each (non-missing) time as year * 12 + month - 1."""
+    return ts.dt.year.to_numpy(dtype=np.int64) * 12 + ts.dt.month.to_numpy(dtype=np.int64) - 1
+
+
+def _month_labels(months) -> list[str]:
+    return [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in months]
+
+
+def _revenue_by_customer(orders: pd.DataFrame, as_of: pd.Timestamp, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """(paid revenue up to T, has a paid order) per customer of ``index`` (ids as text), aligned with it."""
+    paid = _paid(orders, as_of)
+    codes, ids = _keys(paid["customer_id"])
+    pos = _positions(codes, ids, index)
+    keep = pos >= 0
+    # per-customer sums in order-row order, as a groupby over the id text would add them
+    rev = pd.Series(paid["amount"].to_numpy(dtype="float64")[keep]).groupby(pos[keep]).sum()
+    revenue = np.zeros(len(index))
+    revenue[rev.index.to_numpy()] = rev.to_numpy()
+    buyer = np.zeros(len(index), dtype=bool)
+    buyer[pos[keep]] = True
+    return revenue, buyer
+
+
 def _ratio(num, den) -> np.ndarray:
     num = np.asarray(num, dtype="float64")
     den = np.asarray(den, dtype="float64")
@@ -81,11 +128,13 @@ def sales_monthly(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.Da
     """Revenue, paid orders, payment rate, AOV, new vs returning buyers by month, with change vs previous month."""
     orders = _t(tables, "orders")
     orders = orders.loc[_mask(orders["ts"] <= as_of)]
-    month = orders["ts"].dt.to_period("M")
+    month = _months(orders["ts"])
     paid = _mask(orders["status"] == "paid")
-    all_orders = month.value_counts().sort_index()
-    p = orders.loc[paid, ["customer_id", "amount"]].assign(month=month[paid].to_numpy())
-    p["customer_id"] = p["customer_id"].astype(str)
+    all_orders = pd.Series(month).value_counts().sort_index()
+    codes, _ids = _keys(orders["customer_id"])
+    p = pd.DataFrame(
+        {"customer_id": codes[paid], "amount": orders["amount"].to_numpy()[paid], "month": month[paid]}
+    )
     first = p.groupby("customer_id")["month"].min()
     p["new"] = p["month"].to_numpy() == first.reindex(p["customer_id"]).to_numpy()
     g = p.groupby("month")
@@ -110,8 +159,24 @@ def sales_monthly(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.Da
         out[f"{c}_change"] = _ratio(out[c] - prev, prev)
     for c in ("paid_orders", "orders", "buyers", "new_buyers", "returning_buyers"):
         out[c] = out[c].astype("int64")
-    out.index = out.index.astype(str)
+    out.index = _month_labels(out.index)
     return out.reset_index(names="month")
+
+
+def _customer_index(customers: pd.DataFrame) -> pd.Index:
+    return pd.Index(customers["customer_id"].astype(str), dtype=object)
+
+
+def _event_positions(events: pd.DataFrame, index: pd.Index) -> np.ndarray:
+    """Each event's customer position in ``index`` (-1 for a customer not in it)."""
+    codes, ids = _keys(events["customer_id"])
+    return _positions(codes, ids, index)
+
+
+def _stage_codes(event_type: pd.Series, stages: tuple[str, ...]) -> np.ndarray:
+    """Each event's index in ``stages`` (-1 for another event type)."""
+    codes, ids = _keys(event_type)
+    return _positions(codes, ids, pd.Index(list(stages), dtype=object))
 
 
 def funnel(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
@@ -119,15 +184,20 @@ def funnel(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame
     inter = _t(tables, "interactions")
     customers = _t(tables, "customers")
     cust = customers.loc[_mask(customers["created_at"] <= as_of), ["customer_id", "source_channel"]]
-    chan = cust.set_index(cust["customer_id"].astype(str))["source_channel"].astype(object).fillna("unknown")
-    ev = inter.loc[_mask(inter["ts"] <= as_of) & inter["event_type"].isin(FUNNEL_STAGES).to_numpy()]
-    reached = pd.DataFrame(
-        {"customer_id": ev["customer_id"].astype(str).to_numpy(), "stage": ev["event_type"].astype(str).to_numpy()}
-    ).drop_duplicates()
-    reached = reached.loc[reached["customer_id"].isin(chan.index)]
-    reached["channel"] = chan.reindex(reached["customer_id"]).astype(str).to_numpy()
-    counts = reached.groupby(["channel", "stage"]).size().unstack(fill_value=0)
-    counts = counts.reindex(columns=list(FUNNEL_STAGES), fill_value=0)
+    chan = cust.set_index(_customer_index(cust))["source_channel"].astype(object).fillna("unknown")
+    stage = _stage_codes(inter["event_type"], FUNNEL_STAGES)
+    pos = _event_positions(inter, chan.index)
+    keep = _mask(inter["ts"] <= as_of) & (stage >= 0) & (pos >= 0)
+    # one flag per customer and stage: repeated events count once
+    reached = np.zeros((len(chan), len(FUNNEL_STAGES)), dtype=bool)
+    reached[pos[keep], stage[keep]] = True
+    ch_codes, ch_names = pd.factorize(chan.astype(str).to_numpy())
+    counts = pd.DataFrame(
+        {st: np.bincount(ch_codes[reached[:, i]], minlength=len(ch_names)) for i, st in enumerate(FUNNEL_STAGES)},
+        index=pd.Index(ch_names, dtype=object),
+    ).astype("int64")
+    # the channels with a customer at some stage, by name
+    counts = counts.loc[np.bincount(ch_codes[reached.any(axis=1)], minlength=len(ch_names)) > 0].sort_index()
     counts.loc["all"] = counts.sum(axis=0)
     leads = chan.astype(str).value_counts()
     leads.loc["all"] = len(chan)
@@ -154,17 +224,23 @@ def time_to_payment(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.
     """Days from a customer's first visit to the first pay event after it: customers, median and mean, by channel."""
     inter = _t(tables, "interactions")
     customers = _t(tables, "customers")
-    ev = inter.loc[_mask(inter["ts"] <= as_of) & inter["event_type"].isin(["visit", "pay"]).to_numpy()]
-    ev = pd.DataFrame(
-        {"c": ev["customer_id"].astype(str).to_numpy(), "e": ev["event_type"].astype(str).to_numpy(), "ts": ev["ts"]}
-    )
-    first_visit = ev.loc[ev["e"] == "visit"].groupby("c")["ts"].min()
-    pays = ev.loc[ev["e"] == "pay"]
-    pays = pays.loc[pays["ts"].to_numpy() >= first_visit.reindex(pays["c"]).to_numpy()]
-    first_pay = pays.groupby("c")["ts"].min()
-    days = ((first_pay - first_visit.reindex(first_pay.index)).dt.total_seconds() / 86400.0).rename("days")
-    chan = customers.set_index(customers["customer_id"].astype(str))["source_channel"].astype(object)
-    ch = chan.reindex(days.index).fillna("unknown").astype(str)
+    codes, ids = _keys(inter["customer_id"])
+    kind = _stage_codes(inter["event_type"], ("visit", "pay"))
+    keep = _mask(inter["ts"] <= as_of) & (kind >= 0)
+    c, k, t = codes[keep], kind[keep], inter["ts"].to_numpy(dtype="datetime64[ns]")[keep].view(np.int64)
+    never = np.iinfo(np.int64).max
+    first_visit = np.full(len(ids), never)
+    np.minimum.at(first_visit, c[k == 0], t[k == 0])
+    after = (k == 1) & (first_visit[c] != never) & (t >= first_visit[c])
+    first_pay = np.full(len(ids), never)
+    np.minimum.at(first_pay, c[after], t[after])
+    who = np.flatnonzero(first_pay != never)
+    who = who[np.argsort(ids.to_numpy()[who], kind="stable")]  # by customer id, as a groupby over the ids
+    days = (
+        pd.Series(first_pay[who].view("datetime64[ns]")) - pd.Series(first_visit[who].view("datetime64[ns]"))
+    ).dt.total_seconds() / 86400.0
+    chan = customers.set_index(_customer_index(customers))["source_channel"].astype(object)
+    ch = chan.reindex(ids[who]).fillna("unknown").astype(str)
     frame = pd.DataFrame({"source_channel": ch.to_numpy(), "days": days.to_numpy()})
     out = frame.groupby("source_channel")["days"].agg(customers="size", median_days="median", mean_days="mean")
     out.loc["all"] = [len(frame), frame["days"].median(), frame["days"].mean()]
@@ -176,11 +252,10 @@ def channels(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFra
     """Leads, buyers, conversion rate, revenue and revenue share per source channel."""
     customers = _t(tables, "customers")
     cust = customers.loc[_mask(customers["created_at"] <= as_of)]
-    chan = cust.set_index(cust["customer_id"].astype(str))["source_channel"].astype(object).fillna("unknown")
+    chan = cust.set_index(_customer_index(cust))["source_channel"].astype(object).fillna("unknown")
     chan = chan.astype(str)
-    paid = _paid(_t(tables, "orders"), as_of)
-    rev = paid.groupby(paid["customer_id"].astype(str))["amount"].sum()
-    rev = rev.reindex(chan.index).dropna()
+    revenue, buyer = _revenue_by_customer(_t(tables, "orders"), as_of, chan.index)
+    rev = pd.Series(revenue[buyer], index=chan.index[buyer])
     out = pd.DataFrame(
         {
             "leads": chan.value_counts(),
@@ -203,40 +278,55 @@ def campaigns(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, window_days:
     touches = touches.loc[_mask(touches["sent_at"] <= as_of)]
     customers = _t(tables, "customers")
     paid = _paid(_t(tables, "orders"), as_of)
-    pc = paid["customer_id"].astype(str).to_numpy()
-    pts = paid["ts"].to_numpy()
     win = pd.Timedelta(days=window_days)
-    tc = touches["customer_id"].astype(str).to_numpy()
-    tsent = touches["sent_at"].to_numpy()
-    cust_created = customers.set_index(customers["customer_id"].astype(str))["created_at"]
+    # one integer per customer id over customers, touches and paid orders (customers first, in their order)
+    vocab = _customer_index(customers)
+    tcodes, tids = _keys(touches["customer_id"])
+    pcodes, pids = _keys(paid["customer_id"])
+    vocab = vocab.append(pd.Index(tids[vocab.get_indexer(tids) < 0], dtype=object))
+    vocab = vocab.append(pd.Index(pids[vocab.get_indexer(pids) < 0], dtype=object))
+    tc = _positions(tcodes, tids, vocab)
+    orders_of = _OrdersByCustomer(_positions(pcodes, pids, vocab), paid["ts"].to_numpy(dtype="datetime64[ns]"))
+    tsent = touches["sent_at"].to_numpy(dtype="datetime64[ns]")
+    created = customers["created_at"].to_numpy(dtype="datetime64[ns]")
+    ccodes, cids = _keys(touches["campaign_id"])
+    by_campaign = np.argsort(ccodes, kind="stable")
+    bounds = np.searchsorted(ccodes[by_campaign], np.arange(len(cids) + 1))
     rows = []
-    for camp, idx in touches.groupby(touches["campaign_id"].astype(str)).indices.items():
+    for code in np.argsort(cids.to_numpy(), kind="stable"):  # campaigns by id
+        idx = by_campaign[bounds[code] : bounds[code + 1]]
+        if len(idx) == 0:  # a category of the column with no touch up to T
+            continue
         t = touches.iloc[idx]
         sent = len(t)
         opened = int(_mask(t["opened_at"] <= as_of).sum())
         clicked = int(_mask(t["clicked_at"] <= as_of).sum())
         claimed = int(t["coupon_claimed"].astype("boolean").fillna(False).sum())
-        first = t.assign(c=t["customer_id"].astype(str)).sort_values("sent_at").drop_duplicates("c")
-        done = first.loc[(first["sent_at"] + win <= as_of).to_numpy()]
-        conv = _converted(pc, pts, done["c"].to_numpy(), done["sent_at"].to_numpy(), win)
+        # each touched customer's first touch of the campaign, if its window has ended by T
+        c, sent_at = tc[idx], tsent[idx]
+        srt = np.lexsort((sent_at, c))
+        c, sent_at = c[srt], sent_at[srt]
+        first = np.r_[True, c[1:] != c[:-1]] if len(c) else np.zeros(0, dtype=bool)
+        done = first & (sent_at + win.to_timedelta64() <= as_of.to_datetime64())
+        conv = orders_of.any_within(c[done], sent_at[done], win)
         start, end = t["sent_at"].min(), t["sent_at"].max() + win
         mid = t["sent_at"].median()
-        touched_any = pd.unique(tc[(tsent >= start.to_datetime64()) & (tsent <= end.to_datetime64())])
-        eligible = cust_created.index[_mask(cust_created < start)]
-        untouched = eligible[~eligible.isin(touched_any)].to_numpy(dtype=object)
+        touched_any = np.zeros(len(vocab), dtype=bool)
+        touched_any[tc[(tsent >= start.to_datetime64()) & (tsent <= end.to_datetime64())]] = True
+        untouched = np.flatnonzero((created < start.to_datetime64()) & ~touched_any[: len(created)])
         u_conv = (
-            _converted(pc, pts, untouched, np.full(len(untouched), mid.to_datetime64()), win)
+            orders_of.any_within(untouched, np.full(len(untouched), mid.to_datetime64()), win)
             if mid + win <= as_of
             else np.array([])
         )
         rows.append(
             {
-                "campaign_id": camp,
+                "campaign_id": cids[code],
                 "sent": sent,
                 "open_rate": opened / sent,
                 "click_rate": clicked / sent,
                 "coupon_claim_rate": claimed / sent,
-                "touched_customers": len(done),
+                "touched_customers": int(done.sum()),
                 "touched_conversion": float(conv.mean()) if len(conv) else np.nan,
                 "untouched_customers": len(u_conv),
                 "untouched_conversion": float(u_conv.mean()) if len(u_conv) else np.nan,
@@ -251,32 +341,36 @@ def campaigns(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, window_days:
     return out.sort_values("sent", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _converted(pc: np.ndarray, pts: np.ndarray, cust: np.ndarray, t0: np.ndarray, win: pd.Timedelta) -> np.ndarray:
-    """For each (customer, t0): a paid order in (t0, t0 + win]."""
-    if len(cust) == 0:
-        return np.array([], dtype=bool)
-    a = pd.DataFrame({"c": cust.astype(str), "t0": t0, "i": np.arange(len(cust))})
-    b = pd.DataFrame({"c": pc, "ts": pts})
-    m = a.merge(b, on="c", how="inner")
-    hit = m.loc[(m["ts"] > m["t0"]) & (m["ts"] <= m["t0"] + win), "i"].unique()
-    out = np.zeros(len(cust), dtype=bool)
-    out[hit] = True
-    return out
+class _OrdersByCustomer:
+    """Paid order times grouped by customer position, to ask "a paid order in (t0, t0 + win]?" for many at once."""
+
+    def __init__(self, customer: np.ndarray, ts: np.ndarray) -> None:
+        order = np.lexsort((ts, customer))
+        self.customer, self.ts = customer[order], ts[order]
+
+    def any_within(self, cust: np.ndarray, t0: np.ndarray, win: pd.Timedelta) -> np.ndarray:
+        """For each (customer, t0): a paid order in (t0, t0 + win]."""
+        lo = np.searchsorted(self.customer, cust, side="left")
+        n = np.searchsorted(self.customer, cust, side="right") - lo
+        query = np.repeat(np.arange(len(cust)), n)  # one row per (query, that customer's order)
+        row = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+        ts, start = self.ts[row], t0[query]
+        hit = (ts > start) & (ts <= start + win.to_timedelta64())
+        out = np.zeros(len(cust), dtype=bool)
+        out[query[hit]] = True
+        return out
 
 
 def regions(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, level: str = "province") -> pd.DataFrame:
     """Customers, buyers, revenue and revenue share per province (``level="province"``) or province and city."""
     customers = _t(tables, "customers")
-    cust = customers.loc[_mask(customers["created_at"] <= as_of)].copy()
     keys = ["province"] if level == "province" else ["province", "city"]
-    for k in keys:
-        cust[k] = cust[k].astype(object).fillna("unknown").astype(str)
-    cust["customer_id"] = cust["customer_id"].astype(str)
-    paid = _paid(_t(tables, "orders"), as_of)
-    rev = paid.groupby(paid["customer_id"].astype(str))["amount"].sum()
-    cust["revenue"] = rev.reindex(cust["customer_id"]).fillna(0.0).to_numpy()
-    cust["buyer"] = cust["customer_id"].isin(rev.index)
-    out = cust.groupby(keys).agg(customers=("customer_id", "size"), buyers=("buyer", "sum"), revenue=("revenue", "sum"))
+    cust = customers.loc[_mask(customers["created_at"] <= as_of), ["customer_id", *keys]]
+    revenue, buyer = _revenue_by_customer(_t(tables, "orders"), as_of, _customer_index(cust))
+    frame = pd.DataFrame({k: cust[k].astype(object).fillna("unknown").astype(str).to_numpy() for k in keys})
+    frame["revenue"] = revenue
+    frame["buyer"] = buyer
+    out = frame.groupby(keys).agg(customers=("buyer", "size"), buyers=("buyer", "sum"), revenue=("revenue", "sum"))
     out["buyers"] = out["buyers"].astype("int64")
     out["revenue_share"] = _ratio(out["revenue"], out["revenue"].sum())
     return out.sort_values("revenue", ascending=False).reset_index()
@@ -285,8 +379,7 @@ def regions(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, level: str = "
 def retention(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, max_months: int = 12) -> pd.DataFrame:
     """Monthly cohort retention: cohort size and the share with a paid order k months after the first month."""
     paid = _paid(_t(tables, "orders"), as_of)
-    ts = paid["ts"]
-    frame = pd.DataFrame({"c": paid["customer_id"].astype(str).to_numpy(), "m": (ts.dt.year * 12 + ts.dt.month - 1)})
+    frame = pd.DataFrame({"c": _keys(paid["customer_id"])[0], "m": _months(paid["ts"])})
     frame = frame.drop_duplicates()
     cohort = frame.groupby("c")["m"].min()
     frame["k"] = frame["m"].to_numpy() - cohort.reindex(frame["c"]).to_numpy()
