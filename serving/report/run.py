@@ -13,6 +13,7 @@ from features.export import neutralise_frame
 from features.progress import ProgressCallback, no_progress
 from serving.i18n import _, using_language
 from serving.report import tables as T
+from serving.report.keys import CustomerKeys
 from serving.report.render import Painter, Section, page_html
 from serving.report.scoring import scoring_section
 
@@ -79,15 +80,16 @@ def compute_tables(
     """
     from serving.report.optional import SECTION_OF, gap_note, missing_columns
 
+    keys = CustomerKeys(tables)  # every table's customer ids looked up once for all the tables below
     makers = {
-        "sales_monthly": lambda: T.sales_monthly(tables, as_of),
-        "funnel": lambda: T.funnel(tables, as_of),
-        "time_to_payment": lambda: T.time_to_payment(tables, as_of),
-        "channels": lambda: T.channels(tables, as_of),
-        "campaigns": lambda: T.campaigns(tables, as_of, cfg.campaign_window_days),
-        "regions_province": lambda: T.regions(tables, as_of, "province"),
-        "regions_city": lambda: T.regions(tables, as_of, "city"),
-        "retention": lambda: T.retention(tables, as_of, cfg.retention_months),
+        "sales_monthly": lambda: T.sales_monthly(tables, as_of, keys),
+        "funnel": lambda: T.funnel(tables, as_of, keys),
+        "time_to_payment": lambda: T.time_to_payment(tables, as_of, keys),
+        "channels": lambda: T.channels(tables, as_of, keys),
+        "campaigns": lambda: T.campaigns(tables, as_of, cfg.campaign_window_days, keys),
+        "regions_province": lambda: T.regions(tables, as_of, "province", keys),
+        "regions_city": lambda: T.regions(tables, as_of, "city", keys),
+        "retention": lambda: T.retention(tables, as_of, cfg.retention_months, keys),
     }
     out: dict[str, pd.DataFrame] = {}
     for name, make in makers.items():

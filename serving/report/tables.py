@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import FUNNEL_STAGES, empty_frame
+from serving.report.keys import CustomerKeys, lookup, text_codes
 
 #: What each table's figures mean (printed under the chart; the tests check the figures against these words).
 DEFINITIONS: dict[str, str] = {
@@ -66,33 +67,6 @@ def _mask(s: pd.Series) -> np.ndarray:
     return s.fillna(False).to_numpy(dtype=bool)
 
 
-def _paid(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    return orders.loc[_mask(orders["status"] == "paid") & _mask(orders["ts"] <= as_of)]
-
-
-def _keys(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
-    """(codes, ids): each row's position in ``ids``, the distinct values as text (as ``astype(str)`` writes them).
-
-    Sections group and join on these integers instead of on tens of millions of Python strings; a
-    categorical column (how ``features.io`` reads the event tables' ids) costs only its categories.
-    """
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        cats = pd.Index(s.cat.categories.astype(str), dtype=object)
-        codes = s.cat.codes.to_numpy().astype(np.int64)
-        if (codes < 0).any():
-            cats = cats.append(pd.Index(["nan"], dtype=object))
-            codes = np.where(codes < 0, len(cats) - 1, codes)
-        if cats.is_unique:
-            return codes, cats
-    codes, uniques = pd.factorize(s.astype(str))
-    return codes.astype(np.int64), pd.Index(uniques, dtype=object)
-
-
-def _positions(codes: np.ndarray, ids: pd.Index, index: pd.Index) -> np.ndarray:
-    """Rows' positions in ``index`` (unique ids as text) from their ``_keys`` codes; -1 for an id not in it."""
-    return index.get_indexer(ids)[codes] if len(codes) else np.zeros(0, dtype=np.int64)
-
-
 def _months(ts: pd.Series) -> np.ndarray:
     """Calendar month of each (non-missing) time as year * 12 + month - 1."""
     return ts.dt.year.to_numpy(dtype=np.int64) * 12 + ts.dt.month.to_numpy(dtype=np.int64) - 1
@@ -102,19 +76,33 @@ def _month_labels(months) -> list[str]:
     return [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in months]
 
 
-def _revenue_by_customer(orders: pd.DataFrame, as_of: pd.Timestamp, index: pd.Index) -> tuple[np.ndarray, np.ndarray]:
-    """(paid revenue up to T, has a paid order) per customer of ``index`` (ids as text), aligned with it."""
-    paid = _paid(orders, as_of)
-    codes, ids = _keys(paid["customer_id"])
-    pos = _positions(codes, ids, index)
+def _paid_mask(orders: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    return _mask(orders["status"] == "paid") & _mask(orders["ts"] <= as_of)
+
+
+def _revenue_by_customer(keys: CustomerKeys, as_of: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+    """(paid revenue up to T, has a paid order up to T) of each customer in ``keys.ids``."""
+    orders = keys.table("orders")
+    paid = _paid_mask(orders, as_of)
+    pos = keys.positions("orders")[paid]
     keep = pos >= 0
-    # per-customer sums in order-row order, as a groupby over the id text would add them
-    rev = pd.Series(paid["amount"].to_numpy(dtype="float64")[keep]).groupby(pos[keep]).sum()
-    revenue = np.zeros(len(index))
+    # per-customer sums over the orders in row order, as a groupby over the id text adds them
+    rev = pd.Series(orders["amount"].to_numpy(dtype="float64")[paid][keep]).groupby(pos[keep]).sum()
+    revenue = np.zeros(len(keys.ids))
     revenue[rev.index.to_numpy()] = rev.to_numpy()
-    buyer = np.zeros(len(index), dtype=bool)
+    buyer = np.zeros(len(keys.ids), dtype=bool)
     buyer[pos[keep]] = True
     return revenue, buyer
+
+
+def _created_by(keys: CustomerKeys, as_of: pd.Timestamp) -> np.ndarray:
+    return _mask(keys.table("customers")["created_at"] <= as_of)
+
+
+def _stage_codes(event_type: pd.Series, stages: tuple[str, ...]) -> np.ndarray:
+    """Each event's index in ``stages`` (-1 for another event type)."""
+    codes, ids = text_codes(event_type)
+    return lookup(codes, ids, pd.Index(list(stages), dtype=object))
 
 
 def _ratio(num, den) -> np.ndarray:
@@ -124,17 +112,19 @@ def _ratio(num, den) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def sales_monthly(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+def sales_monthly(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, keys: CustomerKeys | None = None
+) -> pd.DataFrame:
     """Revenue, paid orders, payment rate, AOV, new vs returning buyers by month, with change vs previous month."""
-    orders = _t(tables, "orders")
-    orders = orders.loc[_mask(orders["ts"] <= as_of)]
+    keys = keys or CustomerKeys(tables)
+    orders = keys.table("orders")
+    upto = _mask(orders["ts"] <= as_of)
+    codes = keys.codes("orders")[0][upto]
+    orders = orders.loc[upto]
     month = _months(orders["ts"])
     paid = _mask(orders["status"] == "paid")
     all_orders = pd.Series(month).value_counts().sort_index()
-    codes, _ids = _keys(orders["customer_id"])
-    p = pd.DataFrame(
-        {"customer_id": codes[paid], "amount": orders["amount"].to_numpy()[paid], "month": month[paid]}
-    )
+    p = pd.DataFrame({"customer_id": codes[paid], "amount": orders["amount"].to_numpy()[paid], "month": month[paid]})
     first = p.groupby("customer_id")["month"].min()
     p["new"] = p["month"].to_numpy() == first.reindex(p["customer_id"]).to_numpy()
     g = p.groupby("month")
@@ -163,35 +153,22 @@ def sales_monthly(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.Da
     return out.reset_index(names="month")
 
 
-def _customer_index(customers: pd.DataFrame) -> pd.Index:
-    return pd.Index(customers["customer_id"].astype(str), dtype=object)
-
-
-def _event_positions(events: pd.DataFrame, index: pd.Index) -> np.ndarray:
-    """Each event's customer position in ``index`` (-1 for a customer not in it)."""
-    codes, ids = _keys(events["customer_id"])
-    return _positions(codes, ids, index)
-
-
-def _stage_codes(event_type: pd.Series, stages: tuple[str, ...]) -> np.ndarray:
-    """Each event's index in ``stages`` (-1 for another event type)."""
-    codes, ids = _keys(event_type)
-    return _positions(codes, ids, pd.Index(list(stages), dtype=object))
-
-
-def funnel(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+def funnel(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, keys: CustomerKeys | None = None) -> pd.DataFrame:
     """Customers reaching each funnel stage and the conversion from the previous stage, by source channel and all."""
-    inter = _t(tables, "interactions")
-    customers = _t(tables, "customers")
-    cust = customers.loc[_mask(customers["created_at"] <= as_of), ["customer_id", "source_channel"]]
-    chan = cust.set_index(_customer_index(cust))["source_channel"].astype(object).fillna("unknown")
+    keys = keys or CustomerKeys(tables)
+    inter = keys.table("interactions")
+    created = _created_by(keys, as_of)
+    chan = keys.table("customers")["source_channel"].astype(object).fillna("unknown").astype(str).to_numpy()[created]
+    # each customer's row among those created by T
+    row_of = np.full(len(created) + 1, -1)
+    row_of[np.flatnonzero(created)] = np.arange(len(chan))
+    pos = row_of[keys.positions("interactions")]  # -1 (not a customer) picks the last entry, -1
     stage = _stage_codes(inter["event_type"], FUNNEL_STAGES)
-    pos = _event_positions(inter, chan.index)
     keep = _mask(inter["ts"] <= as_of) & (stage >= 0) & (pos >= 0)
     # one flag per customer and stage: repeated events count once
     reached = np.zeros((len(chan), len(FUNNEL_STAGES)), dtype=bool)
     reached[pos[keep], stage[keep]] = True
-    ch_codes, ch_names = pd.factorize(chan.astype(str).to_numpy())
+    ch_codes, ch_names = pd.factorize(chan)
     counts = pd.DataFrame(
         {st: np.bincount(ch_codes[reached[:, i]], minlength=len(ch_names)) for i, st in enumerate(FUNNEL_STAGES)},
         index=pd.Index(ch_names, dtype=object),
@@ -199,7 +176,7 @@ def funnel(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame
     # the channels with a customer at some stage, by name
     counts = counts.loc[np.bincount(ch_codes[reached.any(axis=1)], minlength=len(ch_names)) > 0].sort_index()
     counts.loc["all"] = counts.sum(axis=0)
-    leads = chan.astype(str).value_counts()
+    leads = pd.Series(chan).value_counts()
     leads.loc["all"] = len(chan)
     rows = []
     for ch in counts.index:
@@ -220,11 +197,13 @@ def funnel(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def time_to_payment(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+def time_to_payment(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, keys: CustomerKeys | None = None
+) -> pd.DataFrame:
     """Days from a customer's first visit to the first pay event after it: customers, median and mean, by channel."""
-    inter = _t(tables, "interactions")
-    customers = _t(tables, "customers")
-    codes, ids = _keys(inter["customer_id"])
+    keys = keys or CustomerKeys(tables)
+    inter = keys.table("interactions")
+    codes, ids, where = keys.codes("interactions")
     kind = _stage_codes(inter["event_type"], ("visit", "pay"))
     keep = _mask(inter["ts"] <= as_of) & (kind >= 0)
     c, k, t = codes[keep], kind[keep], inter["ts"].to_numpy(dtype="datetime64[ns]")[keep].view(np.int64)
@@ -239,8 +218,8 @@ def time_to_payment(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.
     days = (
         pd.Series(first_pay[who].view("datetime64[ns]")) - pd.Series(first_visit[who].view("datetime64[ns]"))
     ).dt.total_seconds() / 86400.0
-    chan = customers.set_index(_customer_index(customers))["source_channel"].astype(object)
-    ch = chan.reindex(ids[who]).fillna("unknown").astype(str)
+    chan = keys.table("customers")["source_channel"].astype(object).to_numpy()
+    ch = pd.Series(np.append(chan, [None])[where[who]]).fillna("unknown").astype(str)  # -1: no such customer
     frame = pd.DataFrame({"source_channel": ch.to_numpy(), "days": days.to_numpy()})
     out = frame.groupby("source_channel")["days"].agg(customers="size", median_days="median", mean_days="mean")
     out.loc["all"] = [len(frame), frame["days"].median(), frame["days"].mean()]
@@ -248,19 +227,20 @@ def time_to_payment(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.
     return out.reset_index()
 
 
-def channels(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+def channels(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, keys: CustomerKeys | None = None) -> pd.DataFrame:
     """Leads, buyers, conversion rate, revenue and revenue share per source channel."""
-    customers = _t(tables, "customers")
-    cust = customers.loc[_mask(customers["created_at"] <= as_of)]
-    chan = cust.set_index(_customer_index(cust))["source_channel"].astype(object).fillna("unknown")
-    chan = chan.astype(str)
-    revenue, buyer = _revenue_by_customer(_t(tables, "orders"), as_of, chan.index)
-    rev = pd.Series(revenue[buyer], index=chan.index[buyer])
+    keys = keys or CustomerKeys(tables)
+    created = _created_by(keys, as_of)
+    chan_all = keys.table("customers")["source_channel"].astype(object).fillna("unknown").astype(str).to_numpy()
+    revenue, buyer = _revenue_by_customer(keys, as_of)
+    chan = pd.Series(chan_all[created])
+    rev = pd.Series(revenue[created & buyer])
+    chan_b = chan_all[created & buyer]
     out = pd.DataFrame(
         {
             "leads": chan.value_counts(),
-            "buyers": chan.reindex(rev.index).value_counts(),
-            "revenue": rev.groupby(chan.reindex(rev.index)).sum(),
+            "buyers": pd.Series(chan_b).value_counts(),
+            "revenue": rev.groupby(chan_b).sum(),
         }
     ).fillna(0.0)
     out["conversion_rate"] = _ratio(out["buyers"], out["leads"])
@@ -272,24 +252,22 @@ def channels(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFra
     ]
 
 
-def campaigns(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, window_days: int = 14) -> pd.DataFrame:
+def campaigns(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, window_days: int = 14, keys: CustomerKeys | None = None
+) -> pd.DataFrame:
     """Per campaign: sent, open/click/coupon-claim rates, and N-day conversion of touched vs untouched customers."""
-    touches = _t(tables, "marketing_touches")
-    touches = touches.loc[_mask(touches["sent_at"] <= as_of)]
-    customers = _t(tables, "customers")
-    paid = _paid(_t(tables, "orders"), as_of)
+    keys = keys or CustomerKeys(tables)
+    touches = keys.table("marketing_touches")
+    orders = keys.table("orders")
+    (tc, oc), n_ids = keys.with_others("marketing_touches", "orders")  # a touched id that is no customer's counts
+    sent_by = _mask(touches["sent_at"] <= as_of)
+    touches, tc = touches.loc[sent_by], tc[sent_by]
+    paid = _paid_mask(orders, as_of)
     win = pd.Timedelta(days=window_days)
-    # one integer per customer id over customers, touches and paid orders (customers first, in their order)
-    vocab = _customer_index(customers)
-    tcodes, tids = _keys(touches["customer_id"])
-    pcodes, pids = _keys(paid["customer_id"])
-    vocab = vocab.append(pd.Index(tids[vocab.get_indexer(tids) < 0], dtype=object))
-    vocab = vocab.append(pd.Index(pids[vocab.get_indexer(pids) < 0], dtype=object))
-    tc = _positions(tcodes, tids, vocab)
-    orders_of = _OrdersByCustomer(_positions(pcodes, pids, vocab), paid["ts"].to_numpy(dtype="datetime64[ns]"))
+    orders_of = _OrdersByCustomer(oc[paid], orders["ts"].to_numpy(dtype="datetime64[ns]")[paid])
     tsent = touches["sent_at"].to_numpy(dtype="datetime64[ns]")
-    created = customers["created_at"].to_numpy(dtype="datetime64[ns]")
-    ccodes, cids = _keys(touches["campaign_id"])
+    created = keys.table("customers")["created_at"].to_numpy(dtype="datetime64[ns]")
+    ccodes, cids = text_codes(touches["campaign_id"])
     by_campaign = np.argsort(ccodes, kind="stable")
     bounds = np.searchsorted(ccodes[by_campaign], np.arange(len(cids) + 1))
     rows = []
@@ -311,7 +289,7 @@ def campaigns(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, window_days:
         conv = orders_of.any_within(c[done], sent_at[done], win)
         start, end = t["sent_at"].min(), t["sent_at"].max() + win
         mid = t["sent_at"].median()
-        touched_any = np.zeros(len(vocab), dtype=bool)
+        touched_any = np.zeros(n_ids, dtype=bool)
         touched_any[tc[(tsent >= start.to_datetime64()) & (tsent <= end.to_datetime64())]] = True
         untouched = np.flatnonzero((created < start.to_datetime64()) & ~touched_any[: len(created)])
         u_conv = (
@@ -361,25 +339,32 @@ class _OrdersByCustomer:
         return out
 
 
-def regions(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, level: str = "province") -> pd.DataFrame:
+def regions(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, level: str = "province", keys: CustomerKeys | None = None
+) -> pd.DataFrame:
     """Customers, buyers, revenue and revenue share per province (``level="province"``) or province and city."""
-    customers = _t(tables, "customers")
-    keys = ["province"] if level == "province" else ["province", "city"]
-    cust = customers.loc[_mask(customers["created_at"] <= as_of), ["customer_id", *keys]]
-    revenue, buyer = _revenue_by_customer(_t(tables, "orders"), as_of, _customer_index(cust))
-    frame = pd.DataFrame({k: cust[k].astype(object).fillna("unknown").astype(str).to_numpy() for k in keys})
-    frame["revenue"] = revenue
-    frame["buyer"] = buyer
-    out = frame.groupby(keys).agg(customers=("buyer", "size"), buyers=("buyer", "sum"), revenue=("revenue", "sum"))
+    keys = keys or CustomerKeys(tables)
+    created = _created_by(keys, as_of)
+    cols = ["province"] if level == "province" else ["province", "city"]
+    cust = keys.table("customers").loc[created, cols]
+    revenue, buyer = _revenue_by_customer(keys, as_of)
+    frame = pd.DataFrame({k: cust[k].astype(object).fillna("unknown").astype(str).to_numpy() for k in cols})
+    frame["revenue"] = revenue[created]
+    frame["buyer"] = buyer[created]
+    out = frame.groupby(cols).agg(customers=("buyer", "size"), buyers=("buyer", "sum"), revenue=("revenue", "sum"))
     out["buyers"] = out["buyers"].astype("int64")
     out["revenue_share"] = _ratio(out["revenue"], out["revenue"].sum())
     return out.sort_values("revenue", ascending=False).reset_index()
 
 
-def retention(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, max_months: int = 12) -> pd.DataFrame:
+def retention(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, max_months: int = 12, keys: CustomerKeys | None = None
+) -> pd.DataFrame:
     """Monthly cohort retention: cohort size and the share with a paid order k months after the first month."""
-    paid = _paid(_t(tables, "orders"), as_of)
-    frame = pd.DataFrame({"c": _keys(paid["customer_id"])[0], "m": _months(paid["ts"])})
+    keys = keys or CustomerKeys(tables)
+    orders = keys.table("orders")
+    paid = _paid_mask(orders, as_of)
+    frame = pd.DataFrame({"c": keys.codes("orders")[0][paid], "m": _months(orders.loc[paid, "ts"])})
     frame = frame.drop_duplicates()
     cohort = frame.groupby("c")["m"].min()
     frame["k"] = frame["m"].to_numpy() - cohort.reindex(frame["c"]).to_numpy()
