@@ -73,16 +73,25 @@ def load_feature_tables(data_dir: str | Path) -> dict[str, pd.DataFrame]:
 def _read_parquet(
     path: Path, table: str, columns: list[str] | None = None, dictionary: Sequence[str] = ()
 ) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     names = pq.read_schema(path).names
     if columns is not None:
         names = [c for c in names if c in set(columns)]
     dict_cols = [c for c in [*_DICTIONARY_COLUMNS.get(table, []), *dictionary] if c in names]
+    data = pq.read_table(path, columns=names)
+    # Encode after reading, over the whole column: one dictionary for every row group. Parquet's own
+    # dictionaries (read_dictionary=) differ per row group, and unifying them when converting to pandas
+    # costs several times the read itself for an id column (36 s against 11 s for 20M interactions).
+    # The categories come out the same, in order of first appearance.
+    for c in dict_cols:
+        i = data.schema.get_field_index(c)
+        if pa.types.is_string(data.schema.field(i).type) or pa.types.is_large_string(data.schema.field(i).type):
+            data = data.set_column(i, c, pc.dictionary_encode(data.column(i)))
     # self_destruct frees each Arrow column as soon as it is converted: no second full copy at the peak
-    return pq.read_table(path, columns=names, read_dictionary=dict_cols).to_pandas(
-        self_destruct=True, split_blocks=True
-    )
+    return data.to_pandas(self_destruct=True, split_blocks=True)
 
 
 @contextlib.contextmanager

@@ -13,6 +13,7 @@ from features.export import neutralise_frame
 from features.progress import ProgressCallback, no_progress
 from serving.i18n import _, using_language
 from serving.report import tables as T
+from serving.report.keys import CustomerKeys
 from serving.report.render import Painter, Section, page_html
 from serving.report.scoring import scoring_section
 
@@ -42,6 +43,26 @@ class ReportRun:
     notes: list[str]
 
 
+#: the columns the report's sections read (Members levels included); order, touch and event-channel columns and the
+#: profile's other columns are never read, which matters for an event table of tens of millions of rows
+INPUT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id", "created_at", "source_channel", "province", "city"),
+    "orders": ("customer_id", "ts", "amount", "status"),
+    "interactions": ("customer_id", "ts", "event_type"),
+    "marketing_touches": ("customer_id", "campaign_id", "sent_at", "opened_at", "clicked_at", "coupon_claimed"),
+}
+
+
+def input_columns(value_tiers: bool = False) -> dict[str, tuple[str, ...]]:
+    """Columns to read per table: :data:`INPUT_COLUMNS`, plus what the value tiers of the churn watch list read."""
+    if not value_tiers:
+        return dict(INPUT_COLUMNS)
+    from serving.members.context import input_columns as tag_columns
+
+    more = tag_columns(["value_tier"])
+    return {k: tuple(dict.fromkeys([*INPUT_COLUMNS.get(k, ()), *more.get(k, ())])) for k in {*INPUT_COLUMNS, *more}}
+
+
 def _pct(v: float) -> str:
     return "–" if pd.isna(v) else f"{v:.1%}"
 
@@ -59,15 +80,16 @@ def compute_tables(
     """
     from serving.report.optional import SECTION_OF, gap_note, missing_columns
 
+    keys = CustomerKeys(tables)  # every table's customer ids looked up once for all the tables below
     makers = {
-        "sales_monthly": lambda: T.sales_monthly(tables, as_of),
-        "funnel": lambda: T.funnel(tables, as_of),
-        "time_to_payment": lambda: T.time_to_payment(tables, as_of),
-        "channels": lambda: T.channels(tables, as_of),
-        "campaigns": lambda: T.campaigns(tables, as_of, cfg.campaign_window_days),
-        "regions_province": lambda: T.regions(tables, as_of, "province"),
-        "regions_city": lambda: T.regions(tables, as_of, "city"),
-        "retention": lambda: T.retention(tables, as_of, cfg.retention_months),
+        "sales_monthly": lambda: T.sales_monthly(tables, as_of, keys),
+        "funnel": lambda: T.funnel(tables, as_of, keys),
+        "time_to_payment": lambda: T.time_to_payment(tables, as_of, keys),
+        "channels": lambda: T.channels(tables, as_of, keys),
+        "campaigns": lambda: T.campaigns(tables, as_of, cfg.campaign_window_days, keys),
+        "regions_province": lambda: T.regions(tables, as_of, "province", keys),
+        "regions_city": lambda: T.regions(tables, as_of, "city", keys),
+        "retention": lambda: T.retention(tables, as_of, cfg.retention_months, keys),
     }
     out: dict[str, pd.DataFrame] = {}
     for name, make in makers.items():
@@ -143,7 +165,8 @@ def _build_report(
         if data_dir is None:
             raise ValueError(_("no data: pass a data dir"))
         progress("reading tables")
-        tables = load_tables(data_dir, required=("customers", "orders"))
+        cols = input_columns(value_tiers="churn" in (scores or {}))
+        tables = load_tables(data_dir, required=("customers", "orders"), columns=cols)
     tables = {k: drop_pii(v) for k, v in tables.items()}
     notes: list[str] = []
     for name in ("interactions", "marketing_touches"):

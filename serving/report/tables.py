@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import FUNNEL_STAGES, empty_frame
+from serving.report.keys import CustomerKeys, lookup, text_codes
 
 #: What each table's figures mean (printed under the chart; the tests check the figures against these words).
 DEFINITIONS: dict[str, str] = {
@@ -66,8 +67,42 @@ def _mask(s: pd.Series) -> np.ndarray:
     return s.fillna(False).to_numpy(dtype=bool)
 
 
-def _paid(orders: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    return orders.loc[_mask(orders["status"] == "paid") & _mask(orders["ts"] <= as_of)]
+def _months(ts: pd.Series) -> np.ndarray:
+    """Calendar month of each (non-missing) time as year * 12 + month - 1."""
+    return ts.dt.year.to_numpy(dtype=np.int64) * 12 + ts.dt.month.to_numpy(dtype=np.int64) - 1
+
+
+def _month_labels(months) -> list[str]:
+    return [f"{m // 12:04d}-{m % 12 + 1:02d}" for m in months]
+
+
+def _paid_mask(orders: pd.DataFrame, as_of: pd.Timestamp) -> np.ndarray:
+    return _mask(orders["status"] == "paid") & _mask(orders["ts"] <= as_of)
+
+
+def _revenue_by_customer(keys: CustomerKeys, as_of: pd.Timestamp) -> tuple[np.ndarray, np.ndarray]:
+    """(paid revenue up to T, has a paid order up to T) of each customer in ``keys.ids``."""
+    orders = keys.table("orders")
+    paid = _paid_mask(orders, as_of)
+    pos = keys.positions("orders")[paid]
+    keep = pos >= 0
+    # per-customer sums over the orders in row order, as a groupby over the id text adds them
+    rev = pd.Series(orders["amount"].to_numpy(dtype="float64")[paid][keep]).groupby(pos[keep]).sum()
+    revenue = np.zeros(len(keys.ids))
+    revenue[rev.index.to_numpy()] = rev.to_numpy()
+    buyer = np.zeros(len(keys.ids), dtype=bool)
+    buyer[pos[keep]] = True
+    return revenue, buyer
+
+
+def _created_by(keys: CustomerKeys, as_of: pd.Timestamp) -> np.ndarray:
+    return _mask(keys.table("customers")["created_at"] <= as_of)
+
+
+def _stage_codes(event_type: pd.Series, stages: tuple[str, ...]) -> np.ndarray:
+    """Each event's index in ``stages`` (-1 for another event type)."""
+    codes, ids = text_codes(event_type)
+    return lookup(codes, ids, pd.Index(list(stages), dtype=object))
 
 
 def _ratio(num, den) -> np.ndarray:
@@ -77,15 +112,19 @@ def _ratio(num, den) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def sales_monthly(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+def sales_monthly(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, keys: CustomerKeys | None = None
+) -> pd.DataFrame:
     """Revenue, paid orders, payment rate, AOV, new vs returning buyers by month, with change vs previous month."""
-    orders = _t(tables, "orders")
-    orders = orders.loc[_mask(orders["ts"] <= as_of)]
-    month = orders["ts"].dt.to_period("M")
+    keys = keys or CustomerKeys(tables)
+    orders = keys.table("orders")
+    upto = _mask(orders["ts"] <= as_of)
+    codes = keys.codes("orders")[0][upto]
+    orders = orders.loc[upto]
+    month = _months(orders["ts"])
     paid = _mask(orders["status"] == "paid")
-    all_orders = month.value_counts().sort_index()
-    p = orders.loc[paid, ["customer_id", "amount"]].assign(month=month[paid].to_numpy())
-    p["customer_id"] = p["customer_id"].astype(str)
+    all_orders = pd.Series(month).value_counts().sort_index()
+    p = pd.DataFrame({"customer_id": codes[paid], "amount": orders["amount"].to_numpy()[paid], "month": month[paid]})
     first = p.groupby("customer_id")["month"].min()
     p["new"] = p["month"].to_numpy() == first.reindex(p["customer_id"]).to_numpy()
     g = p.groupby("month")
@@ -110,26 +149,34 @@ def sales_monthly(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.Da
         out[f"{c}_change"] = _ratio(out[c] - prev, prev)
     for c in ("paid_orders", "orders", "buyers", "new_buyers", "returning_buyers"):
         out[c] = out[c].astype("int64")
-    out.index = out.index.astype(str)
+    out.index = _month_labels(out.index)
     return out.reset_index(names="month")
 
 
-def funnel(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+def funnel(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, keys: CustomerKeys | None = None) -> pd.DataFrame:
     """Customers reaching each funnel stage and the conversion from the previous stage, by source channel and all."""
-    inter = _t(tables, "interactions")
-    customers = _t(tables, "customers")
-    cust = customers.loc[_mask(customers["created_at"] <= as_of), ["customer_id", "source_channel"]]
-    chan = cust.set_index(cust["customer_id"].astype(str))["source_channel"].astype(object).fillna("unknown")
-    ev = inter.loc[_mask(inter["ts"] <= as_of) & inter["event_type"].isin(FUNNEL_STAGES).to_numpy()]
-    reached = pd.DataFrame(
-        {"customer_id": ev["customer_id"].astype(str).to_numpy(), "stage": ev["event_type"].astype(str).to_numpy()}
-    ).drop_duplicates()
-    reached = reached.loc[reached["customer_id"].isin(chan.index)]
-    reached["channel"] = chan.reindex(reached["customer_id"]).astype(str).to_numpy()
-    counts = reached.groupby(["channel", "stage"]).size().unstack(fill_value=0)
-    counts = counts.reindex(columns=list(FUNNEL_STAGES), fill_value=0)
+    keys = keys or CustomerKeys(tables)
+    inter = keys.table("interactions")
+    created = _created_by(keys, as_of)
+    chan = keys.table("customers")["source_channel"].astype(object).fillna("unknown").astype(str).to_numpy()[created]
+    # each customer's row among those created by T
+    row_of = np.full(len(created) + 1, -1)
+    row_of[np.flatnonzero(created)] = np.arange(len(chan))
+    pos = row_of[keys.positions("interactions")]  # -1 (not a customer) picks the last entry, -1
+    stage = _stage_codes(inter["event_type"], FUNNEL_STAGES)
+    keep = _mask(inter["ts"] <= as_of) & (stage >= 0) & (pos >= 0)
+    # one flag per customer and stage: repeated events count once
+    reached = np.zeros((len(chan), len(FUNNEL_STAGES)), dtype=bool)
+    reached[pos[keep], stage[keep]] = True
+    ch_codes, ch_names = pd.factorize(chan)
+    counts = pd.DataFrame(
+        {st: np.bincount(ch_codes[reached[:, i]], minlength=len(ch_names)) for i, st in enumerate(FUNNEL_STAGES)},
+        index=pd.Index(ch_names, dtype=object),
+    ).astype("int64")
+    # the channels with a customer at some stage, by name
+    counts = counts.loc[np.bincount(ch_codes[reached.any(axis=1)], minlength=len(ch_names)) > 0].sort_index()
     counts.loc["all"] = counts.sum(axis=0)
-    leads = chan.astype(str).value_counts()
+    leads = pd.Series(chan).value_counts()
     leads.loc["all"] = len(chan)
     rows = []
     for ch in counts.index:
@@ -150,21 +197,29 @@ def funnel(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def time_to_payment(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+def time_to_payment(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, keys: CustomerKeys | None = None
+) -> pd.DataFrame:
     """Days from a customer's first visit to the first pay event after it: customers, median and mean, by channel."""
-    inter = _t(tables, "interactions")
-    customers = _t(tables, "customers")
-    ev = inter.loc[_mask(inter["ts"] <= as_of) & inter["event_type"].isin(["visit", "pay"]).to_numpy()]
-    ev = pd.DataFrame(
-        {"c": ev["customer_id"].astype(str).to_numpy(), "e": ev["event_type"].astype(str).to_numpy(), "ts": ev["ts"]}
-    )
-    first_visit = ev.loc[ev["e"] == "visit"].groupby("c")["ts"].min()
-    pays = ev.loc[ev["e"] == "pay"]
-    pays = pays.loc[pays["ts"].to_numpy() >= first_visit.reindex(pays["c"]).to_numpy()]
-    first_pay = pays.groupby("c")["ts"].min()
-    days = ((first_pay - first_visit.reindex(first_pay.index)).dt.total_seconds() / 86400.0).rename("days")
-    chan = customers.set_index(customers["customer_id"].astype(str))["source_channel"].astype(object)
-    ch = chan.reindex(days.index).fillna("unknown").astype(str)
+    keys = keys or CustomerKeys(tables)
+    inter = keys.table("interactions")
+    codes, ids, where = keys.codes("interactions")
+    kind = _stage_codes(inter["event_type"], ("visit", "pay"))
+    keep = _mask(inter["ts"] <= as_of) & (kind >= 0)
+    c, k, t = codes[keep], kind[keep], inter["ts"].to_numpy(dtype="datetime64[ns]")[keep].view(np.int64)
+    never = np.iinfo(np.int64).max
+    first_visit = np.full(len(ids), never)
+    np.minimum.at(first_visit, c[k == 0], t[k == 0])
+    after = (k == 1) & (first_visit[c] != never) & (t >= first_visit[c])
+    first_pay = np.full(len(ids), never)
+    np.minimum.at(first_pay, c[after], t[after])
+    who = np.flatnonzero(first_pay != never)
+    who = who[np.argsort(ids.to_numpy()[who], kind="stable")]  # by customer id, as a groupby over the ids
+    days = (
+        pd.Series(first_pay[who].view("datetime64[ns]")) - pd.Series(first_visit[who].view("datetime64[ns]"))
+    ).dt.total_seconds() / 86400.0
+    chan = keys.table("customers")["source_channel"].astype(object).to_numpy()
+    ch = pd.Series(np.append(chan, [None])[where[who]]).fillna("unknown").astype(str)  # -1: no such customer
     frame = pd.DataFrame({"source_channel": ch.to_numpy(), "days": days.to_numpy()})
     out = frame.groupby("source_channel")["days"].agg(customers="size", median_days="median", mean_days="mean")
     out.loc["all"] = [len(frame), frame["days"].median(), frame["days"].mean()]
@@ -172,20 +227,20 @@ def time_to_payment(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.
     return out.reset_index()
 
 
-def channels(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFrame:
+def channels(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, keys: CustomerKeys | None = None) -> pd.DataFrame:
     """Leads, buyers, conversion rate, revenue and revenue share per source channel."""
-    customers = _t(tables, "customers")
-    cust = customers.loc[_mask(customers["created_at"] <= as_of)]
-    chan = cust.set_index(cust["customer_id"].astype(str))["source_channel"].astype(object).fillna("unknown")
-    chan = chan.astype(str)
-    paid = _paid(_t(tables, "orders"), as_of)
-    rev = paid.groupby(paid["customer_id"].astype(str))["amount"].sum()
-    rev = rev.reindex(chan.index).dropna()
+    keys = keys or CustomerKeys(tables)
+    created = _created_by(keys, as_of)
+    chan_all = keys.table("customers")["source_channel"].astype(object).fillna("unknown").astype(str).to_numpy()
+    revenue, buyer = _revenue_by_customer(keys, as_of)
+    chan = pd.Series(chan_all[created])
+    rev = pd.Series(revenue[created & buyer])
+    chan_b = chan_all[created & buyer]
     out = pd.DataFrame(
         {
             "leads": chan.value_counts(),
-            "buyers": chan.reindex(rev.index).value_counts(),
-            "revenue": rev.groupby(chan.reindex(rev.index)).sum(),
+            "buyers": pd.Series(chan_b).value_counts(),
+            "revenue": rev.groupby(chan_b).sum(),
         }
     ).fillna(0.0)
     out["conversion_rate"] = _ratio(out["buyers"], out["leads"])
@@ -197,46 +252,59 @@ def channels(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> pd.DataFra
     ]
 
 
-def campaigns(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, window_days: int = 14) -> pd.DataFrame:
+def campaigns(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, window_days: int = 14, keys: CustomerKeys | None = None
+) -> pd.DataFrame:
     """Per campaign: sent, open/click/coupon-claim rates, and N-day conversion of touched vs untouched customers."""
-    touches = _t(tables, "marketing_touches")
-    touches = touches.loc[_mask(touches["sent_at"] <= as_of)]
-    customers = _t(tables, "customers")
-    paid = _paid(_t(tables, "orders"), as_of)
-    pc = paid["customer_id"].astype(str).to_numpy()
-    pts = paid["ts"].to_numpy()
+    keys = keys or CustomerKeys(tables)
+    touches = keys.table("marketing_touches")
+    orders = keys.table("orders")
+    (tc, oc), n_ids = keys.with_others("marketing_touches", "orders")  # a touched id that is no customer's counts
+    sent_by = _mask(touches["sent_at"] <= as_of)
+    touches, tc = touches.loc[sent_by], tc[sent_by]
+    paid = _paid_mask(orders, as_of)
     win = pd.Timedelta(days=window_days)
-    tc = touches["customer_id"].astype(str).to_numpy()
-    tsent = touches["sent_at"].to_numpy()
-    cust_created = customers.set_index(customers["customer_id"].astype(str))["created_at"]
+    orders_of = _OrdersByCustomer(oc[paid], orders["ts"].to_numpy(dtype="datetime64[ns]")[paid])
+    tsent = touches["sent_at"].to_numpy(dtype="datetime64[ns]")
+    created = keys.table("customers")["created_at"].to_numpy(dtype="datetime64[ns]")
+    ccodes, cids = text_codes(touches["campaign_id"])
+    by_campaign = np.argsort(ccodes, kind="stable")
+    bounds = np.searchsorted(ccodes[by_campaign], np.arange(len(cids) + 1))
     rows = []
-    for camp, idx in touches.groupby(touches["campaign_id"].astype(str)).indices.items():
+    for code in np.argsort(cids.to_numpy(), kind="stable"):  # campaigns by id
+        idx = by_campaign[bounds[code] : bounds[code + 1]]
+        if len(idx) == 0:  # a category of the column with no touch up to T
+            continue
         t = touches.iloc[idx]
         sent = len(t)
         opened = int(_mask(t["opened_at"] <= as_of).sum())
         clicked = int(_mask(t["clicked_at"] <= as_of).sum())
         claimed = int(t["coupon_claimed"].astype("boolean").fillna(False).sum())
-        first = t.assign(c=t["customer_id"].astype(str)).sort_values("sent_at").drop_duplicates("c")
-        done = first.loc[(first["sent_at"] + win <= as_of).to_numpy()]
-        conv = _converted(pc, pts, done["c"].to_numpy(), done["sent_at"].to_numpy(), win)
+        # each touched customer's first touch of the campaign, if its window has ended by T
+        c, sent_at = tc[idx], tsent[idx]
+        srt = np.lexsort((sent_at, c))
+        c, sent_at = c[srt], sent_at[srt]
+        first = np.r_[True, c[1:] != c[:-1]] if len(c) else np.zeros(0, dtype=bool)
+        done = first & (sent_at + win.to_timedelta64() <= as_of.to_datetime64())
+        conv = orders_of.any_within(c[done], sent_at[done], win)
         start, end = t["sent_at"].min(), t["sent_at"].max() + win
         mid = t["sent_at"].median()
-        touched_any = pd.unique(tc[(tsent >= start.to_datetime64()) & (tsent <= end.to_datetime64())])
-        eligible = cust_created.index[_mask(cust_created < start)]
-        untouched = eligible[~eligible.isin(touched_any)].to_numpy(dtype=object)
+        touched_any = np.zeros(n_ids, dtype=bool)
+        touched_any[tc[(tsent >= start.to_datetime64()) & (tsent <= end.to_datetime64())]] = True
+        untouched = np.flatnonzero((created < start.to_datetime64()) & ~touched_any[: len(created)])
         u_conv = (
-            _converted(pc, pts, untouched, np.full(len(untouched), mid.to_datetime64()), win)
+            orders_of.any_within(untouched, np.full(len(untouched), mid.to_datetime64()), win)
             if mid + win <= as_of
             else np.array([])
         )
         rows.append(
             {
-                "campaign_id": camp,
+                "campaign_id": cids[code],
                 "sent": sent,
                 "open_rate": opened / sent,
                 "click_rate": clicked / sent,
                 "coupon_claim_rate": claimed / sent,
-                "touched_customers": len(done),
+                "touched_customers": int(done.sum()),
                 "touched_conversion": float(conv.mean()) if len(conv) else np.nan,
                 "untouched_customers": len(u_conv),
                 "untouched_conversion": float(u_conv.mean()) if len(u_conv) else np.nan,
@@ -251,42 +319,52 @@ def campaigns(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, window_days:
     return out.sort_values("sent", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _converted(pc: np.ndarray, pts: np.ndarray, cust: np.ndarray, t0: np.ndarray, win: pd.Timedelta) -> np.ndarray:
-    """For each (customer, t0): a paid order in (t0, t0 + win]."""
-    if len(cust) == 0:
-        return np.array([], dtype=bool)
-    a = pd.DataFrame({"c": cust.astype(str), "t0": t0, "i": np.arange(len(cust))})
-    b = pd.DataFrame({"c": pc, "ts": pts})
-    m = a.merge(b, on="c", how="inner")
-    hit = m.loc[(m["ts"] > m["t0"]) & (m["ts"] <= m["t0"] + win), "i"].unique()
-    out = np.zeros(len(cust), dtype=bool)
-    out[hit] = True
-    return out
+class _OrdersByCustomer:
+    """Paid order times grouped by customer position, to ask "a paid order in (t0, t0 + win]?" for many at once."""
+
+    def __init__(self, customer: np.ndarray, ts: np.ndarray) -> None:
+        order = np.lexsort((ts, customer))
+        self.customer, self.ts = customer[order], ts[order]
+
+    def any_within(self, cust: np.ndarray, t0: np.ndarray, win: pd.Timedelta) -> np.ndarray:
+        """For each (customer, t0): a paid order in (t0, t0 + win]."""
+        lo = np.searchsorted(self.customer, cust, side="left")
+        n = np.searchsorted(self.customer, cust, side="right") - lo
+        query = np.repeat(np.arange(len(cust)), n)  # one row per (query, that customer's order)
+        row = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n) + np.repeat(lo, n)
+        ts, start = self.ts[row], t0[query]
+        hit = (ts > start) & (ts <= start + win.to_timedelta64())
+        out = np.zeros(len(cust), dtype=bool)
+        out[query[hit]] = True
+        return out
 
 
-def regions(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, level: str = "province") -> pd.DataFrame:
+def regions(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, level: str = "province", keys: CustomerKeys | None = None
+) -> pd.DataFrame:
     """Customers, buyers, revenue and revenue share per province (``level="province"``) or province and city."""
-    customers = _t(tables, "customers")
-    cust = customers.loc[_mask(customers["created_at"] <= as_of)].copy()
-    keys = ["province"] if level == "province" else ["province", "city"]
-    for k in keys:
-        cust[k] = cust[k].astype(object).fillna("unknown").astype(str)
-    cust["customer_id"] = cust["customer_id"].astype(str)
-    paid = _paid(_t(tables, "orders"), as_of)
-    rev = paid.groupby(paid["customer_id"].astype(str))["amount"].sum()
-    cust["revenue"] = rev.reindex(cust["customer_id"]).fillna(0.0).to_numpy()
-    cust["buyer"] = cust["customer_id"].isin(rev.index)
-    out = cust.groupby(keys).agg(customers=("customer_id", "size"), buyers=("buyer", "sum"), revenue=("revenue", "sum"))
+    keys = keys or CustomerKeys(tables)
+    created = _created_by(keys, as_of)
+    cols = ["province"] if level == "province" else ["province", "city"]
+    cust = keys.table("customers").loc[created, cols]
+    revenue, buyer = _revenue_by_customer(keys, as_of)
+    frame = pd.DataFrame({k: cust[k].astype(object).fillna("unknown").astype(str).to_numpy() for k in cols})
+    frame["revenue"] = revenue[created]
+    frame["buyer"] = buyer[created]
+    out = frame.groupby(cols).agg(customers=("buyer", "size"), buyers=("buyer", "sum"), revenue=("revenue", "sum"))
     out["buyers"] = out["buyers"].astype("int64")
     out["revenue_share"] = _ratio(out["revenue"], out["revenue"].sum())
     return out.sort_values("revenue", ascending=False).reset_index()
 
 
-def retention(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, max_months: int = 12) -> pd.DataFrame:
+def retention(
+    tables: dict[str, pd.DataFrame], as_of: pd.Timestamp, max_months: int = 12, keys: CustomerKeys | None = None
+) -> pd.DataFrame:
     """Monthly cohort retention: cohort size and the share with a paid order k months after the first month."""
-    paid = _paid(_t(tables, "orders"), as_of)
-    ts = paid["ts"]
-    frame = pd.DataFrame({"c": paid["customer_id"].astype(str).to_numpy(), "m": (ts.dt.year * 12 + ts.dt.month - 1)})
+    keys = keys or CustomerKeys(tables)
+    orders = keys.table("orders")
+    paid = _paid_mask(orders, as_of)
+    frame = pd.DataFrame({"c": keys.codes("orders")[0][paid], "m": _months(orders.loc[paid, "ts"])})
     frame = frame.drop_duplicates()
     cohort = frame.groupby("c")["m"].min()
     frame["k"] = frame["m"].to_numpy() - cohort.reindex(frame["c"]).to_numpy()
