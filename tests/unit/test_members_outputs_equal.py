@@ -4,7 +4,8 @@ Two as-of runs (month by month, with ``--previous``) over data made by ``bench/b
 (2,000 customers, 5 interactions each) with its 100-tag config, manual level changes, manual tags and a
 removal file: levels, level history, the tag context, the long tag table and the per-tag counts are reduced to
 a canonical text (dtypes, then rows, floats to 6 significant digits) and compared with digests recorded from
-the code before the refactor (commit 32a1431; re-recorded at 6 digits from code shown equal to it, see EXPECTED). Levels and tag counts are also compared in clear, so a failure
+the code before the refactor (commit 32a1431; re-recorded at 6 digits from code shown equal to it, see
+EXPECTED). Levels and tag counts are also compared in clear, so a failure
 shows what moved. The same comparison was run at 200,000 customers (see docs/members.md, Speed).
 """
 
