@@ -11,6 +11,7 @@ keeps a million customers and tens of millions of events within the benchmark's 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -278,33 +279,34 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
             "interactions": _interaction_records(events.get("interactions", ()), self.event_types, self.channels),
             "marketing_touches": _touch_records(events.get("marketing_touches", ())),
         }
-        cols = self._compute(1, cust, tabs, t)
+        sink = _ColumnSink(self.numeric_features_, 1)
+        self._compute(1, cust, tabs, t, sink)
         if getattr(self, "feedback_features", False):
             fb = feedback_features(
                 _feedback_records(events.get("feedback", ()), str(profile.get("customer_id"))),
                 pd.Index([str(profile.get("customer_id"))]),
                 as_of,
             )
-            cols.update({c: fb[c].to_numpy(dtype=np.float64) for c in FEEDBACK_FEATURES})
-        out: dict[str, Any] = {k: float(cols[k][0]) for k in self.numeric_features_}
+            for c in FEEDBACK_FEATURES:
+                sink[c] = fb[c].to_numpy(dtype=np.float64)
+        out: dict[str, Any] = dict(zip(self.numeric_features_, sink.matrix[:, 0].tolist(), strict=True))
         out.update({c: cust["cat"][c][0] for c in self.categorical_features_})
         return out
 
-    def _compute(self, n: int, cust: dict, tabs: dict, t: float, cols: Any = None) -> dict[str, np.ndarray]:
+    def _compute(self, n: int, cust: dict, tabs: dict, t: float, cols: _ColumnSink) -> None:
         """The shared array core of the batch and online paths.
 
         ``tabs`` maps each event table to its arrays, or to a function returning them; the entries are
         taken out of ``tabs`` one table at a time so the caller's arrays can be freed as soon as used.
-        ``cols`` receives the feature columns (a dict by default).
+        ``cols`` receives the feature columns; counts are handed over as integers and become float64
+        in the sink's rows (no float copy of each count first).
         """
-        cols = {} if cols is None else cols
         cols["tenure_days"] = (t - cust["created"]) / _DAY
         for c in ("age", "points_balance", "marketing_consent"):
             cols[c] = cust[c]
         self._orders(_take(tabs, "orders"), t, n, cols)
         coupon = self._interactions(_take(tabs, "interactions"), t, n, cols)
         self._touches(_take(tabs, "marketing_touches"), t, n, cols, coupon)
-        return cols
 
     @staticmethod
     def _window(a: dict[str, np.ndarray], ts_key: str, t: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -330,14 +332,14 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         out[np.isinf(out)] = self.max_days if fill is None else fill
         return out
 
-    def _orders(self, a: dict[str, np.ndarray], t: float, n: int, cols: dict) -> None:
+    def _orders(self, a: dict[str, np.ndarray], t: float, n: int, cols: _ColumnSink) -> None:
         o, age = self._window(a, "ts", t)
         pos, amount = o["pos"], np.where(np.isfinite(o["amount"]) & (o["amount"] > 0), o["amount"], 0.0)
         paid, refunded = o["status"] == 0, o["status"] == 1
         pp, pa, pm = pos[paid], age[paid], amount[paid]
         for w in self.rfm_windows_days:
             m = pa < w
-            cols[f"orders_{w}d"] = np.bincount(pp[m], minlength=n).astype(float)
+            cols[f"orders_{w}d"] = np.bincount(pp[m], minlength=n)
             cols[f"spend_{w}d"] = np.bincount(pp[m], weights=pm[m], minlength=n)
         n_paid = np.bincount(pp, minlength=n).astype(float)
         spend = np.bincount(pp, weights=pm, minlength=n)
@@ -350,36 +352,44 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         cols["days_since_last_order"] = self._min_age(pp, pa, n)
         cols["days_since_first_order"] = -self._min_age(pp, -pa, n, fill=-self.max_days)
         for w in self.service_windows_days:
-            cols[f"refunds_{w}d"] = np.bincount(pos[refunded & (age < w)], minlength=n).astype(float)
+            cols[f"refunds_{w}d"] = np.bincount(pos[refunded & (age < w)], minlength=n)
 
-    def _type_index(self, e: str) -> int:
-        return list(self.event_types).index(e) if e in self.event_types else -2
-
-    def _interactions(self, a: dict[str, np.ndarray], t: float, n: int, cols: dict) -> tuple[np.ndarray, np.ndarray]:
+    def _interactions(
+        self, a: dict[str, np.ndarray], t: float, n: int, cols: _ColumnSink
+    ) -> tuple[np.ndarray, np.ndarray]:
         ev, age = self._window(a, "ts", t)
         pos, et, ch = ev["pos"], ev["et"], ev["ch"]
         n_et, n_ch = len(self.event_types), len(self.channels)
-        day = np.floor(age).astype(np.int32)
-        for w in self.engagement_windows_days:
-            m = age < w
-            # unknown event types / channels (code -1) count in the totals only
-            known = m & (et >= 0)
-            by_type = np.bincount(_pair_codes(pos[known], n_et, et[known]), minlength=n * n_et).reshape(n, n_et)
-            for j, e in enumerate(self.event_types):
-                cols[f"n_{e}_{w}d"] = by_type[:, j].astype(float)
+        code = _index_of(self.event_types)  # an event type outside the vocabulary gets -2: it matches no event
+        windows = list(self.engagement_windows_days)
+        # the events of the widest window, keyed once: (customer, code + 1) pairs, unknown codes (-1) in
+        # slot 0 (they count in the totals only), and the distinct (customer, day) pairs
+        inside = age < max(windows)
+        w_pos, w_age = pos[inside], age[inside]
+        by_type_key = _pair_codes(w_pos, n_et + 1, et[inside] + 1)
+        by_ch_key = _pair_codes(w_pos, n_ch + 1, ch[inside] + 1)
+        day = np.floor(w_age).astype(np.int64)  # ages are >= 0 after the window
+        width = int(day.max()) + 1 if len(day) else 1
+        day_pos, day_of = np.divmod(np.unique(_pair_codes(w_pos, width, day)), width)
+        del inside, day
+        for w in windows:
+            m = w_age < w
+            by_type = np.bincount(by_type_key[m], minlength=n * (n_et + 1)).reshape(n, n_et + 1)
+            cols.put_block([f"n_{e}_{w}d" for e in self.event_types], by_type[:, 1:])
             del by_type
-            known = m & (ch >= 0)
-            by_ch = np.bincount(_pair_codes(pos[known], n_ch, ch[known]), minlength=n * n_ch).reshape(n, n_ch)
-            for j, c in enumerate(self.channels):
-                cols[f"n_ch_{c}_{w}d"] = by_ch[:, j].astype(float)
-            del by_ch, known
-            cols[f"interactions_{w}d"] = np.bincount(pos[m], minlength=n).astype(float)
-            cols[f"active_days_{w}d"] = _distinct_count(pos[m], day[m], n)
-        del day
+            by_ch = np.bincount(by_ch_key[m], minlength=n * (n_ch + 1)).reshape(n, n_ch + 1)
+            cols.put_block([f"n_ch_{c}_{w}d" for c in self.channels], by_ch[:, 1:])
+            del by_ch
+            cols[f"interactions_{w}d"] = np.bincount(w_pos[m], minlength=n)
+            if float(w).is_integer():  # a day d < w has all its events at ages < w
+                cols[f"active_days_{w}d"] = np.bincount(day_pos[day_of < w], minlength=n)
+            else:
+                cols[f"active_days_{w}d"] = _distinct_count(w_pos[m], np.floor(w_age[m]).astype(np.int32), n)
+        del by_type_key, by_ch_key, w_pos, w_age, day_pos, day_of
         for e in self.recency_event_types:
-            m = et == self._type_index(e)
+            m = et == code.get(e, -2)
             cols[f"days_since_{e}"] = self._min_age(pos[m], age[m], n)
-        cols["interactions_total"] = np.bincount(pos, minlength=n).astype(float)
+        cols["interactions_total"] = np.bincount(pos, minlength=n)
         td = self.trend_days
         recent = np.bincount(pos[age < td], minlength=n).astype(float)
         before = np.bincount(pos[(age >= td) & (age < 2 * td)], minlength=n).astype(float)
@@ -391,17 +401,17 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         depth = np.zeros(n, dtype=np.int64)
         if len(pos):
             np.maximum.at(depth, pos, stage_of_type[et])  # code -1 picks the trailing 0
-        cols["funnel_depth"] = depth.astype(float)
+        cols["funnel_depth"] = depth
         for name, e in (("added_to_cart", "add_to_cart"), ("reached_checkout", "checkout_page")):
-            cols[name] = (np.bincount(pos[et == self._type_index(e)], minlength=n) > 0).astype(float)
+            cols[name] = np.bincount(pos[et == code.get(e, -2)], minlength=n) > 0
         for w in self.service_windows_days:
             for name, e in (("complaints", "complaint"), ("tickets", "support_ticket")):
-                m = (et == self._type_index(e)) & (age < w)
-                cols[f"{name}_{w}d"] = np.bincount(pos[m], minlength=n).astype(float)
-        m = et == self._type_index("coupon_claim")
+                m = (et == code.get(e, -2)) & (age < w)
+                cols[f"{name}_{w}d"] = np.bincount(pos[m], minlength=n)
+        m = et == code.get("coupon_claim", -2)
         return pos[m], age[m]
 
-    def _touches(self, a: dict[str, np.ndarray], t: float, n: int, cols: dict, coupon_events) -> None:
+    def _touches(self, a: dict[str, np.ndarray], t: float, n: int, cols: _ColumnSink, coupon_events) -> None:
         mw = self.marketing_window_days
         tc, age = self._window(a, "sent", t)
         pos = tc["pos"]
@@ -418,17 +428,20 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         with np.errstate(invalid="ignore", divide="ignore"):
             cols[f"open_rate_{mw}d"] = np.where(sent > 0, np.bincount(pos[m & opened], minlength=n) / sent, np.nan)
             cols[f"click_rate_{mw}d"] = np.where(sent > 0, np.bincount(pos[m & clicked], minlength=n) / sent, np.nan)
-        cols[f"coupons_claimed_{mw}d"] = np.bincount(pos[m & coupon], minlength=n).astype(float)
-        cols[f"responses_{mw}d"] = np.bincount(pos[m & responded], minlength=n).astype(float)
-        cols["touches_total"] = np.bincount(pos, minlength=n).astype(float)
-        cols["responses_total"] = np.bincount(pos[responded], minlength=n).astype(float)
+        cols[f"coupons_claimed_{mw}d"] = np.bincount(pos[m & coupon], minlength=n)
+        cols[f"responses_{mw}d"] = np.bincount(pos[m & responded], minlength=n)
+        cols["touches_total"] = np.bincount(pos, minlength=n)
+        cols["responses_total"] = np.bincount(pos[responded], minlength=n)
         cols["days_since_last_response"] = self._min_age(pos[responded], resp_age[responded], n)
-        for j, c in enumerate(TOUCH_CHANNELS):
-            cols[f"clicks_{c}_{mw}d"] = np.bincount(pos[m & clicked & (tc["tch"] == j)], minlength=n).astype(float)
+        # clicks per (customer, touch channel + 1) in one count; unknown channels (-1) fall in slot 0
+        k = len(TOUCH_CHANNELS) + 1
+        mc = m & clicked
+        by_ch = np.bincount(_pair_codes(pos[mc], k, tc["tch"][mc] + 1), minlength=n * k).reshape(n, k)
+        cols.put_block([f"clicks_{c}_{mw}d" for c in TOUCH_CHANNELS], by_ch[:, 1:])
         # a coupon counts whether claimed in an interaction event or on a marketing touch
         cp = np.concatenate([coupon_events[0], pos[coupon]])
         ca = np.concatenate([coupon_events[1], resp_age[coupon]])
-        cols["claimed_coupon"] = (np.bincount(cp, minlength=n) > 0).astype(float)
+        cols["claimed_coupon"] = np.bincount(cp, minlength=n) > 0
         cols["days_since_coupon"] = self._min_age(cp, ca, n)
 
 
@@ -466,6 +479,66 @@ def _to_seconds(v: Any) -> float:
     if isinstance(v, date):
         return (datetime(v.year, v.month, v.day) - _EPOCH) / timedelta(seconds=1)
     return _ts_seconds(v)
+
+
+#: the plain naive ISO form: "YYYY-MM-DD", then optionally "THH:MM" (or " HH:MM"), ":SS", ".f" to ".ffffff"
+_PLAIN_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)?")
+_ISO_LENGTHS = frozenset((10, 16, 19, 21, 22, 23, 24, 25, 26))
+_ISO_TEMPLATE = "dddd-dd-ddTdd:dd:dd.dddddd"  # d: a digit; "T" also may be " "
+_ISO_LOW = np.array([48 if c == "d" else ord(c) for c in _ISO_TEMPLATE], dtype=np.uint8)
+_ISO_HIGH = np.array([57 if c == "d" else ord(c) for c in _ISO_TEMPLATE], dtype=np.uint8)
+_MAX_EXACT_US = 2**53  # |microseconds| below this convert to float64 exactly (about 1685 … 2255)
+
+
+def _plain_iso(texts: list[str]) -> np.ndarray:
+    """Which of ``texts`` match ``_PLAIN_ISO``; a column of one length is checked as one byte matrix."""
+    width = len(texts[0])
+    if width in _ISO_LENGTHS and all(len(x) == width for x in texts):
+        try:
+            raw = "".join(texts).encode("ascii")
+        except UnicodeEncodeError:
+            raw = b""
+        if len(raw) == width * len(texts):
+            chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), width)
+            ok = (chars >= _ISO_LOW[:width]) & (chars <= _ISO_HIGH[:width])
+            if width > 10:
+                ok[:, 10] |= chars[:, 10] == 32
+            return np.asarray(ok.all(axis=1))
+    return np.fromiter((_PLAIN_ISO.fullmatch(x) is not None for x in texts), dtype=bool, count=len(texts))
+
+
+def _record_seconds(values: list[Any]) -> np.ndarray:
+    """Epoch seconds of one column of record timestamps, equal value for value to ``_to_seconds``.
+
+    Strings in the plain naive ISO form (what CRMs and ``isoformat()`` send; numpy and
+    ``datetime.fromisoformat`` read it alike) are parsed in one numpy call instead of one ``datetime``
+    per value. Everything else (missing, UTC offsets, other forms, objects), and a column numpy cannot
+    parse, goes through ``_to_seconds`` one value at a time, errors included.
+    """
+    texts = [i for i, v in enumerate(values) if type(v) is str]
+    if len(texts) < 4:  # too few for one numpy parse to pay off
+        return np.array([_to_seconds(v) for v in values], dtype=float)
+    every = len(texts) == len(values)
+    strings = values if every else [values[i] for i in texts]
+    ok = _plain_iso(strings)
+    plain = strings if ok.all() else [x for x, good in zip(strings, ok.tolist(), strict=True) if good]
+    try:
+        us = np.array(plain, dtype="datetime64[us]").view(np.int64)
+    except ValueError:  # a field out of range: _to_seconds raises its own error
+        return np.array([_to_seconds(v) for v in values], dtype=float)
+    if not np.all(np.abs(us) < _MAX_EXACT_US):
+        return np.array([_to_seconds(v) for v in values], dtype=float)
+    parsed = us / 1e6  # the exact quotient rounded once, as (dt - epoch) / 1 second
+    if every and len(plain) == len(values):
+        return parsed
+    out = np.full(len(values), np.nan)
+    done = np.zeros(len(values), dtype=bool)
+    rows = np.asarray(texts)[ok]
+    out[rows] = parsed
+    done[rows] = True
+    for i in np.flatnonzero(~done).tolist():  # in row order: the first bad value raises, as before
+        out[i] = _to_seconds(values[i])
+    return out
 
 
 def _to_float(v: Any) -> float:
@@ -578,7 +651,7 @@ def _touch_arrays(df: pd.DataFrame, ids: pd.Index) -> dict[str, np.ndarray]:
 def _order_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     return {
         "pos": np.zeros(len(rows), dtype=np.int32),
-        "ts": np.array([_to_seconds(r.get("ts")) for r in rows], dtype=float),
+        "ts": _record_seconds([r.get("ts") for r in rows]),
         "amount": np.array([_to_float(r.get("amount")) for r in rows], dtype=float),
         "status": np.array([_STATUS.get(str(r.get("status")), -1) for r in rows], dtype=np.int8),
     }
@@ -588,7 +661,7 @@ def _interaction_records(rows: Sequence[Mapping[str, Any]], event_types, channel
     et, ch = _index_of(event_types), _index_of(channels)
     return {
         "pos": np.zeros(len(rows), dtype=np.int32),
-        "ts": np.array([_to_seconds(r.get("ts")) for r in rows], dtype=float),
+        "ts": _record_seconds([r.get("ts") for r in rows]),
         "et": np.array([et.get(str(r.get("event_type")), -1) for r in rows], dtype=_code_dtype(len(et))),
         "ch": np.array([ch.get(str(r.get("channel")), -1) for r in rows], dtype=_code_dtype(len(ch))),
     }
@@ -598,9 +671,9 @@ def _touch_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     tch = _index_of(TOUCH_CHANNELS)
     return {
         "pos": np.zeros(len(rows), dtype=np.int32),
-        "sent": np.array([_to_seconds(r.get("sent_at")) for r in rows], dtype=float),
-        "opened": np.array([_to_seconds(r.get("opened_at")) for r in rows], dtype=float),
-        "clicked": np.array([_to_seconds(r.get("clicked_at")) for r in rows], dtype=float),
+        "sent": _record_seconds([r.get("sent_at") for r in rows]),
+        "opened": _record_seconds([r.get("opened_at") for r in rows]),
+        "clicked": _record_seconds([r.get("clicked_at") for r in rows]),
         "coupon": np.array([_to_bool(r.get("coupon_claimed")) for r in rows], dtype=bool),
         "responded": np.array([_to_bool(r.get("responded")) for r in rows], dtype=bool),
         "tch": np.array([tch.get(str(r.get("channel")), -1) for r in rows], dtype=_code_dtype(len(tch))),
@@ -646,14 +719,25 @@ class _ColumnSink:
         if i is not None:
             self.matrix[i] = values
 
+    def put_block(self, names: Sequence[str], block: np.ndarray) -> None:
+        """Columns ``names`` from the columns of ``block`` (shape ``(n, len(names))``), in one copy when
+        their rows are consecutive (the builder's own names are) and one by one otherwise."""
+        rows = [self._row.get(name) for name in names]
+        first = rows[0]
+        if first is not None and rows == list(range(first, first + len(rows))):
+            self.matrix[first : first + len(rows)] = block.T
+        else:
+            for name, j in zip(names, range(block.shape[1]), strict=True):
+                self[name] = block[:, j]
+
 
 def _distinct_count(pos: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
-    """Number of distinct ``key`` values per customer position."""
+    """Number of distinct ``key`` values per customer position (integer counts)."""
     if len(pos) == 0:
-        return np.zeros(n)
+        return np.zeros(n, dtype=np.int64)
     width = int(key.max()) + 2
     pairs = np.unique(pos.astype(np.int64) * width + (key.astype(np.int64) + 1))
-    return np.bincount(pairs // width, minlength=n).astype(float)
+    return np.bincount(pairs // width, minlength=n)
 
 
 def build_features(
