@@ -2,8 +2,8 @@
 
 ``CRMFeatureBuilder.transform(CRMSnapshot(tables, as_of))`` turns the four contract tables into one
 row per customer as of the cutoff ``as_of``; nothing with a timestamp after ``as_of`` is used. The
-online path (`build_online_features`) puts one lead's profile and recent events into the same
-tables and calls the same transform, so both paths give identical features by construction.
+online path (``transform_one`` / `build_online_features`) turns one lead's profile and recent events
+into the same arrays and runs the same core (``_compute``), so both paths give identical features.
 
 Everything is vectorised over integer customer codes (``np.bincount`` / ``np.maximum.at``), which
 keeps a million customers and tens of millions of events within the benchmark's budget.
@@ -11,10 +11,9 @@ keeps a million customers and tens of millions of events within the benchmark's 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,8 @@ from features.contract import (
     empty_frame,
 )
 from features.feedback import FEEDBACK_FEATURES, FEEDBACK_INPUT_COLUMNS, feedback_features
+from features.timestamps import record_seconds, to_seconds
+from features.timestamps import ts_seconds as _ts_seconds  # the engines read the cutoff with it too
 
 #: Profile columns kept as categories (never PII).
 CATEGORICAL_FEATURES = (
@@ -262,17 +263,28 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         Shares ``_compute`` with ``transform``; a lead sent without a creation time, or with one after
         ``as_of``, is taken as created at ``as_of``.
         """
+        numeric, categorical = self._transform_one_values(profile, events, as_of)
+        out: dict[str, Any] = dict(zip(self.numeric_features_, numeric.tolist(), strict=True))
+        out.update(zip(self.categorical_features_, categorical, strict=True))
+        return out
+
+    def _transform_one_values(
+        self,
+        profile: Mapping[str, Any],
+        events: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+        as_of: pd.Timestamp | str | datetime,
+    ) -> tuple[np.ndarray, list[Any]]:
+        """One lead's numeric features (float64, in ``numeric_features_`` order) and categorical values."""
         if not hasattr(self, "feature_names_out_"):
             self.fit()
         t = _ts_seconds(as_of)
         events = events or {}
-        created = _to_seconds(profile.get("created_at"))
+        created = to_seconds(profile.get("created_at"))
         cust: dict[str, Any] = {
             "created": np.array([t if np.isnan(created) or created > t else created]),
             "age": np.array([_to_float(profile.get("age"))]),
             "points_balance": np.array([_to_float(profile.get("points_balance"))]),
             "marketing_consent": np.array([_to_bool_float(profile.get("marketing_consent"))]),
-            "cat": {c: np.array([_to_cat(profile.get(c))], dtype=object) for c in CATEGORICAL_FEATURES},
         }
         tabs = {
             "orders": _order_records(events.get("orders", ())),
@@ -289,9 +301,7 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
             )
             for c in FEEDBACK_FEATURES:
                 sink[c] = fb[c].to_numpy(dtype=np.float64)
-        out: dict[str, Any] = dict(zip(self.numeric_features_, sink.matrix[:, 0].tolist(), strict=True))
-        out.update({c: cust["cat"][c][0] for c in self.categorical_features_})
-        return out
+        return sink.matrix[:, 0], [_to_cat(profile.get(c)) for c in self.categorical_features_]
 
     def _compute(self, n: int, cust: dict, tabs: dict, t: float, cols: _ColumnSink) -> None:
         """The shared array core of the batch and online paths.
@@ -447,98 +457,7 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
 
 # ---------------------------------------------------------------- array builders
 # Batch (DataFrame) and online (records) inputs become the same arrays; `_compute` never sees which.
-_EPOCH = datetime(1970, 1, 1)
 _STATUS = {"paid": 0, "refunded": 1, "cancelled": 2}
-
-
-def _ts_seconds(value: pd.Timestamp | str | datetime) -> float:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return float(ts.value) / 1e9
-
-
-def _to_seconds(v: Any) -> float:
-    """One timestamp (datetime, pandas Timestamp, ISO string, or missing) as float epoch seconds."""
-    if v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
-        return np.nan
-    if isinstance(v, str):
-        v = v.strip()
-        if not v:
-            return np.nan
-        try:
-            v = datetime.fromisoformat(v)
-        except ValueError:
-            return _ts_seconds(v)
-    if isinstance(v, pd.Timestamp):
-        return _ts_seconds(v)
-    if isinstance(v, datetime):
-        if v.tzinfo is not None:
-            v = v.astimezone(UTC).replace(tzinfo=None)
-        return (v - _EPOCH) / timedelta(seconds=1)
-    if isinstance(v, date):
-        return (datetime(v.year, v.month, v.day) - _EPOCH) / timedelta(seconds=1)
-    return _ts_seconds(v)
-
-
-#: the plain naive ISO form: "YYYY-MM-DD", then optionally "THH:MM" (or " HH:MM"), ":SS", ".f" to ".ffffff"
-_PLAIN_ISO = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?)?")
-_ISO_LENGTHS = frozenset((10, 16, 19, 21, 22, 23, 24, 25, 26))
-_ISO_TEMPLATE = "dddd-dd-ddTdd:dd:dd.dddddd"  # d: a digit; "T" also may be " "
-_ISO_LOW = np.array([48 if c == "d" else ord(c) for c in _ISO_TEMPLATE], dtype=np.uint8)
-_ISO_HIGH = np.array([57 if c == "d" else ord(c) for c in _ISO_TEMPLATE], dtype=np.uint8)
-_MAX_EXACT_US = 2**53  # |microseconds| below this convert to float64 exactly (about 1685 … 2255)
-
-
-def _plain_iso(texts: list[str]) -> np.ndarray:
-    """Which of ``texts`` match ``_PLAIN_ISO``; a column of one length is checked as one byte matrix."""
-    width = len(texts[0])
-    if width in _ISO_LENGTHS and all(len(x) == width for x in texts):
-        try:
-            raw = "".join(texts).encode("ascii")
-        except UnicodeEncodeError:
-            raw = b""
-        if len(raw) == width * len(texts):
-            chars = np.frombuffer(raw, dtype=np.uint8).reshape(len(texts), width)
-            ok = (chars >= _ISO_LOW[:width]) & (chars <= _ISO_HIGH[:width])
-            if width > 10:
-                ok[:, 10] |= chars[:, 10] == 32
-            return np.asarray(ok.all(axis=1))
-    return np.fromiter((_PLAIN_ISO.fullmatch(x) is not None for x in texts), dtype=bool, count=len(texts))
-
-
-def _record_seconds(values: list[Any]) -> np.ndarray:
-    """Epoch seconds of one column of record timestamps, equal value for value to ``_to_seconds``.
-
-    Strings in the plain naive ISO form (what CRMs and ``isoformat()`` send; numpy and
-    ``datetime.fromisoformat`` read it alike) are parsed in one numpy call instead of one ``datetime``
-    per value. Everything else (missing, UTC offsets, other forms, objects), and a column numpy cannot
-    parse, goes through ``_to_seconds`` one value at a time, errors included.
-    """
-    texts = [i for i, v in enumerate(values) if type(v) is str]
-    if len(texts) < 4:  # too few for one numpy parse to pay off
-        return np.array([_to_seconds(v) for v in values], dtype=float)
-    every = len(texts) == len(values)
-    strings = values if every else [values[i] for i in texts]
-    ok = _plain_iso(strings)
-    plain = strings if ok.all() else [x for x, good in zip(strings, ok.tolist(), strict=True) if good]
-    try:
-        us = np.array(plain, dtype="datetime64[us]").view(np.int64)
-    except ValueError:  # a field out of range: _to_seconds raises its own error
-        return np.array([_to_seconds(v) for v in values], dtype=float)
-    if not np.all(np.abs(us) < _MAX_EXACT_US):
-        return np.array([_to_seconds(v) for v in values], dtype=float)
-    parsed = us / 1e6  # the exact quotient rounded once, as (dt - epoch) / 1 second
-    if every and len(plain) == len(values):
-        return parsed
-    out = np.full(len(values), np.nan)
-    done = np.zeros(len(values), dtype=bool)
-    rows = np.asarray(texts)[ok]
-    out[rows] = parsed
-    done[rows] = True
-    for i in np.flatnonzero(~done).tolist():  # in row order: the first bad value raises, as before
-        out[i] = _to_seconds(values[i])
-    return out
 
 
 def _to_float(v: Any) -> float:
@@ -651,7 +570,7 @@ def _touch_arrays(df: pd.DataFrame, ids: pd.Index) -> dict[str, np.ndarray]:
 def _order_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     return {
         "pos": np.zeros(len(rows), dtype=np.int32),
-        "ts": _record_seconds([r.get("ts") for r in rows]),
+        "ts": record_seconds([r.get("ts") for r in rows]),
         "amount": np.array([_to_float(r.get("amount")) for r in rows], dtype=float),
         "status": np.array([_STATUS.get(str(r.get("status")), -1) for r in rows], dtype=np.int8),
     }
@@ -661,7 +580,7 @@ def _interaction_records(rows: Sequence[Mapping[str, Any]], event_types, channel
     et, ch = _index_of(event_types), _index_of(channels)
     return {
         "pos": np.zeros(len(rows), dtype=np.int32),
-        "ts": _record_seconds([r.get("ts") for r in rows]),
+        "ts": record_seconds([r.get("ts") for r in rows]),
         "et": np.array([et.get(str(r.get("event_type")), -1) for r in rows], dtype=_code_dtype(len(et))),
         "ch": np.array([ch.get(str(r.get("channel")), -1) for r in rows], dtype=_code_dtype(len(ch))),
     }
@@ -671,9 +590,9 @@ def _touch_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     tch = _index_of(TOUCH_CHANNELS)
     return {
         "pos": np.zeros(len(rows), dtype=np.int32),
-        "sent": _record_seconds([r.get("sent_at") for r in rows]),
-        "opened": _record_seconds([r.get("opened_at") for r in rows]),
-        "clicked": _record_seconds([r.get("clicked_at") for r in rows]),
+        "sent": record_seconds([r.get("sent_at") for r in rows]),
+        "opened": record_seconds([r.get("opened_at") for r in rows]),
+        "clicked": record_seconds([r.get("clicked_at") for r in rows]),
         "coupon": np.array([_to_bool(r.get("coupon_claimed")) for r in rows], dtype=bool),
         "responded": np.array([_to_bool(r.get("responded")) for r in rows], dtype=bool),
         "tch": np.array([tch.get(str(r.get("channel")), -1) for r in rows], dtype=_code_dtype(len(tch))),
@@ -779,6 +698,19 @@ def build_online_features(
     events: Mapping[str, Sequence[Mapping[str, Any]]] | None,
     as_of: pd.Timestamp | str,
 ) -> pd.DataFrame:
-    """Features of one lead from its raw profile and recent events, as a one-row frame (online path)."""
-    row = builder.transform_one(profile, events, as_of)
-    return pd.DataFrame([row], index=pd.Index([str(profile["customer_id"])], name="customer_id"))
+    """Features of one lead from its raw profile and recent events, as a one-row frame (online path).
+
+    The frame is made of one float64 block and one object block (the columns and dtypes of
+    ``pd.DataFrame([builder.transform_one(...)])``, without inferring a type per column).
+    """
+    numeric, categorical = builder._transform_one_values(profile, events, as_of)
+    index = pd.Index([str(profile["customer_id"])], name="customer_id")
+    return pd.concat(
+        [
+            pd.DataFrame(numeric[None, :], index=index, columns=list(builder.numeric_features_), copy=False),
+            pd.DataFrame(
+                np.array([categorical], dtype=object), index=index, columns=list(builder.categorical_features_)
+            ),
+        ],
+        axis=1,
+    )
