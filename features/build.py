@@ -2,8 +2,8 @@
 
 ``CRMFeatureBuilder.transform(CRMSnapshot(tables, as_of))`` turns the four contract tables into one
 row per customer as of the cutoff ``as_of``; nothing with a timestamp after ``as_of`` is used. The
-online path (`build_online_features`) puts one lead's profile and recent events into the same
-tables and calls the same transform, so both paths give identical features by construction.
+online path (``transform_one`` / `build_online_features`) turns one lead's profile and recent events
+into the same arrays and runs the same core (``_compute``), so both paths give identical features.
 
 Everything is vectorised over integer customer codes (``np.bincount`` / ``np.maximum.at``), which
 keeps a million customers and tens of millions of events within the benchmark's budget.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,8 @@ from features.contract import (
     empty_frame,
 )
 from features.feedback import FEEDBACK_FEATURES, FEEDBACK_INPUT_COLUMNS, feedback_features
+from features.timestamps import record_seconds, to_seconds
+from features.timestamps import ts_seconds as _ts_seconds  # the engines read the cutoff with it too
 
 #: Profile columns kept as categories (never PII).
 CATEGORICAL_FEATURES = (
@@ -261,50 +263,60 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         Shares ``_compute`` with ``transform``; a lead sent without a creation time, or with one after
         ``as_of``, is taken as created at ``as_of``.
         """
+        numeric, categorical = self._transform_one_values(profile, events, as_of)
+        out: dict[str, Any] = dict(zip(self.numeric_features_, numeric.tolist(), strict=True))
+        out.update(zip(self.categorical_features_, categorical, strict=True))
+        return out
+
+    def _transform_one_values(
+        self,
+        profile: Mapping[str, Any],
+        events: Mapping[str, Sequence[Mapping[str, Any]]] | None,
+        as_of: pd.Timestamp | str | datetime,
+    ) -> tuple[np.ndarray, list[Any]]:
+        """One lead's numeric features (float64, in ``numeric_features_`` order) and categorical values."""
         if not hasattr(self, "feature_names_out_"):
             self.fit()
         t = _ts_seconds(as_of)
         events = events or {}
-        created = _to_seconds(profile.get("created_at"))
+        created = to_seconds(profile.get("created_at"))
         cust: dict[str, Any] = {
             "created": np.array([t if np.isnan(created) or created > t else created]),
             "age": np.array([_to_float(profile.get("age"))]),
             "points_balance": np.array([_to_float(profile.get("points_balance"))]),
             "marketing_consent": np.array([_to_bool_float(profile.get("marketing_consent"))]),
-            "cat": {c: np.array([_to_cat(profile.get(c))], dtype=object) for c in CATEGORICAL_FEATURES},
         }
         tabs = {
             "orders": _order_records(events.get("orders", ())),
             "interactions": _interaction_records(events.get("interactions", ()), self.event_types, self.channels),
             "marketing_touches": _touch_records(events.get("marketing_touches", ())),
         }
-        cols = self._compute(1, cust, tabs, t)
+        sink = _ColumnSink(self.numeric_features_, 1)
+        self._compute(1, cust, tabs, t, sink)
         if getattr(self, "feedback_features", False):
             fb = feedback_features(
                 _feedback_records(events.get("feedback", ()), str(profile.get("customer_id"))),
                 pd.Index([str(profile.get("customer_id"))]),
                 as_of,
             )
-            cols.update({c: fb[c].to_numpy(dtype=np.float64) for c in FEEDBACK_FEATURES})
-        out: dict[str, Any] = {k: float(cols[k][0]) for k in self.numeric_features_}
-        out.update({c: cust["cat"][c][0] for c in self.categorical_features_})
-        return out
+            for c in FEEDBACK_FEATURES:
+                sink[c] = fb[c].to_numpy(dtype=np.float64)
+        return sink.matrix[:, 0], [_to_cat(profile.get(c)) for c in self.categorical_features_]
 
-    def _compute(self, n: int, cust: dict, tabs: dict, t: float, cols: Any = None) -> dict[str, np.ndarray]:
+    def _compute(self, n: int, cust: dict, tabs: dict, t: float, cols: _ColumnSink) -> None:
         """The shared array core of the batch and online paths.
 
         ``tabs`` maps each event table to its arrays, or to a function returning them; the entries are
         taken out of ``tabs`` one table at a time so the caller's arrays can be freed as soon as used.
-        ``cols`` receives the feature columns (a dict by default).
+        ``cols`` receives the feature columns; counts are handed over as integers and become float64
+        in the sink's rows (no float copy of each count first).
         """
-        cols = {} if cols is None else cols
         cols["tenure_days"] = (t - cust["created"]) / _DAY
         for c in ("age", "points_balance", "marketing_consent"):
             cols[c] = cust[c]
         self._orders(_take(tabs, "orders"), t, n, cols)
         coupon = self._interactions(_take(tabs, "interactions"), t, n, cols)
         self._touches(_take(tabs, "marketing_touches"), t, n, cols, coupon)
-        return cols
 
     @staticmethod
     def _window(a: dict[str, np.ndarray], ts_key: str, t: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -330,14 +342,14 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         out[np.isinf(out)] = self.max_days if fill is None else fill
         return out
 
-    def _orders(self, a: dict[str, np.ndarray], t: float, n: int, cols: dict) -> None:
+    def _orders(self, a: dict[str, np.ndarray], t: float, n: int, cols: _ColumnSink) -> None:
         o, age = self._window(a, "ts", t)
         pos, amount = o["pos"], np.where(np.isfinite(o["amount"]) & (o["amount"] > 0), o["amount"], 0.0)
         paid, refunded = o["status"] == 0, o["status"] == 1
         pp, pa, pm = pos[paid], age[paid], amount[paid]
         for w in self.rfm_windows_days:
             m = pa < w
-            cols[f"orders_{w}d"] = np.bincount(pp[m], minlength=n).astype(float)
+            cols[f"orders_{w}d"] = np.bincount(pp[m], minlength=n)
             cols[f"spend_{w}d"] = np.bincount(pp[m], weights=pm[m], minlength=n)
         n_paid = np.bincount(pp, minlength=n).astype(float)
         spend = np.bincount(pp, weights=pm, minlength=n)
@@ -350,36 +362,44 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         cols["days_since_last_order"] = self._min_age(pp, pa, n)
         cols["days_since_first_order"] = -self._min_age(pp, -pa, n, fill=-self.max_days)
         for w in self.service_windows_days:
-            cols[f"refunds_{w}d"] = np.bincount(pos[refunded & (age < w)], minlength=n).astype(float)
+            cols[f"refunds_{w}d"] = np.bincount(pos[refunded & (age < w)], minlength=n)
 
-    def _type_index(self, e: str) -> int:
-        return list(self.event_types).index(e) if e in self.event_types else -2
-
-    def _interactions(self, a: dict[str, np.ndarray], t: float, n: int, cols: dict) -> tuple[np.ndarray, np.ndarray]:
+    def _interactions(
+        self, a: dict[str, np.ndarray], t: float, n: int, cols: _ColumnSink
+    ) -> tuple[np.ndarray, np.ndarray]:
         ev, age = self._window(a, "ts", t)
         pos, et, ch = ev["pos"], ev["et"], ev["ch"]
         n_et, n_ch = len(self.event_types), len(self.channels)
-        day = np.floor(age).astype(np.int32)
-        for w in self.engagement_windows_days:
-            m = age < w
-            # unknown event types / channels (code -1) count in the totals only
-            known = m & (et >= 0)
-            by_type = np.bincount(_pair_codes(pos[known], n_et, et[known]), minlength=n * n_et).reshape(n, n_et)
-            for j, e in enumerate(self.event_types):
-                cols[f"n_{e}_{w}d"] = by_type[:, j].astype(float)
+        code = _index_of(self.event_types)  # an event type outside the vocabulary gets -2: it matches no event
+        windows = list(self.engagement_windows_days)
+        # the events of the widest window, keyed once: (customer, code + 1) pairs, unknown codes (-1) in
+        # slot 0 (they count in the totals only), and the distinct (customer, day) pairs
+        inside = age < max(windows)
+        w_pos, w_age = pos[inside], age[inside]
+        by_type_key = _pair_codes(w_pos, n_et + 1, et[inside] + 1)
+        by_ch_key = _pair_codes(w_pos, n_ch + 1, ch[inside] + 1)
+        day = np.floor(w_age).astype(np.int64)  # ages are >= 0 after the window
+        width = int(day.max()) + 1 if len(day) else 1
+        day_pos, day_of = np.divmod(np.unique(_pair_codes(w_pos, width, day)), width)
+        del inside, day
+        for w in windows:
+            m = w_age < w
+            by_type = np.bincount(by_type_key[m], minlength=n * (n_et + 1)).reshape(n, n_et + 1)
+            cols.put_block([f"n_{e}_{w}d" for e in self.event_types], by_type[:, 1:])
             del by_type
-            known = m & (ch >= 0)
-            by_ch = np.bincount(_pair_codes(pos[known], n_ch, ch[known]), minlength=n * n_ch).reshape(n, n_ch)
-            for j, c in enumerate(self.channels):
-                cols[f"n_ch_{c}_{w}d"] = by_ch[:, j].astype(float)
-            del by_ch, known
-            cols[f"interactions_{w}d"] = np.bincount(pos[m], minlength=n).astype(float)
-            cols[f"active_days_{w}d"] = _distinct_count(pos[m], day[m], n)
-        del day
+            by_ch = np.bincount(by_ch_key[m], minlength=n * (n_ch + 1)).reshape(n, n_ch + 1)
+            cols.put_block([f"n_ch_{c}_{w}d" for c in self.channels], by_ch[:, 1:])
+            del by_ch
+            cols[f"interactions_{w}d"] = np.bincount(w_pos[m], minlength=n)
+            if float(w).is_integer():  # a day d < w has all its events at ages < w
+                cols[f"active_days_{w}d"] = np.bincount(day_pos[day_of < w], minlength=n)
+            else:
+                cols[f"active_days_{w}d"] = _distinct_count(w_pos[m], np.floor(w_age[m]).astype(np.int32), n)
+        del by_type_key, by_ch_key, w_pos, w_age, day_pos, day_of
         for e in self.recency_event_types:
-            m = et == self._type_index(e)
+            m = et == code.get(e, -2)
             cols[f"days_since_{e}"] = self._min_age(pos[m], age[m], n)
-        cols["interactions_total"] = np.bincount(pos, minlength=n).astype(float)
+        cols["interactions_total"] = np.bincount(pos, minlength=n)
         td = self.trend_days
         recent = np.bincount(pos[age < td], minlength=n).astype(float)
         before = np.bincount(pos[(age >= td) & (age < 2 * td)], minlength=n).astype(float)
@@ -391,17 +411,17 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         depth = np.zeros(n, dtype=np.int64)
         if len(pos):
             np.maximum.at(depth, pos, stage_of_type[et])  # code -1 picks the trailing 0
-        cols["funnel_depth"] = depth.astype(float)
+        cols["funnel_depth"] = depth
         for name, e in (("added_to_cart", "add_to_cart"), ("reached_checkout", "checkout_page")):
-            cols[name] = (np.bincount(pos[et == self._type_index(e)], minlength=n) > 0).astype(float)
+            cols[name] = np.bincount(pos[et == code.get(e, -2)], minlength=n) > 0
         for w in self.service_windows_days:
             for name, e in (("complaints", "complaint"), ("tickets", "support_ticket")):
-                m = (et == self._type_index(e)) & (age < w)
-                cols[f"{name}_{w}d"] = np.bincount(pos[m], minlength=n).astype(float)
-        m = et == self._type_index("coupon_claim")
+                m = (et == code.get(e, -2)) & (age < w)
+                cols[f"{name}_{w}d"] = np.bincount(pos[m], minlength=n)
+        m = et == code.get("coupon_claim", -2)
         return pos[m], age[m]
 
-    def _touches(self, a: dict[str, np.ndarray], t: float, n: int, cols: dict, coupon_events) -> None:
+    def _touches(self, a: dict[str, np.ndarray], t: float, n: int, cols: _ColumnSink, coupon_events) -> None:
         mw = self.marketing_window_days
         tc, age = self._window(a, "sent", t)
         pos = tc["pos"]
@@ -418,54 +438,26 @@ class CRMFeatureBuilder(TransformerMixin, BaseEstimator):
         with np.errstate(invalid="ignore", divide="ignore"):
             cols[f"open_rate_{mw}d"] = np.where(sent > 0, np.bincount(pos[m & opened], minlength=n) / sent, np.nan)
             cols[f"click_rate_{mw}d"] = np.where(sent > 0, np.bincount(pos[m & clicked], minlength=n) / sent, np.nan)
-        cols[f"coupons_claimed_{mw}d"] = np.bincount(pos[m & coupon], minlength=n).astype(float)
-        cols[f"responses_{mw}d"] = np.bincount(pos[m & responded], minlength=n).astype(float)
-        cols["touches_total"] = np.bincount(pos, minlength=n).astype(float)
-        cols["responses_total"] = np.bincount(pos[responded], minlength=n).astype(float)
+        cols[f"coupons_claimed_{mw}d"] = np.bincount(pos[m & coupon], minlength=n)
+        cols[f"responses_{mw}d"] = np.bincount(pos[m & responded], minlength=n)
+        cols["touches_total"] = np.bincount(pos, minlength=n)
+        cols["responses_total"] = np.bincount(pos[responded], minlength=n)
         cols["days_since_last_response"] = self._min_age(pos[responded], resp_age[responded], n)
-        for j, c in enumerate(TOUCH_CHANNELS):
-            cols[f"clicks_{c}_{mw}d"] = np.bincount(pos[m & clicked & (tc["tch"] == j)], minlength=n).astype(float)
+        # clicks per (customer, touch channel + 1) in one count; unknown channels (-1) fall in slot 0
+        k = len(TOUCH_CHANNELS) + 1
+        mc = m & clicked
+        by_ch = np.bincount(_pair_codes(pos[mc], k, tc["tch"][mc] + 1), minlength=n * k).reshape(n, k)
+        cols.put_block([f"clicks_{c}_{mw}d" for c in TOUCH_CHANNELS], by_ch[:, 1:])
         # a coupon counts whether claimed in an interaction event or on a marketing touch
         cp = np.concatenate([coupon_events[0], pos[coupon]])
         ca = np.concatenate([coupon_events[1], resp_age[coupon]])
-        cols["claimed_coupon"] = (np.bincount(cp, minlength=n) > 0).astype(float)
+        cols["claimed_coupon"] = np.bincount(cp, minlength=n) > 0
         cols["days_since_coupon"] = self._min_age(cp, ca, n)
 
 
 # ---------------------------------------------------------------- array builders
 # Batch (DataFrame) and online (records) inputs become the same arrays; `_compute` never sees which.
-_EPOCH = datetime(1970, 1, 1)
 _STATUS = {"paid": 0, "refunded": 1, "cancelled": 2}
-
-
-def _ts_seconds(value: pd.Timestamp | str | datetime) -> float:
-    ts = pd.Timestamp(value)
-    if ts.tzinfo is not None:
-        ts = ts.tz_convert("UTC").tz_localize(None)
-    return float(ts.value) / 1e9
-
-
-def _to_seconds(v: Any) -> float:
-    """One timestamp (datetime, pandas Timestamp, ISO string, or missing) as float epoch seconds."""
-    if v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
-        return np.nan
-    if isinstance(v, str):
-        v = v.strip()
-        if not v:
-            return np.nan
-        try:
-            v = datetime.fromisoformat(v)
-        except ValueError:
-            return _ts_seconds(v)
-    if isinstance(v, pd.Timestamp):
-        return _ts_seconds(v)
-    if isinstance(v, datetime):
-        if v.tzinfo is not None:
-            v = v.astimezone(UTC).replace(tzinfo=None)
-        return (v - _EPOCH) / timedelta(seconds=1)
-    if isinstance(v, date):
-        return (datetime(v.year, v.month, v.day) - _EPOCH) / timedelta(seconds=1)
-    return _ts_seconds(v)
 
 
 def _to_float(v: Any) -> float:
@@ -578,7 +570,7 @@ def _touch_arrays(df: pd.DataFrame, ids: pd.Index) -> dict[str, np.ndarray]:
 def _order_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     return {
         "pos": np.zeros(len(rows), dtype=np.int32),
-        "ts": np.array([_to_seconds(r.get("ts")) for r in rows], dtype=float),
+        "ts": record_seconds([r.get("ts") for r in rows]),
         "amount": np.array([_to_float(r.get("amount")) for r in rows], dtype=float),
         "status": np.array([_STATUS.get(str(r.get("status")), -1) for r in rows], dtype=np.int8),
     }
@@ -588,7 +580,7 @@ def _interaction_records(rows: Sequence[Mapping[str, Any]], event_types, channel
     et, ch = _index_of(event_types), _index_of(channels)
     return {
         "pos": np.zeros(len(rows), dtype=np.int32),
-        "ts": np.array([_to_seconds(r.get("ts")) for r in rows], dtype=float),
+        "ts": record_seconds([r.get("ts") for r in rows]),
         "et": np.array([et.get(str(r.get("event_type")), -1) for r in rows], dtype=_code_dtype(len(et))),
         "ch": np.array([ch.get(str(r.get("channel")), -1) for r in rows], dtype=_code_dtype(len(ch))),
     }
@@ -598,9 +590,9 @@ def _touch_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     tch = _index_of(TOUCH_CHANNELS)
     return {
         "pos": np.zeros(len(rows), dtype=np.int32),
-        "sent": np.array([_to_seconds(r.get("sent_at")) for r in rows], dtype=float),
-        "opened": np.array([_to_seconds(r.get("opened_at")) for r in rows], dtype=float),
-        "clicked": np.array([_to_seconds(r.get("clicked_at")) for r in rows], dtype=float),
+        "sent": record_seconds([r.get("sent_at") for r in rows]),
+        "opened": record_seconds([r.get("opened_at") for r in rows]),
+        "clicked": record_seconds([r.get("clicked_at") for r in rows]),
         "coupon": np.array([_to_bool(r.get("coupon_claimed")) for r in rows], dtype=bool),
         "responded": np.array([_to_bool(r.get("responded")) for r in rows], dtype=bool),
         "tch": np.array([tch.get(str(r.get("channel")), -1) for r in rows], dtype=_code_dtype(len(tch))),
@@ -646,14 +638,25 @@ class _ColumnSink:
         if i is not None:
             self.matrix[i] = values
 
+    def put_block(self, names: Sequence[str], block: np.ndarray) -> None:
+        """Columns ``names`` from the columns of ``block`` (shape ``(n, len(names))``), in one copy when
+        their rows are consecutive (the builder's own names are) and one by one otherwise."""
+        rows = [self._row.get(name) for name in names]
+        first = rows[0]
+        if first is not None and rows == list(range(first, first + len(rows))):
+            self.matrix[first : first + len(rows)] = block.T
+        else:
+            for name, j in zip(names, range(block.shape[1]), strict=True):
+                self[name] = block[:, j]
+
 
 def _distinct_count(pos: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
-    """Number of distinct ``key`` values per customer position."""
+    """Number of distinct ``key`` values per customer position (integer counts)."""
     if len(pos) == 0:
-        return np.zeros(n)
+        return np.zeros(n, dtype=np.int64)
     width = int(key.max()) + 2
     pairs = np.unique(pos.astype(np.int64) * width + (key.astype(np.int64) + 1))
-    return np.bincount(pairs // width, minlength=n).astype(float)
+    return np.bincount(pairs // width, minlength=n)
 
 
 def build_features(
@@ -695,6 +698,19 @@ def build_online_features(
     events: Mapping[str, Sequence[Mapping[str, Any]]] | None,
     as_of: pd.Timestamp | str,
 ) -> pd.DataFrame:
-    """Features of one lead from its raw profile and recent events, as a one-row frame (online path)."""
-    row = builder.transform_one(profile, events, as_of)
-    return pd.DataFrame([row], index=pd.Index([str(profile["customer_id"])], name="customer_id"))
+    """Features of one lead from its raw profile and recent events, as a one-row frame (online path).
+
+    The frame is made of one float64 block and one object block (the columns and dtypes of
+    ``pd.DataFrame([builder.transform_one(...)])``, without inferring a type per column).
+    """
+    numeric, categorical = builder._transform_one_values(profile, events, as_of)
+    index = pd.Index([str(profile["customer_id"])], name="customer_id")
+    return pd.concat(
+        [
+            pd.DataFrame(numeric[None, :], index=index, columns=list(builder.numeric_features_), copy=False),
+            pd.DataFrame(
+                np.array([categorical], dtype=object), index=index, columns=list(builder.categorical_features_)
+            ),
+        ],
+        axis=1,
+    )

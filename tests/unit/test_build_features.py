@@ -149,6 +149,50 @@ def test_online_path_equals_batch_path_over_many_entities():
         pd.testing.assert_frame_equal(online, batch.loc[[cid]], check_names=False)
 
 
+def test_online_path_equals_batch_path_with_timestamps_sent_as_text():
+    """Events as a CRM sends them in JSON: ISO text ("T" or " " separated, with or without microseconds,
+    a UTC offset, a bare date), mixed with missing values; the online features equal the batch ones."""
+    tables = make_tables(40, seed=5)
+    builder = CRMFeatureBuilder().fit()
+    batch = builder.transform(CRMSnapshot(tables, T))
+
+    def text(v: object, k: int) -> object:
+        if v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
+            return None
+        ts = pd.Timestamp(v).to_pydatetime()
+        if k % 4 == 0:
+            return ts.isoformat(sep=" ")
+        if k % 4 == 1 and ts.microsecond == 0 and ts.hour == ts.minute == ts.second == 0:
+            return ts.date().isoformat()
+        if k % 4 == 2:  # the same instant at +08:00
+            return (pd.Timestamp(ts).tz_localize("UTC").tz_convert("Asia/Shanghai")).isoformat()
+        return ts.isoformat()
+
+    time_columns = {"ts", "sent_at", "opened_at", "clicked_at"}
+    for cid in batch.index:
+        profile = tables["customers"].set_index("customer_id").loc[cid].to_dict()
+        profile["customer_id"] = cid
+        events = {
+            name: [
+                {c: (text(v, k) if c in time_columns else v) for c, v in r.items()}
+                for k, r in enumerate(
+                    tables[name][tables[name]["customer_id"] == cid].drop(columns="customer_id").to_dict("records")
+                )
+            ]
+            for name in ("interactions", "orders", "marketing_touches")
+        }
+        online = build_online_features(builder, profile, events, T)
+        pd.testing.assert_frame_equal(online, batch.loc[[cid]], check_names=False)
+
+
+def test_bad_event_timestamp_text_is_an_error():
+    builder = CRMFeatureBuilder().fit()
+    rows = [{"ts": f"2025-06-{d:02d}T10:00:00", "event_type": "visit", "channel": "web"} for d in range(1, 20)]
+    rows[7]["ts"] = "2025-02-30T10:00:00"  # no such day
+    with pytest.raises(ValueError, match="2025-02-30"):
+        builder.transform_one({"customer_id": "x"}, {"interactions": rows}, T)
+
+
 def test_brand_new_lead_with_no_events_gets_valid_features():
     builder = CRMFeatureBuilder().fit()
     f = build_online_features(builder, {"customer_id": "new", "source_channel": "martian"}, None, T)
