@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features.messages import M_
+
 __all__ = [
     "FieldSpec",
     "Rule",
@@ -59,7 +61,11 @@ class RuleError(ValueError):
         self.pos = pos
         self.message = message
         caret = f"\n    {text}\n    {' ' * pos}^" if "\n" not in text and len(text) <= 200 else ""
-        super().__init__(f"{rule_name}: rule error at character {pos + 1}: {message}{caret}")
+        super().__init__(M_("{rule_name}: rule error at character {position}: {message}{caret}",
+                            rule_name=rule_name, position=pos + 1, message=message, caret=caret))
+
+    def __reduce__(self) -> tuple[type[RuleError], tuple[str, str, int, str]]:  # picklable (worker processes)
+        return type(self), (self.rule_name, self.text, self.pos, self.message)
 
 
 @dataclass(frozen=True)
@@ -110,11 +116,11 @@ def _tokenize(text: str, name: str) -> list[_Tok]:
             i += len(op)
             continue
         if ch in "=!":
-            raise RuleError(name, text, i, f"unknown operator {ch!r} (use == != < <= > >=)")
+            raise RuleError(name, text, i, M_("unknown operator {ch!r} (use == != < <= > >=)", ch=ch))
         if ch in "'\"":
             j = text.find(ch, i + 1)
             if j < 0:
-                raise RuleError(name, text, i, "quoted text is not closed")
+                raise RuleError(name, text, i, M_("quoted text is not closed"))
             toks.append(_Tok("STR", text[i + 1 : j], i))
             i = j + 1
             continue
@@ -132,10 +138,10 @@ def _tokenize(text: str, name: str) -> list[_Tok]:
             if not tag and end < n and text[end] in "'\"":
                 j = text.find(text[end], end + 1)
                 if j < 0:
-                    raise RuleError(name, text, end, "quoted tag name is not closed")
+                    raise RuleError(name, text, end, M_("quoted tag name is not closed"))
                 tag, end = text[end + 1 : j], j + 1
             if not tag:
-                raise RuleError(name, text, i, "tag: needs a tag name")
+                raise RuleError(name, text, i, M_("tag: needs a tag name"))
             toks.append(_Tok("TAG", tag, i))
             i = end
             continue
@@ -246,10 +252,11 @@ class _Parser:
 
     def parse(self) -> Node:
         if self.tok.kind == "END":
-            raise self.err(self.tok, "empty rule")
+            raise self.err(self.tok, M_("empty rule"))
         node = self.or_expr()
         if self.tok.kind != "END":
-            raise self.err(self.tok, f"unexpected {self._what(self.tok)} (expected and, or or the end of the rule)")
+            raise self.err(self.tok, M_("unexpected {what} (expected and, or or the end of the rule)",
+                                        what=self._what(self.tok)))
         return node
 
     def _what(self, t: _Tok) -> str:
@@ -278,7 +285,7 @@ class _Parser:
     def _nested(self, fn: Callable[[], Node]) -> Node:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise self.err(self.tok, f"rule nests deeper than {MAX_DEPTH} levels")
+            raise self.err(self.tok, M_("rule nests deeper than {max_depth} levels", max_depth=MAX_DEPTH))
         try:
             return fn()
         finally:
@@ -291,7 +298,8 @@ class _Parser:
             node = self._nested(self.or_expr)
             if self.tok.kind != "RP":
                 raise self.err(
-                    self.tok, f"expected ')' to close the '(' at character {t.pos + 1}, got {self._what(self.tok)}"
+                    self.tok, M_("expected ')' to close the '(' at character {position}, got {what}",
+                                 position=t.pos + 1, what=self._what(self.tok))
                 )
             self.take()
             return node
@@ -299,7 +307,7 @@ class _Parser:
             self.take()
             return TagRef(t.value, t.pos)
         if t.kind != "WORD":
-            raise self.err(t, f"expected a field, tag:NAME, 'not' or '(', got {self._what(t)}")
+            raise self.err(t, M_("expected a field, tag:NAME, 'not' or '(', got {what}", what=self._what(t)))
         self.take()
         nxt = self.tok
         if nxt.kind == "OP":
@@ -315,7 +323,8 @@ class _Parser:
         if nxt.kind in ("END", "RP") or (nxt.kind == "KW" and nxt.value.lower() in ("and", "or")):
             return Flag(t.value, t.pos)
         raise self.err(
-            nxt, f"expected an operator (== != < <= > >=) or 'in' after field {t.value!r}, got {self._what(nxt)}"
+            nxt, M_("expected an operator (== != < <= > >=) or 'in' after field {field!r}, got {what}", field=t.value,
+                    what=self._what(nxt))
         )
 
     def value(self) -> Value:
@@ -332,18 +341,18 @@ class _Parser:
         if t.kind == "KW" and t.value.lower() in ("true", "false"):
             self.take()
             return Value(t.value, t.pos, boolean=t.value.lower() == "true")
-        raise self.err(t, f"expected a value (number, word or quoted text), got {self._what(t)}")
+        raise self.err(t, M_("expected a value (number, word or quoted text), got {what}", what=self._what(t)))
 
     def value_list(self) -> tuple[Value, ...]:
         if self.tok.kind != "LB":
-            raise self.err(self.tok, f"expected '[' after 'in', got {self._what(self.tok)}")
+            raise self.err(self.tok, M_("expected '[' after 'in', got {what}", what=self._what(self.tok)))
         self.take()
         values = [self.value()]
         while self.tok.kind == "COMMA":
             self.take()
             values.append(self.value())
         if self.tok.kind != "RB":
-            raise self.err(self.tok, f"expected ',' or ']' in the list, got {self._what(self.tok)}")
+            raise self.err(self.tok, M_("expected ',' or ']' in the list, got {what}", what=self._what(self.tok)))
         self.take()
         return tuple(values)
 
@@ -351,9 +360,9 @@ class _Parser:
 def parse_rule(text: str, name: str = "rule") -> Node:
     """Parse ``text`` into an expression tree (no field check); a syntax error is a :class:`RuleError`."""
     if not isinstance(text, str):
-        raise RuleError(name, str(text), 0, "a rule must be text")
+        raise RuleError(name, str(text), 0, M_("a rule must be text"))
     if len(text) > MAX_RULE_CHARS:
-        raise RuleError(name, text[:80], 0, f"rule longer than {MAX_RULE_CHARS} characters")
+        raise RuleError(name, text[:80], 0, M_("rule longer than {max_chars} characters", max_chars=MAX_RULE_CHARS))
     return _Parser(text, name).parse()
 
 
@@ -398,7 +407,8 @@ class Rule:
         """
         missing = [f for f in self.field_names if f not in df.columns]
         if missing:
-            raise RuleError(self.name, self.text, 0, f"field(s) {', '.join(missing)} missing from the data")
+            raise RuleError(self.name, self.text, 0,
+                            M_("field(s) {fields} missing from the data", fields=", ".join(missing)))
         return _eval(self.tree, df, tags or {}, self, {} if cache is None else cache)
 
 
@@ -419,8 +429,9 @@ def compile_rule(
     for node in _walk(tree):
         if isinstance(node, TagRef):
             if tags is None or node.name not in tags:
-                known = "no tags are available here" if not tags else f"known: {', '.join(sorted(tags)[:20])}"
-                raise RuleError(name, text, node.pos, f"unknown tag {node.name!r} ({known})")
+                known = (M_("no tags are available here") if not tags
+                         else M_("known: {tags}", tags=", ".join(sorted(tags)[:20])))
+                raise RuleError(name, text, node.pos, M_("unknown tag {tag!r} ({known})", tag=node.name, known=known))
             continue
         if not isinstance(node, Compare | InList | Flag):
             continue
@@ -431,27 +442,35 @@ def compile_rule(
                 name,
                 text,
                 node.pos,
-                f"unknown field {node.field!r}{hint} (available: {', '.join(near)}{', …' if len(fields) > 30 else ''})",
+                M_("unknown field {field!r}{hint} (available: {available})", field=node.field, hint=hint,
+                   available=", ".join(near) + (", …" if len(fields) > 30 else "")),
             )
         if isinstance(node, Flag):
             if spec.kind != "bool":
                 raise RuleError(
-                    name, text, node.pos, f"field {node.field!r} is {spec.kind}, not true/false: compare it"
+                    name, text, node.pos,
+                    M_("field {field!r} is {kind}, not true/false: compare it", field=node.field, kind=spec.kind),
                 )
             continue
         values = (node.value,) if isinstance(node, Compare) else node.values
         if isinstance(node, Compare) and node.op not in ("==", "!=") and spec.kind in ("text", "bool"):
             raise RuleError(
-                name, text, node.value.pos, f"{node.op} needs a number or ordered field; {node.field!r} is {spec.kind}"
+                name, text, node.value.pos,
+                M_("{op} needs a number or ordered field; {field!r} is {kind}", op=node.op, field=node.field,
+                   kind=spec.kind),
             )
         for v in values:
             if spec.kind == "number" and v.number is None:
-                raise RuleError(name, text, v.pos, f"field {node.field!r} is a number; {v.text!r} is not")
+                raise RuleError(name, text, v.pos,
+                                M_("field {field!r} is a number; {value!r} is not", field=node.field, value=v.text))
             if spec.kind == "bool" and v.boolean is None:
-                raise RuleError(name, text, v.pos, f"field {node.field!r} is true/false; {v.text!r} is neither")
+                raise RuleError(name, text, v.pos, M_("field {field!r} is true/false; {value!r} is neither",
+                                                      field=node.field, value=v.text))
             if spec.kind == "ordered" and v.text not in spec.order:
                 raise RuleError(
-                    name, text, v.pos, f"{v.text!r} is not a value of {node.field!r} ({' < '.join(spec.order)})"
+                    name, text, v.pos,
+                    M_("{value!r} is not a value of {field!r} ({order})", value=v.text, field=node.field,
+                       order=" < ".join(spec.order)),
                 )
     used = {n.field for n in _walk(tree) if isinstance(n, Compare | InList | Flag)}
     return Rule(name=name, text=text, tree=tree, fields={f: fields[f] for f in used})
@@ -466,7 +485,8 @@ def _eval(node: Node, df: pd.DataFrame, tags: Mapping[str, np.ndarray], rule: Ru
         return ~_eval(node.operand, df, tags, rule, cache)
     if isinstance(node, TagRef):
         if node.name not in tags:
-            raise RuleError(rule.name, rule.text, node.pos, f"tag {node.name!r} was not computed before this rule")
+            raise RuleError(rule.name, rule.text, node.pos,
+                            M_("tag {tag!r} was not computed before this rule", tag=node.name))
         arr = np.asarray(tags[node.name], dtype=bool)
         if len(arr) != len(df):
             raise ValueError(f"{rule.name}: tag {node.name!r} has {len(arr)} values for {len(df)} rows")

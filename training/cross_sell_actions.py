@@ -109,7 +109,7 @@ def rule_fields(cfg: ActionsConfig) -> tuple[list[str], list[str]]:
     fields: list[str] = []
     tags: list[str] = []
     for r in cfg.rules:
-        tree = parse_rule(r.rule, f"action {r.name!r}")
+        tree = parse_rule(r.rule, M_("action {name!r}", name=r.name))
         rule = Rule(r.name, r.rule, tree)
         fields += rule.field_names
         tags += rule.tag_names
@@ -120,7 +120,7 @@ def compile_actions(
     cfg: ActionsConfig, fields: Mapping[str, FieldSpec], tags: set[str] | None = None, hint: str = ""
 ) -> list[Rule]:
     """Every rule checked against the context's fields and the known tags; a :class:`RuleError` names the rule."""
-    return [compile_rule(r.rule, fields, tags, name=f"action {r.name!r}", hint=hint) for r in cfg.rules]
+    return [compile_rule(r.rule, fields, tags, name=M_("action {name!r}", name=r.name), hint=hint) for r in cfg.rules]
 
 
 def assign_actions(

@@ -65,7 +65,7 @@ def select_audience(
         raise ValueError(M_("--purpose: {purpose!r} is not one of {value}", purpose=purpose, value=", ".join(PURPOSES)))
     ids = pd.Index(context["customer_id"].astype("string"))
     tag_names = set(long_tags["tag"].astype(str).unique()) | set(known_tags)
-    rule = compile_rule(rule_text, fields, tag_names, name=f"audience {name!r}", hint=hint)
+    rule = compile_rule(rule_text, fields, tag_names, name=M_("audience {name!r}", name=name), hint=hint)
     masks = {}
     for tname in rule.tag_names:
         who = long_tags.loc[long_tags["tag"] == tname, "customer_id"].astype("string")

@@ -128,7 +128,7 @@ def fit_scores(frame: pd.DataFrame, cfg: BantConfig, fields: dict[str, FieldSpec
     cache: dict = {}
     df = frame.reset_index(drop=True)
     for p in cfg.points:
-        rule = compile_rule(p.rule, spec, None, name=f"BANT rule {p.name!r}")
+        rule = compile_rule(p.rule, spec, None, name=M_("BANT rule {name!r}", name=p.name))
         score += np.where(rule.evaluate(df, None, cache), p.points, 0.0)
     present = [c for c in BANT_COLUMNS if c in frame.columns]
     answered = frame[present].notna().any(axis=1).to_numpy() if present else np.zeros(len(frame), bool)

@@ -156,7 +156,7 @@ class TagSpec(_Strict):
                 )
         if self.rule is not None:
             try:
-                parse_rule(self.rule, f"tag {self.name!r}")
+                parse_rule(self.rule, M_("tag {name!r}", name=self.name))
             except RuleError as e:
                 raise ValueError(M_("field 'rule': {e}", e=e)) from None
         return self

@@ -53,7 +53,7 @@ def rule_fields(cfg: TagsConfig) -> list[str]:
     """Every field the rule tags read (syntax only), so the caller builds only the context it needs."""
     names: list[str] = []
     for t in cfg.by_kind("rule"):
-        tree = parse_rule(t.rule or "", f"tag {t.name!r}")
+        tree = parse_rule(t.rule or "", M_("tag {name!r}", name=t.name))
         names += Rule(t.name, t.rule or "", tree).field_names
     return list(dict.fromkeys(names))
 
@@ -65,15 +65,16 @@ def compile_tag_rules(cfg: TagsConfig, fields: Mapping[str, FieldSpec], hint: st
     for t in cfg.by_kind("rule"):
         later = {x.name for x in cfg.by_kind("rule")} - allowed - {t.name}
         try:
-            out[t.name] = compile_rule(t.rule or "", fields, allowed, name=f"tag {t.name!r}", hint=hint)
+            out[t.name] = compile_rule(t.rule or "", fields, allowed, name=M_("tag {name!r}", name=t.name), hint=hint)
         except RuleError as e:
             if "unknown tag" in e.message:
                 bad = e.message.split("'")[1] if "'" in e.message else ""
                 if bad == t.name:
-                    raise RuleError(e.rule_name, e.text, e.pos, "a tag cannot use itself") from None
+                    raise RuleError(e.rule_name, e.text, e.pos, M_("a tag cannot use itself")) from None
                 if bad in later:
                     raise RuleError(
-                        e.rule_name, e.text, e.pos, f"tag {bad!r} is a rule tag defined below this one; move it up"
+                        e.rule_name, e.text, e.pos,
+                        M_("tag {tag!r} is a rule tag defined below this one; move it up", tag=bad),
                     ) from None
             raise
         allowed.add(t.name)

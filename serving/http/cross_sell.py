@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.messages import M_
+from features.messages import M_, message_of
 from features.rules import FieldSpec, RuleError
 from serving.http.postprocess import RequestError
 from serving.http.schemas_actions import ActionCustomer, NextActionRequest, RecommendRequest
@@ -113,11 +113,11 @@ class CrossSellState:
         st = cls(name=cfg.model_name, alias=settings.alias, exclude_recent_days=cfg.exclude_recent_days)
         try:
             if in_bento:
-                raise LookupError(f"{st.name} is not packed in this Bento (serve it from the registry)")
+                raise LookupError(M_("{name} is not packed in this Bento (serve it from the registry)", name=st.name))
             st.model, st.version, st.exclude_recent_days = load_registered(st.name, settings)
             st.online = OnlineRecommender(st.model)
         except Exception as e:  # noqa: BLE001 - the endpoint answers 503 with the reason; other endpoints serve
-            st.error = f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
+            st.error = _why(e)
             log.warning("cross-sell model not loaded: %s", st.error)
         st.lines, st.lines_error = _load_lines(settings.data_dir, cfg)
         if st.lines is not None and st.online is not None:
@@ -125,9 +125,24 @@ class CrossSellState:
         try:
             st.actions, st.action_fields = load_actions(os.environ.get("CRMSCORE_ACTIONS_CONFIG") or None)
         except Exception as e:  # noqa: BLE001 - a broken config answers 503 naming the rule
-            st.actions_error = str(e)[:500]
+            st.actions_error = _kept(e, 500)
             log.error("action rules not loaded: %s", st.actions_error)
         return st
+
+
+def _kept(e: BaseException, limit: int) -> str:
+    """Why a part is not loaded, kept for its 503: the ``M_`` message an error was raised with (shown in the
+    request's language), else its text cut at ``limit`` characters."""
+    message = message_of(e)
+    return message if message is not None and len(message) <= limit else str(e)[:limit]
+
+
+def _why(e: BaseException) -> str:
+    """``Type: first line of the message`` of a model that did not load (the message through the catalogue)."""
+    message = message_of(e)
+    if message is not None and "\n" not in message and len(message) <= 300:
+        return M_("{error_type}: {error}", error_type=type(e).__name__, error=message)
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:300]}" if str(e) else type(e).__name__
 
 
 def load_registered(name: str, settings: ServingSettings) -> tuple[ItemItemModel, str, int]:
@@ -139,13 +154,17 @@ def load_registered(name: str, settings: ServingSettings) -> tuple[ItemItemModel
     _configure_registry(settings)
     found = registry_version(name, settings.alias)
     if found is None:
-        raise LookupError(
-            f"no version of {name} has the alias '{settings.alias}' (train it: crmscore train cross_sell)"
-        )
+        raise LookupError(M_(
+            "no version of {name} has the alias '{alias}' (train it: crmscore train cross_sell)",
+            name=name, alias=settings.alias,
+        ))
     version, tags = found
     run_id = tags.get("crmscore.run_id")
     if not run_id:
-        raise LookupError(f"{name} v{version} has no crmscore.run_id tag (not registered by crmscore train cross_sell)")
+        raise LookupError(M_(
+            "{name} v{version} has no crmscore.run_id tag (not registered by crmscore train cross_sell)",
+            name=name, version=version,
+        ))
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=MODEL_ARTIFACT)
     exclude = int(tags.get("crmscore.exclude_recent_days", CrossSellConfig().exclude_recent_days))
     return read_model(local), version, exclude
@@ -153,7 +172,7 @@ def load_registered(name: str, settings: ServingSettings) -> tuple[ItemItemModel
 
 def _load_lines(data_dir: str | None, cfg: CrossSellConfig) -> tuple[CustomerLines | None, str | None]:
     if not data_dir:
-        return None, "the service has no data dir (crmscore serve --data DIR)"
+        return None, M_("the service has no data dir (crmscore serve --data DIR)")
     try:
         lines = load_lines(data_dir, cfg.exclude_skus)
         ids = lines["customer_id"].to_numpy(dtype=str)
@@ -163,7 +182,7 @@ def _load_lines(data_dir: str | None, cfg: CrossSellConfig) -> tuple[CustomerLin
             ids = np.concatenate([known.to_numpy(dtype=str), ids])
         customers = pd.Index(pd.unique(ids))
     except (CrossSellDataError, OSError, KeyError, ValueError) as e:
-        return None, str(e)[:300]
+        return None, _kept(e, 300)
     return CustomerLines(lines, customers), None
 
 
@@ -180,7 +199,7 @@ def load_actions(path: str | None) -> tuple[ActionsConfig, dict[str, FieldSpec]]
         "marketing_consent": FieldSpec("bool"),
         "member_level": FieldSpec("ordered", tuple(load_members_config(None).order)),
     }
-    compile_actions(cfg, fields, None, hint="fields of /next_action: " + ", ".join(sorted(fields)))
+    compile_actions(cfg, fields, None, hint=M_("fields of /next_action: {fields}", fields=", ".join(sorted(fields))))
     return cfg, fields
 
 

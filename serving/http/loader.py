@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from features.messages import M_
+from features.messages import M_, message_of
 from serving.http.postprocess import FeatureInput
 from serving.settings import ServingSettings, redact_uri
 from training.explain import ReasonFolder
@@ -447,13 +447,14 @@ class ModelSlot:
         self.name = name
         self.alias = alias
         self.current: LoadedModel | None = None
+        #: why the slot is empty (an ``M_`` message: GET /model_info and the 503 show it in the request's language)
         self.error: str | None = None
 
     def require(self) -> LoadedModel:
         """The current model, or :class:`ModelUnavailable` naming the model and the reason."""
         m = self.current
         if m is None:
-            why = self.error or "not registered"
+            why = self.error or M_("not registered")
             raise ModelUnavailable(M_(
                 "model {name}@{alias} is not loaded: {why}",
                 name=self.name, alias=self.alias, why=why,
@@ -488,24 +489,26 @@ class ModelSlots(dict[str, ModelSlot]):
             loaded = load_model(kind, s, in_bento=in_bento)
         except RegistryUnavailable as e:
             if self.source == "bento":  # only an unpacked model was looked up: not a failure
-                why = f"{slot.name} is not packed in this Bento and the registry lookup failed: {e}"
-                log.warning("%s", why)
-                return why
+                missing = M_("{name} is not packed in this Bento and the registry lookup failed: {error}",
+                             name=slot.name, error=e)
+                log.warning("%s", missing)
+                return missing
             log.error("loading %s@%s failed: %s", slot.name, s.alias, e)
-            return f"loading failed: {e}"
+            return M_("loading failed: {error}", error=e)
         except Exception as e:  # noqa: BLE001 - one broken model must not stop the others
             # ModelLoadError messages name the model, version and URI; anything else gets the model name
             if isinstance(e, ModelLoadError):
-                why = str(e)[:500]
+                full: str = message_of(e) or str(e)
+                why = full if len(full) <= 500 else str(full)[:500]
             else:
                 why = f"{slot.name}@{s.alias}: {type(e).__name__}: {str(e)[:300]}"
             log.exception("loading failed: %s", why)
-            return f"loading failed: {why}"
+            return M_("loading failed: {error}", error=why)
         if loaded is None:
             log.warning("%s@%s not found; its endpoint answers 503", slot.name, s.alias)
             if self.source == "bento":
-                return f"{slot.name} is not packed in this Bento"
-            return f"no version of {slot.name} has the alias '{s.alias}'"
+                return M_("{name} is not packed in this Bento", name=slot.name)
+            return M_("no version of {name} has the alias '{alias}'", name=slot.name, alias=s.alias)
         slot.swap(loaded)
         log.info("loaded %s v%s from %s", loaded.name, loaded.version, loaded.source)
         return None
@@ -568,7 +571,7 @@ class ModelWatcher(threading.Thread):
                 new = _from_registry(slot.kind, slot.name, self.settings, found[0], found[1])
             except Exception as e:  # noqa: BLE001 - a bad new version must not stop serving the old one
                 if cur is None:
-                    slot.error = f"loading failed: {e}"
+                    slot.error = M_("loading failed: {error}", error=e)
                 log.error("hot swap of %s@%s failed, keeping %s: %s", slot.name, slot.alias,
                           "nothing" if cur is None else f"v{cur.version}", e)
                 continue

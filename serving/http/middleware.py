@@ -40,7 +40,7 @@ from serving.access.roles import ENDPOINT_ACTIONS, Principal
 from serving.http.postprocess import format_validation_errors
 from serving.http.schemas import error_body
 from serving.http.schemas_actions import CROSS_SELL_PATHS
-from serving.i18n import _, localized, request_language, using_language
+from serving.i18n import N_, _, get_language, localized, request_language, using_language
 from serving.settings import ServingSettings, load_settings
 from serving.ui.page import UI_API_PATHS
 
@@ -51,6 +51,17 @@ ENDPOINT_KIND = {"/score_leads": "lead", "/predict_churn": "churn", "/segment": 
 #: Paths that need an API key (everything else, including health and metrics, is open).
 PROTECTED = frozenset({*ENDPOINT_KIND, "/route_lead", "/model_info", "/drift", "/forecast", *UI_API_PATHS,
                        *CROSS_SELL_PATHS})
+#: BentoML's probes: open, but their not-ready / not-alive answers follow ``?lang=`` / ``Accept-Language`` too
+PROBES = frozenset({"/readyz", "/livez"})
+#: BentoML's own fixed texts that reach a client (the 500/503 of an API endpoint, the probes' not-ready and
+#: not-alive answers, Starlette's bare 500): shown through the catalogue in another language than English
+BENTOML_MESSAGES: tuple[str, ...] = (
+    N_("An unexpected error has occurred, please check the server log."),
+    N_("Service is not ready because .__is_ready__() returns False."),
+    N_("Service is dead because .__is_alive__() returns False."),
+    N_("Runners are not ready."),
+    N_("Internal Server Error"),
+)
 
 
 @functools.cache
@@ -276,7 +287,12 @@ class GuardMiddleware:
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or path not in PROTECTED:
-            await self.app(scope, receive, send)
+            lang = scope_language(scope) if scope["type"] == "http" and path in PROBES else "en"
+            if lang == "en":
+                await self.app(scope, receive, send)
+            else:  # a probe asked in another language: BentoML's not-ready text through the catalogue
+                with using_language(lang):
+                    await self.app(scope, receive, self._rewriting(send, {"status": 500}))
             return
         with using_language(scope_language(scope)):  # the messages of this request (its handlers see it too)
             await self._guarded(path, scope, receive, send)
@@ -377,14 +393,17 @@ class GuardMiddleware:
 
     def _rewriting(self, send: Any, state: dict[str, Any]) -> Any:
         """Wrap ``send``: pass responses through (with the worker header), but turn BentoML's pydantic 400s
-        into one clear message (and whatever answer a too-large body produced into a 413)."""
+        into one clear message (and whatever answer a too-large body produced into a 413); in another language
+        than English, BentoML's own 5xx texts (:data:`BENTOML_MESSAGES`) are translated."""
         chunks: list[bytes] = []
         worker = (b"x-crmscore-worker", self.worker)
+        translating = get_language() != "en"
 
         async def wrapped(message: dict) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
-                if message["status"] == 400 or state.get("too_large"):
+                if (message["status"] == 400 or state.get("too_large")
+                        or (translating and message["status"] >= 500)):
                     state["held"] = message
                     return
                 await send({**message, "headers": [*message.get("headers", []), worker]})
@@ -395,15 +414,19 @@ class GuardMiddleware:
             chunks.append(message.get("body", b""))
             if message.get("more_body"):
                 return
+            start = state.pop("held")
+            ctype = b"application/json"
             if state.get("too_large"):
                 mb = self.max_body / 1024 / 1024
                 status, body = 413, to_json(error_body(_("body: larger than the limit of {mb:g} MB").format(mb=mb)))
-            else:
+            elif start["status"] == 400:
                 status, body = rewrite_400(b"".join(chunks))
+            else:
+                status, body = start["status"], translate_bentoml_body(b"".join(chunks))
+                ctype = next((v for k, v in start["headers"] if k.lower() == b"content-type"), ctype)
             state["status"] = status
-            start = state.pop("held")
             hdrs = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-length", b"content-type")]
-            hdrs += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), worker]
+            hdrs += [(b"content-type", ctype), (b"content-length", str(len(body)).encode()), worker]
             await send({"type": "http.response.start", "status": status, "headers": hdrs})
             await send({"type": "http.response.body", "body": body})
 
@@ -447,11 +470,30 @@ def rewrite_400(body: bytes) -> tuple[int, bytes]:
     except ValueError:
         return 400, body
     detail = data.get("detail") if isinstance(data, dict) else None
-    if not isinstance(detail, list):
+    if not isinstance(detail, list):  # BentoML's other 400s (not from pydantic): its own English text, if any
         msg = data.get("error") if isinstance(data, dict) else None
-        return 400, to_json(error_body(str(msg or "bad request")))
+        if get_language() == "en":
+            return 400, to_json(error_body(str(msg or "bad request")))
+        text = _("bad request ({detail})").format(detail=msg) if msg else _("bad request")
+        return 400, to_json(error_body(text))
     status, message, errors = format_validation_errors(detail)
     return status, to_json(error_body(message, errors))
+
+
+def translate_bentoml_body(body: bytes) -> bytes:
+    """A 5xx body of BentoML (``{"error": text}``, or the plain text of a probe) in the current language when its
+    text is one of :data:`BENTOML_MESSAGES`; any other body unchanged (keys and shape never change)."""
+    text = body.decode("utf-8", "replace").strip()
+    if text in BENTOML_MESSAGES:
+        return _(text).encode()
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict):
+        return body
+    changed = {k: _(v) for k, v in data.items() if k in ("error", "detail") and v in BENTOML_MESSAGES}
+    return to_json({**data, **changed}) if changed else body
 
 
 # -------------------------------------------------------------- upstream workaround: PII in BentoML's log

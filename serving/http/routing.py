@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.messages import M_
+from features.messages import M_, message_of
 from serving.http.postprocess import RequestError
 from training.routing import RoutingConfig, RoutingError, load_routing_config, route_leads
 
@@ -26,11 +26,12 @@ def load_service_routing() -> tuple[RoutingConfig | None, str | None]:
     )
     if path is None:
         where = DEFAULT_ROUTING_CONFIG
-        return None, f"no routing config: set CRMSCORE_ROUTING_CONFIG or put {where} in the working directory"
+        return None, M_("no routing config: set CRMSCORE_ROUTING_CONFIG or put {where} in the working directory",
+                        where=where)
     try:
         return load_routing_config(path), None
     except Exception as e:  # noqa: BLE001 - ConfigError, OSError: the endpoint answers 503 with it
-        return None, f"routing config {path}: {e}"
+        return None, M_("routing config {path}: {error}", path=path, error=e)
 
 
 def route_one(
@@ -48,10 +49,15 @@ def route_one(
     try:
         res = route_leads(frame, config, day, assigned=assigned_today)
     except RoutingError as e:
-        field = "as_of" if "--as-of" in str(e) else "assigned_today" if "assigned" in str(e) else "lead"
-        raise RequestError(422, f"{field}: {str(e).replace('--as-of', 'as_of')}") from None
+        inner = message_of(e)
+        error: str
+        if inner is not None and inner.template == "--as-of {as_of!r} is not a date":
+            field, error = "as_of", M_("as_of {as_of!r} is not a date", **inner.fields)  # the request's name
+        else:
+            field, error = ("assigned_today" if "assigned" in str(e) else "lead"), inner or str(e)
+        raise RequestError(422, M_("{field}: {error}", field=field, error=error)) from None
     except (ValueError, KeyError, TypeError) as e:  # a rule reading a field the lead does not have
-        raise RequestError(422, f"lead: {e}") from None
+        raise RequestError(422, M_("lead: {error}", error=e)) from None
     a = res.assignments.iloc[0]
     owner = str(a["owner_id"]) or None
     team = {r.id: r.team for r in config.reps}.get(owner) if owner else None

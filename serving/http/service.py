@@ -398,7 +398,9 @@ class CRMScoring:
         for kind, slot in self.slots.items():
             m = slot.current
             if m is None:
-                out[kind] = {"name": slot.name, "alias": slot.alias, "loaded": False, "error": slot.error}
+                # a sentence for people: in the request's language (the middleware set it), like the 503 it explains
+                error = None if slot.error is None else localized(slot.error)
+                out[kind] = {"name": slot.name, "alias": slot.alias, "loaded": False, "error": error}
                 continue
             out[kind] = {
                 "name": m.name,

@@ -227,7 +227,14 @@ PYDANTIC_MESSAGES: dict[str, str] = {
     "too_long": N_("should have at most {max_length} item(s), not {actual_length}"),
     "string_too_short": N_("should have at least {min_length} character(s)"),
     "string_too_long": N_("should have at most {max_length} character(s)"),
+    "string_pattern_mismatch": N_("String should match pattern '{pattern}'"),
+    "int_parsing_size": N_("Unable to parse input string as an integer, exceeded maximum size"),
 }
+#: the text of an error type without an entry above (or whose fields cannot be read back), in another language
+#: than English: the field is named by the caller; the input value is never shown
+PYDANTIC_FALLBACK = N_("invalid value (pydantic error {type})")
+#: pydantic's text of a model given something else than an object in JSON (no class name to read back)
+_PYDANTIC_NOT_AN_OBJECT = N_("Input should be an object")
 
 
 #: pydantic's English messages with fields, to read the fields back when an error comes without its ``ctx``
@@ -246,27 +253,34 @@ _PYDANTIC_FIELDS: dict[str, str] = {
     "too_long": r"\w+ should have at most (?P<max_length>\d+) items? after validation, not (?P<actual_length>\d+)",
     "string_too_short": r"String should have at least (?P<min_length>\d+) characters?",
     "string_too_long": r"String should have at most (?P<max_length>\d+) characters?",
+    "string_pattern_mismatch": r"String should match pattern '(?P<pattern>.+)'",
 }
 
 
 def pydantic_message(error: dict) -> str:
     """One pydantic error (an item of ``ValidationError.errors()``) as text in the current language: pydantic's
-    own message in English (or for an error type without a translation), else :data:`PYDANTIC_MESSAGES` with
-    the error's ``ctx`` fields (read back from the English message when the error has no ``ctx``)."""
+    own message in English, else :data:`PYDANTIC_MESSAGES` with the error's ``ctx`` fields (read back from the
+    English message when the error has no ``ctx``); an error type without an entry (or whose fields cannot be
+    read back) gets :data:`PYDANTIC_FALLBACK`, which names the error type but never the input."""
     import re
 
     english = str(error.get("msg", ""))
     kind = str(error.get("type", ""))
-    template = PYDANTIC_MESSAGES.get(kind)
-    if _current.get() == "en" or template is None:
+    if _current.get() == "en":
         return english
+    fallback = _(PYDANTIC_FALLBACK).format(type=kind or "?")
+    if kind == "model_type" and english == _PYDANTIC_NOT_AN_OBJECT:  # JSON input: pydantic names no class
+        return _(_PYDANTIC_NOT_AN_OBJECT)
+    template = PYDANTIC_MESSAGES.get(kind)
+    if template is None:
+        return fallback
     fields = {k: str(v) for k, v in (error.get("ctx") or {}).items()}
     if not fields and kind in _PYDANTIC_FIELDS:
         m = re.fullmatch(_PYDANTIC_FIELDS[kind], english, re.S)
         if m is None:
-            return english
+            return fallback
         fields = m.groupdict()
     try:
         return _(template).format(**fields)
     except (KeyError, IndexError, ValueError):
-        return english
+        return fallback

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from features.contract import BANT_COLUMNS
+from features.messages import M_
 
 #: profile columns of the customers table rules may use (never PII); member_level becomes crm_member_level
 PROFILE_COLUMNS = (
@@ -37,7 +38,7 @@ SCORE_RESULT_COLUMNS = ("probability", "score", "grade", "rank", "decile")
 #: buyers the BG/NBD model behind P(alive) is fitted on (a seeded random sample when there are more): its four
 #: parameters are pinned down well by 25,000 buyers (the likelihood costs a pass over every buyer per step)
 BGNBD_SAMPLE = 25_000
-MISSING_HINT = (
+MISSING_HINT = M_(
     "; lead and churn grades come from --scores lead=FILE / churn=FILE (crmscore score output), "
     "member levels from the members config or --members DIR"
 )

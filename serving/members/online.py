@@ -33,6 +33,7 @@ import pandas as pd
 from features.members.config import MembersConfig, TagsConfig, load_members_config, load_tags_config
 from features.members.levels import compute_levels
 from features.members.tags import apply_tags
+from features.messages import M_
 from features.rules import FieldSpec, Rule, parse_rule
 from serving.members.context import build_context, context_fields
 
@@ -56,7 +57,7 @@ def evaluable_tags(cfg: TagsConfig, fields: Mapping[str, FieldSpec]) -> tuple[Ta
             skipped[t.name] = "manual tags are imported in batch (crmscore tags apply --manual)"
             continue
         if t.kind == "rule":
-            rule = Rule(t.name, t.rule or "", parse_rule(t.rule or "", f"tag {t.name!r}"))
+            rule = Rule(t.name, t.rule or "", parse_rule(t.rule or "", M_("tag {name!r}", name=t.name)))
             missing = [f for f in rule.field_names if f not in fields]
             if missing:
                 skipped[t.name] = f"needs {', '.join(missing)}, which a request does not give"

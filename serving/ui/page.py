@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from serving.access import views
+from serving.i18n import localized
 from serving.ui.index import (  # noqa: F401 - UI_API_PATHS, load_profiles: imported from here by serving.http
     TIMELINE_LIMIT,
     UI_API_PATHS,
@@ -89,7 +90,8 @@ def model_versions(service: Any) -> dict[str, dict[str, Any]]:
     for kind, slot in service.slots.items():
         m = slot.current
         if m is None:
-            out[kind] = {"name": slot.name, "alias": slot.alias, "loaded": False, "error": slot.error}
+            error = None if slot.error is None else localized(slot.error)  # in the request's language
+            out[kind] = {"name": slot.name, "alias": slot.alias, "loaded": False, "error": error}
         else:
             out[kind] = {"name": m.name, "alias": slot.alias, "loaded": True, "version": m.version,
                          "trained_at": m.trained_at, "source": m.source}

@@ -413,3 +413,27 @@ def test_language_switch_translates_the_page_and_is_remembered(
     assert untranslated(p.page.inner_text("body"), "zh") == []
     ctx.close()
     assert p.errors == [], p.errors
+
+
+def test_server_error_shows_in_the_page_language_and_follows_a_switch(
+    browser: Any, profile_server: ProfileServer
+) -> None:
+    """A refusal from the server (a role without the page: 403 on /ui/api/status) is shown in Chinese when the
+    page is in Chinese, and an error on screen is shown again in the new language after a switch."""
+    from serving.access.keys import add_key
+
+    key, _ = add_key(profile_server.log.parent / "keys.yaml", "bot-lang", "integration")
+    ctx = browser.new_context(locale="zh-CN", **DESKTOP)
+    p = Page(ctx.new_page(), profile_server).open()
+    p.page.wait_for_selector("#keybox:not([hidden])")
+    assert p.page.evaluate("document.documentElement.lang") == "zh-CN"
+    p.sign_in(key)
+    p.page.wait_for_selector("#msg.error:not([hidden])")
+    assert p.text("#msg") == "角色 integration 无权调用 /ui/api/status（docs/access.md）"
+    p.page.select_option("#lang", "en")  # the request is asked again: the server answers in English
+    p.page.wait_for_selector("#msg.error:has-text('the role integration')")  # (a selector: the CSP forbids eval)
+    assert p.text("#msg") == "the role integration may not call /ui/api/status (docs/access.md)"
+    p.page.select_option("#lang", "zh")
+    p.page.wait_for_selector("#msg.error:has-text('角色 integration')")
+    ctx.close()
+    assert p.errors and all("403" in e for e in p.errors), p.errors  # only the refused calls themselves

@@ -9,7 +9,9 @@ import html
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -367,3 +369,146 @@ def test_request_validation_errors_in_both_languages(lang: str) -> None:
         text = message + " " + " ".join(e["reason"] for e in items)
         assert untranslated(text, lang) == [], (body, text)
         assert bool(_CJK.search(text)) == (lang == "zh"), (body, text)
+
+
+def _bad_bodies(example: dict) -> Iterator[str]:
+    """``example`` with each of its values (at every depth) replaced by wrong ones, as JSON."""
+    bad = [None, True, -1, 1.5, 1e300, "x", "", "a" * 300, "9" * 5000, [], {}, {"zz": 1}, "2025-13-45"]
+
+    def paths(obj: Any, p: tuple = ()) -> Iterator[tuple]:
+        yield p
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+        for k, v in items:
+            yield from paths(v, (*p, k))
+
+    for p in paths(example):
+        for v in bad:
+            body = json.loads(json.dumps(example))
+            if not p:
+                yield json.dumps(v)
+                continue
+            cur = body
+            for k in p[:-1]:
+                cur = cur[k]
+            cur[p[-1]] = v
+            yield json.dumps(body)
+    yield from ("{", '{"a":', "[" * 300)
+
+
+def test_every_pydantic_error_of_the_request_models_in_chinese() -> None:
+    """Every pydantic error a body can raise against the service's request models (each value of a valid body
+    replaced by wrong ones, plus malformed JSON) has a Chinese reason that names no input value; English keeps
+    pydantic's own text."""
+    from pydantic import ValidationError
+
+    from serving.http.postprocess import format_validation_errors
+    from serving.http.schemas import ScoreRequest, SegmentRequest
+    from serving.http.schemas_actions import NextActionRequest, RecommendRequest
+    from serving.http.schemas_uplift import CouponUpliftRequest, RouteLeadRequest
+    from serving.i18n import pydantic_message, using_language
+
+    t = "2025-01-01T00:00:00"
+    examples = [
+        (ScoreRequest, {"leads": [
+            {"profile": {"customer_id": "a", "created_at": t, "age": 20, "points_balance": 1.0,
+                         "marketing_consent": True},
+             "events": {"interactions": [{"ts": t, "channel": "web", "event_type": "visit"}],
+                        "orders": [{"ts": t, "amount": 1.0, "status": "paid", "items": 1}],
+                        "marketing_touches": [{"sent_at": t, "channel": "sms", "coupon_claimed": True}]},
+             "as_of": t},
+            {"customer_id": "b", "features": {"a": 1}}], "reasons": True}),
+        (ScoreRequest, {"table": {"customer_ids": ["a"], "columns": ["x"], "rows": [[1]]}}),
+        (SegmentRequest, {"customers": [{"customer_id": "a", "summary": {"x": 1.0}}]}),
+        (RecommendRequest, {"customer_id": "a", "purchases": [{"sku": "M", "ts": t, "order_id": "o"}], "k": 3,
+                            "exclude_days": 3, "as_of": t}),
+        (NextActionRequest, {"customers": [{"customer_id": "a", "lead_grade": "A", "churn_grade": "B",
+                                            "value_tier": "x", "member_level": "g", "marketing_consent": True,
+                                            "recency_days": 1.0, "frequency": 1.0, "monetary": 1.0,
+                                            "tags": ["t"]}]}),
+        (CouponUpliftRequest, {"customers": [{"id": "a", "features": {"x": 1}}], "reasons": True}),
+        (RouteLeadRequest, {"lead": {"lead_id": "a", "city": "c", "score": 1.0, "fields": {"x": 1}},
+                            "as_of": "2025-01-01", "assigned_today": {"r": 1}}),
+    ]
+    kinds: set[str] = set()
+    for model, example in examples:
+        model.model_validate_json(json.dumps(example))
+        for body in _bad_bodies(example):
+            try:
+                model.model_validate_json(body)
+            except ValidationError as e:
+                errors = e.errors(include_url=False, include_input=False, include_context=False)
+            else:
+                continue
+            kinds |= {err["type"] for err in errors}
+            for err in errors:
+                with using_language("en"):
+                    assert pydantic_message(err) == err["msg"]
+            with using_language("zh"):
+                _status, message, items = format_validation_errors(errors)
+            for item in items:
+                reason = item["reason"]
+                assert _CJK.search(reason), (model.__name__, body[:80], item)
+                assert "9999999999" not in reason and "aaaaaaaaaa" not in reason, item  # no input value
+                # the JSON and date-time parsers' own detail (in brackets) stays English (docs/serving.md)
+                own = re.sub(r"（[^）]*）$", "", reason) if not reason.startswith("不是有效的 JSON") else ""
+                assert not re.search(r"[A-Za-z]{3,} [a-z]{3,} [a-z]{3,}", own), (model.__name__, item)
+    assert {"string_pattern_mismatch", "int_parsing_size", "model_type", "datetime_parsing"} <= kinds
+    with using_language("zh"):  # a type without a translation: a generic reason, never the input
+        assert pydantic_message({"type": "url_parsing", "msg": "Input should be a valid URL, secret"}) == (
+            "取值无效（pydantic 错误 url_parsing）")
+
+
+def test_rule_and_routing_errors_inside_http_messages_in_both_languages() -> None:
+    """A rule error (features.rules) quoted in a refusal, and the /route_lead wrappers, in the request's
+    language; the English text is the one the service gave before."""
+    from features.messages import M_
+    from features.rules import FieldSpec, RuleError, compile_rule
+    from serving.http.postprocess import RequestError
+    from serving.http.routing import route_one
+    from serving.i18n import localized, using_language
+    from training.routing import RoutingConfig
+
+    with pytest.raises(RuleError) as info:
+        compile_rule("lead_grade == A and nope > 1", {"lead_grade": FieldSpec("text")},
+                     name=M_("action {name!r}", name="call"))
+    wrapped = M_("customers: {error}", error=info.value)
+    assert str(wrapped).startswith("customers: action 'call': rule error at character 21: unknown field 'nope'")
+    with using_language("zh"):
+        zh = localized(wrapped)
+    assert zh.startswith("customers：行动 'call'：规则错误，第 21 个字符：未知字段 'nope'"), zh
+    assert untranslated(zh, "zh") == []
+
+    rep = {"id": "r1", "team": "t", "territories": ["上海"], "daily_capacity": 5}
+    config = RoutingConfig.model_validate({"reps": [rep]})
+    for as_of, field, en, zh_start in (("not-a-day", "as_of", "as_of: as_of 'not-a-day' is not a date",
+                                        "as_of：as_of 'not-a-day' 不是日期"),):
+        with pytest.raises(RequestError) as refused:
+            route_one(config, {"lead_id": "L1", "city": "上海", "fields": {}}, as_of, {})
+        assert str(refused.value) == en and refused.value.errors[0]["field"] == field
+        with using_language("zh"):
+            message, errors = refused.value.localized()
+        assert message == zh_start and errors[0]["field"] == field, (message, errors)
+    with pytest.raises(RequestError) as refused:
+        route_one(config, {"lead_id": "L1", "city": "上海", "fields": {}}, "2025-06-02", {"nobody": 1})
+    assert str(refused.value) == "assigned_today: assigned: unknown rep id(s) nobody"
+    with using_language("zh"):
+        message, _errors = refused.value.localized()
+    assert message.startswith("assigned_today：") and _CJK.search(message[len("assigned_today："):]), message
+
+
+def test_bentoml_texts_through_the_catalogue() -> None:
+    """BentoML's fallback 400 and its fixed 5xx texts: unchanged in English, translated in Chinese, same keys."""
+    from serving.http.middleware import rewrite_400, translate_bentoml_body
+    from serving.i18n import using_language
+
+    with using_language("en"):
+        assert rewrite_400(b'[{"error": "x"}]') == (400, b'{"error":"bad request","errors":[]}')
+        assert rewrite_400(b'{"error": "boom"}') == (400, b'{"error":"boom","errors":[]}')
+    with using_language("zh"):
+        status, body = rewrite_400(b'[{"error": "x"}]')
+        assert status == 400 and json.loads(body) == {"error": "请求无效", "errors": []}
+        five = b'{"error": "An unexpected error has occurred, please check the server log."}'
+        assert json.loads(translate_bentoml_body(five)) == {"error": "发生了意外错误，请查看服务器日志。"}
+        ready = b"Service is not ready because .__is_ready__() returns False."
+        assert _CJK.search(translate_bentoml_body(ready).decode())
+        assert translate_bentoml_body(b'{"error": "our own text"}') == b'{"error": "our own text"}'

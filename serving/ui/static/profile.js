@@ -88,11 +88,22 @@
     return data;
   }
 
-  function say(text, isError) {
+  // what #msg shows, for a language switch: a function making the text (the page's own messages) is called again;
+  // a server error is asked again by repeating the action that failed (the server answers in the new language)
+  let shown = null;
+  function say(text, isError, again) {
     const m = $('msg');
-    m.textContent = text || '';
-    m.hidden = !text;
+    const make = typeof text === 'function' ? text : null;
+    const s = make ? make() : text;
+    m.textContent = s || '';
+    m.hidden = !s;
     m.classList.toggle('error', !!isError);
+    shown = s ? {make: make, isError: !!isError, again: again || null} : null;
+  }
+  function sayAgain() {
+    if (!shown) return;
+    const {make, isError, again} = shown;
+    if (again) { say(''); again(); } else if (make) say(make, isError);
   }
   function clearData() {
     view = null;
@@ -113,9 +124,9 @@
     $('key').value = '';
     $('key').focus();
   }
-  function failed(e) {
-    if (e instanceof AuthError) askKey(t('The API key was refused: {reason}', {reason: e.message}));
-    else say(e.message || String(e), true);
+  function failed(e, again) {
+    if (e instanceof AuthError) askKey(() => t('The API key was refused: {reason}', {reason: e.message}));
+    else say(e.message || String(e), true, again);
   }
 
   async function start() {
@@ -129,7 +140,7 @@
       $('meta').dataset.asOf = s.as_of;
       say('');
       $('q').focus();
-    } catch (e) { failed(e); }
+    } catch (e) { failed(e, start); }
   }
 
   async function search(q) {
@@ -139,13 +150,13 @@
       const r = await api('/ui/api/search', {q: q});
       if (r.total === 0) {
         $('profile').hidden = true;
-        say(t('No match: no customer has the id or a name containing “{q}”.', {q: q}));
+        say(() => t('No match: no customer has the id or a name containing “{q}”.', {q: q}));
         return;
       }
       if (r.total === 1) { await openProfile(r.matches[0].customer_id); return; }
       view = () => showResults(q, r);
       view();
-    } catch (e) { failed(e); }
+    } catch (e) { failed(e, () => search(q)); }
   }
 
   function showResults(q, r) {
@@ -168,16 +179,33 @@
     $('results').hidden = false;
   }
 
+  // the models card's "why not loaded" is the server's text: after a language switch it is asked again from
+  // GET /model_info (same roles as the page, no customer data, not a recorded view) and the profile redrawn
+  let shownProfile = null;
+  async function relocalizeModels() {
+    const p = shownProfile;
+    if (!p || $('profile').hidden || !Object.values(p.models || {}).some((m) => m.error)) return;
+    try {
+      const info = await api('/model_info');
+      for (const [kind, m] of Object.entries(p.models)) {
+        const now = (info.models || {})[kind];
+        if (m.error && now && now.error) m.error = now.error;
+      }
+      if (view && shownProfile === p && !$('profile').hidden) view();
+    } catch (e) { /* the text stays as it was */ }
+  }
+
   async function openProfile(id) {
     try {
-      say(t('Loading {id} …', {id: id}));
+      say(() => t('Loading {id} …', {id: id}));
       performance.mark('profile-start');
       const p = await api('/ui/api/profile', {customer_id: id});
       say('');
+      shownProfile = p;
       view = () => render(p);
       view();
       performance.measure('profile', 'profile-start');  // request + drawing (bench/bench_profile_page.py)
-    } catch (e) { failed(e); }
+    } catch (e) { failed(e, () => openProfile(id)); }
   }
 
   // ------------------------------------------------------------------ rendering
@@ -461,7 +489,7 @@
     try {
       const n = await api('/ui/api/next_steps', {customer_id: id});
       if (n.customer_id === nextStepsFor) nextStepsCard(n);  // a later profile may have been opened meanwhile
-    } catch (e) { failed(e); }
+    } catch (e) { failed(e, () => loadNextSteps(id)); }
   }
   let nextStepsFor = null;
   new MutationObserver(() => {
@@ -490,6 +518,8 @@
     applyLang();
     showStatus();
     if (view) view();
+    sayAgain();  // a message or error on screen: in the new language too
+    relocalizeModels();
   });
   applyLang();
   if (key()) start(); else askKey('');
