@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from serving.i18n import translate
 from serving.i18n.catalogue import all_messages, compile_mo, missing, po_path, read_po
+from tests.aio import run_async
 
 _PLACEHOLDER = re.compile(r"\{(\w*)(?:[!:][^{}]*)?\}")
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -308,7 +309,6 @@ def test_the_language_of_an_http_request() -> None:
 def test_the_page_api_refusals_in_both_languages(lang: str) -> None:
     """The profile page's API refuses a bad body with a message in the request's language; the error body's keys
     and the field names stay English."""
-    import anyio
     from starlette.requests import Request
 
     from serving.i18n import using_language
@@ -331,7 +331,7 @@ def test_the_page_api_refusals_in_both_languages(lang: str) -> None:
     bodies = {b"{": "body", b"[]": "body", b'{"x": 1}': "x", b'{"customer_id": 5}': "customer_id",
               b'{"customer_id": " "}': "customer_id", b'{"customer_id": "123456789"}': "customer_id"}
     for body, field in bodies.items():
-        status, err = anyio.run(refusal, body)
+        status, err = run_async(refusal(body))
         assert status in (400, 422) and set(err) == {"error", "errors"}, err
         assert [e["field"] for e in err["errors"]] == [field], err
         text = err["error"] + " " + err["errors"][0]["reason"]

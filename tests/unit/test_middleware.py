@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 
 import pytest
 
 from serving.http.middleware import Admission, ClientErrorRedaction, KeyRateLimiter
-
-
-def _run(coro):
-    """``asyncio.run`` on a thread of its own: the main thread may carry an event loop that another library
-    left running (Playwright's sync API in the browser tests), where ``asyncio.run`` refuses to start."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+from tests.aio import run_async as _run
 
 
 def test_admission_admits_queues_in_order_and_refuses_beyond_the_queue() -> None:
