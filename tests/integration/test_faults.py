@@ -55,6 +55,14 @@ def metric_value(server: Server, name: str, labels: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def in_progress(server: Server, endpoint: str) -> float:
+    """Requests to ``endpoint`` the server's workers have received and not yet answered (BentoML's live gauge)."""
+    text = httpx.get(f"{server.url}/metrics", timeout=30).text
+    pattern = rf'^bentoml_service_request_in_progress\{{[^}}]*endpoint="{re.escape(endpoint)}"[^}}]*\}} ([0-9.e+]+)$'
+    found = re.findall(pattern, text, re.M)
+    return sum(float(v) for v in found)
+
+
 def score(server: Server, path: str, leads: list[dict], reasons: bool = False, timeout: float = 60) -> httpx.Response:
     """POST leads to a scoring endpoint with a valid key."""
     return httpx.post(
@@ -185,6 +193,12 @@ def test_sigterm_under_load_completes_every_in_flight_request(crm_registry: Regi
         for t in threads:
             t.start()
         assert first_done.wait(300), "no request finished"
+        # SIGTERM once the server has received every unanswered request (the promise is about requests received:
+        # bytes still in the socket's buffer are not yet a request, and uvicorn closes such connections)
+        deadline = time.monotonic() + 120
+        while (received := in_progress(server, "/score_leads")) < n_requests - len(results):
+            assert time.monotonic() < deadline, f"the server received {received} of the unanswered requests"
+            time.sleep(0.02)
         killed_at = time.monotonic()
         os.kill(server.proc.pid, signal.SIGTERM)
         for t in threads:
