@@ -43,7 +43,9 @@ from training.forecast import (
     one_blas_thread,
     origin_rows,
     paid_orders,
+    wape,
     weekly_revenue,
+    wis,
 )
 
 #: fewest residuals a method needs for a calibrated interval (else the model's own interval is kept)
@@ -148,9 +150,11 @@ def calibrated_backtest(rows: pd.DataFrame, levels: tuple[int, ...], scale: Hori
 
 def apply_calibration(table: pd.DataFrame, cal: Calibration, levels: tuple[int, ...], group: str) -> pd.DataFrame:
     """The forecast table with the ``group`` rows' intervals replaced by the calibrated ones where a method has
-    offsets; column ``interval`` says ``conformal`` or ``model`` per row."""
+    offsets; column ``interval`` says ``conformal`` or ``model`` per row (added as ``model`` when absent, so
+    several groups can be calibrated one after another)."""
     out = table.copy()
-    out["interval"] = "model"
+    if "interval" not in out.columns:
+        out["interval"] = "model"
     for method, off in cal.offsets.items():
         sel = ((out["group"] == group) & (out["method"] == method)).to_numpy()
         f = out.loc[sel, "forecast"].to_numpy(dtype="float64")
@@ -174,46 +178,64 @@ class RollingEvaluation:
 def rolling_evaluation(
     orders: pd.DataFrame, as_of: pd.Timestamp | str, cfg: ForecastConfig, start: pd.Timestamp | None = None
 ) -> RollingEvaluation:
-    """Out-of-time coverage and width of the calibrated intervals, as ``crmscore forecast`` would have made them.
+    """Out-of-time accuracy, coverage and width of the calibrated intervals, as ``crmscore forecast`` would have
+    made them.
 
     At each backtest origin ``e`` of ``as_of`` (the weeks the backtest scores): the backtest of cutoff ``e`` (its
     origins end 13 or more weeks before ``e``, so every residual was known at ``e``), the calibration offsets from
     it, and the forecast made at ``e`` with those intervals, scored on the actual weeks after ``e``. Forecasts of
     an origin shared by several cutoffs are fitted once. Metrics per method and level: ``coverage{lv}_{m}``
     (calibrated), ``coverage{lv}_{m}_model`` (the model's own interval on the same weeks), ``width{lv}_{m}`` (mean
-    of ``hi - lo``) and ``relwidth{lv}_{m}`` (that over the mean actual week).
+    of ``hi - lo``), ``relwidth{lv}_{m}`` (that over the mean actual week), ``wis{lv}_{m}`` (weighted interval
+    score of the point and that calibrated interval, :func:`training.forecast.wis`); per method ``wape_{m}``,
+    ``wis_{m}`` (the point and every calibrated interval) and ``wis_{m}_model`` (the models' own intervals);
+    ``wape_baseline`` on the same weeks.
     """
     as_of = pd.Timestamp(as_of)
     paid = paid_orders(orders, as_of)
     first = pd.Timestamp(paid["ts"].min() if start is None else start)
     actual = weekly_revenue(paid, as_of, start=first)[TOTAL]
+    with one_blas_thread():
+        return rolling_paid(paid, as_of, first, actual, cfg)
+
+
+def rolling_paid(
+    paid: pd.DataFrame,
+    as_of: pd.Timestamp,
+    first: pd.Timestamp,
+    actual: pd.Series,
+    cfg: ForecastConfig,
+    cache: dict[pd.Timestamp, tuple[pd.DataFrame, str, dict[str, str]]] | None = None,
+) -> RollingEvaluation:
+    """:func:`rolling_evaluation` on paid orders, with the weekly ``actual`` revenue from ``first`` computed once;
+    ``cache`` as in :func:`training.forecast.backtest_paid` (origins already fitted by the backtest of ``as_of``
+    are reused)."""
     evals = backtest_origins(first, as_of, cfg)
     if not evals:
         raise ValueError(M_("rolling evaluation: no backtest origin before {as_of}", as_of=as_of))
-    cache: dict[pd.Timestamp, tuple[pd.DataFrame, str, dict[str, str]]] = {}
+    cache = {} if cache is None else cache
     parts: list[pd.DataFrame] = []
     notes: list[str] = []
     used: list[pd.Timestamp] = []
-    with one_blas_thread():
-        for e in evals:
-            try:
-                bt = backtest_paid(paid, e, first, actual, cfg, cache)
-            except ValueError as err:
-                notes.append(f"origin {e.date()}: {err}")
-                continue
-            cal = calibrated_backtest(bt.rows, cfg.levels, cfg.horizon_scale)
-            if e not in cache:
-                cache[e] = origin_rows(paid, e, actual, cfg, first)
-            target = cache[e][0]
-            for method, off in cal.offsets.items():
-                t = target.loc[(target["method"] == method).to_numpy()]
-                cols = {"origin": e, "method": method, "n_calibration_origins": len(bt.origins)}
-                part = t[["week", "forecast", "actual"]].assign(**cols)
-                for lv in cfg.levels:
-                    part[f"model_lo{lv}"], part[f"model_hi{lv}"] = t[f"lo{lv}"], t[f"hi{lv}"]
-                    part[f"lo{lv}"], part[f"hi{lv}"] = interval(t["forecast"], t["week"], off, lv, cal.scale)
-                parts.append(part)
-            used.append(e)
+    for e in evals:
+        try:
+            bt = backtest_paid(paid, e, first, actual, cfg, cache)
+        except ValueError as err:
+            notes.append(f"origin {e.date()}: {err}")
+            continue
+        cal = calibrated_backtest(bt.rows, cfg.levels, cfg.horizon_scale)
+        if e not in cache:
+            cache[e] = origin_rows(paid, e, actual, cfg, first)
+        target = cache[e][0]
+        for method, off in cal.offsets.items():
+            t = target.loc[(target["method"] == method).to_numpy()]
+            cols = {"origin": e, "method": method, "n_calibration_origins": len(bt.origins)}
+            part = t[["week", "forecast", "actual", "baseline"]].assign(**cols)
+            for lv in cfg.levels:
+                part[f"model_lo{lv}"], part[f"model_hi{lv}"] = t[f"lo{lv}"], t[f"hi{lv}"]
+                part[f"lo{lv}"], part[f"hi{lv}"] = interval(t["forecast"], t["week"], off, lv, cal.scale)
+            parts.append(part)
+        used.append(e)
     if not parts:
         raise ValueError(M_("rolling evaluation: no origin had a calibrated interval; {notes}", notes="; ".join(notes)))
     rows = pd.concat(parts, ignore_index=True)
@@ -227,5 +249,15 @@ def rolling_evaluation(
             metrics[f"coverage{lv}_{m}_model"] = coverage(a, d[f"model_lo{lv}"], d[f"model_hi{lv}"])
             metrics[f"width{lv}_{m}"] = float(np.mean(hi - lo))
             metrics[f"relwidth{lv}_{m}"] = float(np.mean(hi - lo) / np.mean(a)) if a.mean() > 0 else float("nan")
+        metrics[f"wape_{m}"] = wape(a, d["forecast"])
+        bounds = {c: d[c].to_numpy() for c in d.columns}
+        metrics[f"wis_{m}"] = wis(a, d["forecast"], bounds, cfg.levels)
+        for lv in cfg.levels:
+            metrics[f"wis{lv}_{m}"] = wis(a, d["forecast"], bounds, (lv,))
+        model = {f"{b}{lv}": d[f"model_{b}{lv}"].to_numpy() for lv in cfg.levels for b in ("lo", "hi")}
+        metrics[f"wis_{m}_model"] = wis(a, d["forecast"], model, cfg.levels)
         metrics[f"n_weeks_{m}"] = float(len(d))
+    one = rows.loc[rows["method"] == rows["method"].iloc[0]]
+    one = one.loc[np.isfinite(one["actual"].to_numpy(dtype="float64"))]
+    metrics["wape_baseline"] = wape(one["actual"], one["baseline"])
     return RollingEvaluation(rows=rows, metrics=metrics, origins=used, notes=notes)
