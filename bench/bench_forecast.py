@@ -15,7 +15,10 @@ Then, untimed, the out-of-time check of the calibrated intervals on Online Retai
 (:func:`training.forecast_calibrate.rolling_evaluation`: at each backtest origin, the interval ``crmscore forecast``
 would have printed there, from a backtest before it, scored on the weeks after it), for the horizon-matched
 residuals (``sqrt``, the default) and the earlier pooled ones (``none``): coverage, mean width, WAPE and weighted
-interval score per method (bottom-up, top-down, combined).
+interval score per method (bottom-up, top-down, combined); the choice rules out of time
+(:func:`training.forecast_calibrate.choice_evaluation`: the method each rule would have reported at each origin
+from what was known there, and that forecast's figures); and the groups' calibrated intervals with ``--by
+segment`` on Superstore (:func:`training.forecast_groups.rolling_groups`).
 """
 
 from __future__ import annotations
@@ -93,6 +96,32 @@ def evaluate(name: str, orders, as_of: str) -> list[dict]:
     return out
 
 
+def evaluate_choice(name: str, orders, as_of: str) -> list[dict]:
+    """The reported forecast out of time: at each backtest origin, the method each choice rule picks from what
+    was known there, scored on the weeks after it (not timed)."""
+    import pandas as pd
+
+    from training.forecast import ForecastConfig
+    from training.forecast_calibrate import choice_evaluation
+
+    out = []
+    for rule in ("wis80", "wis", "wape"):
+        ce = choice_evaluation(orders, pd.Timestamp(as_of), ForecastConfig(select_on=rule))
+        row = {
+            "dataset": name,
+            "as_of": as_of,
+            "select_on": rule,
+            "choices": [
+                {"origin": str(r["origin"].date()), "method": r["method"], "chosen_on": r["chosen_on"]}
+                for r in ce.choices.to_dict("records")
+            ],
+            **{k: round(float(v), 4) for k, v in ce.metrics.items()},
+        }
+        print(json.dumps(row, ensure_ascii=False), flush=True)
+        out.append(row)
+    return out
+
+
 def evaluate_groups(name: str, tables: dict, as_of: str, by: str = "segment") -> dict:
     """Rolling out-of-time WAPE and coverage of each group's calibrated intervals (not timed)."""
     import pandas as pd
@@ -133,6 +162,7 @@ def main() -> None:
 
     results = []
     evaluations: list[dict] = []
+    choice_evaluations: list[dict] = []
     retail = SHARED / "online_retail" / "online_retail_2010-2011.parquet"
     if retail.is_file():
         retail_orders = online_retail_orders(retail)
@@ -149,8 +179,10 @@ def main() -> None:
     if not args.no_eval:
         if retail.is_file():
             evaluations += evaluate("online_retail", retail_orders, "2011-12-10")
+            choice_evaluations += evaluate_choice("online_retail", retail_orders, "2011-12-10")
         if store.is_file():
             evaluations += evaluate("superstore", orders, "2022-12-31")
+            choice_evaluations += evaluate_choice("superstore", orders, "2022-12-31")
             evaluations.append(evaluate_groups("superstore", {"orders": orders, "customers": customers}, "2022-12-31"))
     if args.data:
         from features.io import load_tables
@@ -173,6 +205,7 @@ def main() -> None:
         "goal": "forecast (with its 4-origin backtest) <= 60 s",
         "runs": results,
         "interval_evaluation": evaluations,
+        "choice_evaluation": choice_evaluations,
     }
     out = args.json_out or ROOT / "bench" / "results" / f"forecast-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,9 @@ import pandas as pd
 
 from features.messages import M_
 from training.forecast import (
+    METHODS,
     TOTAL,
+    BacktestResult,
     ForecastConfig,
     backtest_origins,
     backtest_paid,
@@ -43,6 +45,7 @@ from training.forecast import (
     one_blas_thread,
     origin_rows,
     paid_orders,
+    pick_method,
     wape,
     weekly_revenue,
     wis,
@@ -261,3 +264,86 @@ def rolling_paid(
     one = one.loc[np.isfinite(one["actual"].to_numpy(dtype="float64"))]
     metrics["wape_baseline"] = wape(one["actual"], one["baseline"])
     return RollingEvaluation(rows=rows, metrics=metrics, origins=used, notes=notes)
+
+
+def backtest_and_choice(
+    paid: pd.DataFrame,
+    as_of: pd.Timestamp,
+    first: pd.Timestamp,
+    actual: pd.Series,
+    cfg: ForecastConfig,
+    cache: dict[pd.Timestamp, tuple[pd.DataFrame, str, dict[str, str]]] | None = None,
+) -> tuple[BacktestResult, str, list[str]]:
+    """The backtest of ``as_of`` and, unless ``cfg.select_on`` is ``wape``, the rolling evaluation of the
+    calibrated forecasts (its metrics added to the backtest's as ``rolling_*``); the metric prefix the method is
+    chosen on (``rolling_wis80``, ``rolling_wis`` or ``wape``, for :func:`training.forecast.pick_method`); notes.
+
+    The rolling evaluation reuses the backtest's fits of the origins they share (``cache``). When it cannot score
+    every method on the same weeks (too little history), the choice falls back to the backtest WAPE, with a note.
+    """
+    cache = {} if cache is None else cache
+    bt = backtest_paid(paid, as_of, first, actual, cfg, cache)
+    if cfg.select_on == "wape":
+        return bt, "wape", []
+    try:
+        ev = rolling_paid(paid, as_of, first, actual, cfg, cache)
+    except ValueError as e:
+        return bt, "wape", [f"{e}; the method is chosen on the backtest WAPE"]
+    bt.metrics |= {f"rolling_{k}": v for k, v in ev.metrics.items()}
+    made = {m for m in METHODS if f"wape_{m}" in bt.metrics}
+    weeks = {ev.metrics.get(f"n_weeks_{m}", 0.0) for m in made}
+    if len(weeks) != 1 or not all(f"{cfg.select_on}_{m}" in ev.metrics for m in made):
+        note = "the rolling evaluation did not score every method on the same weeks; the method is chosen on the "
+        return bt, "wape", [*ev.notes, note + "backtest WAPE"]
+    return bt, f"rolling_{cfg.select_on}", ev.notes
+
+
+@dataclass
+class ChoiceEvaluation:
+    """The reported forecast out of time: the method chosen at each origin from what was known there."""
+
+    choices: pd.DataFrame
+    rows: pd.DataFrame
+    metrics: dict[str, float]
+
+
+def choice_evaluation(
+    orders: pd.DataFrame, as_of: pd.Timestamp | str, cfg: ForecastConfig, start: pd.Timestamp | None = None
+) -> ChoiceEvaluation:
+    """Out-of-time figures of the forecast ``crmscore forecast`` would have **reported** at each backtest origin
+    ``e`` of ``as_of``: the method chosen at ``e`` by :func:`backtest_and_choice` (the backtest and rolling
+    evaluation of cutoff ``e``, nothing after ``e``), its calibrated forecast made at ``e``, scored on the weeks
+    after ``e``. This measures the choice rule itself, which the figures of each method at ``as_of`` do not
+    (there the choice is made on the weeks being scored). ``choices``: origin, method, criterion; ``metrics``:
+    ``wape``, ``wape_baseline``, ``coverage{lv}``, ``wis80``, ``wis``, ``n_weeks``.
+    """
+    as_of = pd.Timestamp(as_of)
+    paid = paid_orders(orders, as_of)
+    first = pd.Timestamp(paid["ts"].min() if start is None else start)
+    actual = weekly_revenue(paid, as_of, start=first)[TOTAL]
+    cache: dict[pd.Timestamp, tuple[pd.DataFrame, str, dict[str, str]]] = {}
+    with one_blas_thread():
+        scored = rolling_paid(paid, as_of, first, actual, cfg, cache).rows
+        picks = []
+        for e in sorted(scored["origin"].unique()):
+            e = pd.Timestamp(e)
+            try:
+                bt, on, _ = backtest_and_choice(paid, e, first, actual, cfg, cache)
+                method = pick_method(bt.metrics, on)
+            except ValueError:  # no backtest possible at e: top-down, as crmscore forecast reports then
+                method, on = "top_down", "none"
+            picks.append({"origin": e, "method": method, "chosen_on": on})
+    choices = pd.DataFrame(picks)
+    rows = scored.merge(choices[["origin", "method"]], on=["origin", "method"])
+    a = rows["actual"].to_numpy(dtype="float64")
+    bounds = {c: rows[c].to_numpy() for c in rows.columns}
+    metrics = {
+        "wape": wape(a, rows["forecast"]),
+        "wape_baseline": wape(a, rows["baseline"]),
+        "wis80": wis(a, rows["forecast"], bounds, (80,)),
+        "wis": wis(a, rows["forecast"], bounds, cfg.levels),
+        "n_weeks": float(len(rows)),
+    }
+    for lv in cfg.levels:
+        metrics[f"coverage{lv}"] = coverage(a, rows[f"lo{lv}"], rows[f"hi{lv}"])
+    return ChoiceEvaluation(choices=choices, rows=rows, metrics=metrics)

@@ -29,14 +29,13 @@ from training.forecast import (
     BacktestResult,
     ForecastConfig,
     ForecastResult,
-    backtest_paid,
     forecast_at,
     one_blas_thread,
     paid_orders,
     pick_method,
     weekly_revenue,
 )
-from training.forecast_calibrate import apply_calibration, calibrated_backtest, rolling_paid
+from training.forecast_calibrate import apply_calibration, backtest_and_choice, calibrated_backtest
 from training.forecast_groups import GroupBacktest, backtest_groups
 
 log = logging.getLogger(__name__)
@@ -96,36 +95,14 @@ class ForecastRun:
 def _backtest_and_rolling(
     orders: pd.DataFrame, t: pd.Timestamp, cfg: ForecastConfig, notes: list[str]
 ) -> tuple[BacktestResult, str]:
-    """The backtest of ``t`` and, unless the choice is on WAPE, the rolling out-of-time evaluation of the
-    calibrated forecasts (its metrics added as ``rolling_*``); and the metric the method is chosen on.
-
-    The rolling evaluation reuses the backtest's fits of the origins they share. When it cannot score every
-    method on the same weeks (too little history), the choice falls back to the backtest WAPE with a note.
-    """
+    """:func:`training.forecast_calibrate.backtest_and_choice` on the paid orders up to ``t``."""
     paid = paid_orders(orders, t)
     first = pd.Timestamp(paid["ts"].min())
     actual = weekly_revenue(paid, t, start=first)[TOTAL]
-    cache: dict = {}
     with one_blas_thread():
-        bt = backtest_paid(paid, t, first, actual, cfg, cache)
-        if cfg.select_on == "wape":
-            return bt, "wape"
-        try:
-            ev = rolling_paid(paid, t, first, actual, cfg, cache)
-        except ValueError as e:
-            notes.append(f"{e}; the method is chosen on the backtest WAPE")
-            return bt, "wape"
-    bt.metrics |= {f"rolling_{k}": v for k, v in ev.metrics.items()}
-    notes += ev.notes
-    made = {m for m in METHODS if f"wape_{m}" in bt.metrics}
-    weeks = {ev.metrics.get(f"n_weeks_{m}", 0.0) for m in made}
-    if len(weeks) != 1 or not all(f"{cfg.select_on}_{m}" in ev.metrics for m in made):
-        notes.append(
-            "the rolling evaluation did not score every method on the same weeks; the method is chosen on the "
-            "backtest WAPE"
-        )
-        return bt, "wape"
-    return bt, f"rolling_{cfg.select_on}"
+        bt, on, more = backtest_and_choice(paid, t, first, actual, cfg)
+    notes += more
+    return bt, on
 
 
 def _chart(history: pd.DataFrame, table: pd.DataFrame, selected: str, path: Path, weeks_shown: int = 52) -> None:
@@ -304,7 +281,9 @@ def run_forecast(
         if groups_bt is None
         else {
             "method_reported": f"{selected} (the total's choice, for every group)",
-            "metrics": groups_bt.metrics.to_dict("records"),
+            # NaN (e.g. no baseline for a group without history) as null: summary.json stays strict JSON
+            "metrics": groups_bt.metrics.astype(object).where(groups_bt.metrics.notna(), None).to_dict("records"),
+            "log_offsets": {g: c.offsets for g, c in groups_bt.calibrations.items()},
         },
         "bottom_up": None
         if res.bottom_up_fit is None

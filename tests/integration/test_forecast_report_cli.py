@@ -80,6 +80,8 @@ def test_forecast_then_report(data_dir: Path, tracking_uri: str, tmp_path: Path)
     assert served["run_id"] == run.info.run_id and served["as_of"].startswith(AS_OF)
     assert len(served["rows"]) == len(table) and served["columns"] == list(table.columns)
     assert served["rows"][0]["forecast"] == pytest.approx(table["forecast"].iloc[0], abs=0.01)
+    assert served["selected_on"].startswith("lowest weighted interval score")
+    assert {r["group"] for r in served["groups_backtest"]["metrics"]} == set(table["group"]) - {"total"}
     with pytest.raises(ForecastUnavailable, match="no forecast yet"):
         LatestForecast(tracking_uri, experiment="no-such-experiment").payload()
 

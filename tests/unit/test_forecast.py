@@ -20,7 +20,7 @@ from training.forecast import (
     weekly_revenue,
     wis,
 )
-from training.forecast_calibrate import apply_calibration, calibrated_backtest, rolling_evaluation
+from training.forecast_calibrate import apply_calibration, calibrated_backtest, choice_evaluation, rolling_evaluation
 from training.forecast_run import parse_horizon
 
 T = pd.Timestamp("2025-06-30")
@@ -264,3 +264,21 @@ def test_run_reports_the_method_with_the_lowest_out_of_time_interval_score(order
     )  # fmt: skip
     wapes = {k: res.backtest.metrics[f"wape_{k}"] for k in ("bottom_up", "top_down", "combined")}
     assert res.selected == min(wapes, key=wapes.get) and "rolling_wis80_top_down" not in res.backtest.metrics
+
+
+def test_choice_evaluation_scores_the_forecast_the_cli_would_have_reported_at_each_origin(orders, tmp_path):
+    from training.forecast_run import run_forecast
+
+    cfg = ForecastConfig(backtest_origins=2)
+    ce = choice_evaluation(orders, T, cfg)
+    assert len(ce.choices) == 2 and ce.metrics["n_weeks"] == 26
+    for rec in ce.choices.to_dict("records"):
+        e = rec["origin"]
+        run = run_forecast(None, e, tmp_path / str(e.date()), tables={"orders": orders}, origins=2, log_mlflow=False)
+        assert run.selected == rec["method"]
+        want = run.table.loc[(run.table["group"] == "total") & run.table["selected"]]
+        got = ce.rows.loc[ce.rows["origin"] == e]
+        for col in ("forecast", "lo80", "hi80", "lo95", "hi95"):
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-9)
+    assert ce.metrics["coverage80"] == pytest.approx(coverage(ce.rows["actual"], ce.rows["lo80"], ce.rows["hi80"]))
+    assert ce.metrics["wape"] == pytest.approx(wape(ce.rows["actual"], ce.rows["forecast"]))
