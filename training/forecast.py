@@ -44,7 +44,11 @@ log = logging.getLogger(__name__)
 WEEK = pd.Timedelta(days=7)
 GROUP_BY = ("segment", "source_channel", "province")
 TOTAL = "total"
-METHODS = ("bottom_up", "top_down")
+COMBINED = "combined"
+#: the two forecasts made from the data
+BASE_METHODS = ("bottom_up", "top_down")
+#: every method of a forecast table: the two, and their combination
+METHODS = (*BASE_METHODS, COMBINED)
 #: Columns of a forecast table.
 FORECAST_COLUMNS = (
     "group",
@@ -82,6 +86,18 @@ class ForecastConfig(BaseModel):
     penalizer: float = Field(default=0.0, ge=0, description="BG/NBD and Gamma-Gamma L2 penalty")
     horizon_scale: Literal["sqrt", "none"] = Field(
         default="sqrt", description="conformal residuals divided by sqrt(weeks ahead), or pooled as they are"
+    )
+    combine_weight: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="weight of bottom-up in the combined forecast (top-down gets the rest); fixed, not estimated",
+    )
+    select_on: Literal["wis80", "wis", "wape"] = Field(
+        default="wis80",
+        description="reported method: lowest weighted interval score out of time (rolling evaluation of the "
+        "calibrated forecasts) of the point and the 80% interval (wis80) or of the point and every level (wis), "
+        "or lowest backtest WAPE",
     )
     experiment: str = "crmscore-forecast"
 
@@ -371,6 +387,33 @@ def wape(actual: np.ndarray, forecast: np.ndarray) -> float:
     return float(np.abs(a - f).sum() / den) if den > 0 else float("nan")
 
 
+def interval_score(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: int) -> np.ndarray:
+    """Interval (Winkler) score of the central ``level``% interval per week: its width plus ``2 / α`` times how
+    far the actual fell outside it (α = 1 − level / 100). Lower is better; a proper score for the interval."""
+    a = np.asarray(actual, dtype="float64")
+    lo, hi = np.asarray(lo, dtype="float64"), np.asarray(hi, dtype="float64")
+    alpha = 1 - level / 100
+    return (hi - lo) + 2 / alpha * (np.clip(lo - a, 0.0, None) + np.clip(a - hi, 0.0, None))
+
+
+def wis(actual: np.ndarray, forecast: np.ndarray, bounds: dict[str, np.ndarray], levels: tuple[int, ...]) -> float:
+    """Weighted interval score of the point (median) and the ``levels``% intervals, summed over the weeks and
+    divided by Σ|actual| (scale-free; with no interval it is the WAPE).
+
+    Per week (Bracher et al. 2021): ``(0.5·|actual − forecast| + Σ_k α_k/2 · IS_k) / (K + 0.5)`` with ``IS_k``
+    the :func:`interval_score` of the k-th interval. A proper score: it rewards accurate points and intervals
+    that are as narrow as the coverage they keep allows. ``bounds`` holds ``lo{level}`` / ``hi{level}`` arrays.
+    """
+    a = np.asarray(actual, dtype="float64")
+    den = float(np.abs(a).sum())
+    if den <= 0:
+        return float("nan")
+    s = 0.5 * np.abs(a - np.asarray(forecast, dtype="float64"))
+    for lv in levels:
+        s = s + (1 - lv / 100) / 2 * interval_score(a, bounds[f"lo{lv}"], bounds[f"hi{lv}"], lv)
+    return float(s.sum() / (len(levels) + 0.5) / den)
+
+
 def coverage(actual: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
     """Share of actual values inside ``[lo, hi]``."""
     a = np.asarray(actual, dtype="float64")
@@ -460,7 +503,27 @@ def _forecast_paid(
             "no forecast could be made: {reasons}", reasons="; ".join(f"{k}: {v}" for k, v in errors.items())
         ))
     table = pd.concat(parts, ignore_index=True)[list(FORECAST_COLUMNS)]
+    if COMBINED in methods:
+        table = pd.concat([table, combine(table, cfg.combine_weight, cfg.levels)], ignore_index=True)
     return ForecastResult(table=table, history=history, bottom_up_fit=bu_fit, top_down_fit=td_fit, errors=errors)
+
+
+def combine(table: pd.DataFrame, weight: float, levels: tuple[int, ...]) -> pd.DataFrame:
+    """Rows of the ``combined`` method: ``weight`` × bottom-up + (1 − weight) × top-down, for every group and week
+    both forecast (none where one of them failed).
+
+    The points are combined linearly, and so are the bounds of each interval (quantile averaging); these are the
+    combination's own intervals before calibration. The calibrated ones come from its own backtest errors like
+    the other methods' (:mod:`training.forecast_calibrate`).
+    """
+    cols = ["forecast", *[f"{b}{lv}" for lv in levels for b in ("lo", "hi")]]
+    key = ["group", "week"]
+    bu = table.loc[(table["method"] == "bottom_up").to_numpy()]
+    td = table.loc[(table["method"] == "top_down").to_numpy()]
+    both = bu.merge(td[key + cols], on=key, suffixes=("", "_td"), validate="one_to_one")
+    for c in cols:
+        both[c] = weight * both[c].to_numpy(dtype="float64") + (1 - weight) * both[f"{c}_td"].to_numpy(dtype="float64")
+    return both.assign(method=COMBINED)[list(table.columns)]
 
 
 def limit_groups(customer_groups: pd.Series, paid: pd.DataFrame, max_groups: int) -> pd.Series:
@@ -578,13 +641,14 @@ def backtest_paid(
         metrics[f"wape_gain_{m}"] = 1.0 - metrics[f"wape_{m}"] / metrics["wape_baseline"]
         for lv in cfg.levels:
             metrics[f"coverage{lv}_{m}"] = coverage(d["actual"], d[f"lo{lv}"], d[f"hi{lv}"])
+        metrics[f"wis_{m}_model"] = wis(d["actual"], d["forecast"], {c: d[c] for c in d.columns}, cfg.levels)
     metrics["n_origins"] = float(len(origins))
     metrics["n_weeks_scored"] = float(len(one))
     return BacktestResult(rows=bt, metrics=metrics, baseline="+".join(sorted(kinds)), origins=origins, notes=notes)
 
 
-def pick_method(metrics: dict[str, float]) -> str:
-    """The method with the lower backtest WAPE (top-down when there is no backtest)."""
-    scored = {m: metrics.get(f"wape_{m}", np.nan) for m in METHODS}
+def pick_method(metrics: dict[str, float], on: str = "wape", methods: tuple[str, ...] = METHODS) -> str:
+    """The method of ``methods`` with the lowest ``{on}_{method}`` metric (top-down when none is finite)."""
+    scored = {m: metrics.get(f"{on}_{m}", np.nan) for m in methods}
     scored = {m: v for m, v in scored.items() if np.isfinite(v)}
     return min(scored, key=lambda m: scored[m]) if scored else "top_down"

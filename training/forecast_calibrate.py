@@ -35,7 +35,9 @@ import pandas as pd
 
 from features.messages import M_
 from training.forecast import (
+    METHODS,
     TOTAL,
+    BacktestResult,
     ForecastConfig,
     backtest_origins,
     backtest_paid,
@@ -43,7 +45,10 @@ from training.forecast import (
     one_blas_thread,
     origin_rows,
     paid_orders,
+    pick_method,
+    wape,
     weekly_revenue,
+    wis,
 )
 
 #: fewest residuals a method needs for a calibrated interval (else the model's own interval is kept)
@@ -148,9 +153,11 @@ def calibrated_backtest(rows: pd.DataFrame, levels: tuple[int, ...], scale: Hori
 
 def apply_calibration(table: pd.DataFrame, cal: Calibration, levels: tuple[int, ...], group: str) -> pd.DataFrame:
     """The forecast table with the ``group`` rows' intervals replaced by the calibrated ones where a method has
-    offsets; column ``interval`` says ``conformal`` or ``model`` per row."""
+    offsets; column ``interval`` says ``conformal`` or ``model`` per row (added as ``model`` when absent, so
+    several groups can be calibrated one after another)."""
     out = table.copy()
-    out["interval"] = "model"
+    if "interval" not in out.columns:
+        out["interval"] = "model"
     for method, off in cal.offsets.items():
         sel = ((out["group"] == group) & (out["method"] == method)).to_numpy()
         f = out.loc[sel, "forecast"].to_numpy(dtype="float64")
@@ -174,46 +181,64 @@ class RollingEvaluation:
 def rolling_evaluation(
     orders: pd.DataFrame, as_of: pd.Timestamp | str, cfg: ForecastConfig, start: pd.Timestamp | None = None
 ) -> RollingEvaluation:
-    """Out-of-time coverage and width of the calibrated intervals, as ``crmscore forecast`` would have made them.
+    """Out-of-time accuracy, coverage and width of the calibrated intervals, as ``crmscore forecast`` would have
+    made them.
 
     At each backtest origin ``e`` of ``as_of`` (the weeks the backtest scores): the backtest of cutoff ``e`` (its
     origins end 13 or more weeks before ``e``, so every residual was known at ``e``), the calibration offsets from
     it, and the forecast made at ``e`` with those intervals, scored on the actual weeks after ``e``. Forecasts of
     an origin shared by several cutoffs are fitted once. Metrics per method and level: ``coverage{lv}_{m}``
     (calibrated), ``coverage{lv}_{m}_model`` (the model's own interval on the same weeks), ``width{lv}_{m}`` (mean
-    of ``hi - lo``) and ``relwidth{lv}_{m}`` (that over the mean actual week).
+    of ``hi - lo``), ``relwidth{lv}_{m}`` (that over the mean actual week), ``wis{lv}_{m}`` (weighted interval
+    score of the point and that calibrated interval, :func:`training.forecast.wis`); per method ``wape_{m}``,
+    ``wis_{m}`` (the point and every calibrated interval) and ``wis_{m}_model`` (the models' own intervals);
+    ``wape_baseline`` on the same weeks.
     """
     as_of = pd.Timestamp(as_of)
     paid = paid_orders(orders, as_of)
     first = pd.Timestamp(paid["ts"].min() if start is None else start)
     actual = weekly_revenue(paid, as_of, start=first)[TOTAL]
+    with one_blas_thread():
+        return rolling_paid(paid, as_of, first, actual, cfg)
+
+
+def rolling_paid(
+    paid: pd.DataFrame,
+    as_of: pd.Timestamp,
+    first: pd.Timestamp,
+    actual: pd.Series,
+    cfg: ForecastConfig,
+    cache: dict[pd.Timestamp, tuple[pd.DataFrame, str, dict[str, str]]] | None = None,
+) -> RollingEvaluation:
+    """:func:`rolling_evaluation` on paid orders, with the weekly ``actual`` revenue from ``first`` computed once;
+    ``cache`` as in :func:`training.forecast.backtest_paid` (origins already fitted by the backtest of ``as_of``
+    are reused)."""
     evals = backtest_origins(first, as_of, cfg)
     if not evals:
         raise ValueError(M_("rolling evaluation: no backtest origin before {as_of}", as_of=as_of))
-    cache: dict[pd.Timestamp, tuple[pd.DataFrame, str, dict[str, str]]] = {}
+    cache = {} if cache is None else cache
     parts: list[pd.DataFrame] = []
     notes: list[str] = []
     used: list[pd.Timestamp] = []
-    with one_blas_thread():
-        for e in evals:
-            try:
-                bt = backtest_paid(paid, e, first, actual, cfg, cache)
-            except ValueError as err:
-                notes.append(f"origin {e.date()}: {err}")
-                continue
-            cal = calibrated_backtest(bt.rows, cfg.levels, cfg.horizon_scale)
-            if e not in cache:
-                cache[e] = origin_rows(paid, e, actual, cfg, first)
-            target = cache[e][0]
-            for method, off in cal.offsets.items():
-                t = target.loc[(target["method"] == method).to_numpy()]
-                cols = {"origin": e, "method": method, "n_calibration_origins": len(bt.origins)}
-                part = t[["week", "forecast", "actual"]].assign(**cols)
-                for lv in cfg.levels:
-                    part[f"model_lo{lv}"], part[f"model_hi{lv}"] = t[f"lo{lv}"], t[f"hi{lv}"]
-                    part[f"lo{lv}"], part[f"hi{lv}"] = interval(t["forecast"], t["week"], off, lv, cal.scale)
-                parts.append(part)
-            used.append(e)
+    for e in evals:
+        try:
+            bt = backtest_paid(paid, e, first, actual, cfg, cache)
+        except ValueError as err:
+            notes.append(f"origin {e.date()}: {err}")
+            continue
+        cal = calibrated_backtest(bt.rows, cfg.levels, cfg.horizon_scale)
+        if e not in cache:
+            cache[e] = origin_rows(paid, e, actual, cfg, first)
+        target = cache[e][0]
+        for method, off in cal.offsets.items():
+            t = target.loc[(target["method"] == method).to_numpy()]
+            cols = {"origin": e, "method": method, "n_calibration_origins": len(bt.origins)}
+            part = t[["week", "forecast", "actual", "baseline"]].assign(**cols)
+            for lv in cfg.levels:
+                part[f"model_lo{lv}"], part[f"model_hi{lv}"] = t[f"lo{lv}"], t[f"hi{lv}"]
+                part[f"lo{lv}"], part[f"hi{lv}"] = interval(t["forecast"], t["week"], off, lv, cal.scale)
+            parts.append(part)
+        used.append(e)
     if not parts:
         raise ValueError(M_("rolling evaluation: no origin had a calibrated interval; {notes}", notes="; ".join(notes)))
     rows = pd.concat(parts, ignore_index=True)
@@ -227,5 +252,98 @@ def rolling_evaluation(
             metrics[f"coverage{lv}_{m}_model"] = coverage(a, d[f"model_lo{lv}"], d[f"model_hi{lv}"])
             metrics[f"width{lv}_{m}"] = float(np.mean(hi - lo))
             metrics[f"relwidth{lv}_{m}"] = float(np.mean(hi - lo) / np.mean(a)) if a.mean() > 0 else float("nan")
+        metrics[f"wape_{m}"] = wape(a, d["forecast"])
+        bounds = {c: d[c].to_numpy() for c in d.columns}
+        metrics[f"wis_{m}"] = wis(a, d["forecast"], bounds, cfg.levels)
+        for lv in cfg.levels:
+            metrics[f"wis{lv}_{m}"] = wis(a, d["forecast"], bounds, (lv,))
+        model = {f"{b}{lv}": d[f"model_{b}{lv}"].to_numpy() for lv in cfg.levels for b in ("lo", "hi")}
+        metrics[f"wis_{m}_model"] = wis(a, d["forecast"], model, cfg.levels)
         metrics[f"n_weeks_{m}"] = float(len(d))
+    one = rows.loc[rows["method"] == rows["method"].iloc[0]]
+    one = one.loc[np.isfinite(one["actual"].to_numpy(dtype="float64"))]
+    metrics["wape_baseline"] = wape(one["actual"], one["baseline"])
     return RollingEvaluation(rows=rows, metrics=metrics, origins=used, notes=notes)
+
+
+def backtest_and_choice(
+    paid: pd.DataFrame,
+    as_of: pd.Timestamp,
+    first: pd.Timestamp,
+    actual: pd.Series,
+    cfg: ForecastConfig,
+    cache: dict[pd.Timestamp, tuple[pd.DataFrame, str, dict[str, str]]] | None = None,
+) -> tuple[BacktestResult, str, list[str]]:
+    """The backtest of ``as_of`` and, unless ``cfg.select_on`` is ``wape``, the rolling evaluation of the
+    calibrated forecasts (its metrics added to the backtest's as ``rolling_*``); the metric prefix the method is
+    chosen on (``rolling_wis80``, ``rolling_wis`` or ``wape``, for :func:`training.forecast.pick_method`); notes.
+
+    The rolling evaluation reuses the backtest's fits of the origins they share (``cache``). When it cannot score
+    every method on the same weeks (too little history), the choice falls back to the backtest WAPE, with a note.
+    """
+    cache = {} if cache is None else cache
+    bt = backtest_paid(paid, as_of, first, actual, cfg, cache)
+    if cfg.select_on == "wape":
+        return bt, "wape", []
+    try:
+        ev = rolling_paid(paid, as_of, first, actual, cfg, cache)
+    except ValueError as e:
+        return bt, "wape", [f"{e}; the method is chosen on the backtest WAPE"]
+    bt.metrics |= {f"rolling_{k}": v for k, v in ev.metrics.items()}
+    made = {m for m in METHODS if f"wape_{m}" in bt.metrics}
+    weeks = {ev.metrics.get(f"n_weeks_{m}", 0.0) for m in made}
+    if len(weeks) != 1 or not all(f"{cfg.select_on}_{m}" in ev.metrics for m in made):
+        note = "the rolling evaluation did not score every method on the same weeks; the method is chosen on the "
+        return bt, "wape", [*ev.notes, note + "backtest WAPE"]
+    return bt, f"rolling_{cfg.select_on}", ev.notes
+
+
+@dataclass
+class ChoiceEvaluation:
+    """The reported forecast out of time: the method chosen at each origin from what was known there."""
+
+    choices: pd.DataFrame
+    rows: pd.DataFrame
+    metrics: dict[str, float]
+
+
+def choice_evaluation(
+    orders: pd.DataFrame, as_of: pd.Timestamp | str, cfg: ForecastConfig, start: pd.Timestamp | None = None
+) -> ChoiceEvaluation:
+    """Out-of-time figures of the forecast ``crmscore forecast`` would have **reported** at each backtest origin
+    ``e`` of ``as_of``: the method chosen at ``e`` by :func:`backtest_and_choice` (the backtest and rolling
+    evaluation of cutoff ``e``, nothing after ``e``), its calibrated forecast made at ``e``, scored on the weeks
+    after ``e``. This measures the choice rule itself, which the figures of each method at ``as_of`` do not
+    (there the choice is made on the weeks being scored). ``choices``: origin, method, criterion; ``metrics``:
+    ``wape``, ``wape_baseline``, ``coverage{lv}``, ``wis80``, ``wis``, ``n_weeks``.
+    """
+    as_of = pd.Timestamp(as_of)
+    paid = paid_orders(orders, as_of)
+    first = pd.Timestamp(paid["ts"].min() if start is None else start)
+    actual = weekly_revenue(paid, as_of, start=first)[TOTAL]
+    cache: dict[pd.Timestamp, tuple[pd.DataFrame, str, dict[str, str]]] = {}
+    with one_blas_thread():
+        scored = rolling_paid(paid, as_of, first, actual, cfg, cache).rows
+        picks = []
+        for e in sorted(scored["origin"].unique()):
+            e = pd.Timestamp(e)
+            try:
+                bt, on, _ = backtest_and_choice(paid, e, first, actual, cfg, cache)
+                method = pick_method(bt.metrics, on)
+            except ValueError:  # no backtest possible at e: top-down, as crmscore forecast reports then
+                method, on = "top_down", "none"
+            picks.append({"origin": e, "method": method, "chosen_on": on})
+    choices = pd.DataFrame(picks)
+    rows = scored.merge(choices[["origin", "method"]], on=["origin", "method"])
+    a = rows["actual"].to_numpy(dtype="float64")
+    bounds = {c: rows[c].to_numpy() for c in rows.columns}
+    metrics = {
+        "wape": wape(a, rows["forecast"]),
+        "wape_baseline": wape(a, rows["baseline"]),
+        "wis80": wis(a, rows["forecast"], bounds, (80,)),
+        "wis": wis(a, rows["forecast"], bounds, cfg.levels),
+        "n_weeks": float(len(rows)),
+    }
+    for lv in cfg.levels:
+        metrics[f"coverage{lv}"] = coverage(a, rows[f"lo{lv}"], rows[f"hi{lv}"])
+    return ChoiceEvaluation(choices=choices, rows=rows, metrics=metrics)

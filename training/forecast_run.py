@@ -1,10 +1,12 @@
 """The ``crmscore forecast`` job: groups, forecast, backtest, files, chart and the MLflow run.
 
-Files written to ``--out`` (each through :func:`features.io.atomic_path`): ``forecast.csv`` (both methods, every
-group, ``selected`` marks the reported method), ``history.csv`` (weekly actuals per group), ``backtest.csv``
-(per origin and week: actual, both forecasts, the baseline), ``summary.json`` (metrics, choice, notes) and
-``forecast.png``. The same files are logged to the MLflow experiment ``crmscore-forecast`` with the parameters
-and backtest metrics. No customer id or PII column is written or logged: every figure is a sum over customers.
+Files written to ``--out`` (each through :func:`features.io.atomic_path`): ``forecast.csv`` (bottom-up,
+top-down and their combination, every group, ``selected`` marks the reported method), ``history.csv`` (weekly
+actuals per group), ``backtest.csv`` (per origin and week: actual, every method's forecast, the baseline), with
+``--by`` ``backtest_groups.csv`` (the same per group, :mod:`training.forecast_groups`), ``summary.json``
+(metrics, choice, notes) and ``forecast.png``. The same files are logged to the MLflow experiment
+``crmscore-forecast`` with the parameters and backtest metrics. No customer id or PII column is written or
+logged: every figure is a sum over customers.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from training.forecast import (
     BacktestResult,
     ForecastConfig,
     ForecastResult,
-    backtest,
     forecast_at,
+    one_blas_thread,
     paid_orders,
     pick_method,
+    weekly_revenue,
 )
-from training.forecast_calibrate import apply_calibration, calibrated_backtest
+from training.forecast_calibrate import apply_calibration, backtest_and_choice, calibrated_backtest
+from training.forecast_groups import GroupBacktest, backtest_groups
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +92,21 @@ class ForecastRun:
     notes: list[str] = field(default_factory=list)
 
 
+def _backtest_and_rolling(
+    orders: pd.DataFrame, t: pd.Timestamp, cfg: ForecastConfig, notes: list[str]
+) -> tuple[BacktestResult, str]:
+    """:func:`training.forecast_calibrate.backtest_and_choice` on the paid orders up to ``t``."""
+    paid = paid_orders(orders, t)
+    first = pd.Timestamp(paid["ts"].min())
+    actual = weekly_revenue(paid, t, start=first)[TOTAL]
+    with one_blas_thread():
+        bt, on, more = backtest_and_choice(paid, t, first, actual, cfg)
+    notes += more
+    return bt, on
+
+
 def _chart(history: pd.DataFrame, table: pd.DataFrame, selected: str, path: Path, weeks_shown: int = 52) -> None:
-    """Actual weekly revenue, both forecasts of the total, the selected one's 80% and 95% bands."""
+    """Actual weekly revenue, every method's forecast of the total, the selected one's 80% and 95% bands."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,10 +115,12 @@ def _chart(history: pd.DataFrame, table: pd.DataFrame, selected: str, path: Path
     h = history[TOTAL].iloc[-weeks_shown:]
     fig, ax = plt.subplots(figsize=(10, 4.2), dpi=110)
     ax.plot(h.index, h.to_numpy(), color="#333333", lw=1.5, label="actual")
+    others = iter(("#ff7f0e", "#2ca02c"))
     for m in METHODS:
         f = table.loc[(table["group"] == TOTAL) & (table["method"] == m)]
         if f.empty:
             continue
+        colour = "#1f77b4" if m == selected else next(others)
         x = pd.to_datetime(f["week_end"])
         if m == selected:
             ax.fill_between(x, f["lo95"], f["hi95"], color="#1f77b4", alpha=0.15, lw=0, label="95% interval")
@@ -111,7 +130,7 @@ def _chart(history: pd.DataFrame, table: pd.DataFrame, selected: str, path: Path
             f["forecast"],
             lw=2 if m == selected else 1,
             ls="-" if m == selected else "--",
-            color="#1f77b4" if m == selected else "#ff7f0e",
+            color=colour,
             label=f"{m.replace('_', '-')}{' (selected)' if m == selected else ''}",
         )
     ax.set_ylabel("weekly revenue")
@@ -123,6 +142,13 @@ def _chart(history: pd.DataFrame, table: pd.DataFrame, selected: str, path: Path
     fig.savefig(path, format="png")
     plt.close(fig)
 
+
+#: what each choice criterion means (summary.json ``selected_on``)
+SELECTED_ON = {
+    "wape": "lowest backtest WAPE",
+    "rolling_wis80": "lowest weighted interval score of the point and the calibrated 80% interval, out of time",
+    "rolling_wis": "lowest weighted interval score of the point and the calibrated 80% and 95% intervals, out of time",
+}
 
 #: the stages :func:`run_forecast` reports to its progress callback (the backtest only with origins)
 FORECAST_STAGES = 5
@@ -143,7 +169,9 @@ def run_forecast(
     """Forecast the ``horizon_weeks`` weeks after ``as_of`` both ways, backtest both, write and log the results.
 
     Reads ``orders`` (required) and ``customers`` (for ``--by source_channel|province``) from ``data_dir``, or
-    takes ``tables`` directly. The method with the lower backtest WAPE is ``selected``; with no backtest
+    takes ``tables`` directly. The method with the lowest out-of-time weighted interval score of its calibrated
+    forecast (``ForecastConfig.select_on``; backtest WAPE when that cannot be measured) is ``selected``; with
+    ``by``, each group is backtested too and its intervals calibrated on its own errors; with no backtest
     possible, top-down is selected and a note says why. ``progress`` is told each of the
     :data:`FORECAST_STAGES` it reaches.
     """
@@ -177,14 +205,15 @@ def run_forecast(
     res: ForecastResult = forecast_at(orders, t, cfg, customer_groups=groups)
     notes += [f"{m} not made: {e}" for m, e in res.errors.items()]
     bt: BacktestResult | None = None
+    selected_on = "wape"
     if cfg.backtest_origins > 0:
         progress("backtesting")
         try:
-            bt = backtest(orders, t, cfg)
+            bt, selected_on = _backtest_and_rolling(orders, t, cfg, notes)
             notes += bt.notes
         except ValueError as e:
             notes.append(str(e))
-    selected = pick_method(bt.metrics) if bt is not None else "top_down"
+    selected = pick_method(bt.metrics, selected_on) if bt is not None else "top_down"
     made = set(res.table["method"])
     if selected not in made:
         selected = sorted(made)[0]
@@ -204,6 +233,17 @@ def run_forecast(
         bt.metrics |= calibration.metrics
         notes += calibration.notes
         table = apply_calibration(table, calibration, cfg.levels, TOTAL)
+    groups_bt: GroupBacktest | None = None
+    if bt is not None and by:
+        # each group's own backtest at the same origins, groups as at each origin; its intervals calibrated
+        paid = paid_orders(orders, t)
+        with one_blas_thread():
+            groups_bt = backtest_groups(
+                paid, bt.origins, pd.Timestamp(paid["ts"].min()), cfg, lambda o: customer_groups(tables, by, o)
+            )
+        notes += groups_bt.notes
+        for g, cal_g in groups_bt.calibrations.items():
+            table = apply_calibration(table, cal_g, cfg.levels, g)
     table["week_start"] = pd.to_datetime(table["week_start"])
     table["week_end"] = pd.to_datetime(table["week_end"])
 
@@ -221,11 +261,14 @@ def run_forecast(
     csv("history.csv", res.history.reset_index())
     if bt is not None:
         csv("backtest.csv", bt.rows)
+    if groups_bt is not None and not groups_bt.rows.empty:
+        csv("backtest_groups.csv", groups_bt.rows)
     summary = {
         "as_of": str(t),
         "horizon_weeks": cfg.horizon_weeks,
         "by": by,
         "selected": selected,
+        "selected_on": SELECTED_ON.get(selected_on, selected_on) if bt is not None else None,
         "history_weeks": len(res.history),
         "backtest": None
         if bt is None
@@ -233,6 +276,14 @@ def run_forecast(
             "baseline": bt.baseline,
             "origins": [str(o.date()) for o in bt.origins],
             "metrics": bt.metrics,
+        },
+        "groups_backtest": None
+        if groups_bt is None
+        else {
+            "method_reported": f"{selected} (the total's choice, for every group)",
+            # NaN (e.g. no baseline for a group without history) as null: summary.json stays strict JSON
+            "metrics": groups_bt.metrics.astype(object).where(groups_bt.metrics.notna(), None).to_dict("records"),
+            "log_offsets": {g: c.offsets for g, c in groups_bt.calibrations.items()},
         },
         "bottom_up": None
         if res.bottom_up_fit is None

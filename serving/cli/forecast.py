@@ -1,4 +1,4 @@
-"""`crmscore forecast`: weekly revenue forecast (bottom-up BG/NBD + Gamma-Gamma and top-down SARIMAX), backtested."""
+"""`crmscore forecast`: weekly revenue forecast (bottom-up BG/NBD + Gamma-Gamma, top-down SARIMAX, their mean)."""
 
 from __future__ import annotations
 
@@ -64,10 +64,18 @@ def _lines(res, out: Path) -> list[str]:
                 ", " + _("{method} {wape:.3f} (80% coverage {coverage:.2f})").format(
                     method=k, wape=m[f"wape_{k}"], coverage=m[f"coverage80_{k}"]
                 )
-                for k in ("bottom_up", "top_down")
+                for k in ("bottom_up", "top_down", "combined")
                 if f"wape_{k}" in m
             )
         )
+        wis = {k: m[f"rolling_wis80_{k}"] for k in ("bottom_up", "top_down", "combined") if f"rolling_wis80_{k}" in m}
+        if wis:
+            lines.append(
+                _("out of time, calibrated: weighted interval score of the point and 80% interval (lower is better) "
+                  "{scores}").format(scores=", ".join(
+                    f"{k} {v:.3f} ({m[f'rolling_coverage80_{k}']:.0%})" for k, v in wis.items()
+                ))
+            )
     run = _("; run {run_id}").format(run_id=res.run_id) if res.run_id else ""
     lines.append(_("files in {out}").format(out=out) + run)
     return lines

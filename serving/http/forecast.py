@@ -65,7 +65,8 @@ class LatestForecast:
         return client, runs[0]
 
     def payload(self) -> dict[str, Any]:
-        """What GET /forecast returns: run id, cutoff, selected method, backtest metrics and the table rows."""
+        """What GET /forecast returns: run id, cutoff, selected method and the criterion it was chosen on, backtest
+        metrics, the calibration (the total's; with ``--by`` each group's offsets as well) and the table rows."""
         import pandas as pd
 
         client, run = self._latest_run()
@@ -92,8 +93,10 @@ class LatestForecast:
             "horizon_weeks": summary.get("horizon_weeks"),
             "by": summary.get("by"),
             "selected": summary.get("selected"),
+            "selected_on": summary.get("selected_on"),
             "backtest": {k: _clean(v) for k, v in (backtest.get("metrics") or {}).items()},
             "interval_calibration": summary.get("interval_calibration"),
+            "groups_backtest": summary.get("groups_backtest"),
             "columns": list(table.columns),
             "rows": rows,
         }

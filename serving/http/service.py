@@ -442,7 +442,7 @@ class CRMScoring:
 
     @info_app.get("/forecast", summary="The latest sales forecast run's table (crmscore forecast)")
     def forecast_table(self) -> Response:
-        """Weekly revenue forecast (both methods, every group, 80% / 95% intervals) of the newest finished
+        """Weekly revenue forecast (every method, every group, 80% / 95% intervals) of the newest finished
         ``crmscore forecast`` run in the tracking store, with its backtest metrics; 404 when there is none."""
         try:
             return _json_response(self.forecast.payload())

@@ -53,16 +53,26 @@ def test_forecast_then_report(data_dir: Path, tracking_uri: str, tmp_path: Path)
     assert {"backtest_wape_bottom_up", "backtest_wape_top_down", "backtest_wape_baseline"} <= set(run.data.metrics)
     assert run.data.params["group_by"] == "province"
     art = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp_path / "art")))
-    assert {"forecast.csv", "backtest.csv", "history.csv", "summary.json", "forecast.png"} <= {
+    assert {"forecast.csv", "backtest.csv", "backtest_groups.csv", "history.csv", "summary.json", "forecast.png"} <= {
         p.name for p in art.rglob("*")
     }
     _pii_free(art)
-    # the total's intervals are calibrated on the backtest errors; the groups keep the model's
+    # the total's intervals are calibrated on the backtest errors, each group's on its own backtest's errors
+    # (a group with fewer than 8 positive backtest weeks keeps the model's)
     assert set(table.loc[table["group"] == "total", "interval"]) == {"conformal"}
-    assert set(table.loc[table["group"] != "total", "interval"]) == {"model"}
-    assert {"backtest_coverage80_top_down_calibrated", "backtest_coverage80_bottom_up_calibrated"} <= set(
-        run.data.metrics
-    )
+    groups = pd.read_csv(fc / "backtest_groups.csv")
+    n_pos = groups.loc[groups["actual"] > 0].groupby(["group", "method"]).size()
+    for (g, m), rows in table.loc[table["group"] != "total"].groupby(["group", "method"]):
+        assert set(rows["interval"]) == {"conformal" if n_pos.get((g, m), 0) >= 8 else "model"}, (g, m)
+    assert "conformal" in set(table.loc[table["group"] != "total", "interval"])
+    assert set(table["method"]) == {"bottom_up", "top_down", "combined"}
+    assert "weighted interval score" in r.output
+    assert {
+        "backtest_coverage80_top_down_calibrated",
+        "backtest_coverage80_bottom_up_calibrated",
+        "backtest_wape_combined",
+        "backtest_rolling_wis80_combined",
+    } <= set(run.data.metrics)
     # what GET /forecast serves: the newest finished run's table, read back from the tracking store
     from serving.http.forecast import ForecastUnavailable, LatestForecast
 
@@ -70,6 +80,8 @@ def test_forecast_then_report(data_dir: Path, tracking_uri: str, tmp_path: Path)
     assert served["run_id"] == run.info.run_id and served["as_of"].startswith(AS_OF)
     assert len(served["rows"]) == len(table) and served["columns"] == list(table.columns)
     assert served["rows"][0]["forecast"] == pytest.approx(table["forecast"].iloc[0], abs=0.01)
+    assert served["selected_on"].startswith("lowest weighted interval score")
+    assert {r["group"] for r in served["groups_backtest"]["metrics"]} == set(table["group"]) - {"total"}
     with pytest.raises(ForecastUnavailable, match="no forecast yet"):
         LatestForecast(tracking_uri, experiment="no-such-experiment").payload()
 

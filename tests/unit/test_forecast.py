@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,11 +14,13 @@ from training.forecast import (
     backtest_origins,
     coverage,
     forecast_at,
+    interval_score,
     seasonal_naive,
     wape,
     weekly_revenue,
+    wis,
 )
-from training.forecast_calibrate import apply_calibration, calibrated_backtest, rolling_evaluation
+from training.forecast_calibrate import apply_calibration, calibrated_backtest, choice_evaluation, rolling_evaluation
 from training.forecast_run import parse_horizon
 
 T = pd.Timestamp("2025-06-30")
@@ -95,7 +99,7 @@ def result(orders):
 def test_forecast_shapes_and_interval_order(result):
     tab = result.table
     assert not result.errors
-    assert set(tab["method"]) == {"bottom_up", "top_down"}
+    assert set(tab["method"]) == {"bottom_up", "top_down", "combined"}
     assert set(tab["group"]) == {"total", "north", "south"}
     for (_, _), g in tab.groupby(["group", "method"]):
         assert g["week"].tolist() == list(range(1, 14))
@@ -104,6 +108,24 @@ def test_forecast_shapes_and_interval_order(result):
     v = tab[["lo95", "lo80", "forecast", "hi80", "hi95"]].to_numpy()
     assert np.isfinite(v).all() and (v >= 0).all()
     assert (np.diff(v, axis=1) >= -1e-9).all()
+
+
+def test_combined_is_the_mean_of_the_two_forecasts_and_of_their_bounds(result):
+    tab = result.table.set_index(["group", "method", "week"]).sort_index()
+    for col in ("forecast", "lo80", "hi80", "lo95", "hi95"):
+        both = 0.5 * tab.xs("bottom_up", level="method")[col] + 0.5 * tab.xs("top_down", level="method")[col]
+        np.testing.assert_allclose(tab.xs("combined", level="method")[col], both.to_numpy(), rtol=1e-12)
+
+
+def test_weighted_interval_score_on_a_hand_made_series():
+    actual = np.array([100.0, 200.0])
+    fc = np.array([110.0, 200.0])
+    bounds = {"lo80": np.array([90.0, 150.0]), "hi80": np.array([120.0, 190.0])}
+    # week 1 inside: width 30; week 2 above hi80 by 10: width 40 + 2 / 0.2 * 10 = 140
+    np.testing.assert_allclose(interval_score(actual, bounds["lo80"], bounds["hi80"], 80), [30.0, 140.0])
+    # per week (0.5 |y - m| + 0.1 IS) / 1.5, summed, over the sum of actuals
+    assert wis(actual, fc, bounds, (80,)) == pytest.approx(((5 + 3) + (0 + 14)) / 1.5 / 300)
+    assert wis(actual, fc, {}, ()) == pytest.approx(wape(actual, fc))  # no interval: the WAPE
 
 
 def test_bottom_up_groups_add_up_to_the_total(result):
@@ -205,14 +227,58 @@ def test_rolling_evaluation_scores_the_interval_the_cli_would_have_printed_at_ea
         made = apply_calibration(
             forecast_at(orders, e, cfg).table, calibrated_backtest(bt.rows, cfg.levels), cfg.levels, "total"
         )
-        for m in ("bottom_up", "top_down"):
+        for m in ("bottom_up", "top_down", "combined"):
             want = made.loc[(made["group"] == "total") & (made["method"] == m)]
             got = ev.rows.loc[(ev.rows["origin"] == e) & (ev.rows["method"] == m)]
             assert len(got) == cfg.horizon_weeks and (want["interval"] == "conformal").all()
             for col in ("forecast", "lo80", "hi80", "lo95", "hi95"):
                 np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-9)
-    for m in ("bottom_up", "top_down"):
+    for m in ("bottom_up", "top_down", "combined"):
         d = ev.rows.loc[ev.rows["method"] == m]
         assert ev.metrics[f"coverage80_{m}"] == pytest.approx(coverage(d["actual"], d["lo80"], d["hi80"]))
         assert ev.metrics[f"width80_{m}"] == pytest.approx((d["hi80"] - d["lo80"]).mean())
         assert ev.metrics[f"width95_{m}"] > ev.metrics[f"width80_{m}"] > 0
+        assert ev.metrics[f"wape_{m}"] == pytest.approx(wape(d["actual"], d["forecast"]))
+        bounds = {c: d[c].to_numpy() for c in ("lo80", "hi80", "lo95", "hi95")}
+        assert ev.metrics[f"wis80_{m}"] == pytest.approx(wis(d["actual"], d["forecast"], bounds, (80,)))
+        assert ev.metrics[f"wis_{m}"] == pytest.approx(wis(d["actual"], d["forecast"], bounds, (80, 95)))
+
+
+def test_run_reports_the_method_with_the_lowest_out_of_time_interval_score(orders, tmp_path):
+    from training.forecast_run import run_forecast
+
+    res = run_forecast(None, T, tmp_path, tables={"orders": orders}, origins=2, log_mlflow=False)
+    m = res.backtest.metrics
+    # the rolling evaluation of the calibrated forecasts is in the metrics, equal to rolling_evaluation's
+    ev = rolling_evaluation(orders, T, ForecastConfig(backtest_origins=2))
+    scores = {k: m[f"rolling_wis80_{k}"] for k in ("bottom_up", "top_down", "combined")}
+    assert scores == pytest.approx({k: ev.metrics[f"wis80_{k}"] for k in scores})
+    assert res.selected == min(scores, key=scores.get)
+    assert res.table.loc[res.table["selected"], "method"].unique().tolist() == [res.selected]
+    summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
+    assert summary["selected_on"].startswith("lowest weighted interval score")
+    # on WAPE when asked
+    res = run_forecast(
+        None, T, tmp_path / "w", tables={"orders": orders}, origins=2, log_mlflow=False,
+        cfg=ForecastConfig(select_on="wape"),
+    )  # fmt: skip
+    wapes = {k: res.backtest.metrics[f"wape_{k}"] for k in ("bottom_up", "top_down", "combined")}
+    assert res.selected == min(wapes, key=wapes.get) and "rolling_wis80_top_down" not in res.backtest.metrics
+
+
+def test_choice_evaluation_scores_the_forecast_the_cli_would_have_reported_at_each_origin(orders, tmp_path):
+    from training.forecast_run import run_forecast
+
+    cfg = ForecastConfig(backtest_origins=2)
+    ce = choice_evaluation(orders, T, cfg)
+    assert len(ce.choices) == 2 and ce.metrics["n_weeks"] == 26
+    for rec in ce.choices.to_dict("records"):
+        e = rec["origin"]
+        run = run_forecast(None, e, tmp_path / str(e.date()), tables={"orders": orders}, origins=2, log_mlflow=False)
+        assert run.selected == rec["method"]
+        want = run.table.loc[(run.table["group"] == "total") & run.table["selected"]]
+        got = ce.rows.loc[ce.rows["origin"] == e]
+        for col in ("forecast", "lo80", "hi80", "lo95", "hi95"):
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-9)
+    assert ce.metrics["coverage80"] == pytest.approx(coverage(ce.rows["actual"], ce.rows["lo80"], ce.rows["hi80"]))
+    assert ce.metrics["wape"] == pytest.approx(wape(ce.rows["actual"], ce.rows["forecast"]))
