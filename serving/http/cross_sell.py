@@ -7,8 +7,10 @@
   worker at start-up; a retrained champion is served after a restart.
 * Purchase histories come from the service's data dir (``crmscore serve --data DIR`` with ``orders`` and
   ``order_items``), indexed once per worker by customer, or from the request itself (``purchases``).
-* Recommendations are computed by :func:`training.cross_sell_job.recommend`, the function the batch command
-  `crmscore recommend` uses, so both give the same list with the same evidence.
+* Recommendations are computed by :class:`training.cross_sell_online.OnlineRecommender`, which gives what the
+  batch command `crmscore recommend` (:func:`training.cross_sell_job.recommend`) gives: the same list with the
+  same evidence. Each customer's products as of its last purchase are aggregated once per worker, so a request
+  by id without ``as_of`` only scores and ranks.
 * Next best actions are the ordered rules of ``configs/actions.yaml`` (``$CRMSCORE_ACTIONS_CONFIG``, default the
   embedded copy) compiled once per worker against the fields of :class:`schemas_actions.ActionCustomer`, and
   applied by :func:`training.cross_sell_actions.assign_actions` (the `crmscore actions` function).
@@ -39,7 +41,7 @@ from training.cross_sell import (
     read_model,
 )
 from training.cross_sell_actions import ActionsConfig, assign_actions, compile_actions
-from training.cross_sell_online import OnlineRecommender
+from training.cross_sell_online import OnlineRecommender, Purchased, PurchasedTable
 
 log = logging.getLogger("crmscore.serving")
 
@@ -59,7 +61,11 @@ class History:
 
 
 class CustomerLines:
-    """Paid product lines sorted by customer once; one customer's lines are array slices (``np.searchsorted``)."""
+    """Paid product lines sorted by customer once; one customer's lines are array slices.
+
+    :meth:`prepare` (once the model is loaded) also keeps every customer's products as of its last purchase
+    (:class:`training.cross_sell_online.PurchasedTable`), so a request with the default ``as_of`` is scored
+    from those few rows without reading its lines again."""
 
     def __init__(self, lines: pd.DataFrame, customers: pd.Index) -> None:
         lines = lines.sort_values(["customer_id", "ts"], kind="stable")
@@ -70,20 +76,35 @@ class CustomerLines:
         self.basket_ids = pd.factorize(self.baskets)[0].astype(np.int64)
         self.codes: np.ndarray | None = None
         self.customers = customers  # every customer id of the data (a customer may have no line)
+        # customers with lines, numbered in sorted order; number c's lines are start[c]:start[c + 1]
+        firsts = np.flatnonzero(self.ids[1:] != self.ids[:-1]) + 1
+        self.start = np.concatenate([[0], firsts, [len(self.ids)]]).astype(np.int64) if len(self.ids) else np.zeros(
+            1, dtype=np.int64)
+        self.number = {str(x): c for c, x in enumerate(self.ids[self.start[:-1]].tolist())}
+        self.purchased: PurchasedTable | None = None
+
+    def span(self, customer_id: str) -> tuple[int, int]:
+        """(first, end) line positions of the customer (equal when it has no line)."""
+        c = self.number.get(customer_id)
+        return (0, 0) if c is None else (int(self.start[c]), int(self.start[c + 1]))
 
     def of(self, customer_id: str) -> History:
         """The customer's lines (empty when it bought nothing)."""
-        lo, hi = (int(np.searchsorted(self.ids, customer_id, side)) for side in ("left", "right"))
+        lo, hi = self.span(customer_id)
         codes = None if self.codes is None else self.codes[lo:hi]
         return History(self.skus[lo:hi], self.ts[lo:hi], self.baskets[lo:hi], codes, self.basket_ids[lo:hi])
 
     def prepare(self, online: OnlineRecommender) -> None:
-        """Look every line's sku up in the model once (requests then slice the columns)."""
+        """Look every line's sku up in the model once (requests then slice the columns), and aggregate every
+        customer's products as of its last line (what a request without ``as_of`` reads)."""
         self.codes = online.codes(self.skus)
+        n = len(self.start) - 1
+        customer = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.start))
+        self.purchased = online.aggregate_all(customer, self.codes, self.ts, self.basket_ids, n)
 
     def known(self, customer_id: str) -> bool:
         """Whether the data holds this customer (in customers, or with a line)."""
-        return customer_id in self.customers
+        return customer_id in self.number or customer_id in self.customers
 
 
 @dataclass
@@ -218,13 +239,15 @@ def recommend_for(st: CrossSellState, req: RecommendRequest) -> dict[str, Any]:
     """The /recommend body of one customer, or a :class:`RequestError` (404 unknown id, 422, 503).
 
     Computed by :class:`training.cross_sell_online.OnlineRecommender`, which gives what the batch
-    ``crmscore recommend`` gives for the customer (same list and evidence).
+    ``crmscore recommend`` gives for the customer (same list and evidence). A customer of the service's data
+    asked without ``as_of`` is scored from its products prepared at start-up (:meth:`CustomerLines.prepare`).
     """
     from serving.http.loader import ModelUnavailable
 
     if st.model is None or st.online is None:
         raise ModelUnavailable(M_("model {name}@{alias} is not loaded: {error}", name=st.name, alias=st.alias,
                                   error=st.error or M_("not registered")))
+    exclude = st.exclude_recent_days if req.exclude_days is None else req.exclude_days
     if req.purchases is not None:
         hist = _request_history(req)
     else:
@@ -234,24 +257,49 @@ def recommend_for(st: CrossSellState, req: RecommendRequest) -> dict[str, Any]:
                 M_("purchases: required, the service has no purchase data to look customer_id up in ({error})",
                    error=st.lines_error),
             )
-        if not st.lines.known(req.customer_id):
+        lines = st.lines
+        if not lines.known(req.customer_id):
             raise RequestError(404, M_("customer_id: no customer with this id in the service's data"))
-        hist = st.lines.of(req.customer_id)
+        if req.as_of is None and lines.purchased is not None:
+            return _prepared(st, req, lines, lines.purchased, exclude)
+        hist = lines.of(req.customer_id)
     if req.as_of is not None:
         as_of = pd.Timestamp(req.as_of)
     else:
         as_of = pd.Timestamp(hist.ts.max()) if len(hist.ts) else st.model.as_of
-    exclude = st.exclude_recent_days if req.exclude_days is None else req.exclude_days
     if hist.codes is not None and hist.basket_ids is not None:
         recs = st.online.recommend_codes(hist.codes, hist.ts, hist.basket_ids, as_of, req.k, exclude)
     else:
         recs = st.online.recommend(hist.skus, hist.ts, hist.baskets, as_of, req.k, exclude)
+    return _body(st, req, as_of, int((hist.ts <= as_of.to_datetime64()).sum()), exclude, recs)
+
+
+_NOTHING = Purchased(np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
+
+
+def _prepared(
+    st: CrossSellState, req: RecommendRequest, lines: CustomerLines, table: PurchasedTable, exclude: int
+) -> dict[str, Any]:
+    """The body of a customer of the service's data as of its last line (every line read), from ``table``."""
+    assert st.online is not None and st.model is not None
+    c = lines.number.get(req.customer_id)
+    if c is None:  # known without a line: popular products as of the model's time
+        return _body(st, req, st.model.as_of, 0, exclude, st.online.rank(_NOTHING, req.k, exclude))
+    lo, hi = int(lines.start[c]), int(lines.start[c + 1])
+    recs = st.online.rank(table.of(c), req.k, exclude)
+    return _body(st, req, pd.Timestamp(lines.ts[hi - 1]), hi - lo, exclude, recs)
+
+
+def _body(
+    st: CrossSellState, req: RecommendRequest, as_of: pd.Timestamp, history_lines: int, exclude: int,
+    recs: list[dict[str, object]],
+) -> dict[str, Any]:
     return {
         "customer_id": req.customer_id,
         "model": st.name,
         "model_version": st.version,
         "as_of": as_of.isoformat(),
-        "history_lines": int((hist.ts <= as_of.to_datetime64()).sum()),
+        "history_lines": history_lines,
         "excluded_days": exclude,
         "recommendations": recs,
     }

@@ -101,3 +101,60 @@ def test_service_histories_need_no_customers_table(tmp_path) -> None:
     pd.DataFrame({"customer_id": ["c"]}).to_parquet(tmp_path / "customers.parquet")  # a customer with no line
     lines, _ = _load_lines(str(tmp_path), CrossSellConfig())
     assert lines is not None and lines.known("c") and len(lines.of("c").skus) == 0
+
+
+@pytest.mark.parametrize(("own", "level"), [("repeat", "customer"), ("decayed", "basket")])
+def test_prepared_customers_equal_their_lines_read_per_request(own: str, level: str) -> None:
+    """The service's start-up aggregation of every customer (``aggregate_all``) gives, through ``recommend_for``,
+    the body that reading the customer's lines per request gives, for every customer and request shape: same
+    products, bit-identical scores, same evidence, as_of and history_lines; and the batch function agrees."""
+    from serving.http.cross_sell import CrossSellState, CustomerLines, recommend_for
+    from serving.http.schemas_actions import RecommendRequest
+
+    lines = _lines(50, seed=11)
+    t = pd.Timestamp(lines["ts"].max())
+    model = ItemItemModel.fit(lines, t, 0.6, 90.0, "customer", 4, 1, own=own, beta=0.2)
+    model.rules = association_rules(
+        lines, model.vocab, RuleThresholds(level=level, min_support=0.02, min_confidence=0.1, min_lift=1.0)
+    )
+    model.rules_level = level
+    # what the model does not know, a product twice in one basket, a customer with unknown products only, and
+    # a basket whose lines have two times (c4-0 exists already: the per-request path only is the reference there)
+    extra = pd.DataFrame(
+        {
+            "customer_id": ["c3", "c3", "c5", "c5", "zz", "c4", "c4"],
+            "basket": ["c3-x", "c3-x", "c5-x", "c5-x", "zz-0", "c4-0", "c4-0"],
+            "ts": [T0 + pd.Timedelta(days=d) for d in (401, 401, 200, 200, 30, 5, 5)],
+            "sku": ["ZZZ", "A", "B", "B", "ZZZ", "B", "B"],
+            "product_name": ["?", "商品A", "商品B", "商品B", "?", "商品B", "商品B"],
+        }
+    )
+    lines = pd.concat([lines, extra], ignore_index=True)
+    ids = pd.Index([*pd.unique(lines["customer_id"]), "no-lines"])
+    online = OnlineRecommender(model)
+    prepared = CustomerLines(lines, ids)
+    prepared.prepare(online)
+    per_request = CustomerLines(lines, ids)
+    per_request.prepare(online)
+    per_request.purchased = None  # the reference: every request reads the customer's lines
+    states = [CrossSellState(name="cross_sell", alias="champion", model=model, online=online, version="1",
+                             lines=x) for x in (prepared, per_request)]
+    shapes = [(10, None), (3, 0), (12, 400), (1, 30)]
+    for cid in ids:
+        for k, exclude in shapes:
+            req = RecommendRequest.model_construct(customer_id=cid, purchases=None, k=k, exclude_days=exclude,
+                                                   as_of=None)
+            got, want = (recommend_for(st, req) for st in states)
+            assert got == want, (cid, k, exclude)
+    # the batch function, as of each customer's last line, agrees too (scores to rounding)
+    for cid in ["c0", "c3", "c5", "zz", "no-lines"]:
+        body = recommend_for(states[0], RecommendRequest.model_construct(
+            customer_id=cid, purchases=None, k=8, exclude_days=30, as_of=None))
+        batch = recommend(model, lines, pd.Index([cid]), pd.Timestamp(body["as_of"]), k=8, exclude_recent_days=30)
+        recs = body["recommendations"]
+        assert [r["sku"] for r in recs] == batch["sku"].tolist(), cid
+        assert [r["evidence"] for r in recs] == batch["evidence"].tolist(), cid
+        assert [r["score"] for r in recs] == pytest.approx(batch["score"].tolist(), rel=1e-9, abs=1e-12)
+    zz = recommend_for(states[0], RecommendRequest.model_construct(
+        customer_id="zz", purchases=None, k=3, exclude_days=None, as_of=None))
+    assert zz["history_lines"] == 1 and all(r["evidence"].startswith("popular:") for r in zz["recommendations"])
