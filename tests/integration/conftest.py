@@ -233,6 +233,37 @@ def limits_server(crm_registry: Registry, tmp_path_factory: pytest.TempPathFacto
         yield s
 
 
+# ------------------------------------------------------------------------------------------------------ Spark
+def java_missing() -> bool:
+    """True when no ``java`` is on PATH or under JAVA_HOME."""
+    home = os.environ.get("JAVA_HOME")
+    return not (shutil.which("java") or (home and (Path(home) / "bin" / "java").exists()))
+
+
+def skip_without_spark() -> None:
+    """Skip the test, with the reason, when pyspark or a Java runtime is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is None:
+        pytest.skip("pyspark is not installed (pip install 'crm-scoring[spark]')")
+    if java_missing():
+        pytest.skip("no Java runtime on PATH or JAVA_HOME: the Spark engine needs Java 17+")
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One Spark session on ``local[2]`` for every Spark test of the session (a JVM and its Python workers start
+    once, not once per module): the tests' feature and summary jobs run on it, and the engines the tests call
+    (``score_batch_spark``, ``crmscore ... --engine spark``) reuse the active session as they reuse a CRM
+    team's, and leave it running. Skips when pyspark or Java is missing."""
+    skip_without_spark()
+    from features.engines.spark_session import spark_session
+
+    session = spark_session("local[2]", "crmscore-tests")
+    yield session
+    session.stop()
+
+
 # --------------------------------------------------------------------------------------------- real data
 ONLINE_RETAIL = "online_retail/online_retail_2010-2011.parquet"
 
