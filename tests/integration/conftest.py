@@ -222,8 +222,8 @@ LIMITS_MAX_BODY_MB = 1.0
 
 @pytest.fixture(scope="session")
 def limits_server(crm_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One pinned server shared by the hostile-input, security and schemathesis modules, with small limits
-    (``max_batch`` 1,000 leads, ``max_body_mb`` 1)."""
+    """One pinned server shared by the forecast-endpoint, hostile-input, schemathesis, security, service-HTTP and
+    soak modules, with small limits (``max_batch`` 1,000 leads, ``max_body_mb`` 1)."""
     env = {
         "CRMSCORE_PIN_MODELS": "1",
         "CRMSCORE_MAX_BATCH": str(LIMITS_MAX_BATCH),
