@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,65 @@ def keep_mlflow_globals(mp: pytest.MonkeyPatch) -> None:
     # mlflow.set_experiment also exports MLFLOW_EXPERIMENT_ID into os.environ, which every later subprocess would
     # inherit (an experiment id of this test's store: "does not exist" in another one)
     mp.delenv("MLFLOW_EXPERIMENT_ID", raising=False)
+
+
+# ------------------------------------------------------------------------ the session's small trained registry
+@dataclass
+class Registry:
+    """A trained throwaway registry."""
+
+    root: Path
+    data: Path
+    uri: str
+    versions: dict[str, str]
+
+
+def _write_data(data: Path) -> None:
+    from features.io import write_parquet_atomic
+
+    try:
+        from features.synth import generate_crm_data, write_crm_data
+
+        write_crm_data(generate_crm_data(1500, 420, 3), data)
+        return
+    except ImportError:
+        pass
+    from tests.fixtures.crm import make_tables
+
+    for name, df in make_tables(1500, seed=3).items():
+        write_parquet_atomic(df, data / f"{name}.parquet")
+
+
+@pytest.fixture(scope="session")
+def crm_registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """lead_scoring and churn_risk champions (v1) trained on random CRM tables in a SQLite store."""
+    from features.config import LabelConfig
+    from training.config import TrainConfig, XGBSearch
+    from training.train import train_crm
+
+    root = tmp_path_factory.mktemp("crm_registry")
+    data = root / "data"
+    _write_data(data)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    versions = {}
+    with pytest.MonkeyPatch.context() as mp:
+        keep_mlflow_globals(mp)
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", uri)
+        # the logged models' pip requirements do not matter here; inferring them costs a subprocess each
+        mp.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+        mp.chdir(root)
+        search = XGBSearch(n_trials=1, n_estimators=[60], max_depth=[4])
+        labels = LabelConfig(n_cutoffs=3, horizon_days=60, churn_lookback_days=365)
+        for task in ("lead", "churn"):
+            cfg = TrainConfig(task=task, xgb_search=search, candidates=["xgboost"], labels=labels, xgb_threads=1)
+            result = train_crm(data, cfg)
+            versions[result.model_name] = result.version
+    return Registry(root, data, uri, versions)
+
+
+def copy_registry(reg: Registry, dest: Path) -> Registry:
+    """A private copy of the registry database (artifacts stay shared and read-only)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(reg.root / "mlflow.db", dest / "mlflow.db")
+    return Registry(dest, reg.data, f"sqlite:///{dest / 'mlflow.db'}", dict(reg.versions))

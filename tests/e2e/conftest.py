@@ -1,5 +1,6 @@
-"""Fixtures of the browser tests: demo CRM data, a registry with lead, churn and segment champions, the scoring
-service started with ``crmscore serve --data DIR``, and headless Chromium driven by Playwright.
+"""Fixtures of the browser tests: the session's demo CRM data (``crm_registry``), a copy of its registry with lead,
+churn, segment and cross_sell champions, the scoring service started with ``crmscore serve --data DIR``, and
+headless Chromium driven by Playwright.
 
 Chromium is Debian's ``/usr/bin/chromium``; when it is missing the set-up installs it with apt-get (as root)
 or skips the tests with the reason. Screenshots go to ``test-artifacts/`` at the project root.
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import Registry, copy_registry
 from tests.integration.conftest import API_KEYS, free_port, keep_mlflow_globals, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,8 +37,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-#: Demo data of the page tests: customers, days of history, seed.
-DEMO = (2000, 365, 11)
 
 
 @dataclass
@@ -99,36 +99,26 @@ def browser(chromium_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def profile_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """A demo data dir (``features.synth``) and an MLflow store with lead, churn, segment and cross_sell champions."""
-    from features.config import LabelConfig
-    from features.synth import generate_crm_data, write_crm_data
-    from training.config import TrainConfig, XGBSearch
+def profile_data(crm_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """The session's demo data dir (``crm_registry``: ~1,500 synthetic customers, ``features.synth``) and a copy of
+    its MLflow store with the lead and churn champions plus segment and cross_sell champions fitted here (their
+    runs and artifacts in this fixture's folder; the session registry stays untouched)."""
+    from training.cross_sell import CrossSellConfig
+    from training.cross_sell_job import train_cross_sell
     from training.segment import fit_segments
-    from training.train import train_crm
 
     root = tmp_path_factory.mktemp("profile_page")
-    data = root / "data"
-    write_crm_data(generate_crm_data(*DEMO), data)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    reg = copy_registry(crm_registry, root)
     with pytest.MonkeyPatch.context() as mp:
         keep_mlflow_globals(mp)
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_REGISTRY_URI", uri)
+        mp.setenv("MLFLOW_TRACKING_URI", reg.uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", reg.uri)
         mp.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
         mp.chdir(root)
-        search = XGBSearch(n_trials=1, n_estimators=[60], max_depth=[4])
-        labels = LabelConfig(n_cutoffs=3, horizon_days=60)
-        for task in ("lead", "churn"):
-            train_crm(data, TrainConfig(task=task, xgb_search=search, candidates=["xgboost"], labels=labels,
-                                        xgb_threads=1))
-        fit_segments(data)
+        fit_segments(reg.data)
         # the page's next-steps section: recommendations from a cross_sell champion (demo order lines)
-        from training.cross_sell import CrossSellConfig
-        from training.cross_sell_job import train_cross_sell
-
-        train_cross_sell(data, CrossSellConfig())
-    return data, uri
+        train_cross_sell(reg.data, CrossSellConfig())
+    return reg.data, reg.uri
 
 
 @contextlib.contextmanager

@@ -1,10 +1,10 @@
 """Integration fixtures of the scoring service: a small trained registry and a real server per module.
 
-``crm_registry`` (session) generates ~1,500 random customers, writes them as a data dir and trains
-``lead_scoring`` and ``churn_risk`` (one small XGBoost each) into a SQLite MLflow store. The tables
-are random, so the models have no real signal: enough to serve. :func:`running_server` starts
-``crmscore serve`` on a free port as a subprocess pointed at a registry and stops it by its process
-group.
+``crm_registry`` (session, in ``tests/conftest.py``: the browser tests build on it too) generates ~1,500 random
+customers, writes them as a data dir and trains ``lead_scoring`` and ``churn_risk`` (one small XGBoost each) into
+a SQLite MLflow store. The tables are random, so the models have no real signal: enough to serve.
+:func:`running_server` starts ``crmscore serve`` on a free port as a subprocess pointed at a registry and stops
+it by its process group.
 """
 
 from __future__ import annotations
@@ -25,19 +25,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import keep_mlflow_globals  # noqa: F401 - re-exported for the integration tests
+# re-exported for the integration tests; the session's crm_registry fixture lives in tests/conftest.py (the
+# browser tests use it too): it must not be imported here, or pytest would train a second one
+from tests.conftest import Registry, copy_registry, keep_mlflow_globals  # noqa: F401
 
 API_KEYS = ("test-key-1", "test-key-2")
-
-
-@dataclass
-class Registry:
-    """A trained throwaway registry."""
-
-    root: Path
-    data: Path
-    uri: str
-    versions: dict[str, str]
 
 
 @dataclass
@@ -64,57 +56,6 @@ def isolated_mlflow(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """``monkeypatch`` that also restores MLflow's global URIs and active experiment after the test."""
     keep_mlflow_globals(monkeypatch)
     return monkeypatch
-
-
-def _write_data(data: Path) -> None:
-    from features.io import write_parquet_atomic
-
-    try:
-        from features.synth import generate_crm_data, write_crm_data
-
-        write_crm_data(generate_crm_data(1500, 420, 3), data)
-        return
-    except ImportError:
-        pass
-    from tests.fixtures.crm import make_tables
-
-    for name, df in make_tables(1500, seed=3).items():
-        write_parquet_atomic(df, data / f"{name}.parquet")
-
-
-@pytest.fixture(scope="session")
-def crm_registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """lead_scoring and churn_risk champions (v1) trained on random CRM tables in a SQLite store."""
-    from features.config import LabelConfig
-    from training.config import TrainConfig, XGBSearch
-    from training.train import train_crm
-
-    root = tmp_path_factory.mktemp("crm_registry")
-    data = root / "data"
-    _write_data(data)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    versions = {}
-    with pytest.MonkeyPatch.context() as mp:
-        keep_mlflow_globals(mp)
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_REGISTRY_URI", uri)
-        # the logged models' pip requirements do not matter here; inferring them costs a subprocess each
-        mp.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
-        mp.chdir(root)
-        search = XGBSearch(n_trials=1, n_estimators=[60], max_depth=[4])
-        labels = LabelConfig(n_cutoffs=3, horizon_days=60, churn_lookback_days=365)
-        for task in ("lead", "churn"):
-            cfg = TrainConfig(task=task, xgb_search=search, candidates=["xgboost"], labels=labels, xgb_threads=1)
-            result = train_crm(data, cfg)
-            versions[result.model_name] = result.version
-    return Registry(root, data, uri, versions)
-
-
-def copy_registry(reg: Registry, dest: Path) -> Registry:
-    """A private copy of the registry database (artifacts stay shared and read-only)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(reg.root / "mlflow.db", dest / "mlflow.db")
-    return Registry(dest, reg.data, f"sqlite:///{dest / 'mlflow.db'}", dict(reg.versions))
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -222,8 +163,8 @@ LIMITS_MAX_BODY_MB = 1.0
 
 @pytest.fixture(scope="session")
 def limits_server(crm_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One pinned server shared by the hostile-input, security and schemathesis modules, with small limits
-    (``max_batch`` 1,000 leads, ``max_body_mb`` 1)."""
+    """One pinned server shared by the forecast-endpoint, hostile-input, schemathesis, security, service-HTTP and
+    soak modules, with small limits (``max_batch`` 1,000 leads, ``max_body_mb`` 1)."""
     env = {
         "CRMSCORE_PIN_MODELS": "1",
         "CRMSCORE_MAX_BATCH": str(LIMITS_MAX_BATCH),
@@ -231,6 +172,37 @@ def limits_server(crm_registry: Registry, tmp_path_factory: pytest.TempPathFacto
     }
     with running_server(crm_registry, tmp_path_factory.mktemp("limits_svc"), env) as s:
         yield s
+
+
+# ------------------------------------------------------------------------------------------------------ Spark
+def java_missing() -> bool:
+    """True when no ``java`` is on PATH or under JAVA_HOME."""
+    home = os.environ.get("JAVA_HOME")
+    return not (shutil.which("java") or (home and (Path(home) / "bin" / "java").exists()))
+
+
+def skip_without_spark() -> None:
+    """Skip the test, with the reason, when pyspark or a Java runtime is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("pyspark") is None:
+        pytest.skip("pyspark is not installed (pip install 'crm-scoring[spark]')")
+    if java_missing():
+        pytest.skip("no Java runtime on PATH or JAVA_HOME: the Spark engine needs Java 17+")
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One Spark session on ``local[2]`` for every Spark test of the session (a JVM and its Python workers start
+    once, not once per module): the tests' feature and summary jobs run on it, and the engines the tests call
+    (``score_batch_spark``, ``crmscore ... --engine spark``) reuse the active session as they reuse a CRM
+    team's, and leave it running. Skips when pyspark or Java is missing."""
+    skip_without_spark()
+    from features.engines.spark_session import spark_session
+
+    session = spark_session("local[2]", "crmscore-tests")
+    yield session
+    session.stop()
 
 
 # --------------------------------------------------------------------------------------------- real data

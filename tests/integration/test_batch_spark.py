@@ -1,14 +1,12 @@
 """`crmscore score --engine spark` on ``local[2]`` gives the local engine's results row by row.
 
+The engine runs on the session's ``local[2]`` session (``spark``), as it would on a CRM team's active one.
 Skipped (with the reason) when pyspark or a Java runtime is missing.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +20,9 @@ AS_OF = "2025-06-01"
 MODEL = "lead_scoring@champion"
 
 
-def _java_missing() -> bool:
-    home = os.environ.get("JAVA_HOME")
-    return not (shutil.which("java") or (home and (Path(home) / "bin" / "java").exists()))
-
-
 @pytest.fixture(scope="module")
-def reg(crm_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    if importlib.util.find_spec("pyspark") is None:
-        pytest.skip("pyspark is not installed (pip install 'crm-scoring[spark]')")
-    if _java_missing():
-        pytest.skip("no Java runtime on PATH or JAVA_HOME: the Spark engine needs Java 17+")
+def reg(crm_registry: Registry, spark, tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """The session registry, the session's Spark session active (the engine reuses it; skips without Spark)."""
     with pytest.MonkeyPatch.context() as mp:
         keep_mlflow_globals(mp)
         mp.setenv("MLFLOW_TRACKING_URI", crm_registry.uri)

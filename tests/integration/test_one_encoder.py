@@ -7,7 +7,8 @@ trained here into a private copy of that registry). They score the same customer
 1. training: ``CRMScorer.predict_proba`` / ``CRMScorer.explain`` of the registered model;
 2. the HTTP service: a real ``crmscore serve`` on a free port, ``/score_leads`` and ``/predict_churn``;
 3. batch: ``serving.batch.score_batch`` on a CSV of the rows;
-4. Spark: ``serving.batch.spark.score_batch_spark`` on ``local[2]`` (skipped, with the reason, without Java);
+4. Spark: ``serving.batch.spark.score_batch_spark`` on the session's ``local[2]`` session (skipped, with the
+   reason, without Java);
 5. the profile page: ``POST /ui/api/profile`` of the same server. The page builds its rows online from the
    customer's record and events (``features.build.build_online_features``) at the page's ``as_of``; the test
    builds the same rows the same way and scores them with ``CRMScorer.predict_proba``/``explain``. (Online and
@@ -20,11 +21,8 @@ objects, batch and Spark as texts).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -219,18 +217,9 @@ def test_profile_page_scores_the_customers_as_training_does(scored, name: str) -
         assert p == pytest.approx(res["training"][cid], rel=1e-9, abs=1e-12), cid
 
 
-def _java_missing() -> bool:
-    home = os.environ.get("JAVA_HOME")
-    return not (shutil.which("java") or (home and (Path(home) / "bin" / "java").exists()))
-
-
 @pytest.mark.parametrize("name", list(MODELS))
-def test_spark_probabilities_and_reasons_are_the_training_ones(scored, reg: Registry, tmp_path: Path,
+def test_spark_probabilities_and_reasons_are_the_training_ones(scored, reg: Registry, spark, tmp_path: Path,
                                                                name: str) -> None:
-    if importlib.util.find_spec("pyspark") is None:
-        pytest.skip("pyspark is not installed (pip install 'crm-scoring[spark]')")
-    if _java_missing():
-        pytest.skip("no Java runtime on PATH or JAVA_HOME: the Spark engine needs Java 17+")
     from serving.batch import BatchOptions
     from serving.batch.spark import score_batch_spark
 

@@ -39,13 +39,11 @@ def data_dir(tmp_path_factory) -> Path:
 def test_four_training_jobs_at_once_register_every_version(postgres, data_dir, tmp_path, monkeypatch):
     url = postgres.url("mlflow")
     env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_REGISTRY_URI": url, "PYTHONPATH": str(ROOT)}
-    # create the schema once, so the four jobs race on registration, not on migrations
-    subprocess.run(
-        [sys.executable, "-c", "import mlflow; mlflow.MlflowClient().search_experiments()"],
-        env=env,
-        check=True,
-        cwd=tmp_path,
-    )
+    # create the schema once (here: this process has MLflow imported already), so the four jobs race on
+    # registration, not on migrations
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=url, registry_uri=url).search_experiments()
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _TRAIN, str(data_dir)],
@@ -67,8 +65,6 @@ def test_four_training_jobs_at_once_register_every_version(postgres, data_dir, t
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", url)
-    from mlflow import MlflowClient
-
     from training.registry import CHAMPION, configure_tracking, get_alias_version, set_champion
 
     configure_tracking()

@@ -2,17 +2,14 @@
 
 One small registry for the module (300 generated customers plus a few awkward rows, ``segment fit`` once);
 the local engine is checked against the registered pyfunc on ``summarise_customers`` (what ``/segment`` and
-``segment fit`` run), its accounting, its files and its errors; the Spark engine (one ``local[2]`` session,
-marked slow) against the local one: the summary value for value, the output row by row, the same rejects,
+``segment fit`` run), its accounting, its files and its errors; the Spark engine (the session's ``local[2]``
+session, marked slow) against the local one: the summary value for value, the output row by row, the same rejects,
 counts and errors.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -212,24 +209,6 @@ def test_apply_bad_input_is_refused_with_the_reason(seg_registry, tmp_path: Path
 
 
 # ------------------------------------------------------------------------------------------------- Spark
-def _java_missing() -> bool:
-    home = os.environ.get("JAVA_HOME")
-    return not (shutil.which("java") or (home and (Path(home) / "bin" / "java").exists()))
-
-
-@pytest.fixture(scope="module")
-def spark():
-    if importlib.util.find_spec("pyspark") is None:
-        pytest.skip("pyspark is not installed (pip install 'crm-scoring[spark]')")
-    if _java_missing():
-        pytest.skip("no Java runtime on PATH or JAVA_HOME: the Spark engine needs Java 17+")
-    from features.engines.spark_session import spark_session
-
-    session = spark_session("local[2]", "crmscore-tests")
-    yield session
-    session.stop()
-
-
 def _events_after(tables: dict[str, pd.DataFrame], at: pd.Timestamp) -> dict[str, pd.DataFrame]:
     """``tables`` plus a paid order, an interaction and an opened, clicked, coupon touch at ``at`` for C0001-C0003."""
     ids = ["C0001", "C0002", "C0003"]

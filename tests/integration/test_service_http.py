@@ -1,4 +1,5 @@
-"""The scoring service over real HTTP: one `crmscore serve` subprocess for the whole module.
+"""The scoring service over real HTTP: the session's pinned `crmscore serve` subprocess (``limits_server``, shared
+with the forecast-endpoint, hostile-input, security, schemathesis and soak modules), so no server of its own.
 
 Covers: one and many leads (precomputed features and raw profile + events), batch/online agreement,
 exact reasons, every bad-input class (4xx naming the field, never a 500), API keys, PII never returned,
@@ -19,20 +20,19 @@ import pandas as pd
 import pytest
 
 from serving.http.schemas import ModelInfo, ScoreResponse
-from tests.integration.conftest import API_KEYS, Registry, Server, running_server
+from tests.integration.conftest import API_KEYS, LIMITS_MAX_BATCH, Registry, Server
 
 pytestmark = pytest.mark.slow
 
 PII = {"name": "王秘密PIIname", "phone": "13999988877", "email": "secret.pii@example.com", "address": "秘密路42号PII"}
-MAX_BATCH = 40
+MAX_BATCH = LIMITS_MAX_BATCH
 
 
 @pytest.fixture(scope="module")
-def server(crm_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Server:
-    """One server for the module, models pinned, a small batch limit to test it cheaply."""
-    env = {"CRMSCORE_PIN_MODELS": "1", "CRMSCORE_MAX_BATCH": str(MAX_BATCH)}
-    with running_server(crm_registry, tmp_path_factory.mktemp("svc"), env) as s:
-        yield s
+def server(limits_server: Server) -> Server:
+    """The session's server with the small registry, models pinned and a batch limit of ``MAX_BATCH`` leads (one
+    start-up less; the checks below hold whatever other modules sent it before)."""
+    return limits_server
 
 
 @pytest.fixture(scope="module")
@@ -417,8 +417,8 @@ def test_error_messages_follow_the_request_language(server: Server, client: http
         ("POST", "/score_leads", b"leads=1", {"Content-Type": "text/plain"}, 415,
          "body: Content-Type must be application/json", "body：Content-Type 必须是 application/json"),
         ("POST", "/score_leads", {"leads": [{"customer_id": f"c{i}", "features": {}} for i in range(MAX_BATCH + 1)]},
-         {}, 413, f"leads: {MAX_BATCH + 1} items exceed the limit of {MAX_BATCH} per request",
-         f"leads：{MAX_BATCH + 1} 项超出每个请求 {MAX_BATCH} 项的上限"),
+         {}, 413, f"leads: {MAX_BATCH + 1:,} items exceed the limit of {MAX_BATCH:,} per request",
+         f"leads：{MAX_BATCH + 1:,} 项超出每个请求 {MAX_BATCH:,} 项的上限"),
         ("POST", "/score_leads", {"leads": []}, {}, 422, "leads: List should have at least 1 item after validation",
          "leads：至少应有 1 项，实际为 0 项"),  # pydantic's errors, rewritten by the middleware
         ("POST", "/predict_churn", {}, {}, 422, "body: give either 'leads' or 'table', not both or neither",

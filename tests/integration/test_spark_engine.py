@@ -1,14 +1,11 @@
 """The Spark feature engine (``--engine spark``) against the NumPy core, on ``local[2]``.
 
-One Spark session for the module; the data is the session registry's demo data dir (1,500 customers).
+The session's Spark session (``spark``); the data is the session registry's demo data dir (1,500 customers).
 Skipped (with the reason) when pyspark or a Java runtime is missing.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,24 +18,6 @@ from tests.integration.conftest import Registry, keep_mlflow_globals
 pytestmark = pytest.mark.slow
 CUTOFFS = ("2025-01-15", "2025-04-30 12:00:00", "2025-06-01")
 MODEL = "lead_scoring@champion"
-
-
-def _java_missing() -> bool:
-    home = os.environ.get("JAVA_HOME")
-    return not (shutil.which("java") or (home and (Path(home) / "bin" / "java").exists()))
-
-
-@pytest.fixture(scope="module")
-def spark():
-    if importlib.util.find_spec("pyspark") is None:
-        pytest.skip("pyspark is not installed (pip install 'crm-scoring[spark]')")
-    if _java_missing():
-        pytest.skip("no Java runtime on PATH or JAVA_HOME: the Spark engine needs Java 17+")
-    from features.engines.spark_session import spark_session
-
-    session = spark_session("local[2]", "crmscore-tests")
-    yield session
-    session.stop()
 
 
 def _spark_features(spark, data: Path, as_of: str) -> pd.DataFrame:
