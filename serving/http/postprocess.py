@@ -210,6 +210,14 @@ class FeatureInput:
             lists = None
         if lists is None:
             lists = [self._numeric_values(row) for row in rows]
+        if len(rows) >= _FAST_TABLE_ROWS:
+            import pyarrow as pa
+
+            try:  # one C++ pass: numbers, true/false and None converted, strings refused (the loop below names one)
+                flat = pa.array(list(itertools.chain.from_iterable(lists)), type=pa.float64(), from_pandas=False)
+                return flat.to_numpy(zero_copy_only=False).reshape(len(rows), len(names))
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                pass
         # strings are refused, not coerced (np.array would turn "2" into 2.0 and "inf" into inf)
         if str in set(map(type, itertools.chain.from_iterable(lists))):
             for i, vals in enumerate(lists):
