@@ -311,10 +311,7 @@ class RecordSink:
         if group.numeric_names is not None:
             # no stacked copy of the whole queue: each request's block becomes one Arrow array over its memory in
             # column-major order (a copy only for a row-major block) and a column is one slice of it per request
-            blocks = []
-            for b in group.numeric:
-                f = np.asfortranarray(b)
-                blocks.append((pa.array(f.ravel(order="F"), type=pa.float64()), len(f)))
+            blocks = [(pa.array(f.ravel(order="F"), type=pa.float64()), len(f)) for f in _column_major(group.numeric)]
             for j, c in enumerate(group.numeric_names):
                 if c not in PII_COLUMNS and c not in cols:
                     cols[c] = pa.chunked_array([a.slice(j * m, m) for a, m in blocks], type=pa.float64())
@@ -340,6 +337,29 @@ class RecordSink:
     def pending(self) -> int:
         """Rows queued and not yet written."""
         return self._pending
+
+
+#: A queued block of at least this many rows becomes a chunk of its own in the Parquet columns; smaller ones (one-lead
+#: requests) are stacked with their neighbours first, so a flush of many small requests writes few chunks.
+_CHUNK_ROWS = 256
+
+
+def _column_major(blocks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``blocks`` (in order) as column-major arrays: a large block as it is (copied only when row-major), runs of
+    small ones stacked into one."""
+    out: list[np.ndarray] = []
+    small: list[np.ndarray] = []
+    for b in blocks:
+        if len(b) < _CHUNK_ROWS:
+            small.append(b)
+            continue
+        if small:
+            out.append(np.asfortranarray(np.concatenate(small)))
+            small = []
+        out.append(np.asfortranarray(b))
+    if small:
+        out.append(np.asfortranarray(np.concatenate(small)))
+    return out
 
 
 def _text_array(values: np.ndarray) -> Any:
