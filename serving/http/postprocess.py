@@ -203,7 +203,21 @@ class FeatureInput:
         names = self.numeric
         if not names:
             return np.zeros((len(rows), 0))
-        lists = [self._numeric_values(row) for row in rows]
+        get = self._get_numeric
+        try:
+            lists = list(map(get, rows)) if get is not None else None  # the common case: every feature given
+        except KeyError:
+            lists = None
+        if lists is None:
+            lists = [self._numeric_values(row) for row in rows]
+        if len(rows) >= _FAST_TABLE_ROWS:
+            import pyarrow as pa
+
+            try:  # one C++ pass: numbers, true/false and None converted, strings refused (the loop below names one)
+                flat = pa.array(list(itertools.chain.from_iterable(lists)), type=pa.float64(), from_pandas=False)
+                return flat.to_numpy(zero_copy_only=False).reshape(len(rows), len(names))
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                pass
         # strings are refused, not coerced (np.array would turn "2" into 2.0 and "inf" into inf)
         if str in set(map(type, itertools.chain.from_iterable(lists))):
             for i, vals in enumerate(lists):
@@ -237,7 +251,7 @@ class FeatureInput:
             )
         n = len(rows)
         if n >= _FAST_TABLE_ROWS:
-            fast = self._from_objects(_object_matrix(rows, len(columns)), {c: j for j, c in enumerate(columns)})
+            fast = self._from_rows(rows, {c: j for j, c in enumerate(columns)}, len(columns))
             if fast is not None:
                 return fast
         # the careful path: finds the first bad value (in row order) and names it
@@ -277,23 +291,25 @@ class FeatureInput:
             cat_values[c] = values
         return self._assemble(raw, cat_values)
 
-    def _from_objects(
-        self, obj: np.ndarray | None, pos: Mapping[str, int]
+    def _from_rows(
+        self, rows: Sequence[Sequence[Any]], pos: Mapping[str, int], k: int
     ) -> tuple[np.ndarray, dict[int, list[str]], FeatureBlock] | None:
-        """The fast path of :meth:`build_table`: an (rows × columns) object matrix whose column of feature ``c``
-        is ``pos[c]`` → model matrix, unknown categories, raw features (same results as the careful path).
+        """The fast path of :meth:`build_table`: rows of ``k`` values, feature ``c`` at position ``pos[c]`` → model
+        matrix, unknown categories, raw features (same results as the careful path).
 
-        The numeric block is converted and type-checked in one C++ pass (``pyarrow.array`` to float64: None →
-        missing, true/false → 1/0, and it refuses strings, even numeric-looking ones, and any other object).
-        Returns None, and the careful path (which names the first bad value, or converts a number given for a
-        categorical feature) takes over, when a numeric value is not a finite number, true/false or null, or a
-        categorical value is not a string or null.
+        The numeric values are taken from each row in one C-level step (``operator.itemgetter``, or a slice when
+        they are adjacent) and converted and type-checked in one C++ pass (``pyarrow.array`` to float64: None →
+        missing, true/false → 1/0, and it refuses strings, even numeric-looking ones, and any other object); no
+        (rows × columns) object matrix is built. Returns None, and the careful path (which names the first bad
+        value, or converts a number given for a categorical feature) takes over, when the rows are not all ``k``
+        long, a numeric value is not a finite number, true/false or null, or a categorical value is not a string
+        or null.
         """
-        if obj is None:
-            return None
         import pyarrow as pa
 
-        n = obj.shape[0]
+        if set(map(len, rows)) != {k}:
+            return None
+        n = len(rows)
         pairs = [(o, pos[c]) for o, c in enumerate(self.numeric) if c in pos]
         # the raw block is column-major (Fortran order): the drift records write it column by column, and
         # contiguous columns make that flush cheaper (2.2–4.5 → 1.8–2.2 ms of CPU per 1,000 rows, measured)
@@ -302,12 +318,12 @@ class FeatureInput:
         else:
             raw = np.full((n, len(self.numeric)), np.nan, order="F")
         if pairs:
-            sub = obj[:, [j for _, j in pairs]]
+            flat = list(itertools.chain.from_iterable(map(_picker([j for _, j in pairs]), rows)))
             try:
-                arr = pa.array(sub.T.ravel(), type=pa.float64(), from_pandas=False)
+                arr = pa.array(flat, type=pa.float64(), from_pandas=False)
             except (pa.ArrowException, TypeError, ValueError, OverflowError):
                 return None
-            num = arr.to_numpy(zero_copy_only=False).reshape(len(pairs), n).T  # nulls → NaN
+            num = np.asfortranarray(arr.to_numpy(zero_copy_only=False).reshape(n, len(pairs)))  # nulls → NaN
             if np.isinf(num).any():
                 return None
             if raw is None:
@@ -316,25 +332,27 @@ class FeatureInput:
                 raw[:, [o for o, _ in pairs]] = num
         elif raw is None:
             raw = np.zeros((n, 0))
-        cat_values: dict[str, Sequence[Any]] = {}
+        given = [c for c in self.categorical if c in pos]
+        columns = zip(*map(_picker([pos[c] for c in given]), rows), strict=True) if given else iter(())
+        cat_values: dict[str, Sequence[Any]] = {c: list(col) for c, col in zip(given, columns, strict=False)}
         for c in self.categorical:
-            if c not in pos:
+            if c not in cat_values:
                 cat_values[c] = [None] * n
-                continue
-            values = obj[:, pos[c]].tolist()
-            if set(map(type, values)) - {str, type(None)}:
+            elif not set(map(type, cat_values[c])) <= _TEXT:
                 return None
-            cat_values[c] = values
         return self._assemble(raw, cat_values)
 
     def _assemble(
         self, raw: np.ndarray, cat_values: Mapping[str, Sequence[Any]]
     ) -> tuple[np.ndarray, dict[int, list[str]], FeatureBlock]:
         """Checked column arrays → (model matrix, unknown categorical features by row, raw feature block)."""
-        recorded = {
-            c: [v if v is None or type(v) is str else clean_category(v) for v in cat_values[c]]
-            for c in self.categorical
-        }
+        recorded: dict[str, Sequence[Any]] = {}
+        for c in self.categorical:
+            values = cat_values[c]
+            if set(map(type, values)) <= _TEXT:  # already as recorded
+                recorded[c] = values if isinstance(values, list) else list(values)
+            else:
+                recorded[c] = [v if v is None or type(v) is str else clean_category(v) for v in values]
         Z, unknown_mask = self.encoder.transform_arrays(raw, recorded, return_unknown=True)
         unknown: dict[int, list[str]] = {}  # row → unknown categorical features (only rows that have some)
         for i, k in zip(*np.nonzero(unknown_mask), strict=True):
@@ -342,14 +360,18 @@ class FeatureInput:
         return Z, unknown, FeatureBlock(self.numeric, raw, recorded)
 
 
-def _object_matrix(rows: Sequence[Sequence[Any]], k: int) -> np.ndarray | None:
-    """``rows`` (each ``k`` values) as an (n × k) object array, or None when they do not make one (a value that is
-    itself a list, ragged rows)."""
-    try:
-        obj = np.array(rows, dtype=object)
-    except (ValueError, TypeError):
-        return None
-    return obj if obj.shape == (len(rows), k) else None
+#: The types of a categorical value as recorded (a string or missing).
+_TEXT = frozenset({str, type(None)})
+
+
+def _picker(positions: Sequence[int]) -> Any:
+    """A function of a row → the values at ``positions`` as a sequence, in C (a slice when they are adjacent)."""
+    if len(positions) > 1 and list(positions) == list(range(positions[0], positions[0] + len(positions))):
+        return operator.itemgetter(slice(positions[0], positions[0] + len(positions)))
+    if len(positions) == 1:
+        j = positions[0]
+        return lambda row: (row[j],)
+    return operator.itemgetter(*positions)
 
 
 def _first(columns: Sequence[Sequence[Any]], bad: Any) -> tuple[int, int]:
@@ -498,13 +520,14 @@ def online_feature_rows(
 ) -> list[dict[str, Any]]:
     """Feature rows of profile leads (``schemas.Lead`` with a profile), in order.
 
-    One lead: ``features.build.build_online_features`` itself. Several: their tables are assembled
-    together (:func:`tables_for_leads`) and go through the same ``builder.transform`` once per ``as_of``.
-    Leads sharing a customer id in one group are built one by one.
+    One lead: ``builder.transform_one`` (the dict ``features.build.build_online_features`` makes its one-row
+    frame of: same values, same types, no frame). Several: their tables are assembled together
+    (:func:`tables_for_leads`) and go through the same ``builder.transform`` once per ``as_of``. Leads sharing
+    a customer id in one group are built one by one.
     """
     import pandas as pd
 
-    from features.build import CRMSnapshot, build_online_features
+    from features.build import CRMSnapshot
 
     idx = list(field_indexes) if field_indexes is not None else list(range(len(leads)))
     out: list[dict[str, Any] | None] = [None] * len(leads)
@@ -515,7 +538,7 @@ def online_feature_rows(
         try:
             if len(members) == 1 or len(set(ids)) < len(ids):
                 for i, p, ev in zip(members, profiles, events, strict=True):
-                    out[i] = frame_to_rows(build_online_features(builder, p, ev, as_of))[0]
+                    out[i] = builder.transform_one(p, ev, as_of)
                 continue
             frame = builder.transform(CRMSnapshot(tables_for_leads(profiles, events, as_of), pd.Timestamp(as_of)))
             rows = frame_to_rows(frame.reindex(pd.Index(ids, dtype=frame.index.dtype)))

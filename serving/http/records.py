@@ -303,21 +303,23 @@ class RecordSink:
             "model_name": pa.array(np.full(n, group.model_name, dtype=object), type=pa.string()),
             "model_version": pa.array(np.repeat(np.array(group.versions, dtype=object), sizes), type=pa.string()),
             "source": pa.array(np.repeat(np.array(group.sources, dtype=object), sizes), type=pa.string()),
-            "customer_id": pa.array([str(c) for c in ids], type=pa.string()),
+            "customer_id": _text_array(ids),
             "probability": pa.array(np.concatenate(group.probability), type=pa.float64()),
             "score": pa.array(np.concatenate(group.score).astype("int64"), type=pa.int64()),
-            "grade": pa.array([str(g) for g in grades], type=pa.string()),
+            "grade": _text_array(grades),
         }
         if group.numeric_names is not None:
-            num = np.vstack(group.numeric)
+            # no stacked copy of the whole queue: each request's block becomes one Arrow array over its memory in
+            # column-major order (a copy only for a row-major block) and a column is one slice of it per request
+            blocks = [(pa.array(f.ravel(order="F"), type=pa.float64()), len(f)) for f in _column_major(group.numeric)]
             for j, c in enumerate(group.numeric_names):
                 if c not in PII_COLUMNS and c not in cols:
-                    cols[c] = pa.array(num[:, j], type=pa.float64())
+                    cols[c] = pa.chunked_array([a.slice(j * m, m) for a, m in blocks], type=pa.float64())
             cat = np.concatenate(group.categorical) if group.categorical_names else None
             for j, c in enumerate(group.categorical_names):
                 if c not in PII_COLUMNS and c not in cols:
                     assert cat is not None
-                    cols[c] = pa.array([None if v is None else str(v) for v in cat[:, j]], type=pa.string())
+                    cols[c] = _text_array(cat[:, j])
         table = pa.Table.from_pydict(cols)
         path = self.root / group.model_name / f"date={group.day}" / f"part-{uuid.uuid4().hex}.parquet"
         return _write_atomic(table, path)
@@ -335,6 +337,41 @@ class RecordSink:
     def pending(self) -> int:
         """Rows queued and not yet written."""
         return self._pending
+
+
+#: A queued block of at least this many rows becomes a chunk of its own in the Parquet columns; smaller ones (one-lead
+#: requests) are stacked with their neighbours first, so a flush of many small requests writes few chunks.
+_CHUNK_ROWS = 256
+
+
+def _column_major(blocks: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """``blocks`` (in order) as column-major arrays: a large block as it is (copied only when row-major), runs of
+    small ones stacked into one."""
+    out: list[np.ndarray] = []
+    small: list[np.ndarray] = []
+    for b in blocks:
+        if len(b) < _CHUNK_ROWS:
+            small.append(b)
+            continue
+        if small:
+            out.append(np.asfortranarray(np.concatenate(small)))
+            small = []
+        out.append(np.asfortranarray(b))
+    if small:
+        out.append(np.asfortranarray(np.concatenate(small)))
+    return out
+
+
+def _text_array(values: np.ndarray) -> Any:
+    """An object array of strings and None as an Arrow string array (None → null; any other value as its text)."""
+    import pyarrow as pa
+
+    if set(map(type, values)) <= _TEXT:
+        return pa.array(values, type=pa.string(), from_pandas=False)  # one C++ pass
+    return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+_TEXT = frozenset({str, type(None)})
 
 
 def _write_atomic(table: Any, path: Path) -> Path:
