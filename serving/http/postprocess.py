@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from features.messages import M_
-from serving.http.records import FeatureBlock
+from serving.http.records import TEXT_TYPES, FeatureBlock
 from serving.i18n import _, localized, pydantic_message, translate
 from training.explain import jsonable as clean_value
 from training.scores import to_grade, to_score
@@ -211,13 +211,9 @@ class FeatureInput:
         if lists is None:
             lists = [self._numeric_values(row) for row in rows]
         if len(rows) >= _FAST_TABLE_ROWS:
-            import pyarrow as pa
-
-            try:  # one C++ pass: numbers, true/false and None converted, strings refused (the loop below names one)
-                flat = pa.array(list(itertools.chain.from_iterable(lists)), type=pa.float64(), from_pandas=False)
-                return flat.to_numpy(zero_copy_only=False).reshape(len(rows), len(names))
-            except (pa.ArrowException, TypeError, ValueError, OverflowError):
-                pass
+            flat = _floats(itertools.chain.from_iterable(lists))  # strings refused: the loop below names one
+            if flat is not None:
+                return flat.reshape(len(rows), len(names))
         # strings are refused, not coerced (np.array would turn "2" into 2.0 and "inf" into inf)
         if str in set(map(type, itertools.chain.from_iterable(lists))):
             for i, vals in enumerate(lists):
@@ -305,8 +301,6 @@ class FeatureInput:
         long, a numeric value is not a finite number, true/false or null, or a categorical value is not a string
         or null.
         """
-        import pyarrow as pa
-
         if set(map(len, rows)) != {k}:
             return None
         n = len(rows)
@@ -318,12 +312,10 @@ class FeatureInput:
         else:
             raw = np.full((n, len(self.numeric)), np.nan, order="F")
         if pairs:
-            flat = list(itertools.chain.from_iterable(map(_picker([j for _, j in pairs]), rows)))
-            try:
-                arr = pa.array(flat, type=pa.float64(), from_pandas=False)
-            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+            flat = _floats(itertools.chain.from_iterable(map(_picker([j for _, j in pairs]), rows)))
+            if flat is None:
                 return None
-            num = np.asfortranarray(arr.to_numpy(zero_copy_only=False).reshape(n, len(pairs)))  # nulls → NaN
+            num = np.asfortranarray(flat.reshape(n, len(pairs)))
             if np.isinf(num).any():
                 return None
             if raw is None:
@@ -338,7 +330,7 @@ class FeatureInput:
         for c in self.categorical:
             if c not in cat_values:
                 cat_values[c] = [None] * n
-            elif not set(map(type, cat_values[c])) <= _TEXT:
+            elif not set(map(type, cat_values[c])) <= TEXT_TYPES:
                 return None
         return self._assemble(raw, cat_values)
 
@@ -349,7 +341,7 @@ class FeatureInput:
         recorded: dict[str, Sequence[Any]] = {}
         for c in self.categorical:
             values = cat_values[c]
-            if set(map(type, values)) <= _TEXT:  # already as recorded
+            if set(map(type, values)) <= TEXT_TYPES:  # already as recorded
                 recorded[c] = values if isinstance(values, list) else list(values)
             else:
                 recorded[c] = [v if v is None or type(v) is str else clean_category(v) for v in values]
@@ -360,8 +352,16 @@ class FeatureInput:
         return Z, unknown, FeatureBlock(self.numeric, raw, recorded)
 
 
-#: The types of a categorical value as recorded (a string or missing).
-_TEXT = frozenset({str, type(None)})
+def _floats(values: Any) -> np.ndarray | None:
+    """``values`` as float64 in one C++ pass (``pyarrow.array``: numbers and true/false converted, None → NaN), or
+    None when one is refused (any string, even a numeric-looking one, or another object)."""
+    import pyarrow as pa
+
+    try:
+        arr = pa.array(list(values), type=pa.float64(), from_pandas=False)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return None
+    return arr.to_numpy(zero_copy_only=False)
 
 
 def _picker(positions: Sequence[int]) -> Any:

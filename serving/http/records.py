@@ -366,12 +366,13 @@ def _text_array(values: np.ndarray) -> Any:
     """An object array of strings and None as an Arrow string array (None → null; any other value as its text)."""
     import pyarrow as pa
 
-    if set(map(type, values)) <= _TEXT:
+    if set(map(type, values)) <= TEXT_TYPES:
         return pa.array(values, type=pa.string(), from_pandas=False)  # one C++ pass
     return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
-_TEXT = frozenset({str, type(None)})
+#: The types of a categorical value as recorded (a string or missing).
+TEXT_TYPES = frozenset({str, type(None)})
 
 
 def _write_atomic(table: Any, path: Path) -> Path:
