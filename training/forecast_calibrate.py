@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Literal
 
 import numpy as np
@@ -78,22 +79,48 @@ def log_residuals(rows: pd.DataFrame, scale: HorizonScale = "none") -> np.ndarra
     return r / horizon_factor(rows["week"].to_numpy()[ok], scale)
 
 
+def conformal_ranks(n: int, level: int) -> tuple[int, int]:
+    """1-based ranks ``(k_lo, k_hi)`` of the ``level``% split-conformal bounds among ``n`` sorted residuals."""
+    a = (1 - level / 100) / 2
+    # the 1e-9 keeps 20 × 0.1 from flooring to 1 in floating point
+    return max(1, math.floor((n + 1) * a + 1e-9)), min(n, math.ceil((n + 1) * (1 - a) - 1e-9))
+
+
 def conformal_offsets(residuals: np.ndarray, levels: tuple[int, ...]) -> dict[str, float] | None:
-    """Log offsets ``lo{level}`` / ``hi{level}`` from the residuals (finite-sample split-conformal ranks);
-    None with fewer than :data:`MIN_RESIDUALS` residuals."""
+    """Log offsets ``lo{level}`` / ``hi{level}`` from the residuals; None with fewer than :data:`MIN_RESIDUALS`.
+
+    A level whose conformal ranks fall inside the sample (``1 < k_lo`` and ``k_hi < n``) gets the residuals at
+    those ranks. A level the sample is too small for (its rank would be the smallest or largest residual, e.g.
+    95% with fewer than 79 residuals) is **extrapolated** from the widest level inside the sample: each side's
+    distance from the median residual times ``z(level) / z(inner level)`` (standard normal quantiles, so 1.53 ×
+    from 80% to 95%). The single most extreme residual is one week's shock (a group's one large order), and
+    multiplied by the horizon factor of week 13 it made 95% intervals tens of times the mean week wide. When no
+    level is inside the sample, every level keeps its conformal rank.
+    """
     r = np.sort(np.asarray(residuals, dtype="float64"))
     n = len(r)
     if n < MIN_RESIDUALS:
         return None
     out: dict[str, float] = {}
+    ranks = {lv: conformal_ranks(n, lv) for lv in levels}
+    inside = [lv for lv in levels if 1 < ranks[lv][0] and ranks[lv][1] < n]
+    anchor = max(inside) if inside else None
+    med = float(np.median(r))
     for lv in levels:
-        a = (1 - lv / 100) / 2
-        # ranks (1-based) of the quantiles; the 1e-9 keeps 20 × 0.1 from flooring to 1 in floating point
-        k_hi = min(n, math.ceil((n + 1) * (1 - a) - 1e-9))
-        k_lo = max(1, math.floor((n + 1) * a + 1e-9))
-        out[f"lo{lv}"] = float(r[k_lo - 1])
-        out[f"hi{lv}"] = float(r[k_hi - 1])
+        k_lo, k_hi = ranks[lv]
+        if anchor is None or lv in inside:
+            out[f"lo{lv}"], out[f"hi{lv}"] = float(r[k_lo - 1]), float(r[k_hi - 1])
+            continue
+        a_lo, a_hi = ranks[anchor]
+        ratio = _z(lv) / _z(anchor)
+        out[f"lo{lv}"] = med + (float(r[a_lo - 1]) - med) * ratio
+        out[f"hi{lv}"] = med + (float(r[a_hi - 1]) - med) * ratio
     return out
+
+
+def _z(level: int) -> float:
+    """Standard normal quantile of the upper bound of a central ``level``% interval (1.2816 for 80%)."""
+    return NormalDist().inv_cdf(0.5 + level / 200)
 
 
 def interval(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ from training.forecast_calibrate import (
     apply_calibration,
     calibrated_backtest,
     conformal_offsets,
+    conformal_ranks,
     horizon_factor,
     interval,
     log_residuals,
@@ -129,3 +132,63 @@ def test_apply_replaces_only_the_total_of_calibrated_methods() -> None:
 def test_too_few_residuals_keep_the_model_intervals_with_a_note() -> None:
     cal = calibrated_backtest(_rows([0.1, -0.1, 0.0, 0.2], 2), (80,))
     assert cal.offsets == {} and "model's own intervals are kept" in cal.notes[0]
+
+
+def test_a_level_too_wide_for_the_sample_is_extrapolated_from_the_inner_one() -> None:
+    rng = np.random.default_rng(5)
+    r = np.sort(rng.normal(0.0, 0.2, 52))
+    assert conformal_ranks(52, 80) == (5, 48) and conformal_ranks(52, 95) == (1, 52)  # 95%: the extremes
+    off = conformal_offsets(r, (80, 95))
+    med = float(np.median(r))
+    ratio = 1.959964 / 1.281552  # z(0.975) / z(0.9)
+    assert off["lo80"] == pytest.approx(r[4]) and off["hi80"] == pytest.approx(r[47])
+    assert off["lo95"] == pytest.approx(med + (r[4] - med) * ratio, rel=1e-5)
+    assert off["hi95"] == pytest.approx(med + (r[47] - med) * ratio, rel=1e-5)
+    # one week of a small group 20 times its forecast (one large order) no longer sets the 95% bound
+    shocked = np.append(r[:-1], np.log(20.0))
+    assert conformal_offsets(shocked, (80, 95)) == pytest.approx(off)
+    lo, hi = interval(np.array([100.0]), np.array([13]), conformal_offsets(shocked, (80, 95)), 95)
+    assert 0 < lo[0] < 100.0 < hi[0] < 400.0  # the extreme residual times sqrt(13) gave 100 * 20 ** 3.6 ≈ 5e6
+    # with enough residuals the conformal ranks are used at every level
+    big = np.sort(rng.normal(0.0, 0.2, 200))
+    assert conformal_ranks(200, 95) == (5, 196)
+    assert conformal_offsets(big, (80, 95)) == {"lo80": big[19], "hi80": big[180], "lo95": big[4], "hi95": big[195]}
+    # no level inside the sample (8 residuals): the conformal ranks, as before
+    assert conformal_offsets(r[::6][:8], (80, 95))["hi95"] == pytest.approx(r[::6][:8].max())
+
+
+def test_extrapolated_95_interval_covers_95_percent_of_normal_errors_from_52_residuals() -> None:
+    # 52 residuals, as a 4-origin backtest gives; errors normal (the extrapolation's assumption): the share of the
+    # error distribution inside each sample's bounds, averaged over 400 samples, is close to the nominal level
+    rng = np.random.default_rng(8)
+    cover = {80: [], 95: []}
+    for _ in range(400):
+        off = conformal_offsets(rng.normal(0.0, 1.0, 52), (80, 95))
+        for lv in cover:
+            cover[lv].append(NormalDist().cdf(off[f"hi{lv}"]) - NormalDist().cdf(off[f"lo{lv}"]))
+    assert 0.77 <= np.mean(cover[80]) <= 0.83
+    assert 0.92 <= np.mean(cover[95]) <= 0.97
+
+
+def test_rolling_intervals_never_use_the_actuals_of_the_origin_they_score() -> None:
+    from tests.unit.test_forecast import T, make_orders
+    from training.forecast import ForecastConfig
+    from training.forecast_calibrate import rolling_evaluation
+
+    orders = make_orders()
+    cfg = ForecastConfig(backtest_origins=2)
+    ev = rolling_evaluation(orders, T, cfg)
+    assert set(ev.rows["method"]) == {"bottom_up", "top_down", "combined"}  # every method calibrated the same way
+    for e in ev.origins:
+        # every order after the scored origin three times as large: its actual weeks change, its forecast and
+        # calibrated intervals (from the backtest before e) do not
+        changed = orders.copy()
+        changed.loc[(changed["ts"] > e).to_numpy(), "amount"] *= 3.0
+        again = rolling_evaluation(changed, T, cfg)
+        for m in ("bottom_up", "top_down", "combined"):
+            a = ev.rows.loc[(ev.rows["origin"] == e) & (ev.rows["method"] == m)]
+            b = again.rows.loc[(again.rows["origin"] == e) & (again.rows["method"] == m)]
+            assert len(a) == len(b) == cfg.horizon_weeks
+            np.testing.assert_allclose(b["actual"].to_numpy(), 3.0 * a["actual"].to_numpy(), rtol=1e-9)
+            for col in ("forecast", "lo80", "hi80", "lo95", "hi95"):
+                np.testing.assert_allclose(b[col].to_numpy(), a[col].to_numpy(), rtol=1e-12)
