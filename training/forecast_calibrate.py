@@ -14,7 +14,10 @@ history. Calibration replaces them with intervals measured on the errors the for
 * the ``level``% interval of a forecast ``f`` for week ``h`` is ``[f · exp(q_lo · s(h)), f · exp(q_hi · s(h))]``
   with ``q_lo``, ``q_hi`` the scores at the finite-sample split-conformal ranks ``floor((n + 1) · (1 - level) / 2)``
   and ``ceil((n + 1) · (1 + level) / 2)`` and ``s(h)`` the horizon scale; the interval is multiplicative, so
-  it scales with the level of the series.
+  it scales with the level of the series;
+* a level the residuals are too few for (its conformal rank would be the most extreme residual: 95% with fewer
+  than 79 residuals, the usual case with 4 origins × 13 weeks) is extrapolated from the 80% offsets in log terms
+  (:func:`conformal_offsets`), so one week's shock does not set the 95% bound alone.
 
 Coverage is measured two ways. :func:`calibrated_backtest` reports the leave-one-origin-out coverage of the
 backtest weeks (each origin's weeks scored with the other origins' residuals; the origins overlap in time, so it

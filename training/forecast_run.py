@@ -304,6 +304,8 @@ def run_forecast(
                 if calibration.scale == "sqrt"
                 else "pooled over the weeks ahead (interval bounds f * exp(offset))"
             )
+            + "; a level whose conformal rank would be the most extreme residual (95% with fewer than 79 "
+            "residuals) extrapolated from the 80% offsets (normal quantile ratio about the median residual)"
             + "; coverage measured leave-one-origin-out (origins overlap in time)",
             "horizon_scale": calibration.scale,
             "log_offsets": calibration.offsets,
