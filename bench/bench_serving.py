@@ -309,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
                     "capacity, e.g. 1,2,3 (open loop, one lead + reasons; see overload_main)")
     ap.add_argument("--overload-seconds", type=float, default=20, help="seconds per overload level")
     ap.add_argument("--overload-connections", type=int, default=256, help="client connections of the overload runs")
+    ap.add_argument("--overload-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment of the overload runs' server (repeatable), e.g. "
+                    "CRMSCORE_MAX_LOOP_LAG_SECONDS=off")
     ap.add_argument("--overload-generators", type=int, default=1,
                     help="load-generator processes of the overload runs (each sends its share of the rate over its "
                     "share of the connections), so one Python event loop is not the bottleneck")
@@ -493,10 +496,11 @@ def summarise(results: list[dict[str, Any]]) -> str:
 
 async def _overload_loop(
     target: Any, rate: float, seconds: float, connections: int, start_at: float | None = None
-) -> tuple[list[tuple[float, int | None, float]], float, float]:
+) -> tuple[list[tuple[float, int | None, float]], float, float, list[float]]:
     """(latency from due time, status or None, due time to request written) of every request of a constant-rate
     run of ``seconds`` from wall time ``start_at`` (default: now); the seconds from the first due time to the last
-    answer (what the accepted throughput is divided by), and this generator's CPU seconds over the run."""
+    answer (what the accepted throughput is divided by), this generator's CPU seconds over the run, and its own
+    event-loop lag (how late a 20 ms timer fired, every tick)."""
     import asyncio
 
     from bench.soak import TIMEOUT_S, _Pool
@@ -517,6 +521,15 @@ async def _overload_loop(
         now = loop.time()
         out.append((now - due, status, (sent[0] if sent else now) - due))
 
+    lags: list[float] = []
+
+    async def watch() -> None:  # the generator's own loop lag: an answer read late counts as latency too
+        while True:
+            due = loop.time() + 0.02
+            await asyncio.sleep(0.02)
+            lags.append(loop.time() - due)
+
+    watcher = asyncio.create_task(watch())
     tasks: set[asyncio.Task[None]] = set()
     for i in range(n):
         due = t0 + i / rate
@@ -530,13 +543,14 @@ async def _overload_loop(
         await asyncio.wait(set(tasks), timeout=TIMEOUT_S + 5)
     for task in list(tasks):
         task.cancel()
+    watcher.cancel()
     pool.close()
     elapsed = loop.time() - t0
     out.extend((math.inf, None, math.inf) for _ in range(n - len(out)))  # unanswered: failed
-    return out, elapsed, time.process_time() - cpu0
+    return out, elapsed, time.process_time() - cpu0, lags
 
 
-def _generator(job: tuple[str, dict[str, str], bytes, float, float, int, float]) -> tuple[list, float, float]:
+def _generator(job: tuple[str, dict[str, str], bytes, float, float, int, float]) -> tuple[list, float, float, list]:
     """One load-generator process (``--overload-generators``): its share of the rate on its own event loop."""
     import asyncio
 
@@ -655,8 +669,8 @@ def run_overload(url: str, headers: dict[str, str], body: dict[str, Any], rate: 
     rss0 = tree_rss_mb(server_pid)
     scrape0, cpu0 = scrape_metrics(base), tree_cpu_seconds(server_pid)
     if generators <= 1:
-        samples, elapsed, gen_cpu = asyncio.run(_overload_loop(_Target(url, headers, _encode(body)), rate, seconds,
-                                                               connections))
+        samples, elapsed, gen_cpu, gen_lags = asyncio.run(
+            _overload_loop(_Target(url, headers, _encode(body)), rate, seconds, connections))
     else:
         start_at = time.time() + 3.0  # every process connected and waiting by then
         conns = max(1, connections // generators)
@@ -668,12 +682,14 @@ def run_overload(url: str, headers: dict[str, str], body: dict[str, Any], rate: 
         samples = [x for part in parts for x in part[0]]
         elapsed = max(part[1] for part in parts)
         gen_cpu = sum(part[2] for part in parts)
+        gen_lags = [x for part in parts for x in part[3]]
     server_cpu = tree_cpu_seconds(server_pid) - cpu0
     scrape1 = scrape_metrics(base)
     rss1 = tree_rss_mb(server_pid)
     accepted = sorted(lat * 1000 for lat, st, _w in samples if st == 200)
     shed = sorted(lat * 1000 for lat, st, _w in samples if st in (429, 503))
     waits = sorted(w * 1000 for _lat, st, w in samples if st is not None)
+    in_flight = sorted((lat - w) * 1000 for lat, st, w in samples if st == 200)  # written → answer read
     n = len(samples)
     return {
         "offered_rps": rate,
@@ -687,6 +703,9 @@ def run_overload(url: str, headers: dict[str, str], body: dict[str, Any], rate: 
         "shed_p99_ms": _percentile(shed, 99),
         "client_send_wait_p50_ms": _percentile(waits, 50),
         "client_send_wait_p99_ms": _percentile(waits, 99),
+        "client_loop_lag_p99_ms": _percentile(sorted(x * 1000 for x in gen_lags), 99),
+        "client_accepted_in_flight_p99_ms": _percentile(in_flight, 99),
+        "handled_rps": sum(st is not None for _lat, st, _w in samples) / elapsed,
         **server_figures(scrape0, scrape1, endpoint),
         "server_cpu_ms_per_request": server_cpu * 1000 / n if n else math.nan,
         "generator_cpu_ms_per_request": gen_cpu * 1000 / n if n else math.nan,
@@ -713,16 +732,21 @@ def overload_main(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     multiples = [float(x) for x in args.overload.split(",")]
     levels = []
-    with serve(uri, workdir, args.workers) as (url, proc):
+    server_env = dict(kv.split("=", 1) for kv in args.overload_env)
+    with serve(uri, workdir, args.workers, server_env) as (url, proc):
         endpoint = f"{url}/score_leads"
         measure_peak(endpoint, headers, body, 3, 16)  # warm-up
-        scrape0, cpu0 = scrape_metrics(url), tree_cpu_seconds(proc.pid)
+        scrape0, cpu0, gen0 = scrape_metrics(url), tree_cpu_seconds(proc.pid), time.process_time()
         capacity = measure_peak(endpoint, headers, body, 10, 16)
+        gen_cpu = time.process_time() - gen0
         cap = server_figures(scrape0, scrape_metrics(url), "/score_leads")
-        cap_cpu = (tree_cpu_seconds(proc.pid) - cpu0) * 1000 / max(1, cap["server_accepted"] + cap["server_shed"])
+        served = max(1, cap["server_accepted"] + cap["server_shed"])
+        cap["server_cpu_ms_per_request"] = (tree_cpu_seconds(proc.pid) - cpu0) * 1000 / served
+        cap["generator_cpu_ms_per_request"] = gen_cpu * 1000 / served
         print(f"capacity {capacity:.1f} req/s (closed loop, 16 connections, 10 s; server: {cap['server_accepted']} "
-              f"accepted, shed {cap['shed_by_reason']}, p99 {cap['server_accepted_p99_ms']:.1f} ms, "
-              f"CPU {cap_cpu:.2f} ms/req)", flush=True)
+              f"accepted, shed {cap['shed_by_reason']}, p99 {cap['server_accepted_p99_ms']:.1f} ms, CPU "
+              f"{cap['server_cpu_ms_per_request']:.2f} ms/req (generator {cap['generator_cpu_ms_per_request']:.2f}), "
+              f"load {os.getloadavg()[0]:.1f})", flush=True)
         for m in multiples:
             r = run_overload(endpoint, headers, body, m * capacity, args.overload_seconds,
                              args.overload_connections, proc.pid, args.overload_generators)
@@ -731,7 +755,9 @@ def overload_main(args: argparse.Namespace) -> int:
             print(f"  {m:g}× ({r['offered_rps']:.0f} req/s offered): accepted {r['accepted_rps']:.1f} req/s, "
                   f"shed {r['shed_share']:.1%} {r['shed_by_reason']}, failed {r['failed']}\n"
                   f"     client: accepted p50 {r['accepted_p50_ms']:.1f} / p99 {r['accepted_p99_ms']:.1f} ms, "
-                  f"shed p99 {r['shed_p99_ms']:.1f} ms, send wait p99 {r['client_send_wait_p99_ms']:.1f} ms\n"
+                  f"shed p99 {r['shed_p99_ms']:.1f} ms, send wait p99 {r['client_send_wait_p99_ms']:.1f} ms, "
+                  f"loop lag p99 {r['client_loop_lag_p99_ms']:.1f} ms, accepted written → read p99 "
+                  f"{r['client_accepted_in_flight_p99_ms']:.1f} ms, handled {r['handled_rps']:.1f} req/s\n"
                   f"     server: accepted p50 {r['server_accepted_p50_ms']:.1f} / p99 "
                   f"{r['server_accepted_p99_ms']:.1f} ms, shed p99 {r['server_shed_p99_ms']:.1f} ms, loop lag at "
                   f"admission p99 {r['server_admission_lag_p99_ms']:.1f} ms, CPU {r['server_cpu_ms_per_request']:.2f}"
@@ -746,14 +772,14 @@ def overload_main(args: argparse.Namespace) -> int:
             "params": {"workers": args.workers, "trees": args.trees, "depth": args.depth,
                        "customers": args.customers, "seconds_per_level": args.overload_seconds,
                        "connections": args.overload_connections, "generators": args.overload_generators,
-                       "payload": "1 lead + reasons",
+                       "payload": "1 lead + reasons", "server_env": server_env,
                        "limits_per_worker": {"max_concurrency": s.max_concurrency, "max_queue": s.max_queue,
                                              "queue_timeout_seconds": s.queue_timeout_seconds,
                                              "max_loop_lag_seconds": s.max_loop_lag_seconds},
                        "cores": os.cpu_count(), "load_avg_before": list(load_before),
                        "load_avg_after": list(os.getloadavg())},
             "figures": {"capacity_rps": capacity, "capacity_server_p99_ms": cap["server_accepted_p99_ms"],
-                        "capacity_server_cpu_ms_per_request": cap_cpu,
+                        "capacity_server_cpu_ms_per_request": cap["server_cpu_ms_per_request"],
                         **{f"{lv['multiple']:g}x_{k}": v for lv in levels for k, v in lv.items()
                            if isinstance(v, int | float) and k not in ("multiple", "generators")}},
             "capacity_run": cap,
