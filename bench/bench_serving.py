@@ -23,7 +23,13 @@ constant rate of 1×, 2× and 3× that capacity over up to ``--overload-connecti
 ``--overload-seconds``. Per level: accepted throughput (200s per second, over the time from the first request
 to the last answer), shed share (503/429), failed requests
 (anything else, connection errors, timeouts), accepted p50/p99 (from each request's due time, so client-side
-waiting counts), and the server's RSS before and after.
+waiting counts), and the server's RSS before and after. Next to these client figures, the server's own
+(``/metrics`` scraped before and after each level, quantiles from the bucket deltas of
+``crmscore_scoring_latency_seconds{outcome}``: middleware entry → response sent, accepted and shed apart):
+``server_accepted_p50_ms``/``_p99_ms``, ``server_shed_p99_ms``, ``server_admission_lag_p99_ms`` (the event loop's
+lag when a request was admitted: roughly its wait before the middleware saw it), ``shed_by_reason``; and
+``client_send_wait_p99_ms`` (due time → request written: the generator's own queue), server and generator CPU
+ms per request. ``--overload-generators N`` spreads the client over N processes.
 
     .venv/bin/python bench/bench_serving.py --overload 1,2,3 --trees 200 --depth 6 \
         --json-out bench/results/overload.json
@@ -303,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
                     "capacity, e.g. 1,2,3 (open loop, one lead + reasons; see overload_main)")
     ap.add_argument("--overload-seconds", type=float, default=20, help="seconds per overload level")
     ap.add_argument("--overload-connections", type=int, default=256, help="client connections of the overload runs")
+    ap.add_argument("--overload-env", action="append", default=[], metavar="NAME=VALUE",
+                    help="environment of the overload runs' server (repeatable), e.g. "
+                    "CRMSCORE_MAX_LOOP_LAG_SECONDS=off")
+    ap.add_argument("--overload-generators", type=int, default=1,
+                    help="load-generator processes of the overload runs (each sends its share of the rate over its "
+                    "share of the connections), so one Python event loop is not the bottleneck")
     args = ap.parse_args(argv)
     if args.overload:
         return overload_main(args)
@@ -483,10 +495,12 @@ def summarise(results: list[dict[str, Any]]) -> str:
 
 
 async def _overload_loop(
-    target: Any, rate: float, seconds: float, connections: int
-) -> tuple[list[tuple[float, int | None]], float]:
-    """(latency from due time, status or None) of every request of a constant-rate run of ``seconds``, and the
-    seconds from the first due time to the last answer (what the accepted throughput is divided by)."""
+    target: Any, rate: float, seconds: float, connections: int, start_at: float | None = None
+) -> tuple[list[tuple[float, int | None, float]], float, float, list[float]]:
+    """(latency from due time, status or None, due time to request written) of every request of a constant-rate
+    run of ``seconds`` from wall time ``start_at`` (default: now); the seconds from the first due time to the last
+    answer (what the accepted throughput is divided by), this generator's CPU seconds over the run, and its own
+    event-loop lag (how late a 20 ms timer fired, every tick)."""
     import asyncio
 
     from bench.soak import TIMEOUT_S, _Pool
@@ -494,14 +508,28 @@ async def _overload_loop(
     pool = _Pool(target, connections)
     await pool.fill(min(connections, 64))
     loop = asyncio.get_running_loop()
-    out: list[tuple[float, int | None]] = []
+    if start_at is not None:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+    out: list[tuple[float, int | None, float]] = []
     n = int(rate * seconds)
+    cpu0 = time.process_time()
     t0 = loop.time() + 0.05
 
     async def one(due: float) -> None:
-        status = await pool.request_status()
-        out.append((loop.time() - due, status))
+        sent: list[float] = []
+        status = await pool.request_status(sent)
+        now = loop.time()
+        out.append((now - due, status, (sent[0] if sent else now) - due))
 
+    lags: list[float] = []
+
+    async def watch() -> None:  # the generator's own loop lag: an answer read late counts as latency too
+        while True:
+            due = loop.time() + 0.02
+            await asyncio.sleep(0.02)
+            lags.append(loop.time() - due)
+
+    watcher = asyncio.create_task(watch())
     tasks: set[asyncio.Task[None]] = set()
     for i in range(n):
         due = t0 + i / rate
@@ -515,25 +543,153 @@ async def _overload_loop(
         await asyncio.wait(set(tasks), timeout=TIMEOUT_S + 5)
     for task in list(tasks):
         task.cancel()
+    watcher.cancel()
     pool.close()
     elapsed = loop.time() - t0
-    out.extend((math.inf, None) for _ in range(n - len(out)))  # unanswered: failed
-    return out, elapsed
+    out.extend((math.inf, None, math.inf) for _ in range(n - len(out)))  # unanswered: failed
+    return out, elapsed, time.process_time() - cpu0, lags
+
+
+def _generator(job: tuple[str, dict[str, str], bytes, float, float, int, float]) -> tuple[list, float, float, list]:
+    """One load-generator process (``--overload-generators``): its share of the rate on its own event loop."""
+    import asyncio
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from bench.soak import _Target
+
+    url, headers, body, rate, seconds, connections, start_at = job
+    return asyncio.run(_overload_loop(_Target(url, headers, body), rate, seconds, connections, start_at))
+
+
+def scrape_metrics(base_url: str) -> dict[tuple[str, ...], float]:
+    """The service's ``/metrics`` (all workers): sample (name, label values sorted by label name) → value, for
+    the histograms and counters :func:`server_figures` reads."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = ("crmscore_scoring_latency_seconds", "crmscore_loop_lag_at_admission_seconds",
+              "crmscore_requests_shed_total")
+    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    out: dict[tuple[str, ...], float] = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.name.removesuffix("_total") not in {w.removesuffix("_total") for w in wanted}:
+            continue
+        for smp in fam.samples:
+            out[(smp.name, *(f"{k}={v}" for k, v in sorted(smp.labels.items())))] = smp.value
+    return out
+
+
+def histogram_quantile(buckets: list[tuple[float, float]], q: float) -> float:
+    """Quantile ``q`` (0–1) of a histogram given as sorted (upper bound, cumulative count) pairs, interpolated
+    linearly inside its bucket (like Prometheus' ``histogram_quantile``); the last finite bound when it falls in
+    the ``+Inf`` bucket; NaN without observations."""
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return math.nan
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for upper, cum in buckets:
+        if cum >= rank:
+            if math.isinf(upper):
+                return lower
+            inside = cum - below
+            return lower + (upper - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = upper, cum
+    return lower
+
+
+def _delta_buckets(before: dict[tuple[str, ...], float], after: dict[tuple[str, ...], float], name: str,
+                   labels: tuple[str, ...]) -> list[tuple[float, float]]:
+    """(upper bound, cumulative count) of histogram ``name`` with ``labels`` (``k=v``, plus ``le``) between two
+    scrapes, summed over every other label."""
+    counts: dict[float, float] = {}
+    for key, value in after.items():
+        if key[0] != f"{name}_bucket" or not all(lb in key[1:] for lb in labels):
+            continue
+        le = next(float(x[3:]) for x in key[1:] if x.startswith("le="))
+        counts[le] = counts.get(le, 0.0) + value - before.get(key, 0.0)
+    return sorted(counts.items())
+
+
+def server_figures(before: dict[tuple[str, ...], float], after: dict[tuple[str, ...], float],
+                   endpoint: str) -> dict[str, Any]:
+    """Server-side figures of one level from two scrapes of ``/metrics``: accepted and shed counts and p50/p99
+    (middleware entry → response sent, ``crmscore_scoring_latency_seconds``), the event-loop lag at admission
+    (p50/p99), and the shed requests by reason."""
+    out: dict[str, Any] = {}
+    ep = f"endpoint={endpoint}"
+    for outcome in ("accepted", "shed"):
+        b = _delta_buckets(before, after, "crmscore_scoring_latency_seconds", (ep, f"outcome={outcome}"))
+        out[f"server_{outcome}"] = int(b[-1][1]) if b else 0
+        for q in (50, 99):
+            out[f"server_{outcome}_p{q}_ms"] = histogram_quantile(b, q / 100) * 1000
+    lag = _delta_buckets(before, after, "crmscore_loop_lag_at_admission_seconds", (ep,))
+    for q in (50, 99):
+        out[f"server_admission_lag_p{q}_ms"] = histogram_quantile(lag, q / 100) * 1000
+    reasons: dict[str, int] = {}
+    for key, value in after.items():
+        if key[0] == "crmscore_requests_shed_total" and ep in key[1:]:
+            reason = next(x[7:] for x in key[1:] if x.startswith("reason="))
+            reasons[reason] = int(value - before.get(key, 0.0))
+    out["shed_by_reason"] = reasons
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` and its descendants."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        try:
+            t = proc.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            continue
+    return total
 
 
 def run_overload(url: str, headers: dict[str, str], body: dict[str, Any], rate: float, seconds: float,
-                 connections: int, server_pid: int) -> dict[str, float]:
-    """One overload level: figures of an open-loop run at ``rate`` requests/s."""
+                 connections: int, server_pid: int, generators: int = 1) -> dict[str, Any]:
+    """One overload level: figures of an open-loop run at ``rate`` requests/s, sent by ``generators`` processes
+    (each its share of the rate and of the connections), with the server's own figures from ``/metrics``."""
     import asyncio
+    import concurrent.futures
+    import multiprocessing
 
     from bench.soak import _encode, _percentile, _Target, tree_rss_mb
 
-    target = _Target(url, headers, _encode(body))
+    base = url.rsplit("/", 1)[0]
+    endpoint = "/" + url.rsplit("/", 1)[1]
     rss0 = tree_rss_mb(server_pid)
-    samples, elapsed = asyncio.run(_overload_loop(target, rate, seconds, connections))
+    scrape0, cpu0 = scrape_metrics(base), tree_cpu_seconds(server_pid)
+    if generators <= 1:
+        samples, elapsed, gen_cpu, gen_lags = asyncio.run(
+            _overload_loop(_Target(url, headers, _encode(body)), rate, seconds, connections))
+    else:
+        start_at = time.time() + 3.0  # every process connected and waiting by then
+        conns = max(1, connections // generators)
+        jobs = [(url, headers, _encode(body), rate / generators, seconds, conns, start_at + k / rate)
+                for k in range(generators)]
+        ctx = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(generators, mp_context=ctx) as pool:
+            parts = list(pool.map(_generator, jobs))
+        samples = [x for part in parts for x in part[0]]
+        elapsed = max(part[1] for part in parts)
+        gen_cpu = sum(part[2] for part in parts)
+        gen_lags = [x for part in parts for x in part[3]]
+    server_cpu = tree_cpu_seconds(server_pid) - cpu0
+    scrape1 = scrape_metrics(base)
     rss1 = tree_rss_mb(server_pid)
-    accepted = sorted(lat * 1000 for lat, st in samples if st == 200)
-    shed = sorted(lat * 1000 for lat, st in samples if st in (429, 503))
+    accepted = sorted(lat * 1000 for lat, st, _w in samples if st == 200)
+    shed = sorted(lat * 1000 for lat, st, _w in samples if st in (429, 503))
+    waits = sorted(w * 1000 for _lat, st, w in samples if st is not None)
+    in_flight = sorted((lat - w) * 1000 for lat, st, w in samples if st == 200)  # written → answer read
     n = len(samples)
     return {
         "offered_rps": rate,
@@ -545,8 +701,18 @@ def run_overload(url: str, headers: dict[str, str], body: dict[str, Any], rate: 
         "accepted_p50_ms": _percentile(accepted, 50),
         "accepted_p99_ms": _percentile(accepted, 99),
         "shed_p99_ms": _percentile(shed, 99),
+        "client_send_wait_p50_ms": _percentile(waits, 50),
+        "client_send_wait_p99_ms": _percentile(waits, 99),
+        "client_loop_lag_p99_ms": _percentile(sorted(x * 1000 for x in gen_lags), 99),
+        "client_accepted_in_flight_p99_ms": _percentile(in_flight, 99),
+        "handled_rps": sum(st is not None for _lat, st, _w in samples) / elapsed,
+        **server_figures(scrape0, scrape1, endpoint),
+        "server_cpu_ms_per_request": server_cpu * 1000 / n if n else math.nan,
+        "generator_cpu_ms_per_request": gen_cpu * 1000 / n if n else math.nan,
+        "generators": generators,
         "rss_start_mb": rss0,
         "rss_end_mb": rss1,
+        "load_avg_after": list(os.getloadavg()),
     }
 
 
@@ -566,20 +732,37 @@ def overload_main(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     multiples = [float(x) for x in args.overload.split(",")]
     levels = []
-    with serve(uri, workdir, args.workers) as (url, proc):
+    server_env = dict(kv.split("=", 1) for kv in args.overload_env)
+    with serve(uri, workdir, args.workers, server_env) as (url, proc):
         endpoint = f"{url}/score_leads"
         measure_peak(endpoint, headers, body, 3, 16)  # warm-up
+        scrape0, cpu0, gen0 = scrape_metrics(url), tree_cpu_seconds(proc.pid), time.process_time()
         capacity = measure_peak(endpoint, headers, body, 10, 16)
-        print(f"capacity {capacity:.1f} req/s (closed loop, 16 connections, 10 s)", flush=True)
+        gen_cpu = time.process_time() - gen0
+        cap = server_figures(scrape0, scrape_metrics(url), "/score_leads")
+        served = max(1, cap["server_accepted"] + cap["server_shed"])
+        cap["server_cpu_ms_per_request"] = (tree_cpu_seconds(proc.pid) - cpu0) * 1000 / served
+        cap["generator_cpu_ms_per_request"] = gen_cpu * 1000 / served
+        print(f"capacity {capacity:.1f} req/s (closed loop, 16 connections, 10 s; server: {cap['server_accepted']} "
+              f"accepted, shed {cap['shed_by_reason']}, p99 {cap['server_accepted_p99_ms']:.1f} ms, CPU "
+              f"{cap['server_cpu_ms_per_request']:.2f} ms/req (generator {cap['generator_cpu_ms_per_request']:.2f}), "
+              f"load {os.getloadavg()[0]:.1f})", flush=True)
         for m in multiples:
             r = run_overload(endpoint, headers, body, m * capacity, args.overload_seconds,
-                             args.overload_connections, proc.pid)
+                             args.overload_connections, proc.pid, args.overload_generators)
             r["multiple"] = m
             levels.append(r)
             print(f"  {m:g}× ({r['offered_rps']:.0f} req/s offered): accepted {r['accepted_rps']:.1f} req/s, "
-                  f"shed {r['shed_share']:.1%}, failed {r['failed']}, accepted p50 {r['accepted_p50_ms']:.1f} / "
-                  f"p99 {r['accepted_p99_ms']:.1f} ms, shed p99 {r['shed_p99_ms']:.1f} ms, "
-                  f"RSS {r['rss_start_mb']:.0f} → {r['rss_end_mb']:.0f} MB", flush=True)
+                  f"shed {r['shed_share']:.1%} {r['shed_by_reason']}, failed {r['failed']}\n"
+                  f"     client: accepted p50 {r['accepted_p50_ms']:.1f} / p99 {r['accepted_p99_ms']:.1f} ms, "
+                  f"shed p99 {r['shed_p99_ms']:.1f} ms, send wait p99 {r['client_send_wait_p99_ms']:.1f} ms, "
+                  f"loop lag p99 {r['client_loop_lag_p99_ms']:.1f} ms, accepted written → read p99 "
+                  f"{r['client_accepted_in_flight_p99_ms']:.1f} ms, handled {r['handled_rps']:.1f} req/s\n"
+                  f"     server: accepted p50 {r['server_accepted_p50_ms']:.1f} / p99 "
+                  f"{r['server_accepted_p99_ms']:.1f} ms, shed p99 {r['server_shed_p99_ms']:.1f} ms, loop lag at "
+                  f"admission p99 {r['server_admission_lag_p99_ms']:.1f} ms, CPU {r['server_cpu_ms_per_request']:.2f}"
+                  f" ms/req (generator {r['generator_cpu_ms_per_request']:.2f}), RSS {r['rss_start_mb']:.0f} → "
+                  f"{r['rss_end_mb']:.0f} MB, load {r['load_avg_after'][0]:.1f}", flush=True)
     if args.json_out:
         from serving.settings import ServingSettings
 
@@ -588,14 +771,18 @@ def overload_main(args: argparse.Namespace) -> int:
             "benchmark": "overload",
             "params": {"workers": args.workers, "trees": args.trees, "depth": args.depth,
                        "customers": args.customers, "seconds_per_level": args.overload_seconds,
-                       "connections": args.overload_connections, "payload": "1 lead + reasons",
+                       "connections": args.overload_connections, "generators": args.overload_generators,
+                       "payload": "1 lead + reasons", "server_env": server_env,
                        "limits_per_worker": {"max_concurrency": s.max_concurrency, "max_queue": s.max_queue,
                                              "queue_timeout_seconds": s.queue_timeout_seconds,
                                              "max_loop_lag_seconds": s.max_loop_lag_seconds},
                        "cores": os.cpu_count(), "load_avg_before": list(load_before),
                        "load_avg_after": list(os.getloadavg())},
-            "figures": {"capacity_rps": capacity,
-                        **{f"{lv['multiple']:g}x_{k}": v for lv in levels for k, v in lv.items() if k != "multiple"}},
+            "figures": {"capacity_rps": capacity, "capacity_server_p99_ms": cap["server_accepted_p99_ms"],
+                        "capacity_server_cpu_ms_per_request": cap["server_cpu_ms_per_request"],
+                        **{f"{lv['multiple']:g}x_{k}": v for lv in levels for k, v in lv.items()
+                           if isinstance(v, int | float) and k not in ("multiple", "generators")}},
+            "capacity_run": cap,
             "levels": levels,
         }
         args.json_out.parent.mkdir(parents=True, exist_ok=True)

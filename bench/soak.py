@@ -165,13 +165,17 @@ class _Pool:
         status = await self.request_status()
         return status == 200 or (status is not None and self._fail(f"HTTP {status}"))
 
-    async def request_status(self) -> int | None:
-        """One request on an idle (or new) connection; its HTTP status, None when it failed (counted by kind)."""
+    async def request_status(self, sent: list[float] | None = None) -> int | None:
+        """One request on an idle (or new) connection; its HTTP status, None when it failed (counted by kind).
+        ``sent``, if given, gets the loop time at which the request had its connection and was written (what
+        the time from its due time to then, the generator's own queue, is measured from)."""
         try:
             conn = await self._get()
         except OSError as e:
             self._fail(f"connect: {type(e).__name__}")
             return None
+        if sent is not None:
+            sent.append(asyncio.get_running_loop().time())
         try:
             status, keep = await asyncio.wait_for(conn.exchange(self.target.request), TIMEOUT_S)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as e:

@@ -63,6 +63,17 @@ BENTOML_MESSAGES: tuple[str, ...] = (
     N_("Internal Server Error"),
 )
 
+#: Buckets of ``crmscore_scoring_latency_seconds``: 1 ms to 30 s, each bucket at most 1.28× as wide as the one
+#: before (1, 1.25, 1.6, 2 ... 8 per decade), so a quantile read from the bucket counts is placed within a bucket
+#: at most 28% wide over the whole range (bench_serving.py --overload reads them). Also the buckets of
+#: ``crmscore_loop_lag_at_admission_seconds``.
+SCORING_LATENCY_BUCKETS: tuple[float, ...] = tuple(
+    round(m * 10.0**e, 6) for e in (-3, -2, -1, 0) for m in (1.0, 1.25, 1.6, 2.0, 2.5, 3.2, 4.0, 5.0, 6.3, 8.0)
+) + (10.0, 12.5, 16.0, 20.0, 25.0, 30.0)
+#: ``outcome`` label of a scoring request that went past admission (whatever its final status) / was refused
+#: by it (503 overload, 429 rate limit); requests refused before admission (401/403/413/415) are not observed.
+ACCEPTED, SHED = "accepted", "shed"
+
 
 @functools.cache
 def service_metrics() -> SimpleNamespace:
@@ -79,6 +90,19 @@ def service_metrics() -> SimpleNamespace:
             "Request latency per model endpoint, parsing to response",
             ["model", "endpoint"],
             buckets=(0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.0, 2.0, 5.0, 10.0),
+        ),
+        outcome_latency=Histogram(
+            "crmscore_scoring_latency_seconds",
+            "Scoring endpoints: middleware entry to response sent, by admission outcome (accepted or shed)",
+            ["endpoint", "outcome"],
+            buckets=SCORING_LATENCY_BUCKETS,
+        ),
+        admission_lag=Histogram(
+            "crmscore_loop_lag_at_admission_seconds",
+            "Scoring endpoints: the worker's event-loop lag when a request was admitted (roughly how long it "
+            "waited, read but not yet handled, before the middleware saw it)",
+            ["endpoint"],
+            buckets=SCORING_LATENCY_BUCKETS,
         ),
         rows=Counter("crmscore_rows_scored_total", "Leads or customers scored", ["model", "version"]),
         swaps=Counter("crmscore_model_swaps_total", "Hot swaps to a new model version", ["model"]),
@@ -236,7 +260,8 @@ class GuardMiddleware:
     * scoring endpoints beyond the per-key rate limit get 429, beyond the worker's concurrency and queue
       limits 503, both with ``Retry-After`` and without reading the body;
     * BentoML's pydantic 400s are rewritten to one message naming the field (422; 400 for malformed JSON);
-    * per-endpoint request / error / latency / shed metrics and the ``x-crmscore-worker`` header.
+    * per-endpoint request / error / latency / shed metrics, the scoring endpoints' latency by admission outcome
+      (``crmscore_scoring_latency_seconds{endpoint, outcome}``), and the ``x-crmscore-worker`` header.
     """
 
     def __init__(self, app: Any, settings: ServingSettings | None = None) -> None:
@@ -332,6 +357,7 @@ class GuardMiddleware:
                 receive = self._limited(receive, state)
             if path in ENDPOINT_KIND:
                 refused = await self._admit(path, key, state, receive, send)
+                state["outcome"] = SHED if refused else ACCEPTED
                 if refused:
                     return
                 admitted = True
@@ -339,7 +365,7 @@ class GuardMiddleware:
         finally:
             if admitted:
                 self.admission.release()
-            self._observe(path, state["status"], time.perf_counter() - t0)
+            self._observe(path, state["status"], time.perf_counter() - t0, state.get("outcome"), state.get("lag"))
 
     async def _admit(self, path: str, key: bytes, state: dict[str, Any], receive: Any, send: Any) -> bool:
         """Rate limit and admission of a scoring request; True when it was refused (and answered)."""
@@ -361,6 +387,8 @@ class GuardMiddleware:
         if refused is None:
             refused = await self.admission.acquire()
             if refused is None:
+                if self.max_lag is not None:
+                    state["lag"] = self.loop_lag.lag
                 return False
         state["status"] = 503
         self._count_shed(path, "loop lag" if refused.startswith("event loop") else refused)
@@ -432,12 +460,17 @@ class GuardMiddleware:
 
         return wrapped
 
-    def _observe(self, path: str, status: int, seconds: float) -> None:
+    def _observe(self, path: str, status: int, seconds: float, outcome: str | None = None,
+                 lag: float | None = None) -> None:
         try:
             m = service_metrics()
             model = self._model_label(path)
             m.requests.labels(model=model, endpoint=path).inc()
             m.latency.labels(model=model, endpoint=path).observe(seconds)
+            if outcome is not None:
+                m.outcome_latency.labels(endpoint=path, outcome=outcome).observe(seconds)
+            if lag is not None:
+                m.admission_lag.labels(endpoint=path).observe(lag)
             if status >= 400:
                 m.errors.labels(model=model, endpoint=path, status=str(status)).inc()
         except Exception:  # noqa: BLE001 - metrics never break a request

@@ -87,3 +87,6 @@ def test_overload_sheds_with_503_and_rate_limit_gives_429(crm_registry: Registry
         metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
         assert 'crmscore_requests_shed_total{endpoint="/score_leads",reason=' in metrics
         assert 'reason="rate limit"' in metrics
+        timed = [ln for ln in metrics.splitlines() if ln.startswith("crmscore_scoring_latency_seconds_count{")]
+        for outcome in ("accepted", "shed"):  # accepted and shed requests are timed apart
+            assert any(f'outcome="{outcome}"' in ln and float(ln.rsplit(" ", 1)[1]) > 0 for ln in timed), timed

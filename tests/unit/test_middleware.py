@@ -104,3 +104,60 @@ def test_loop_lag_sees_a_blocked_event_loop() -> None:
 
     idle, blocked = _run(scenario())
     assert blocked > 0.2 > idle
+
+
+def test_scoring_latency_buckets_are_fine_from_1_ms_to_30_s() -> None:
+    from serving.http.middleware import SCORING_LATENCY_BUCKETS as b
+
+    assert b[0] == 0.001 and b[-1] == 30.0 and list(b) == sorted(set(b))
+    assert max(hi / lo for lo, hi in zip(b, b[1:], strict=False)) <= 1.28
+
+
+def test_accepted_and_shed_requests_are_timed_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real GuardMiddleware in front of a tiny ASGI app: one request admitted, the next shed (queue full);
+    each lands in its own ``outcome`` series of ``crmscore_scoring_latency_seconds``."""
+    from prometheus_client import REGISTRY
+
+    from serving.http.middleware import GuardMiddleware
+    from serving.settings import ServingSettings
+
+    def count(outcome: str) -> float:
+        labels = {"endpoint": "/score_leads", "outcome": outcome}
+        return REGISTRY.get_sample_value("crmscore_scoring_latency_seconds_count", labels) or 0.0
+
+    release = asyncio.Event()
+
+    async def app(scope: dict, receive: object, send: object) -> None:
+        await release.wait()  # the first request stays in progress until the second was refused
+        await send({"type": "http.response.start", "status": 200, "headers": []})  # type: ignore[operator]
+        await send({"type": "http.response.body", "body": b"{}"})  # type: ignore[operator]
+
+    async def scenario() -> list[int]:
+        guard = GuardMiddleware(app, ServingSettings(max_concurrency=1, max_queue=0, max_loop_lag_seconds=None))
+        statuses: list[int] = []
+
+        async def call() -> None:
+            scope = {"type": "http", "path": "/score_leads", "method": "POST", "query_string": b"",
+                     "headers": [(b"authorization", b"Bearer unit-key"), (b"content-type", b"application/json")]}
+
+            async def receive() -> dict:
+                return {"type": "http.request", "body": b"{}", "more_body": False}
+
+            async def send(msg: dict) -> None:
+                if msg["type"] == "http.response.start":
+                    statuses.append(msg["status"])
+                    if msg["status"] == 503:
+                        release.set()
+
+            await guard(scope, receive, send)
+
+        await asyncio.gather(call(), call())
+        return statuses
+
+    monkeypatch.setenv("CRMSCORE_API_KEYS", "unit-key")
+    for var in ("CRMSCORE_KEYS_FILE", "CRMSCORE_API_KEYS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    before = {o: count(o) for o in ("accepted", "shed")}
+    statuses = _run(scenario())
+    assert sorted(statuses) == [200, 503]
+    assert count("accepted") - before["accepted"] == 1 and count("shed") - before["shed"] == 1
