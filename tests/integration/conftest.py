@@ -174,6 +174,42 @@ def limits_server(crm_registry: Registry, tmp_path_factory: pytest.TempPathFacto
         yield s
 
 
+# ------------------------------------------------------------------------------------------------------ Bento
+@dataclass
+class BuiltBento:
+    """A Bento built once by ``crmscore bento build --json`` from the session registry's champions."""
+
+    bentoml_home: Path
+    tag: str
+    models: list[str]
+
+
+@pytest.fixture(scope="session")
+def built_bento(crm_registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> BuiltBento:
+    """``crmscore bento build --json`` (a subprocess) with ``crm_registry``'s champions, once for the session, into
+    a ``BENTOML_HOME`` of its own: the fault tests serve it with a dead registry, the service tests load it with
+    none. Users treat the store as read-only (``bentoml serve``/``bentoml.load``)."""
+    import json
+
+    workdir = tmp_path_factory.mktemp("bento")
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(workdir / "bentoml"),
+        "MLFLOW_TRACKING_URI": crm_registry.uri,
+        "MLFLOW_REGISTRY_URI": crm_registry.uri,
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    root = Path(__file__).resolve().parents[2]
+    crmscore = str(Path(sys.executable).parent / "crmscore")
+    build = subprocess.run(
+        [crmscore, "bento", "build", "--bentofile", str(root / "bentofile.yaml"), "--json"],
+        env=env, cwd=str(workdir), capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, (build.stdout + build.stderr)[-3000:]
+    built = json.loads(build.stdout)  # --json: one object
+    return BuiltBento(workdir / "bentoml", built["bento"], list(built["models"]))
+
+
 # ------------------------------------------------------------------------------------------------------ Spark
 def java_missing() -> bool:
     """True when no ``java`` is on PATH or under JAVA_HOME."""

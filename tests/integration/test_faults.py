@@ -7,11 +7,9 @@ copies registered as a new version (the session registry's own artifacts are nev
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -24,6 +22,7 @@ import pandas as pd
 import pytest
 
 from tests.integration.conftest import (
+    BuiltBento,
     Registry,
     Server,
     copy_registry,
@@ -33,7 +32,6 @@ from tests.integration.conftest import (
 )
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def closed_port_registry() -> str:
@@ -114,30 +112,14 @@ def test_unopenable_sqlite_registry_is_reported_as_unreachable(
     assert "not-a-dir" in str(caught.value)
 
 
-def test_packed_bento_serves_with_the_same_unreachable_registry(crm_registry: Registry, tmp_path: Path) -> None:
-    """`crmscore bento build`, then `bentoml serve` of the Bento with the registry env pointing at a dead
-    database: ready, scores 200 from the packed models; the unpacked segments model is reported, not fatal."""
+def test_packed_bento_serves_with_the_same_unreachable_registry(
+    crm_registry: Registry, built_bento: BuiltBento, tmp_path: Path
+) -> None:
+    """`crmscore bento build` (the session's ``built_bento``), then `bentoml serve` of the Bento with the registry
+    env pointing at a dead database: ready, scores 200 from the packed models; the unpacked segments model is
+    reported, not fatal."""
     workdir = tmp_path / "bento"
-    workdir.mkdir()
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(workdir / "bentoml"),
-        "MLFLOW_TRACKING_URI": crm_registry.uri,
-        "MLFLOW_REGISTRY_URI": crm_registry.uri,
-        "BENTOML_DO_NOT_TRACK": "true",
-    }
-    crmscore = str(Path(sys.executable).parent / "crmscore")
-    build = subprocess.run(
-        [crmscore, "bento", "build", "--bentofile", str(ROOT / "bentofile.yaml"), "--json"],
-        env=env,
-        cwd=str(workdir),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert build.returncode == 0, (build.stdout + build.stderr)[-3000:]
-    built = json.loads(build.stdout)  # --json: one object
-    assert built["bento"].startswith("crmscore:") and any(m.startswith("lead_scoring:") for m in built["models"])
+    assert built_bento.tag.startswith("crmscore:") and any(m.startswith("lead_scoring:") for m in built_bento.models)
     bad = closed_port_registry()
     reg = Registry(crm_registry.root, crm_registry.data, bad, {})
     argv = [
@@ -145,13 +127,14 @@ def test_packed_bento_serves_with_the_same_unreachable_registry(crm_registry: Re
         "-m",
         "bentoml",
         "serve",
-        built["bento"],  # crmscore:<version>
+        built_bento.tag,  # crmscore:<version>
         "--port",
         "{port}",
         "--host",
         "127.0.0.1",
     ]
-    with running_server(reg, workdir, argv=argv) as server:  # waits for /readyz == 200
+    env = {"BENTOML_HOME": str(built_bento.bentoml_home)}
+    with running_server(reg, workdir, env, argv=argv) as server:  # waits for /readyz == 200
         info = get_info(server)
         assert info["models"]["lead"]["source"] == "bento"
         assert info["models"]["lead"]["version"] == crm_registry.versions["lead_scoring"]

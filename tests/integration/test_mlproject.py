@@ -9,8 +9,9 @@ experiment), the candidates as its child runs, metrics and artifacts, the regist
 The runs are small (a thousand customers, two candidates) and start together when the module does
 (:class:`Runs`): two at a time, so both cores work while a subprocess imports or waits, each entry point with a
 SQLite store of its own (SQLite serialises writers; the two ``train_lead`` runs share theirs and run one after
-the other). ``synth`` runs first and its data dir feeds ``train_lead``, ``train_churn``, ``segment_fit``,
-``train_uplift`` (the demo's randomised coupon campaign) and ``forecast``. Each test waits for its own entry
+the other), each a copy of one empty store (MLflow migrates the schema once, not nine times). ``synth`` runs
+first and its data dir feeds ``train_lead``, ``train_churn``, ``segment_fit``, ``train_uplift`` (the demo's
+randomised coupon campaign) and ``forecast``. Each test waits for its own entry
 point's runs and checks them; a failed run fails its test.
 """
 
@@ -20,6 +21,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -109,10 +111,22 @@ def _yaml(path: Path, body: dict) -> Path:
     return path
 
 
-def _project(tmp: Path, key: str) -> Project:
-    """A SQLite store for one entry point whose experiment keeps its artifacts in the temporary folder."""
+def _empty_store(tmp: Path) -> Path:
+    """An empty SQLite store with MLflow's schema, made once: a new store runs every schema migration (seconds of
+    SQLite commits each), a copy of this file is the same empty store."""
+    db = tmp / "empty-store" / "mlflow.db"
+    db.parent.mkdir()
+    uri = f"sqlite:///{db}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments()
+    return db
+
+
+def _project(tmp: Path, key: str, empty: Path) -> Project:
+    """A SQLite store for one entry point (a copy of ``empty``) whose experiment keeps its artifacts in the
+    temporary folder."""
     root = tmp / key
     root.mkdir()
+    shutil.copy2(empty, root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     client.create_experiment(EXPERIMENTS[key], artifact_location=(root / "artifacts").as_uri())
@@ -233,7 +247,8 @@ def _jobs(tmp: Path, demo: Path, projects: dict[str, Project], synth: Callable[[
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runs]:
     """Every entry point's runs, two at a time in the background (module teardown waits for all of them)."""
     tmp = tmp_path_factory.mktemp("mlproject")
-    projects = {key: _project(tmp, key) for key in EXPERIMENTS}
+    empty = _empty_store(tmp)
+    projects = {key: _project(tmp, key, empty) for key in EXPERIMENTS}
     result = Runs(tmp, projects)
     demo = tmp / "demo" / "data"  # an absolute output folder that does not exist yet
 

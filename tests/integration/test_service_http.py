@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from serving.http.schemas import ModelInfo, ScoreResponse
-from tests.integration.conftest import API_KEYS, LIMITS_MAX_BATCH, Registry, Server
+from tests.integration.conftest import API_KEYS, LIMITS_MAX_BATCH, BuiltBento, Registry, Server
 
 pytestmark = pytest.mark.slow
 
@@ -364,34 +364,32 @@ def test_openapi_lists_every_endpoint(server: Server) -> None:
     assert "Lead" in schemas and "FeatureTable" in schemas and "LeadScore" in schemas
 
 
-def test_bento_build_serves_without_the_registry(crm_registry: Registry, tmp_path: Path) -> None:
+def test_bento_build_serves_without_the_registry(crm_registry: Registry, built_bento: BuiltBento,
+                                                tmp_path: Path) -> None:
     """`crmscore bento build` packs the champions; the built Bento loads them with no registry configured.
 
-    One subprocess (its own BENTOML_HOME): build with the registry, then drop the registry and load the Bento.
+    The Bento is the session's (``built_bento``: built with the registry); one subprocess loads it from that
+    ``BENTOML_HOME`` with no registry in its environment.
     """
     import os
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "MLFLOW_TRACKING_URI": crm_registry.uri,
-           "MLFLOW_REGISTRY_URI": crm_registry.uri, "BENTOML_DO_NOT_TRACK": "true", "CRMSCORE_API_KEYS": "k",
-           "CRMSCORE_HOME": str(tmp_path / "home")}
+    assert built_bento.tag.startswith("crmscore:")
+    assert {m.split(":")[0] for m in built_bento.models} == {"lead_scoring", "churn_risk"}  # what was packed
+    env = {**os.environ, "BENTOML_HOME": str(built_bento.bentoml_home), "BENTOML_DO_NOT_TRACK": "true",
+           "CRMSCORE_API_KEYS": "k", "CRMSCORE_HOME": str(tmp_path / "home")}
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        env.pop(var, None)
     code = f"""
-import json, os
-from pathlib import Path
-from serving.cli.serve import bento_build_cmd
-bento_build_cmd(bentofile=Path({str(root / "bentofile.yaml")!r}), config=None, version=None)
-for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-    os.environ.pop(var)
+import json
 import bentoml
-inst = bentoml.load("crmscore:latest")()
+inst = bentoml.load({built_bento.tag!r})()
 out = {{k: [s.current.source, s.current.version] if s.current else None for k, s in inst.slots.items()}}
 print("RESULT", json.dumps({{"slots": out, "watcher": inst.watcher is not None}}))
 """
     run = subprocess.run([sys.executable, "-c", code], env=env, cwd=str(tmp_path), capture_output=True, text=True,
                          timeout=300)
-    assert "packed lead_scoring:" in run.stdout and "built Bento crmscore:" in run.stdout, run.stderr[-2000:]
     line = next((x for x in run.stdout.splitlines() if x.startswith("RESULT ")), None)
     assert line is not None, run.stderr[-2000:]
     got = json.loads(line[7:])
