@@ -143,8 +143,10 @@ def test_codes_mark_unknown_and_missing_apart() -> None:
     enc = FeaturePreprocessor(min_frequency=1).fit(pd.DataFrame({"city": ["a", "b", "a"]}))
     assert enc._category_codes("city", ["b", "zz", None, float("nan"), "a"]).tolist() == [1, UNKNOWN, MISSING,
                                                                                           MISSING, 0]
-    many = ["b", "zz", None] * 40  # the vectorised path
-    assert enc._category_codes("city", many).tolist() == [1, UNKNOWN, MISSING] * 40
+    assert enc._category_codes("city", ["b", "zz", None] * 40).tolist() == [1, UNKNOWN, MISSING] * 40
+    # a long array of strings takes the vectorised path (one hash pass), with the same codes
+    many = np.array(["b", "zz", None, "a"] * 400, dtype=object)
+    assert enc._category_codes("city", many).tolist() == [1, UNKNOWN, MISSING, 0] * 400
 
 
 def test_missing_columns_are_an_error_naming_them(features: pd.DataFrame) -> None:
