@@ -11,16 +11,6 @@ from typing import Any
 from features.messages import M_
 from serving.batch.options import BatchError
 
-#: ``crmscore.task`` tags of the registered versions that are uplift models (``serving.batch.uplift``)
-UPLIFT_TASKS = ("uplift", "uplift_table")
-
-
-class UpliftModelGiven(BatchError):
-    """``--model`` names a registered uplift model (its version's ``crmscore.task`` tag): :func:`load_scorer`
-    refuses it before loading anything, and ``crmscore score`` ranks the list with ``serving.batch.uplift``
-    instead. Told apart while the input is already being read, so a scoring model's run waits for no extra
-    registry lookup."""
-
 
 @dataclass
 class LoadedScorer:
@@ -107,40 +97,6 @@ def pin_model(spec: str) -> tuple[str, str | None, str | None, str]:
     pinned = f"models:/{name}/{version}" if uri.startswith("models:/") and name and version else uri
     return uri, name, version, pinned
 
-def registry_task(name: str, version: str) -> str:
-    """The ``crmscore.task`` tag of a registered model version ("" when it has none)."""
-    from mlflow import MlflowClient
-
-    tags = MlflowClient().get_model_version(name, version).tags or {}
-    return str(tags.get("crmscore.task", ""))
-
-
-def _refuse_uplift(uri: str, name: str | None, version: str | None) -> None:
-    """Raise :class:`UpliftModelGiven` when ``name`` version ``version`` is an uplift model; a registry that cannot
-    tell leaves the load that follows to word any problem."""
-    if not name or not version:
-        return
-    try:
-        task = registry_task(name, version)
-    except Exception:  # noqa: BLE001 - not an uplift model as far as can be told
-        return
-    if task in UPLIFT_TASKS:
-        raise UpliftModelGiven(M_(
-            "model {uri} is an uplift model: crmscore score ranks a customer list by uplift with it",
-            uri=uri,
-        ))
-
-
-def refuse_uplift_model(spec: str) -> None:
-    """Raise :class:`UpliftModelGiven` when ``--model`` names a registered uplift model; nothing else is raised
-    (a model that cannot be looked up is reported by the load)."""
-    try:
-        uri, name, version, _ = pin_model(spec)
-    except Exception:  # noqa: BLE001 - see the docstring
-        return
-    _refuse_uplift(uri, name, version)
-
-
 def load_scorer(spec: str) -> LoadedScorer:
     """Load the ``CRMScorer`` a ``--model`` value names from the MLflow registry (or a run / local path).
 
@@ -148,12 +104,11 @@ def load_scorer(spec: str) -> LoadedScorer:
     version is loaded by the service's loader (``serving.http.loader.load_scorer_artifact``: skops with the
     trusted types of ``training.model.TRUSTED_TYPES``, no pickle), so the name and version reported are the
     ones scored. Raises :class:`BatchError` with one line when the model, version or alias does not exist or
-    is not a crmscore scoring model; :class:`UpliftModelGiven` (before loading) for a registered uplift model.
+    is not a crmscore scoring model.
     """
     from serving.http.loader import load_scorer_artifact
 
     uri, name, version, pinned = pin_model(spec)
-    _refuse_uplift(uri, name, version)
     try:
         scorer = load_scorer_artifact(pinned)
     except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing model

@@ -19,7 +19,7 @@ from features.io import atomic_path
 from features.messages import M_
 from features.progress import ProgressCallback, no_progress
 from serving.batch.clean import CleanChunk, NumericBlocks, clean_chunk
-from serving.batch.model import id_column_for, load_scorer, refuse_uplift_model
+from serving.batch.model import id_column_for, load_scorer
 from serving.batch.options import _ROW, BatchError, BatchOptions, BatchSummary, FeatureMapping, load_feature_mapping
 from serving.batch.rank import _output_schema, _quantiles, _write_results, rank_rows
 from serving.batch.score import REASON_METHODS, ScoredChunk, reason_columns, score_frame, set_model_threads
@@ -96,21 +96,22 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
     import pyarrow as pa
 
     t0 = time.perf_counter()
-    try:
-        target = _checked_target(options)
-    except BatchError:
-        # an uplift model (UpliftModelGiven) wins over these option errors: `crmscore score` then runs the uplift
-        # scoring with its own options; a wrong path is refused before the registry is opened
-        if _is_url(options.input) or Path(options.input).exists():
-            refuse_uplift_model(options.model)
-        raise
+    if options.reasons < 0 or options.reasons > 20:
+        raise BatchError(M_("--reasons must be between 0 and 20"))
+    if options.chunk_size < 1:
+        raise BatchError(M_("--chunk-size must be at least 1"))
+    if options.reason_method not in REASON_METHODS:
+        raise BatchError(M_(
+            "--reasons-method {reason_method!r}: use {methods}",
+            reason_method=options.reason_method, methods=' or '.join(REASON_METHODS),
+        ))
+    target = resolve_output(options.output, options.output_table, options.rejects)
     check_input(options.input)
+    is_dir = not _is_url(options.input) and Path(options.input).is_dir()
     # the model loads (imports, registry, skops: seconds, mostly holding the GIL) while the input is opened and
-    # a CSV is parsed ahead (pyarrow, without the GIL); a model error still wins over an input error. Loading
-    # refuses an uplift model first (UpliftModelGiven), so telling one apart costs a scoring run no time
+    # a CSV is parsed ahead (pyarrow, without the GIL); a model error still wins over an input error
     progress("loading the model")
     model_job = _Job(load_scorer, options.model, name="crmscore-model")
-    is_dir = not _is_url(options.input) and Path(options.input).is_dir()
     source: InputSource | None = None
     if not is_dir:
         try:
@@ -316,20 +317,6 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
         if records is not None:
             with contextlib.suppress(Exception):
                 records.close(timeout=1.0)
-
-
-def _checked_target(options: BatchOptions) -> Any:
-    """The output target, once the options are checked (:class:`BatchError` naming the option)."""
-    if options.reasons < 0 or options.reasons > 20:
-        raise BatchError(M_("--reasons must be between 0 and 20"))
-    if options.chunk_size < 1:
-        raise BatchError(M_("--chunk-size must be at least 1"))
-    if options.reason_method not in REASON_METHODS:
-        raise BatchError(M_(
-            "--reasons-method {reason_method!r}: use {methods}",
-            reason_method=options.reason_method, methods=' or '.join(REASON_METHODS),
-        ))
-    return resolve_output(options.output, options.output_table, options.rejects)
 
 
 def check_input(path: str) -> None:

@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 
 from features.messages import M_
-from serving.batch.model import DEFAULT_ID_COLUMN, UPLIFT_TASKS, _registry_version, registry_task, resolve_model_uri
+from serving.batch.model import DEFAULT_ID_COLUMN, _registry_version, resolve_model_uri
 from serving.batch.options import BatchError
+
+UPLIFT_TASKS = ("uplift", "uplift_table")
 
 
 @dataclass
@@ -49,15 +51,18 @@ def is_uplift_model(spec: str) -> bool:
         uri = resolve_model_uri(spec)
         if not uri.startswith("models:/"):
             return False
+        from mlflow import MlflowClient
+
         from training.registry import configure_tracking
 
         configure_tracking()
         name, version = _registry_version(uri)
         if not name or not version:
             return False
-        return registry_task(name, version) in UPLIFT_TASKS
+        tags = MlflowClient().get_model_version(name, version).tags or {}
     except Exception:  # noqa: BLE001 - not an uplift model as far as can be told
         return False
+    return tags.get("crmscore.task", "") in UPLIFT_TASKS
 
 
 def load_uplift(spec: str) -> tuple[Any, str, str | None, str | None]:

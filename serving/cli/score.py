@@ -54,7 +54,6 @@ def score_cmd(
     masked for roles without PII access, and the export is written to the audit trail (docs/access.md)."""
     from serving.access.exports import ids_of_output, policy_for, record_export
     from serving.batch import BatchError, BatchOptions
-    from serving.batch.model import UpliftModelGiven
     from serving.batch.run import check_input
     from serving.batch.uplift import is_uplift_model
 
@@ -63,17 +62,12 @@ def score_cmd(
         check_input(input)
     except BatchError as e:
         cli_output.fail(e)
-
-    def score_uplift() -> None:
+    if is_uplift_model(model):
         from serving.cli.uplift import score_uplift_cmd
 
         extra = {"--mapping": mapping, "--as-of": as_of, "--engine spark": engine != "local", "--keep": keep}
         return score_uplift_cmd(model, input, output, id_col, reasons, sort, rejects, query, extra,
                                 principal=principal, neutralise=neutralise)
-
-    # the local engine tells an uplift model apart itself (UpliftModelGiven) while it already reads the input
-    if engine != "local" and is_uplift_model(model):
-        return score_uplift()
 
     policy = policy_for(principal, neutralise)
 
@@ -109,8 +103,6 @@ def score_cmd(
             summary = score_batch_spark(opts, master=spark_master)
         else:
             raise BatchError(_("--engine {engine!r}: use local or spark").format(engine=engine))
-    except UpliftModelGiven:
-        return score_uplift()
     except BatchError as e:
         cli_output.fail(e)
     files = [f for f in (summary.output, summary.rejects_file) if "://" not in f]

@@ -261,27 +261,6 @@ def test_score_coupon_uplift_in_batch(uplift_registry: Registry, campaign, tmp_p
 
 
 
-def test_the_batch_scorer_tells_an_uplift_model_apart_before_loading_it(
-    uplift_registry: Registry, campaign, tmp_path: Path
-) -> None:
-    """score_batch raises UpliftModelGiven (the CLI then runs the uplift scoring), also before an option error."""
-    from serving.batch import BatchOptions, score_batch
-    from serving.batch.model import UpliftModelGiven
-
-    src = tmp_path / "customers.csv"
-    campaign.frame.head(20).to_csv(src, index=False)
-    with pytest.MonkeyPatch.context() as mp:
-        keep_mlflow_globals(mp)
-        mp.setenv("MLFLOW_TRACKING_URI", uplift_registry.uri)
-        mp.setenv("MLFLOW_REGISTRY_URI", uplift_registry.uri)
-        for reasons in (0, 25):  # 25: an option error of the scoring path, not of the uplift one
-            opts = BatchOptions(model="coupon_uplift@champion", input=str(src), output=str(tmp_path / "o.csv"),
-                                records=False, reasons=reasons)
-            with pytest.raises(UpliftModelGiven, match="is an uplift model"):
-                score_batch(opts)
-    assert not (tmp_path / "o.csv").exists()
-
-
 @pytest.fixture(scope="module")
 def uplift_ranked(uplift_registry: Registry, coupon_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`crmscore features` at the demo's cut-off, then `crmscore score --model coupon_uplift@champion` on them."""
