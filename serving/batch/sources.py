@@ -214,12 +214,6 @@ TYPED_CSV = True
 #: bytes of CSV the reader parses at a time (1 MiB: the parse alone took 2.2 CPU-s per million leads against
 #: 2.5–2.7 with 4 MiB blocks, cache-sized blocks; a whole run −0.3 s median in alternating runs)
 CSV_BLOCK_BYTES = 1 << 20
-#: parse with pyarrow's thread pool: blocks are parsed and converted on both cores, so the parse (the largest
-#: per-row cost, ~5 CPU-s per million leads of 216 columns) is no longer one thread the whole pipeline waits for.
-#: A threaded reader does not know line numbers, so the first line with a wrong number of fields starts a serial
-#: re-read (the rows already delivered are skipped) that reports it by its line number; set False to always read
-#: serially (tests compare the two)
-THREADED_CSV = True
 
 
 def _number_columns(sample: str, delim: str, n_cols: int, nulls: Sequence[str]) -> list[int]:
@@ -283,13 +277,10 @@ def open_csv_input(path: Path) -> InputSource:
     numbers = {names[i] for i in _number_columns(sample, delim, len(names), nulls)} if TYPED_CSV else set()
     started: dict[str, Any] = {}
 
-    def reader(typed: bool, threaded: bool, serial_needed: list[bool]) -> tuple[Any, list[tuple[int, int, int]]]:
+    def reader(typed: bool) -> tuple[Any, list[tuple[int, int, int]]]:
         bad: list[tuple[int, int, int]] = []  # (row number, fields, expected)
 
         def on_invalid(row: Any) -> str:
-            if threaded:  # no line number known: stop, the caller reads again serially
-                serial_needed.append(True)
-                return "error"
             bad.append((int(row.number) if row.number is not None else -1, row.actual_columns, row.expected_columns))
             return "skip"
 
@@ -300,7 +291,7 @@ def open_csv_input(path: Path) -> InputSource:
             read_options=pcsv.ReadOptions(
                 encoding="utf8" if enc in ("utf-8", "utf-8-sig") else enc,
                 block_size=CSV_BLOCK_BYTES,
-                use_threads=threaded,
+                use_threads=False,
                 skip_rows=1,
                 column_names=names,
             ),
@@ -316,16 +307,14 @@ def open_csv_input(path: Path) -> InputSource:
     def tables(chunk_size: int, typed: bool) -> Iterator[tuple[Any, np.ndarray, list[tuple[int, str]]]]:
         """``chunk_size`` rows at a time (plain-number columns as float64 when ``typed``, the rest text):
         (table, row numbers, rows the parser dropped)."""
-        emitted = 0  # rows delivered so far: a text or serial re-read after a failed one skips them
+        emitted = 0  # rows delivered so far: a text re-read after a failed typed one skips them
         reported: set[int] = set()
         typed = typed and bool(numbers)
-        threaded = THREADED_CSV
         while True:
             done = 0
             bad: list[tuple[int, int, int]] = []
-            serial_needed: list[bool] = []  # set by a threaded reader that met a line with a wrong field count
             try:
-                rd, bad = reader(typed, threaded, serial_needed)  # opening reads (and converts) the first block already
+                rd, bad = reader(typed)  # opening reads (and converts) the first block already
                 for t in _rechunk(rd, chunk_size):
                     if done + t.num_rows <= emitted:
                         done += t.num_rows
@@ -349,11 +338,6 @@ def open_csv_input(path: Path) -> InputSource:
                     del t  # the consumer drops its chunk once cleaned; no other reference may keep it alive
                 break
             except pa.ArrowInvalid as e:
-                if threaded and serial_needed:
-                    # a line with a wrong number of fields: the rows delivered so far all come before it (its
-                    # block was not delivered), so their numbers stand; the serial reader numbers the rest
-                    threaded = False
-                    continue
                 if typed:  # a cell that is not a plain number: read the rest as text (the slow, exact path)
                     typed = False
                     continue

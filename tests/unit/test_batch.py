@@ -632,8 +632,7 @@ def _read_all(path: Path, model: LoadedScorer, ahead: bool, chunk: int = 500) ->
 
 @pytest.mark.parametrize("case", ["clean", "junk after the sample", "numbers as categories", "numeric ids"])
 def test_numbers_parsed_by_the_csv_reader_equal_the_text_path(model, tmp_path, monkeypatch, case):
-    """Plain-number columns are parsed as float64 by the reader, with or without pyarrow's threads; every outcome
-    equals reading all text in one thread."""
+    """Plain-number columns are parsed as float64 by the reader; every outcome equals reading all text."""
     import serving.batch.sources as sources
 
     rng = np.random.default_rng(1)
@@ -661,18 +660,15 @@ def test_numbers_parsed_by_the_csv_reader_equal_the_text_path(model, tmp_path, m
     results = {}
     for typed in (True, False):
         monkeypatch.setattr(sources, "TYPED_CSV", typed)
-        for threaded in (True, False):  # pyarrow's thread pool, or one thread (which numbers bad lines itself)
-            monkeypatch.setattr(sources, "THREADED_CSV", threaded)
-            for ahead in (True, False):
-                results[typed, threaded, ahead] = _read_all(path, model, ahead)
-    text = results[False, False, False]
+        for ahead in (True, False):
+            results[typed, ahead] = _read_all(path, model, ahead)
+    text = results[False, False]
     assert not text["typed"]
     for key, got in results.items():
         pd.testing.assert_frame_equal(got["features"], text["features"], check_exact=True)
         for part in ("ids", "rows", "bad", "blank", "rejects"):
             assert got[part] == text[part], (key, part)
-    typed_cols = results[True, True, True]["typed"]
-    assert results[True, False, True]["typed"] == typed_cols
+    typed_cols = results[True, True]["typed"]
     if case in ("clean", "numeric ids", "junk after the sample"):
         assert typed_cols == {"tenure_days", "age", "added_to_cart"}  # the fast path was taken (at first)
     elif case == "numbers as categories":
@@ -704,27 +700,3 @@ def test_text_columns_skip_normalising_only_when_it_would_change_nothing():
         assert codes is not None and [None if k < 0 else codes.values[k] for k in codes.codes] == list(want)
         fast += _normal_already(pa.compute.unique(arr.drop_null()))
     assert fast > 50  # the fast path was exercised
-
-
-def test_a_threaded_csv_read_numbers_a_late_bad_line_like_a_serial_one(model, tmp_path, monkeypatch):
-    """Chunks are delivered before the threaded reader meets a line with a wrong number of fields: the serial
-    re-read skips them and numbers the line (and the rows after it) by the file's lines."""
-    import serving.batch.sources as sources
-
-    lines = ["customer_id,tenure_days,age,added_to_cart,province"]
-    lines += [f"C{i:05d},{i * 0.25},{20 + i % 50},{i % 2},p{i % 3}" for i in range(6000)]
-    lines[4500] = "C_bad,1,2"
-    lines[5200] = ""
-    path = tmp_path / "late.csv"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 16 << 10)
-    results = {}
-    for threaded in (True, False):
-        monkeypatch.setattr(sources, "THREADED_CSV", threaded)
-        results[threaded] = _read_all(path, model, ahead=False)
-    got, want = results[True], results[False]
-    pd.testing.assert_frame_equal(got["features"], want["features"], check_exact=True)
-    for part in ("ids", "rows", "bad", "blank", "rejects"):
-        assert got[part] == want[part], part
-    assert [r for r, _ in want["bad"]] == [4501]
-    assert want["rows"][4498:4500] == [4500, 4502] and want["blank"] == 1
