@@ -700,3 +700,21 @@ def test_text_columns_skip_normalising_only_when_it_would_change_nothing():
         assert codes is not None and [None if k < 0 else codes.values[k] for k in codes.codes] == list(want)
         fast += _normal_already(pa.compute.unique(arr.drop_null()))
     assert fast > 50  # the fast path was exercised
+
+
+def test_a_bad_line_several_chunks_in_is_numbered_by_its_line(model, tmp_path, monkeypatch):
+    """Chunks are delivered before the reader meets a line with a wrong number of fields: that line, and the rows
+    after it (a blank line among them), keep the file's line numbers."""
+    import serving.batch.sources as sources
+
+    lines = ["customer_id,tenure_days,age,added_to_cart,province"]
+    lines += [f"C{i:05d},{i * 0.25},{20 + i % 50},{i % 2},p{i % 3}" for i in range(6000)]
+    lines[4500] = "C_bad,1,2"
+    lines[5200] = ""
+    path = tmp_path / "late.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    monkeypatch.setattr(sources, "CSV_BLOCK_BYTES", 16 << 10)
+    got = _read_all(path, model, ahead=False)
+    assert [r for r, _ in got["bad"]] == [4501] and got["blank"] == 1
+    assert got["rows"][4498:4500] == [4500, 4502] and got["rows"][-1] == 6001
+    assert len(got["ids"]) == 5998 and got["ids"][4499] == "C04500"
