@@ -209,21 +209,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by the server process and all its descendants."""
-        import psutil
-
-        try:
-            root = psutil.Process(self.proc.pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            return 0.0
-        total = 0.0
-        for proc in procs:
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                continue
-        return total
+        return tree_cpu_seconds(self.proc.pid)
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL after 20 s."""

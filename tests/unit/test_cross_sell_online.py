@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.heap import tracked_reachable
 from training.cross_sell import ItemItemModel, RuleThresholds, association_rules
 from training.cross_sell_job import recommend
 from training.cross_sell_online import OnlineRecommender
@@ -160,23 +161,6 @@ def test_prepared_customers_equal_their_lines_read_per_request(own: str, level: 
     assert zz["history_lines"] == 1 and all(r["evidence"].startswith("popular:") for r in zz["recommendations"])
 
 
-def _tracked_reachable(root: object) -> int:
-    """Objects the cyclic garbage collector tracks that are reachable from ``root`` (classes not followed)."""
-    import gc
-
-    seen, todo = {id(root)}, [root]
-    count = 0
-    while todo:
-        obj = todo.pop()
-        if gc.is_tracked(obj):
-            count += 1
-        for ref in gc.get_referents(obj):
-            if id(ref) not in seen and not isinstance(ref, type):
-                seen.add(id(ref))
-                todo.append(ref)
-    return count
-
-
 def test_worker_purchase_data_adds_no_object_per_customer_the_garbage_collector_scans() -> None:
     """A worker's /recommend data (lines, prepared products, sku index, sentences) is arrays, one list per text
     column and dicts of strings to numbers, none of which the cyclic collector scans per element: the tracked
@@ -197,6 +181,6 @@ def test_worker_purchase_data_adds_no_object_per_customer_the_garbage_collector_
         data.prepare(online)
         assert len(data.number) == n
         st = CrossSellState(name="cross_sell", alias="champion", model=model, online=online, version="1", lines=data)
-        counts.append(_tracked_reachable(st))
+        counts.append(tracked_reachable(st))
     # x10 customers: per-customer objects would add hundreds; scipy's CSR matrix may cache a flag or two
     assert counts[1] - counts[0] <= 2 and max(counts) < 200, counts

@@ -23,6 +23,7 @@ from serving.http.postprocess import (
     tables_for_leads,
 )
 from serving.http.records import FeatureBlock, RecordSink, read_records
+from tests.heap import tracked_reachable
 from training.explain import ReasonFolder
 from training.model import FeaturePreprocessor
 from training.scores import readable_label, to_grade, to_score
@@ -268,23 +269,6 @@ def test_record_sink_writes_partitioned_parquet_and_reads_back(tmp_path: Path) -
     assert read_records(tmp_path, "nothing").empty
 
 
-def _tracked_reachable(root: object) -> int:
-    """Objects the cyclic garbage collector tracks that are reachable from ``root``."""
-    import gc
-
-    seen, todo = {id(root)}, [root]
-    count = 0
-    while todo:
-        obj = todo.pop()
-        if gc.is_tracked(obj):
-            count += 1
-        for ref in gc.get_referents(obj):
-            if id(ref) not in seen and not isinstance(ref, type):
-                seen.add(id(ref))
-                todo.append(ref)
-    return count
-
-
 def test_queued_records_add_no_object_the_garbage_collector_scans(tmp_path: Path) -> None:
     """A queued request is NumPy arrays appended to its group's columns: the objects the cyclic collector scans
     do not grow with the number of queued requests (per-request lists and dicts made each collection of the young
@@ -292,10 +276,10 @@ def test_queued_records_add_no_object_the_garbage_collector_scans(tmp_path: Path
     ~1,000 requests/s)."""
     sink = RecordSink(tmp_path, flush_seconds=600)
     sink.record("m", "1", ["a0"], [0.1], [10], ["D"], _block(1))
-    before = _tracked_reachable(sink)
+    before = tracked_reachable(sink)
     for i in range(1, 500):
         assert sink.record("m", "1", [f"a{i}"], [0.1], [10], ["D"], _block(1))
-    assert _tracked_reachable(sink) == before
+    assert tracked_reachable(sink) == before
     assert sink.pending == 500 and sink.flush() == 500
     df = read_records(tmp_path, "m")
     assert df["customer_id"].tolist() == [f"a{i}" for i in range(500)]
