@@ -45,6 +45,10 @@ _NULL_VARIANTS = sorted(
     {"".join(chars) for tok in NULL_TOKENS for chars in itertools.product(*({ch.lower(), ch.upper()} for ch in tok))}
 )  # every upper/lower-case spelling, so blank detection is one hash lookup per cell
 _CHUNK = 1 << 20
+#: bytes the UTF-8 validator checks per call: each call gives the GIL back, and while a model loads beside the
+#: check (batch scoring) every hand-back waits for the loading thread; 1 MiB calls made the check of an 824 MB
+#: file take 1.8-2.6 s there against 0.6 s with 16 MiB ones (0.24 s alone either way)
+_VALIDATE_CHUNK = 16 << 20
 _SQL_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 # full-width ASCII forms (U+FF01..U+FF5E) and the ideographic space fold to plain ASCII
 _FULLWIDTH = {i: i - 0xFEE0 for i in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
@@ -105,7 +109,7 @@ def _utf8_valid(path: Path) -> bool:
     offsets = np.zeros(2, dtype=np.int32)
     carry = b""
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
+        while chunk := fh.read(_VALIDATE_CHUNK):
             data = carry + chunk if carry else chunk
             cut = _utf8_complete(data)
             offsets[1] = cut

@@ -308,9 +308,12 @@ def test_normalize_text():
     assert normalize_text(pd.Series([5, 6])).tolist() == ["5", "6"]
 
 
-def test_decodes_checks_every_byte_after_long_ascii_runs(tmp_path):
+def test_decodes_checks_every_byte_after_long_ascii_runs(tmp_path, monkeypatch):
     """The pure-ASCII fast path of ``_decodes`` must not skip a bad byte, a split character or GB18030 text."""
+    import features.readers as readers
     from features.readers import _CHUNK, _decodes
+
+    monkeypatch.setattr(readers, "_VALIDATE_CHUNK", _CHUNK)  # the UTF-8 check's reads end where the others' do
 
     p = tmp_path / "x.csv"
     p.write_bytes(b"a" * _CHUNK * 2 + b"\xff")  # invalid in UTF-8 and GB18030, after two ASCII chunks
@@ -327,7 +330,7 @@ def test_utf8_check_agrees_with_pythons_strict_decoder_across_chunk_edges(tmp_pa
     """pyarrow's UTF-8 validation (no GIL) gives Python's verdict, also for characters split between reads."""
     import features.readers as readers
 
-    monkeypatch.setattr(readers, "_CHUNK", 7)  # many chunk edges, some inside a character
+    monkeypatch.setattr(readers, "_VALIDATE_CHUNK", 7)  # many chunk edges, some inside a character
     rng = np.random.default_rng(3)
     pieces = [b"a", b",", "客".encode(), "€".encode(), "😀".encode(), b"\xff", b"\xc0\xaf", b"\xed\xa0\x80",
               b"\xf4\x90\x80\x80", b"\xe4\xb8", b"\x80", "é".encode(), b"\xef\xbb\xbf"]
