@@ -175,7 +175,8 @@ def serving_figures(workdir: Path, customers: int, duration: int, xs_data: Path 
             raise RuntimeError(f"/recommend answered {check.status_code}: {check.text[:300]}")
         run_wrk(f"{url}/recommend", bodies["one"], 3, 2, 16, lua_rec)  # warm-up
         run_wrk(f"{url}/score_leads", bodies["one"], 3, 2, 16, lua_one)
-        runs = {name: _timed_wrk(server, f"{url}{path}", bodies["one"], duration, lua)
+        runs = {name: _timed_wrk(server, f"{url}{path}", bodies["one"], duration, lua,
+                                 probe=ids if name == "recommend" else None)
                 for name, path, lua in (("recommend", "/recommend", lua_rec), ("score_leads", "/score_leads", lua_one))}
     finally:
         server.stop()
@@ -188,17 +189,75 @@ def serving_figures(workdir: Path, customers: int, duration: int, xs_data: Path 
             f"{name}_cpu_ms_per_request": r["server_cpu_ms_per_request"],
             f"{name}_errors": float(r["socket_errors"] + r["non2xx"]),
         })
+        if "probe" in r:
+            out.update({f"{name}_probe_{k}": v for k, v in r["probe"].items()})
     return out
 
 
-def _timed_wrk(server: Any, url: str, body: Path, duration: int, lua: Path) -> dict[str, Any]:
-    """One wrk run at ``-t2 -c16`` with the server's CPU time per request (all its processes, user + system)."""
+def _timed_wrk(server: Any, url: str, body: Path, duration: int, lua: Path,
+               probe: list[str] | None = None) -> dict[str, Any]:
+    """One wrk run at ``-t2 -c16`` with the server's CPU time per request (all its processes, user + system);
+    with ``probe`` (customer ids), also one probe connection beside wrk (:func:`_probe`)."""
+    import threading
+
     from bench_serving import run_wrk
 
+    stop = threading.Event()
+    probed: dict[str, float] = {}
+    thread = None
+    if probe:
+        thread = threading.Thread(target=_probe, args=(url, probe, stop, probed), daemon=True)
+        thread.start()
     cpu0 = server.cpu_seconds()
-    r = run_wrk(url, body, duration, 2, 16, lua)
+    try:
+        r = run_wrk(url, body, duration, 2, 16, lua)
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=30)
     r["server_cpu_ms_per_request"] = (server.cpu_seconds() - cpu0) * 1e3 / max(r["requests"], 1)
+    if probed:
+        r["probe"] = probed
     return r
+
+
+def _probe(url: str, ids: list[str], stop: Any, out: dict[str, float]) -> None:
+    """One keep-alive connection asking ``/recommend`` in a closed loop while wrk runs: each request's own time
+    from sending to the whole answer (p50, p99, max ms, requests).
+
+    wrk's percentiles are not that: after a run wrk adds, for every request slower than a connection's mean
+    interval, synthetic samples as if requests had kept arriving during the stall (its correction for
+    coordinated omission, ``stats_correct``), so one 300 ms pause of the worker counts as ~300 samples, not 16.
+    The probe shows what each request met; wrk's figure is what an open-loop caller at that rate would meet.
+    """
+    import http.client
+    from urllib.parse import urlsplit
+
+    from bench_serving import API_KEY
+
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+    lat: list[float] = []
+    i = 0
+    try:
+        while not stop.is_set():
+            body = json.dumps({"customer_id": ids[i % len(ids)], "k": 10})
+            i += 1
+            t0 = time.perf_counter()
+            conn.request("POST", parts.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                lat.append(time.perf_counter() - t0)
+    except OSError:  # the server stopped first: the samples so far stand
+        pass
+    finally:
+        conn.close()
+    if lat:
+        a = sorted(lat)
+        out.update({"p50_ms": a[len(a) // 2] * 1e3, "p99_ms": a[min(len(a) - 1, int(len(a) * 0.99))] * 1e3,
+                    "max_ms": a[-1] * 1e3, "requests": float(len(a))})
 
 
 def serving_table(figures: dict[str, float]) -> str:
@@ -208,6 +267,10 @@ def serving_table(figures: dict[str, float]) -> str:
         f = {k[len(name) + 1:]: v for k, v in figures.items() if k.startswith(name + "_")}
         rows.append(f"| /{name} | {f['rps']:,.0f} | {f['p50_ms']:.1f} | {f['p99_ms']:.1f} | "
                     f"{f['cpu_ms_per_request']:.2f} | {f['errors']:.0f} |")
+    if "recommend_probe_p99_ms" in figures:
+        rows.append(f"\nprobe connection beside wrk on /recommend: {figures['recommend_probe_requests']:,.0f} "
+                    f"requests, p50 {figures['recommend_probe_p50_ms']:.1f} ms, p99 "
+                    f"{figures['recommend_probe_p99_ms']:.1f} ms, max {figures['recommend_probe_max_ms']:.1f} ms")
     return "\n".join(rows)
 
 

@@ -459,7 +459,8 @@ BENCHMARKS: list[Benchmark] = [
             Shown("recall_at_10_model", "recall@10 model", "{v:.4f}"),
             Shown("recall_at_10_personal", "recall@10 personal", "{v:.4f}"),
             Shown("recommend_rps", "/recommend req/s"),
-            Shown("recommend_p99_ms", "/recommend p99 ms"),
+            Shown("recommend_p99_ms", "/recommend p99 ms (wrk)"),
+            Shown("recommend_probe_p99_ms", "/recommend p99 ms (probe connection)"),
             Shown("recommend_cpu_ms_per_request", "/recommend CPU ms/req", "{v:.2f}"),
             Shown("score_leads_rps", "/score_leads req/s"),
             Shown("score_leads_p99_ms", "/score_leads p99 ms"),
@@ -468,7 +469,8 @@ BENCHMARKS: list[Benchmark] = [
         goals=[
             Goal("Online Retail: rules and model ≤ 60 s", "train_seconds", "<=", 60, " s"),
             Goal("/recommend ≥ 1,000 req/s (one customer per request)", "recommend_rps", ">=", 1000, " req/s"),
-            Goal("/recommend p99 ≤ 20 ms", "recommend_p99_ms", "<=", 20, " ms"),
+            Goal("/recommend p99 ≤ 20 ms (wrk's, corrected for coordinated omission)", "recommend_p99_ms", "<=", 20,
+                 " ms"),
             Goal("recall@10 above personal top-frequency's", "recall_vs_personal", ">", 1.0, "×"),
         ],
         ratios=[
