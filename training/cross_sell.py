@@ -89,6 +89,10 @@ class CrossSellConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    item: Literal["sku", "category"] = Field(
+        default="sku",
+        description="what is recommended: a product (order_items.sku) or its category (order_items.category)",
+    )
     as_of: str | None = Field(default=None, description="T; default the last paid line minus horizon_days")
     horizon_days: int = Field(default=90, ge=1, description="evaluation window (T, T + horizon]")
     k: int = Field(default=10, ge=1, le=100, description="list length of recall@k and NDCG@k")
@@ -109,12 +113,15 @@ class CrossSellDataError(ValueError):
 # --------------------------------------------------------------------------------------------------- data
 
 
-def load_lines(data_dir: str | Path, exclude_skus: Sequence[str] = ()) -> pd.DataFrame:
+def load_lines(data_dir: str | Path, exclude_skus: Sequence[str] = (), item: str = "sku") -> pd.DataFrame:
     """Paid product lines: ``customer_id, basket, ts, sku, product_name`` (quantity > 0, excluded skus dropped).
 
     ``order_items.order_id`` joins ``orders.order_id``; when most do not (a mapping where an orders row is one
     invoice line, like Online Retail's) the line joins the orders row ``"{order_id}-{line}"``. Lines with no
     paid order (no customer, a refund or cancellation) are left out.
+
+    ``item="category"``: the item of each line is its category (``sku`` and ``product_name`` both hold
+    ``order_items.category``; lines without one are left out), so everything downstream recommends categories.
     """
     d = Path(data_dir)
     if not d.is_dir():
@@ -146,9 +153,20 @@ def load_lines(data_dir: str | Path, exclude_skus: Sequence[str] = ()) -> pd.Dat
         keep &= (qty.fillna(1) > 0).to_numpy()
     sku = items["sku"].astype(str).str.strip()
     keep &= ~sku.isin(set(exclude_skus)).to_numpy()
+    names = items["product_name"] if "product_name" in items.columns else pd.Series(pd.NA, index=items.index)
+    if item == "category":
+        if "category" not in items.columns:
+            raise CrossSellDataError(M_(
+                "order_items: field 'category' is missing (cross-sell item: category); map it or use item: sku"
+            ))
+        cat = items["category"].astype("string").str.strip()
+        keep &= (cat.notna() & (cat != "")).fillna(False).to_numpy(dtype=bool)
+        sku = cat.fillna("").astype(str)
+        names = cat
+    elif item != "sku":
+        raise CrossSellDataError(M_("cross-sell item {item!r}: use sku or category", item=item))
     o = orders.iloc[pos[keep]]
     paid = (o["status"].astype(str) == "paid").to_numpy()
-    names = items["product_name"] if "product_name" in items.columns else pd.Series(pd.NA, index=items.index)
     out = pd.DataFrame(
         {
             "customer_id": o["customer_id"].astype(str).to_numpy()[paid],
@@ -342,6 +360,8 @@ class ItemItemModel:
     repeat_rate: np.ndarray = field(default_factory=lambda: np.zeros(0))
     beta: float = 0.1
     own: str = "decayed"
+    #: what an item is: a product ("sku") or a category (:func:`load_lines`' ``item``)
+    item: str = "sku"
 
     @classmethod
     def fit(
@@ -564,6 +584,7 @@ def evaluate_split(lines: pd.DataFrame, cfg: CrossSellConfig) -> tuple[Evaluatio
     metrics, model = evaluate_at(train, test, t, cfg, best)
     model.rules = association_rules(train, model.vocab, cfg.rules)
     model.rules_level = cfg.rules.level
+    model.item = cfg.item
     split = {
         "as_of": str(t.date()),
         "validation_as_of": str(t_val.date()),
@@ -616,6 +637,7 @@ def save_model(model: ItemItemModel, folder: str | Path) -> Path:
         "own": model.own,
         "as_of": model.as_of.isoformat(),
         "rules_level": model.rules_level,
+        "item": model.item,
         "n_items": len(model.vocab.skus),
     }
     (d / "params.json").write_text(json.dumps(params, indent=2), encoding="utf-8")
@@ -649,6 +671,7 @@ def read_model(folder: str | Path) -> ItemItemModel:
             vocab, a["popularity"], S, float(p["alpha"]), float(p["half_life_days"]), str(p["cooccurrence"]),
             pd.Timestamp(p["as_of"]), pd.read_parquet(d / "rules.parquet"), str(p["rules_level"]),
             repeat_rate=a["repeat_rate"], beta=float(p["beta"]), own=str(p["own"]),
+            item=str(p.get("item", "sku")),  # models saved before the item choice are product models
         )
     except (KeyError, ValueError, OSError) as e:
         raise CrossSellDataError(M_(

@@ -116,6 +116,8 @@ def _champion_metrics(
         return None, None, None
     try:
         champ = load_model(f"models:/{name}/{version}")
+        if champ.item != cfg.item:
+            raise ValueError(f"the champion recommends {champ.item}s, this job {cfg.item}s")
         train, test = split_at(lines, t, cfg.horizon_days)
         who = pd.Index(pd.unique(test["customer_id"]))
         who = who[who.isin(pd.unique(train["customer_id"]))]
@@ -134,7 +136,7 @@ def train_cross_sell(data_dir: str | Path, cfg: CrossSellConfig) -> CrossSellRes
 
     t0 = time.perf_counter()
     configure_tracking()
-    lines = load_lines(data_dir, cfg.exclude_skus)
+    lines = load_lines(data_dir, cfg.exclude_skus, cfg.item)
     ev, model = evaluate_split(lines, cfg)
     t = pd.Timestamp(ev.split["as_of"])
     k = cfg.k
@@ -144,6 +146,7 @@ def train_cross_sell(data_dir: str | Path, cfg: CrossSellConfig) -> CrossSellRes
             {
                 "task": "cross_sell",
                 "model_name": cfg.model_name,
+                "item": cfg.item,
                 "data_dir": Path(data_dir).name,
                 "k": k,
                 "promotion_margin": cfg.promotion_margin,
@@ -184,6 +187,7 @@ def train_cross_sell(data_dir: str | Path, cfg: CrossSellConfig) -> CrossSellRes
                 "crmscore.run_id": run.info.run_id,
                 "crmscore.as_of": ev.split["as_of"],
                 "crmscore.exclude_recent_days": str(cfg.exclude_recent_days),
+                "crmscore.item": cfg.item,
                 **{f"crmscore.test_{a}": f"{b:.6f}" for a, b in ev.metrics["item_item"].items()},
             },
         )

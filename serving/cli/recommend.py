@@ -65,7 +65,7 @@ def recommend_cmd(
             m = load_model(model)
         except Exception as e:  # noqa: BLE001 - MLflow raises several types for a missing model
             raise ValueError(f"--model {model}: cannot load it ({str(e).splitlines()[0][:200]})") from None
-        lines = load_lines(data)
+        lines = load_lines(data, item=m.item)  # the model's items: products or their categories
         recs = recommend(m, lines, pd.Index(ids.drop_duplicates()), t, k, exclude_days)
     except (CrossSellDataError, ValueError) as e:
         cli_output.fail(e)

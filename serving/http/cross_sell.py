@@ -140,7 +140,8 @@ class CrossSellState:
         except Exception as e:  # noqa: BLE001 - the endpoint answers 503 with the reason; other endpoints serve
             st.error = _why(e)
             log.warning("cross-sell model not loaded: %s", st.error)
-        st.lines, st.lines_error = _load_lines(settings.data_dir, cfg)
+        # the lines read as the model's items (products, or their categories)
+        st.lines, st.lines_error = _load_lines(settings.data_dir, cfg, st.model.item if st.model else cfg.item)
         if st.lines is not None and st.online is not None:
             st.lines.prepare(st.online)
         try:
@@ -191,11 +192,13 @@ def load_registered(name: str, settings: ServingSettings) -> tuple[ItemItemModel
     return read_model(local), version, exclude
 
 
-def _load_lines(data_dir: str | None, cfg: CrossSellConfig) -> tuple[CustomerLines | None, str | None]:
+def _load_lines(
+    data_dir: str | None, cfg: CrossSellConfig, item: str = "sku"
+) -> tuple[CustomerLines | None, str | None]:
     if not data_dir:
         return None, M_("the service has no data dir (crmscore serve --data DIR)")
     try:
-        lines = load_lines(data_dir, cfg.exclude_skus)
+        lines = load_lines(data_dir, cfg.exclude_skus, item)
         ids = lines["customer_id"].to_numpy(dtype=str)
         table = Path(data_dir) / "customers.parquet"
         if table.is_file():  # customers without a paid line are known too (they get popular products)
@@ -225,11 +228,17 @@ def load_actions(path: str | None) -> tuple[ActionsConfig, dict[str, FieldSpec]]
 
 
 # ------------------------------------------------------------------------------------------------ recommend
-def _request_history(req: RecommendRequest) -> History:
+def _request_history(req: RecommendRequest, item: str = "sku") -> History:
     assert req.purchases is not None
     p = req.purchases
+    if item == "category":  # a category model: each line's item is its category
+        missing = next((i for i, x in enumerate(p) if not x.category), None)
+        if missing is not None:
+            raise RequestError(422, M_(
+                "purchases[{i}].category: required, the model recommends categories", i=missing
+            ))
     return History(
-        np.array([x.sku for x in p], dtype=object),
+        np.array([x.category if item == "category" else x.sku for x in p], dtype=object),
         np.array([np.datetime64(x.ts, "ns") for x in p], dtype="datetime64[ns]"),
         np.array([x.order_id or x.ts.isoformat() for x in p], dtype=object),
     )
@@ -249,7 +258,7 @@ def recommend_for(st: CrossSellState, req: RecommendRequest) -> dict[str, Any]:
                                   error=st.error or M_("not registered")))
     exclude = st.exclude_recent_days if req.exclude_days is None else req.exclude_days
     if req.purchases is not None:
-        hist = _request_history(req)
+        hist = _request_history(req, st.model.item)
     else:
         if st.lines is None:
             raise RequestError(

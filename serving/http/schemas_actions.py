@@ -45,6 +45,10 @@ class Purchase(_Strict):
     sku: _Id = Field(description="product id, as in the model's catalogue (order_items.sku)", examples=["M01"])
     ts: _Time = Field(description="when the order was paid")
     order_id: str | None = Field(default=None, max_length=200, description="the order (basket); default: ts")
+    category: str | None = Field(
+        default=None, max_length=200,
+        description="the product's category (order_items.category); required when the model recommends categories",
+    )
 
 
 class RecommendRequest(_Strict):

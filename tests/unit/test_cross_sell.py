@@ -262,3 +262,55 @@ def test_order_items_ingest_keeps_the_row_invariant(tmp_path: Path):
     s2 = ingest(tmp_path / "d", tmp_path / "out2")
     assert "order_items" not in s2.absent_tables and set(s2.tables) == {"orders"}
     assert np.isfinite(s2.tables["orders"].accepted)
+
+
+def _category_dir(tmp_path: Path) -> Path:
+    """Two customers' paid orders whose lines are two products of 奶粉 and one of 纸尿裤 (and one without a
+    category, and a postage line)."""
+    d = tmp_path / "cat"
+    d.mkdir()
+    pd.DataFrame({"order_id": ["o1", "o2"], "customer_id": ["c1", "c2"], "ts": [T0, T0 + pd.Timedelta(days=1)],
+                  "status": ["paid", "paid"]}).to_parquet(d / "orders.parquet")
+    pd.DataFrame({
+        "order_id": ["o1", "o1", "o2", "o2", "o2"], "line": [1, 2, 1, 2, 3],
+        "sku": ["M01", "M02", "D01", "X", "POST"], "product_name": ["a", "b", "c", "d", "postage"],
+        "category": ["奶粉", "奶粉", "纸尿裤", None, "运费"], "quantity": [1.0, 1.0, 2.0, 1.0, 1.0],
+    }).to_parquet(d / "order_items.parquet")
+    return d
+
+
+def test_category_items_replace_products_and_name_the_missing_field(tmp_path: Path):
+    d = _category_dir(tmp_path)
+    products = load_lines(d, ["POST"])
+    assert sorted(products["sku"]) == ["D01", "M01", "M02", "X"]
+    cats = load_lines(d, ["POST"], "category")  # exclusions still by product; a line without a category is left out
+    assert cats["sku"].tolist() == ["奶粉", "奶粉", "纸尿裤"] and cats["product_name"].tolist() == cats["sku"].tolist()
+    assert cats["basket"].tolist() == ["o1", "o1", "o2"]
+    assert CrossSellConfig().item == "sku" and CrossSellConfig(item="category").item == "category"
+    with pytest.raises(ValidationError, match="item"):
+        CrossSellConfig(item="brand")
+    pd.read_parquet(d / "order_items.parquet").drop(columns=["category"]).to_parquet(d / "order_items.parquet")
+    with pytest.raises(CrossSellDataError, match="'category' is missing"):
+        load_lines(d, item="category")
+
+
+def test_a_category_model_recommends_categories_and_keeps_its_item_when_saved(tmp_path: Path):
+    from training.cross_sell import read_model, save_model
+
+    lines = _timeline()
+    cat = {"A": "奶粉", "B": "纸尿裤", "C": "玩具", "D": "奶粉", "E": "湿巾"}
+    lines = lines.assign(sku=lines["sku"].map(cat).fillna(lines["sku"]))
+    lines["product_name"] = lines["sku"]
+    t = T0 + pd.Timedelta(days=60)
+    train, _ = split_at(lines, t, 90)
+    model = ItemItemModel.fit(train, t, 0.5, 180.0, "customer", 10)
+    model.item = "category"
+    recs = recommend(model, train, pd.Index(pd.unique(train["customer_id"])), t, k=3, exclude_recent_days=0)
+    assert len(recs) and set(recs["sku"]) <= set(cat.values())
+    back = read_model(save_model(model, tmp_path / "m"))
+    assert back.item == "category"
+    (tmp_path / "m" / "params.json").write_text(
+        (tmp_path / "m" / "params.json").read_text(encoding="utf-8").replace('"item": "category",', ""),
+        encoding="utf-8",
+    )
+    assert read_model(tmp_path / "m").item == "sku"  # a model saved before the choice recommends products

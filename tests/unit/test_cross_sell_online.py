@@ -184,3 +184,40 @@ def test_worker_purchase_data_adds_no_object_per_customer_the_garbage_collector_
         counts.append(tracked_reachable(st))
     # x10 customers: per-customer objects would add hundreds; scipy's CSR matrix may cache a flag or two
     assert counts[1] - counts[0] <= 2 and max(counts) < 200, counts
+
+
+def test_a_category_model_reads_the_service_data_and_purchases_as_categories(tmp_path) -> None:
+    """A model trained with ``item: category``: the service reads its data dir's lines as categories, a request's
+    purchases by their ``category``, and a purchase without one is refused naming the field."""
+    from serving.http.cross_sell import CrossSellState, _load_lines, recommend_for
+    from serving.http.postprocess import RequestError
+    from serving.http.schemas_actions import Purchase, RecommendRequest
+    from training.cross_sell import CrossSellConfig
+
+    orders = pd.DataFrame({"order_id": [f"o{i}" for i in range(6)], "customer_id": ["a", "a", "b", "b", "c", "c"],
+                           "ts": [T0 + pd.Timedelta(days=i) for i in range(6)], "status": "paid"})
+    cats = ["奶粉", "纸尿裤", "奶粉", "纸尿裤", "奶粉", "玩具"]
+    items = pd.DataFrame({"order_id": orders["order_id"], "line": 1, "sku": [f"P{i}" for i in range(6)],
+                          "category": cats, "quantity": 1.0})
+    orders.to_parquet(tmp_path / "orders.parquet")
+    items.to_parquet(tmp_path / "order_items.parquet")
+    lines, error = _load_lines(str(tmp_path), CrossSellConfig(), "category")
+    assert error is None and lines is not None and sorted(lines.of("a").skus) == ["奶粉", "纸尿裤"]
+    from training.cross_sell import load_lines
+
+    data = load_lines(tmp_path, item="category")
+    model = ItemItemModel.fit(data, pd.Timestamp(data["ts"].max()), 0.6, 90.0, "customer", 4, 1)
+    model.item = "category"
+    online = OnlineRecommender(model)
+    lines.prepare(online)
+    st = CrossSellState(name="cross_sell", alias="champion", model=model, online=online, version="1", lines=lines)
+    body = recommend_for(st, RecommendRequest.model_construct(customer_id="c", purchases=None, k=5,
+                                                              exclude_days=0, as_of=None))
+    assert body["recommendations"] and {r["sku"] for r in body["recommendations"]} <= set(cats)
+    bought = [Purchase(sku="P9", category="奶粉", ts=T0 + pd.Timedelta(days=9))]
+    body = recommend_for(st, RecommendRequest.model_construct(customer_id="new", purchases=bought, k=5,
+                                                              exclude_days=0, as_of=None))
+    assert body["history_lines"] == 1 and "纸尿裤" in {r["sku"] for r in body["recommendations"]}
+    with pytest.raises(RequestError, match=r"purchases\[1\]\.category"):
+        recommend_for(st, RecommendRequest.model_construct(
+            customer_id="new", purchases=[*bought, Purchase(sku="P1", ts=T0)], k=5, exclude_days=0, as_of=None))
