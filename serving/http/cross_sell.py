@@ -152,6 +152,22 @@ class CrossSellState:
         return st
 
 
+    def refresh(self, settings: ServingSettings) -> CrossSellState | None:
+        """A new state when the served alias now points at another version of the model (hot swap): loaded
+        completely (model, purchase histories read as its items, action rules) while this one serves; None when
+        the alias has not moved or points nowhere. Raises when the new version cannot be loaded, so the watcher
+        logs it and this state keeps serving."""
+        from serving.http.loader import registry_version
+
+        found = registry_version(self.name, settings.alias)
+        if found is None or found[0] == self.version:
+            return None
+        new = CrossSellState.load(settings)
+        if new.model is None:
+            raise LookupError(new.error or f"{self.name} v{found[0]} did not load")
+        return new
+
+
 def _kept(e: BaseException, limit: int) -> str:
     """Why a part is not loaded, kept for its 503: the ``M_`` message an error was raised with (shown in the
     request's language), else its text cut at ``limit`` characters."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -513,11 +513,14 @@ class ModelSlots(dict[str, ModelSlot]):
         log.info("loaded %s v%s from %s", loaded.name, loaded.version, loaded.source)
         return None
 
-    def watch(self, settings: ServingSettings, on_swap: Any = None) -> ModelWatcher | None:
-        """Start the hot-swap watcher (None when pinned or serving a Bento's packed models)."""
+    def watch(
+        self, settings: ServingSettings, on_swap: Any = None, also: Sequence[Callable[[], Any]] = ()
+    ) -> ModelWatcher | None:
+        """Start the hot-swap watcher (None when pinned or serving a Bento's packed models); ``also``: checks
+        of models kept outside the slots, run at each poll (:class:`ModelWatcher`)."""
         if settings.pin_models or self.source != "registry":
             return None
-        watcher = ModelWatcher(list(self.values()), settings, on_swap=on_swap)
+        watcher = ModelWatcher(list(self.values()), settings, on_swap=on_swap, also=also)
         watcher.start()
         return watcher
 
@@ -544,9 +547,15 @@ class ModelWatcher(threading.Thread):
     :meth:`stop`.
     """
 
-    def __init__(self, slots: Sequence[ModelSlot], settings: ServingSettings, on_swap: Any = None) -> None:
+    def __init__(
+        self, slots: Sequence[ModelSlot], settings: ServingSettings, on_swap: Any = None,
+        also: Sequence[Callable[[], Any]] = (),
+    ) -> None:
         super().__init__(name="crmscore-model-watcher", daemon=True)
         self.slots = list(slots)
+        #: checks of models kept outside the slots (the cross-sell state), each run at every poll after the
+        #: slots: it swaps its model in itself and returns (name, new version), or None when nothing moved
+        self.also = list(also)
         self.settings = settings
         self.interval = settings.poll_interval_seconds
         self.on_swap = on_swap
@@ -586,6 +595,14 @@ class ModelWatcher(threading.Thread):
                     self.on_swap(slot, new)
                 except Exception:  # noqa: BLE001 - a metrics hook must not end the watcher
                     log.exception("hot swap hook failed")
+        for check in self.also:
+            try:
+                moved = check()
+            except Exception:  # noqa: BLE001 - a bad new version must not stop serving the old one
+                log.exception("hot swap check failed")
+                continue
+            if moved is not None:
+                swapped.append(moved)
         return swapped
 
     def run(self) -> None:

@@ -154,7 +154,9 @@ class CRMScoring:
         self.home = crmscore_home()
         # .bento is set on the class by BentoML's @bentoml.service decorator at run time (None outside a Bento)
         self.slots = ModelSlots.load(s, in_bento=CRMScoring.bento is not None)  # type: ignore[attr-defined]
-        self.watcher = self.slots.watch(s, on_swap=self._on_swap)
+        # /recommend, /next_action: model, purchase histories, rules
+        self.cross_sell = CrossSellState.load(s, in_bento=CRMScoring.bento is not None)  # type: ignore[attr-defined]
+        self.watcher = self.slots.watch(s, on_swap=self._on_swap, also=[self._refresh_cross_sell])
         self.sink = RecordSink.for_service(self.home, s)
         self._limiter: anyio.CapacityLimiter | None = None
         self.profiles = load_profiles(s)  # the profile page's data (settings.data_dir), or why there is none
@@ -162,11 +164,20 @@ class CRMScoring:
         self.programme = MemberProgramme.load()  # member levels and tags added to /segment results
         self.bant = load_service_bant()  # the BANT fit grade added to /score_leads results
         self.forecast = LatestForecast(s.resolved_registry_uri())  # GET /forecast: the latest forecast run
-        # /recommend, /next_action: model, purchase histories, rules
-        self.cross_sell = CrossSellState.load(s, in_bento=CRMScoring.bento is not None)  # type: ignore[attr-defined]
 
     def _on_swap(self, slot: Any, new: Any) -> None:
         service_metrics().swaps.labels(model=slot.name).inc()
+
+    def _refresh_cross_sell(self) -> tuple[str, str] | None:
+        """The watcher's check of the cross-sell model: a moved alias swaps in a completely loaded new state
+        (one reference assignment: a request reads ``self.cross_sell`` once)."""
+        new = self.cross_sell.refresh(self.settings)
+        if new is None:
+            return None
+        old, self.cross_sell = self.cross_sell.version, new
+        service_metrics().swaps.labels(model=new.name).inc()
+        log.info("hot swap: %s@%s now v%s (was v%s)", new.name, new.alias, new.version, old)
+        return new.name, str(new.version)
 
     def __is_ready__(self) -> bool:
         """Ready when a scoring model is loaded and no registered model failed to load (a model missing

@@ -7,6 +7,7 @@ thread keeps scoring.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -67,15 +68,18 @@ def _ask(client: httpx.Client, method: str, path: str, **kw: object) -> Seen:
     return Seen(sent, received, r.status_code, version, r.headers.get("x-crmscore-worker"))
 
 
-def _each_worker(server: Server, n: int, until: Callable[[dict[str, Seen]], bool], limit: float = 180) -> dict:
-    """Ask /model_info over fresh connections until ``until`` holds for the latest answer of every worker
-    seen (and ``n`` workers were seen); returns worker → latest answer. Fails (never retries) after ``limit``
-    seconds: a worker that never reports is a broken contract, not a slow one."""
+def _each_worker(
+    server: Server, n: int, until: Callable[[dict[str, Seen]], bool], limit: float = 180,
+    ask: Callable[[httpx.Client], Seen] = lambda c: _ask(c, "GET", "/model_info"),
+) -> dict:
+    """Ask /model_info (or ``ask``) over fresh connections until ``until`` holds for the latest answer of every
+    worker seen (and ``n`` workers were seen); returns worker → latest answer. Fails (never retries) after
+    ``limit`` seconds: a worker that never reports is a broken contract, not a slow one."""
     latest: dict[str, Seen] = {}
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         with httpx.Client(base_url=server.url, headers={**server.headers, "Connection": "close"}, timeout=60) as c:
-            seen = _ask(c, "GET", "/model_info")
+            seen = ask(c)
         assert seen.status == 200 and seen.worker is not None, seen
         latest[seen.worker] = seen
         if len(latest) >= n and until(latest):
@@ -88,7 +92,8 @@ def test_every_worker_serves_the_new_champion_and_never_goes_back(
 ) -> None:
     """The contract of docs/serving.md ("Hot swap") with two workers, checked per worker and causally:
 
-    * every worker reports the new version (the test waits for each one; no timing is asserted);
+    * every worker reports the new version (the test waits for each one; no timing is asserted), for the lead
+      model and then for the cross-sell model (kept outside the slots: /recommend answers with its version);
     * a request sent to a worker after that worker answered with the new version is answered with it too
       (``sent`` after the first new answer's ``received``: causally after the swap in that worker);
     * no request fails while the alias moves.
@@ -98,11 +103,18 @@ def test_every_worker_serves_the_new_champion_and_never_goes_back(
     workers switch at different moments.
     """
     monkeypatch = isolated_mlflow
+    from training.cross_sell import CrossSellConfig
+    from training.cross_sell_job import train_cross_sell
     from training.registry import set_champion
 
     reg = copy_registry(crm_registry, tmp_path / "registry")
     _use_registry(monkeypatch, reg)
-    env = {"CRMSCORE_POLL_SECONDS": str(POLL_SECONDS), "CRMSCORE_PIN_MODELS": "0", "CRMSCORE_WORKERS": str(WORKERS)}
+    monkeypatch.setenv("MLFLOW_REQUIREMENTS_INFERENCE_TIMEOUT", "1")
+    monkeypatch.chdir(reg.root)
+    # the cross-sell champion v1, one grid point (the model is not what is tested here)
+    xs = train_cross_sell(reg.data, CrossSellConfig.model_validate({"model": {"own": ["repeat"], "beta": [0.3]}}))
+    env = {"CRMSCORE_POLL_SECONDS": str(POLL_SECONDS), "CRMSCORE_PIN_MODELS": "0", "CRMSCORE_WORKERS": str(WORKERS),
+           "CRMSCORE_DATA_DIR": str(reg.data)}
     with running_server(reg, tmp_path / "svc", env) as server:
         old = reg.versions["lead_scoring"]
         before = _each_worker(server, WORKERS, lambda latest: True)
@@ -149,6 +161,24 @@ def test_every_worker_serves_the_new_champion_and_never_goes_back(
             lead = c.get("/model_info").json()["models"]["lead"]
         assert lead["version"] == new and lead["trained_at"].startswith("2030")
         assert "crmscore_model_swaps_total" in httpx.get(f"{server.url}/metrics").text
+
+        # the cross-sell model follows its alias the same way
+        from training.cross_sell import load_lines
+
+        cid = str(load_lines(reg.data)["customer_id"].iloc[0])
+
+        def recommend(c: httpx.Client) -> Seen:
+            return _ask(c, "POST", "/recommend", json={"customer_id": cid, "k": 3})
+
+        first = _each_worker(server, WORKERS, lambda latest: True, ask=recommend)
+        assert {s.status for s in first.values()} == {200} and {s.version for s in first.values()} == {xs.version}
+        new_xs = _register_copy("cross_sell", xs.version)
+        set_champion("cross_sell", new_xs, "hot swap test")
+        moved = _each_worker(server, WORKERS, lambda latest: all(s.version == new_xs for s in latest.values()),
+                             ask=recommend)
+        assert {s.status for s in moved.values()} == {200}
+        assert re.search(r'^crmscore_model_swaps_total\{[^}]*model="cross_sell"[^}]*\} [1-9]',
+                         httpx.get(f"{server.url}/metrics").text, re.M)
 
 
 def test_poll_ticks_are_shared_by_all_workers() -> None:
