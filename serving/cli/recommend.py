@@ -34,7 +34,7 @@ def recommend_cmd(
     from features.contract import PII_COLUMNS
     from features.members.outputs import write_csv_atomic
     from serving.access.exports import record_export
-    from training.cross_sell import CrossSellDataError, load_lines
+    from training.cross_sell import CrossSellConfig, CrossSellDataError, load_lines
     from training.cross_sell_job import load_model, recommend
     from training.registry import configure_tracking
 
@@ -65,7 +65,8 @@ def recommend_cmd(
             m = load_model(model)
         except Exception as e:  # noqa: BLE001 - MLflow raises several types for a missing model
             raise ValueError(f"--model {model}: cannot load it ({str(e).splitlines()[0][:200]})") from None
-        lines = load_lines(data, item=m.item)  # the model's items: products or their categories
+        # the service's reading: the model's items (products or their categories), non-product codes left out
+        lines = load_lines(data, CrossSellConfig().exclude_skus, item=m.item)
         recs = recommend(m, lines, pd.Index(ids.drop_duplicates()), t, k, exclude_days)
     except (CrossSellDataError, ValueError) as e:
         cli_output.fail(e)
