@@ -120,6 +120,29 @@ def test_train_registers_gates_both_ways_and_recommends(tracking_uri, tmp_path: 
     assert list(recs.columns) == ["customer_id", "rank", "sku", "product_name", "score", "evidence"]
     assert recs["evidence"].str.len().gt(0).all()
 
+    # a postage line (a non-product code of the config) long after every product line does not move the batch's
+    # as-of: the command reads the lines as the service does, so the products bought lately stay left out
+    from training.cross_sell import CrossSellConfig, load_lines
+    from training.cross_sell_job import load_model, recommend
+
+    lines = load_lines(data, CrossSellConfig().exclude_skus)
+    want = recommend(load_model("models:/cross_sell@champion"), lines, pd.Index([f"c{c}" for c in range(120)]),
+                     None, 3, 30)
+    orders = pd.read_parquet(data / "orders.parquet")
+    late = {"order_id": "post-1", "customer_id": "c1", "ts": pd.Timestamp("2026-06-01"), "amount": 1.0,
+            "status": "paid", "items": 1, "category": "x"}
+    pd.concat([orders, pd.DataFrame([late])], ignore_index=True).to_parquet(data / "orders.parquet")
+    items = pd.read_parquet(data / "order_items.parquet")
+    post = {"order_id": "post-1", "line": 1, "sku": "POST", "product_name": "postage", "category": None,
+            "quantity": 1.0, "unit_price": 1.0}
+    pd.concat([items, pd.DataFrame([post])], ignore_index=True).to_parquet(data / "order_items.parquet")
+    ids.write_text("customer_id\n" + "".join(f"c{c}\n" for c in range(120)))
+    rec = CliRunner().invoke(app, ["recommend", "--input", str(ids), "--output", str(out), "--data", str(data),
+                                   "--k", "3", "--exclude-days", "30"])
+    assert rec.exit_code == 0, rec.output
+    got = pd.read_csv(out, encoding="utf-8-sig", dtype={"customer_id": str})
+    assert got[["customer_id", "sku"]].values.tolist() == want[["customer_id", "sku"]].values.tolist()
+
 
 def test_actions_cli_counts_and_consent(tmp_path: Path):
     from serving.cli.main import app
