@@ -7,6 +7,7 @@ copies registered as a new version (the session registry's own artifacts are nev
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -153,19 +154,27 @@ def test_sigterm_under_load_completes_every_in_flight_request(crm_registry: Regi
     request still gets a complete 200, the server exits, and the in-flight leads are recorded."""
     from serving.http.records import read_records
 
-    n_requests, n_leads = 6, 1000
+    n_requests, n_leads = 10, 1000
     with running_server(crm_registry, tmp_path / "svc", {"CRMSCORE_PIN_MODELS": "1"}) as server:
         names = get_info(server)["models"]["lead"]["features"][:20]
         results: list[tuple[int, float, int | str, int]] = []
         first_done = threading.Event()
-
-        def one(i: int) -> None:
-            leads = [
+        # the bodies are encoded before any thread starts and the threads post together: a burst, not requests
+        # trickling in as each thread builds its own (a loaded test machine sent them one after another)
+        bodies = [
+            json.dumps({"leads": [
                 {"customer_id": f"t{i}-{j}", "features": {n: float((i + j + k) % 7) for k, n in enumerate(names)}}
                 for j in range(n_leads)
-            ]
+            ], "reasons": True}).encode()
+            for i in range(n_requests)
+        ]
+        start = threading.Barrier(n_requests)
+
+        def one(i: int) -> None:
             try:
-                r = score(server, "/score_leads", leads, reasons=True, timeout=300)
+                start.wait(60)
+                r = httpx.post(f"{server.url}/score_leads", content=bodies[i],
+                               headers={**server.headers, "Content-Type": "application/json"}, timeout=300)
                 n = len(r.json().get("results", [])) if r.status_code == 200 else 0
                 results.append((i, time.monotonic(), r.status_code, n))
             except Exception as e:  # noqa: BLE001 - a dropped connection is a failure to report
