@@ -151,7 +151,6 @@ class CrossSellState:
             log.error("action rules not loaded: %s", st.actions_error)
         return st
 
-
     def refresh(self, settings: ServingSettings) -> CrossSellState | None:
         """A new state when the served alias now points at another version of the model (hot swap): loaded
         completely (model, purchase histories read as its items, action rules) while this one serves; None when
