@@ -234,6 +234,7 @@ def _probe(url: str, ids: list[str], stop: Any, out: dict[str, float]) -> None:
     from urllib.parse import urlsplit
 
     from bench_serving import API_KEY
+    from soak import _percentile
 
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
@@ -256,8 +257,8 @@ def _probe(url: str, ids: list[str], stop: Any, out: dict[str, float]) -> None:
         conn.close()
     if lat:
         a = sorted(lat)
-        out.update({"p50_ms": a[len(a) // 2] * 1e3, "p99_ms": a[min(len(a) - 1, int(len(a) * 0.99))] * 1e3,
-                    "max_ms": a[-1] * 1e3, "requests": float(len(a))})
+        out.update({"p50_ms": _percentile(a, 50) * 1e3, "p99_ms": _percentile(a, 99) * 1e3, "max_ms": a[-1] * 1e3,
+                    "requests": float(len(a))})
 
 
 def serving_table(figures: dict[str, float]) -> str:

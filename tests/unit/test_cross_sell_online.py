@@ -192,7 +192,7 @@ def test_a_category_model_reads_the_service_data_and_purchases_as_categories(tmp
     from serving.http.cross_sell import CrossSellState, _load_lines, recommend_for
     from serving.http.postprocess import RequestError
     from serving.http.schemas_actions import Purchase, RecommendRequest
-    from training.cross_sell import CrossSellConfig
+    from training.cross_sell import CrossSellConfig, load_lines
 
     orders = pd.DataFrame({"order_id": [f"o{i}" for i in range(6)], "customer_id": ["a", "a", "b", "b", "c", "c"],
                            "ts": [T0 + pd.Timedelta(days=i) for i in range(6)], "status": "paid"})
@@ -203,8 +203,6 @@ def test_a_category_model_reads_the_service_data_and_purchases_as_categories(tmp
     items.to_parquet(tmp_path / "order_items.parquet")
     lines, error = _load_lines(str(tmp_path), CrossSellConfig(), "category")
     assert error is None and lines is not None and sorted(lines.of("a").skus) == ["奶粉", "纸尿裤"]
-    from training.cross_sell import load_lines
-
     data = load_lines(tmp_path, item="category")
     model = ItemItemModel.fit(data, pd.Timestamp(data["ts"].max()), 0.6, 90.0, "customer", 4, 1)
     model.item = "category"
