@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from features.messages import M_
 from serving.access.exports import ExportPolicy
@@ -82,6 +82,17 @@ class BatchSummary(BaseModel):
     rows_per_second: float
     records: str = Field(default="off", description="drift records: written / off / unavailable / failed: …")
     ingest_summary: str | None = Field(default=None, description="ingestion summary of raw CRM exports")
+    _written_ids: list[str] | None = PrivateAttr(default=None)
+
+    @property
+    def written_ids(self) -> list[str] | None:
+        """The ids of the rows written, in output order, when the run kept them (the local engine: for the
+        audit line, without reading the output back); None otherwise. Not part of the summary file."""
+        return self._written_ids
+
+    def keep_written_ids(self, ids: list[str]) -> None:
+        """Record :attr:`written_ids`."""
+        self._written_ids = ids
 
 
 class FeatureMapping(BaseModel):

@@ -106,7 +106,9 @@ def score_cmd(
     except BatchError as e:
         cli_output.fail(e)
     files = [f for f in (summary.output, summary.rejects_file) if "://" not in f]
-    ids = ids_of_output(opts.output, opts.output_table, id_col)
+    ids = summary.written_ids  # the local engine's, in output order; Spark's are read back from its output
+    if ids is None:
+        ids = ids_of_output(opts.output, opts.output_table, id_col)
     record_export("export_scores", principal, files, ids, fields=opts.keep,
                   masked=bool(policy.mask & set(opts.keep)),
                   rows=summary.scored, output=summary.output)

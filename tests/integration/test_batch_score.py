@@ -241,7 +241,7 @@ def test_sorted_parquet_and_sql_outputs_agree(reg, scorer, feats, tmp_path, monk
     assert len(sql) == len(feats)
     np.testing.assert_allclose(sql["probability"].to_numpy(), pq["probability"].to_numpy(), rtol=0, atol=1e-12)
     assert (tmp_path / "crm.db.scores.summary.json").is_file()
-    # the audit line of an export to a SQL table names every id written there, read back from the table
+    # the audit line of an export to a SQL table names every id written there
     from serving.access import audit
 
     trail = tmp_path / "audit.jsonl"
@@ -251,6 +251,29 @@ def test_sorted_parquet_and_sql_outputs_agree(reg, scorer, feats, tmp_path, monk
     entries = [e for _, e in audit.read_entries(trail)]
     assert sorted(c for e in entries for c in e["customers"]) == sorted(feats["customer_id"].astype(str))
     assert entries[-1]["action"] == "export_scores" and audit.verify(trail).ok
+
+
+def test_audit_names_the_written_ids_in_output_order(reg, scorer, feats, tmp_path, monkeypatch):
+    """The audit lines of `crmscore score` list the ids of the rows written, in the output's order (input order,
+    or by rank with --sort): not the rejected row, and a repeated id once."""
+    from serving.access import audit
+
+    df = feats.head(60).astype(object).copy()
+    df.loc[df.index[5], list(scorer.feature_names_in_)[0]] = "abc"  # rejected: not a number
+    df = pd.concat([df, df.iloc[[10]]])  # a repeated id: the last occurrence is kept
+    src = tmp_path / "leads.csv"
+    df.to_csv(src, index=False)
+    trail = tmp_path / "audit.jsonl"
+    monkeypatch.setenv("CRMSCORE_AUDIT_FILE", str(trail))
+    for extra in ([], ["--sort"]):
+        out = tmp_path / f"scored{len(extra)}.csv"
+        r = run_score("--input", str(src), "--output", str(out), "--no-records", *extra)
+        assert r.exit_code == 0, r.output
+        written = pd.read_csv(out, dtype={"customer_id": str})["customer_id"].tolist()
+        assert len(written) == 59 and len(set(written)) == 59
+        entry = [e for _, e in audit.read_entries(trail)][-1]
+        assert entry["action"] == "export_scores" and entry["customers"] == written
+    assert audit.verify(trail).ok
 
 
 def test_mapping_semicolons_and_gb18030(reg, scorer, feats, tmp_path):
