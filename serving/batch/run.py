@@ -280,11 +280,13 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
             records=records_state,
             ingest_summary=info.get("ingest_summary"),
         )
+        written: list[str] = []
         if scored_total:
             kept = np.flatnonzero(keep_mask)
             if options.sort:
                 kept = kept[np.argsort(rank[kept], kind="stable")]
-            summary.keep_written_ids(ids.take(pa.array(kept)).to_pylist())
+            written = ids.take(pa.array(kept)).to_pylist()
+        summary.keep_written_ids(written)
         if summary.rows_in != summary.scored + summary.rejected + summary.duplicates:
             raise BatchError(
                 f"internal accounting error: rows in {summary.rows_in} != scored {summary.scored} + rejected "
