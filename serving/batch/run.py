@@ -283,8 +283,10 @@ def _score_batch(options: BatchOptions, progress: ProgressCallback) -> BatchSumm
         written: list[str] = []
         if scored_total:
             kept = np.flatnonzero(keep_mask)
-            if options.sort:
-                kept = kept[np.argsort(rank[kept], kind="stable")]
+            if options.sort:  # the kept rows' ranks are 1 … len(kept): each row's place, without a sort
+                by_rank = np.empty_like(kept)
+                by_rank[rank[kept] - 1] = kept
+                kept = by_rank
             written = ids.take(pa.array(kept)).to_pylist()
         summary.keep_written_ids(written)
         if summary.rows_in != summary.scored + summary.rejected + summary.duplicates:
