@@ -34,7 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from catalogue import BENCHMARKS, BY_NAME, Benchmark
+if __package__:  # imported as bench.run (tests/unit/test_bench_report.py)
+    from bench.catalogue import BENCHMARKS, BY_NAME, Benchmark
+else:  # run as a script: bench/ itself is on sys.path
+    from catalogue import BENCHMARKS, BY_NAME, Benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
