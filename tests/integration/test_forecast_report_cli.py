@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from serving.cli.main import app
 from tests.fixtures.crm import make_tables
+from training.forecast_run import SELECTED_ON
 
 AS_OF = "2025-06-30"
 SECTIONS = ("sales", "funnel", "channels", "campaigns", "regions", "retention", "members", "satisfaction", "forecast")
@@ -80,7 +82,14 @@ def test_forecast_then_report(data_dir: Path, tracking_uri: str, tmp_path: Path)
     assert served["run_id"] == run.info.run_id and served["as_of"].startswith(AS_OF)
     assert len(served["rows"]) == len(table) and served["columns"] == list(table.columns)
     assert served["rows"][0]["forecast"] == pytest.approx(table["forecast"].iloc[0], abs=0.01)
-    assert served["selected_on"].startswith("lowest weighted interval score")
+    # the criterion the run chose on, as served. On this small table some BG/NBD fits end at an optimiser bound,
+    # and whether the rolling evaluation then scores every method on the same weeks depends on the CPU (on an
+    # AVX-512 host it did not, and the run chose on the backtest WAPE, with a note); the choice on the weighted
+    # interval score itself is tested in tests/unit/test_forecast.py
+    logged = json.loads((fc / "summary.json").read_text(encoding="utf-8"))
+    assert served["selected_on"] == logged["selected_on"] in SELECTED_ON.values()
+    fell_back = any("chosen on the backtest WAPE" in n for n in logged["notes"])
+    assert served["selected_on"] == (SELECTED_ON["wape"] if fell_back else SELECTED_ON["rolling_wis80"])
     assert {r["group"] for r in served["groups_backtest"]["metrics"]} == set(table["group"]) - {"total"}
     with pytest.raises(ForecastUnavailable, match="no forecast yet"):
         LatestForecast(tracking_uri, experiment="no-such-experiment").payload()
