@@ -60,9 +60,10 @@ def digest(df: pd.DataFrame) -> str:
 FLOATS = ROOT / "tests" / "fixtures" / "members_floats"
 
 
-def assert_floats_equal(df: pd.DataFrame, key: str) -> None:
-    """The float columns of ``df`` equal the recorded ones (``key`` = ``<as of>/<output>``) to a relative 1e-6,
-    with missing values in the same places."""
+def assert_equals_recorded(df: pd.DataFrame, key: str) -> None:
+    """``df`` equals the recorded output ``key`` (``<as of>/<output>``): the digest of its dtypes and other columns
+    (:data:`EXPECTED`), and its float columns to a relative 1e-6, missing values in the same places."""
+    assert digest(df) == EXPECTED[key], key
     cols = float_columns(df)
     path = FLOATS / (key.replace("/", "_") + ".csv.gz")
     if not cols:
@@ -173,8 +174,7 @@ def test_counts_equal_the_recorded_ones(runs: dict, as_of: str) -> None:
 @pytest.mark.parametrize("as_of", ["2025-03-31", "2025-06-30"])
 @pytest.mark.parametrize("name", ["levels", "history", "context", "long", "counts"])
 def test_outputs_equal_the_recorded_ones(runs: dict, as_of: str, name: str) -> None:
-    assert digest(runs[as_of][name]) == EXPECTED[f"{as_of}/{name}"]
-    assert_floats_equal(runs[as_of][name], f"{as_of}/{name}")
+    assert_equals_recorded(runs[as_of][name], f"{as_of}/{name}")
 
 
 def test_event_tables_are_not_read_when_no_rule_needs_them(runs: dict) -> None:
@@ -188,5 +188,4 @@ def test_event_tables_are_not_read_when_no_rule_needs_them(runs: dict) -> None:
     assert lean["interactions"].shape == (10_000, 0)  # the row count only
     t = pd.Timestamp("2025-06-30")
     ctx, _ = build_context(lean, t, runs["2025-06-30"]["levels"], needed)
-    assert digest(ctx) == EXPECTED["2025-06-30/context"]
-    assert_floats_equal(ctx, "2025-06-30/context")
+    assert_equals_recorded(ctx, "2025-06-30/context")
